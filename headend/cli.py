@@ -1,0 +1,45 @@
+"""The `bijli` command: one click group; each subcommand lives in the module of its concern.
+
+Subcommands are imported lazily so `bijli --help` stays fast and a broken optional
+part cannot stop the others from working.
+"""
+import importlib
+
+import click
+
+# name -> (module, attribute, one-line help)
+SUBCOMMANDS = {
+    "demo": ("headend.demo", "demo", "Emulated meter + head-end session, end to end (no setup)."),
+    "meter": ("hil.emulator_cli", "meter", "Run or serve an emulated meter."),
+    "token": ("headend.token_cli", "token", "Vend and inspect 20-digit recharge tokens."),
+    "client": ("protocol.cli", "client", "Talk DLMS/COSEM to a meter over TCP or serial."),
+}
+
+
+class LazyGroup(click.Group):
+    """A click group whose subcommands are imported on first use."""
+
+    def list_commands(self, ctx):
+        return sorted(SUBCOMMANDS)
+
+    def get_command(self, ctx, name):
+        entry = SUBCOMMANDS.get(name)
+        if entry is None:
+            return None
+        module = importlib.import_module(entry[0])
+        return getattr(module, entry[1])
+
+    def format_commands(self, ctx, formatter):
+        rows = [(name, SUBCOMMANDS[name][2]) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup)
+@click.version_option(package_name="bijli")
+def main():
+    """bijli: an open smart prepaid electricity meter and its host tools."""
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,34 @@
+"""Helpers to run code under the MicroPython WebAssembly port (Node.js) from pytest."""
+import os
+import pathlib
+import shutil
+import subprocess
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+RUNNER = ROOT / "tests" / "mpy" / "run_wasm.mjs"
+PORT_PACKAGE = ROOT / "node_modules" / "@micropython" / "micropython-webassembly-pyscript"
+
+
+def port_available():
+    """True when node and the pinned npm package are installed (`npm ci`)."""
+    return shutil.which("node") is not None and PORT_PACKAGE.is_dir()
+
+
+def run_script(script, *args, timeout=600, heap_mb=16):
+    """Run a Python script under the port; returns CompletedProcess (text)."""
+    env = dict(os.environ, BIJLI_MP_HEAP_MB=str(heap_mb))
+    return subprocess.run(
+        ["node", str(RUNNER), str(ROOT), str(script), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        env=env,
+    )
+
+
+def firmware_test_modules():
+    """Dotted names of every tests/firmware/test_*.py module."""
+    return sorted(
+        "tests.firmware." + p.stem for p in (ROOT / "tests" / "firmware").glob("test_*.py")
+    )
