@@ -1,0 +1,35 @@
+"""Shared helpers for the firmware tests (plain Python: run under pytest and MicroPython)."""
+
+
+def raises(exc, fn, *args, **kwargs):
+    """Call fn(*args, **kwargs); assert it raises `exc` and return the exception.
+
+    Fails (AssertionError) if fn returns normally or raises something else.
+    """
+    try:
+        fn(*args, **kwargs)
+    except exc as e:
+        return e
+    raise AssertionError("%s not raised by %r" % (getattr(exc, "__name__", exc), fn))
+
+
+class Recorder:
+    """An `emit(code, value)` callable that records every event as (code, value)."""
+
+    def __init__(self):
+        self.events = []
+
+    def __call__(self, code, value=0):
+        self.events.append((code, value))
+
+    def codes(self):
+        """Event codes in order."""
+        return [e[0] for e in self.events]
+
+    def of(self, code):
+        """Values of every event with this code, in order."""
+        return [e[1] for e in self.events if e[0] == code]
+
+    def clear(self):
+        """Forget every recorded event."""
+        self.events = []
