@@ -1,0 +1,314 @@
+"""Power-fail-safe record store over an NVM region (see docs/decisions.md "Storage").
+
+Two kinds of storage unit, laid out one after another in the region in declaration order:
+
+`Record` — one value (bytes, up to `max_len`) in **two slots**. A slot is
+
+    magic "BJ" (2) | tag (1) | 0 (1) | seq u32 (4) | len u16 (2) | payload | crc32 (4)
+
+with big-endian integers; the CRC-32 covers everything before it. `save()` writes the
+whole slot with one `nvm.write` into the slot that does not hold the newest valid copy,
+with seq = newest + 1; `load()` returns the payload of the valid slot with the highest
+seq. A cut at any byte of a save leaves the torn slot invalid (CRC) and the other slot
+untouched, so the record reads back as exactly the old or the new value.
+
+`Ring` — a bounded log of fixed-size entries. It has `capacity + 1` entry slots of
+
+    seq u32 (4) | payload (entry_len) | crc32 (4)
+
+and entry `seq` always lives in slot `seq % (capacity + 1)`. The visible entries are the
+valid ones among the newest `capacity` sequence numbers. An append overwrites only the
+spare slot (an entry already outside the window), so a cut during an append leaves the
+visible log exactly as it was before.
+
+CRC-32 is the IEEE/zlib polynomial: `binascii.crc32` where the port has it (CPython, ESP32
+and RP2040 builds), a table-driven pure-Python fallback elsewhere; both give the same value.
+The tag (and the ring's entry length) are folded into the CRC so that a slot written under a
+different layout never validates.
+"""
+import struct
+
+try:
+    from binascii import crc32 as _crc32_native
+except ImportError:  # pragma: no cover - ports without binascii.crc32
+    _crc32_native = None
+
+MAGIC = b"BJ"
+REC_HDR = 10  # magic 2, tag 1, pad 1, seq 4, len 2
+REC_TRAILER = 4
+RING_HDR = 4
+RING_TRAILER = 4
+SEQ_MASK = 0xFFFFFFFF
+
+_TABLE = None
+
+
+def _table():
+    global _TABLE
+    if _TABLE is None:
+        t = []
+        for i in range(256):
+            c = i
+            for _ in range(8):
+                if c & 1:
+                    c = (c >> 1) ^ 0xEDB88320
+                else:
+                    c >>= 1
+            t.append(c)
+        _TABLE = t
+    return _TABLE
+
+
+def crc32_pure(data, crc=0):
+    """CRC-32 (IEEE, as zlib.crc32) in pure Python; `crc` continues a previous value."""
+    t = _table()
+    c = crc ^ 0xFFFFFFFF
+    for b in data:
+        c = t[(c ^ b) & 0xFF] ^ (c >> 8)
+    return c ^ 0xFFFFFFFF
+
+
+def crc32(data, crc=0):
+    """CRC-32 (IEEE) of data, native when the port has it."""
+    if _crc32_native is not None:
+        return _crc32_native(data, crc) & 0xFFFFFFFF
+    return crc32_pure(data, crc)
+
+
+def seq_newer(a, b):
+    """True if sequence number a is newer than b (serial arithmetic modulo 2**32)."""
+    d = (a - b) & SEQ_MASK
+    return d != 0 and d < 0x80000000
+
+
+class StoreError(Exception):
+    """Layout does not fit the NVM, or a value does not fit its record."""
+
+
+class Record:
+    """One value stored in two slots (see module docstring). Use Store.record() to make one."""
+
+    def __init__(self, nvm, offset, tag, max_len):
+        self.nvm = nvm
+        self.offset = offset
+        self.tag = tag
+        self.max_len = max_len
+        self.slot_size = REC_HDR + max_len + REC_TRAILER
+        self.size = 2 * self.slot_size
+        self.seq = None  # seq of the newest valid slot (None: no valid slot)
+        self.slot = None  # index (0/1) of the newest valid slot
+        self.loads_valid = 0  # how many slots were valid at the last load (0, 1 or 2)
+
+    def _read_slot(self, i):
+        off = self.offset + i * self.slot_size
+        hdr = self.nvm.read(off, REC_HDR)
+        if hdr[0:2] != MAGIC or hdr[2] != self.tag:
+            return None
+        seq, n = struct.unpack(">IH", hdr[4:10])
+        if n > self.max_len:
+            return None
+        rest = self.nvm.read(off + REC_HDR, n + REC_TRAILER)
+        body = hdr + rest[:n]
+        (want,) = struct.unpack(">I", rest[n:])
+        if crc32(body) != want:
+            return None
+        return seq, rest[:n]
+
+    def load(self):
+        """Payload (bytes) of the newest valid slot, or None if neither slot is valid."""
+        best = None
+        valid = 0
+        for i in (0, 1):
+            got = self._read_slot(i)
+            if got is None:
+                continue
+            valid += 1
+            if best is None or seq_newer(got[0], best[0]):
+                best = (got[0], got[1], i)
+        self.loads_valid = valid
+        if best is None:
+            self.seq = None
+            self.slot = None
+            return None
+        self.seq = best[0]
+        self.slot = best[2]
+        return best[1]
+
+    def save(self, payload):
+        """Write payload atomically (old or new value survives any cut). Returns the new seq."""
+        n = len(payload)
+        if n > self.max_len:
+            raise StoreError("record %d: %d bytes > max %d" % (self.tag, n, self.max_len))
+        if self.seq is None and self.slot is None:
+            self.load()
+        if self.slot is None:
+            seq = 1
+            target = 0
+        else:
+            seq = (self.seq + 1) & SEQ_MASK
+            target = 1 - self.slot
+        body = MAGIC + bytes((self.tag, 0)) + struct.pack(">IH", seq, n) + bytes(payload)
+        data = body + struct.pack(">I", crc32(body))
+        self.nvm.write(self.offset + target * self.slot_size, data)
+        self.seq = seq
+        self.slot = target
+        return seq
+
+
+class Ring:
+    """Bounded append-only log of fixed-size entries (see module docstring).
+
+    Entries are read from NVM on demand; only the sequence window is kept in RAM.
+    Index 0 is the oldest visible entry.
+    """
+
+    def __init__(self, nvm, offset, tag, entry_len, capacity):
+        if capacity < 1 or entry_len < 1:
+            raise StoreError("ring %d: capacity and entry length must be positive" % tag)
+        self.nvm = nvm
+        self.offset = offset
+        self.tag = tag
+        self.entry_len = entry_len
+        self.capacity = capacity
+        self.slots = capacity + 1
+        self.slot_size = RING_HDR + entry_len + RING_TRAILER
+        self.size = self.slots * self.slot_size
+        self._salt = bytes((tag, entry_len & 0xFF, entry_len >> 8))
+        self.next_seq = 0  # seq the next append gets
+        self.first_seq = 0  # oldest seq that may be visible
+
+    def _crc(self, head_and_payload):
+        return crc32(head_and_payload, crc32(self._salt))
+
+    def _read_seq(self, slot):
+        """(seq, payload) of a slot if valid, else None."""
+        raw = self.nvm.read(self.offset + slot * self.slot_size, self.slot_size)
+        body = raw[:RING_HDR + self.entry_len]
+        (want,) = struct.unpack(">I", raw[RING_HDR + self.entry_len:])
+        if self._crc(body) != want:
+            return None
+        (seq,) = struct.unpack(">I", body[:RING_HDR])
+        if seq % self.slots != slot:
+            return None
+        return seq, body[RING_HDR:]
+
+    def load(self):
+        """Scan the slots and set the visible window. Returns the number of visible entries."""
+        newest = None
+        seqs = []
+        for slot in range(self.slots):
+            got = self._read_seq(slot)
+            if got is None:
+                continue
+            seqs.append(got[0])
+            if newest is None or got[0] > newest:
+                newest = got[0]
+        if newest is None:
+            self.next_seq = 0
+            self.first_seq = 0
+            return 0
+        self.next_seq = newest + 1
+        low = self.next_seq - self.capacity
+        oldest = newest
+        for s in seqs:
+            if low <= s < oldest:
+                oldest = s
+        self.first_seq = oldest
+        return len(self)
+
+    def __len__(self):
+        return self.next_seq - self._low()
+
+    def _low(self):
+        low = self.next_seq - self.capacity
+        return self.first_seq if self.first_seq > low else low
+
+    def append(self, payload):
+        """Add an entry (bytes of exactly entry_len); the oldest drops out when full."""
+        if len(payload) != self.entry_len:
+            raise StoreError("ring %d: entry must be %d bytes, got %d" % (self.tag, self.entry_len, len(payload)))
+        seq = self.next_seq
+        if seq > 0xFFFFFFF0:
+            raise StoreError("ring %d: sequence exhausted" % self.tag)
+        slot = seq % self.slots
+        body = struct.pack(">I", seq) + bytes(payload)
+        data = body + struct.pack(">I", self._crc(body))
+        self.nvm.write(self.offset + slot * self.slot_size, data)
+        self.next_seq = seq + 1
+        return seq
+
+    def get(self, index):
+        """Payload of visible entry `index` (0 = oldest; negative counts from the newest),
+        or None if that entry is damaged. IndexError outside the window."""
+        n = len(self)
+        if index < 0:
+            index += n
+        if index < 0 or index >= n:
+            raise IndexError("ring index out of range")
+        seq = self._low() + index
+        got = self._read_seq(seq % self.slots)
+        if got is None or got[0] != seq:
+            return None
+        return got[1]
+
+    def entries(self, start=0, stop=None):
+        """Iterate valid payloads with index in [start, stop), oldest first."""
+        n = len(self)
+        if stop is None or stop > n:
+            stop = n
+        if start < 0:
+            start = 0
+        for i in range(start, stop):
+            p = self.get(i)
+            if p is not None:
+                yield p
+
+    def clear(self):
+        """Forget every entry (the next append starts a new window; old slots stay invalid)."""
+        self.first_seq = self.next_seq
+
+    def set_first(self, seq):
+        """Restore a clear() made before a power cycle (seq saved by the owner)."""
+        if seq > self.first_seq:
+            self.first_seq = seq if seq < self.next_seq else self.next_seq
+
+
+class Store:
+    """Allocates Records and Rings one after another in an NVM region.
+
+    Declare every unit in the same order on every boot (the layout is the declaration order);
+    then call `load()` on each.
+    """
+
+    def __init__(self, nvm, base=0):
+        self.nvm = nvm
+        self.base = base
+        self.used = 0
+        self.tags = {}
+
+    def _alloc(self, tag, size):
+        if not 0 <= tag <= 255:
+            raise StoreError("tag must be 0..255")
+        if tag in self.tags:
+            raise StoreError("tag %d declared twice" % tag)
+        off = self.base + self.used
+        if off + size > self.nvm.size:
+            raise StoreError("layout needs %d bytes, NVM has %d" % (off + size, self.nvm.size))
+        self.used += size
+        return off
+
+    def record(self, tag, max_len):
+        """Declare a two-slot record of at most max_len payload bytes."""
+        if not 0 < max_len <= 0xFFFF:
+            raise StoreError("record max_len must be 1..65535")
+        rec = Record(self.nvm, self.base + self.used, tag, max_len)
+        self._alloc(tag, rec.size)
+        self.tags[tag] = rec
+        return rec
+
+    def ring(self, tag, entry_len, capacity):
+        """Declare a ring of `capacity` visible entries of entry_len bytes."""
+        ring = Ring(self.nvm, self.base + self.used, tag, entry_len, capacity)
+        self._alloc(tag, ring.size)
+        self.tags[tag] = ring
+        return ring

@@ -1,0 +1,207 @@
+"""Simulator HAL: clock speed, jumps, ticks wrap at 2**30, load models, NVM, fault injection."""
+from firmware.compat import TICKS_MAX, TICKS_PERIOD, ticks_add, ticks_diff, ticks_ms
+from firmware.hal.nvm import FileNVM, MemNVM
+from firmware.hal.sim import (
+    ConstantLoad,
+    CsvLoad,
+    FaultNVM,
+    HouseholdLoad,
+    PowerCut,
+    SimClock,
+    SimHal,
+    SimMeasure,
+    SimRelay,
+    parse_load,
+)
+from tests.firmware.util import raises
+
+T0 = 1767225600  # 2026-01-01 00:00 UTC
+
+
+class FakeReal:
+    """A hand-driven real-time source (ms)."""
+
+    def __init__(self):
+        self.ms = 0
+
+    def __call__(self):
+        return self.ms
+
+
+def test_ticks_helpers_wrap_like_micropython():
+    assert TICKS_PERIOD == 1 << 30
+    assert ticks_add(TICKS_MAX, 1) == 0
+    assert ticks_add(5, -10) == TICKS_PERIOD - 5
+    assert ticks_diff(3, TICKS_MAX - 1) == 5
+    assert ticks_diff(TICKS_MAX - 1, 3) == -5
+    assert ticks_diff(ticks_add(123, 1 << 28), 123) == 1 << 28
+    t = ticks_ms()
+    assert 0 <= t <= TICKS_MAX
+
+
+def test_clock_manual_advance_and_ticks_wrap():
+    c = SimClock(T0, 0, ticks_start_ms=TICKS_MAX - 1500)
+    t0 = c.ticks_ms()
+    assert c.time() == T0
+    c.advance(1)
+    assert c.time() == T0 + 1
+    c.advance(1)
+    t2 = c.ticks_ms()
+    assert t2 < t0  # wrapped
+    assert t2 == 499
+    assert ticks_diff(t2, t0) == 2000
+    c.advance_ms(999)
+    assert c.time() == T0 + 2
+    c.advance_ms(1)
+    assert c.time() == T0 + 3
+    raises(ValueError, c.advance, -1)
+    raises(ValueError, c.advance_ms, -1)
+
+
+def test_clock_runs_n_times_real_time():
+    real = FakeReal()
+    c = SimClock(T0, 60, real_ms=real)
+    real.ms += 1000
+    assert c.time() == T0 + 60
+    real.ms += 500
+    assert c.time() == T0 + 90
+    c.advance(3600)  # jump
+    assert c.time() == T0 + 3690
+    c.set_speed(0)
+    real.ms += 10000
+    assert c.time() == T0 + 3690
+    c.set_speed(2)
+    real.ms += 250
+    assert c.time_ms() == (T0 + 3690) * 1000 + 500
+    raises(ValueError, c.set_speed, -1)
+    raises(ValueError, SimClock, T0, -1)
+    raises(ValueError, SimClock, -5, 1)
+
+
+def test_clock_fractional_speed_accumulates():
+    real = FakeReal()
+    c = SimClock(T0, 0.5, real_ms=real)
+    for _ in range(4):
+        real.ms += 1
+        c.ticks_ms()
+    assert c.sim_ms == 2
+
+
+def test_clock_set_time_moves_wall_not_ticks():
+    c = SimClock(T0, 0)
+    tk = c.ticks_ms()
+    c.set_time(T0 + 86400)
+    assert c.time() == T0 + 86400
+    assert c.ticks_ms() == tk
+    c.set_time(T0 - 10)
+    assert c.time() == T0 - 10
+
+
+def test_constant_and_household_loads():
+    assert ConstantLoad(500).power_at(T0) == 500
+    h = HouseholdLoad(19800)
+    # local 00:00 IST = 18:30 UTC the day before
+    midnight = T0 - 19800
+    assert h.power_at(midnight) == 120
+    assert h.power_at(midnight + 20 * 3600) == 520
+    assert h.power_at(midnight + 20 * 3600 + 1800) == 500  # halfway to 480
+    total_wh = 0
+    for m in range(0, 86400, 60):
+        total_wh += h.power_at(midnight + m) * 60
+    total_wh //= 3600
+    assert 4000 < total_wh < 6000, total_wh
+    noisy = HouseholdLoad(19800, 100, 20, seed=7)
+    vals = [noisy.power_at(midnight + 20 * 3600 + 60 * k) for k in range(30)]
+    assert vals == [noisy.power_at(midnight + 20 * 3600 + 60 * k) for k in range(30)]
+    assert len(set(vals)) > 3
+    assert all(300 <= v <= 640 for v in vals), vals
+    assert HouseholdLoad(19800, 50).power_at(midnight) == 60
+
+
+def test_csv_time_of_day_and_timestamp():
+    rows = ["# demo", "time,watts", "00:00,100", "06:30,400", "18:00:30,900", ""]
+    load = CsvLoad(rows, 0)
+    assert load.daily
+    assert load.power_at(T0) == 100
+    assert load.power_at(T0 + 6 * 3600 + 1800) == 400
+    assert load.power_at(T0 + 18 * 3600 + 29) == 400
+    assert load.power_at(T0 + 18 * 3600 + 30) == 900
+    assert load.power_at(T0 + 86400 + 5) == 100
+    late = CsvLoad(["08:00,50", "20:00,70"], 0)
+    assert late.power_at(T0 + 3600) == 70  # before the first row: previous day's last
+    ts = CsvLoad(["%d,10" % T0, "%d,-300" % (T0 + 60)], 0)
+    assert not ts.daily
+    assert ts.power_at(T0 - 1) == 0
+    assert ts.power_at(T0 + 59) == 10
+    assert ts.power_at(T0 + 10 ** 6) == -300
+
+
+def test_csv_errors_name_the_line():
+    e = raises(ValueError, CsvLoad, ["00:00,100", "01:00,abc"], 0)
+    assert "line 2" in str(e)
+    e = raises(ValueError, CsvLoad, ["00:00,1", "%d,2" % T0], 0)
+    assert "mixes" in str(e)
+    e = raises(ValueError, CsvLoad, ["02:00,1", "01:00,2"], 0)
+    assert "increase" in str(e)
+    raises(ValueError, CsvLoad, ["25:00,1"], 0)
+    raises(ValueError, CsvLoad, ["time,watts"], 0)
+    raises(ValueError, CsvLoad, ["00:00"], 0)
+
+
+def test_parse_load_specs():
+    assert parse_load("constant:750").power_at(T0) == 750
+    assert isinstance(parse_load("household"), HouseholdLoad)
+    assert parse_load("household:200:0:3").scale == 200
+    for bad in ("constant:", "constant:x", "bogus", "household:-1", "household:1:2:3:4", "csv:"):
+        raises(ValueError, parse_load, bad)
+
+
+def test_measure_relay_inputs():
+    m = SimMeasure(ConstantLoad(2300), 230000)
+    assert m.sample(T0) == (2300, 230000, 10000)
+    assert SimMeasure(ConstantLoad(-460), 230000).sample(T0) == (-460, 230000, 2000)
+    r = SimRelay()
+    assert r.closed
+    r.set(False)
+    r.set(False)
+    r.set(True)
+    assert r.operations == 2
+    hal = SimHal(SimClock(T0), ConstantLoad(100))
+    assert hal.measure.sample(T0)[0] == 100
+    hal.set_load(ConstantLoad(7))
+    assert hal.measure.sample(T0)[0] == 7
+    assert hal.inputs.power_ok() and not hal.inputs.cover_open() and not hal.inputs.magnet()
+    hal.inputs.cover = True
+    assert hal.inputs.cover_open()
+    assert hal.nvm.size == 65536
+
+
+def test_file_nvm_persists(path="/tmp/bijli_test_nvm.bin"):
+    try:
+        import os
+
+        os.remove(path)
+    except (ImportError, OSError):
+        pass
+    a = FileNVM(path, 300)
+    assert a.read(290, 10) == b"\xff" * 10
+    a.write(5, b"hello")
+    raises(ValueError, a.write, 298, b"abc")
+    a.close()
+    b = FileNVM(path, 300)
+    assert b.read(5, 5) == b"hello"
+    b.close()
+    c = FileNVM(path, 400)  # grows, keeps data
+    assert c.read(5, 5) == b"hello"
+    assert c.read(399, 1) == b"\xff"
+    c.close()
+
+
+def test_fault_nvm_counts_and_cuts():
+    f = FaultNVM(MemNVM(32))
+    f.write(0, b"abcd")
+    assert f.written == 4
+    f.arm(0)
+    raises(PowerCut, f.write, 4, b"x")
+    assert f.inner.read(4, 1) == b"\xff"
+    raises(PowerCut, f.flush)
