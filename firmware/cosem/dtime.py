@@ -1,0 +1,52 @@
+"""COSEM date-time (12-byte octet-string) to and from integer Unix seconds (UTC).
+
+Layout: year u16, month, day, day-of-week (1 = Monday), hour, minute, second, hundredths,
+deviation s16, clock status. The date and time fields are **local** time; `deviation` is
+the Blue Book's "minutes of local time to UTC", so UTC = local + deviation: India
+(UTC+05:30) sends -330. 0x8000 means "not specified" (then the meter's own offset applies).
+"""
+from firmware import timeutil
+
+DEVIATION_UNSPECIFIED = 0x8000
+STATUS_OK = 0x00
+STATUS_INVALID = 0x01
+STATUS_DOUBTFUL = 0x02
+
+
+def encode(t, tz_offset_s, status=STATUS_OK):
+    """12 bytes for Unix seconds t shown in local time at tz_offset_s (seconds east of UTC)."""
+    y, mo, d, hh, mm, ss, wd = timeutil.to_fields(t + tz_offset_s)
+    dev = (-(tz_offset_s // 60)) & 0xFFFF
+    return bytes((y >> 8, y & 0xFF, mo, d, wd, hh, mm, ss, 0, dev >> 8, dev & 0xFF, status))
+
+
+def decode(b, tz_offset_s):
+    """Unix seconds (UTC) of a 12-byte date-time; ValueError if malformed or not specific.
+
+    Unspecified hour/minute/second/hundredths (0xFF) count as 0; an unspecified year,
+    month or day cannot be placed in time and is refused.
+    """
+    if len(b) != 12:
+        raise ValueError("date-time must be 12 bytes")
+    y = (b[0] << 8) | b[1]
+    mo = b[2]
+    d = b[3]
+    if y == 0xFFFF or mo < 1 or mo > 12 or d < 1 or d > 31:
+        raise ValueError("date-time date not specified or out of range")
+    hh = 0 if b[5] == 0xFF else b[5]
+    mm = 0 if b[6] == 0xFF else b[6]
+    ss = 0 if b[7] == 0xFF else b[7]
+    if hh > 23 or mm > 59 or ss > 59:
+        raise ValueError("date-time time out of range")
+    dev = (b[9] << 8) | b[10]
+    local = timeutil.from_fields(y, mo, d, hh, mm, ss)
+    if dev == DEVIATION_UNSPECIFIED:
+        return local - tz_offset_s
+    if dev >= 0x8000:
+        dev -= 0x10000
+    if dev < -720 or dev > 720:
+        raise ValueError("date-time deviation out of range")
+    return local + dev * 60
+
+
+NOT_SPECIFIED = b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\x80\x00\xff"

@@ -1,0 +1,881 @@
+"""The meter's COSEM objects: one declarative table bound to the Meter.
+
+`build(meter)` returns a `CosemModel` holding every object (see DESIGN.md "COSEM objects");
+`model.register(table)` adds them to the DLMS server's `firmware.dlms.ObjectTable` with the
+access rights of each association (client SAP 0x10 public, 0x20 reader, 0x30 utility).
+
+Levels (lowest association allowed; higher associations inherit):
+- public: clock, identity, balance (Account available_credit, IS 15959 balance registers),
+  relay output/control state, current association;
+- reader: + energy and instantaneous registers, profiles, event logs, everything readable;
+- utility: + writes and methods: relay control, token entry, clock/tariff/limiter/push setup.
+
+Units on the wire (scaler_unit where the IC has one): energy Wh (scaler 0, unit 30),
+power W (unit 27), voltage mV (scaler -3, unit 35 V), current mA (scaler -3, unit 33 A),
+money paise (scaler -2, unit 10 currency; Account currency INR, scale -2).
+"""
+from firmware import event_codes as ec
+from firmware.cosem import base, bind, dtime
+from firmware.cosem import data as D
+from firmware.cosem.base import NOBODY, PUBLIC, READER, UTILITY, Attr, Method, obis
+from firmware.cosem.profile import ProfileGeneric, capture_def
+from firmware.cosem.push import PushSetup
+
+R = RAW = base.RAW
+OK = base.SUCCESS
+
+# --- OBIS codes --------------------------------------------------------------------------
+CLOCK = obis(0, 0, 1, 0, 0)
+LDN = obis(0, 0, 42, 0, 0)
+SERIAL = obis(0, 0, 96, 1, 0)
+FIRMWARE = obis(1, 0, 0, 2, 0)
+ENERGY_IMPORT = obis(1, 0, 1, 8, 0)
+ENERGY_EXPORT = obis(1, 0, 2, 8, 0)
+BLOCK_IMPORT = obis(1, 0, 1, 29, 0)
+BLOCK_EXPORT = obis(1, 0, 2, 29, 0)
+VOLTAGE = obis(1, 0, 32, 7, 0)
+CURRENT = obis(1, 0, 31, 7, 0)
+POWER = obis(1, 0, 1, 7, 0)
+DISCONNECT = obis(0, 0, 96, 3, 10)
+LIMITER = obis(0, 0, 17, 0, 0)
+ACCOUNT = obis(0, 0, 19, 0, 0)
+CREDIT_TOKEN = obis(0, 0, 19, 10, 0)
+CREDIT_EMERGENCY = obis(0, 0, 19, 10, 1)
+CHARGE_ENERGY = obis(0, 0, 19, 20, 0)
+CHARGE_DAILY = obis(0, 0, 19, 20, 1)
+TOKEN_GATEWAY = obis(0, 0, 19, 40, 0)
+LAST_RECHARGE_AMOUNT = obis(0, 0, 94, 96, 21)
+LAST_RECHARGE_TIME = obis(0, 0, 94, 96, 22)
+TOTAL_AT_LAST_RECHARGE = obis(0, 0, 94, 96, 23)
+BALANCE = obis(0, 0, 94, 96, 24)
+BALANCE_TIME = obis(0, 0, 94, 96, 25)
+LOAD_PROFILE = obis(1, 0, 99, 1, 0)
+DAILY_PROFILE = obis(1, 0, 99, 2, 0)
+PUSH_SETUP = obis(0, 4, 25, 9, 0)
+ALERT = obis(0, 0, 96, 11, 128)  # manufacturer-specific E: the latest alert (pushed)
+CURRENT_ASSOCIATION = obis(0, 0, 40, 0, 0)
+
+
+def event_log_obis(log):
+    """OBIS of event log `log` (firmware.event_codes.LOG_*): 0.0.99.98.log.255."""
+    return obis(0, 0, 99, 98, log)
+
+
+def event_code_obis(log):
+    """OBIS of the last-event-code object of a log: 0.0.96.11.log.255."""
+    return obis(0, 0, 96, 11, log)
+
+
+# unit codes (DLMS unit enum)
+UNIT_CURRENCY = 10
+UNIT_W = 27
+UNIT_WH = 30
+UNIT_A = 33
+UNIT_V = 35
+UNIT_NONE = 255
+
+# Alerts pushed to the push destination (relay, low credit, tamper, power).
+ALERT_CODES = (
+    ec.POWER_UP, ec.POWER_DOWN,
+    ec.RELAY_DISCONNECTED, ec.RELAY_CONNECTED, ec.RELAY_READY_FOR_RECONNECTION,
+    ec.LOAD_LIMIT_TRIP,
+    ec.TAMPER_COVER_OPEN, ec.TAMPER_MAGNET,
+    ec.LOW_CREDIT, ec.BALANCE_ZERO,
+)
+
+# IC 115 token_status data_value: processing stages passed (bit-string of 4, MSB first:
+# format ok, authentication ok, validation ok, execution ok) per bijli result code.
+TOKEN_STAGES = {0: 0xF, 1: 0x0, 2: 0x8, 3: 0xC, 4: 0xC, 5: 0x0, 6: 0xE, 7: 0xE}
+TOKEN_TYPE_NAMES = {
+    0: b"credit", 1: b"clear-credit", 2: b"emergency-limit", 3: b"load-limit",
+    4: b"clear-tamper", 5: b"key-revision",
+}
+
+
+def _i32(v):
+    if v > 0x7FFFFFFF:
+        return 0x7FFFFFFF
+    if v < -0x80000000:
+        return -0x80000000
+    return v
+
+
+def _u32(v):
+    if v < 0:
+        return 0
+    return v if v <= 0xFFFFFFFF else 0xFFFFFFFF
+
+
+def scaler_unit(scaler, unit):
+    """A-XDR scaler_unit structure."""
+    return D.structure(D.i8(scaler), D.enum(unit))
+
+
+def obj_def(class_id, o, attr):
+    """A-XDR cosem object definition {class_id, logical_name, attribute_index}."""
+    return D.structure(D.u16(class_id), D.octets(o), D.i8(attr))
+
+
+def dt(o, t):
+    """Encoded date-time octet-string of Unix seconds t (NOT_SPECIFIED for t == 0)."""
+    if not t:
+        return D.octets(dtime.NOT_SPECIFIED)
+    return D.octets(dtime.encode(t, bind.tz(o.ctx)))
+
+
+# --- simple ICs ----------------------------------------------------------------------------
+def data_object(o6, typ, level, getter, ctx, name, write=NOBODY, setter=None):
+    """IC 1 Data."""
+    return base.CosemObject(1, o6, 0, (Attr(2, typ, level, write, getter, setter),), (), ctx, name)
+
+
+def register_object(o6, typ, level, getter, scaler, unit, ctx, name):
+    """IC 3 Register (value + scaler_unit), read-only."""
+    su = scaler_unit(scaler, unit)
+    return base.CosemObject(3, o6, 0, (
+        Attr(2, typ, level, get=getter),
+        Attr(3, RAW, level, get=lambda o: su),
+    ), (), ctx, name)
+
+
+# --- clock (IC 8) ------------------------------------------------------------------------
+def _clock_time(o):
+    m = o.ctx
+    return D.octets(dtime.encode(bind.now(m), bind.tz(m)))
+
+
+def _clock_set_time(o, tv):
+    if tv[0] != D.OCTET_STRING or len(tv[1]) != 12:
+        return base.TYPE_UNMATCHED
+    t = dtime.decode(tv[1], bind.tz(o.ctx))
+    if t < 946684800:  # before 2000: refuse an obviously wrong clock
+        return base.OTHER_REASON
+    bind.set_time(o.ctx, t)
+    return OK
+
+
+def _clock_shift(o, params, assoc):
+    if params is None or params[0] not in D.INT_TAGS:
+        return base.TYPE_UNMATCHED, None
+    s = params[1]
+    if s < -900 or s > 900:
+        return base.OTHER_REASON, None
+    bind.set_time(o.ctx, bind.now(o.ctx) + s)
+    return OK, None
+
+
+def clock_object(m):
+    """IC 8 Clock: local time with the IST deviation (-330), status 0, no DST."""
+    return base.CosemObject(8, CLOCK, 0, (
+        Attr(2, RAW, PUBLIC, UTILITY, _clock_time, _clock_set_time),
+        Attr(3, D.LONG, PUBLIC, get=lambda o: -(bind.tz(o.ctx) // 60)),
+        Attr(4, D.UNSIGNED, PUBLIC, get=lambda o: dtime.STATUS_OK),
+        Attr(5, D.OCTET_STRING, PUBLIC, get=lambda o: dtime.NOT_SPECIFIED),
+        Attr(6, D.OCTET_STRING, PUBLIC, get=lambda o: dtime.NOT_SPECIFIED),
+        Attr(7, D.INTEGER, PUBLIC, get=lambda o: 0),
+        Attr(8, D.BOOLEAN, PUBLIC, get=lambda o: False),
+        Attr(9, D.ENUM, PUBLIC, get=lambda o: 1),  # internal crystal
+    ), (Method(6, UTILITY, _clock_shift),), m, "clock")
+
+
+# --- disconnect control (IC 70) and limiter (IC 71) --------------------------------------
+def _dc_disconnect(o, params, assoc):
+    if params is not None and params[0] not in D.INT_TAGS:
+        return base.TYPE_UNMATCHED, None
+    if not bind.remote_disconnect(o.ctx):
+        return base.TEMPORARY_FAILURE, None
+    return OK, None
+
+
+def _dc_reconnect(o, params, assoc):
+    if params is not None and params[0] not in D.INT_TAGS:
+        return base.TYPE_UNMATCHED, None
+    if not bind.remote_reconnect(o.ctx):
+        return base.TEMPORARY_FAILURE, None
+    return OK, None
+
+
+def _dc_set_mode(o, tv):
+    if tv[0] != D.ENUM:
+        return base.TYPE_UNMATCHED
+    if tv[1] > 6:
+        return base.OTHER_REASON
+    bind.set_control_mode(o.ctx, tv[1])
+    bind.save(o.ctx)
+    return OK
+
+
+def disconnect_object(m):
+    """IC 70 Disconnect control with the meter's real transitions."""
+    return base.CosemObject(70, DISCONNECT, 0, (
+        Attr(2, D.BOOLEAN, PUBLIC, get=lambda o: bind.relay(o.ctx).output_state),
+        Attr(3, D.ENUM, PUBLIC, get=lambda o: bind.relay(o.ctx).control_state),
+        Attr(4, D.ENUM, READER, UTILITY, lambda o: bind.relay(o.ctx).control_mode, _dc_set_mode),
+    ), (
+        Method(1, UTILITY, _dc_disconnect),
+        Method(2, UTILITY, _dc_reconnect),
+    ), m, "disconnect control")
+
+
+def _lim_set(field):
+    def setter(o, tv):
+        if tv[0] not in D.INT_TAGS:
+            return base.TYPE_UNMATCHED
+        lim = bind.limiter(o.ctx)
+        vals = {"threshold_w": lim.threshold_w, "min_over_s": lim.min_over_s,
+                "min_under_s": lim.min_under_s}
+        vals[field] = tv[1]
+        try:
+            lim.configure(vals["threshold_w"], vals["min_over_s"], vals["min_under_s"])
+        except ValueError:
+            return base.OTHER_REASON
+        bind.save(o.ctx)
+        return OK
+    return setter
+
+
+def _lim_get(field):
+    return lambda o: _u32(getattr(bind.limiter(o.ctx), field))
+
+
+def limiter_object(m):
+    """IC 71 Limiter: monitors active power (1.0.1.7.0.255), thresholds in W, durations in s."""
+    mon = obj_def(3, POWER, 2)
+    empty_script = D.structure(D.octets(b"\x00" * 6), D.u16(0))
+    return base.CosemObject(71, LIMITER, 0, (
+        Attr(2, RAW, READER, get=lambda o: mon),
+        Attr(3, D.DOUBLE_LONG_UNSIGNED, READER, UTILITY, _lim_get("threshold_w"), _lim_set("threshold_w")),
+        Attr(4, D.DOUBLE_LONG_UNSIGNED, READER, UTILITY, _lim_get("threshold_w"), _lim_set("threshold_w")),
+        Attr(5, D.DOUBLE_LONG_UNSIGNED, READER, get=_lim_get("threshold_w")),
+        Attr(6, D.DOUBLE_LONG_UNSIGNED, READER, UTILITY, _lim_get("min_over_s"),
+             _lim_set("min_over_s")),
+        Attr(7, D.DOUBLE_LONG_UNSIGNED, READER, UTILITY, _lim_get("min_under_s"),
+             _lim_set("min_under_s")),
+        Attr(8, RAW, READER, get=lambda o: D.structure(
+            D.u16(0), D.octets(dtime.NOT_SPECIFIED), D.u32(0))),
+        Attr(9, RAW, READER, get=lambda o: D.array([])),
+        Attr(10, D.BOOLEAN, READER, get=lambda o: False),
+        Attr(11, RAW, READER, get=lambda o: D.structure(empty_script, empty_script)),
+    ), (), m, "limiter")
+
+
+# --- account / credit / charge / token gateway (IC 111/112/113/115) -----------------------
+def _acct(o):
+    return bind.account(o.ctx)
+
+
+def _credit_status_bits(a):
+    """Account current_credit_status (8 bits, bit 0 first): in_credit, low_credit,
+    next_credit_enabled, next_credit_selectable, next_credit_selected, selected_credit_in_use,
+    out_of_credit, reserved."""
+    v = 0
+    if a.balance > 0:
+        v |= 0x80
+    if a.balance > 0 and a._low_fired:
+        v |= 0x40
+    if a.emergency_available():
+        v |= 0x10
+    if a.ec_owed:
+        v |= 0x04
+    if a.balance <= 0:
+        v |= 0x02
+    return v
+
+
+def _low_threshold(a):
+    if not a.thresholds or a.last_credit <= 0:
+        return 0
+    return _i32(a.thresholds[0] * a.last_credit // 100)
+
+
+def account_object(m):
+    """IC 111 Account: prepayment mode, active, available credit (paise), currency INR."""
+    refs = D.array([D.octets(CREDIT_TOKEN), D.octets(CREDIT_EMERGENCY)])
+    charges = D.array([D.octets(CHARGE_ENERGY), D.octets(CHARGE_DAILY)])
+    gateways = D.array([D.structure(D.octets(CREDIT_TOKEN), D.u8(100))])
+    currency = D.structure(D.visible(b"INR"), D.i8(-2), D.enum(2))
+    return base.CosemObject(111, ACCOUNT, 0, (
+        Attr(2, RAW, PUBLIC, get=lambda o: D.structure(D.enum(2), D.enum(2))),
+        Attr(3, D.UNSIGNED, READER, get=lambda o: 1 if _acct(o).ec_owed else 0),
+        Attr(4, RAW, PUBLIC, get=lambda o: D.bits(8, _credit_status_bits(_acct(o)))),
+        Attr(5, D.DOUBLE_LONG, PUBLIC, get=lambda o: _i32(_acct(o).balance)),
+        Attr(6, D.DOUBLE_LONG, READER, get=lambda o: _i32(_acct(o).ec_owed)),
+        Attr(7, D.DOUBLE_LONG, READER, get=lambda o: 0),
+        Attr(8, D.DOUBLE_LONG, READER, get=lambda o: _i32(-_acct(o).balance if _acct(o).balance < 0 else 0)),
+        Attr(9, RAW, READER, get=lambda o: refs),
+        Attr(10, RAW, READER, get=lambda o: charges),
+        Attr(11, RAW, READER, get=lambda o: D.array([])),
+        Attr(12, RAW, READER, get=lambda o: gateways),
+        Attr(13, RAW, READER, get=lambda o: D.octets(dtime.NOT_SPECIFIED)),
+        Attr(14, RAW, READER, get=lambda o: D.octets(dtime.NOT_SPECIFIED)),
+        Attr(15, RAW, PUBLIC, get=lambda o: currency),
+        Attr(16, D.DOUBLE_LONG, READER, get=lambda o: _low_threshold(_acct(o))),
+        Attr(17, D.DOUBLE_LONG, READER, get=lambda o: 0),
+        Attr(18, D.LONG_UNSIGNED, READER, get=lambda o: 0),
+        Attr(19, D.DOUBLE_LONG_UNSIGNED, READER, get=lambda o: 0),
+    ), (), m, "account")
+
+
+def _ec_set_limit(o, tv):
+    if tv[0] not in D.INT_TAGS:
+        return base.TYPE_UNMATCHED
+    try:
+        _acct(o).set_emergency_limit(tv[1])
+    except ValueError:
+        return base.OTHER_REASON
+    bind.save(o.ctx)
+    return OK
+
+
+def _ec_invoke(o, params, assoc):
+    m = o.ctx
+    got = m.take_emergency() if hasattr(m, "take_emergency") else _acct(o).take_emergency(bind.now(m))
+    if not got:
+        return base.TEMPORARY_FAILURE, None
+    return OK, None
+
+
+def _token_credit_amount(a):
+    return _i32(a.balance - a.ec_owed if a.balance > a.ec_owed else 0)
+
+
+def _ec_status(a):
+    # credit_status: 0 enabled, 1 selectable, 2 selected/invoked, 3 in use, 4 exhausted
+    if a.ec_owed:
+        return 4 if a.balance <= 0 else 3
+    if a.emergency_available():
+        return 1
+    return 0
+
+
+def credit_objects(m):
+    """IC 112 Credit: token credit (0.0.19.10.0.255) and emergency credit (0.0.19.10.1.255)."""
+    token = base.CosemObject(112, CREDIT_TOKEN, 0, (
+        Attr(2, D.DOUBLE_LONG, READER, get=lambda o: _token_credit_amount(_acct(o))),
+        Attr(3, D.ENUM, READER, get=lambda o: 0),
+        Attr(4, D.UNSIGNED, READER, get=lambda o: 1),
+        Attr(5, D.DOUBLE_LONG, READER, get=lambda o: _low_threshold(_acct(o))),
+        Attr(6, D.DOUBLE_LONG, READER, get=lambda o: 0),
+        Attr(7, RAW, READER, get=lambda o: D.bits(5, 0)),
+        Attr(8, D.ENUM, READER, get=lambda o: 3 if _acct(o).balance > 0 else 4),
+        Attr(9, D.DOUBLE_LONG, READER, get=lambda o: 0),
+        Attr(10, D.DOUBLE_LONG, READER, get=lambda o: 0),
+        Attr(11, RAW, READER, get=lambda o: D.octets(dtime.NOT_SPECIFIED)),
+    ), (), m, "token credit")
+    emergency = base.CosemObject(112, CREDIT_EMERGENCY, 0, (
+        Attr(2, D.DOUBLE_LONG, READER, get=lambda o: _i32(_acct(o).ec_owed)),
+        Attr(3, D.ENUM, READER, get=lambda o: 2),
+        Attr(4, D.UNSIGNED, READER, get=lambda o: 2),
+        Attr(5, D.DOUBLE_LONG, READER, get=lambda o: 0),
+        Attr(6, D.DOUBLE_LONG, READER, UTILITY, lambda o: _i32(_acct(o).ec_limit), _ec_set_limit),
+        # credit_configuration: requires visual indication, confirmation, paid back from next credit
+        Attr(7, RAW, READER, get=lambda o: D.bits(5, 0b10100)),
+        Attr(8, D.ENUM, READER, get=lambda o: _ec_status(_acct(o))),
+        Attr(9, D.DOUBLE_LONG, READER, get=lambda o: _i32(_acct(o).ec_limit)),
+        Attr(10, D.DOUBLE_LONG, READER, get=lambda o: _i32(_acct(o).emergency_threshold)),
+        Attr(11, RAW, READER, get=lambda o: dt(o, _acct(o).ec_time)),
+    ), (Method(3, UTILITY, _ec_invoke),), m, "emergency credit")
+    return token, emergency
+
+
+def _rate_scale(rates):
+    """(price_scale, scaled rates) so that every rate fits a DLMS long (int16)."""
+    scale = 0
+    top = max(rates) if rates else 0
+    while top > 32767:
+        top //= 10
+        scale += 1
+    return scale, [r // (10 ** scale) for r in rates]
+
+
+def _unit_charge(o):
+    t = _acct(o).tariff
+    rates = [z[1] for z in t.zones]
+    scale, scaled = _rate_scale(rates)
+    table = [D.structure(D.octets(bytes((i + 1,))), D.i16(r)) for i, r in enumerate(scaled)]
+    # charge [paise] = energy [Wh] * 10^-3 * rate [paise/kWh] * 10^price_scale
+    return D.structure(
+        D.structure(D.i8(-3), D.i8(scale)),
+        obj_def(3, ENERGY_IMPORT, 2),
+        D.array(table),
+    )
+
+
+def _set_unit_charge(o, tv):
+    """Write new per-zone rates (charge_table entries in zone order; zone times unchanged)."""
+    from firmware.tariff import Tariff
+    if tv[0] != D.STRUCTURE or len(tv[1]) != 3:
+        return base.TYPE_UNMATCHED
+    scaling, _commodity, table = tv[1]
+    if scaling[0] != D.STRUCTURE or len(scaling[1]) != 2 or table[0] != D.ARRAY:
+        return base.TYPE_UNMATCHED
+    cs = D.as_int(scaling[1][0])
+    ps = D.as_int(scaling[1][1])
+    if cs != -3 or ps < 0 or ps > 4:
+        return base.OTHER_REASON
+    a = _acct(o)
+    zones = a.tariff.zones
+    if len(table[1]) != len(zones):
+        return base.OTHER_REASON
+    rates = []
+    for e in table[1]:
+        if e[0] != D.STRUCTURE or len(e[1]) != 2:
+            return base.TYPE_UNMATCHED
+        rates.append(D.as_int(e[1][1]) * (10 ** ps))
+    try:
+        new = Tariff([(zones[i][0], rates[i]) for i in range(len(zones))], a.tariff.daily_charge)
+    except ValueError:
+        return base.OTHER_REASON
+    a.set_tariff(new, bind.now(o.ctx))
+    bind.save(o.ctx)
+    return OK
+
+
+def charge_objects(m):
+    """IC 113 Charge: energy charge (consumption based) and the fixed daily charge."""
+    energy = base.CosemObject(113, CHARGE_ENERGY, 0, (
+        Attr(2, D.DOUBLE_LONG, READER, get=lambda o: _i32(_acct(o).total_charges)),
+        Attr(3, D.ENUM, READER, get=lambda o: 0),
+        Attr(4, D.UNSIGNED, READER, get=lambda o: 1),
+        Attr(5, RAW, READER, UTILITY, _unit_charge, _set_unit_charge),
+        Attr(6, RAW, READER, get=_unit_charge),
+        Attr(7, RAW, READER, get=lambda o: D.octets(dtime.NOT_SPECIFIED)),
+        Attr(8, D.DOUBLE_LONG_UNSIGNED, READER, get=lambda o: 0),
+        Attr(9, RAW, READER, get=lambda o: D.bits(2, 0)),
+        Attr(10, RAW, READER, get=lambda o: dt(o, _acct(o).balance_time)),
+        Attr(11, D.DOUBLE_LONG, READER, get=lambda o: 0),
+        Attr(12, D.DOUBLE_LONG, READER, get=lambda o: 0),
+        Attr(13, D.LONG_UNSIGNED, READER, get=lambda o: 10000),
+    ), (), m, "energy charge")
+    daily = base.CosemObject(113, CHARGE_DAILY, 0, (
+        Attr(2, D.DOUBLE_LONG, READER, get=lambda o: 0),
+        Attr(3, D.ENUM, READER, get=lambda o: 1),
+        Attr(4, D.UNSIGNED, READER, get=lambda o: 2),
+        Attr(5, RAW, READER, get=lambda o: D.structure(
+            D.structure(D.i8(0), D.i8(0)), obj_def(8, CLOCK, 2),
+            D.array([D.structure(D.octets(b"\x01"), D.i16(min(_acct(o).tariff.daily_charge, 32767)))]))),
+        Attr(8, D.DOUBLE_LONG_UNSIGNED, READER, get=lambda o: 86400),
+    ), (), m, "daily charge")
+    return energy, daily
+
+
+class TokenGateway(base.CosemObject):
+    """IC 115 Token gateway: `enter` (method 1) takes the 20 digits, answers token_status."""
+
+    def __init__(self, m):
+        self.token = b""
+        self.token_time = 0
+        self.delivery = 0
+        self.code = -1  # last result code (-1: none yet)
+        self.ttype = -1
+        base.CosemObject.__init__(self, 115, TOKEN_GATEWAY, 0, (
+            Attr(2, D.OCTET_STRING, READER, get=lambda o: o.token),
+            Attr(3, RAW, READER, get=lambda o: dt(o, o.token_time)),
+            Attr(4, RAW, READER, get=lambda o: D.array(
+                [D.octets(TOKEN_TYPE_NAMES.get(o.ttype, b""))] if o.ttype >= 0 else [])),
+            Attr(5, D.ENUM, READER, get=lambda o: o.delivery),
+            Attr(6, RAW, READER, get=lambda o: o.status()),
+        ), (Method(1, UTILITY, _token_enter),), m, "token gateway")
+
+    def status(self):
+        """token_status structure {status_code enum (bijli result code), stages bit-string}."""
+        code = self.code if self.code >= 0 else 0
+        stages = TOKEN_STAGES.get(self.code, 0) if self.code >= 0 else 0
+        return D.structure(D.enum(code), D.bits(4, stages))
+
+    def enter(self, digits, method=0):
+        """Offer digits (bytes/str) to the meter; returns the TokenResult."""
+        if isinstance(digits, str):
+            digits = digits.encode()
+        text = bytes(digits).decode()
+        res = bind.enter_token(self.ctx, text, method)
+        self.token = bytes(digits)[:32]
+        self.token_time = bind.now(self.ctx)
+        self.delivery = method
+        self.code = res.code
+        self.ttype = res.ttype
+        return res
+
+
+def _token_enter(o, params, assoc):
+    if params is None or params[0] not in (D.OCTET_STRING, D.VISIBLE_STRING):
+        return base.TYPE_UNMATCHED, None
+    raw = params[1]
+    if isinstance(raw, str):
+        raw = raw.encode()
+    if len(raw) > 64:
+        return base.OTHER_REASON, None
+    for b in raw:
+        if b < 0x20 or b > 0x7E:
+            return base.TYPE_UNMATCHED, None
+    o.enter(raw, 0)
+    return OK, o.status()
+
+
+# --- IS 15959 prepayment registers -----------------------------------------------------------
+def prepayment_objects(m):
+    """0.0.94.96.21-25.255: last recharge amount/time, total at last recharge, balance/time."""
+    return (
+        register_object(LAST_RECHARGE_AMOUNT, D.DOUBLE_LONG, PUBLIC,
+                        lambda o: _i32(_acct(o).last_credit), -2, UNIT_CURRENCY, m,
+                        "last recharge amount"),
+        data_object(LAST_RECHARGE_TIME, RAW, PUBLIC, lambda o: dt(o, _acct(o).last_credit_time),
+                    m, "last recharge time"),
+        register_object(TOTAL_AT_LAST_RECHARGE, D.DOUBLE_LONG, PUBLIC,
+                        lambda o: _i32(_acct(o).total_credits), -2, UNIT_CURRENCY, m,
+                        "total amount at last recharge"),
+        register_object(BALANCE, D.DOUBLE_LONG, PUBLIC, lambda o: _i32(_acct(o).balance), -2,
+                        UNIT_CURRENCY, m, "current balance"),
+        data_object(BALANCE_TIME, RAW, PUBLIC,
+                    lambda o: dt(o, _acct(o).balance_time or bind.now(o.ctx)), m,
+                    "current balance time"),
+    )
+
+
+# --- profiles and event logs (IC 7) ----------------------------------------------------------
+class RingSource:
+    """Row source over a firmware Profile or one EventLog log (both store time-ordered rows)."""
+
+    def __init__(self, get_store, log=None, time_index=0):
+        self.get_store = get_store
+        self.log = log
+        self.ti = time_index
+
+    def count(self):
+        """Entries in use."""
+        s = self.get_store()
+        return s.count(self.log) if self.log is not None else len(s)
+
+    def capacity(self):
+        """profile_entries."""
+        s = self.get_store()
+        ring = s.rings[self.log] if self.log is not None else s.ring
+        return ring.capacity
+
+    def rows(self, start, stop):
+        """Rows by index."""
+        s = self.get_store()
+        if self.log is not None:
+            return s.entries(self.log, start, stop)
+        return s.entries(start, stop)
+
+    def rows_by_time(self, t_from, t_to):
+        """Rows with time in [t_from, t_to]."""
+        s = self.get_store()
+        if self.log is not None:
+            return s.select_range(self.log, t_from, t_to)
+        return s.select_range(t_from, t_to)
+
+
+def _col_time(idx, m):
+    def enc(r):
+        return D.octets(dtime.encode(r[idx], bind.tz(m)))
+    return enc
+
+
+def profile_objects(m):
+    """Load profile 1.0.99.1.0.255 and daily profile 1.0.99.2.0.255.
+
+    Columns: time (period start), import Wh, export Wh, charge paise, closing balance paise.
+    """
+    cols = [
+        (capture_def(8, CLOCK, 2), _col_time(0, m)),
+        (capture_def(3, BLOCK_IMPORT, 2), lambda r: D.u32(_u32(r[1]))),
+        (capture_def(3, BLOCK_EXPORT, 2), lambda r: D.u32(_u32(r[2]))),
+        (capture_def(113, CHARGE_ENERGY, 2), lambda r: D.i32(_i32(r[3]))),
+        (capture_def(3, BALANCE, 2), lambda r: D.i32(_i32(r[4]))),
+    ]
+    lp = bind.load_profile(m)
+    dp = bind.daily_profile(m)
+    load = ProfileGeneric(LOAD_PROFILE, RingSource(lambda: bind.load_profile(m)), cols,
+                          lp.period_s, READER, bind.tz(m), m, "load profile")
+    daily = ProfileGeneric(DAILY_PROFILE, RingSource(lambda: bind.daily_profile(m)), cols,
+                           dp.period_s, READER, bind.tz(m), m, "daily profile")
+    return load, daily
+
+
+def _last_block(m, idx):
+    prof = bind.load_profile(m)
+    if not len(prof):
+        return 0
+    return _u32(prof.entries(len(prof) - 1)[0][idx])
+
+
+def block_registers(m):
+    """1.0.1.29.0.255 / 1.0.2.29.0.255: energy of the last closed load-profile interval."""
+    return (
+        register_object(BLOCK_IMPORT, D.DOUBLE_LONG_UNSIGNED, READER,
+                        lambda o: _last_block(o.ctx, 1), 0, UNIT_WH, m, "interval import"),
+        register_object(BLOCK_EXPORT, D.DOUBLE_LONG_UNSIGNED, READER,
+                        lambda o: _last_block(o.ctx, 2), 0, UNIT_WH, m, "interval export"),
+    )
+
+
+LOG_NAMES = {
+    ec.LOG_POWER: "power events", ec.LOG_CONTROL: "control events",
+    ec.LOG_TAMPER: "tamper events", ec.LOG_TOKEN: "token events",
+    ec.LOG_ACCOUNT: "account events", ec.LOG_CONFIG: "config events",
+}
+
+
+def _last_code(log):
+    def get(o):
+        evs = bind.events(o.ctx).latest(1, log)
+        return evs[0][2] if evs else 0
+    return get
+
+
+def event_objects(m):
+    """Event logs 0.0.99.98.x.255 and last-event-code objects 0.0.96.11.x.255.
+
+    Event log columns: time, event code, value, extra (token result code etc.), number.
+    """
+    objs = []
+    for log in sorted(LOG_NAMES):
+        code_obis = event_code_obis(log)
+        cols = [
+            (capture_def(8, CLOCK, 2), _col_time(1, m)),
+            (capture_def(1, code_obis, 2), lambda r: D.u16(r[2])),
+            (capture_def(1, ALERT, 2, 2), lambda r: D.i32(r[3])),
+            (capture_def(1, ALERT, 2, 3), lambda r: D.i32(r[4])),
+            (capture_def(1, ALERT, 2, 4), lambda r: D.u32(r[0])),
+        ]
+        objs.append(ProfileGeneric(event_log_obis(log), RingSource(lambda: bind.events(m), log, 1),
+                                   cols, 0, READER, bind.tz(m), m, LOG_NAMES[log]))
+        objs.append(data_object(code_obis, D.LONG_UNSIGNED, READER, _last_code(log), m,
+                                "last " + LOG_NAMES[log][:-1] + " code"))
+    return objs
+
+
+# --- current association (IC 15) --------------------------------------------------------------
+LN_CONTEXT = b"\x60\x85\x74\x05\x08\x01\x01"
+LN_CONTEXT_CIPHERED = b"\x60\x85\x74\x05\x08\x01\x03"
+MECHANISMS = {PUBLIC: 0, READER: 1, UTILITY: 5}
+DEFAULT_CONFORMANCE = 0x00501F  # informative; the server's negotiated block wins
+
+
+class CurrentAssociation(base.CosemObject):
+    """IC 15 (version 1): object_list per association; method 1 is served by the DLMS core."""
+
+    def __init__(self, m, model):
+        self.model = model
+        base.CosemObject.__init__(self, 15, CURRENT_ASSOCIATION, 1, (
+            Attr(2, RAW, PUBLIC, get=_assoc_object_list, selectors=0),
+            Attr(3, RAW, PUBLIC, get=_assoc_partners),
+            Attr(4, RAW, PUBLIC, get=_assoc_context),
+            Attr(5, RAW, PUBLIC, get=_assoc_xdlms),
+            Attr(6, RAW, PUBLIC, get=_assoc_mechanism),
+            Attr(8, D.ENUM, PUBLIC, get=lambda o: 2),
+            Attr(9, D.OCTET_STRING, PUBLIC, get=lambda o: obis(0, 0, 43, 0, 0)),
+        ), (Method(1, UTILITY, lambda o, p, a: (base.OTHER_REASON, None)),), m, "current association")
+        self._assoc = None
+
+    def get(self, attr_id, selector, params, assoc):
+        """As CosemObject.get, remembering the asking association for per-association answers."""
+        self._assoc = assoc
+        try:
+            return base.CosemObject.get(self, attr_id, selector, params, assoc)
+        finally:
+            self._assoc = None
+
+
+def _assoc_object_list(o):
+    return o.model.object_list(o._assoc)
+
+
+def _assoc_partners(o):
+    sap = getattr(o._assoc, "client_sap", 0x10) if o._assoc is not None else 0x10
+    return D.structure(D.i8(sap if sap < 128 else 0), D.u16(1))
+
+
+def _assoc_context(o):
+    ciphered = getattr(o._assoc, "ciphered", False)
+    return D.octets(LN_CONTEXT_CIPHERED if ciphered else LN_CONTEXT)
+
+
+def _assoc_mechanism(o):
+    mech = MECHANISMS.get(base.level_of(o._assoc), 0)
+    return D.octets(b"\x60\x85\x74\x05\x08\x02" + bytes((mech,)))
+
+
+def _assoc_xdlms(o):
+    conf = getattr(o._assoc, "conformance", DEFAULT_CONFORMANCE)
+    max_pdu = getattr(o._assoc, "max_pdu", 1024)
+    if not isinstance(conf, int):
+        conf = DEFAULT_CONFORMANCE
+    if not isinstance(max_pdu, int):
+        max_pdu = 1024
+    return D.structure(D.bits(24, conf), D.u16(max_pdu), D.u16(max_pdu), D.u8(6), D.i8(0),
+                       D.octets(b""))
+
+
+# --- the latest alert (pushed) ------------------------------------------------------------------
+class AlertData(base.CosemObject):
+    """IC 1 0.0.96.11.128.255: the latest alert {code, value, extra, number, time}."""
+
+    def __init__(self, m):
+        self.event = None
+        base.CosemObject.__init__(self, 1, ALERT, 0, (
+            Attr(2, RAW, READER, get=_alert_value),
+        ), (), m, "latest alert")
+
+
+def _alert_value(o):
+    e = o.event
+    if e is None:
+        return D.structure(D.u16(0), D.i32(0), D.i32(0), D.u32(0), D.octets(dtime.NOT_SPECIFIED))
+    return D.structure(D.u16(e[2]), D.i32(e[3]), D.i32(e[4]), D.u32(e[0]), dt(o, e[1]))
+
+
+# --- the model ------------------------------------------------------------------------------------
+class CosemModel:
+    """Every COSEM object of the meter, indexed by (class_id, obis)."""
+
+    def __init__(self, meter):
+        self.meter = meter
+        self.objects = []
+        self.index = {}
+
+    def add(self, obj):
+        """Add one object (replacing one with the same class and OBIS)."""
+        key = (obj.class_id, obj.obis)
+        if key in self.index:
+            self.objects.remove(self.index[key])
+        self.index[key] = obj
+        self.objects.append(obj)
+        return obj
+
+    def find(self, class_id, o6):
+        """The object or None."""
+        return self.index.get((class_id, bytes(o6)))
+
+    def by_obis(self, o6):
+        """The first object with this OBIS, or None."""
+        o6 = bytes(o6)
+        for o in self.objects:
+            if o.obis == o6:
+                return o
+        return None
+
+    def rights(self, obj):
+        """{client_sap: (attrs, methods)} in the form firmware.dlms.ObjectTable expects."""
+        out = {}
+        top_attr = 1
+        for a in obj.attrs:
+            if a.id > top_attr:
+                top_attr = a.id
+        top_m = 0
+        for mth in obj.methods:
+            if mth.id > top_m:
+                top_m = mth.id
+        for sap in (0x10, 0x20, 0x30):
+            if not obj.visible_to(sap):
+                continue
+            attrs = [0] * (top_attr + 1)
+            for i in range(1, top_attr + 1):
+                attrs[i] = obj.attr_access_mode(i, sap)
+            methods = [0] * (top_m + 1)
+            for i in range(1, top_m + 1):
+                methods[i] = 1 if obj.can_call(i, sap) else 0
+            out[sap] = (attrs, methods)
+        return out
+
+    def register(self, table):
+        """Add every object to a firmware.dlms.ObjectTable with its rights; returns table."""
+        for obj in self.objects:
+            table.add(obj, obj.class_id, obj.obis, obj.version, self.rights(obj))
+        return table
+
+    def object_list(self, assoc):
+        """A-XDR object_list (IC 15 attribute 2) of what `assoc` may see."""
+        items = []
+        for obj in self.objects:
+            if not obj.visible_to(assoc):
+                continue
+            aa = []
+            ids = [1] + [a.id for a in obj.attrs]
+            for i in ids:
+                a = obj.attr(i)
+                sel = D.NULL_DATA
+                if a is not None and a.selectors:
+                    sel = D.array([D.i8(s) for s in range(1, 8) if (a.selectors >> s) & 1])
+                aa.append(D.structure(D.i8(i), D.enum(obj.attr_access_mode(i, assoc)), sel))
+            ma = []
+            for mth in obj.methods:
+                ma.append(D.structure(D.i8(mth.id), D.enum(1 if obj.can_call(mth.id, assoc) else 0)))
+            items.append(D.structure(
+                D.u16(obj.class_id), D.u8(obj.version), D.octets(obj.obis),
+                D.structure(D.array(aa), D.array(ma)),
+            ))
+        return D.array(items)
+
+    def resolve(self, class_id, o6, attr):
+        """A-XDR value of an attribute read with full rights (pushes), or None."""
+        obj = self.find(class_id, o6)
+        if obj is None:
+            return None
+        v = obj.get(attr, 0, None, UTILITY)
+        return v if isinstance(v, bytes) else None
+
+    def on_event(self, ev):
+        """Event-log listener: remember the latest alert and queue a push for it."""
+        if ev[2] in ALERT_CODES:
+            self.alert.event = ev
+            self.push.notify()
+
+
+def build(meter):
+    """The CosemModel of `meter` (every object of DESIGN.md bound to it)."""
+    model = CosemModel(meter)
+    m = meter
+    add = model.add
+    add(clock_object(m))
+    add(data_object(LDN, D.OCTET_STRING, PUBLIC, lambda o: bind.device_name(o.ctx).encode(), m,
+                    "logical device name"))
+    add(data_object(SERIAL, D.OCTET_STRING, PUBLIC, lambda o: bind.meter_id(o.ctx).encode(), m,
+                    "serial number"))
+    add(data_object(FIRMWARE, D.OCTET_STRING, PUBLIC,
+                    lambda o: bind.firmware_version(o.ctx).encode(), m, "firmware version"))
+    met = bind.metrology
+    add(register_object(ENERGY_IMPORT, D.DOUBLE_LONG_UNSIGNED, READER,
+                        lambda o: _u32(met(o.ctx).import_reg.wh), 0, UNIT_WH, m, "energy import"))
+    add(register_object(ENERGY_EXPORT, D.DOUBLE_LONG_UNSIGNED, READER,
+                        lambda o: _u32(met(o.ctx).export_reg.wh), 0, UNIT_WH, m, "energy export"))
+    add(register_object(VOLTAGE, D.DOUBLE_LONG_UNSIGNED, READER,
+                        lambda o: _u32(met(o.ctx).voltage_mv), -3, UNIT_V, m, "voltage"))
+    add(register_object(CURRENT, D.DOUBLE_LONG_UNSIGNED, READER,
+                        lambda o: _u32(met(o.ctx).current_ma), -3, UNIT_A, m, "current"))
+    add(register_object(POWER, D.DOUBLE_LONG, READER,
+                        lambda o: _i32(met(o.ctx).power_w), 0, UNIT_W, m, "active power"))
+    for o in block_registers(m):
+        add(o)
+    add(disconnect_object(m))
+    add(limiter_object(m))
+    add(account_object(m))
+    for o in credit_objects(m):
+        add(o)
+    for o in charge_objects(m):
+        add(o)
+    model.token_gateway = add(TokenGateway(m))
+    for o in prepayment_objects(m):
+        add(o)
+    for o in profile_objects(m):
+        add(o)
+    for o in event_objects(m):
+        add(o)
+    model.alert = add(AlertData(m))
+    push_list = [
+        (40, PUSH_SETUP, 1, 0),
+        (1, SERIAL, 2, 0),
+        (8, CLOCK, 2, 0),
+        (1, ALERT, 2, 0),
+        (3, BALANCE, 2, 0),
+        (70, DISCONNECT, 2, 0),
+    ]
+    model.push = add(PushSetup(PUSH_SETUP, push_list, model.resolve, lambda: bind.now(m),
+                               bind.tz(m), READER, UTILITY, m, "push setup"))
+    add(CurrentAssociation(m, model))
+    ev_log = bind.events(m)
+    if model.on_event not in ev_log.listeners:
+        ev_log.listeners.append(model.on_event)
+    return model

@@ -1,0 +1,311 @@
+"""COSEM object table: rights per association, attribute encodings, methods, selective access.
+
+Plain functions (run under pytest and the MicroPython WebAssembly port).
+"""
+from firmware import event_codes as ec
+from firmware.cosem import base, dtime, table
+from firmware.cosem import data as D
+from firmware.cosem.base import UTILITY
+from tests.firmware import cosem_meter
+
+T0 = 1767225600  # 2026-01-01 00:00:00 UTC (05:30 IST)
+
+
+def make():
+    m = cosem_meter.make_meter(T0)
+    return m, table.build(m)
+
+
+def val(model, class_id, o6, attr, assoc=UTILITY, selector=0, params=None):
+    obj = model.find(class_id, o6)
+    assert obj is not None, (class_id, o6)
+    r = obj.get(attr, selector, params, assoc)
+    assert isinstance(r, bytes), (class_id, o6, attr, r)
+    return D.decode_all(r)
+
+
+def test_every_object_readable_by_utility():
+    m, model = make()
+    assert len(model.objects) >= 35
+    for obj in model.objects:
+        ln = obj.get(1, 0, None, UTILITY)
+        assert D.decode_all(ln) == (D.OCTET_STRING, obj.obis)
+        for a in obj.attrs:
+            if a.read > UTILITY:
+                continue
+            r = obj.get(a.id, 0, None, UTILITY)
+            assert isinstance(r, bytes), (obj.name, a.id, r)
+            D.decode_all(r)
+
+
+def test_public_sees_clock_identity_balance_relay_only():
+    m, model = make()
+    public_ok = [
+        (8, table.CLOCK, 2), (1, table.LDN, 2), (1, table.SERIAL, 2), (3, table.BALANCE, 2),
+        (1, table.BALANCE_TIME, 2), (3, table.LAST_RECHARGE_AMOUNT, 2),
+        (1, table.LAST_RECHARGE_TIME, 2), (111, table.ACCOUNT, 5), (70, table.DISCONNECT, 2),
+        (70, table.DISCONNECT, 3),
+    ]
+    for c, o, a in public_ok:
+        assert isinstance(model.find(c, o).get(a, 0, None, 0x10), bytes), (c, o, a)
+    denied = [
+        (3, table.ENERGY_IMPORT, 2), (7, table.LOAD_PROFILE, 2), (7, table.event_log_obis(0), 2),
+        (115, table.TOKEN_GATEWAY, 2), (70, table.DISCONNECT, 4), (111, table.ACCOUNT, 6),
+    ]
+    for c, o, a in denied:
+        assert model.find(c, o).get(a, 0, None, 0x10) == base.READ_WRITE_DENIED, (c, o, a)
+    # reader reads energy and profiles
+    assert isinstance(model.find(3, table.ENERGY_IMPORT).get(2, 0, None, 0x20), bytes)
+    assert isinstance(model.find(7, table.LOAD_PROFILE).get(2, 0, None, 0x20), bytes)
+    # an unknown association sees nothing
+    assert model.find(8, table.CLOCK).get(2, 0, None, 0x55) == base.READ_WRITE_DENIED
+
+
+def test_rights_for_dlms_table():
+    m, model = make()
+    dc = model.find(70, table.DISCONNECT)
+    r = model.rights(dc)
+    assert r[0x10][0][2] == 1 and r[0x10][0][4] == 0  # output_state read, control_mode hidden
+    assert r[0x10][1] == [0, 0, 0]
+    assert r[0x30][0][4] == 3 and r[0x30][1] == [0, 1, 1]
+    energy = model.find(3, table.ENERGY_IMPORT)
+    assert 0x10 not in model.rights(energy)  # invisible to public
+    assert model.rights(energy)[0x20][0] == [0, 1, 1, 1]
+
+
+def test_methods_refused_below_utility():
+    m, model = make()
+    dc = model.find(70, table.DISCONNECT)
+    assert dc.action(1, (D.INTEGER, 0), 0x20) == (base.READ_WRITE_DENIED, None)
+    assert dc.action(1, (D.INTEGER, 0), 0x10) == (base.READ_WRITE_DENIED, None)
+    assert m.relay.output_state
+    assert dc.set(4, (D.ENUM, 1), 0x20) == base.READ_WRITE_DENIED
+    assert model.find(8, table.CLOCK).set(2, (D.OCTET_STRING, b"x" * 12), 0x10) == base.READ_WRITE_DENIED
+
+
+def test_registers_and_scaler_unit():
+    m, model = make()
+    m.metrology.import_reg.wh = 123456
+    m.metrology.voltage_mv = 231500
+    assert val(model, 3, table.ENERGY_IMPORT, 2) == (D.DOUBLE_LONG_UNSIGNED, 123456)
+    assert val(model, 3, table.ENERGY_IMPORT, 3) == (D.STRUCTURE, [(D.INTEGER, 0), (D.ENUM, 30)])
+    assert val(model, 3, table.VOLTAGE, 2) == (D.DOUBLE_LONG_UNSIGNED, 231500)
+    assert val(model, 3, table.VOLTAGE, 3) == (D.STRUCTURE, [(D.INTEGER, -3), (D.ENUM, 35)])
+    assert val(model, 3, table.BALANCE, 3) == (D.STRUCTURE, [(D.INTEGER, -2), (D.ENUM, 10)])
+
+
+def test_clock_encoding_ist_and_set():
+    m, model = make()
+    tag, b = val(model, 8, table.CLOCK, 2, 0x10)
+    assert tag == D.OCTET_STRING and len(b) == 12
+    # 2026-01-01 05:30 IST, Thursday, deviation -330
+    assert b == bytes((0x07, 0xEA, 1, 1, 4, 5, 30, 0, 0, 0xFE, 0xB6, 0))
+    assert dtime.decode(b, 0) == T0
+    assert val(model, 8, table.CLOCK, 3) == (D.LONG, -330)
+    clock = model.find(8, table.CLOCK)
+    new = dtime.encode(T0 + 3600, 19800)
+    assert clock.set(2, (D.OCTET_STRING, new), 0x30) == base.SUCCESS
+    assert m.hal.clock.time() == T0 + 3600
+    assert clock.set(2, (D.VISIBLE_STRING, new), 0x30) == base.TYPE_UNMATCHED
+    assert clock.set(2, (D.OCTET_STRING, b"\x07"), 0x30) == base.TYPE_UNMATCHED
+    bad = bytearray(new)
+    bad[2] = 13
+    assert clock.set(2, (D.OCTET_STRING, bytes(bad)), 0x30) == base.TYPE_UNMATCHED
+    assert m.hal.clock.time() == T0 + 3600
+
+
+def test_disconnect_control_transitions():
+    m, model = make()
+    dc = model.find(70, table.DISCONNECT)
+    assert dc.action(1, (D.INTEGER, 0), 0x30) == (base.SUCCESS, None)
+    assert val(model, 70, table.DISCONNECT, 2) == (D.BOOLEAN, False)
+    assert val(model, 70, table.DISCONNECT, 3) == (D.ENUM, 0)
+    assert not m.hal.relay.closed
+    assert dc.action(2, (D.INTEGER, 0), 0x30) == (base.SUCCESS, None)
+    assert val(model, 70, table.DISCONNECT, 3) == (D.ENUM, 1)
+    assert m.hal.relay.closed
+    # mode 0: every method refused
+    assert dc.set(4, (D.ENUM, 0), 0x30) == base.SUCCESS
+    assert dc.action(1, (D.INTEGER, 0), 0x30) == (base.TEMPORARY_FAILURE, None)
+    assert dc.set(4, (D.ENUM, 9), 0x30) == base.OTHER_REASON
+    assert dc.action(1, (D.OCTET_STRING, b""), 0x30) == (base.TYPE_UNMATCHED, None)
+    assert dc.action(7, None, 0x30) == (base.OBJECT_UNAVAILABLE, None)
+
+
+def test_token_gateway_enter():
+    m, model = make()
+    gw = model.find(115, table.TOKEN_GATEWAY)
+    digits = cosem_meter.credit_token(m, 100, 1)  # Rs 100
+    code, ret = gw.action(1, (D.OCTET_STRING, digits.encode()), 0x30)
+    assert code == base.SUCCESS
+    assert D.decode_all(ret) == (D.STRUCTURE, [(D.ENUM, 0), (D.BIT_STRING, (4, 0xF))])
+    assert m.account.balance == 10000
+    assert val(model, 3, table.BALANCE, 2, 0x10) == (D.DOUBLE_LONG, 10000)
+    assert val(model, 3, table.LAST_RECHARGE_AMOUNT, 2, 0x10) == (D.DOUBLE_LONG, 10000)
+    assert val(model, 115, table.TOKEN_GATEWAY, 2) == (D.OCTET_STRING, digits.encode())
+    # same digits again, as a visible-string: used
+    code, ret = gw.action(1, (D.VISIBLE_STRING, digits.encode()), 0x30)
+    assert code == base.SUCCESS
+    assert D.decode_all(ret)[1][0] == (D.ENUM, 3)
+    assert m.account.balance == 10000
+    assert val(model, 115, table.TOKEN_GATEWAY, 6)[1][0] == (D.ENUM, 3)
+    # wrong type or junk
+    assert gw.action(1, (D.DOUBLE_LONG_UNSIGNED, 5), 0x30) == (base.TYPE_UNMATCHED, None)
+    assert gw.action(1, (D.OCTET_STRING, b"\x00\x01"), 0x30) == (base.TYPE_UNMATCHED, None)
+    code, ret = gw.action(1, (D.OCTET_STRING, b"12345"), 0x30)
+    assert code == base.SUCCESS and D.decode_all(ret)[1][0] == (D.ENUM, 1)
+    assert gw.action(1, (D.OCTET_STRING, digits.encode()), 0x20) == (base.READ_WRITE_DENIED, None)
+
+
+def test_account_and_credit_objects():
+    m, model = make()
+    m.account.apply_credit(5000, T0)
+    assert val(model, 111, table.ACCOUNT, 2, 0x10) == (D.STRUCTURE, [(D.ENUM, 2), (D.ENUM, 2)])
+    assert val(model, 111, table.ACCOUNT, 5, 0x10) == (D.DOUBLE_LONG, 5000)
+    cur = val(model, 111, table.ACCOUNT, 15, 0x10)
+    assert cur == (D.STRUCTURE, [(D.VISIBLE_STRING, b"INR"), (D.INTEGER, -2), (D.ENUM, 2)])
+    assert val(model, 112, table.CREDIT_TOKEN, 2) == (D.DOUBLE_LONG, 5000)
+    ecr = model.find(112, table.CREDIT_EMERGENCY)
+    assert ecr.set(6, (D.DOUBLE_LONG, 2000), 0x30) == base.SUCCESS
+    assert m.account.ec_limit == 2000
+    assert ecr.set(6, (D.DOUBLE_LONG, -1), 0x30) == base.OTHER_REASON
+    assert ecr.action(3, (D.INTEGER, 0), 0x30) == (base.TEMPORARY_FAILURE, None)  # in credit
+
+
+def test_charge_tariff_rates_and_write():
+    m, model = make()
+    tag, v = val(model, 113, table.CHARGE_ENERGY, 5)
+    assert v[0] == (D.STRUCTURE, [(D.INTEGER, -3), (D.INTEGER, 0)])
+    assert v[2] == (D.ARRAY, [(D.STRUCTURE, [(D.OCTET_STRING, b"\x01"), (D.LONG, 700)])])
+    ch = model.find(113, table.CHARGE_ENERGY)
+    new = (D.STRUCTURE, [v[0], v[1], (D.ARRAY, [(D.STRUCTURE, [(D.OCTET_STRING, b"\x01"), (D.LONG, 850)])])])
+    assert ch.set(5, new, 0x30) == base.SUCCESS
+    assert m.account.rate(T0) == 850
+    assert ch.set(5, new, 0x20) == base.READ_WRITE_DENIED
+    wrong = (D.STRUCTURE, [v[0], v[1], (D.ARRAY, [])])
+    assert ch.set(5, wrong, 0x30) == base.OTHER_REASON
+    assert ch.set(5, (D.LONG, 1), 0x30) == base.TYPE_UNMATCHED
+    assert m.account.rate(T0) == 850
+
+
+def _fill_profile(m, n):
+    for i in range(n):
+        t = T0 + 900 * i
+        m.load_profile.update(t, 100 * i, 0, 70 * i, 50000 - 70 * i)
+
+
+def test_load_profile_buffer_and_selective_access():
+    m, model = make()
+    _fill_profile(m, 9)  # 8 closed intervals
+    lp = model.find(7, table.LOAD_PROFILE)
+    assert val(model, 7, table.LOAD_PROFILE, 7, 0x20) == (D.DOUBLE_LONG_UNSIGNED, 8)
+    tag, rows = val(model, 7, table.LOAD_PROFILE, 2, 0x20)
+    assert tag == D.ARRAY and len(rows) == 8
+    first = rows[0][1]
+    assert dtime.decode(first[0][1], 19800) == T0
+    assert first[1] == (D.DOUBLE_LONG_UNSIGNED, 100)
+    # range: 01:00..02:00 UTC -> stored entries starting at T0+3600 .. T0+6300 (7200 is open)
+    cdef = (D.STRUCTURE, [(D.LONG_UNSIGNED, 8), (D.OCTET_STRING, table.CLOCK), (D.INTEGER, 2),
+                          (D.LONG_UNSIGNED, 0)])
+    rng = (D.STRUCTURE, [cdef, (D.OCTET_STRING, dtime.encode(T0 + 3600, 19800)),
+                         (D.OCTET_STRING, dtime.encode(T0 + 7200, 19800)), (D.ARRAY, [])])
+    tag, rows = val(model, 7, table.LOAD_PROFILE, 2, 0x20, 1, rng)
+    assert [dtime.decode(r[1][0][1], 0) for r in rows] == [T0 + 3600, T0 + 4500, T0 + 5400, T0 + 6300]
+    # range with selected columns (time, import)
+    imp = (D.STRUCTURE, [(D.LONG_UNSIGNED, 3), (D.OCTET_STRING, table.BLOCK_IMPORT),
+                         (D.INTEGER, 2), (D.LONG_UNSIGNED, 0)])
+    rng2 = (D.STRUCTURE, [cdef, rng[1][1], rng[1][2], (D.ARRAY, [cdef, imp])])
+    tag, rows = val(model, 7, table.LOAD_PROFILE, 2, 0x20, 1, rng2)
+    assert len(rows) == 4 and len(rows[0][1]) == 2
+    # entry: entries 2..3, columns 2..3
+    ent = (D.STRUCTURE, [(D.DOUBLE_LONG_UNSIGNED, 2), (D.DOUBLE_LONG_UNSIGNED, 3),
+                         (D.LONG_UNSIGNED, 2), (D.LONG_UNSIGNED, 3)])
+    tag, rows = val(model, 7, table.LOAD_PROFILE, 2, 0x20, 2, ent)
+    assert len(rows) == 2 and rows[0][1] == [(D.DOUBLE_LONG_UNSIGNED, 100), (D.DOUBLE_LONG_UNSIGNED, 0)]
+    # entry to 0 = up to the last
+    ent0 = (D.STRUCTURE, [(D.DOUBLE_LONG_UNSIGNED, 7), (D.DOUBLE_LONG_UNSIGNED, 0),
+                          (D.LONG_UNSIGNED, 1), (D.LONG_UNSIGNED, 0)])
+    tag, rows = val(model, 7, table.LOAD_PROFILE, 2, 0x20, 2, ent0)
+    assert len(rows) == 2 and len(rows[0][1]) == 5
+    # errors: restricting object not the clock, malformed params, unknown selector
+    bad = (D.STRUCTURE, [imp, rng[1][1], rng[1][2], (D.ARRAY, [])])
+    assert lp.get(2, 1, bad, 0x20) == base.OTHER_REASON
+    assert lp.get(2, 1, (D.STRUCTURE, []), 0x20) == base.TYPE_UNMATCHED
+    assert lp.get(2, 3, ent, 0x20) == base.OTHER_REASON
+    assert lp.get(2, 2, ent, 0x10) == base.READ_WRITE_DENIED
+    # capture objects
+    tag, caps = val(model, 7, table.LOAD_PROFILE, 3, 0x20)
+    assert len(caps) == 5 and caps[0][1][1] == (D.OCTET_STRING, table.CLOCK)
+    assert val(model, 7, table.LOAD_PROFILE, 4) == (D.DOUBLE_LONG_UNSIGNED, 900)
+
+
+def test_event_log_and_push_on_alert():
+    m, model = make()
+    push = model.push
+    assert push.set(3, (D.STRUCTURE, [(D.ENUM, 0), (D.OCTET_STRING, b"127.0.0.1:4060"), (D.ENUM, 0)]),
+                    0x30) == base.SUCCESS
+    assert push.set(3, (D.ENUM, 0), 0x30) == base.TYPE_UNMATCHED
+    m.remote_disconnect()
+    got = push.take()
+    assert len(got) == 1
+    dest, transport, apdu = got[0]
+    assert dest == b"127.0.0.1:4060" and apdu[0] == 0x0F and apdu[5] == 0x0C
+    tag, body = D.decode_all(apdu[18:])
+    assert tag == D.STRUCTURE and len(body) == 6
+    assert body[1] == (D.OCTET_STRING, m.meter_id.encode())
+    assert body[3][1][0] == (D.LONG_UNSIGNED, ec.RELAY_DISCONNECTED)
+    assert body[5] == (D.BOOLEAN, False)
+    # the control log has the event, readable by the reader
+    tag, rows = val(model, 7, table.event_log_obis(ec.LOG_CONTROL), 2, 0x20)
+    assert rows[-1][1][1] == (D.LONG_UNSIGNED, ec.RELAY_DISCONNECTED)
+    assert val(model, 1, table.event_code_obis(ec.LOG_CONTROL), 2) == (D.LONG_UNSIGNED, ec.RELAY_DISCONNECTED)
+    # push method: utility only
+    assert push.action(1, (D.INTEGER, 0), 0x20) == (base.READ_WRITE_DENIED, None)
+    assert push.action(1, (D.INTEGER, 0), 0x30) == (base.SUCCESS, None)
+    assert len(push.take()) == 1
+    push.configure("")
+    assert push.action(1, (D.INTEGER, 0), 0x30) == (base.TEMPORARY_FAILURE, None)
+
+
+def test_object_list_per_association():
+    m, model = make()
+    assoc = model.find(15, table.CURRENT_ASSOCIATION)
+    tag, pub = val(model, 15, table.CURRENT_ASSOCIATION, 2, 0x10)
+    tag, utl = val(model, 15, table.CURRENT_ASSOCIATION, 2, 0x30)
+    assert len(pub) < len(utl) == len(model.objects)
+    names = [e[1][2][1] for e in pub]
+    assert table.CLOCK in names and table.BALANCE in names and table.ENERGY_IMPORT not in names
+    assert assoc.get(6, 0, None, 0x30) == D.octets(b"\x60\x85\x74\x05\x08\x02\x05")
+    assert assoc.get(7, 0, None, 0x30) == base.OBJECT_UNAVAILABLE
+
+
+def test_getter_fault_is_contained():
+    m, model = make()
+    m.metrology = None  # a broken binding must not raise out of the object
+    assert model.find(3, table.ENERGY_IMPORT).get(2, 0, None, 0x30) == base.OTHER_REASON
+    assert model.find(3, table.ENERGY_IMPORT).get(9, 0, None, 0x30) == base.OBJECT_UNAVAILABLE
+
+
+def test_data_codec_roundtrip_and_errors():
+    v = D.structure(D.u8(1), D.i16(-2), D.octets(b"ab"), D.array([D.boolean(True), D.enum(3)]),
+                    D.bits(12, 0xABC), D.i64(-5), D.u32(0xFFFFFFFF))
+    tag, items = D.decode_all(v)
+    assert items == [(17, 1), (16, -2), (9, b"ab"), (1, [(3, True), (22, 3)]), (4, (12, 0xABC)),
+                     (20, -5), (6, 0xFFFFFFFF)]
+    long_str = D.octets(b"x" * 300)
+    assert long_str[:4] == b"\x09\x82\x01\x2c" and D.decode_all(long_str)[1] == b"x" * 300
+    for bad in (b"", b"\x11", b"\x09\x05ab", b"\x02\x02\x11\x01", b"\x63", b"\x11\x01\x00",
+                b"\x09\x85\x00\x00\x00\x00\x01"):
+        try:
+            D.decode_all(bad)
+        except ValueError:
+            pass
+        else:
+            raise AssertionError("accepted %r" % (bad,))
+    for fn, arg in ((D.u8, 256), (D.i8, -129), (D.u16, -1), (D.u32, 1 << 32)):
+        try:
+            fn(arg)
+        except ValueError:
+            pass
+        else:
+            raise AssertionError("encoded out of range %r" % (arg,))
