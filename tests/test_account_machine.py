@@ -1,0 +1,197 @@
+"""Hypothesis state machine over the account, metrology, relay and policy.
+
+Random consumption (power held for a time, energy in mWh), recharges (including ones that
+overflow), tariff changes, time advances (and the clock going back), emergency credit,
+clear-credit tokens and power cuts modelled as dump()/load() into fresh objects.
+Invariants: total_credits - total_charges == balance to the paise; the account matches an
+independent model of the money; energy charges equal floor(sum(mWh * rate) / 1e6) with the
+rest carried; the import register never goes backwards and equals the energy fed in.
+"""
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from firmware import event_codes as ev
+from firmware.account import Account
+from firmware.metrology import Metrology
+from firmware.policy import DisconnectPolicy
+from firmware.relay import DisconnectControl
+from firmware.tariff import Tariff
+from firmware.timeutil import from_fields, local_day
+
+T0 = from_fields(2026, 11, 23, 8, 0) - 19800
+MAX_BALANCE = 5000000
+CATCHUP = 62
+
+zones = st.lists(
+    st.tuples(st.integers(0, 86399), st.integers(0, 5000)), min_size=1, max_size=4, unique_by=lambda z: z[0]
+).map(lambda zs: sorted(zs))
+
+
+class AccountMachine(RuleBasedStateMachine):
+    def __init__(self):
+        super().__init__()
+        self.now = T0
+        self.events = []
+        self._build(Tariff([(0, 650)], daily_charge=0))
+        # independent model
+        self.m_balance = 0
+        self.m_owed = 0
+        self.m_taken = False
+        self.m_num = 0  # sum of mWh * rate over every energy charge
+        self.m_energy_paise = 0  # sum of paise returned by charge_energy
+        self.m_last_day = -1
+        self.m_limit = 0
+        self.fed_mwh = 0
+        self.fed_export = 0
+        self.last_import = 0
+        self.last_export = 0
+
+    def _emit(self, code, value=0):
+        self.events.append((code, value))
+
+    def _build(self, tariff):
+        self.account = Account(tariff, emit=self._emit, max_balance=MAX_BALANCE, daily_catchup_days=CATCHUP)
+        self.metrology = Metrology(meter_constant=1600)
+        self.control = DisconnectControl(6, None, self._emit)
+        self.policy = DisconnectPolicy(emit=self._emit)
+
+    # --- rules -------------------------------------------------------------------------------
+    @rule(power_w=st.integers(-5000, 20000), dt_ms=st.integers(0, 3600000))
+    def consume(self, power_w, dt_ms):
+        self.now += dt_ms // 1000
+        mwh = self.metrology.add_power(power_w, dt_ms, self.now)
+        if mwh >= 0:
+            self.fed_mwh += mwh
+            self._charge(mwh)
+        else:
+            self.fed_export += -mwh  # export is metered, not charged or credited
+
+    @rule(pulses=st.integers(0, 5000))
+    def consume_pulses(self, pulses):
+        mwh = self.metrology.add_pulses(pulses, self.now)
+        self.fed_mwh += mwh
+        self._charge(mwh)
+
+    def _charge(self, mwh):
+        rate = self.account.rate(self.now)
+        paise = self.account.charge_energy(mwh, self.now)
+        self.m_num += mwh * rate
+        self.m_energy_paise += paise  # the sum is checked against floor(m_num / 1e6)
+        self.m_balance -= paise
+
+    @rule(paise=st.integers(-10, 6000000))
+    def credit(self, paise):
+        before = self.account.dump()
+        if paise <= 0 or paise > self.account.room():
+            try:
+                self.account.apply_credit(paise, self.now)
+            except ValueError:
+                assert self.account.dump() == before
+                return
+            raise AssertionError("bad credit %d accepted" % paise)
+        self.account.apply_credit(paise, self.now)
+        repay = min(self.m_owed, paise)
+        self.m_owed -= repay
+        self.m_balance += paise - repay
+        self.m_taken = False
+
+    @rule(z=zones, daily=st.integers(0, 2000))
+    def change_tariff(self, z, daily):
+        self.account.set_tariff(Tariff(z, daily), self.now)
+
+    @rule(seconds=st.integers(0, 5 * 86400))
+    def advance(self, seconds):
+        self.now += seconds
+        self._tick()
+
+    @rule(seconds=st.integers(1, 2 * 86400))
+    def clock_back(self, seconds):
+        self.now -= seconds
+        self._tick()
+
+    def _tick(self):
+        day = local_day(self.now)
+        daily = self.account.tariff.daily_charge
+        if self.m_last_day < 0:
+            days = 1
+        elif day > self.m_last_day:
+            days = min(day - self.m_last_day, CATCHUP)
+        else:
+            days = 0
+        if days:
+            self.m_last_day = day
+        assert self.account.tick(self.now) == days * daily
+        self.m_balance -= days * daily
+
+    @rule(limit=st.integers(0, 100000))
+    def set_limit(self, limit):
+        self.account.set_emergency_limit(limit)
+        self.m_limit = limit
+
+    @rule()
+    def take_emergency(self):
+        avail = (self.m_limit > 0 and not self.m_taken and self.m_owed == 0 and self.m_balance <= 0
+                 and self.m_balance + self.m_limit <= MAX_BALANCE)
+        got = self.account.take_emergency(self.now)
+        if avail:
+            assert got == self.m_limit
+            self.m_balance += got
+            self.m_owed = got
+            self.m_taken = True
+        else:
+            assert got == 0
+
+    @precondition(lambda self: self.account.balance != 0)
+    @rule()
+    def clear(self):
+        removed = self.account.clear_credit(self.now)
+        assert removed == self.m_balance
+        self.m_balance = 0
+        self.m_owed = 0
+        self.m_taken = False
+
+    @rule()
+    def evaluate_policy(self):
+        self.policy.note_contact(self.now)
+        action, reason = self.policy.evaluate(self.now, self.account, self.control)
+        if self.account.balance > 0:
+            assert not self.control.has_cause(ev.REASON_CREDIT_EXHAUSTED)
+            assert self.control.output_state
+        if action == 1:
+            assert self.account.balance < 0 and not self.control.output_state
+
+    @rule()
+    def power_cut(self):
+        a, m, c, p = self.account.dump(), self.metrology.dump(), self.control.dump(), self.policy.dump()
+        self._build(Tariff())
+        self.account.load(a)
+        self.metrology.load(m)
+        self.control.load(c)
+        self.policy.load(p)
+        assert (self.account.dump(), self.metrology.dump(), self.control.dump(), self.policy.dump()) == (a, m, c, p)
+
+    # --- invariants --------------------------------------------------------------------------
+    @invariant()
+    def conservation(self):
+        a = self.account
+        assert a.total_credits - a.total_charges == a.balance
+
+    @invariant()
+    def matches_model(self):
+        assert self.account.balance == self.m_balance
+        assert self.account.ec_owed == self.m_owed
+        assert self.m_energy_paise == self.m_num // 1000000
+        assert self.account.remainder == self.m_num % 1000000
+
+    @invariant()
+    def register_monotonic(self):
+        total = self.metrology.import_reg.total_mwh()
+        assert total >= self.last_import
+        assert total == self.fed_mwh
+        self.last_import = total
+        exp = self.metrology.export_reg.total_mwh()
+        assert exp >= self.last_export and exp == self.fed_export
+        self.last_export = exp
+
+
+TestAccountMachine = AccountMachine.TestCase
