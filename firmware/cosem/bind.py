@@ -1,35 +1,37 @@
-"""The one place where the COSEM object table reaches into the Meter.
+"""The one place where the COSEM object table reaches into the Meter (firmware/meter.py).
 
 Every reading or command the objects need goes through a function here, taking the meter.
 If the Meter's internals move, only this module changes. Units stay the firmware's
-integers: Wh, W, mV, mA, paise, Unix seconds UTC.
+integers: Wh, W, mV, mA, paise, Unix seconds UTC. Commands go through the Meter's own
+methods, so they are logged, evaluated by the policy and persisted like any other command.
 """
+SOURCE_DLMS = 1  # firmware.meter.SOURCE_DLMS (token delivered over DLMS)
 
 
 def now(m):
-    """Meter time (Unix seconds UTC)."""
-    return m.hal.clock.time()
+    """Meter time (Unix seconds UTC, as far as the meter has stepped)."""
+    return m.now()
 
 
 def tz(m):
     """Local offset in seconds east of UTC."""
-    return m.tz_offset_s
+    return m.config.tz_offset_s
 
 
 def set_time(m, t):
-    """Set the meter clock (logged by the meter); True if done."""
-    m.set_time(t)
+    """Set the meter clock (the meter logs CLOCK_SET and persists)."""
+    m.set_clock(t)
     return True
 
 
 def meter_id(m):
     """Meter id text (the serial number)."""
-    return m.meter_id
+    return m.config.meter_id
 
 
 def device_name(m):
-    """Logical device name (16 bytes max, IS 15959 style: manufacturer + serial)."""
-    return ("BJL" + m.meter_id)[:16]
+    """Logical device name: 'BJL' + meter id, at most 16 characters."""
+    return ("BJL" + m.config.meter_id)[:16]
 
 
 def firmware_version(m):
@@ -38,8 +40,13 @@ def firmware_version(m):
 
 
 def metrology(m):
-    """The Metrology object."""
+    """The Metrology object (energy registers)."""
     return m.metrology
+
+
+def instant(m):
+    """(voltage mV, current mA, power W) of the last measurement step."""
+    return m.voltage_mv, m.current_ma, m.power_w
 
 
 def account(m):
@@ -49,7 +56,7 @@ def account(m):
 
 def relay(m):
     """The DisconnectControl (IC 70 state machine)."""
-    return m.relay
+    return m.control
 
 
 def limiter(m):
@@ -64,21 +71,26 @@ def events(m):
 
 def load_profile(m):
     """The interval energy Profile."""
-    return m.load_profile
+    return m.iprofile
 
 
 def daily_profile(m):
     """The daily Profile."""
-    return m.daily_profile
+    return m.dprofile
 
 
 def enter_token(m, digits, method):
-    """Offer 20 digits to the meter's token gate (method: 0 remote, 1 local, 2 manual).
+    """Offer 20 digits to the meter (delivered over DLMS); returns the gate's TokenResult.
 
-    Returns the gate's TokenResult; the meter logs it, commits credit and anti-replay
-    together, and reconnects through the policy.
+    The meter logs it, commits credit and anti-replay in one record write, and reconnects
+    through the policy before returning.
     """
-    return m.enter_token(digits, method)
+    return m.enter_token(digits, SOURCE_DLMS)
+
+
+def last_token(m):
+    """(time, code, ttype, value, id, source) of the last token entered by any path."""
+    return m.last_token
 
 
 def remote_disconnect(m):
@@ -91,11 +103,26 @@ def remote_reconnect(m):
     return m.remote_reconnect()
 
 
-def set_control_mode(m, mode):
-    """IC 70 control_mode (0..6); ValueError if out of range."""
-    m.relay.set_control_mode(mode)
+def take_emergency(m):
+    """Take the emergency credit; paise granted (0: not available)."""
+    return m.take_emergency_credit()
+
+
+def set_config(m, name, value):
+    """Change one configuration item (validated, applied, logged, persisted); ValueError if bad."""
+    m.set_config(name, value)
+
+
+def config(m, name):
+    """Current value of a configuration item."""
+    return getattr(m.config, name)
 
 
 def save(m):
-    """Persist the core record after a configuration change."""
+    """Persist the core record."""
     m.save()
+
+
+def note_contact(m):
+    """The head-end talked to the meter (restarts the comms-loss timer)."""
+    m.note_headend_contact()

@@ -198,10 +198,10 @@ def _dc_reconnect(o, params, assoc):
 def _dc_set_mode(o, tv):
     if tv[0] != D.ENUM:
         return base.TYPE_UNMATCHED
-    if tv[1] > 6:
+    try:
+        bind.set_config(o.ctx, "control_mode", tv[1])
+    except ValueError:
         return base.OTHER_REASON
-    bind.set_control_mode(o.ctx, tv[1])
-    bind.save(o.ctx)
     return OK
 
 
@@ -217,19 +217,14 @@ def disconnect_object(m):
     ), m, "disconnect control")
 
 
-def _lim_set(field):
+def _lim_set(name):
     def setter(o, tv):
         if tv[0] not in D.INT_TAGS:
             return base.TYPE_UNMATCHED
-        lim = bind.limiter(o.ctx)
-        vals = {"threshold_w": lim.threshold_w, "min_over_s": lim.min_over_s,
-                "min_under_s": lim.min_under_s}
-        vals[field] = tv[1]
         try:
-            lim.configure(vals["threshold_w"], vals["min_over_s"], vals["min_under_s"])
+            bind.set_config(o.ctx, name, tv[1])
         except ValueError:
             return base.OTHER_REASON
-        bind.save(o.ctx)
         return OK
     return setter
 
@@ -244,13 +239,13 @@ def limiter_object(m):
     empty_script = D.structure(D.octets(b"\x00" * 6), D.u16(0))
     return base.CosemObject(71, LIMITER, 0, (
         Attr(2, RAW, READER, get=lambda o: mon),
-        Attr(3, D.DOUBLE_LONG_UNSIGNED, READER, UTILITY, _lim_get("threshold_w"), _lim_set("threshold_w")),
-        Attr(4, D.DOUBLE_LONG_UNSIGNED, READER, UTILITY, _lim_get("threshold_w"), _lim_set("threshold_w")),
+        Attr(3, D.DOUBLE_LONG_UNSIGNED, READER, UTILITY, _lim_get("threshold_w"), _lim_set("load_limit_w")),
+        Attr(4, D.DOUBLE_LONG_UNSIGNED, READER, UTILITY, _lim_get("threshold_w"), _lim_set("load_limit_w")),
         Attr(5, D.DOUBLE_LONG_UNSIGNED, READER, get=_lim_get("threshold_w")),
         Attr(6, D.DOUBLE_LONG_UNSIGNED, READER, UTILITY, _lim_get("min_over_s"),
-             _lim_set("min_over_s")),
+             _lim_set("load_limit_over_s")),
         Attr(7, D.DOUBLE_LONG_UNSIGNED, READER, UTILITY, _lim_get("min_under_s"),
-             _lim_set("min_under_s")),
+             _lim_set("load_limit_under_s")),
         Attr(8, RAW, READER, get=lambda o: D.structure(
             D.u16(0), D.octets(dtime.NOT_SPECIFIED), D.u32(0))),
         Attr(9, RAW, READER, get=lambda o: D.array([])),
@@ -320,17 +315,14 @@ def _ec_set_limit(o, tv):
     if tv[0] not in D.INT_TAGS:
         return base.TYPE_UNMATCHED
     try:
-        _acct(o).set_emergency_limit(tv[1])
+        bind.set_config(o.ctx, "emergency_limit", tv[1])
     except ValueError:
         return base.OTHER_REASON
-    bind.save(o.ctx)
     return OK
 
 
 def _ec_invoke(o, params, assoc):
-    m = o.ctx
-    got = m.take_emergency() if hasattr(m, "take_emergency") else _acct(o).take_emergency(bind.now(m))
-    if not got:
+    if not bind.take_emergency(o.ctx):
         return base.TEMPORARY_FAILURE, None
     return OK, None
 
@@ -403,7 +395,6 @@ def _unit_charge(o):
 
 def _set_unit_charge(o, tv):
     """Write new per-zone rates (charge_table entries in zone order; zone times unchanged)."""
-    from firmware.tariff import Tariff
     if tv[0] != D.STRUCTURE or len(tv[1]) != 3:
         return base.TYPE_UNMATCHED
     scaling, _commodity, table = tv[1]
@@ -423,11 +414,9 @@ def _set_unit_charge(o, tv):
             return base.TYPE_UNMATCHED
         rates.append(D.as_int(e[1][1]) * (10 ** ps))
     try:
-        new = Tariff([(zones[i][0], rates[i]) for i in range(len(zones))], a.tariff.daily_charge)
+        bind.set_config(o.ctx, "tariff_zones", tuple((zones[i][0], rates[i]) for i in range(len(zones))))
     except ValueError:
         return base.OTHER_REASON
-    a.set_tariff(new, bind.now(o.ctx))
-    bind.save(o.ctx)
     return OK
 
 
@@ -459,42 +448,55 @@ def charge_objects(m):
     return energy, daily
 
 
+# token source (firmware.meter SOURCE_*: keypad, dlms, serial, sms) -> IC 115 delivery method
+# (0 remote, 1 local, 2 manual)
+DELIVERY_OF_SOURCE = (2, 0, 1, 0)
+
+
 class TokenGateway(base.CosemObject):
-    """IC 115 Token gateway: `enter` (method 1) takes the 20 digits, answers token_status."""
+    """IC 115 Token gateway: `enter` (method 1) takes the 20 digits, answers token_status.
+
+    token_time, token_status and the delivery method describe the last token entered by any
+    path (keypad, serial, DLMS: the meter keeps them); `token` holds the digits of the last
+    one entered over DLMS since start-up.
+    """
 
     def __init__(self, m):
         self.token = b""
-        self.token_time = 0
-        self.delivery = 0
-        self.code = -1  # last result code (-1: none yet)
-        self.ttype = -1
         base.CosemObject.__init__(self, 115, TOKEN_GATEWAY, 0, (
             Attr(2, D.OCTET_STRING, READER, get=lambda o: o.token),
-            Attr(3, RAW, READER, get=lambda o: dt(o, o.token_time)),
-            Attr(4, RAW, READER, get=lambda o: D.array(
-                [D.octets(TOKEN_TYPE_NAMES.get(o.ttype, b""))] if o.ttype >= 0 else [])),
-            Attr(5, D.ENUM, READER, get=lambda o: o.delivery),
+            Attr(3, RAW, READER, get=lambda o: dt(o, bind.last_token(o.ctx)[0])),
+            Attr(4, RAW, READER, get=_token_description),
+            Attr(5, D.ENUM, READER, get=_token_delivery),
             Attr(6, RAW, READER, get=lambda o: o.status()),
         ), (Method(1, UTILITY, _token_enter),), m, "token gateway")
 
     def status(self):
         """token_status structure {status_code enum (bijli result code), stages bit-string}."""
-        code = self.code if self.code >= 0 else 0
-        stages = TOKEN_STAGES.get(self.code, 0) if self.code >= 0 else 0
-        return D.structure(D.enum(code), D.bits(4, stages))
+        code = bind.last_token(self.ctx)[1]
+        if code < 0:
+            return D.structure(D.enum(0), D.bits(4, 0))
+        return D.structure(D.enum(code), D.bits(4, TOKEN_STAGES.get(code, 0)))
 
-    def enter(self, digits, method=0):
+    def enter(self, digits):
         """Offer digits (bytes/str) to the meter; returns the TokenResult."""
         if isinstance(digits, str):
             digits = digits.encode()
-        text = bytes(digits).decode()
-        res = bind.enter_token(self.ctx, text, method)
+        res = bind.enter_token(self.ctx, bytes(digits).decode(), 0)
         self.token = bytes(digits)[:32]
-        self.token_time = bind.now(self.ctx)
-        self.delivery = method
-        self.code = res.code
-        self.ttype = res.ttype
         return res
+
+
+def _token_description(o):
+    ttype = bind.last_token(o.ctx)[2]
+    if ttype < 0:
+        return D.array([])
+    return D.array([D.octets(TOKEN_TYPE_NAMES.get(ttype, b"other"))])
+
+
+def _token_delivery(o):
+    src = bind.last_token(o.ctx)[5]
+    return DELIVERY_OF_SOURCE[src] if 0 <= src < len(DELIVERY_OF_SOURCE) else 0
 
 
 def _token_enter(o, params, assoc):
@@ -508,7 +510,7 @@ def _token_enter(o, params, assoc):
     for b in raw:
         if b < 0x20 or b > 0x7E:
             return base.TYPE_UNMATCHED, None
-    o.enter(raw, 0)
+    o.enter(raw)
     return OK, o.status()
 
 
@@ -842,11 +844,11 @@ def build(meter):
     add(register_object(ENERGY_EXPORT, D.DOUBLE_LONG_UNSIGNED, READER,
                         lambda o: _u32(met(o.ctx).export_reg.wh), 0, UNIT_WH, m, "energy export"))
     add(register_object(VOLTAGE, D.DOUBLE_LONG_UNSIGNED, READER,
-                        lambda o: _u32(met(o.ctx).voltage_mv), -3, UNIT_V, m, "voltage"))
+                        lambda o: _u32(bind.instant(o.ctx)[0]), -3, UNIT_V, m, "voltage"))
     add(register_object(CURRENT, D.DOUBLE_LONG_UNSIGNED, READER,
-                        lambda o: _u32(met(o.ctx).current_ma), -3, UNIT_A, m, "current"))
+                        lambda o: _u32(bind.instant(o.ctx)[1]), -3, UNIT_A, m, "current"))
     add(register_object(POWER, D.DOUBLE_LONG, READER,
-                        lambda o: _i32(met(o.ctx).power_w), 0, UNIT_W, m, "active power"))
+                        lambda o: _i32(bind.instant(o.ctx)[2]), 0, UNIT_W, m, "active power"))
     for o in block_registers(m):
         add(o)
     add(disconnect_object(m))

@@ -78,7 +78,7 @@ def test_methods_refused_below_utility():
     dc = model.find(70, table.DISCONNECT)
     assert dc.action(1, (D.INTEGER, 0), 0x20) == (base.READ_WRITE_DENIED, None)
     assert dc.action(1, (D.INTEGER, 0), 0x10) == (base.READ_WRITE_DENIED, None)
-    assert m.relay.output_state
+    assert m.control.output_state
     assert dc.set(4, (D.ENUM, 1), 0x20) == base.READ_WRITE_DENIED
     assert model.find(8, table.CLOCK).set(2, (D.OCTET_STRING, b"x" * 12), 0x10) == base.READ_WRITE_DENIED
 
@@ -86,7 +86,7 @@ def test_methods_refused_below_utility():
 def test_registers_and_scaler_unit():
     m, model = make()
     m.metrology.import_reg.wh = 123456
-    m.metrology.voltage_mv = 231500
+    m.voltage_mv = 231500
     assert val(model, 3, table.ENERGY_IMPORT, 2) == (D.DOUBLE_LONG_UNSIGNED, 123456)
     assert val(model, 3, table.ENERGY_IMPORT, 3) == (D.STRUCTURE, [(D.INTEGER, 0), (D.ENUM, 30)])
     assert val(model, 3, table.VOLTAGE, 2) == (D.DOUBLE_LONG_UNSIGNED, 231500)
@@ -105,13 +105,13 @@ def test_clock_encoding_ist_and_set():
     clock = model.find(8, table.CLOCK)
     new = dtime.encode(T0 + 3600, 19800)
     assert clock.set(2, (D.OCTET_STRING, new), 0x30) == base.SUCCESS
-    assert m.hal.clock.time() == T0 + 3600
+    assert m.now() == T0 + 3600
     assert clock.set(2, (D.VISIBLE_STRING, new), 0x30) == base.TYPE_UNMATCHED
     assert clock.set(2, (D.OCTET_STRING, b"\x07"), 0x30) == base.TYPE_UNMATCHED
     bad = bytearray(new)
     bad[2] = 13
     assert clock.set(2, (D.OCTET_STRING, bytes(bad)), 0x30) == base.TYPE_UNMATCHED
-    assert m.hal.clock.time() == T0 + 3600
+    assert m.now() == T0 + 3600
 
 
 def test_disconnect_control_transitions():
@@ -191,7 +191,7 @@ def test_charge_tariff_rates_and_write():
 def _fill_profile(m, n):
     for i in range(n):
         t = T0 + 900 * i
-        m.load_profile.update(t, 100 * i, 0, 70 * i, 50000 - 70 * i)
+        m.iprofile.update(t, 100 * i, 0, 70 * i, 50000 - 70 * i)
 
 
 def test_load_profile_buffer_and_selective_access():
@@ -252,7 +252,7 @@ def test_event_log_and_push_on_alert():
     assert dest == b"127.0.0.1:4060" and apdu[0] == 0x0F and apdu[5] == 0x0C
     tag, body = D.decode_all(apdu[18:])
     assert tag == D.STRUCTURE and len(body) == 6
-    assert body[1] == (D.OCTET_STRING, m.meter_id.encode())
+    assert body[1] == (D.OCTET_STRING, m.config.meter_id.encode())
     assert body[3][1][0] == (D.LONG_UNSIGNED, ec.RELAY_DISCONNECTED)
     assert body[5] == (D.BOOLEAN, False)
     # the control log has the event, readable by the reader
