@@ -40,6 +40,7 @@ from protocol.hdlc import (
     strip_llc,
 )
 
+MAX_HEADER = 11  # format 2 + addresses 4 + 4 + control 1
 MAX_APDU = 1 << 20  # refuse to reassemble more than this (a runaway peer)
 
 
@@ -109,13 +110,14 @@ class FrameDecoder:
                 self._drop(1)
                 continue
             length = ((buf[1] & 0x07) << 8) | buf[2]
+            head = min(length, MAX_HEADER)
             try:
-                hlen = header_length(memoryview(buf)[1:1 + length])
+                hlen = header_length(bytes(buf[1:1 + head]))
             except FramingError as exc:
                 self._drop(1, str(exc))
                 continue
             if hlen < 0:
-                if len(buf) >= 1 + length:
+                if len(buf) >= 1 + head:
                     # The declared length ends before the header does.
                     self._drop(1, "HDLC length shorter than the frame header")
                     continue

@@ -482,3 +482,12 @@ def test_link_out_of_sequence_frame_is_ignored_and_repolled_then_retransmit():
     assert (rr.kind, rr.nr) == (RR, 0)
     ok = Frame(I, Address(16), Address(1), b"\xe6\xe7\x00\xc4", ns=0, nr=1)
     assert link.receive_data(ok.encode()) == [ApduReceived(b"\xc4")]
+
+
+def test_stream_decoder_regression_bad_address_after_partial_header():
+    # Found by hypothesis: header errors raised while the buffer was exported must not break.
+    d = FrameDecoder()
+    assert d.feed(b"~\xa0\x07\x01\x01\x01\x1f ~\xa0\x06\x00\x00\x00\x00") == []
+    out = d.feed(b"~\xa0\x07\x01\x01\x00\x961~\xa0\x07\x01~\xa0\x08\x00\x01\x01\x00in~")
+    assert [(f.kind, f.dest, f.src) for f in out] == [(RR, Address(0), Address(0))]
+    assert d.errors >= 2
