@@ -258,3 +258,58 @@ def test_constructor_rejects_bad_keys():
     raises(ValueError, tg.TokenGate, b"", {0: bytes(16)})
     g = tg.TokenGate(METER, {})  # no keys: every token fails authentication
     assert g.check(_vend(tc.TYPE_CREDIT, 1, 1), T0).code == tg.AUTH
+
+
+def _boot(nvm):
+    # a minimal "core record": balance (paise, 8 bytes) || gate state, in one power-safe record
+    from firmware import storage
+
+    rec = storage.Store(nvm).record(1, 8 + tg.STATE_LEN)
+    data = rec.load()
+    g = _gate()
+    balance = 0
+    if data is not None:
+        balance = int.from_bytes(data[:8], "big")
+        g.load(data[8:])
+    return rec, g, balance
+
+
+def test_power_cut_at_every_write_position_applies_credit_once_or_not_at_all():
+    from firmware.hal.nvm import MemNVM
+    from firmware.hal.sim import FaultNVM, PowerCut
+
+    token = _vend(tc.TYPE_CREDIT, 300, 9)
+    base = MemNVM(4096)
+    rec, g, bal = _boot(base)
+    _accept(g, _vend(tc.TYPE_CREDIT, 100, 1))
+    rec.save((10000).to_bytes(8, "big") + g.dump())
+    image = bytes(base.buf)
+    slot = 10 + 8 + tg.STATE_LEN + 4  # header + payload + CRC: one nvm.write per save
+    outcomes = {}
+    for cut in range(slot + 1):
+        inner = MemNVM(4096)
+        inner.buf[:] = image
+        nvm = FaultNVM(inner, None)
+        rec, g, bal = _boot(nvm)
+        assert bal == 10000
+        nvm.arm(cut)
+        res = g.check(token, T0)
+        assert res.code == tg.ACCEPT
+        try:
+            assert g.commit(res, T0)
+            rec.save((bal + res.value).to_bytes(8, "big") + g.dump())
+            cut_hit = False
+        except PowerCut:
+            cut_hit = True
+        assert cut_hit == (cut < slot)
+        # reboot from what reached the NVM
+        rec, g, bal = _boot(inner)
+        after = g.check(token, T0 + 1)
+        if bal == 10000:  # not applied: the token is still acceptable
+            assert after.code == tg.ACCEPT, (cut, after)
+            outcomes["old"] = outcomes.get("old", 0) + 1
+        else:  # applied exactly once: the token is spent
+            assert bal == 10000 + 30000, (cut, bal)
+            assert after.code == tg.USED, (cut, after)
+            outcomes["new"] = outcomes.get("new", 0) + 1
+    assert outcomes.get("old", 0) == slot and outcomes.get("new", 0) == 1
