@@ -329,6 +329,8 @@ class Account:
         (self.balance, self.total_credits, self.total_charges, self.remainder, self.last_credit,
          self.last_credit_time, self.balance_time, self.zero_time, self.last_daily_day, self.ec_limit,
          self.ec_owed, self.ec_time) = f[1:13]
+        if self.balance < 0 and self.zero_time == 0:
+            self.zero_time = self.balance_time or 1  # repair: a debt always has a zero time
         self.ec_taken = bool(f[13] & _FLAG_EC_TAKEN)
         self._low_fired = f[14]
         self.thresholds = thr

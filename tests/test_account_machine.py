@@ -7,6 +7,7 @@ Invariants: total_credits - total_charges == balance to the paise; the account m
 independent model of the money; energy charges equal floor(sum(mWh * rate) / 1e6) with the
 rest carried; the import register never goes backwards and equals the energy fed in.
 """
+from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
@@ -14,7 +15,7 @@ from firmware import event_codes as ev
 from firmware.account import Account
 from firmware.metrology import Metrology
 from firmware.policy import DisconnectPolicy
-from firmware.relay import DisconnectControl
+from firmware.relay import DisconnectControl, LoadLimiter
 from firmware.tariff import Tariff
 from firmware.timeutil import from_fields, local_day
 
@@ -53,6 +54,7 @@ class AccountMachine(RuleBasedStateMachine):
         self.account = Account(tariff, emit=self._emit, max_balance=MAX_BALANCE, daily_catchup_days=CATCHUP)
         self.metrology = Metrology(meter_constant=1600)
         self.control = DisconnectControl(6, None, self._emit)
+        self.limiter = LoadLimiter(self.control, 5000, 60, 300, self._emit)
         self.policy = DisconnectPolicy(emit=self._emit)
 
     # --- rules -------------------------------------------------------------------------------
@@ -154,21 +156,35 @@ class AccountMachine(RuleBasedStateMachine):
     def evaluate_policy(self):
         self.policy.note_contact(self.now)
         action, reason = self.policy.evaluate(self.now, self.account, self.control)
+        c = self.control
         if self.account.balance > 0:
-            assert not self.control.has_cause(ev.REASON_CREDIT_EXHAUSTED)
-            assert self.control.output_state
+            # credit releases the credit hold at once; the supply stays off only for another
+            # local cause (load limiter) or a remote disconnection
+            assert not c.has_cause(ev.REASON_CREDIT_EXHAUSTED)
+            assert c.output_state or c.local_causes or c.control_state == 0
         if action == 1:
             assert self.account.balance < 0 and not self.control.output_state
 
+    @rule(power_w=st.integers(0, 10000))
+    def limiter_update(self, power_w):
+        self.limiter.update(power_w if self.control.output_state else 0, self.now)
+
+    @rule(cmd=st.sampled_from(["remote_disconnect", "remote_reconnect", "manual_reconnect", "manual_disconnect"]))
+    def relay_command(self, cmd):
+        getattr(self.control, cmd)()
+
     @rule()
     def power_cut(self):
-        a, m, c, p = self.account.dump(), self.metrology.dump(), self.control.dump(), self.policy.dump()
+        parts = (self.account.dump(), self.metrology.dump(), self.control.dump(), self.limiter.dump(),
+                 self.policy.dump())
         self._build(Tariff())
-        self.account.load(a)
-        self.metrology.load(m)
-        self.control.load(c)
-        self.policy.load(p)
-        assert (self.account.dump(), self.metrology.dump(), self.control.dump(), self.policy.dump()) == (a, m, c, p)
+        self.account.load(parts[0])
+        self.metrology.load(parts[1])
+        self.control.load(parts[2])
+        self.limiter.load(parts[3])
+        self.policy.load(parts[4])
+        assert (self.account.dump(), self.metrology.dump(), self.control.dump(), self.limiter.dump(),
+                self.policy.dump()) == parts
 
     # --- invariants --------------------------------------------------------------------------
     @invariant()
@@ -184,6 +200,13 @@ class AccountMachine(RuleBasedStateMachine):
         assert self.account.remainder == self.m_num % 1000000
 
     @invariant()
+    def relay_consistent(self):
+        c = self.control
+        assert c.output_state == (c.control_state == 1)
+        if c.local_causes:
+            assert not c.output_state  # a local hold always keeps the supply off
+
+    @invariant()
     def register_monotonic(self):
         total = self.metrology.import_reg.total_mwh()
         assert total >= self.last_import
@@ -195,3 +218,26 @@ class AccountMachine(RuleBasedStateMachine):
 
 
 TestAccountMachine = AccountMachine.TestCase
+
+
+@given(parts=st.lists(st.tuples(st.integers(0, 30000), st.integers(0, 600000)), min_size=1, max_size=40),
+       rate=st.integers(0, 20000))
+def test_split_invariance_energy_and_charge(parts, rate):
+    """Many small steps meter and charge exactly what their sum does in one step (to the mWh/paise)."""
+    m = Metrology()
+    a = Account(Tariff([(0, rate)]))
+    units = 0
+    for power_w, dt_ms in parts:
+        a.charge_energy(m.add_power(power_w, dt_ms, T0), T0)
+        units += power_w * dt_ms
+    assert m.import_reg.total_mwh() == units // 3600
+    assert a.total_charges == (units // 3600) * rate // 1000000
+    assert a.remainder == (units // 3600) * rate % 1000000
+
+
+@given(constant=st.integers(1, 20000), pulses=st.lists(st.integers(0, 5000), min_size=1, max_size=30))
+def test_pulse_split_invariance(constant, pulses):
+    m = Metrology(meter_constant=constant)
+    for n in pulses:
+        m.add_pulses(n, T0)
+    assert m.import_reg.total_mwh() == sum(pulses) * 1000000 // constant

@@ -298,3 +298,12 @@ def test_round_trip_and_corrupt_records():
     tampered[1] ^= 1
     raises(ValueError, b.load, bytes(tampered))
     assert b.dump() == good  # a rejected record changes nothing
+
+
+def test_load_repairs_missing_zero_time_of_a_debt():
+    a = Account()
+    a.charge_energy(1000000, T0)
+    a.zero_time = 0  # as if written by an older firmware
+    b = Account()
+    b.load(a.dump())
+    assert b.balance == -700 and b.zero_time == T0  # grace counts from the last balance update
