@@ -486,8 +486,11 @@ def test_link_out_of_sequence_frame_is_ignored_and_repolled_then_retransmit():
 
 def test_stream_decoder_regression_bad_address_after_partial_header():
     # Found by hypothesis: header errors raised while the buffer was exported must not break.
+    a = b"~\xa0\x07\x01\x01\x01\x1f ~"  # RR 0 -> 0
+    b = b"~\xa0\x07\x01\x01\x00\x961~"  # empty I 0 -> 0
+    c = b"~\xa0\x08\x00\x01\x01\x00in~"  # empty I to a 2-byte address
     d = FrameDecoder()
-    assert d.feed(b"~\xa0\x07\x01\x01\x01\x1f ~\xa0\x06\x00\x00\x00\x00") == []
-    out = d.feed(b"~\xa0\x07\x01\x01\x00\x961~\xa0\x07\x01~\xa0\x08\x00\x01\x01\x00in~")
-    assert [(f.kind, f.dest, f.src) for f in out] == [(RR, Address(0), Address(0))]
-    assert d.errors >= 2
+    out = d.feed(a + b"\xa0\x06\x00\x00\x00\x00" + b + b"\xa0\x07\x01" + c)
+    assert [f.kind for f in out] == [RR, I, I]
+    assert out == [decode_frame(a), decode_frame(b), decode_frame(c)]
+    assert d.errors == 2  # the two garbled headers between them
