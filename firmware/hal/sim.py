@@ -120,7 +120,7 @@ class ConstantLoad:
 
 
 # A typical urban Indian household (fans, lights, fridge, TV, a cooler or small AC in the
-# evening): watts at each local hour 00..23; about 4.6 kWh a day at scale 100.
+# evening): watts at each local hour 00..23; about 5.9 kWh a day at scale 100.
 HOUSEHOLD_W = (
     120, 110, 100, 100, 100, 130, 260, 380, 330, 240, 200, 190,
     210, 230, 220, 200, 190, 230, 360, 470, 520, 480, 330, 180,

@@ -1,0 +1,669 @@
+"""The meter: wires metrology, account, token gate, relay, policy, events, profiles and storage to a HAL.
+
+    meter = Meter(hal, config, store=None, keys=None)   # restores everything from hal.nvm
+    meter.tick()                 # follow hal.clock (call often: every 0.1..1 s on a board)
+    meter.advance_to(t)          # or step simulated time to Unix second t (tests, emulator)
+    res = meter.enter_token("1234 5678 ...", SOURCE_KEYPAD)
+
+Time stepping: the meter keeps its own time axis in ms. `tick()` moves it by the elapsed
+monotonic ticks (`hal.clock.ticks_ms`, wrap-safe with ticks_diff; call at least every few
+days) and re-bases it on the wall clock when they disagree by more than 2 s (a jump of more
+than 60 s is logged as CLOCK_SET; no energy is counted for a jump). Between two calls the time
+is walked in steps of at most `max_step_s` (default 60 s) that also end at every instant where
+a rule can change: profile/demand period boundaries (and so local midnight), tariff zone
+changes, the disconnect window's start and end, the grace period's end, a suspension's end,
+the comms-loss deadline, the load limiter's timers and the periodic save. Each step samples the
+load (`hal.measure.sample`) at its start and holds it for the step (rectangle rule); energy
+is charged at the tariff rate of the step (it never crosses a zone change), timestamped with
+the step's last second. A simulated day takes about 1,500
+steps (tens of ms on CPython).
+
+Persistence: the core record (config, metrology, account, token gate, relay, limiter, policy,
+open profile periods, meter state) is one `storage.Record`, saved every
+`persist_interval_s`, at every step that produced an event, and after every command (token,
+emergency credit, remote (dis)connect, suspension, config change). A token's credit and its
+anti-replay state are therefore written by one record save. Events of a step are buffered and
+written to the event rings **after** the core record, so a power cut never leaves an event
+for a change that did not commit (it can lose the event of a change that did).
+
+Power cycle: constructing a Meter on the same NVM restores every register and logs POWER_UP
+with the outage length (from the last saved time). `power_down()` (power-fail input) saves
+and logs POWER_DOWN first, so the outage is measured exactly. For an existing meter the
+stored configuration wins over the `config` argument; `fresh` tells which case occurred.
+"""
+import struct
+
+from firmware import event_codes as ec
+from firmware import token_codec as tc
+from firmware import token_gate as tg
+from firmware.account import Account
+from firmware.compat import ticks_diff
+from firmware.config import Config
+from firmware.events import EventLog
+from firmware.metrology import Metrology
+from firmware.policy import DisconnectPolicy
+from firmware.profiles import STATUS_CLOCK_SET, STATUS_POWER_DOWN, STATUS_RELAY_OPEN, Profile
+from firmware.relay import DisconnectControl, LoadLimiter
+from firmware.storage import Store, StoreError
+
+# store layout (tags); declaring in this order on every boot fixes the layout
+TAG_CORE = 1
+TAG_KEYS = 2
+TAG_IPROFILE = 40
+TAG_DPROFILE = 41
+CORE_MAX = 2048
+KEYS_MAX = 1 + 17 * 8
+
+CORE_VERSION = 1
+# meter state section: version, last_time, tamper latch, tamper inputs, last token (time, code,
+# type, value, id, source), disconnections, charged (energy + fixed charges, paise, cumulative)
+_STATE_FMT = ">BIBBIBBqiBIq"
+
+# token sources (how the digits reached the meter)
+SOURCE_KEYPAD = 0
+SOURCE_DLMS = 1
+SOURCE_SERIAL = 2
+SOURCE_SMS = 3
+SOURCE_NAMES = ("keypad", "dlms", "serial", "sms")
+
+TAMPER_COVER = 1
+TAMPER_MAGNET = 2
+
+CLOCK_SLACK_MS = 2000
+CLOCK_SET_LOG_S = 60
+
+
+class Meter:
+    """A prepaid meter over a HAL (see the module docstring)."""
+
+    def __init__(self, hal, config=None, store=None, keys=None, max_step_s=60,
+                 interval_capacity=960, daily_capacity=62, event_capacity=32):
+        if max_step_s < 1:
+            raise ValueError("max_step_s must be >= 1")
+        self.hal = hal
+        self.clock = hal.clock
+        self.max_step_ms = max_step_s * 1000
+        self.store = store if store is not None else Store(hal.nvm)
+        st = self.store
+        self.core = st.record(TAG_CORE, CORE_MAX)
+        self.keys_rec = st.record(TAG_KEYS, KEYS_MAX)
+        caps = {}
+        for log in (ec.LOG_POWER, ec.LOG_CONTROL, ec.LOG_TAMPER, ec.LOG_TOKEN, ec.LOG_ACCOUNT,
+                    ec.LOG_CONFIG):
+            caps[log] = event_capacity
+        self.events = EventLog(st, caps)
+        self._iring = st.ring(TAG_IPROFILE, 26, interval_capacity)
+        self._dring = st.ring(TAG_DPROFILE, 26, daily_capacity)
+        self.events.load()
+        self._iring.load()
+        self._dring.load()
+        self._pending = []
+        self._now_s = 0
+
+        raw = self.core.load()
+        self.fresh = raw is None
+        cfg = config.copy() if config is not None else Config()
+        parts = None
+        if raw is not None:
+            parts = _split(raw)
+            cfg.load(parts[0])
+        self.config = cfg
+        self._build(cfg, self._load_keys(keys, cfg))
+
+        now = self.clock.time()
+        self._ticks = self.clock.ticks_ms()
+        self.t_ms = now * 1000
+        self._now_s = now
+        if parts is not None:
+            self._restore(parts)
+            off = now - self.last_time if self.last_time and now >= self.last_time else 0
+            self.iprofile.mark(STATUS_POWER_DOWN)
+            self.dprofile.mark(STATUS_POWER_DOWN)
+        else:
+            off = 0
+        self.control.sync()
+        self._emit(ec.POWER_UP, off)
+        self._next_save_s = self._save_boundary(now)
+        self._after_step(now, True)
+
+    # ---- construction --------------------------------------------------------------------
+    def _build(self, cfg, keys):
+        emit = self._emit
+        tz = cfg.tz_offset_s
+        self.metrology = Metrology(cfg.meter_constant, cfg.demand_period_s, tz)
+        self.account = Account(cfg.tariff(), tz, emit, cfg.emergency_limit, cfg.emergency_threshold,
+                               cfg.max_balance, cfg.low_credit_pct)
+        self.gate = tg.TokenGate(cfg.meter_id, keys)
+        self.control = DisconnectControl(cfg.control_mode, self.hal.relay.set, emit)
+        self.limiter = LoadLimiter(self.control, cfg.load_limit_w, cfg.load_limit_over_s,
+                                   cfg.load_limit_under_s, emit)
+        self.policy = DisconnectPolicy(cfg.grace_s, (cfg.window_start_s, cfg.window_end_s),
+                                       cfg.weekend_days, cfg.holidays, tz, cfg.comms_loss_s,
+                                       cfg.reconnect_threshold, emit)
+        self.iprofile = Profile(self._iring, cfg.profile_period_s, tz)
+        self.dprofile = Profile(self._dring, 86400, tz)
+        self.last_time = 0
+        self.tamper_latch = 0
+        self.tamper_inputs = 0
+        self.last_token = (0, -1, -1, 0, -1, 0)  # time, code, ttype, value, id, source
+        self.disconnections = 0
+        self.charged = 0  # paise of energy and fixed charges, cumulative (profiles)
+        self.power_w = 0
+        self.voltage_mv = 0
+        self.current_ma = 0
+        self.down = False
+
+    def _load_keys(self, keys, cfg):
+        stored = self.keys_rec.load()
+        if keys is not None:
+            keys = dict(keys)
+            blob = _pack_keys(keys)
+            if blob != stored:
+                self.keys_rec.save(blob)
+            return keys
+        if stored is None:
+            return {}
+        return _unpack_keys(stored)
+
+    def _restore(self, parts):
+        (_, met, acc, gate, ctl, lim, pol, ip, dp, state) = parts
+        try:
+            self.metrology.load(met)
+            self.account.load(acc)
+            self.gate.load(gate)
+            self.control.load(ctl)
+            self.limiter.load(lim)
+            self.policy.load(pol)
+            self.iprofile.load(ip)
+            self.dprofile.load(dp)
+            self._load_state(state)
+        except ValueError as e:
+            raise StoreError("core record unreadable: %s" % e)
+
+    # ---- persistence -----------------------------------------------------------------------
+    def _dump_state(self):
+        lt = self.last_token
+        return struct.pack(_STATE_FMT, 1, self._now_s & 0xFFFFFFFF, self.tamper_latch,
+                           self.tamper_inputs, lt[0], lt[1] & 0xFF, lt[2] & 0xFF, lt[3], lt[4],
+                           lt[5], self.disconnections, self.charged)
+
+    def _load_state(self, data):
+        if len(data) != struct.calcsize(_STATE_FMT):
+            raise ValueError("meter state: bad length %d" % len(data))
+        f = struct.unpack(_STATE_FMT, data)
+        if f[0] != 1:
+            raise ValueError("meter state: unknown version %d" % f[0])
+        self.last_time = f[1]
+        self.tamper_latch = f[2]
+        self.tamper_inputs = f[3]
+        code = -1 if f[5] == 0xFF else f[5]
+        ttype = -1 if f[6] == 0xFF else f[6]
+        self.last_token = (f[4], code, ttype, f[7], f[8], f[9])
+        self.disconnections = f[10]
+        self.charged = f[11]
+
+    def dump_core(self):
+        """The core record as bytes (what save() writes)."""
+        sections = (self.config.dump(), self.metrology.dump(), self.account.dump(), self.gate.dump(),
+                    self.control.dump(), self.limiter.dump(), self.policy.dump(), self.iprofile.dump(),
+                    self.dprofile.dump(), self._dump_state())
+        out = bytes((CORE_VERSION,))
+        for s in sections:
+            out += struct.pack(">H", len(s)) + s
+        return out
+
+    def save(self):
+        """Write the core record now (one atomic record write), then the buffered events."""
+        self.core.save(self.dump_core())
+        self.last_time = self._now_s
+        self._flush_events()
+
+    def _save_boundary(self, now):
+        p = self.config.persist_interval_s
+        return now - now % p + p
+
+    # ---- events ----------------------------------------------------------------------------
+    def _emit(self, code, value=0, extra=0):
+        self._pending.append((self._now_s, code, value, extra))
+        if code == ec.RELAY_DISCONNECTED:
+            self.disconnections += 1
+
+    def _flush_events(self):
+        pend = self._pending
+        self._pending = []
+        for t, code, value, extra in pend:
+            self.events.log(t, code, value, extra)
+
+    # ---- time ------------------------------------------------------------------------------
+    def now(self):
+        """The meter's current time (Unix s) as far as it has stepped."""
+        return self._now_s
+
+    def tick(self):
+        """Follow the HAL clock: poll inputs, step metering/charging/rules up to now, persist."""
+        if self.down:
+            return
+        if not self.hal.inputs.power_ok():
+            self.power_down()
+            return
+        ticks = self.clock.ticks_ms()
+        el = ticks_diff(ticks, self._ticks)
+        self._ticks = ticks
+        if el < 0:
+            el = 0
+        self._run_to(self.t_ms + el)
+        wall_ms = self.clock.time() * 1000
+        diff = wall_ms - self.t_ms
+        if diff > CLOCK_SLACK_MS + 999 or diff < -CLOCK_SLACK_MS:
+            self._rebase(wall_ms)
+
+    def advance_to(self, t):
+        """Step up to Unix second t (no-op if not ahead). A simulator clock that is behind t
+        (one with `advance`) is moved to t first, so clock and meter agree afterwards."""
+        if self.down:
+            return
+        clk = self.clock
+        if hasattr(clk, "advance"):
+            behind = t - clk.time()
+            if behind > 0:
+                clk.advance(behind)
+        self._run_to(t * 1000)
+        self._ticks = self.clock.ticks_ms()
+
+    def _rebase(self, wall_ms):
+        jump = wall_ms // 1000 - self._now_s
+        self.t_ms = wall_ms
+        self._now_s = wall_ms // 1000
+        if jump > CLOCK_SET_LOG_S or jump < -CLOCK_SET_LOG_S:
+            self._emit(ec.CLOCK_SET, jump)
+            self.iprofile.mark(STATUS_CLOCK_SET)
+            self.dprofile.mark(STATUS_CLOCK_SET)
+        self._after_step(self._now_s, True)
+
+    def set_clock(self, t):
+        """Set the wall clock (RTC) to Unix second t, log CLOCK_SET and persist."""
+        self.hal.clock.set_time(t)
+        jump = t - self._now_s
+        self.t_ms = t * 1000
+        self._now_s = t
+        self._ticks = self.clock.ticks_ms()
+        self._emit(ec.CLOCK_SET, jump)
+        self.iprofile.mark(STATUS_CLOCK_SET)
+        self.dprofile.mark(STATUS_CLOCK_SET)
+        self._after_step(t, True)
+
+    def _next_stop(self, t):
+        """Earliest instant after t (s) where a rule, zone or period may change."""
+        cfg = self.config
+        tz = cfg.tz_offset_s
+        best = self.iprofile.next_boundary(t)
+        dp = cfg.demand_period_s
+        b = t - (t + tz) % dp + dp
+        if b < best:
+            best = b
+        if t < self._next_save_s < best:
+            best = self._next_save_s
+        nc = self.account.tariff.next_change(t, tz)
+        if nc is not None and nc < best:
+            best = nc
+        sod = (t + tz) % 86400
+        for edge in self.policy.window:
+            d = (edge - sod) % 86400
+            if d == 0:
+                d = 86400
+            if t + d < best:
+                best = t + d
+        acc = self.account
+        pol = self.policy
+        if acc.zero_time:
+            g = acc.zero_time + pol.grace_s
+            if t < g < best:
+                best = g
+        if pol.suspended and pol.suspend_until and t < pol.suspend_until < best:
+            best = pol.suspend_until
+        if pol.comms_loss_s and not pol.comms_suspended and pol.last_contact:
+            c = pol.last_contact + pol.comms_loss_s
+            if t < c < best:
+                best = c
+        lim = self.limiter
+        if lim.tripped:
+            r = lim.trip_time + lim.min_under_s
+            if t < r < best:
+                best = r
+        elif lim.over_since >= 0:
+            r = lim.over_since + lim.min_over_s
+            if t < r < best:
+                best = r
+        return best
+
+    def _run_to(self, target_ms):
+        while self.t_ms < target_ms:
+            t = self.t_ms // 1000
+            end = self._next_stop(t) * 1000
+            if end > target_ms:
+                end = target_ms
+            if end > self.t_ms + self.max_step_ms:
+                end = self.t_ms + self.max_step_ms
+            if end <= self.t_ms:  # defensive: never step backwards or stand still
+                end = self.t_ms + 1000 if self.t_ms + 1000 < target_ms else target_ms
+            self._step(end)
+
+    def _step(self, end_ms):
+        dt = end_ms - self.t_ms
+        t0 = self.t_ms // 1000
+        p, v, i = self.hal.measure.sample(t0)
+        # the limiter judges the power the load draws through a closed relay; a trip at t0
+        # opens the relay for this whole step
+        if self.limiter.update(p if self.control.output_state else 0, t0) == "restore":
+            self.limiter.update(p, t0)  # the load is judged again from the restore instant
+        if not self.control.output_state:
+            p = 0
+            i = 0
+        self.power_w = p
+        self.voltage_mv = v
+        self.current_ma = i
+        now = end_ms // 1000
+        self.t_ms = end_ms
+        self._now_s = now
+        mwh = self.metrology.add_power(p, dt, now)
+        self.metrology.set_instant(v, i)
+        if mwh > 0:
+            # the step never crosses a zone boundary: its last second has its rate
+            self.charged += self.account.charge_energy(mwh, (end_ms - 1) // 1000)
+        self._after_step(now, False)
+
+    def _after_step(self, now, force_save):
+        """Daily charge, tamper, load limiter, policy, profiles; save if anything happened."""
+        self.charged += self.account.tick(now)
+        self.metrology.tick(now)
+        self._poll_tamper()
+        self.policy.evaluate(now, self.account, self.control)
+        if not self.control.output_state:
+            self.iprofile.mark(STATUS_RELAY_OPEN)
+            self.dprofile.mark(STATUS_RELAY_OPEN)
+        imp = self.metrology.import_reg.wh
+        exp = self.metrology.export_reg.wh
+        bal = self.account.balance
+        closed = self.iprofile.update(now, imp, exp, self.charged, bal)
+        if self.dprofile.update(now, imp, exp, self.charged, bal) is not None:
+            closed = True
+        if force_save or self._pending or closed is not None or now >= self._next_save_s:
+            if now >= self._next_save_s:
+                self._next_save_s = self._save_boundary(now)
+            self.save()
+
+    def _poll_tamper(self):
+        inp = self.hal.inputs
+        cur = (TAMPER_COVER if inp.cover_open() else 0) | (TAMPER_MAGNET if inp.magnet() else 0)
+        old = self.tamper_inputs
+        if cur == old:
+            return
+        self.tamper_inputs = cur
+        if (cur ^ old) & TAMPER_COVER:
+            self._emit(ec.TAMPER_COVER_OPEN if cur & TAMPER_COVER else ec.TAMPER_COVER_CLOSED)
+        if (cur ^ old) & TAMPER_MAGNET:
+            self._emit(ec.TAMPER_MAGNET if cur & TAMPER_MAGNET else ec.TAMPER_MAGNET_END)
+        new = cur & ~old
+        if new:
+            self.tamper_latch |= new
+            if self.config.tamper_disconnect:
+                self.control.local_disconnect(ec.REASON_TAMPER)
+
+    # ---- power -----------------------------------------------------------------------------
+    def power_down(self):
+        """Mains failing: step to now, log POWER_DOWN, save; the meter then stays idle."""
+        if self.down:
+            return
+        now = self.clock.time()
+        if now * 1000 > self.t_ms:
+            self._run_to(now * 1000)
+        self._emit(ec.POWER_DOWN, 0)
+        self.save()
+        self.down = True
+
+    # ---- commands --------------------------------------------------------------------------
+    def _command_done(self):
+        self.policy.evaluate(self._now_s, self.account, self.control)
+        self.save()
+
+    def enter_token(self, digits, source=SOURCE_KEYPAD):
+        """Judge and apply a token from any path; returns the gate's TokenResult.
+
+        On acceptance the effect (credit, clear credit, emergency limit, load limit, clear
+        tamper, key revision) and the gate's anti-replay update are persisted by ONE core-record
+        write, and reconnection (if the credit allows it) happens before this returns.
+        Every entry except a service code is logged (TOKEN_ACCEPTED / TOKEN_REJECTED, value:
+        token id, extra: result code).
+        """
+        now = self._now_s
+        res = self.gate.check(digits, now, self.account.room())
+        if res.accepted and res.is_service:
+            return res
+        if res.accepted:
+            err = self._apply_token(res, now)
+            if err is not None:
+                res.code = err
+        if res.accepted:
+            old_epoch = self.gate.epoch
+            self.gate.commit(res, now)
+            if self.gate.epoch != old_epoch:
+                self._emit(ec.EPOCH_ADVANCED, self.gate.epoch)
+            self._emit(ec.TOKEN_ACCEPTED, res.token_id, tg.ACCEPT)
+        else:
+            self._emit(ec.TOKEN_REJECTED, res.token_id, res.code)
+        self.last_token = (now, res.code, res.ttype, res.value, res.token_id, source)
+        self._command_done()
+        return res
+
+    def _apply_token(self, res, now):
+        """Apply an accepted token's effect; returns a rejection code if it cannot apply."""
+        t = res.ttype
+        v = res.value
+        try:
+            if t == tc.TYPE_CREDIT:
+                self.account.apply_credit(v, now)
+            elif t == tc.TYPE_CLEAR_CREDIT:
+                self.account.clear_credit(now)
+            elif t == tc.TYPE_SET_EMERGENCY_LIMIT:
+                self.config.set("emergency_limit", v)
+                self.account.set_emergency_limit(v)
+                self._emit(ec.CONFIG_CHANGED, 6)
+            elif t == tc.TYPE_SET_LOAD_LIMIT:
+                self.config.set("load_limit_w", v)
+                self.limiter.configure(v)
+                self._emit(ec.CONFIG_CHANGED, 16)
+            elif t == tc.TYPE_CLEAR_TAMPER:
+                self.tamper_latch = 0
+                self.control.local_reconnect(ec.REASON_TAMPER)
+                self._emit(ec.TAMPER_CLEARED)
+            elif t == tc.TYPE_ADVANCE_KEY_REVISION:
+                self._emit(ec.KEY_REVISION_ADVANCED, v)
+            else:
+                return tg.TYPE
+        except ValueError:
+            return tg.OVERFLOW if t == tc.TYPE_CREDIT else tg.TYPE
+        return None
+
+    def take_emergency_credit(self):
+        """Take the emergency credit if available (reconnects at once); returns paise granted."""
+        got = self.account.take_emergency(self._now_s)
+        if got:
+            self._command_done()
+        return got
+
+    def remote_disconnect(self):
+        """IC 70 remote_disconnect; returns True if the control ends disconnected."""
+        ok = self.control.remote_disconnect(ec.REASON_REMOTE)
+        self._command_done()
+        return ok
+
+    def remote_reconnect(self):
+        """IC 70 remote_reconnect; returns True if allowed (state per control mode)."""
+        ok = self.control.remote_reconnect(ec.REASON_REMOTE)
+        self._command_done()
+        return ok
+
+    def suspend_disconnection(self, until=0):
+        """Hold credit disconnections until Unix time `until` (0: until resume_disconnection)."""
+        self.policy.suspend(self._now_s, until)
+        self._command_done()
+
+    def resume_disconnection(self):
+        """End a suspension by command."""
+        self.policy.resume(self._now_s)
+        self._command_done()
+
+    def note_headend_contact(self):
+        """The head-end talked to the meter (restarts the comms-loss timer)."""
+        self.policy.note_contact(self._now_s)
+        if self._pending:
+            self.save()
+
+    def provision_credit(self, paise):
+        """Opening balance of a new meter (factory/emulator only: refused once any credit exists)."""
+        if self.account.total_credits or self.account.total_charges:
+            raise ValueError("opening credit only on a meter without any credit history")
+        self.account.apply_credit(paise, self._now_s)
+        self._command_done()
+
+    def set_config(self, name, value):
+        """Change one configuration item and apply it; logs CONFIG_CHANGED and persists."""
+        if name in ("meter_id", "tz_offset_s", "meter_constant", "demand_period_s",
+                    "profile_period_s"):
+            raise ValueError("%s can only be set on a new meter" % name)
+        trial = self.config.copy()
+        ident = trial.set(name, value)
+        if name in ("tariff_zones", "daily_charge"):
+            self.account.set_tariff(trial.tariff(), self._now_s)
+        elif name == "low_credit_pct":
+            self.account.set_thresholds(trial.low_credit_pct)
+        elif name == "emergency_limit":
+            self.account.set_emergency_limit(value)
+        elif name == "emergency_threshold":
+            self.account.emergency_threshold = value
+        elif name == "max_balance":
+            self.account.max_balance = value
+        elif name in ("grace_s", "comms_loss_s", "reconnect_threshold"):
+            self.policy.configure(**{name: value})
+        elif name in ("window_start_s", "window_end_s"):
+            self.policy.configure(window=(trial.window_start_s, trial.window_end_s))
+        elif name == "weekend_days":
+            self.policy.configure(weekend=trial.weekend_days)
+        elif name == "holidays":
+            self.policy.configure(holidays=trial.holidays)
+        elif name in ("load_limit_w", "load_limit_over_s", "load_limit_under_s"):
+            self.limiter.configure(trial.load_limit_w, trial.load_limit_over_s,
+                                   trial.load_limit_under_s)
+        elif name == "control_mode":
+            self.control.set_control_mode(value)
+        self.config = trial
+        if name == "persist_interval_s":
+            self._next_save_s = self._save_boundary(self._now_s)
+        self._emit(ec.CONFIG_CHANGED, ident)
+        self._command_done()
+        return ident
+
+    # ---- read-out --------------------------------------------------------------------------
+    def snapshot(self):
+        """Everything a display, the live view or DLMS reads, as a dict of plain values."""
+        acc = self.account
+        met = self.metrology
+        ctl = self.control
+        now = self._now_s
+        lt = self.last_token
+        bal = acc.balance
+        hold = ec.REASON_NONE
+        if bal < 0 and ctl.output_state:
+            hold = self.policy.hold_reason(now, acc)
+        return {
+            "time": now,
+            "meter_id": self.config.meter_id,
+            "power_w": self.power_w,
+            "voltage_mv": self.voltage_mv,
+            "current_ma": self.current_ma,
+            "import_wh": met.import_reg.wh,
+            "import_mwh": met.import_reg.total_mwh(),
+            "export_wh": met.export_reg.wh,
+            "max_demand_w": met.max_demand_w,
+            "balance": bal,
+            "balance_time": acc.balance_time,
+            "last_credit": acc.last_credit,
+            "last_credit_time": acc.last_credit_time,
+            "total_credits": acc.total_credits,
+            "total_charges": acc.total_charges,
+            "charged": self.charged,
+            "rate": acc.rate(now),
+            "emergency_available": acc.emergency_available(),
+            "emergency_owed": acc.ec_owed,
+            "relay_closed": ctl.output_state,
+            "control_state": ctl.control_state,
+            "control_mode": ctl.control_mode,
+            "relay_reason": ctl.last_reason,
+            "hold_reason": hold,
+            "suspended": self.policy.suspended,
+            "comms_suspended": self.policy.comms_suspended,
+            "load_limit_w": self.limiter.threshold_w,
+            "load_limit_tripped": self.limiter.tripped,
+            "tamper": self.tamper_latch,
+            "disconnections": self.disconnections,
+            "last_token_time": lt[0],
+            "last_token_code": lt[1],
+            "last_token_type": lt[2],
+            "last_token_value": lt[3],
+            "last_token_id": lt[4],
+            "last_token_source": lt[5],
+            "token_epoch": self.gate.epoch,
+            "key_revision": self.gate.key_rev,
+        }
+
+    def profile_now(self):
+        """(open interval entry, open daily entry) for live views (not yet stored)."""
+        imp = self.metrology.import_reg.wh
+        exp = self.metrology.export_reg.wh
+        bal = self.account.balance
+        now = self._now_s
+        return (self.iprofile.open_entry(now, imp, exp, self.charged, bal),
+                self.dprofile.open_entry(now, imp, exp, self.charged, bal))
+
+
+def _split(raw):
+    """Sections of a core record; StoreError if malformed."""
+    if not raw or raw[0] != CORE_VERSION:
+        raise StoreError("core record: unknown version")
+    out = []
+    i = 1
+    n = len(raw)
+    while i < n:
+        if i + 2 > n:
+            raise StoreError("core record truncated")
+        ln = struct.unpack(">H", raw[i:i + 2])[0]
+        if i + 2 + ln > n:
+            raise StoreError("core record truncated")
+        out.append(raw[i + 2:i + 2 + ln])
+        i += 2 + ln
+    if len(out) != 10:
+        raise StoreError("core record: %d sections, expected 10" % len(out))
+    return out
+
+
+def _pack_keys(keys):
+    revs = sorted(keys)
+    if len(revs) > 8:
+        raise ValueError("at most 8 key revisions")
+    out = bytes((len(revs),))
+    for r in revs:
+        k = bytes(keys[r])
+        if not 0 <= r <= 255 or len(k) != 16:
+            raise ValueError("keys must map revision 0..255 to 16 bytes")
+        out += bytes((r,)) + k
+    return out
+
+
+def _unpack_keys(blob):
+    n = blob[0] if blob else 0
+    if len(blob) != 1 + 17 * n:
+        raise StoreError("key record malformed")
+    keys = {}
+    for k in range(n):
+        keys[blob[1 + 17 * k]] = bytes(blob[2 + 17 * k:18 + 17 * k])
+    return keys

@@ -1,0 +1,375 @@
+"""Meter integration: a simulated day, charging to the paise, the disconnection rules in time,
+reconnection on credit, tokens, power cycles, ticks wrap, clock set, limiter, tamper."""
+from firmware import event_codes as ec
+from firmware import token_codec as tc
+from firmware import token_gate as tg
+from firmware.compat import TICKS_MAX
+from firmware.config import Config
+from firmware.hal.nvm import MemNVM
+from firmware.hal.sim import ConstantLoad, HouseholdLoad, SimClock, SimHal
+from firmware.meter import SOURCE_DLMS, Meter
+from firmware.storage import Store, StoreError
+from firmware.timeutil import from_fields
+from tests.firmware.util import raises
+
+TZ = 19800
+# local midnight starting Thursday 2026-01-01 (IST)
+DAY0 = from_fields(2026, 1, 1) - TZ
+H = 3600
+KEY = bytes(range(16, 32))  # test key, not a real one
+MID = "BJTEST0001"
+
+
+def make(load_w=1000, balance=100000, ticks_start=0, nvm=None, **cfg):
+    clock = SimClock(DAY0, 0, ticks_start_ms=ticks_start)
+    hal = SimHal(clock, ConstantLoad(load_w), nvm if nvm is not None else MemNVM(65536))
+    m = Meter(hal, Config(meter_id=MID, **cfg), keys={0: KEY})
+    if balance:
+        m.provision_credit(balance)
+    return m
+
+
+def reboot(m, keys=None):
+    """A new Meter on the same HAL and NVM (power cycle)."""
+    return Meter(m.hal, keys=keys)
+
+
+def token(ttype, qty, tid, epoch=0, key_rev=0, key=KEY):
+    c = tc.TokenCipher(key, MID)
+    return c.encrypt(ttype, tc.encode_value(ttype, qty), tid, key_rev, epoch)
+
+
+def codes(m, log):
+    return [e[2] for e in m.events.entries(log)]
+
+
+def conserved(m):
+    a = m.account
+    return a.total_credits - a.total_charges == a.balance
+
+
+def test_constant_day_charges_exactly():
+    m = make(1000, 100000)
+    m.advance_to(DAY0 + 24 * H)
+    s = m.snapshot()
+    assert s["import_wh"] == 24000
+    assert s["charged"] == 16800  # 24 kWh x 700 paise/kWh
+    assert s["balance"] == 100000 - 16800
+    assert conserved(m)
+    assert len(m.iprofile) == 96
+    assert all(e[1] == 250 and e[3] == 175 for e in m.iprofile.entries())
+    day = m.dprofile.entries()
+    assert day == [(DAY0, 24000, 0, 16800, 100000 - 16800, 0)]
+
+
+def test_household_day_charge_matches_energy_to_the_paise():
+    clock = SimClock(DAY0, 0)
+    hal = SimHal(clock, HouseholdLoad(TZ, 100, 10, 3))
+    m = Meter(hal, Config(meter_id=MID, tariff_zones=((0, 613),)))
+    m.provision_credit(50000)
+    m.advance_to(DAY0 + 24 * H)
+    met = m.metrology.import_reg.total_mwh()
+    assert 5000000 < met < 7000000
+    a = m.account
+    assert a.total_charges * 1000000 + a.remainder == met * 613
+    assert sum(e[1] for e in m.iprofile.entries()) == m.metrology.import_reg.wh
+    assert sum(e[3] for e in m.iprofile.entries()) == a.total_charges
+    assert conserved(m)
+
+
+def test_time_of_use_zones():
+    m = make(1200, 100000, tariff_zones=((0, 500), (18 * H, 900)))
+    m.advance_to(DAY0 + 24 * H)
+    assert m.charged == 17280  # 21.6 kWh x 500 + 7.2 kWh x 900
+    evening = m.iprofile.select_range(DAY0 + 18 * H, DAY0 + 24 * H)
+    assert len(evening) == 24
+    assert all(e[3] == 270 for e in evening)  # 300 Wh x 0.9 paise/Wh
+
+
+def test_disconnect_after_grace_inside_window_then_reconnect_on_credit():
+    m = make(1000, 1000)  # Rs 10 lasts 1428.57 Wh at 700 paise/kWh
+    m.advance_to(DAY0 + 3 * 24 * H)
+    zero = m.account.zero_time
+    assert DAY0 + 5142 <= zero < DAY0 + 5160  # within the 60 s step that crossed zero
+    cut = m.events.find_latest(ec.RELAY_DISCONNECTED)
+    # grace runs to Friday ~01:26; Friday 10:00 is the first instant inside the window
+    assert cut[1] == DAY0 + 24 * H + 10 * H
+    assert cut[3] == ec.REASON_CREDIT_EXHAUSTED
+    deferred = [e[3] for e in m.events.entries(ec.LOG_CONTROL) if e[2] == ec.DISCONNECT_DEFERRED]
+    assert deferred[:2] == [ec.REASON_GRACE, ec.REASON_OUTSIDE_WINDOW]
+    assert not m.hal.relay.closed
+    assert m.snapshot()["disconnections"] == 1
+    energy_at_cut = m.metrology.import_reg.wh
+    m.advance_to(DAY0 + 4 * 24 * H)
+    assert m.metrology.import_reg.wh == energy_at_cut  # nothing flows through an open relay
+    before = m.account.balance
+    res = m.enter_token(token(tc.TYPE_CREDIT, 500, 1), SOURCE_DLMS)
+    assert res.code == tg.ACCEPT, res
+    assert m.hal.relay.closed  # at once, no head-end involved
+    assert m.account.balance == before + 50000
+    last = m.events.latest(3)
+    assert [e[2] for e in last] == [ec.CREDIT_APPLIED, ec.TOKEN_ACCEPTED, ec.RELAY_CONNECTED]
+    assert last[2][3] == ec.REASON_CREDIT_RESTORED
+    assert last[1][3] == 1 and last[1][4] == tg.ACCEPT
+    assert m.snapshot()["last_token_source"] == SOURCE_DLMS
+    assert conserved(m)
+
+
+def test_holiday_then_working_day():
+    # zero on Saturday early; Sunday weekend, Monday 5 Jan holiday -> cut Tuesday 10:00
+    clock = SimClock(DAY0 + 2 * 24 * H, 0)
+    hal = SimHal(clock, ConstantLoad(1000))
+    m = Meter(hal, Config(meter_id=MID, holidays=(from_fields(2026, 1, 5) // 86400,), comms_loss_s=0))
+    m.provision_credit(1000)
+    m.advance_to(DAY0 + 6 * 24 * H)
+    cut = m.events.find_latest(ec.RELAY_DISCONNECTED)
+    assert cut is not None
+    assert cut[1] == DAY0 + 5 * 24 * H + 10 * H  # Tuesday 6 Jan 10:00 local
+    reasons = [e[3] for e in m.events.entries(ec.LOG_CONTROL) if e[2] == ec.DISCONNECT_DEFERRED]
+    assert ec.REASON_WEEKEND in reasons and ec.REASON_HOLIDAY in reasons
+
+
+def test_suspension_holds_the_cut_and_resume_releases_it():
+    m = make(1000, 1000, comms_loss_s=0)
+    m.suspend_disconnection(DAY0 + 2 * 24 * H + 11 * H)
+    m.advance_to(DAY0 + 2 * 24 * H)
+    assert m.hal.relay.closed
+    assert m.snapshot()["hold_reason"] == ec.REASON_SUSPENDED
+    m.advance_to(DAY0 + 3 * 24 * H)
+    cut = m.events.find_latest(ec.RELAY_DISCONNECTED)
+    assert cut[1] == DAY0 + 2 * 24 * H + 11 * H  # suspension ends Saturday 11:00, in the window
+
+
+def test_emergency_credit_reconnects_and_is_repaid():
+    m = make(1000, 1000, emergency_limit=30000)
+    m.advance_to(DAY0 + 2 * 24 * H)
+    assert not m.hal.relay.closed
+    got = m.take_emergency_credit()
+    assert got == 30000
+    assert m.hal.relay.closed
+    assert m.events.find_latest(ec.RELAY_CONNECTED)[3] == ec.REASON_EMERGENCY_CREDIT
+    assert m.take_emergency_credit() == 0  # once per cycle
+    owed = m.account.ec_owed
+    m.enter_token(token(tc.TYPE_CREDIT, 500, 7), 0)
+    assert m.account.ec_owed == 0
+    assert m.events.find_latest(ec.EMERGENCY_CREDIT_REPAID)[3] == owed
+    assert conserved(m)
+
+
+def test_token_rejections_are_logged_and_change_nothing():
+    m = make(0, 5000)
+    bal = m.account.balance
+    r = m.enter_token("1234", 0)
+    assert r.code in (tg.FORMAT, tg.TYPE, tg.ACCEPT)
+    r = m.enter_token("12345678901234567890", 0)
+    assert r.code == tg.AUTH
+    assert m.account.balance == bal
+    ev = m.events.find_latest(ec.TOKEN_REJECTED)
+    assert ev[4] == tg.AUTH
+    r = m.enter_token("not digits", 0)
+    assert r.code == tg.FORMAT
+    ok = token(tc.TYPE_CREDIT, 10, 3)
+    assert m.enter_token(ok, 0).code == tg.ACCEPT
+    assert m.enter_token(ok, 0).code == tg.USED
+    big = token(tc.TYPE_CREDIT, 200000, 4)  # above the Rs 1 lakh maximum balance
+    assert m.enter_token(big, 0).code == tg.OVERFLOW
+    assert m.account.balance == bal + 1000
+    assert conserved(m)
+
+
+def test_lockout_survives_power_cycle():
+    m = make(0, 5000)
+    for _ in range(3):
+        m.enter_token("11111111111111111111", 0)
+    assert m.enter_token(token(tc.TYPE_CREDIT, 10, 1), 0).code == tg.LOCKOUT
+    m2 = reboot(m)
+    assert m2.enter_token(token(tc.TYPE_CREDIT, 10, 1), 0).code == tg.LOCKOUT
+    m2.advance_to(DAY0 + 11)
+    assert m2.enter_token(token(tc.TYPE_CREDIT, 10, 1), 0).code == tg.ACCEPT
+
+
+def test_service_tokens_clear_credit_limits_tamper_and_key_revision():
+    m = make(0, 5000)
+    assert m.enter_token(token(tc.TYPE_SET_LOAD_LIMIT, 2000, 1), 0).code == tg.ACCEPT
+    assert m.limiter.threshold_w == 2000 and m.config.load_limit_w == 2000
+    assert m.enter_token(token(tc.TYPE_SET_EMERGENCY_LIMIT, 30, 2), 0).code == tg.ACCEPT
+    assert m.account.ec_limit == 3000 and m.config.emergency_limit == 3000
+    m.hal.inputs.cover = True
+    m.advance_to(DAY0 + 10)
+    assert m.snapshot()["tamper"] == 1
+    m.hal.inputs.cover = False
+    m.advance_to(DAY0 + 20)
+    assert m.snapshot()["tamper"] == 1  # latched
+    assert m.enter_token(token(tc.TYPE_CLEAR_TAMPER, 0, 3), 0).code == tg.ACCEPT
+    assert m.snapshot()["tamper"] == 0
+    assert codes(m, ec.LOG_TAMPER) == [ec.TAMPER_COVER_OPEN, ec.TAMPER_COVER_CLOSED, ec.TAMPER_CLEARED]
+    assert m.enter_token(token(tc.TYPE_CLEAR_CREDIT, 0, 4), 0).code == tg.ACCEPT
+    assert m.account.balance == 0
+    assert conserved(m)
+    # key revision: the meter needs the key of the new revision
+    assert m.enter_token(token(tc.TYPE_ADVANCE_KEY_REVISION, 1, 5), 0).code == tg.TYPE
+    key1 = bytes(range(100, 116))
+    m2 = reboot(m, keys={0: KEY, 1: key1})
+    assert m2.enter_token(token(tc.TYPE_ADVANCE_KEY_REVISION, 1, 6), 0).code == tg.ACCEPT
+    assert m2.gate.key_rev == 1
+    assert m2.events.find_latest(ec.KEY_REVISION_ADVANCED)[3] == 1
+    m3 = reboot(m2)  # keys come back from NVM
+    assert m3.enter_token(token(tc.TYPE_CREDIT, 10, 7, key_rev=1, key=key1), 0).code == tg.ACCEPT
+
+
+def test_epoch_advance_on_next_epoch_token():
+    m = make(0, 5000)
+    assert m.enter_token(token(tc.TYPE_CREDIT, 10, 5), 0).code == tg.ACCEPT
+    assert m.enter_token(token(tc.TYPE_CREDIT, 10, 0, epoch=1), 0).code == tg.ACCEPT
+    assert m.gate.epoch == 1
+    assert m.events.find_latest(ec.EPOCH_ADVANCED)[3] == 1
+    assert m.enter_token(token(tc.TYPE_CREDIT, 10, 6), 0).code == tg.AUTH  # old epoch is dead
+
+
+def test_power_cycle_restores_everything_and_logs_outage():
+    m = make(1000, 100000)
+    m.advance_to(DAY0 + 5 * H + 123)
+    m.power_down()
+    snap = m.snapshot()
+    core = m.dump_core()
+    assert m.events.find_latest(ec.POWER_DOWN)[1] == DAY0 + 5 * H + 123
+    m.hal.clock.advance(2 * H)
+    m2 = reboot(m)
+    assert not m2.fresh
+    assert m2.events.find_latest(ec.POWER_UP)[3] == 2 * H
+    s2 = m2.snapshot()
+    for k in ("import_wh", "import_mwh", "balance", "total_credits", "total_charges", "charged",
+              "relay_closed", "disconnections"):
+        assert s2[k] == snap[k], k
+    assert m2.metrology.import_reg.dump() == m.metrology.import_reg.dump()
+    assert m2.gate.dump() == m.gate.dump()
+    assert core[1:] != b""
+    m2.advance_to(DAY0 + 8 * H + 123)
+    assert m2.metrology.import_reg.wh == snap["import_wh"] + 1000  # the outage drew nothing
+    assert len(m2.events.entries(ec.LOG_POWER)) == 3
+
+
+def test_abrupt_cut_loses_at_most_the_unsaved_interval():
+    m = make(1000, 100000)
+    m.advance_to(DAY0 + 2 * H + 600)
+    saved = Meter(m.hal)  # the NVM as it is right now (no power_down)
+    assert saved.metrology.import_reg.wh == 2000  # last periodic save at 02:00
+    assert conserved(saved)
+
+
+def test_ticks_wrap_during_a_day():
+    m = make(1000, 100000, ticks_start=TICKS_MAX - 30000)
+    clk = m.hal.clock
+    for _ in range(24 * 6):
+        clk.advance(600)
+        m.tick()
+    assert clk.ticks_ms() == 24 * H * 1000 - 30001  # wrapped once
+    assert m.now() == DAY0 + 24 * H
+    assert m.metrology.import_reg.wh == 24000
+    assert m.charged == 16800
+    assert m.events.find_latest(ec.CLOCK_SET) is None
+
+
+def test_clock_set_is_logged_and_counts_no_energy():
+    m = make(1000, 100000)
+    m.advance_to(DAY0 + H)
+    m.hal.clock.set_time(DAY0 + 10 * H)
+    m.tick()
+    ev = m.events.find_latest(ec.CLOCK_SET)
+    assert ev[3] == 9 * H
+    assert m.metrology.import_reg.wh == 1000
+    m.set_clock(DAY0 + 5 * H)
+    assert m.events.find_latest(ec.CLOCK_SET)[3] == -5 * H
+    assert m.hal.clock.time() == DAY0 + 5 * H
+
+
+def test_small_drift_is_absorbed_silently():
+    m = make(1000, 100000)
+    clk = m.hal.clock
+    clk.advance(100)
+    m.tick()
+    clk.wall_shift_s += 3  # RTC 3 s ahead of the ticks
+    clk.advance(100)
+    m.tick()
+    assert m.now() == DAY0 + 203
+    assert m.events.find_latest(ec.CLOCK_SET) is None
+
+
+def test_load_limiter_trips_and_restores_on_time():
+    m = make(3000, 100000, load_limit_w=2000)
+    m.advance_to(DAY0 + 30 * 60)
+    trips = [e for e in m.events.entries(ec.LOG_CONTROL) if e[2] == ec.LOAD_LIMIT_TRIP]
+    restores = [e for e in m.events.entries(ec.LOG_CONTROL) if e[2] == ec.LOAD_LIMIT_RESTORE]
+    assert trips[0][1] == DAY0 + 60 and trips[0][3] == 3000
+    assert restores[0][1] == DAY0 + 360
+    assert trips[1][1] == DAY0 + 420
+    # energy flowed only while connected: 60 s of every 360 s
+    assert m.metrology.import_reg.total_mwh() == 3000 * 1000 * (60 * 5) // 3600
+
+
+def test_remote_disconnect_and_reconnect():
+    m = make(500, 100000)
+    assert m.remote_disconnect()
+    assert not m.hal.relay.closed
+    assert m.snapshot()["control_state"] == 0
+    # credit cannot undo a remote disconnection (IC 70: only remote_reconnect leaves state 0)
+    m.enter_token(token(tc.TYPE_CREDIT, 10, 1), 0)
+    assert not m.hal.relay.closed
+    assert m.remote_reconnect()
+    assert m.hal.relay.closed
+    assert m.events.find_latest(ec.RELAY_CONNECTED)[3] == ec.REASON_REMOTE
+
+
+def test_comms_loss_suspends_and_contact_resumes():
+    m = make(1000, 1000, comms_loss_s=6 * H)
+    m.advance_to(DAY0 + 7 * H)
+    assert m.policy.comms_suspended
+    assert m.events.find_latest(ec.DISCONNECT_SUSPENDED)[3] == 2
+    m.note_headend_contact()
+    assert not m.policy.comms_suspended
+    assert m.events.find_latest(ec.DISCONNECT_RESUMED)[3] == 2
+
+
+def test_set_config_applies_validates_and_persists():
+    m = make(1000, 100000)
+    m.set_config("tariff_zones", ((0, 1000),))
+    m.advance_to(DAY0 + H)
+    assert m.charged == 1000
+    raises(ValueError, m.set_config, "grace_s", -1)
+    raises(ValueError, m.set_config, "meter_id", "OTHER")
+    raises(ValueError, m.set_config, "nonsense", 1)
+    assert m.config.grace_s == 86400
+    m.set_config("holidays", (20460,))
+    assert m.events.find_latest(ec.CONFIG_CHANGED)[3] == 14
+    m2 = reboot(m)
+    assert m2.config.tariff_zones == ((0, 1000),)
+    assert m2.policy.holidays == (20460,)
+
+
+def test_stored_config_wins_and_provision_only_when_new():
+    m = make(1000, 5000, grace_s=3600)
+    m2 = Meter(m.hal, Config(meter_id=MID, grace_s=7200))
+    assert m2.config.grace_s == 3600
+    raises(ValueError, m2.provision_credit, 100)
+
+
+def test_unreadable_core_record_is_a_clear_error():
+    m = make(0, 5000)
+    rec = Store(m.hal.nvm).record(1, 2048)
+    rec.load()
+    rec.save(b"\x01\x00\x02ab")
+    raises(StoreError, Meter, m.hal)
+    rec.save(b"\x09")
+    raises(StoreError, Meter, m.hal)
+
+
+def test_power_fail_input_saves_and_idles():
+    m = make(1000, 100000)
+    m.hal.clock.advance(100)
+    m.hal.inputs.power = False
+    m.tick()
+    assert m.down
+    assert m.events.find_latest(ec.POWER_DOWN)[1] == DAY0 + 100
+    m.hal.clock.advance(100)
+    m.tick()
+    assert m.now() == DAY0 + 100
