@@ -50,8 +50,9 @@ DEFAULT_MAX_BALANCE = 10000000  # paise (Rs 1,00,000)
 MAX_THRESHOLDS = 4
 
 # version, balance, credits, charges, rem, last_credit, last_credit_time, balance_time,
-# zero_time, last_daily_day, ec_limit, ec_owed, ec_time, flags, low_fired, n_thr, thr x4
-_FMT = "<BqQQIQIIIiIIIBBB4B"
+# zero_time, last_daily_day, ec_limit, ec_owed, ec_time, flags, low_fired, n_thr, thr x4,
+# recharged, energy_charges, fixed_charges, ec_granted, ec_repaid
+_FMT = "<BqQQIQIIIiIIIBBB4B5Q"
 _VERSION = 1
 _FLAG_EC_TAKEN = 1
 
@@ -117,6 +118,13 @@ class Account:
         self.ec_time = 0
         self.ec_taken = False  # taken in the current cycle
         self._low_fired = 0  # bit i: thresholds[i] already signalled this cycle
+        # audit breakdown: total_credits = recharged + ec_granted + written_off (clear_credit),
+        # total_charges = energy_charges + fixed_charges + ec_repaid + cleared (clear_credit)
+        self.recharged = 0
+        self.energy_charges = 0
+        self.fixed_charges = 0
+        self.ec_granted = 0
+        self.ec_repaid = 0
 
     # --- configuration ---------------------------------------------------------------------
     def set_tariff(self, tariff, now):
@@ -150,6 +158,7 @@ class Account:
         num = self.remainder + mwh * self.tariff.rate_at(now, self.tz_offset_s)
         paise = num // MICRO
         self.remainder = num - paise * MICRO
+        self.energy_charges += paise
         self._debit(paise, now)
         return paise
 
@@ -167,6 +176,7 @@ class Account:
         self.last_daily_day = day
         paise = days * self.tariff.daily_charge
         if paise:
+            self.fixed_charges += paise
             self._debit(paise, now)
             self.emit(ev.DAILY_CHARGE, paise)
         return paise
@@ -186,11 +196,13 @@ class Account:
         if paise > self.room():
             raise ValueError("credit %d overflows the account (room %d)" % (paise, self.room()))
         self.total_credits += paise
+        self.recharged += paise
         self.balance += paise
         self.emit(ev.CREDIT_APPLIED, paise)
         repay = self.ec_owed if self.ec_owed < paise else paise
         if repay:
             self.ec_owed -= repay
+            self.ec_repaid += repay
             self.total_charges += repay
             self.balance -= repay
             self.emit(ev.EMERGENCY_CREDIT_REPAID, repay)
@@ -214,6 +226,7 @@ class Account:
             return 0
         amount = self.ec_limit
         self.total_credits += amount
+        self.ec_granted += amount
         self.balance += amount
         self.ec_owed = amount
         self.ec_time = now
@@ -294,6 +307,11 @@ class Account:
             "emergency_owed": self.ec_owed,
             "emergency_available": self.emergency_available(),
             "daily_charge": self.tariff.daily_charge,
+            "recharged": self.recharged,
+            "energy_charges": self.energy_charges,
+            "fixed_charges": self.fixed_charges,
+            "emergency_granted": self.ec_granted,
+            "emergency_repaid": self.ec_repaid,
         }
 
     def dump(self):
@@ -305,6 +323,7 @@ class Account:
             self.last_credit, self.last_credit_time, self.balance_time, self.zero_time,
             self.last_daily_day, self.ec_limit, self.ec_owed, self.ec_time, flags, self._low_fired,
             len(self.thresholds), thr[0], thr[1], thr[2], thr[3],
+            self.recharged, self.energy_charges, self.fixed_charges, self.ec_granted, self.ec_repaid,
         ) + self.tariff.dump()
 
     def load(self, data):
@@ -322,6 +341,8 @@ class Account:
             raise ValueError("account record: remainder out of range")
         if f[1] != f[2] - f[3]:
             raise ValueError("account record: credits - charges != balance")
+        if f[20] + f[23] > f[2] or f[21] + f[22] + f[24] > f[3]:
+            raise ValueError("account record: audit breakdown exceeds the totals")
         n = f[15]
         if n > MAX_THRESHOLDS:
             raise ValueError("account record: bad threshold count")
@@ -333,5 +354,6 @@ class Account:
             self.zero_time = self.balance_time or 1  # repair: a debt always has a zero time
         self.ec_taken = bool(f[13] & _FLAG_EC_TAKEN)
         self._low_fired = f[14]
+        self.recharged, self.energy_charges, self.fixed_charges, self.ec_granted, self.ec_repaid = f[20:25]
         self.thresholds = thr
         self.tariff = tariff

@@ -99,6 +99,12 @@ class DisconnectPolicy:
         weekend: ISO weekdays (1 Mon .. 7 Sun); holidays: local day numbers
         (`timeutil.parse_date('YYYY-MM-DD')`) or 'YYYY-MM-DD' strings.
         """
+        try:
+            self._configure(grace_s, window, weekend, holidays, comms_loss_s, reconnect_threshold)
+        except TypeError:
+            raise ValueError("policy configuration has the wrong type (window, weekend and holidays are lists)")
+
+    def _configure(self, grace_s, window, weekend, holidays, comms_loss_s, reconnect_threshold):
         g = self.grace_s if grace_s is None else _check_int("grace_s", grace_s, 0, 0xFFFFFFFF)
         w = self.window
         if window is not None:

@@ -237,6 +237,8 @@ class LoadLimiter:
 
     def configure(self, threshold_w, min_over_s=None, min_under_s=None):
         """Set the threshold (W, 0 = off) and optionally the two durations (s)."""
+        if threshold_w is None:
+            raise ValueError("threshold_w is required")
         for name, v in (("threshold_w", threshold_w), ("min_over_s", min_over_s), ("min_under_s", min_under_s)):
             if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 0 or v > 0xFFFFFFFF):
                 raise ValueError("%s must be an int in 0..2^32-1, got %r" % (name, v))

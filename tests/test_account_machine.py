@@ -42,6 +42,12 @@ class AccountMachine(RuleBasedStateMachine):
         self.m_energy_paise = 0  # sum of paise returned by charge_energy
         self.m_last_day = -1
         self.m_limit = 0
+        self.m_recharged = 0
+        self.m_fixed = 0
+        self.m_granted = 0
+        self.m_repaid = 0
+        self.m_cleared = 0  # positive balances removed by clear_credit
+        self.m_written_off = 0  # debts forgiven by clear_credit
         self.fed_mwh = 0
         self.fed_export = 0
         self.last_import = 0
@@ -93,6 +99,8 @@ class AccountMachine(RuleBasedStateMachine):
             raise AssertionError("bad credit %d accepted" % paise)
         self.account.apply_credit(paise, self.now)
         repay = min(self.m_owed, paise)
+        self.m_recharged += paise
+        self.m_repaid += repay
         self.m_owed -= repay
         self.m_balance += paise - repay
         self.m_taken = False
@@ -124,6 +132,7 @@ class AccountMachine(RuleBasedStateMachine):
             self.m_last_day = day
         assert self.account.tick(self.now) == days * daily
         self.m_balance -= days * daily
+        self.m_fixed += days * daily
 
     @rule(limit=st.integers(0, 100000))
     def set_limit(self, limit):
@@ -138,6 +147,7 @@ class AccountMachine(RuleBasedStateMachine):
         if avail:
             assert got == self.m_limit
             self.m_balance += got
+            self.m_granted += got
             self.m_owed = got
             self.m_taken = True
         else:
@@ -148,6 +158,10 @@ class AccountMachine(RuleBasedStateMachine):
     def clear(self):
         removed = self.account.clear_credit(self.now)
         assert removed == self.m_balance
+        if removed > 0:
+            self.m_cleared += removed
+        else:
+            self.m_written_off -= removed
         self.m_balance = 0
         self.m_owed = 0
         self.m_taken = False
@@ -191,6 +205,14 @@ class AccountMachine(RuleBasedStateMachine):
     def conservation(self):
         a = self.account
         assert a.total_credits - a.total_charges == a.balance
+
+    @invariant()
+    def audit_breakdown(self):
+        a = self.account
+        assert (a.recharged, a.energy_charges, a.fixed_charges, a.ec_granted, a.ec_repaid) == (
+            self.m_recharged, self.m_energy_paise, self.m_fixed, self.m_granted, self.m_repaid)
+        assert a.total_credits == a.recharged + a.ec_granted + self.m_written_off
+        assert a.total_charges == a.energy_charges + a.fixed_charges + a.ec_repaid + self.m_cleared
 
     @invariant()
     def matches_model(self):

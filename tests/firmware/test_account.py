@@ -232,6 +232,10 @@ def test_emergency_credit_once_per_cycle_and_repaid():
     assert a.ec_owed == 0 and a.balance == 7800
     assert rec.of(ev.EMERGENCY_CREDIT_REPAID) == [3000, 2000]
     assert conserved(a)
+    # audit breakdown: every paise is a recharge, emergency credit, energy, fixed charge or repayment
+    assert (a.recharged, a.ec_granted, a.energy_charges, a.ec_repaid) == (14000, 5000, 6200, 5000)
+    assert a.total_credits == a.recharged + a.ec_granted
+    assert a.total_charges == a.energy_charges + a.fixed_charges + a.ec_repaid
     # new cycle: available again once the balance falls to the threshold
     a.charge_energy(7800000, T0 + 8)
     assert a.balance == 0 and a.take_emergency(T0 + 9) == 5000

@@ -280,7 +280,8 @@ def test_configuration_validation():
     p = DisconnectPolicy()
     for kw in ({"grace_s": -1}, {"window": (5, 5)}, {"window": (0, 86401)}, {"window": (-1, 5)},
                {"window": (1,)}, {"weekend": (0,)}, {"weekend": (8,)}, {"holidays": ["2026-13-01"]},
-               {"holidays": [1.5]}, {"comms_loss_s": -5}, {"holidays": list(range(65))}):
+               {"holidays": [1.5]}, {"comms_loss_s": -5}, {"holidays": list(range(65))}, {"window": 5},
+               {"weekend": 7}, {"holidays": 20000}, {"grace_s": "1d"}, {"reconnect_threshold": 1.0}):
         raises(ValueError, p.configure, **kw)
     assert p.snapshot()["window"] == (36000, 46800) and p.snapshot()["weekend"] == (7,)
     p.configure(window=(22 * H, 2 * H))  # wraps past midnight
@@ -309,3 +310,16 @@ def test_round_trip_and_corrupt_records():
     for bad in (b"", data[:-1], data + b"\x00", b"\x02" + data[1:]):
         raises(ValueError, p.load, bad)
     assert p.dump() == data
+
+
+def test_modes_without_local_reconnection_need_the_button_after_credit():
+    m = Meter()
+    m.control.set_control_mode(3)  # local disconnection (g) but no local reconnection (h)
+    m.go_negative(local(2026, 11, 23, 9, 0))
+    assert m.step(local(2026, 11, 24, 10, 0))[0] == ACTION_DISCONNECT
+    m.account.apply_credit(5000, local(2026, 11, 24, 12, 0))
+    # the credit hold is released, but IC 70 mode 3 has no local reconnection: the consumer presses e
+    assert m.step(local(2026, 11, 24, 12, 0)) == (ACTION_NONE, ev.REASON_CREDIT_RESTORED)
+    assert not m.control.output_state and not m.control.has_cause(ev.REASON_CREDIT_EXHAUSTED)
+    assert m.control.manual_reconnect()
+    assert m.control.output_state

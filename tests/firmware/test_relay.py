@@ -219,6 +219,7 @@ def test_load_limiter_clock_back_disable_and_config():
     assert ll.update(0, 400) == "restore" and dc.output_state
     assert ll.update(10 ** 6, 10 ** 6) is None
     raises(ValueError, ll.configure, -1)
+    raises(ValueError, ll.configure, None)
     raises(ValueError, ll.configure, 100, 1.5)
     raises(ValueError, LoadLimiter, dc, "5")
     assert ll.threshold_w == 0
