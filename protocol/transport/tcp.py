@@ -1,0 +1,216 @@
+"""TCP transports: a blocking socket flavour and an asyncio flavour, with connect timeouts,
+connect retries and clean LinkErrors (refused, unreachable, closed by the peer, reset)."""
+import asyncio
+import socket
+import time
+
+from protocol.errors import LinkError
+
+DEFAULT_PORT = 4059
+READ_SIZE = 4096
+
+
+def parse_host_port(text, default_port=DEFAULT_PORT):
+    """Split "host:port", "host" or "[v6addr]:port" into (host, port); LinkError if malformed."""
+    text = text.strip()
+    host, port = text, default_port
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0:
+            raise LinkError("bad TCP address %r" % text)
+        host, rest = text[1:end], text[end + 1:]
+        if rest:
+            if not rest.startswith(":"):
+                raise LinkError("bad TCP address %r" % text)
+            port = rest[1:]
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    try:
+        port = int(port)
+    except ValueError:
+        raise LinkError("bad TCP port in %r" % text) from None
+    if not host or not 0 < port < 65536:
+        raise LinkError("bad TCP address %r" % text)
+    return host, port
+
+
+class TcpTransport:
+    """Blocking TCP client; see `protocol.transport` for the API."""
+
+    def __init__(self, host, port=DEFAULT_PORT, timeout=5.0, connect_timeout=5.0,
+                 retries=2, retry_delay=0.5):
+        self.host = host
+        self.port = port
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout
+        self.retries = retries
+        self.retry_delay = retry_delay
+        self._sock = None
+
+    def __repr__(self):
+        return "TcpTransport(%s:%d)" % (self.host, self.port)
+
+    @property
+    def is_open(self):
+        """True while connected."""
+        return self._sock is not None
+
+    def open(self):
+        """Connect (retrying `retries` times); LinkError when every attempt failed."""
+        if self._sock is not None:
+            return self
+        last = None
+        for attempt in range(self.retries + 1):
+            if attempt:
+                time.sleep(self.retry_delay)
+            try:
+                self._sock = socket.create_connection((self.host, self.port), self.connect_timeout)
+                self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                return self
+            except OSError as exc:  # refused, unreachable, timeout, DNS failure
+                last = exc
+        raise LinkError("cannot connect to %s:%d after %d attempt(s): %s"
+                        % (self.host, self.port, self.retries + 1, _why(last)))
+
+    def close(self):
+        """Close the connection (idempotent, never raises)."""
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+    def __enter__(self):
+        return self.open()
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _need_sock(self):
+        if self._sock is None:
+            raise LinkError("TCP connection to %s:%d is not open" % (self.host, self.port))
+        return self._sock
+
+    def write(self, data):
+        """Send all bytes; LinkError if the connection fails."""
+        sock = self._need_sock()
+        try:
+            sock.settimeout(self.timeout)
+            sock.sendall(data)
+        except OSError as exc:
+            self.close()
+            raise LinkError("TCP connection to %s:%d failed while sending: %s"
+                            % (self.host, self.port, _why(exc))) from None
+
+    def read(self, timeout=None):
+        """Wait up to `timeout` s (default: the transport's) for data; b"" on timeout;
+        LinkError when the peer closed or reset the connection."""
+        sock = self._need_sock()
+        try:
+            sock.settimeout(self.timeout if timeout is None else max(0.001, timeout))
+            data = sock.recv(READ_SIZE)
+        except TimeoutError:
+            return b""
+        except OSError as exc:
+            self.close()
+            raise LinkError("TCP connection to %s:%d dropped: %s"
+                            % (self.host, self.port, _why(exc))) from None
+        if not data:
+            self.close()
+            raise LinkError("TCP connection closed by %s:%d" % (self.host, self.port))
+        return data
+
+
+class AsyncTcpTransport:
+    """asyncio TCP client with the same behaviour as TcpTransport (methods are coroutines)."""
+
+    def __init__(self, host, port=DEFAULT_PORT, timeout=5.0, connect_timeout=5.0,
+                 retries=2, retry_delay=0.5):
+        self.host = host
+        self.port = port
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout
+        self.retries = retries
+        self.retry_delay = retry_delay
+        self._reader = None
+        self._writer = None
+
+    def __repr__(self):
+        return "AsyncTcpTransport(%s:%d)" % (self.host, self.port)
+
+    @property
+    def is_open(self):
+        """True while connected."""
+        return self._writer is not None
+
+    async def open(self):
+        """Connect (retrying); LinkError when every attempt failed."""
+        if self._writer is not None:
+            return self
+        last = None
+        for attempt in range(self.retries + 1):
+            if attempt:
+                await asyncio.sleep(self.retry_delay)
+            try:
+                self._reader, self._writer = await asyncio.wait_for(
+                    asyncio.open_connection(self.host, self.port), self.connect_timeout)
+                return self
+            except (TimeoutError, OSError) as exc:
+                last = exc
+        raise LinkError("cannot connect to %s:%d after %d attempt(s): %s"
+                        % (self.host, self.port, self.retries + 1, _why(last)))
+
+    async def close(self):
+        """Close the connection (idempotent, never raises)."""
+        writer, self._writer, self._reader = self._writer, None, None
+        if writer is not None:
+            try:
+                writer.close()
+                await writer.wait_closed()
+            except (OSError, ConnectionError):
+                pass
+
+    async def __aenter__(self):
+        return await self.open()
+
+    async def __aexit__(self, *exc):
+        await self.close()
+
+    async def write(self, data):
+        """Send all bytes; LinkError if the connection fails."""
+        if self._writer is None:
+            raise LinkError("TCP connection to %s:%d is not open" % (self.host, self.port))
+        try:
+            self._writer.write(data)
+            await asyncio.wait_for(self._writer.drain(), self.timeout)
+        except (TimeoutError, OSError) as exc:
+            await self.close()
+            raise LinkError("TCP connection to %s:%d failed while sending: %s"
+                            % (self.host, self.port, _why(exc))) from None
+
+    async def read(self, timeout=None):
+        """Wait up to `timeout` s for data; b"" on timeout; LinkError when the peer closed."""
+        if self._reader is None:
+            raise LinkError("TCP connection to %s:%d is not open" % (self.host, self.port))
+        try:
+            data = await asyncio.wait_for(self._reader.read(READ_SIZE),
+                                          self.timeout if timeout is None else max(0.0, timeout))
+        except TimeoutError:
+            return b""
+        except OSError as exc:
+            await self.close()
+            raise LinkError("TCP connection to %s:%d dropped: %s"
+                            % (self.host, self.port, _why(exc))) from None
+        if not data:
+            await self.close()
+            raise LinkError("TCP connection closed by %s:%d" % (self.host, self.port))
+        return data
+
+
+def _why(exc):
+    if exc is None:
+        return "unknown error"
+    if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
+        return "timed out"
+    return exc.strerror or str(exc) or type(exc).__name__
