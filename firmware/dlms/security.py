@@ -1,0 +1,186 @@
+"""DLMS security suite 0 (AES-GCM-128) for the server: ciphered APDUs, counters, HLS-GMAC.
+
+Security control byte: 0x10 authentication, 0x20 encryption, 0x30 both; low nibble = suite
+(0); compression (0x80) and broadcast key (0x40) are not supported. IV = system title (8) ||
+invocation counter (4, big-endian). With authentication the AAD starts with SC || AK.
+
+    s0 = Suite0(ek, ak)
+    apdu = s0.wrap(0x30, title, ic, plain)            # service-specific glo (C4 -> CC, ...)
+    apdu = s0.wrap_general(0x30, title, ic, plain)    # general-glo-ciphering (DB)
+    kind, title, sc, ic, plain = s0.unwrap(apdu, peer_title)   # SecurityError/DecodeError
+    tag = s0.hls_response(title, ic, challenge)       # f(challenge) = SC || IC || GMAC (17 bytes)
+    ic = s0.hls_verify(title, f, challenge)           # SecurityError if it does not verify
+
+`CounterGuard` keeps the last accepted invocation counter per peer system title: a counter
+is accepted only if it is greater (replayed or decreasing counters are rejected), and only
+after the APDU authenticated, so garbage cannot push the window forward.
+"""
+from firmware.dlms import DecodeError, SecurityError
+from firmware.dlms.axdr import decode_length, encode_length
+from firmware.dlms.gcm import Gcm, equal
+
+SC_AUTH = 0x10
+SC_ENC = 0x20
+SC_AUTH_ENC = 0x30
+TAG_LEN = 12
+
+KIND_GLO = 1
+KIND_GENERAL = 2
+
+GENERAL_GLO_CIPHERING = 0xDB
+
+# plain APDU tag -> service-specific global-ciphering tag
+GLO_TAGS = {
+    0x01: 0x21, 0x08: 0x28, 0x0E: 0x2E, 0xC0: 0xC8, 0xC1: 0xC9, 0xC2: 0xCA, 0xC3: 0xCB,
+    0xC4: 0xCC, 0xC5: 0xCD, 0xC7: 0xCF,
+}  # exception-response and data-notification have no glo form: general-glo-ciphering
+PLAIN_TAGS = {}
+for _k in GLO_TAGS:
+    PLAIN_TAGS[GLO_TAGS[_k]] = _k
+
+
+class Suite0:
+    """Suite-0 ciphering with one block cipher key (EK) and authentication key (AK)."""
+
+    def __init__(self, ek, ak, aes=None):
+        if len(ek) != 16 or len(ak) != 16:
+            raise ValueError("suite 0 keys are 16 bytes")
+        self.gcm = Gcm(bytes(ek), aes)
+        self.ak = bytes(ak)
+
+    def protect(self, sc, title, ic, plain):
+        """SC || IC || ciphered text [|| tag] for security control `sc`."""
+        _check_sc(sc)
+        if len(title) != 8:
+            raise ValueError("system title must be 8 bytes")
+        head = bytes((sc,)) + (ic & 0xFFFFFFFF).to_bytes(4, "big")
+        iv = bytes(title) + head[1:]
+        mode = sc & 0x30
+        if mode == SC_AUTH_ENC:
+            return head + self.gcm.encrypt(iv, plain, head[:1] + self.ak, TAG_LEN)
+        if mode == SC_AUTH:
+            return head + bytes(plain) + self.gcm.gmac(iv, head[:1] + self.ak + bytes(plain))
+        if mode == SC_ENC:
+            return head + self.gcm.encrypt(iv, plain, b"", TAG_LEN)[:len(plain)]
+        raise SecurityError("security control 0x%02x protects nothing" % sc)
+
+    def unprotect(self, title, content):
+        """(sc, ic, plaintext) of SC || IC || ciphered text [|| tag]; SecurityError if bad."""
+        if len(content) < 5:
+            raise SecurityError("ciphered content truncated")
+        sc = content[0]
+        _check_sc(sc)
+        ic = int.from_bytes(content[1:5], "big")
+        iv = bytes(title) + bytes(content[1:5])
+        body = content[5:]
+        mode = sc & 0x30
+        if mode == SC_AUTH_ENC:
+            return sc, ic, self.gcm.decrypt(iv, body, bytes((sc,)) + self.ak, TAG_LEN)
+        if mode == SC_AUTH:
+            if len(body) < TAG_LEN:
+                raise SecurityError("authenticated content shorter than its tag")
+            plain = body[:len(body) - TAG_LEN]
+            tag = self.gcm.gmac(iv, bytes((sc,)) + self.ak + plain)
+            if not equal(tag, body[len(body) - TAG_LEN:]):
+                raise SecurityError("authentication tag mismatch")
+            return sc, ic, plain
+        if mode == SC_ENC:
+            # CTR is its own inverse: encrypting with a throw-away tag gives the plaintext
+            return sc, ic, self.gcm.encrypt(iv, body, b"", TAG_LEN)[:len(body)]
+        raise SecurityError("security control 0x%02x protects nothing" % sc)
+
+    def wrap(self, sc, title, ic, plain):
+        """Service-specific glo APDU (e.g. GET.response C4 -> glo-get-response CC)."""
+        if not plain or plain[0] not in GLO_TAGS:
+            raise ValueError("no glo form for this APDU")
+        content = self.protect(sc, title, ic, plain)
+        out = bytearray((GLO_TAGS[plain[0]],))
+        encode_length(out, len(content))
+        out.extend(content)
+        return bytes(out)
+
+    def wrap_general(self, sc, title, ic, plain):
+        """general-glo-ciphering APDU carrying our system title."""
+        content = self.protect(sc, title, ic, plain)
+        out = bytearray((GENERAL_GLO_CIPHERING, len(title)))
+        out.extend(title)
+        encode_length(out, len(content))
+        out.extend(content)
+        return bytes(out)
+
+    def unwrap(self, apdu, peer_title):
+        """(kind, title, sc, ic, plain APDU) of a glo or general-glo APDU.
+
+        DecodeError if the framing is bad, SecurityError if it does not decipher/authenticate.
+        For service-specific glo the title is `peer_title` (from the AARQ).
+        """
+        if not apdu:
+            raise DecodeError("empty APDU")
+        tag = apdu[0]
+        if tag == GENERAL_GLO_CIPHERING:
+            tlen, pos = decode_length(apdu, 1)
+            if pos + tlen > len(apdu):
+                raise DecodeError("system title truncated")
+            title = bytes(apdu[pos:pos + tlen])
+            pos += tlen
+            kind = KIND_GENERAL
+            if len(title) != 8:
+                raise SecurityError("system title must be 8 bytes")
+        elif tag in PLAIN_TAGS:
+            title = peer_title
+            pos = 1
+            kind = KIND_GLO
+            if title is None:
+                raise SecurityError("no peer system title for a glo APDU")
+        else:
+            raise DecodeError("not a ciphered APDU")
+        n, pos = decode_length(apdu, pos)
+        if pos + n != len(apdu):
+            raise DecodeError("ciphered APDU length mismatch")
+        sc, ic, plain = self.unprotect(title, apdu[pos:])
+        if kind == KIND_GLO and (not plain or GLO_TAGS.get(plain[0]) != tag):
+            raise SecurityError("ciphered APDU does not match its glo tag")
+        return kind, title, sc, ic, plain
+
+    def hls_response(self, title, ic, challenge):
+        """f(challenge) for HLS-GMAC: 0x10 || IC || GMAC(SC || AK || challenge), 17 bytes."""
+        head = bytes((SC_AUTH,)) + (ic & 0xFFFFFFFF).to_bytes(4, "big")
+        return head + self.gcm.gmac(bytes(title) + head[1:], head[:1] + self.ak + bytes(challenge))
+
+    def hls_verify(self, title, f, challenge):
+        """The peer's invocation counter if `f` is its valid f(challenge); else SecurityError."""
+        if len(f) != 5 + TAG_LEN or f[0] != SC_AUTH:
+            raise SecurityError("HLS-GMAC response malformed")
+        ic = int.from_bytes(f[1:5], "big")
+        if not equal(self.hls_response(title, ic, challenge), f):
+            raise SecurityError("HLS-GMAC response does not verify")
+        return ic
+
+
+def _check_sc(sc):
+    if sc & 0x0F:
+        raise SecurityError("security suite %d not supported" % (sc & 0x0F))
+    if sc & 0xC0:
+        raise SecurityError("compression/broadcast key not supported")
+
+
+class CounterGuard:
+    """Last accepted invocation counter per peer system title (replays rejected)."""
+
+    def __init__(self, state=None):
+        self.last = dict(state) if state else {}
+
+    def check(self, title, ic):
+        """SecurityError unless `ic` is above the last counter accepted from `title`."""
+        last = self.last.get(bytes(title))
+        if last is not None and ic <= last:
+            raise SecurityError("invocation counter %d not above %d" % (ic, last))
+
+    def accept(self, title, ic):
+        """Record `ic` as accepted from `title` (after check and authentication)."""
+        self.last[bytes(title)] = ic
+
+    def expected(self, title):
+        """The lowest counter that would be accepted next from `title`."""
+        last = self.last.get(bytes(title))
+        return 0 if last is None else last + 1
