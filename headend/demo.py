@@ -1,0 +1,415 @@
+"""`bijli demo`: an emulated meter and a head-end session against it, end to end, no setup.
+
+What it shows (SCENARIOS S2/S4):
+1. An emulated meter starts in-process and serves DLMS on a free loopback TCP port; the
+   head-end associates as the utility client (HLS-GMAC, suite 0, INSECURE demo keys), sets
+   itself as the push destination, reads the meter id, clock, energy (with its scaler_unit)
+   and balance.
+2. A day at high clock speed with a 1 kW load: the balance runs out, the low-credit and
+   zero alerts are pushed, and the meter's own policy waits one day of grace and cuts the
+   supply inside the 10:00-13:00 window.
+3. The consumer pays: the head-end vends a 20-digit token and delivers it through the Token
+   gateway (IC 115 `enter`); the balance rises and the meter reconnects itself at once.
+   Delivering the same token again is refused as "used".
+4. A summary: the timeline, the pushed alerts, and the audit of the day (energy x tariff).
+"""
+import asyncio
+import tempfile
+import threading
+import time
+
+import click
+
+from firmware import event_codes as ec
+from firmware import timeutil
+from firmware.cosem import data as D
+from firmware.cosem import dtime
+from firmware.cosem import table as T
+from firmware.dlms import wrapper as fw_wrapper
+
+METER_ID = "BJ00000042"
+START = timeutil.from_fields(2026, 1, 5, 9, 0) - timeutil.IST_OFFSET_S  # Monday 09:00 IST
+OPENING_RUPEES = 10
+LOAD_W = 1000
+RECHARGE_RUPEES = 200
+STEP_S = 900
+MAX_RUN_S = 3 * 86400
+
+TOKEN_RESULTS = {0: "accepted", 1: "format", 2: "auth", 3: "used", 4: "old", 5: "lockout",
+                 6: "overflow", 7: "type"}
+CONTROL_STATES = {0: "disconnected", 1: "connected", 2: "ready for reconnection"}
+
+
+# ---- the meter, served in a background thread -----------------------------------------------
+class MeterThread:
+    """An EmulatedMeter served on 127.0.0.1:<free port> by an asyncio loop in a thread,
+    plus a push listener collecting data-notifications."""
+
+    def __init__(self, state_dir=None):
+        from hil.serve import EmulatedMeter, MeterService
+        self.em = EmulatedMeter(state_dir, speed=0, meter_id=METER_ID, load="constant:%d" % LOAD_W,
+                                start_s=START, opening_paise=OPENING_RUPEES * 100)
+        self.service = MeterService(self.em, tcp="127.0.0.1:0", echo=lambda *a: None)
+        self.pushes = []  # (received at meter time, apdu bytes)
+        self.push_address = None
+        self.loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._error = None
+        self.thread = threading.Thread(target=self._run, name="bijli-demo-meter", daemon=True)
+
+    def start(self):
+        """Start serving; returns (host, port) of the meter."""
+        self.thread.start()
+        self._ready.wait(10)
+        if self._error is not None:
+            raise self._error
+        return self.service.tcp_address
+
+    def _run(self):
+        asyncio.set_event_loop(self.loop)
+        try:
+            self.loop.run_until_complete(self._main())
+        except Exception as e:  # noqa: BLE001 - reported to the caller of start()
+            self._error = e
+            self._ready.set()
+
+    async def _main(self):
+        await self.service.start()
+        srv = await asyncio.start_server(self._push_client, "127.0.0.1", 0)
+        self.push_address = srv.sockets[0].getsockname()[:2]
+        self._ready.set()
+        await self.service.wait_stopped()
+        srv.close()
+
+    async def _push_client(self, reader, writer):
+        stream = fw_wrapper.WrapperStream()
+        while True:
+            data = await reader.read(4096)
+            if not data:
+                break
+            for _src, _dst, apdu in stream.feed(data):
+                self.pushes.append(apdu)
+        writer.close()
+
+    def call(self, fn, *args):
+        """Run fn(*args) on the meter's loop thread and return its result."""
+        async def run():
+            return fn(*args)
+        return asyncio.run_coroutine_threadsafe(run(), self.loop).result(10)
+
+    def advance(self, seconds):
+        """Let `seconds` of simulated time pass on the meter (pushes are delivered)."""
+        def step():
+            self.em.clock.advance(seconds)
+            self.service._deliver(self.em.tick())
+        self.call(step)
+
+    def stop(self):
+        """Stop serving, save, join the thread."""
+        self.loop.call_soon_threadsafe(self.service.stop)
+        self.thread.join(10)
+
+
+# ---- the head-end side ------------------------------------------------------------------------
+def _decode(v):
+    """A decoded A-XDR (tag, value) from the link as-is, bytes decoded with the data codec."""
+    if isinstance(v, (bytes, bytearray)):
+        return D.decode_all(bytes(v))
+    return v
+
+
+class HeadEnd:
+    """The head-end's view of one meter over a client link (see `open_link`)."""
+
+    def __init__(self, link):
+        self.link = link
+
+    def read(self, class_id, obis, attr, selector=0, params=None):
+        """(tag, value) of an attribute; RuntimeError with the DLMS result on refusal."""
+        return _decode(self.link.get(class_id, obis, attr, selector, params))
+
+    def meter_id(self):
+        """Serial number text."""
+        return self.read(1, T.SERIAL, 2)[1].decode()
+
+    def clock(self):
+        """Meter time (Unix s)."""
+        return dtime.decode(self.read(8, T.CLOCK, 2)[1], 0)
+
+    def energy_wh(self):
+        """Active energy import in Wh, scaled by its scaler_unit: (Wh, scaler, unit)."""
+        value = self.read(3, T.ENERGY_IMPORT, 2)[1]
+        su = self.read(3, T.ENERGY_IMPORT, 3)[1]
+        scaler, unit = su[0][1], su[1][1]
+        return value * 10 ** scaler if scaler >= 0 else value / 10 ** -scaler, scaler, unit
+
+    def balance_paise(self):
+        """Current balance (IS 15959 0.0.94.96.24.255) in paise."""
+        value = self.read(3, T.BALANCE, 2)[1]
+        scaler = self.read(3, T.BALANCE, 3)[1][0][1]
+        return value * 10 ** (scaler + 2)
+
+    def relay(self):
+        """(output_state, control_state) of IC 70."""
+        return self.read(70, T.DISCONNECT, 2)[1], self.read(70, T.DISCONNECT, 3)[1]
+
+    def set_push(self, host, port):
+        """Make this head-end the push destination (IC 40 attribute 3)."""
+        dest = ("%s:%d" % (host, port)).encode()
+        value = D.structure(D.enum(0), D.octets(dest), D.enum(0))
+        self.link.set(40, T.PUSH_SETUP, 3, value)
+
+    def enter_token(self, digits):
+        """Deliver 20 digits via IC 115 enter; returns the token result code."""
+        ret = _decode(self.link.action(115, T.TOKEN_GATEWAY, 1, D.octets(digits.encode())))
+        return ret[1][0][1]
+
+    def events(self, log, t_from, t_to):
+        """Rows (time, code, value, extra, number) of an event log in [t_from, t_to]."""
+        cdef = D.structure(D.u16(8), D.octets(T.CLOCK), D.i8(2), D.u16(0))
+        params = D.decode_all(D.structure(cdef, D.octets(dtime.encode(t_from, 0)),
+                                          D.octets(dtime.encode(t_to, 0)), D.array([])))
+        rows = self.read(7, T.event_log_obis(log), 2, 1, params)[1]
+        out = []
+        for r in rows:
+            f = [x[1] for x in r[1]]
+            out.append((dtime.decode(f[0], 0), f[1], f[2], f[3], f[4]))
+        return out
+
+    def daily_profile(self):
+        """Rows (day start, import Wh, export Wh, charge paise, balance paise) of the daily profile."""
+        rows = self.read(7, T.DAILY_PROFILE, 2)[1]
+        return [(dtime.decode(r[1][0][1], 0),) + tuple(x[1] for x in r[1][1:]) for r in rows]
+
+
+class DirectLink:
+    """In-process link to the meter's COSEM objects as the utility client (no wire)."""
+
+    def __init__(self, mt):
+        self.mt = mt
+
+    def _obj(self, class_id, obis):
+        obj = self.mt.em.model.find(class_id, obis)
+        if obj is None:
+            raise RuntimeError("object undefined")
+        return obj
+
+    def get(self, class_id, obis, attr, selector=0, params=None):
+        """Raw A-XDR of an attribute."""
+        r = self.mt.call(self._obj(class_id, obis).get, attr, selector, params, 0x30)
+        if not isinstance(r, bytes):
+            raise RuntimeError("read refused: data-access-result %d" % r)
+        return r
+
+    def set(self, class_id, obis, attr, value):
+        """Write an attribute (A-XDR bytes)."""
+        r = self.mt.call(self._obj(class_id, obis).set, attr, D.decode_all(value), 0x30)
+        if r != 0:
+            raise RuntimeError("write refused: data-access-result %d" % r)
+
+    def action(self, class_id, obis, method, params):
+        """Invoke a method; returns the return data bytes."""
+        code, ret = self.mt.call(self._obj(class_id, obis).action, method, D.decode_all(params), 0x30)
+        if code != 0:
+            raise RuntimeError("action refused: action-result %d" % code)
+        return ret
+
+    def close(self):
+        """Nothing to release."""
+
+
+def open_link(mt, address):
+    """The head-end's client link to the meter at `address`."""
+    return DirectLink(mt)
+
+
+# ---- the story ----------------------------------------------------------------------------------
+def _rs(paise):
+    sign = "-" if paise < 0 else ""
+    paise = abs(paise)
+    return "%sRs %d.%02d" % (sign, paise // 100, paise % 100)
+
+
+def _local(t):
+    return timeutil.format_local(t)[:16]
+
+
+def _weekday(t):
+    return ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")[timeutil.local_fields(t)[6] - 1]
+
+
+def run_demo(say=None, state_dir=None):
+    """Run the whole demo; `say(kind, text)` narrates. Returns the summary dict."""
+    say = say or (lambda kind, text: None)
+    t_real = time.monotonic()
+    tmp = tempfile.TemporaryDirectory(prefix="bijli-demo-")
+    mt = MeterThread(state_dir)
+    address = mt.start()
+    s = {"meter_address": "%s:%d" % tuple(address), "meter_id": METER_ID}
+    link = None
+    try:
+        from headend.vending import Vendor
+        vendor = Vendor(tmp.name + "/vending.sqlite3")
+        link = open_link(mt, address)
+        he = HeadEnd(link)
+        say("step", "Head-end associates with meter %s at %s as the utility client "
+            "(HLS-GMAC, AES-GCM suite 0, INSECURE demo keys)" % (METER_ID, s["meter_address"]))
+        he.set_push(*mt.push_address)
+        s["meter_id_read"] = he.meter_id()
+        t0 = he.clock()
+        wh, scaler, unit = he.energy_wh()
+        s["energy_start_wh"] = wh
+        s["energy_scaler_unit"] = (scaler, unit)
+        s["balance_start"] = he.balance_paise()
+        out, state = he.relay()
+        say("read", "%s %s  energy %s Wh (scaler %d, unit %d = Wh)  balance %s  relay %s" % (
+            _weekday(t0), _local(t0), wh, scaler, unit, _rs(s["balance_start"]),
+            CONTROL_STATES[state]))
+
+        say("step", "A day at high clock speed: %d W load, tariff Rs 7.00/kWh; the meter's own "
+            "policy decides (1 day grace after zero, cut only 10:00-13:00, not on Sunday)" % LOAD_W)
+        zero_t = cut_t = None
+        timeline = []
+        t = t0
+        while t - t0 < MAX_RUN_S:
+            mt.advance(STEP_S)
+            t = he.clock()
+            bal = he.balance_paise()
+            out, state = he.relay()
+            if zero_t is None and bal <= 0:
+                zero_t = t
+                say("event", "%s %s  balance %s: credit exhausted, the grace period runs" % (
+                    _weekday(t), _local(t), _rs(bal)))
+            if not out:
+                cut_t = t
+                break
+        if cut_t is None:
+            raise RuntimeError("the policy never disconnected within %d s" % MAX_RUN_S)
+        zeros = [e for e in he.events(ec.LOG_ACCOUNT, t0, cut_t) if e[1] == ec.BALANCE_ZERO]
+        if zeros:
+            zero_t = zeros[0][0]
+        ctl = he.events(ec.LOG_CONTROL, t0, cut_t)
+        cuts = [e for e in ctl if e[1] == ec.RELAY_DISCONNECTED]
+        cut_event_t = cuts[-1][0] if cuts else cut_t
+        reason = ec.REASON_NAMES.get(cuts[-1][2], "?") if cuts else "?"
+        deferred = [e for e in ctl if e[1] == ec.DISCONNECT_DEFERRED]
+        s["zero_time"] = zero_t
+        timeline.append((zero_t, "balance reached zero"))
+        s["cut_time"] = cut_event_t
+        s["cut_reason"] = reason
+        s["cut_local"] = _local(cut_event_t)
+        s["deferred_reasons"] = sorted(set(ec.REASON_NAMES.get(e[2], "?") for e in deferred))
+        s["balance_at_cut"] = he.balance_paise()
+        timeline.append((cut_event_t, "supply cut by the meter's policy (%s)" % reason))
+        say("event", "%s %s  relay DISCONNECTED by the meter (reason: %s) after %s of grace, "
+            "inside the 10:00-13:00 window" % (_weekday(cut_event_t), _local(cut_event_t), reason,
+                                               _dur(cut_event_t - (zero_t or cut_event_t))))
+
+        say("step", "Consumer pays Rs %d: head-end vends a 20-digit token and delivers it via the "
+            "Token gateway (IC 115 enter)" % RECHARGE_RUPEES)
+        rec = vendor.vend_record(METER_ID, "credit", RECHARGE_RUPEES)
+        s["token"] = rec.digits
+        before = he.balance_paise()
+        t_pay = he.clock()
+        code = he.enter_token(rec.digits)
+        after = he.balance_paise()
+        out, state = he.relay()
+        t_back = he.clock()
+        s["token_result"] = TOKEN_RESULTS.get(code, str(code))
+        s["balance_before_token"] = before
+        s["balance_after_token"] = after
+        s["relay_after_token"] = CONTROL_STATES[state]
+        s["reconnected"] = bool(out)
+        s["reconnect_delay_s"] = t_back - t_pay
+        timeline.append((t_pay, "token %s: %s, balance %s -> %s, relay %s" % (
+            rec.digits, s["token_result"], _rs(before), _rs(after), CONTROL_STATES[state])))
+        say("event", "token %s %s: balance %s -> %s; relay %s (%d s after the token, no "
+            "head-end command)" % (rec.digits, s["token_result"].upper(), _rs(before), _rs(after),
+                                   CONTROL_STATES[state].upper(), s["reconnect_delay_s"]))
+        again = he.enter_token(rec.digits)
+        s["replay_result"] = TOKEN_RESULTS.get(again, str(again))
+        s["balance_after_replay"] = he.balance_paise()
+        say("event", "the same token again: %s (balance stays %s)" % (
+            s["replay_result"].upper(), _rs(s["balance_after_replay"])))
+
+        mt.advance(1)
+        wh, _, _ = he.energy_wh()
+        s["energy_end_wh"] = wh
+        s["daily"] = he.daily_profile()
+        time.sleep(0.2)  # let the last pushes arrive
+        s["pushes"] = _push_summary(mt.pushes)
+        s["timeline"] = timeline
+    finally:
+        if link is not None:
+            link.close()
+        mt.stop()
+        tmp.cleanup()
+    s["real_seconds"] = time.monotonic() - t_real
+    return s
+
+
+def _dur(seconds):
+    h, m = seconds // 3600, (seconds % 3600) // 60
+    return "%dh%02dm" % (h, m)
+
+
+def _push_summary(apdus):
+    """[(meter time, event name, value)] of the data-notifications received."""
+    out = []
+    for apdu in apdus:
+        try:
+            if apdu[0] != 0x0F or apdu[5] != 12:
+                continue
+            when = dtime.decode(apdu[6:18], 0)
+            tag, body = D.decode_all(apdu[18:])
+            alert = body[3][1]
+            out.append((when, ec.name(alert[0][1]), alert[1][1]))
+        except (ValueError, IndexError, TypeError):
+            out.append((0, "undecodable push", 0))
+    return out
+
+
+@click.command("demo")
+@click.option("--state", "state_dir", default=None, type=click.Path(file_okay=False),
+              help="Keep the demo meter's NVM image here (default: in memory).")
+def demo(state_dir):
+    """Emulated meter + head-end session, end to end (no setup)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    con = Console()
+    con.rule("[bold]bijli demo[/bold]: a prepaid meter that keeps its own balance")
+    styles = {"step": "bold cyan", "read": "", "event": "yellow"}
+
+    def say(kind, text):
+        prefix = "==> " if kind == "step" else "    "
+        con.print(prefix + text, style=styles.get(kind, ""), highlight=False)
+
+    try:
+        s = run_demo(say, state_dir)
+    except Exception as e:  # noqa: BLE001 - tell the user what broke, not a traceback
+        raise click.ClickException("demo failed: %s" % e) from None
+    tab = Table(title="Summary", show_header=False)
+    tab.add_column("fact", style="bold")
+    tab.add_column("value")
+    tab.add_row("meter", "%s at %s (DLMS wrapper over TCP)" % (s["meter_id_read"], s["meter_address"]))
+    tab.add_row("energy import", "%s Wh at start, %s Wh at end (scaler %d, unit Wh)" % (
+        s["energy_start_wh"], s["energy_end_wh"], s["energy_scaler_unit"][0]))
+    tab.add_row("balance", "%s at start" % _rs(s["balance_start"]))
+    tab.add_row("credit ran out", _local(s["zero_time"]) + " local")
+    tab.add_row("disconnection", "%s local by the meter's policy (%s): 1 day grace, inside "
+                "10:00-13:00" % (s["cut_local"], s["cut_reason"]))
+    tab.add_row("recharge token", "%s -> %s" % (s["token"], s["token_result"]))
+    tab.add_row("balance after token", "%s -> %s" % (_rs(s["balance_before_token"]),
+                                                     _rs(s["balance_after_token"])))
+    tab.add_row("relay after token", "%s (reconnected by the meter itself, %d s)" % (
+        s["relay_after_token"], s["reconnect_delay_s"]))
+    tab.add_row("same token again", s["replay_result"])
+    tab.add_row("alerts pushed", ", ".join(p[1] for p in s["pushes"]) or "none")
+    for row in s["daily"]:
+        tab.add_row("daily profile %s" % _local(row[0])[:10],
+                    "%d Wh imported, %s charged (%d Wh x Rs 7.00/kWh), closing balance %s" % (
+                        row[1], _rs(row[3]), row[1], _rs(row[4])))
+    tab.add_row("run time", "%.1f s real" % s["real_seconds"])
+    con.print(tab)
+    con.print("Keys and the vending key used here are the INSECURE public demo keys.", style="dim")

@@ -1,0 +1,561 @@
+"""`bijli meter serve`: an emulated meter answering DLMS/COSEM on TCP and/or a serial line.
+
+    bijli meter serve [--tcp HOST:PORT] [--serial PORT | --pty] [--state DIR] [--speed N]
+                      [--meter-id ID] [--load MODEL] [--push HOST:PORT]
+
+A thin asyncio layer over sans-io cores: the firmware Meter (simulator HAL, clock running
+`--speed` times real time), its COSEM object table (`firmware.cosem`) and the firmware DLMS
+server (`firmware.dlms.server`). TCP connections speak the DLMS wrapper (one association
+per connection, many connections at once); a serial line (a real port via pyserial, or a
+pseudo-terminal created with `--pty`) speaks HDLC. Pushes (alerts) go to the destination set
+in Push setup 0.4.25.9.0.255 (or `--push`), as wrapper messages over TCP.
+
+Malformed input never stops the meter: a broken wrapper stream closes that connection, a
+bad HDLC frame is dropped, an APDU the server cannot parse is answered with an error.
+Ctrl-C (SIGINT) or SIGTERM stop it cleanly: the meter's state is saved to `--state DIR`
+(NVM image + simulated clock), and the next start continues from it.
+
+`EmulatedMeter` is also the in-process meter of `bijli demo` and the end-to-end tests.
+"""
+import asyncio
+import os
+import signal
+import time
+
+import click
+
+from firmware import token_codec as tc
+from firmware.config import Config
+from firmware.cosem import table as cosem_table
+from firmware.dlms import FramingError, ObjectTable
+from firmware.dlms import hdlc as fw_hdlc
+from firmware.dlms import wrapper as fw_wrapper
+from firmware.hal.nvm import FileNVM, MemNVM
+from firmware.hal.sim import SimClock, SimHal, parse_load
+from firmware.meter import Meter
+
+DEFAULT_TCP = "127.0.0.1:4059"
+NVM_SIZE = 131072
+NVM_FILE = "meter.nvm"
+CLOCK_FILE = "clock.txt"
+SERVER_WPORT = 1  # management logical device
+PUSH_DST_WPORT = 0x10
+TICK_S = 0.1
+
+# The well-known DLMS test keys: INSECURE, for demos and tests only.
+DEMO_BLOCK_KEY = bytes.fromhex("000102030405060708090A0B0C0D0E0F")
+DEMO_AUTH_KEY = bytes.fromhex("D0D1D2D3D4D5D6D7D8D9DADBDCDDDEDF")
+DEMO_PASSWORD = b"12345678"
+
+
+def demo_vending_key():
+    """The INSECURE demo vending key of headend/vending.py."""
+    from headend.vending import DEMO_VENDING_KEY
+    return DEMO_VENDING_KEY
+
+
+def system_title(meter_id):
+    """8-byte server system title: 'BJL' + the last 5 characters of the meter id."""
+    mid = meter_id.encode()[-5:]
+    return (b"BJL" + mid + b"\x00" * 5)[:8]
+
+
+def parse_hostport(text, default_port=4059):
+    """(host, port) from 'HOST:PORT', ':PORT' or 'HOST'; ValueError if malformed."""
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        host, port = text, str(default_port)
+    host = host or "127.0.0.1"
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    p = int(port)
+    if not 0 <= p <= 65535:
+        raise ValueError("port out of range: %r" % text)
+    return host, p
+
+
+class EmulatedMeter:
+    """A Meter on the simulator HAL, its COSEM model and the DLMS server, without I/O.
+
+    `tick()` advances the meter to the simulated clock and returns pushes to deliver;
+    `new_session()` gives one DLMS association endpoint (per TCP connection / HDLC link).
+    """
+
+    def __init__(self, state_dir=None, speed=1.0, meter_id="BJ00000001", load=None,
+                 start_s=None, opening_paise=None, config=None, block_key=DEMO_BLOCK_KEY,
+                 auth_key=DEMO_AUTH_KEY, password=DEMO_PASSWORD, vending_key=None):
+        self.state_dir = state_dir
+        start = int(time.time()) if start_s is None else int(start_s)
+        existing = False
+        if state_dir:
+            os.makedirs(state_dir, exist_ok=True)
+            existing = os.path.exists(os.path.join(state_dir, NVM_FILE))
+            saved = _read_clock(os.path.join(state_dir, CLOCK_FILE))
+            if saved is not None and start_s is None and saved > start:
+                start = saved
+            nvm = FileNVM(os.path.join(state_dir, NVM_FILE), NVM_SIZE)
+        else:
+            nvm = MemNVM(NVM_SIZE)
+        self.nvm = nvm
+        self.clock = SimClock(start, speed)
+        cfg = config.copy() if config is not None else Config()
+        cfg.set("meter_id", meter_id)
+        tz = cfg.tz_offset_s
+        self.hal = SimHal(self.clock, load=parse_load(load, tz) if isinstance(load, str) else load,
+                          nvm=nvm)
+        vkey = demo_vending_key() if vending_key is None else vending_key
+        # an existing meter keeps its identity and its stored token keys
+        keys = None if existing else {0: tc.derive_key(vkey, meter_id, 0)}
+        self.meter = Meter(self.hal, cfg, keys=keys)
+        self.meter_id = self.meter.config.meter_id
+        if opening_paise and self.meter.fresh:
+            self.meter.provision_credit(opening_paise)
+        self.model = cosem_table.build(self.meter)
+        self.table = self.model.register(ObjectTable())
+        self.block_key = block_key
+        self.auth_key = auth_key
+        self.password = password
+        self.system_title = system_title(self.meter_id)
+        self._server = None
+        self.requests = 0
+
+    @property
+    def server(self):
+        """The DLMS server core (created on first use)."""
+        if self._server is None:
+            self._server = _make_server(self)
+        return self._server
+
+    def tick(self):
+        """Advance the meter to the simulated clock; returns pushes [(dest, transport, apdu)]."""
+        self.meter.tick()
+        return self.model.push.take()
+
+    def new_session(self):
+        """A DLMS association endpoint: `.handle(client_sap, apdu) -> reply or None`."""
+        return _Session(self)
+
+    def close(self):
+        """Save the meter state (and the simulated clock) and release the NVM file."""
+        self.meter.tick()
+        self.meter.save()
+        if self.state_dir:
+            _write_clock(os.path.join(self.state_dir, CLOCK_FILE), self.clock.time())
+        if isinstance(self.nvm, FileNVM):
+            self.nvm.close()
+
+
+def _read_clock(path):
+    try:
+        with open(path) as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _write_clock(path, t):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write("%d\n" % t)
+    os.replace(tmp, path)
+
+
+def _make_server(em):
+    """The firmware DLMS server over the object table with the association keys."""
+    from firmware.dlms import server as fw_server
+    return fw_server.DlmsServer(
+        em.table,
+        system_title=em.system_title,
+        block_key=em.block_key,
+        auth_key=em.auth_key,
+        password=em.password,
+        clock=em.meter.now,
+    )
+
+
+class _Session:
+    """One association endpoint over the shared server (per connection or HDLC link)."""
+
+    def __init__(self, em):
+        self.em = em
+        self.conn = em.server.connection()
+
+    def handle(self, client_sap, apdu):
+        """Reply APDU (bytes) to one request APDU, or None when nothing is to be answered."""
+        em = self.em
+        em.requests += 1
+        em.meter.tick()
+        try:
+            reply = self.conn.handle(client_sap, apdu)
+        finally:
+            if self.conn.associated:
+                em.meter.note_headend_contact()
+        return reply
+
+    def close(self):
+        """Forget the association (connection closed / HDLC disconnected)."""
+        self.conn.close()
+
+
+# ---- asyncio transports ------------------------------------------------------------------
+class MeterService:
+    """Serves an EmulatedMeter on TCP and/or a serial line until `stop()`."""
+
+    def __init__(self, em, tcp=None, serial_port=None, pty=False, push=None, echo=print,
+                 baudrate=9600):
+        self.em = em
+        self.tcp = tcp
+        self.serial_port = serial_port
+        self.pty = pty
+        self.echo = echo
+        self.baudrate = baudrate
+        self.tcp_server = None
+        self.tcp_address = None
+        self.pty_path = None
+        self.connections = 0
+        self.dropped = 0
+        self.pushes_sent = 0
+        self.push_errors = 0
+        self._stop = None
+        self._tasks = set()
+        self._fds = []
+        self._serial = None
+        if push:
+            em.model.push.configure(push)
+
+    async def start(self):
+        """Open the endpoints (does not block)."""
+        self._stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        if self.tcp:
+            host, port = parse_hostport(self.tcp)
+            self.tcp_server = await asyncio.start_server(self._tcp_client, host, port)
+            self.tcp_address = self.tcp_server.sockets[0].getsockname()[:2]
+        if self.pty:
+            self._open_pty(loop)
+        elif self.serial_port:
+            self._open_serial(loop)
+        self._spawn(self._clock_loop())
+
+    def _spawn(self, coro):
+        t = asyncio.ensure_future(coro)
+        self._tasks.add(t)
+        t.add_done_callback(self._tasks.discard)
+        return t
+
+    def stop(self):
+        """Ask the service to stop (safe from a signal handler)."""
+        if self._stop is not None:
+            self._stop.set()
+
+    async def wait_stopped(self):
+        """Block until stop() and then close everything and save the meter."""
+        await self._stop.wait()
+        await self.close()
+
+    async def close(self):
+        """Close endpoints, cancel tasks, save the meter."""
+        loop = asyncio.get_running_loop()
+        if self.tcp_server is not None:
+            self.tcp_server.close()
+        for fd in self._fds:
+            try:
+                loop.remove_reader(fd)
+            except (ValueError, OSError):
+                pass
+        for t in list(self._tasks):
+            t.cancel()
+        for t in list(self._tasks):
+            try:
+                await t
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - shutting down
+                pass
+        if self.tcp_server is not None:
+            try:
+                await asyncio.wait_for(self.tcp_server.wait_closed(), 1.0)
+            except (TimeoutError, Exception):  # noqa: BLE001
+                pass
+        if self._serial is not None:
+            self._serial.close()
+        for fd in self._pty_fds():
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self.em.close()
+
+    # -- clock and pushes --------------------------------------------------------------------
+    async def _clock_loop(self):
+        while True:
+            self._deliver(self.em.tick())
+            await asyncio.sleep(TICK_S)
+
+    def _deliver(self, pushes):
+        for dest, _transport, apdu in pushes:
+            self._spawn(self._push(dest, apdu))
+
+    async def _push(self, dest, apdu):
+        try:
+            host, port = parse_hostport(dest.decode("ascii", "replace"))
+            _r, w = await asyncio.wait_for(asyncio.open_connection(host, port), 3.0)
+            w.write(fw_wrapper.encode(SERVER_WPORT, PUSH_DST_WPORT, apdu))
+            await w.drain()
+            w.close()
+            self.pushes_sent += 1
+        except (TimeoutError, OSError, ValueError):
+            self.push_errors += 1
+
+    # -- TCP (wrapper) ----------------------------------------------------------------------
+    async def _tcp_client(self, reader, writer):
+        self.connections += 1
+        stream = fw_wrapper.WrapperStream()
+        session = self.em.new_session()
+        try:
+            while not self._stop.is_set():
+                data = await reader.read(4096)
+                if not data:
+                    break
+                try:
+                    msgs = stream.feed(data)
+                except FramingError:
+                    self.dropped += 1
+                    break
+                for src, dst, apdu in msgs:
+                    if dst != SERVER_WPORT:
+                        self.dropped += 1
+                        continue
+                    try:
+                        reply = session.handle(src, apdu)
+                    except Exception:  # noqa: BLE001 - one bad request must not stop the meter
+                        self.dropped += 1
+                        reply = None
+                    if reply:
+                        writer.write(fw_wrapper.encode(dst, src, reply))
+                self._deliver(self.em.model.push.take())
+                await writer.drain()
+        except (ConnectionError, OSError, asyncio.CancelledError):
+            pass
+        finally:
+            session.close()
+            try:
+                writer.close()
+            except Exception:  # noqa: BLE001
+                pass
+
+    # -- serial (HDLC) ------------------------------------------------------------------------
+    def _open_pty(self, loop):
+        import tty
+        master, slave = os.openpty()
+        tty.setraw(slave)
+        tty.setraw(master)
+        os.set_blocking(master, False)
+        self._master = master
+        self._slave = slave
+        self.pty_path = os.ttyname(slave)
+        self._line = _HdlcLine(self, lambda b: _write_all(master, b))
+        loop.add_reader(master, self._on_pty)
+        self._fds.append(master)
+
+    def _pty_fds(self):
+        out = []
+        for name in ("_master", "_slave"):
+            fd = getattr(self, name, None)
+            if fd is not None:
+                out.append(fd)
+                setattr(self, name, None)
+        return out
+
+    def _on_pty(self):
+        try:
+            data = os.read(self._master, 4096)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""  # EIO: no process has the slave open right now
+        if data:
+            self._line.feed(data)
+        else:
+            # avoid a busy loop while nobody holds the terminal: poll it again shortly
+            loop = asyncio.get_running_loop()
+            loop.remove_reader(self._master)
+            loop.call_later(0.05, self._rearm_pty)
+
+    def _rearm_pty(self):
+        if self._master is not None and not self._stop.is_set():
+            asyncio.get_running_loop().add_reader(self._master, self._on_pty)
+
+    def _open_serial(self, loop):
+        import serial
+        ser = serial.serial_for_url(self.serial_port, baudrate=self.baudrate, timeout=0)
+        self._serial = ser
+        self._line = _HdlcLine(self, ser.write)
+        try:
+            fd = ser.fileno()
+        except Exception:  # noqa: BLE001 - URL handlers without a file descriptor
+            fd = None
+        if fd is not None:
+            loop.add_reader(fd, self._on_serial)
+            self._fds.append(fd)
+        else:
+            self._spawn(self._poll_serial())
+
+    def _on_serial(self):
+        try:
+            data = self._serial.read(self._serial.in_waiting or 1)
+        except Exception:  # noqa: BLE001 - port gone: stop reading it, keep TCP alive
+            asyncio.get_running_loop().remove_reader(self._serial.fileno())
+            return
+        if data:
+            self._line.feed(data)
+
+    async def _poll_serial(self):
+        while True:
+            data = self._serial.read(4096)
+            if data:
+                self._line.feed(data)
+            else:
+                await asyncio.sleep(0.01)
+
+
+def _write_all(fd, data):
+    view = memoryview(data)
+    while view:
+        try:
+            n = os.write(fd, view)
+        except BlockingIOError:
+            time.sleep(0.001)
+            continue
+        view = view[n:]
+
+
+class _HdlcLine:
+    """One HDLC secondary station on a line, with an association per HDLC connection."""
+
+    def __init__(self, service, write):
+        self.service = service
+        self.write = write
+        self.station = fw_hdlc.HdlcStation(logical=SERVER_WPORT, max_info=fw_hdlc.MAX_INFO)
+        self.session = None
+
+    def _handler(self, event, client_sap, apdu):
+        if event == fw_hdlc.EV_CONNECT:
+            if self.session is not None:
+                self.session.close()
+            self.session = self.service.em.new_session()
+            self.service.connections += 1
+            return None
+        if event == fw_hdlc.EV_DISCONNECT:
+            if self.session is not None:
+                self.session.close()
+                self.session = None
+            return None
+        if self.session is None:
+            self.session = self.service.em.new_session()
+        try:
+            return self.session.handle(client_sap, apdu)
+        except Exception:  # noqa: BLE001 - never let a request stop the line
+            self.service.dropped += 1
+            return None
+
+    def feed(self, data):
+        """Bytes from the line -> frames handled -> answers written."""
+        try:
+            self.station.feed(data, self._handler)
+        except FramingError:
+            self.service.dropped += 1
+        except Exception:  # noqa: BLE001
+            self.service.dropped += 1
+        out = self.station.data_to_send()
+        if out:
+            self.write(out)
+        self.service._deliver(self.service.em.model.push.take())
+
+
+# ---- CLI -----------------------------------------------------------------------------------
+def banner(service, echo):
+    """Print endpoints, meter id and the INSECURE demo keys."""
+    em = service.em
+    echo("bijli emulated meter %s (simulated time x%g)" % (em.meter_id, em.clock.speed))
+    if service.tcp_address:
+        echo("  TCP (DLMS wrapper): %s:%d" % tuple(service.tcp_address))
+    if service.pty_path:
+        echo("  serial (HDLC) pty:  %s" % service.pty_path)
+    elif service.serial_port:
+        echo("  serial (HDLC):      %s @ %d baud" % (service.serial_port, service.baudrate))
+    echo("  server address: logical 1 (wPort 1); clients 0x10 public, 0x20 reader (LLS), "
+         "0x30 utility (HLS-GMAC, suite 0)")
+    echo("  INSECURE demo keys (well-known DLMS test keys, never for a real meter):")
+    echo("    block cipher key  %s" % em.block_key.hex().upper())
+    echo("    auth key          %s" % em.auth_key.hex().upper())
+    echo("    LLS password      %s" % em.password.decode())
+    echo("    server system title %s" % em.system_title.hex().upper())
+    echo("  INSECURE demo vending key: tokens from `bijli token vend --meter-id %s`" % em.meter_id)
+    if em.state_dir:
+        echo("  state: %s" % em.state_dir)
+    echo("Ctrl-C to stop (state is saved).")
+
+
+async def serve_async(em, tcp=None, serial_port=None, pty=False, push=None, echo=print,
+                      ready=None):
+    """Run a MeterService until SIGINT/SIGTERM (or `ready(service)` arranging a stop)."""
+    service = MeterService(em, tcp, serial_port, pty, push, echo)
+    await service.start()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, service.stop)
+        except (NotImplementedError, RuntimeError, ValueError):
+            pass
+    banner(service, echo)
+    if ready is not None:
+        ready(service)
+    await service.wait_stopped()
+    echo("stopped: meter %s saved at %s (%d requests, %d connections)" % (
+        em.meter_id, _fmt_time(em), em.requests, service.connections))
+    return service
+
+
+def _fmt_time(em):
+    from firmware.timeutil import format_local
+    return format_local(em.meter.now(), em.meter.config.tz_offset_s) + " local"
+
+
+@click.command("serve")
+@click.option("--tcp", "tcp", default=None, metavar="HOST:PORT",
+              help="Serve the DLMS wrapper on TCP (default %s unless a serial line is given)." % DEFAULT_TCP)
+@click.option("--serial", "serial_port", default=None, metavar="PORT",
+              help="Serve HDLC on a serial port (device or pyserial URL).")
+@click.option("--pty", is_flag=True, help="Create a pseudo-terminal, serve HDLC on it, print its path.")
+@click.option("--state", "state_dir", default=None, type=click.Path(file_okay=False),
+              help="Directory holding the meter's NVM image and clock (kept across runs).")
+@click.option("--speed", default=1.0, type=click.FloatRange(min=0), show_default=True,
+              help="Simulated seconds per real second.")
+@click.option("--meter-id", default="BJ00000001", show_default=True, help="Meter id (new meters).")
+@click.option("--load", default="household", show_default=True,
+              help="Load model: constant:W, household[:SCALE_PCT[:NOISE_PCT[:SEED]]], csv:PATH.")
+@click.option("--push", default=None, metavar="HOST:PORT", help="Push destination for alerts.")
+@click.option("--credit", default=0, type=click.IntRange(min=0),
+              help="Opening balance in rupees for a new meter.")
+def serve(tcp, serial_port, pty, state_dir, speed, meter_id, load, push, credit):
+    """Run an emulated meter that answers DLMS/COSEM on TCP and/or a serial line."""
+    if serial_port and pty:
+        raise click.UsageError("--serial and --pty are exclusive")
+    if tcp is None and not serial_port and not pty:
+        tcp = DEFAULT_TCP
+    try:
+        if tcp:
+            parse_hostport(tcp)
+        if push:
+            parse_hostport(push)
+        parse_load(load)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
+    try:
+        em = EmulatedMeter(state_dir, speed, meter_id, load, opening_paise=credit * 100)
+    except (ValueError, OSError) as e:
+        raise click.ClickException("cannot start the meter: %s" % e) from None
+    try:
+        asyncio.run(serve_async(em, tcp, serial_port, pty, push, click.echo))
+    except OSError as e:
+        em.close()
+        raise click.ClickException("cannot open endpoint: %s" % e) from None
