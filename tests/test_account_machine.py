@@ -263,3 +263,64 @@ def test_pulse_split_invariance(constant, pulses):
     for n in pulses:
         m.add_pulses(n, T0)
     assert m.import_reg.total_mwh() == sum(pulses) * 1000000 // constant
+
+
+def _oracle_reason(t, zero, grace, window, weekend, holidays):
+    """The rule text, brute force: which rule holds a cut at t (0 = none), in the documented order."""
+    from firmware.timeutil import local_fields
+    y, mo, d, hh, mi, ss, wd = local_fields(t)
+    sod = hh * 3600 + mi * 60 + ss
+    s, e = window
+    inside = (s <= sod < e) if s < e else (sod >= s or sod < e)
+    if t - zero < grace:
+        return ev.REASON_GRACE
+    if local_day(t) in holidays:
+        return ev.REASON_HOLIDAY
+    if wd in weekend:
+        return ev.REASON_WEEKEND
+    if not inside:
+        return ev.REASON_OUTSIDE_WINDOW
+    return ev.REASON_NONE
+
+
+@given(
+    zero_off=st.integers(0, 14 * 86400),
+    grace=st.sampled_from([0, 3600, 86400, 2 * 86400, 3 * 86400 + 1234]),
+    # window edges on the evaluation grid (10 min) so the boundaries themselves are exercised
+    window=st.tuples(st.integers(0, 143), st.integers(1, 144)).filter(lambda w: w[0] != w[1])
+    .map(lambda w: (w[0] * 600, w[1] * 600)),
+    weekend=st.sets(st.integers(1, 7), max_size=3),
+    holiday_offsets=st.sets(st.integers(0, 20), max_size=5),
+)
+def test_policy_first_cut_matches_brute_force(zero_off, grace, window, weekend, holiday_offsets):
+    """The policy cuts exactly at the first step where every rule allows it (no suspension)."""
+    step = 600
+    base = T0 - T0 % step
+    zero = base + zero_off - zero_off % step
+    holidays = {local_day(base) + h for h in holiday_offsets}
+    acc = Account(Tariff([(0, 1000)]))
+    acc.charge_energy(1000, zero)  # balance -1 from `zero`
+    assert acc.zero_time == zero
+    ctl = DisconnectControl(6)
+    pol = DisconnectPolicy(grace_s=grace, window=window, weekend=tuple(weekend), holidays=sorted(holidays),
+                           comms_loss_s=0)
+    end = zero + 12 * 86400
+    want = None
+    t = zero
+    while t <= end:
+        why = _oracle_reason(t, zero, grace, window, weekend, holidays)
+        assert pol.hold_reason(t, acc) == why, (t, why)
+        if why == ev.REASON_NONE and want is None:
+            want = t
+        t += step
+    got = None
+    t = zero
+    while t <= end:
+        action, reason = pol.evaluate(t, acc, ctl)
+        if action == 1:
+            got = t
+            break
+        assert reason == _oracle_reason(t, zero, grace, window, weekend, holidays)
+        t += step
+    assert got == want
+    assert ctl.output_state == (got is None)
