@@ -26,11 +26,14 @@ jumped forwards are caught up deliberately -- the fixed charge is owed for every
 the connection, supply or not -- but at most `daily_catchup_days` (default 62) at once,
 so a wildly wrong clock cannot drain an account; a clock that goes backwards charges
 nothing until the local day passes the last charged day again (never twice for a day).
+The charge for a day is the daily charge of the tariff in force when it is taken, so a
+daily charge introduced by a tariff change applies from the next local day.
 
 Emergency credit: a configured amount (`set_emergency_limit`, 0 = off) that the consumer
 may take once per cycle (a cycle runs from one recharge to the next) when the balance is
-at or below `emergency_threshold` (default 0 paise); it is repaid from the next recharge
-(as much of it as that recharge covers, the rest from later ones).
+at or below `emergency_threshold` (default 0 paise) and the grant fits under
+`max_balance`; it is repaid from the next recharge (as much of it as that recharge
+covers, the rest from later ones) and no new emergency credit is granted while any is owed.
 
 Low credit: thresholds in percent of the last recharge (default 30, 10, 0); LOW_CREDIT
 (value: the percent) fires once when the balance falls to or below a threshold, once per

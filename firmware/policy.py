@@ -22,6 +22,10 @@ When the supply is on and a rule holds the cut, the first rule that holds (in th
 above: grace, suspended, comms loss, holiday, weekend, window) is the reason, and
 DISCONNECT_DEFERRED(reason) is emitted once per change of reason (not on every pass).
 Holds only prevent new cuts; a meter already cut for credit stays off until credit comes.
+IC 70 lets the consumer's button reconnect (transition e) in every mode: with no credit
+the next pass inside the window cuts again (outside it the supply stays on until then).
+A remote_disconnect (state 0) is the head-end's decision: IC 70 has no local way out of
+it, so credit does not undo it -- the head-end must remote_reconnect.
 
 Reconnect: as soon as the balance is above `reconnect_threshold` (paise, default 0), the
 credit hold is released (`local_reconnect`, IC 70 transition h -- the meter's default
