@@ -33,8 +33,10 @@ load limiter, tamper...). `local_disconnect(cause)` records its REASON_* cause;
 `local_reconnect(cause)` clears it and reconnects only when no local cause remains. Any
 transition into `connected` by another trigger (remote d, manual e) clears all causes.
 
-Events on each actual change: RELAY_DISCONNECTED when the output opens, RELAY_CONNECTED
-when it closes, RELAY_READY_FOR_RECONNECTION for 0 -> 2 (output stays open).
+Events on each actual change of control_state: RELAY_DISCONNECTED when the output opens
+and for ready_for_reconnection -> disconnected (c: the output was already open, but the
+supply is now held off remotely), RELAY_CONNECTED when it closes,
+RELAY_READY_FOR_RECONNECTION for disconnected -> ready_for_reconnection (a).
 Return values: False when the control mode forbids the method (or, for a reconnection,
 the current state has no transition to leave by). Otherwise True: disconnect methods
 leave the supply off, remote_reconnect has moved as far as the mode allows (connected,
@@ -95,8 +97,10 @@ class DisconnectControl:
             self.output_state = out
             self.relay_driver(out)
             self.emit(ev.RELAY_CONNECTED if out else ev.RELAY_DISCONNECTED, reason)
+        elif state == READY_FOR_RECONNECTION:
+            self.emit(ev.RELAY_READY_FOR_RECONNECTION, reason)  # 0 -> 2, output stays open
         else:
-            self.emit(ev.RELAY_READY_FOR_RECONNECTION, reason)
+            self.emit(ev.RELAY_DISCONNECTED, reason)  # 2 -> 0: now held off remotely
 
     # --- IC 70 methods and triggers ----------------------------------------------------------
     def remote_disconnect(self, reason=ev.REASON_REMOTE):

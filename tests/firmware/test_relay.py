@@ -69,7 +69,11 @@ def test_every_mode_state_method_matches_the_transition_table():
                         assert drv.calls == [want == CONNECTED]
                     else:
                         assert drv.calls == []
-                    assert len(rec.events) == 1
+                    want_code = {CONNECTED: ev.RELAY_CONNECTED, DISCONNECTED: ev.RELAY_DISCONNECTED,
+                                 READY_FOR_RECONNECTION: ev.RELAY_READY_FOR_RECONNECTION}[want]
+                    if want == READY_FOR_RECONNECTION and state == CONNECTED:
+                        want_code = ev.RELAY_DISCONNECTED  # f, g: the output opens
+                    assert [e[0] for e in rec.events] == [want_code], (mode, state, method, rec.events)
                 else:
                     # no table transition from here: the state holds, nothing is driven or logged
                     remote_d_ready = method == "remote_reconnect" and "d" in LETTERS[mode] \
@@ -109,8 +113,9 @@ def test_events_and_reasons():
     assert dc.last_reason == ev.REASON_CREDIT_EXHAUSTED
     assert dc.remote_disconnect()
     assert dc.control_state == DISCONNECTED
-    # output already open: no new relay move, but the state change is not logged as one either
+    # output already open: no new relay move, but the remote hold is logged (c)
     assert drv.calls == [False]
+    assert rec.events[-1] == (ev.RELAY_DISCONNECTED, ev.REASON_REMOTE)
     assert dc.remote_reconnect()
     assert rec.events[-1] == (ev.RELAY_CONNECTED, ev.REASON_REMOTE)
     assert drv.calls == [False, True]
