@@ -15,19 +15,12 @@ The queue is bounded (oldest dropped first, counted in `dropped`).
 """
 from firmware.cosem import base, dtime
 from firmware.cosem import data as D
+from firmware.dlms.apdu import data_notification
 
-DATA_NOTIFICATION = 0x0F
 TRANSPORT_TCP = 0
 TRANSPORT_HDLC = 5  # companion-specific value used for a serial destination
 MESSAGE_AXDR_APDU = 0
 MAX_QUEUE = 16
-
-
-def data_notification(invoke_id, when12, body):
-    """data-notification APDU bytes (date-time present when `when12` is 12 bytes)."""
-    inv = invoke_id & 0x00FFFFFF  # priority normal, service class unconfirmed
-    dt = (b"\x0c" + when12) if when12 else b"\x00"
-    return bytes((DATA_NOTIFICATION,)) + inv.to_bytes(4, "big") + dt + body
 
 
 class PushSetup(base.CosemObject):
@@ -80,7 +73,8 @@ class PushSetup(base.CosemObject):
         if not self.destination:
             return False
         self.invoke_id = (self.invoke_id + 1) & 0x00FFFFFF
-        apdu = data_notification(self.invoke_id, dtime.encode(self.now_fn(), self.tz), self.body())
+        # long-invoke-id-and-priority: normal priority, unconfirmed service class
+        apdu = data_notification(self.invoke_id, self.body(), dtime.encode(self.now_fn(), self.tz))
         if len(self.queue) >= MAX_QUEUE:
             self.queue.pop(0)
             self.dropped += 1
