@@ -13,9 +13,7 @@ What it shows (SCENARIOS S2/S4):
    Delivering the same token again is refused as "used".
 4. A summary: the timeline, the pushed alerts, and the audit of the day (energy x tariff).
 """
-import asyncio
 import tempfile
-import threading
 import time
 
 import click
@@ -25,7 +23,6 @@ from firmware import timeutil
 from firmware.cosem import data as D
 from firmware.cosem import dtime
 from firmware.cosem import table as T
-from firmware.dlms import wrapper as fw_wrapper
 
 METER_ID = "BJ00000042"
 START = timeutil.from_fields(2026, 1, 5, 9, 0) - timeutil.IST_OFFSET_S  # Monday 09:00 IST
@@ -41,73 +38,14 @@ CONTROL_STATES = {0: "disconnected", 1: "connected", 2: "ready for reconnection"
 
 
 # ---- the meter, served in a background thread -----------------------------------------------
-class MeterThread:
-    """An EmulatedMeter served on 127.0.0.1:<free port> by an asyncio loop in a thread,
-    plus a push listener collecting data-notifications."""
-
-    def __init__(self, state_dir=None):
-        from hil.serve import EmulatedMeter, MeterService
-        self.em = EmulatedMeter(state_dir, speed=0, meter_id=METER_ID, load="constant:%d" % LOAD_W,
-                                start_s=START, opening_paise=OPENING_RUPEES * 100)
-        self.service = MeterService(self.em, tcp="127.0.0.1:0", echo=lambda *a: None)
-        self.pushes = []  # (received at meter time, apdu bytes)
-        self.push_address = None
-        self.loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._error = None
-        self.thread = threading.Thread(target=self._run, name="bijli-demo-meter", daemon=True)
-
-    def start(self):
-        """Start serving; returns (host, port) of the meter."""
-        self.thread.start()
-        self._ready.wait(10)
-        if self._error is not None:
-            raise self._error
-        return self.service.tcp_address
-
-    def _run(self):
-        asyncio.set_event_loop(self.loop)
-        try:
-            self.loop.run_until_complete(self._main())
-        except Exception as e:  # noqa: BLE001 - reported to the caller of start()
-            self._error = e
-            self._ready.set()
-
-    async def _main(self):
-        await self.service.start()
-        srv = await asyncio.start_server(self._push_client, "127.0.0.1", 0)
-        self.push_address = srv.sockets[0].getsockname()[:2]
-        self._ready.set()
-        await self.service.wait_stopped()
-        srv.close()
-
-    async def _push_client(self, reader, writer):
-        stream = fw_wrapper.WrapperStream()
-        while True:
-            data = await reader.read(4096)
-            if not data:
-                break
-            for _src, _dst, apdu in stream.feed(data):
-                self.pushes.append(apdu)
-        writer.close()
-
-    def call(self, fn, *args):
-        """Run fn(*args) on the meter's loop thread and return its result."""
-        async def run():
-            return fn(*args)
-        return asyncio.run_coroutine_threadsafe(run(), self.loop).result(10)
-
-    def advance(self, seconds):
-        """Let `seconds` of simulated time pass on the meter (pushes are delivered)."""
-        def step():
-            self.em.clock.advance(seconds)
-            self.service._deliver(self.em.tick())
-        self.call(step)
-
-    def stop(self):
-        """Stop serving, save, join the thread."""
-        self.loop.call_soon_threadsafe(self.service.stop)
-        self.thread.join(10)
+def start_meter(state_dir=None):
+    """The demo meter served on a free loopback port, with a push listener; started."""
+    from hil.serve import EmulatedMeter, ServiceThread
+    em = EmulatedMeter(state_dir, speed=0, meter_id=METER_ID, load="constant:%d" % LOAD_W,
+                       start_s=START, opening_paise=OPENING_RUPEES * 100)
+    mt = ServiceThread(em, tcp="127.0.0.1:0", push_listener=True)
+    mt.start()
+    return mt
 
 
 # ---- the head-end side ------------------------------------------------------------------------
@@ -243,8 +181,8 @@ def run_demo(say=None, state_dir=None):
     say = say or (lambda kind, text: None)
     t_real = time.monotonic()
     tmp = tempfile.TemporaryDirectory(prefix="bijli-demo-")
-    mt = MeterThread(state_dir)
-    address = mt.start()
+    mt = start_meter(state_dir)
+    address = mt.address
     s = {"meter_address": "%s:%d" % tuple(address), "meter_id": METER_ID}
     link = None
     try:
