@@ -347,9 +347,14 @@ class TokenCipher:
         p = pack(ttype, value, token_id)
         s = str(p)
         s = "0" * (TOKEN_DIGITS - len(s)) + s
-        return self._ff1.encrypt(s, tweak(self.meter_id, key_rev, epoch))
+        return self._ff1.encrypt(s, self._tweak(key_rev, epoch))
 
     def decrypt(self, digits, key_rev, epoch):
         """(type, value, id) of 20 digits under (key_rev, epoch), or None if the check fails."""
-        p = self._ff1.decrypt(digits, tweak(self.meter_id, key_rev, epoch))
+        p = self._ff1.decrypt(digits, self._tweak(key_rev, epoch))
         return unpack(int(p))
+
+    def _tweak(self, key_rev, epoch):
+        if not (0 <= key_rev <= KEY_REV_MAX and 0 <= epoch <= EPOCH_MAX):
+            raise ValueError("key revision 0..255 and epoch 0..65535")
+        return self.meter_id + bytes((key_rev, epoch >> 8, epoch & 0xFF))

@@ -137,21 +137,35 @@ def test_ff1_tweak_and_key_change_the_ciphertext():
             assert outs[i] != outs[j]
 
 
+def _slow_ctx(ctx, n, tw):
+    # the same FF1 context without the cached prefix: full CBC-MAC of P || Q every round
+    u, v, b, d, pre, head, mu, mv = ctx
+    p = (bytes((1, 2, 1)) + (10).to_bytes(3, "big") + bytes((10, u))
+         + n.to_bytes(4, "big") + len(tw).to_bytes(4, "big"))
+    return (u, v, b, d, None, p + tw + bytes((-len(tw) - b - 1) % 16), mu, mv)
+
+
 def test_ff1_fast_prf_path_matches_full_cbc_mac():
     # the cached prefix state (one AES per round) must equal the full CBC-MAC of P || Q
     f = FF1(cipher.aes_ecb(_h("2b7e151628aed2a6abf7158809cf4f3c"), "pure"), 10)
     for tw in (b"", b"METER-0001\x00\x00\x07", bytes(range(29))):
         ctx = f._setup(20, tw)
-        u, v, b, d, pre, head, mu, mv = ctx
-        assert pre is not None
-        radix = 10
-        p = (bytes((1, 2, 1)) + radix.to_bytes(3, "big") + bytes((10, u))
-             + (20).to_bytes(4, "big") + len(tw).to_bytes(4, "big"))
-        full_head = p + tw + bytes((-len(tw) - b - 1) % 16)
-        slow = (u, v, b, d, None, full_head, mu, mv)
+        assert ctx[4] is not None
+        slow = _slow_ctx(ctx, 20, tw)
         for i in range(10):
             for num_b in (0, 1, 9999999999, 1234567890):
                 assert f._round(ctx, i, num_b) == f._round(slow, i, num_b)
+
+
+def test_ff1_inline_rounds_match_generic_rounds():
+    # encrypt/decrypt inline the one-AES round; forcing the generic context gives the same digits
+    for tw in (b"", b"BJL0000123\x00\x00\x01"):
+        for x in ("00000000000000000000", "73786976294838206463", "99999999999999999999"):
+            f = FF1(cipher.aes_ecb(bytes(range(16))), 10)
+            fast = f.encrypt(x, tw)
+            f._cache[(20, tw)] = _slow_ctx(f._setup(20, tw), 20, tw)
+            assert f.encrypt(x, tw) == fast
+            assert f.decrypt(fast, tw) == x
 
 
 def test_ff1_long_input_generic_prf_round_trip():
@@ -169,6 +183,8 @@ def test_ff1_rejects_bad_input():
     raises(ValueError, f.encrypt, "12345a789", b"")
     raises(ValueError, f.decrypt, "1234 56789", b"")
     raises(ValueError, f.encrypt, "+123456789", b"")
+    raises(ValueError, f.encrypt, "12345678\u0661\u0662", b"")  # Arabic-Indic digits
+    raises(ValueError, f.encrypt, "1234567890 ", b"")
     raises(TypeError, f.encrypt, 1234567890, b"")
     raises(ValueError, FF1, cipher.aes_ecb(bytes(16)), 37)
     raises(ValueError, FF1, cipher.aes_ecb(bytes(16)), 1)
