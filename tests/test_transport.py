@@ -188,11 +188,15 @@ def test_tcp_refused_after_retries():
 
 def test_tcp_reset_while_sending_is_link_error():
     def script(srv, conn):
+        srv.received = conn.recv(5)
+        # Close with SO_LINGER 0: the peer's connection is reset.
         conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
 
     srv = OneShotServer(script)
     t = TcpTransport("127.0.0.1", srv.port, timeout=1.0).open()
+    t.write(b"hello")
     srv.join()
+    assert srv.received == b"hello"
     with pytest.raises(LinkError):
         for _ in range(50):
             t.write(b"x" * 65536)

@@ -64,11 +64,16 @@ class TcpTransport:
             if attempt:
                 time.sleep(self.retry_delay)
             try:
-                self._sock = socket.create_connection((self.host, self.port), self.connect_timeout)
-                self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                return self
+                sock = socket.create_connection((self.host, self.port), self.connect_timeout)
             except OSError as exc:  # refused, unreachable, timeout, DNS failure
                 last = exc
+                continue
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass  # the peer may already have gone; reads and writes will say so
+            self._sock = sock
+            return self
         raise LinkError("cannot connect to %s:%d after %d attempt(s): %s"
                         % (self.host, self.port, self.retries + 1, _why(last)))
 
