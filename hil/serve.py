@@ -136,11 +136,13 @@ class EmulatedMeter:
         return _Session(self)
 
     def close(self):
-        """Save the meter state (and the simulated clock) and release the NVM file."""
+        """Save the meter state (simulated clock, DLMS counters) and release the NVM file."""
         self.meter.tick()
         self.meter.save()
         if self.state_dir:
             _write_clock(os.path.join(self.state_dir, CLOCK_FILE), self.clock.time())
+            if self._server is not None:
+                _write_dlms_state(self.state_dir, self._server)
         if isinstance(self.nvm, FileNVM):
             self.nvm.close()
 
@@ -160,41 +162,82 @@ def _write_clock(path, t):
     os.replace(tmp, path)
 
 
+IC_AHEAD = 100000  # our invocation counter jumps this far ahead at each start (never reused)
+
+
 def _make_server(em):
     """The firmware DLMS server over the object table with the association keys."""
     from firmware.dlms import server as fw_server
+    ic, counters = _read_dlms_state(em.state_dir)
     return fw_server.DlmsServer(
-        em.table,
-        system_title=em.system_title,
-        block_key=em.block_key,
-        auth_key=em.auth_key,
-        password=em.password,
-        clock=em.meter.now,
+        em.table, em.system_title, os.urandom, ek=em.block_key, ak=em.auth_key,
+        password=em.password, invocation_counter=ic + IC_AHEAD if ic else 0,
+        counters=counters,
     )
 
 
+DLMS_FILE = "dlms.txt"
+
+
+def _read_dlms_state(state_dir):
+    """(our invocation counter, {client title: last counter}) saved in state_dir."""
+    ic = 0
+    counters = {}
+    if not state_dir:
+        return ic, counters
+    try:
+        with open(os.path.join(state_dir, DLMS_FILE)) as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) == 2 and parts[0] == "ic":
+                    ic = int(parts[1])
+                elif len(parts) == 3 and parts[0] == "client":
+                    counters[bytes.fromhex(parts[1])] = int(parts[2])
+    except (OSError, ValueError):
+        pass
+    return ic, counters
+
+
+def _write_dlms_state(state_dir, server):
+    path = os.path.join(state_dir, DLMS_FILE)
+    lines = ["ic %d" % server.invocation_counter]
+    for title, last in sorted(server.counters.last.items()):
+        lines.append("client %s %d" % (title.hex(), last))
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    os.replace(tmp, path)
+
+
 class _Session:
-    """One association endpoint over the shared server (per connection or HDLC link)."""
+    """One link's associations over the shared server (per TCP connection or HDLC line)."""
 
     def __init__(self, em):
         self.em = em
-        self.conn = em.server.connection()
+        self.session = em.server.session()
 
     def handle(self, client_sap, apdu):
         """Reply APDU (bytes) to one request APDU, or None when nothing is to be answered."""
         em = self.em
         em.requests += 1
         em.meter.tick()
-        try:
-            reply = self.conn.handle(client_sap, apdu)
-        finally:
-            if self.conn.associated:
-                em.meter.note_headend_contact()
+        reply = self.session.handle(client_sap, apdu)
+        a = self.session.association(client_sap)
+        if a is not None and a.state == ASSOCIATED and client_sap != PUBLIC_SAP:
+            em.meter.note_headend_contact()
         return reply
 
+    def release(self, client_sap=None):
+        """Forget the associations of the link (all, or one client SAP)."""
+        self.session.release(client_sap)
+
     def close(self):
-        """Forget the association (connection closed / HDLC disconnected)."""
-        self.conn.close()
+        """The link dropped."""
+        self.session.release()
+
+
+ASSOCIATED = 2  # firmware.dlms.server.ASSOCIATED
+PUBLIC_SAP = 0x10
 
 
 # ---- asyncio transports ------------------------------------------------------------------
@@ -439,15 +482,14 @@ class _HdlcLine:
 
     def _handler(self, event, client_sap, apdu):
         if event == fw_hdlc.EV_CONNECT:
-            if self.session is not None:
-                self.session.close()
-            self.session = self.service.em.new_session()
+            if self.session is None:
+                self.session = self.service.em.new_session()
+            self.session.release(client_sap)
             self.service.connections += 1
             return None
         if event == fw_hdlc.EV_DISCONNECT:
             if self.session is not None:
-                self.session.close()
-                self.session = None
+                self.session.release(client_sap)
             return None
         if self.session is None:
             self.session = self.service.em.new_session()
