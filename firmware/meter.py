@@ -37,7 +37,7 @@ from firmware import event_codes as ec
 from firmware import token_codec as tc
 from firmware import token_gate as tg
 from firmware.account import Account
-from firmware.compat import ticks_diff
+from firmware.compat import ticks_add, ticks_diff
 from firmware.config import Config
 from firmware.events import EventLog
 from firmware.metrology import Metrology
@@ -259,7 +259,8 @@ class Meter:
 
     def advance_to(self, t):
         """Step up to Unix second t (no-op if not ahead). A simulator clock that is behind t
-        (one with `advance`) is moved to t first, so clock and meter agree afterwards."""
+        (one with `advance`) is moved to t first; a clock already past t is caught up by the
+        next tick()."""
         if self.down:
             return
         clk = self.clock
@@ -268,7 +269,8 @@ class Meter:
             if behind > 0:
                 clk.advance(behind)
         self._run_to(t * 1000)
-        self._ticks = self.clock.ticks_ms()
+        lag = clk.time() * 1000 - self.t_ms
+        self._ticks = ticks_add(clk.ticks_ms(), -lag if lag > 0 else 0)
 
     def _rebase(self, wall_ms):
         jump = wall_ms // 1000 - self._now_s

@@ -373,3 +373,15 @@ def test_power_fail_input_saves_and_idles():
     m.hal.clock.advance(100)
     m.tick()
     assert m.now() == DAY0 + 100
+
+
+def test_advance_to_behind_a_running_clock_loses_no_time():
+    m = make(1000, 100000)
+    clk = m.hal.clock
+    clk.advance(2 * H)  # the clock ran ahead (real-time emulation)
+    m.advance_to(DAY0 + H)  # step to an instant in between (e.g. a scheduled token)
+    assert m.now() == DAY0 + H
+    m.tick()  # catches up with the clock
+    assert m.now() == DAY0 + 2 * H
+    assert m.metrology.import_reg.wh == 2000
+    assert m.events.find_latest(ec.CLOCK_SET) is None
