@@ -124,6 +124,8 @@ class Suite0:
             title = bytes(apdu[pos:pos + tlen])
             pos += tlen
             kind = KIND_GENERAL
+            if not title and peer_title is not None:
+                title = peer_title  # some clients omit it on a point-to-point link
             if len(title) != 8:
                 raise SecurityError("system title must be 8 bytes")
         elif tag in PLAIN_TAGS:

@@ -4,7 +4,8 @@ A minimal HDLC primary (frame builder/splitter) and AARQ builder, written indepe
 the station code paths under test except for `build_frame`/`crc16`, which have their own
 known-answer tests.
 """
-from firmware.dlms import apdu, hdlc
+from firmware.dlms import apdu, axdr, hdlc
+from firmware.dlms.security import Suite0
 
 SERVER = b"\x02\x21"  # logical 1, physical 16 (2-byte server address)
 CLIENT_PUBLIC = 0x10
@@ -102,3 +103,57 @@ def initiate_request(conformance=0x00FFFF, max_pdu=0xFFFF, version=6):
     """A plain xDLMS InitiateRequest."""
     return bytes((1, 0, 0, 0, version, 0x5F, 0x1F, 4, 0, conformance >> 16,
                   (conformance >> 8) & 0xFF, conformance & 0xFF, max_pdu >> 8, max_pdu & 0xFF))
+
+
+def get_req(class_id, obis, attr, invoke=0xC1, selector=0, params=None):
+    """GET.request-normal bytes."""
+    out = bytearray((0xC0, 1, invoke, class_id >> 8, class_id & 0xFF))
+    out.extend(obis)
+    out.append(attr & 0xFF)
+    if selector:
+        out.append(1)
+        out.append(selector)
+        out.extend(axdr.encode(params))
+    else:
+        out.append(0)
+    return bytes(out)
+
+
+def get_next(block, invoke=0xC1):
+    return bytes((0xC0, 2, invoke)) + block.to_bytes(4, "big")
+
+
+def set_req(class_id, obis, attr, value, invoke=0xC1):
+    """SET.request-normal bytes."""
+    return (bytes((0xC1, 1, invoke, class_id >> 8, class_id & 0xFF)) + obis +
+            bytes((attr, 0)) + axdr.encode(value))
+
+
+def action_req(class_id, obis, method, params=None, invoke=0xC1):
+    """ACTION.request-normal bytes."""
+    out = bytes((0xC3, 1, invoke, class_id >> 8, class_id & 0xFF)) + obis + bytes((method,))
+    if params is None:
+        return out + b"\x00"
+    return out + b"\x01" + axdr.encode(params)
+
+
+class CipherClient:
+    """Client side of suite 0 for tests: wraps requests, unwraps replies, counts."""
+
+    def __init__(self, ek, ak, title=b"TESTCLNT", ic=0):
+        self.s0 = Suite0(ek, ak)
+        self.title = title
+        self.ic = ic
+        self.server_title = None
+
+    def next_ic(self):
+        self.ic += 1
+        return self.ic
+
+    def wrap(self, apdu, general=True, sc=0x30):
+        if general:
+            return self.s0.wrap_general(sc, self.title, self.next_ic(), apdu)
+        return self.s0.wrap(sc, self.title, self.next_ic(), apdu)
+
+    def unwrap(self, apdu):
+        return self.s0.unwrap(apdu, self.server_title)[4]

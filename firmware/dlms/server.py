@@ -1,0 +1,563 @@
+"""Sans-io DLMS/COSEM server core: associations per client SAP, security, dispatch to objects.
+
+    server = DlmsServer(table, system_title, rng, ek=EK, ak=AK, password=b"12345678")
+    session = server.session()              # one per physical link / TCP connection
+    reply = session.handle(client_sap, apdu) # reply APDU bytes, or None (nothing to send)
+    session.release()                       # the link dropped: forget its associations
+    apdu = server.push(body)                # a data-notification for the caller to send
+
+Associations (policies, after IS 15959), by client SAP:
+- 0x10 public: no authentication, LN context, plain APDUs only;
+- 0x20 reader: LLS (mechanism 1) with the password;
+- 0x30 utility: HLS-GMAC (mechanism 5, pass 3/4 through the current association's
+  reply_to_HLS_authentication) and LN-with-ciphering: every xDLMS APDU must be ciphered with
+  suite 0, security control 0x30 (glo or general-glo; the reply uses the same form).
+What each association may read, write or invoke comes from the object table's rights
+(see `firmware.dlms` docstring). Refusals are proper DLMS answers: AARE rejected-permanent
+with the diagnostic, data-access-result / action-result codes, exception-response for
+malformed, unsupported, undecipherable or replayed requests. `handle` never raises.
+
+State the owner should persist (power-fail safe, see DESIGN.md): `server.invocation_counter`
+(our own counter; persist a value ahead of use) and `server.counters.last` (last counter
+accepted per client system title).
+"""
+from firmware.dlms import (
+    READ,
+    WRITE,
+    DecodeError,
+    SecurityError,
+    attr_access,
+    axdr,
+    hdlc,
+    method_access,
+    wrapper,
+)
+from firmware.dlms import apdu as A
+from firmware.dlms.security import KIND_GENERAL, PLAIN_TAGS, CounterGuard, Suite0
+
+PUBLIC = 0x10
+READER = 0x20
+UTILITY = 0x30
+
+# policy: (mechanism, ciphered)
+DEFAULT_POLICIES = {
+    PUBLIC: (A.MECH_NONE, False),
+    READER: (A.MECH_LLS, False),
+    UTILITY: (A.MECH_HLS_GMAC, True),
+}
+
+SERVER_CONFORMANCE = (A.CONF_GENERAL_PROTECTION | A.CONF_BLOCK_GET | A.CONF_BLOCK_SET |
+                      A.CONF_MULTIPLE_REFERENCES | A.CONF_DATA_NOTIFICATION | A.CONF_GET |
+                      A.CONF_SET | A.CONF_SELECTIVE_ACCESS | A.CONF_ACTION)
+
+CURRENT_ASSOCIATION = b"\x00\x00\x28\x00\x00\xff"  # 0.0.40.0.0.255
+
+IDLE = 0
+PENDING_HLS = 1
+ASSOCIATED = 2
+
+_BLOCK_HEADER = 12  # C4 02 invoke last block(4) choice length(<=3) and spare
+_CIPHER_OVERHEAD = 31  # general-glo: tag, title(9), length(3), SC, IC(4), GCM tag(12)
+MIN_CLIENT_PDU = 12
+
+
+class Association:
+    """One application association of a client SAP on a session."""
+
+    def __init__(self, client_sap, mechanism, ciphered):
+        self.client_sap = client_sap
+        self.mechanism = mechanism
+        self.ciphered = ciphered
+        self.state = IDLE
+        self.client_title = None
+        self.conformance = 0
+        self.max_pdu = 0  # the client's max receive PDU size
+        self.stoc = None  # our HLS challenge
+        self.ctos = None  # the client's HLS challenge
+        self._get_blocks = None  # (raw bytes, next block number, block size) of a long GET
+        self._set_blocks = None  # (descriptor, received bytes, last block number)
+
+
+class DlmsServer:
+    """The meter's application layer, shared by every session (link)."""
+
+    def __init__(self, table, system_title, rng, ek=None, ak=None, password=None,
+                 policies=None, max_pdu=1024, invocation_counter=0, counters=None):
+        if len(system_title) != 8:
+            raise ValueError("system title must be 8 bytes")
+        self.table = table
+        self.system_title = bytes(system_title)
+        self.rng = rng  # rng(n) -> n random bytes (HLS challenges)
+        self.suite = Suite0(ek, ak) if ek is not None and ak is not None else None
+        self.password = None if password is None else bytes(password)
+        self.policies = DEFAULT_POLICIES if policies is None else policies
+        self.max_pdu = max_pdu
+        self.invocation_counter = invocation_counter
+        self.counters = CounterGuard(counters)
+        self.conformance = SERVER_CONFORMANCE
+        self._push_id = 0
+        self.stats = {"requests": 0, "refused": 0, "security_errors": 0}
+
+    def session(self):
+        """A new session (one per HDLC link or TCP connection)."""
+        return Session(self)
+
+    def next_ic(self):
+        """Our next invocation counter (strictly increasing, first use is 1)."""
+        self.invocation_counter = (self.invocation_counter + 1) & 0xFFFFFFFF
+        return self.invocation_counter
+
+    def push(self, body, date_time=None, ciphered=False):
+        """A data-notification APDU carrying `body` (tagged data or encoded bytes).
+
+        ciphered=True protects it in general-glo-ciphering (SC 0x30) under our system title.
+        """
+        if isinstance(body, tuple):
+            body = axdr.encode(body)
+        self._push_id = (self._push_id + 1) & 0xFFFFFF
+        apdu = A.data_notification(self._push_id, body, date_time)
+        if ciphered:
+            if self.suite is None:
+                raise ValueError("no keys for a ciphered push")
+            return self.suite.wrap_general(0x30, self.system_title, self.next_ic(), apdu)
+        return apdu
+
+
+def _exc(state, service, counter=None):
+    return A.exception_response(state, service, counter)
+
+
+class Session:
+    """The associations open on one link, keyed by client SAP."""
+
+    def __init__(self, server):
+        self.server = server
+        self.assocs = {}
+
+    def release(self, client_sap=None):
+        """Forget the association of `client_sap` (all of them when None): link lost."""
+        if client_sap is None:
+            self.assocs = {}
+        elif client_sap in self.assocs:
+            del self.assocs[client_sap]
+
+    def association(self, client_sap):
+        """The established or pending association of `client_sap`, or None."""
+        return self.assocs.get(client_sap)
+
+    def handle(self, client_sap, apdu):
+        """The reply APDU to `apdu` from `client_sap`, or None when nothing is to be sent."""
+        srv = self.server
+        srv.stats["requests"] += 1
+        try:
+            return self._handle(client_sap, bytes(apdu))
+        except DecodeError:
+            srv.stats["refused"] += 1
+            return _exc(A.STATE_SERVICE_UNKNOWN, A.EXC_OTHER_REASON)
+        except Exception:  # an object or codec bug must not take the meter down
+            srv.stats["refused"] += 1
+            return _exc(A.STATE_SERVICE_NOT_ALLOWED, A.EXC_OTHER_REASON)
+
+    # -- top level ---------------------------------------------------------------------------
+    def _handle(self, sap, apdu):
+        if not apdu:
+            return None
+        srv = self.server
+        if len(apdu) > srv.max_pdu + _CIPHER_OVERHEAD:
+            return _exc(A.STATE_SERVICE_NOT_ALLOWED, A.EXC_PDU_TOO_LONG)
+        tag = apdu[0]
+        if tag == A.AARQ:
+            return self._aarq(sap, apdu)
+        if tag == A.RLRQ:
+            return self._rlrq(sap, apdu)
+        assoc = self.assocs.get(sap)
+        if assoc is None or assoc.state == IDLE:
+            srv.stats["refused"] += 1
+            return _exc(A.STATE_SERVICE_NOT_ALLOWED, A.EXC_OPERATION_NOT_POSSIBLE)
+        if tag == 0xDB or tag in PLAIN_TAGS:
+            return self._ciphered(assoc, apdu)
+        if assoc.ciphered:
+            srv.stats["refused"] += 1
+            return _exc(A.STATE_SERVICE_NOT_ALLOWED, A.EXC_OPERATION_NOT_POSSIBLE)
+        return self._xdlms(assoc, apdu)
+
+    def _ciphered(self, assoc, apdu):
+        srv = self.server
+        if not assoc.ciphered or srv.suite is None:
+            srv.stats["refused"] += 1
+            return _exc(A.STATE_SERVICE_NOT_ALLOWED, A.EXC_DECIPHERING_ERROR)
+        try:
+            kind, title, sc, ic, plain = srv.suite.unwrap(apdu, assoc.client_title)
+        except SecurityError:
+            srv.stats["security_errors"] += 1
+            return _exc(A.STATE_SERVICE_NOT_ALLOWED, A.EXC_DECIPHERING_ERROR)
+        if title != assoc.client_title:
+            srv.stats["security_errors"] += 1
+            return _exc(A.STATE_SERVICE_NOT_ALLOWED, A.EXC_DECIPHERING_ERROR)
+        try:
+            srv.counters.check(title, ic)
+        except SecurityError:
+            srv.stats["security_errors"] += 1
+            return _exc(A.STATE_SERVICE_NOT_ALLOWED, A.EXC_INVOCATION_COUNTER_ERROR,
+                        srv.counters.expected(title))
+        srv.counters.accept(title, ic)
+        if sc != 0x30:  # the utility policy demands authentication and encryption
+            srv.stats["refused"] += 1
+            reply = _exc(A.STATE_SERVICE_NOT_ALLOWED, A.EXC_OPERATION_NOT_POSSIBLE)
+        else:
+            try:
+                reply = self._xdlms(assoc, plain)
+            except DecodeError:
+                srv.stats["refused"] += 1
+                reply = _exc(A.STATE_SERVICE_UNKNOWN, A.EXC_OTHER_REASON)
+        if reply is None:
+            return None
+        if kind == KIND_GENERAL or reply[0] not in (0xC4, 0xC5, 0xC7):
+            return srv.suite.wrap_general(0x30, srv.system_title, srv.next_ic(), reply)
+        return srv.suite.wrap(0x30, srv.system_title, srv.next_ic(), reply)
+
+    def _xdlms(self, assoc, apdu):
+        tag = apdu[0]
+        if assoc.state == PENDING_HLS and tag != A.ACTION_REQUEST:
+            self.server.stats["refused"] += 1
+            return _exc(A.STATE_SERVICE_NOT_ALLOWED, A.EXC_OPERATION_NOT_POSSIBLE)
+        if tag == A.GET_REQUEST:
+            if not assoc.conformance & A.CONF_GET:
+                return _exc(A.STATE_SERVICE_NOT_ALLOWED, A.EXC_SERVICE_NOT_SUPPORTED)
+            return self._get(assoc, apdu)
+        if tag == A.SET_REQUEST:
+            if not assoc.conformance & A.CONF_SET:
+                return _exc(A.STATE_SERVICE_NOT_ALLOWED, A.EXC_SERVICE_NOT_SUPPORTED)
+            return self._set(assoc, apdu)
+        if tag == A.ACTION_REQUEST:
+            if not assoc.conformance & A.CONF_ACTION and assoc.state != PENDING_HLS:
+                return _exc(A.STATE_SERVICE_NOT_ALLOWED, A.EXC_SERVICE_NOT_SUPPORTED)
+            return self._action(assoc, apdu)
+        self.server.stats["refused"] += 1
+        return _exc(A.STATE_SERVICE_UNKNOWN, A.EXC_SERVICE_NOT_SUPPORTED)
+
+    # -- ACSE --------------------------------------------------------------------------------
+    def _reject(self, diag, context=A.CTX_LN, user_info=None):
+        self.server.stats["refused"] += 1
+        return A.build_aare(A.RESULT_REJECTED_PERMANENT, diag, context, user_info=user_info)
+
+    def _aarq(self, sap, apdu):
+        srv = self.server
+        self.release(sap)  # a new AARQ replaces whatever this SAP had
+        policy = srv.policies.get(sap)
+        try:
+            q = A.parse_aarq(apdu)
+        except DecodeError:
+            return self._reject(A.DIAG_NO_REASON)
+        if policy is None:
+            return self._reject(A.DIAG_NO_REASON)
+        mech, ciphered = policy
+        ctx = A.CTX_LN_CIPHERED if ciphered else A.CTX_LN
+        if q.context != ctx:
+            return self._reject(A.DIAG_CONTEXT_NOT_SUPPORTED, ctx)
+        got = q.mechanism or A.MECH_NONE
+        if got != mech:
+            if got == A.MECH_NONE:
+                return self._reject(A.DIAG_MECHANISM_REQUIRED, ctx)
+            return self._reject(A.DIAG_MECHANISM_NOT_RECOGNISED, ctx)
+        if mech == A.MECH_LLS:
+            if srv.password is None or q.auth_value is None or q.auth_value != srv.password:
+                return self._reject(A.DIAG_AUTH_FAILURE, ctx)
+        elif mech == A.MECH_HLS_GMAC:
+            if q.auth_value is None or not 8 <= len(q.auth_value) <= 64:
+                return self._reject(A.DIAG_AUTH_FAILURE, ctx)
+        if ciphered and (q.calling_title is None or len(q.calling_title) != 8
+                         or srv.suite is None):
+            return self._reject(A.DIAG_NO_REASON, ctx)
+        ui = q.user_info
+        if ui is None:
+            return self._reject(A.DIAG_NO_REASON, ctx, _cse(A.INIT_OTHER))
+        if ciphered:
+            if ui[0] != 0x21:
+                return self._reject(A.DIAG_NO_REASON, ctx, _cse(A.INIT_OTHER))
+            try:
+                _kind, title, sc, ic, ui = srv.suite.unwrap(ui, q.calling_title)
+                srv.counters.check(title, ic)
+            except SecurityError:
+                srv.stats["security_errors"] += 1
+                return self._reject(A.DIAG_NO_REASON, ctx, _cse(A.INIT_OTHER))
+            if sc != 0x30:
+                return self._reject(A.DIAG_NO_REASON, ctx, _cse(A.INIT_OTHER))
+            srv.counters.accept(title, ic)
+        try:
+            _key, _allowed, version, conf, max_pdu = A.parse_initiate_request(ui)
+        except DecodeError:
+            return self._reject(A.DIAG_NO_REASON, ctx, _cse(A.INIT_OTHER))
+        if version < 6:
+            return self._reject(A.DIAG_NO_REASON, ctx, _cse(A.INIT_DLMS_VERSION_TOO_LOW))
+        if max_pdu and max_pdu < MIN_CLIENT_PDU:
+            return self._reject(A.DIAG_NO_REASON, ctx, _cse(A.INIT_PDU_SIZE_TOO_SHORT))
+        neg = conf & srv.conformance
+        if not neg & (A.CONF_GET | A.CONF_SET | A.CONF_ACTION):
+            return self._reject(A.DIAG_NO_REASON, ctx, _cse(A.INIT_INCOMPATIBLE_CONFORMANCE))
+        assoc = Association(sap, mech, ciphered)
+        assoc.conformance = neg
+        assoc.max_pdu = min(max_pdu or 0xFFFF, srv.max_pdu)
+        assoc.client_title = q.calling_title
+        ir = A.build_initiate_response(neg, srv.max_pdu)
+        if ciphered:
+            ir = srv.suite.wrap(0x30, srv.system_title, srv.next_ic(), ir)
+        diag = A.DIAG_NULL
+        stoc = None
+        if mech == A.MECH_HLS_GMAC:
+            stoc = bytes(srv.rng(16))
+            assoc.stoc = stoc
+            assoc.ctos = q.auth_value
+            assoc.state = PENDING_HLS
+            diag = A.DIAG_AUTH_REQUIRED
+        else:
+            assoc.state = ASSOCIATED
+        self.assocs[sap] = assoc
+        return A.build_aare(A.RESULT_ACCEPTED, diag, ctx,
+                            mechanism=mech if mech != A.MECH_NONE else None,
+                            responding_title=srv.system_title if ciphered else None,
+                            stoc=stoc, user_info=ir)
+
+    def _rlrq(self, sap, apdu):
+        srv = self.server
+        try:
+            _reason, ui = A.parse_rlrq(apdu)
+        except DecodeError:
+            return _exc(A.STATE_SERVICE_UNKNOWN, A.EXC_OTHER_REASON)
+        assoc = self.assocs.get(sap)
+        reply_ui = None
+        if assoc is not None and assoc.ciphered and ui is not None and ui[:1] == b"\x21":
+            try:
+                _kind, title, _sc, ic, _plain = srv.suite.unwrap(ui, assoc.client_title)
+                srv.counters.check(title, ic)
+            except (SecurityError, DecodeError):
+                srv.stats["security_errors"] += 1
+                return _exc(A.STATE_SERVICE_NOT_ALLOWED, A.EXC_DECIPHERING_ERROR)
+            srv.counters.accept(title, ic)
+            ir = A.build_initiate_response(assoc.conformance, srv.max_pdu)
+            reply_ui = srv.suite.wrap(0x30, srv.system_title, srv.next_ic(), ir)
+        elif assoc is not None and ui is not None:
+            reply_ui = A.build_initiate_response(assoc.conformance, srv.max_pdu)
+        self.release(sap)
+        return A.build_rlre(0, reply_ui)
+
+    # -- GET ---------------------------------------------------------------------------------
+    def _read(self, assoc, desc):
+        """Encoded data bytes or an int data-access-result for one attribute descriptor."""
+        class_id, obis, attr, selector, params = desc
+        entry = self.server.table.find(class_id, obis)
+        if entry is None:
+            return A.OBJECT_UNDEFINED
+        obj, _version, rights = entry
+        acc = attr_access(rights, assoc.client_sap, attr)
+        if acc is None:
+            return A.OBJECT_UNDEFINED
+        if attr < 1 or not acc & READ:
+            return A.READ_WRITE_DENIED
+        if attr == 1 and not selector:
+            return axdr.encode((axdr.OCTET_STRING, obis))
+        try:
+            r = obj.get(attr, selector, params, assoc)
+            if isinstance(r, int):
+                return r & 0xFF
+            if isinstance(r, (bytes, bytearray)):
+                return bytes(r)
+            return axdr.encode(r)
+        except Exception:
+            return A.OTHER_REASON
+
+    def _get(self, assoc, apdu):
+        choice, invoke, body = A.parse_get_request(apdu)
+        if choice == A.NEXT:
+            return self._get_next(assoc, invoke, body)
+        assoc._get_blocks = None  # a new request aborts a long GET
+        if choice == A.NORMAL:
+            data = self._read(assoc, body)
+            reply = A.get_response_normal(invoke, data)
+            raw = data
+        else:
+            results = [self._read(assoc, d) for d in body]
+            reply = A.get_response_with_list(invoke, results)
+            raw = reply[3:]
+        limit = assoc.max_pdu - (_CIPHER_OVERHEAD if assoc.ciphered else 0)
+        if len(reply) <= limit:
+            return reply
+        if not assoc.conformance & A.CONF_BLOCK_GET:
+            return A.get_response_normal(invoke, A.OTHER_REASON)
+        size = max(16, limit - _BLOCK_HEADER)
+        assoc._get_blocks = (raw, 1, size)
+        return self._get_block(assoc, invoke)
+
+    def _get_block(self, assoc, invoke):
+        raw, number, size = assoc._get_blocks
+        off = (number - 1) * size
+        last = off + size >= len(raw)
+        reply = A.get_response_block(invoke, last, number, raw[off:off + size])
+        assoc._get_blocks = None if last else (raw, number + 1, size)
+        return reply
+
+    def _get_next(self, assoc, invoke, block):
+        if assoc._get_blocks is None:
+            return A.get_response_block(invoke, True, block, A.NO_LONG_GET_IN_PROGRESS)
+        if block != assoc._get_blocks[1] - 1:
+            assoc._get_blocks = None
+            return A.get_response_block(invoke, True, block, A.DATA_BLOCK_NUMBER_INVALID)
+        return self._get_block(assoc, invoke)
+
+    # -- SET ---------------------------------------------------------------------------------
+    def _write(self, assoc, desc, value):
+        class_id, obis, attr, _selector, _params = desc
+        entry = self.server.table.find(class_id, obis)
+        if entry is None:
+            return A.OBJECT_UNDEFINED
+        obj, _version, rights = entry
+        acc = attr_access(rights, assoc.client_sap, attr)
+        if acc is None:
+            return A.OBJECT_UNDEFINED
+        if attr < 1 or not acc & WRITE:
+            return A.READ_WRITE_DENIED
+        try:
+            r = obj.set(attr, value, assoc)
+            return r & 0xFF if isinstance(r, int) else A.OTHER_REASON
+        except Exception:
+            return A.OTHER_REASON
+
+    def _set(self, assoc, apdu):
+        choice, invoke, body = A.parse_set_request(apdu)
+        if choice == A.NORMAL:
+            assoc._set_blocks = None
+            return A.set_response_normal(invoke, self._write(assoc, body[0], body[1]))
+        if choice == A.SET_WITH_LIST:
+            assoc._set_blocks = None
+            descs, values = body
+            if len(descs) != len(values):
+                raise DecodeError("SET with-list counts differ")
+            return A.set_response_with_list(
+                invoke, [self._write(assoc, d, v) for d, v in zip(descs, values)])
+        if choice == A.SET_FIRST_DATABLOCK:
+            desc, last, block, raw = body
+            assoc._set_blocks = None
+            if block != 1:
+                return A.set_response_last_datablock(invoke, A.DATA_BLOCK_NUMBER_INVALID, block)
+            if not last:
+                assoc._set_blocks = (desc, raw, 1)
+                return A.set_response_datablock(invoke, block)
+            return self._set_done(assoc, invoke, desc, raw, block)
+        if choice == A.SET_WITH_DATABLOCK:
+            last, block, raw = body
+            st = assoc._set_blocks
+            if st is None:
+                return A.set_response_last_datablock(invoke, A.NO_LONG_SET_IN_PROGRESS, block)
+            if block != st[2] + 1:
+                assoc._set_blocks = None
+                return A.set_response_last_datablock(invoke, A.DATA_BLOCK_NUMBER_INVALID, block)
+            data = st[1] + raw
+            if len(data) > self.server.max_pdu * 4:
+                assoc._set_blocks = None
+                return A.set_response_last_datablock(invoke, A.LONG_SET_ABORTED, block)
+            if not last:
+                assoc._set_blocks = (st[0], data, block)
+                return A.set_response_datablock(invoke, block)
+            assoc._set_blocks = None
+            return self._set_done(assoc, invoke, st[0], data, block)
+        return _exc(A.STATE_SERVICE_NOT_ALLOWED, A.EXC_SERVICE_NOT_SUPPORTED)
+
+    def _set_done(self, assoc, invoke, desc, raw, block):
+        try:
+            value = axdr.decode_all(raw)
+        except DecodeError:
+            return A.set_response_last_datablock(invoke, A.TYPE_UNMATCHED, block)
+        return A.set_response_last_datablock(invoke, self._write(assoc, desc, value), block)
+
+    # -- ACTION ------------------------------------------------------------------------------
+    def _invoke(self, assoc, class_id, obis, method, params):
+        """(action_result, encoded data / int dar / None)."""
+        if class_id == 15 and method == 1 and obis == CURRENT_ASSOCIATION and \
+                assoc.mechanism == A.MECH_HLS_GMAC:
+            return self._hls(assoc, params)
+        if assoc.state == PENDING_HLS:
+            return A.READ_WRITE_DENIED, None
+        entry = self.server.table.find(class_id, obis)
+        if entry is None:
+            return A.OBJECT_UNDEFINED, None
+        obj, _version, rights = entry
+        ok = method_access(rights, assoc.client_sap, method)
+        if ok is None:
+            return A.OBJECT_UNDEFINED, None
+        if not ok:
+            return A.READ_WRITE_DENIED, None
+        try:
+            result, data = obj.action(method, params, assoc)
+            if data is None:
+                return result & 0xFF, None
+            if isinstance(data, int):
+                return result & 0xFF, data & 0xFF
+            if isinstance(data, (bytes, bytearray)):
+                return result & 0xFF, bytes(data)
+            return result & 0xFF, axdr.encode(data)
+        except Exception:
+            return A.OTHER_REASON, None
+
+    def _hls(self, assoc, params):
+        """reply_to_HLS_authentication: verify f(StoC), answer f(CtoS)."""
+        srv = self.server
+        if assoc.state != PENDING_HLS:
+            return A.READ_WRITE_DENIED, None
+        try:
+            f = axdr.as_bytes(params)
+            srv.suite.hls_verify(assoc.client_title, f, assoc.stoc)
+        except (DecodeError, SecurityError):
+            srv.stats["security_errors"] += 1
+            self.release(assoc.client_sap)  # authentication failed: the association is gone
+            assoc.state = IDLE
+            return A.READ_WRITE_DENIED, None
+        assoc.state = ASSOCIATED
+        reply = srv.suite.hls_response(srv.system_title, srv.next_ic(), assoc.ctos)
+        assoc.stoc = None
+        return A.SUCCESS, axdr.encode((axdr.OCTET_STRING, reply))
+
+    def _action(self, assoc, apdu):
+        choice, invoke, body = A.parse_action_request(apdu)
+        if choice == A.NORMAL:
+            result, data = self._invoke(assoc, body[0], body[1], body[2], body[3])
+            return A.action_response_normal(invoke, result, data)
+        if choice == A.WITH_LIST and assoc.state == ASSOCIATED:
+            descs, params = body
+            if len(descs) != len(params):
+                raise DecodeError("ACTION with-list counts differ")
+            results = [self._invoke(assoc, d[0], d[1], d[2], p) for d, p in zip(descs, params)]
+            return A.action_response_with_list(invoke, results)
+        return _exc(A.STATE_SERVICE_NOT_ALLOWED, A.EXC_SERVICE_NOT_SUPPORTED)
+
+
+def _cse(code):
+    return A.confirmed_service_error(A.CSE_INITIATE, A.ERR_INITIATE, code)
+
+
+# -- transport glue ---------------------------------------------------------------------------
+def hdlc_handler(session):
+    """A `HdlcStation.feed` handler that serves `session` (link events drop associations)."""
+
+    def handler(event, client, apdu):
+        if event == hdlc.EV_APDU:
+            return session.handle(client, apdu)
+        session.release(client)
+        return None
+
+    return handler
+
+
+def serve_wrapper(session, stream, data, server_wport=1):
+    """Feed TCP bytes through `stream` (a WrapperStream) into `session`; returns bytes to send.
+
+    Messages for another wPort are ignored. FramingError propagates: close the connection
+    and call `session.release()`.
+    """
+    out = b""
+    for src, dst, apdu in stream.feed(data):
+        if dst != server_wport:
+            continue
+        reply = session.handle(src, apdu)
+        if reply:
+            out += wrapper.encode(dst, src, reply)
+    return out
