@@ -18,6 +18,7 @@ never stops the other.
 """
 import datetime
 import importlib
+import os
 import re
 import sys
 import time
@@ -79,6 +80,64 @@ def parse_token_spec(text, start_s, tz_offset_s):
     return due, digits.strip()
 
 
+def parse_config_item(text, tz_offset_s):
+    """(name, value) from NAME=VALUE for a config item (firmware/config.py ITEMS).
+
+    ints: `grace_s=3600`; lists: `weekend_days=6,7` (empty: `holidays=`), holidays may be
+    dates (`holidays=2026-01-26,2026-03-14`); tariff zones: `tariff_zones=0:700,18:00:900`
+    (start as seconds or HH:MM, then the rate in paise/kWh); text: `meter_id=BJ1`.
+    ValueError with the reason.
+    """
+    from firmware import config as fc
+    from firmware.timeutil import parse_date
+
+    name, sep, raw = text.partition("=")
+    name = name.strip()
+    if not sep:
+        raise ValueError("config must be NAME=VALUE: %r" % text)
+    item = None
+    for it in fc.ITEMS:
+        if it[1] == name:
+            item = it
+    if item is None:
+        raise ValueError("unknown config item %r (items: %s)" % (name, ", ".join(i[1] for i in fc.ITEMS)))
+    kind = item[2]
+    raw = raw.strip()
+    try:
+        if kind == fc.K_INT:
+            value = int(raw)
+        elif kind == fc.K_STR:
+            value = raw
+        elif kind == fc.K_INTS:
+            parts = [p.strip() for p in raw.split(",") if p.strip()]
+            value = tuple(parse_date(p) if "-" in p[1:] else int(p) for p in parts)
+        else:
+            zones = []
+            for z in raw.split(","):
+                start, _, rate = z.strip().rpartition(":")
+                if ":" in start:
+                    hh, mm = start.split(":")
+                    start_s = int(hh) * 3600 + int(mm) * 60
+                else:
+                    start_s = int(start)
+                zones.append((start_s, int(rate)))
+            value = tuple(zones)
+    except ValueError as e:
+        raise ValueError("bad value for %s: %s" % (name, e)) from None
+    return name, fc.check_item(name, value)
+
+
+def saved_clock(state_dir):
+    """The simulated time a state directory's meter stopped at, or None."""
+    from hil.serve import CLOCK_FILE
+
+    try:
+        with open(os.path.join(state_dir, CLOCK_FILE)) as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
 def rupees(paise):
     """'Rs 1,234.56' text for paise (negative shown with a minus sign)."""
     sign = "-" if paise < 0 else ""
@@ -102,6 +161,11 @@ def describe_event(e, tz):
         detail = "%d%%" % value
     elif code == ec.POWER_UP:
         detail = "off %ds" % value
+    elif code in (ec.DISCONNECT_SUSPENDED, ec.DISCONNECT_RESUMED):
+        detail = {1: "by command", 2: "by head-end contact loss" if code == ec.DISCONNECT_SUSPENDED
+                  else "head-end contact restored"}.get(value, str(value))
+    elif code == ec.CONFIG_CHANGED:
+        detail = _ITEM_NAMES.get(value, str(value))
     else:
         detail = str(value)
     return "%s  %-28s %s" % (format_local(t, tz), name, detail)
@@ -284,6 +348,14 @@ def live_table(meter, run):
 
 
 # ---- click -------------------------------------------------------------------------------
+def _item_names():
+    from firmware.config import ITEMS
+
+    return {it[0]: it[1] for it in ITEMS}
+
+
+_ITEM_NAMES = _item_names()
+
 _COMMANDS = {
     "run": ("hil.emulator_cli", "run", "Run an emulated meter with a live view."),
     "serve": ("hil.serve", "serve", "Serve an emulated meter over DLMS/COSEM (TCP or serial)."),
@@ -326,40 +398,59 @@ def meter():
 @click.option("--meter-id", default="BJ00000001", show_default=True, help="Meter id (new meters).")
 @click.option("--token", "token_specs", multiple=True, metavar="DIGITS@WHEN",
               help="Enter a token at a simulated time: DIGITS@+2h or DIGITS@2026-01-05T10:30.")
+@click.option("--config", "config_items", multiple=True, metavar="NAME=VALUE",
+              help="Set a configuration item (e.g. grace_s=3600, comms_loss_s=0, "
+                   "tariff_zones=0:600,18:00:900); on an existing meter it is a logged change.")
 @click.option("--quiet", is_flag=True, help="No live view or event lines; only the summary.")
-def run(speed, load, state_dir, duration, start, balance, meter_id, token_specs, quiet):
+def run(speed, load, state_dir, duration, start, balance, meter_id, token_specs, config_items,
+        quiet):
     """Run an emulated meter and show what it does."""
     from firmware.config import Config
     from firmware.hal.sim import parse_load
     from headend.vending import DEMO_KEY_WARNING
     from hil.serve import EmulatedMeter, demo_vending_key
 
-    tz = Config().tz_offset_s
+    cfg = Config()
+    tz = cfg.tz_offset_s
     try:
-        parse_load(load, tz)
+        items = [parse_config_item(c, tz) for c in config_items]
+        for name, value in items:
+            cfg.set(name, value)
+        parse_load(load, cfg.tz_offset_s)
         end_span = parse_duration(duration) if duration else None
-        start_s = parse_start(start, tz) if start else None
-    except ValueError as e:
+        start_s = parse_start(start, cfg.tz_offset_s) if start else None
+    except (ValueError, OSError) as e:
         raise click.BadParameter(str(e)) from None
+    if start_s is None and state_dir:
+        start_s = saved_clock(state_dir)  # a simulated meter resumes where it stopped
     try:
-        em = EmulatedMeter(state_dir, speed, meter_id, load, start_s=start_s,
+        # the clock starts paused; it runs from the first step of the loop (exact start)
+        em = EmulatedMeter(state_dir, 0, meter_id, load, start_s=start_s,
                            opening_paise=(100 if balance is None else balance) * 100,
-                           vending_key=demo_vending_key())
+                           config=cfg, vending_key=demo_vending_key())
     except (ValueError, OSError) as e:
         raise click.ClickException("cannot start the meter: %s" % e) from None
     m = em.meter
     tz = m.config.tz_offset_s
-    if not m.fresh and balance is not None:
-        click.echo("note: --balance ignored, %s is an existing meter (balance %s)" % (
-            m.config.meter_id, rupees(m.account.balance)))
     try:
         tokens = [parse_token_spec(t, m.now(), tz) for t in token_specs]
     except ValueError as e:
-        em.close()
+        close_run(em)
         raise click.BadParameter(str(e)) from None
     end_s = m.now() + end_span if end_span else None
     reader = tty_line_reader(sys.stdin)
     r = Run(em, tokens, end_s, reader)
+    if not m.fresh:
+        if balance is not None:
+            click.echo("note: --balance ignored, %s is an existing meter (balance %s)" % (
+                m.config.meter_id, rupees(m.account.balance)))
+        try:
+            for name, value in items:
+                if getattr(m.config, name) != value:
+                    m.set_config(name, value)
+        except ValueError as e:
+            close_run(em)
+            raise click.BadParameter(str(e)) from None
     if not quiet:
         click.echo("meter %s (%s), %s, load: %s, speed %s" % (
             m.config.meter_id, "new" if m.fresh else "restored", rupees(m.account.balance),
@@ -367,14 +458,31 @@ def run(speed, load, state_dir, duration, start, balance, meter_id, token_specs,
         click.echo(DEMO_KEY_WARNING)
         if reader is not None:
             click.echo("type a token's digits and Enter to enter it; 'e' takes emergency credit")
+    em.clock.set_speed(speed)
     try:
         _drive(r, speed, quiet)
     except KeyboardInterrupt:
         pass
     finally:
-        em.close()
+        close_run(em)
     for line in summary_lines(r.summary(), tz):
         click.echo(line)
+
+
+def close_run(em):
+    """Save the meter where it stopped (its own time, not the running clock's) and the clock."""
+    from hil.serve import CLOCK_FILE
+
+    em.clock.set_speed(0)
+    em.meter.save()
+    if em.state_dir:
+        path = os.path.join(em.state_dir, CLOCK_FILE)
+        with open(path + ".tmp", "w") as f:
+            f.write("%d\n" % em.meter.now())
+        os.replace(path + ".tmp", path)
+    close = getattr(em.nvm, "close", None)
+    if close is not None:
+        close()
 
 
 def _drive(r, speed, quiet):

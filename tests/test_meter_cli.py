@@ -1,0 +1,211 @@
+"""`bijli meter run`: option parsing, a simulated run with its summary, state reuse, tokens."""
+import pytest
+from click.testing import CliRunner
+
+from firmware import token_codec as tc
+from firmware.timeutil import from_fields
+from headend.cli import main
+from headend.vending import DEMO_VENDING_KEY
+from hil import emulator_cli as cli
+
+MID = "BJ00000001"
+IST = 19800
+
+
+def vend(ttype, qty, tid, meter_id=MID):
+    key = tc.derive_key(DEMO_VENDING_KEY, meter_id, 0)
+    return tc.TokenCipher(key, meter_id).encrypt(ttype, tc.encode_value(ttype, qty), tid, 0, 0)
+
+
+def invoke(*args, input=None):
+    return CliRunner().invoke(main, ["meter", "run", *args], input=input, catch_exceptions=False)
+
+
+def test_parse_duration():
+    assert cli.parse_duration("90") == 90
+    assert cli.parse_duration("45s") == 45
+    assert cli.parse_duration("30m") == 1800
+    assert cli.parse_duration("2h") == 7200
+    assert cli.parse_duration("2d") == 172800
+    assert cli.parse_duration("1d12h") == 129600
+    assert cli.parse_duration(" 1h 30m ") == 5400
+    assert cli.parse_duration("0", allow_zero=True) == 0
+    for bad in ("", "abc", "2w", "0", "h", "1.5h", "-2h"):
+        with pytest.raises(ValueError):
+            cli.parse_duration(bad)
+
+
+def test_parse_start_and_token_spec():
+    t = cli.parse_start("2026-01-05T09:00", IST)
+    assert t == from_fields(2026, 1, 5, 9, 0) - IST
+    assert cli.parse_start("2026-01-05", IST) == from_fields(2026, 1, 5) - IST
+    assert cli.parse_start("2026-01-05T03:30:00+00:00", IST) == from_fields(2026, 1, 5, 3, 30)
+    with pytest.raises(ValueError):
+        cli.parse_start("yesterday", IST)
+    assert cli.parse_token_spec("1234 5678@+2h", 1000, IST) == (8200, "1234 5678")
+    assert cli.parse_token_spec("99@+0", 1000, IST) == (1000, "99")
+    due, digits = cli.parse_token_spec("42@2026-01-05T10:30", 0, IST)
+    assert due == from_fields(2026, 1, 5, 10, 30) - IST and digits == "42"
+    for bad in ("12345", "@+2h", "12@+xyz", "12@never"):
+        with pytest.raises(ValueError):
+            cli.parse_token_spec(bad, 0, IST)
+
+
+def test_parse_config_item():
+    assert cli.parse_config_item("grace_s=3600", IST) == ("grace_s", 3600)
+    assert cli.parse_config_item("weekend_days=6,7", IST) == ("weekend_days", (6, 7))
+    assert cli.parse_config_item("holidays=", IST) == ("holidays", ())
+    assert cli.parse_config_item("holidays=2026-01-26", IST) == (
+        "holidays", (from_fields(2026, 1, 26) // 86400,))
+    assert cli.parse_config_item("tariff_zones=0:600,18:00:900", IST) == (
+        "tariff_zones", ((0, 600), (64800, 900)))
+    for bad in ("grace_s", "nope=1", "grace_s=-5", "grace_s=x", "weekend_days=8",
+                "tariff_zones=5:100,1:100"):
+        with pytest.raises(ValueError):
+            cli.parse_config_item(bad, IST)
+
+
+def test_run_two_days_cut_in_window_and_reconnect_on_token():
+    token = vend(tc.TYPE_CREDIT, 500, 1)
+    r = invoke("--speed", "0", "--duration", "2d", "--start", "2026-01-01T00:00",
+               "--load", "constant:1000", "--balance", "10", "--config", "comms_loss_s=0",
+               "--token", token + "@+1d12h")
+    assert r.exit_code == 0, r.output
+    out = r.output
+    assert "INSECURE" in out
+    assert "2026-01-02 10:00:00  RELAY_DISCONNECTED           credit_exhausted" in out
+    assert "2026-01-02 12:00:00  TOKEN_ACCEPTED               id 1, accept" in out
+    assert "2026-01-02 12:00:00  RELAY_CONNECTED              credit_restored" in out
+    assert "energy imported   46000 Wh" in out  # 48 h minus the 2 h without supply
+    assert "charges           Rs 322.00" in out
+    assert "credits           Rs 500.00" in out
+    assert "balance           Rs 10.00 -> Rs 188.00" in out
+    assert "relay changes     2 (supply now on)" in out
+    assert "disconnections    1" in out
+    assert "token (scheduled) %s at 2026-01-02 12:00:00: accept" % token in out
+
+
+def test_state_dir_is_reused(tmp_path):
+    state = str(tmp_path / "m1")
+    r1 = invoke("--speed", "0", "--duration", "6h", "--start", "2026-01-01T00:00",
+                "--load", "constant:500", "--balance", "100", "--state", state, "--quiet")
+    assert r1.exit_code == 0, r1.output
+    assert "balance           Rs 100.00 -> Rs 79.00" in r1.output
+    r2 = invoke("--speed", "0", "--duration", "6h", "--load", "constant:500", "--balance", "5",
+                "--state", state)
+    assert r2.exit_code == 0, r2.output
+    assert "restored" in r2.output
+    assert "--balance ignored" in r2.output
+    assert "summary: 2026-01-01 06:00:00 -> 2026-01-01 12:00:00" in r2.output
+    assert "balance           Rs 79.00 -> Rs 58.00" in r2.output
+
+
+def test_config_change_on_existing_meter_is_logged(tmp_path):
+    state = str(tmp_path / "m2")
+    invoke("--speed", "0", "--duration", "1h", "--start", "2026-01-01T00:00", "--state", state,
+           "--quiet")
+    r = invoke("--speed", "0", "--duration", "1h", "--state", state, "--config", "grace_s=3600")
+    assert r.exit_code == 0, r.output
+    assert "CONFIG_CHANGED               grace_s" in r.output
+    r = invoke("--speed", "0", "--duration", "1h", "--state", state, "--config", "meter_id=OTHER")
+    assert r.exit_code == 2
+    assert "new meter" in r.output
+
+
+def test_real_time_mode_stops_at_the_duration():
+    r = invoke("--speed", "72000", "--duration", "1h", "--start", "2026-01-01T00:00",
+               "--load", "constant:1000", "--quiet")
+    assert r.exit_code == 0, r.output
+    assert "energy imported   1000 Wh" in r.output
+    assert "summary: 2026-01-01 00:00:00 -> 2026-01-01 01:00:00" in r.output
+
+
+def test_non_tty_stdin_is_not_read():
+    r = invoke("--speed", "0", "--duration", "1h", "--quiet", input="e\n")
+    assert r.exit_code == 0, r.output
+    assert "emergency credit" not in r.output
+
+
+@pytest.mark.parametrize("args,message", [
+    (("--duration", "abc"), "bad duration"),
+    (("--load", "bogus"), "unknown load"),
+    (("--load", "csv:/nonexistent.csv"), "nonexistent"),
+    (("--start", "someday"), "bad --start"),
+    (("--token", "12345"), "DIGITS@"),
+    (("--config", "bogus=1"), "unknown config item"),
+    (("--speed", "-1"), "-1"),
+])
+def test_bad_options_are_clear_errors(args, message):
+    r = invoke("--duration", "1h", *args) if args[0] != "--duration" else invoke(*args)
+    assert r.exit_code == 2, r.output
+    assert message in r.output
+
+
+def test_csv_load_curve_file():
+    r = invoke("--speed", "0", "--duration", "1d", "--start", "2026-01-01T00:00", "--quiet",
+               "--load", "csv:hil/loadcurves/household_summer.csv")
+    assert r.exit_code == 0, r.output
+    assert "energy imported   16630 Wh" in r.output  # the step curve's exact daily sum
+
+
+def test_run_core_typed_lines():
+    from hil.serve import EmulatedMeter
+
+    em = EmulatedMeter(None, 0, MID, "constant:1000", start_s=from_fields(2026, 1, 1) - IST,
+                       opening_paise=100, vending_key=DEMO_VENDING_KEY)
+    run = cli.Run(em, [], em.meter.now() + 86400, None)
+    while not run.done():
+        run.step(fast=True)
+    assert run.handle_line("e") == 5000  # default emergency credit Rs 50
+    assert run.handle_line("   ") is None
+    res = run.handle_line(vend(tc.TYPE_CREDIT, 20, 9))
+    assert res.code == 0
+    summ = run.summary()
+    assert summ["credits"] == 5000 + 2000
+    assert [t[1] for t in summ["tokens"]] == ["emergency", "typed"]
+    lines = cli.summary_lines(summ, IST)
+    assert any("emergency credit  granted" in line for line in lines)
+    em.close()
+
+
+def test_tty_line_reader_reads_typed_lines_without_blocking():
+    import io
+    import os
+
+    assert cli.tty_line_reader(io.StringIO("x\n")) is None  # not a terminal: never read
+    master, slave = os.openpty()
+    try:
+        stream = os.fdopen(slave, "r")
+        read = cli.tty_line_reader(stream)
+        assert read is not None
+        assert read() == []  # nothing typed: returns at once
+        os.write(master, b"12345\n")
+        got = []
+        for _ in range(50):
+            got += read()
+            if got:
+                break
+        assert [line.strip() for line in got] == ["12345"]
+        stream.close()
+    finally:
+        os.close(master)
+
+
+def test_live_view_renders():
+    from rich.console import Console
+
+    from hil.serve import EmulatedMeter
+
+    em = EmulatedMeter(None, 0, MID, "constant:750", start_s=from_fields(2026, 1, 1) - IST,
+                       opening_paise=100, vending_key=DEMO_VENDING_KEY)
+    run = cli.Run(em, [], em.meter.now() + 2 * 86400, None)
+    while not run.done():
+        run.step(fast=True)
+    console = Console(record=True, width=120)
+    console.print(cli.live_table(em.meter, run))
+    text = console.export_text()
+    assert "BJ00000001" in text
+    assert " 0 W" in text  # nothing flows through the open relay
+    assert "DISCONNECTED" in text and "credit_exhausted" in text
+    assert "RELAY_DISCONNECTED" in text
+    cli.close_run(em)
