@@ -737,10 +737,12 @@ class CosemModel:
         self.meter = meter
         self.objects = []
         self.index = {}
+        self._lists = {}  # association level -> encoded object_list (the table is fixed)
 
     def add(self, obj):
         """Add one object (replacing one with the same class and OBIS)."""
         key = (obj.class_id, obj.obis)
+        self._lists = {}
         if key in self.index:
             self.objects.remove(self.index[key])
         self.index[key] = obj
@@ -789,7 +791,15 @@ class CosemModel:
         return table
 
     def object_list(self, assoc):
-        """A-XDR object_list (IC 15 attribute 2) of what `assoc` may see."""
+        """A-XDR object_list (IC 15 attribute 2) of what `assoc` may see (cached per level)."""
+        lvl = base.level_of(assoc)
+        cached = self._lists.get(lvl)
+        if cached is None:
+            cached = self._object_list(lvl)
+            self._lists[lvl] = cached
+        return cached
+
+    def _object_list(self, assoc):
         items = []
         for obj in self.objects:
             if not obj.visible_to(assoc):
