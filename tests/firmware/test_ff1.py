@@ -32,7 +32,7 @@ def _ciphers(key):
     # every backend here, plus both pure-Python table layouts
     out = [cipher.aes_ecb(key, name) for name in cipher.available_backends()]
     out.append(aes.AES128(key, "words"))
-    out.append(aes.AES128(key, "bytes"))
+    out.append(aes.AES128(key, "pairs"))
     return out
 
 
