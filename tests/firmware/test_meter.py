@@ -385,3 +385,46 @@ def test_advance_to_behind_a_running_clock_loses_no_time():
     assert m.now() == DAY0 + 2 * H
     assert m.metrology.import_reg.wh == 2000
     assert m.events.find_latest(ec.CLOCK_SET) is None
+
+
+def test_config_defaults_validation_and_roundtrip():
+    from firmware import config as fc
+
+    c = Config()
+    assert c.grace_s == 86400 and c.window_start_s == 36000 and c.window_end_s == 46800
+    assert c.low_credit_pct == (30, 10, 0) and c.weekend_days == (7,)
+    assert fc.item_id("holidays") == 14
+    raises(ValueError, fc.item_id, "nope")
+    c2 = Config(tariff_zones=((0, 500), (64800, 900)), holidays=(20460, 20461), meter_id="X1")
+    d = c2.dump()
+    c3 = Config()
+    c3.load(d)
+    assert c3 == c2 and c3 != c
+    assert c3.tariff().rate_at(DAY0 + 19 * H, TZ) == 900
+    # bad values name the item and change nothing
+    for name, bad in (("grace_s", -1), ("grace_s", "1"), ("grace_s", True), ("meter_id", "a b"),
+                      ("meter_id", ""), ("weekend_days", (0,)), ("weekend_days", 7),
+                      ("tariff_zones", ((5, 1), (1, 1))), ("tariff_zones", ()),
+                      ("low_credit_pct", (10, 30)), ("window_end_s", 36000),
+                      ("emergency_limit", 10 ** 9), ("profile_period_s", 7 * 60 + 1)):
+        e = raises(ValueError, c2.set, name, bad)
+        assert name.split("_")[0] in str(e), (name, str(e))
+    assert c2 == c3
+    raises(ValueError, Config, bogus=1)
+    assert c2.set("grace_s", 60) == 10
+    assert c2.to_dict()["grace_s"] == 60
+
+
+def test_config_load_is_forward_compatible_and_strict():
+    c = Config(grace_s=1234)
+    d = c.dump()
+    c2 = Config()
+    c2.load(d + bytes((200, 2, 1, 2)))  # an item of a newer firmware is skipped
+    assert c2.grace_s == 1234
+    c3 = Config()
+    c3.load(b"")  # nothing stored: defaults
+    assert c3 == Config()
+    for bad in (d[:-1], bytes((10, 3, 0, 0, 0)), bytes((13, 2, 5, 0)),
+                bytes((10, 8)) + b"\xff" * 8, bytes((1, 2)) + b"\xff\xfe"):
+        raises(ValueError, c3.load, bad)
+    assert c3 == Config()
