@@ -17,6 +17,7 @@ import time
 
 import machine
 
+from firmware.compat import ticks_diff, ticks_ms
 from firmware.hal.nvm import FileNVM
 from firmware.timeutil import to_fields
 
@@ -32,10 +33,10 @@ class BoardClock:
         self.rtc = machine.RTC()
 
     def time(self):
-        return time.time() + EPOCH_OFFSET
+        return int(time.time()) + EPOCH_OFFSET
 
     def ticks_ms(self):
-        return time.ticks_ms()
+        return ticks_ms()
 
     def set_time(self, t):
         """Set the RTC to Unix second t (UTC)."""
@@ -51,7 +52,7 @@ class PulseMeasure:
         self.voltage_mv = voltage_mv
         self.pulses = 0
         self._wms = 0  # energy counted but not yet reported, in W*ms
-        self._last = time.ticks_ms()
+        self._last = ticks_ms()
         self.pin = machine.Pin(pin, machine.Pin.IN, pull)
         self.pin.irq(trigger=machine.Pin.IRQ_RISING, handler=self._irq)
 
@@ -64,8 +65,8 @@ class PulseMeasure:
         n = self.pulses
         self.pulses = 0
         machine.enable_irq(state)
-        now = time.ticks_ms()
-        dt = time.ticks_diff(now, self._last)
+        now = ticks_ms()
+        dt = ticks_diff(now, self._last)
         self._last = now
         self._wms += n * 3600000000 // self.constant
         if dt <= 0:

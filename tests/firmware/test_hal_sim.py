@@ -205,3 +205,151 @@ def test_fault_nvm_counts_and_cuts():
     raises(PowerCut, f.write, 4, b"x")
     assert f.inner.read(4, 1) == b"\xff"
     raises(PowerCut, f.flush)
+
+
+class _FakePin:
+    OUT = 1
+    IN = 0
+    PULL_UP = 2
+    IRQ_RISING = 4
+    pins = {}
+
+    def __init__(self, n, mode=0, pull=None):
+        self.n = n
+        self.level = 1 if pull == 2 else 0
+        self.handler = None
+        _FakePin.pins[n] = self
+
+    def value(self, v=None):
+        if v is None:
+            return self.level
+        self.level = v
+
+    def irq(self, trigger=0, handler=None):
+        self.handler = handler
+
+
+class _FakeUart:
+    def __init__(self, ident, baud):
+        self.rx = b""
+        self.tx = b""
+
+    def any(self):
+        return len(self.rx)
+
+    def read(self, n):
+        data, self.rx = self.rx[:n], self.rx[n:]
+        return data
+
+    def write(self, data):
+        self.tx += data
+
+
+class _FakeRtc:
+    def __init__(self):
+        self.set = None
+
+    def datetime(self, fields=None):
+        self.set = fields
+
+
+class _FakeWdt:
+    def __init__(self, timeout=0):
+        self.fed = 0
+
+    def feed(self):
+        self.fed += 1
+
+
+class _FakeMachine:
+    """Enough of MicroPython's `machine` for the board HAL."""
+
+    Pin = _FakePin
+    UART = _FakeUart
+    RTC = _FakeRtc
+    WDT = _FakeWdt
+
+    @staticmethod
+    def disable_irq():
+        return 0
+
+    @staticmethod
+    def enable_irq(state):
+        pass
+
+    @staticmethod
+    def unique_id():
+        return b"\x01\x02\xab\xcd"
+
+
+def _with_fake_machine():
+    import sys
+
+    sys.modules["machine"] = _FakeMachine
+    for name in ("firmware.hal.board", "firmware.main"):
+        if name in sys.modules:
+            del sys.modules[name]
+    import firmware.hal.board as board
+
+    return board
+
+
+def test_board_hal_over_a_fake_machine():
+    board = _with_fake_machine()
+    pins = {"relay": 5, "pulse": 6, "cover": 7, "magnet": 8, "power": 9, "uart": 1,
+            "nvm_path": "/tmp/bijli_board_test.nvm", "nvm_size": 4096, "wdt_ms": 1000}
+    hal = board.BoardHal(pins, meter_constant=1000)
+    assert hal.unique_id() == "0102ABCD"
+    hal.relay.set(False)
+    assert _FakePin.pins[5].level == 0
+    hal.relay.set(True)
+    assert _FakePin.pins[5].level == 1
+    inverted = board.PinRelay(10, active_high=False)
+    inverted.set(True)
+    assert _FakePin.pins[10].level == 0
+    # inputs: pulled up = no tamper; power pin reads 0 = mains failing
+    assert not hal.inputs.cover_open() and not hal.inputs.magnet()
+    assert not hal.inputs.power_ok()
+    _FakePin.pins[9].level = 1
+    _FakePin.pins[7].level = 0
+    assert hal.inputs.power_ok() and hal.inputs.cover_open()
+    assert board.PinInputs().power_ok()
+    # 10 pulses at 1000 imp/kWh = 10 Wh: the power over the elapsed time, remainder carried
+    m = hal.measure
+    handler = _FakePin.pins[6].handler
+    m._last -= 36000  # pretend 36 s passed
+    for _ in range(10):
+        handler(None)
+    p, v, i = m.sample(0)
+    assert 990 <= p <= 1000  # 10 Wh in ~36 s = 1 kW
+    assert v == 230000 and i == p * 1000000 // 230000
+    t = 1767225600
+    hal.clock.set_time(t)
+    assert hal.clock.rtc.set == (2026, 1, 1, 3, 0, 0, 0, 0)  # Thursday = 3 (Monday 0)
+    assert hal.wdt is not None
+    hal.nvm.write(0, b"ok")
+    assert hal.nvm.read(0, 2) == b"ok"
+    hal.nvm.close()
+
+
+def test_board_line_port():
+    _with_fake_machine()
+    from firmware.config import Config
+    from firmware.main import LinePort
+    from firmware.meter import Meter
+
+    hal = SimHal(SimClock(T0), ConstantLoad(100))
+    meter = Meter(hal, Config(meter_id="LP1"))
+    meter.provision_credit(12345)
+    uart = _FakeUart(1, 9600)
+    port = LinePort(uart)
+    uart.rx = b"BAL\nTOKEN 1234"
+    port.poll(meter)
+    assert uart.tx == b"BAL 12345\n"
+    uart.rx = b"5678901234567890\nHELLO\n"
+    port.poll(meter)
+    assert uart.tx.split(b"\n")[1:3] == [b"OK auth", b"ERR unknown command"]
+    uart.rx = b"x" * 300
+    port.poll(meter)
+    assert uart.tx.endswith(b"ERR line too long\n")
+    assert port.handle(meter, "SNAP").startswith("{")
