@@ -331,6 +331,7 @@ class AARQ(_AcseApdu):
     def _from_fields(cls, kwargs):
         if "application_context_name" not in kwargs:
             raise DecodeError("application-context-name is mandatory")
+        kwargs.setdefault("sender_acse_requirements", False)
         return kwargs
 
     def __post_init__(self):
@@ -398,6 +399,7 @@ class AARE(_AcseApdu):
             raise DecodeError("application-context-name, result and result-source-diagnostic "
                               "are mandatory")
         kwargs["diagnostic_source"], kwargs["diagnostic"] = kwargs.pop("_diag")
+        kwargs.setdefault("responder_acse_requirements", False)
         return kwargs
 
     def _value(self, name):
