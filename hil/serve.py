@@ -280,6 +280,11 @@ class MeterService:
             self._open_serial(loop)
         self._spawn(self._clock_loop())
 
+    @property
+    def hdlc_line(self):
+        """The serial line's HDLC endpoint (byte counters `rx_bytes`/`tx_bytes`), or None."""
+        return getattr(self, "_line", None)
+
     def _spawn(self, coro):
         t = asyncio.ensure_future(coro)
         self._tasks.add(t)
@@ -479,6 +484,8 @@ class _HdlcLine:
         self.write = write
         self.station = fw_hdlc.HdlcStation(logical=SERVER_WPORT, max_info=fw_hdlc.MAX_INFO)
         self.session = None
+        self.rx_bytes = 0  # bytes received from the line
+        self.tx_bytes = 0  # bytes sent to the line
 
     def _handler(self, event, client_sap, apdu):
         if event == fw_hdlc.EV_CONNECT:
@@ -501,6 +508,7 @@ class _HdlcLine:
 
     def feed(self, data):
         """Bytes from the line -> frames handled -> answers written."""
+        self.rx_bytes += len(data)
         try:
             self.station.feed(data, self._handler)
         except FramingError:
@@ -509,6 +517,7 @@ class _HdlcLine:
             self.service.dropped += 1
         out = self.station.data_to_send()
         if out:
+            self.tx_bytes += len(out)
             self.write(out)
         self.service._deliver(self.service.em.model.push.take())
 
