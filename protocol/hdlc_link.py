@@ -386,6 +386,11 @@ class HdlcClientLink:
         return ApduReceived(apdu)
 
     @property
+    def receiving(self):
+        """True while part of a segmented response has arrived and the rest has not."""
+        return bool(self._rx_parts)
+
+    @property
     def busy(self):
         """True from `send_apdu` until its response has been received (or `cancel`)."""
         return bool(self._awaiting or self._tx_segments or self._rx_parts)

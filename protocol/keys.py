@@ -1,0 +1,217 @@
+"""Client key material: the INSECURE demo keys, a JSON key-file loader, and a persistent
+invocation-counter store.
+
+The demo keys are the well-known DLMS test keys printed in countless examples; anybody can
+decrypt or forge traffic protected with them. They are for demos and tests only and are
+labelled INSECURE wherever bijli mentions them. Key bytes are never printed or logged: the
+objects below hide them in `repr`.
+
+Key file (JSON, every field optional except what the chosen association needs)::
+
+    {
+      "block_cipher_key":   "32 hex digits (global unicast encryption key, utility client)",
+      "authentication_key": "32 hex digits (utility client)",
+      "password":           "LLS password text (reader client)"  or  "password_hex": "...",
+      "system_title":       "16 hex digits or 8 ASCII characters (utility client's own)"
+    }
+"""
+import json
+import os
+
+from protocol.errors import ProtocolError
+
+INSECURE_DEMO_BLOCK_CIPHER_KEY = bytes.fromhex("000102030405060708090A0B0C0D0E0F")
+INSECURE_DEMO_AUTHENTICATION_KEY = bytes.fromhex("D0D1D2D3D4D5D6D7D8D9DADBDCDDDEDF")
+INSECURE_DEMO_PASSWORD = b"12345678"
+DEMO_CLIENT_SYSTEM_TITLE = b"BJLHE001"
+
+INSECURE_NOTE = ("INSECURE: using the well-known DLMS demo keys (block cipher key 0001..0F, "
+                 "authentication key D0..DF, LLS password 12345678); anyone can read and forge "
+                 "this traffic. Use --keys FILE with real keys for real meters.")
+
+
+class KeyFileError(ProtocolError):
+    """The key file is missing, unreadable or malformed (the message names the field)."""
+
+
+class ClientKeys:
+    """Secrets of one client: suite-0 keys, LLS password, own system title. `insecure` is
+    True for the demo keys. `repr` never shows key bytes."""
+
+    __slots__ = ("block_cipher_key", "authentication_key", "password", "system_title",
+                 "insecure", "source")
+
+    def __init__(self, block_cipher_key=None, authentication_key=None, password=None,
+                 system_title=DEMO_CLIENT_SYSTEM_TITLE, insecure=False, source="given"):
+        self.block_cipher_key = block_cipher_key
+        self.authentication_key = authentication_key
+        self.password = password
+        self.system_title = system_title
+        self.insecure = insecure
+        self.source = source
+
+    def __repr__(self):
+        have = [n for n in ("block_cipher_key", "authentication_key", "password")
+                if getattr(self, n) is not None]
+        return "<ClientKeys from %s%s: %s set, system title %s>" % (
+            self.source, " (INSECURE demo keys)" if self.insecure else "",
+            ", ".join(have) or "nothing", self.system_title.hex() if self.system_title else "-")
+
+    __str__ = __repr__
+
+
+def demo_keys():
+    """The INSECURE well-known DLMS demo keys."""
+    return ClientKeys(INSECURE_DEMO_BLOCK_CIPHER_KEY, INSECURE_DEMO_AUTHENTICATION_KEY,
+                      INSECURE_DEMO_PASSWORD, DEMO_CLIENT_SYSTEM_TITLE, insecure=True,
+                      source="built-in demo keys")
+
+
+def _hex_key(doc, name, size):
+    value = doc.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise KeyFileError("key file field %r must be a hex string" % name)
+    try:
+        raw = bytes.fromhex(value.replace(" ", "").replace(":", ""))
+    except ValueError:
+        raise KeyFileError("key file field %r is not valid hex" % name) from None
+    if len(raw) != size:
+        raise KeyFileError("key file field %r must be %d bytes, got %d" % (name, size, len(raw)))
+    return raw
+
+
+def parse_keys(doc, source="key file"):
+    """ClientKeys from a decoded JSON object; KeyFileError names the bad field (never its
+    value)."""
+    if not isinstance(doc, dict):
+        raise KeyFileError("%s must hold a JSON object" % source)
+    known = {"block_cipher_key", "authentication_key", "password", "password_hex",
+             "system_title", "comment"}
+    unknown = sorted(set(doc) - known)
+    if unknown:
+        raise KeyFileError("%s has unknown field(s): %s" % (source, ", ".join(unknown)))
+    ek = _hex_key(doc, "block_cipher_key", 16)
+    ak = _hex_key(doc, "authentication_key", 16)
+    password = None
+    if "password" in doc and "password_hex" in doc:
+        raise KeyFileError("%s: give either password or password_hex, not both" % source)
+    if "password" in doc:
+        if not isinstance(doc["password"], str):
+            raise KeyFileError("key file field 'password' must be a string")
+        password = doc["password"].encode("latin-1", "strict")
+    elif "password_hex" in doc:
+        try:
+            password = bytes.fromhex(str(doc["password_hex"]))
+        except ValueError:
+            raise KeyFileError("key file field 'password_hex' is not valid hex") from None
+    title = DEMO_CLIENT_SYSTEM_TITLE
+    if "system_title" in doc:
+        st = doc["system_title"]
+        if not isinstance(st, str):
+            raise KeyFileError("key file field 'system_title' must be a string")
+        if len(st) == 8:
+            title = st.encode("latin-1")
+        else:
+            try:
+                title = bytes.fromhex(st)
+            except ValueError:
+                raise KeyFileError("key file field 'system_title' is neither 8 characters "
+                                   "nor 16 hex digits") from None
+            if len(title) != 8:
+                raise KeyFileError("key file field 'system_title' must be 8 bytes")
+    insecure = (ek == INSECURE_DEMO_BLOCK_CIPHER_KEY or ak == INSECURE_DEMO_AUTHENTICATION_KEY
+                or password == INSECURE_DEMO_PASSWORD)
+    return ClientKeys(ek, ak, password, title, insecure=insecure, source=source)
+
+
+def load_keys(path):
+    """ClientKeys from the JSON key file at `path`; KeyFileError with a clear message."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = json.load(f)
+    except FileNotFoundError:
+        raise KeyFileError("key file %s does not exist" % path) from None
+    except OSError as exc:
+        raise KeyFileError("cannot read key file %s: %s" % (path, exc.strerror or exc)) from None
+    except (ValueError, UnicodeError) as exc:
+        # json's message quotes a position, never the content.
+        raise KeyFileError("key file %s is not valid JSON: %s" % (path, _json_where(exc))) from None
+    return parse_keys(doc, "key file %s" % path)
+
+
+def _json_where(exc):
+    lineno = getattr(exc, "lineno", None)
+    if lineno is not None:
+        return "error at line %d column %d" % (lineno, getattr(exc, "colno", 0))
+    return type(exc).__name__
+
+
+# ---------------------------------------------------------------------------------------------
+# Invocation counters: a ciphered association must never reuse a counter with the same key
+# and system title, and meters reject counters that do not grow. The store keeps the next
+# counter per (system title, key identity) in a small JSON file, reserving ahead so that a
+# crash never leads to reuse.
+
+RESERVE = 1000
+
+
+def default_state_dir():
+    """$BIJLI_STATE_DIR, else $XDG_STATE_HOME/bijli, else ~/.local/state/bijli."""
+    env = os.environ.get("BIJLI_STATE_DIR")
+    if env:
+        return env
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local",
+                                                            "state")
+    return os.path.join(base, "bijli")
+
+
+class InvocationCounterStore:
+    """Persistent next-invocation-counter per client system title.
+
+    `reserve(title)` returns the first counter to use now and records `first + RESERVE` on disk
+    before returning; `release(title, next_ic)` records the counter actually reached (it never
+    moves backwards below what was used).
+    """
+
+    def __init__(self, path=None):
+        self.path = path or os.path.join(default_state_dir(), "invocation-counters.json")
+
+    def _load(self):
+        try:
+            with open(self.path, encoding="utf-8") as f:
+                doc = json.load(f)
+            return {k: int(v) for k, v in doc.items()} if isinstance(doc, dict) else {}
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError, TypeError) as exc:
+            raise KeyFileError("invocation counter store %s is unreadable: %s"
+                               % (self.path, type(exc).__name__)) from None
+
+    def _save(self, table):
+        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+        tmp = self.path + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(table, f, indent=1, sort_keys=True)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+
+    def reserve(self, system_title, count=RESERVE):
+        """The next counter to use for `system_title`; `count` counters are reserved."""
+        table = self._load()
+        key = system_title.hex()
+        first = max(1, table.get(key, 1))
+        table[key] = first + count
+        self._save(table)
+        return first
+
+    def release(self, system_title, next_ic):
+        """Record the next unused counter (keeps the higher of the stored and given values
+        only when the session used more than it reserved)."""
+        table = self._load()
+        key = system_title.hex()
+        if next_ic > table.get(key, 1):
+            table[key] = next_ic
+            self._save(table)
