@@ -13,6 +13,7 @@ What it shows (SCENARIOS S2/S4):
    Delivering the same token again is refused as "used".
 4. A summary: the timeline, the pushed alerts, and the audit of the day (energy x tariff).
 """
+import datetime
 import tempfile
 import time
 
@@ -23,6 +24,7 @@ from firmware import timeutil
 from firmware.cosem import data as D
 from firmware.cosem import dtime
 from firmware.cosem import table as T
+from firmware.cosem.base import obis_text
 
 METER_ID = "BJ00000042"
 START = timeutil.from_fields(2026, 1, 5, 9, 0) - timeutil.IST_OFFSET_S  # Monday 09:00 IST
@@ -49,116 +51,75 @@ def start_meter(state_dir=None):
 
 
 # ---- the head-end side ------------------------------------------------------------------------
-def _decode(v):
-    """A decoded A-XDR (tag, value) from the link as-is, bytes decoded with the data codec."""
-    if isinstance(v, (bytes, bytearray)):
-        return D.decode_all(bytes(v))
-    return v
+def _unix(value):
+    """Unix seconds of a datetime (timezone-aware, from the meter's date-time)."""
+    return int(value.timestamp())
 
 
 class HeadEnd:
-    """The head-end's view of one meter over a client link (see `open_link`)."""
+    """The head-end's view of one meter: the bijli DLMS client over TCP as the utility client
+    (HLS-GMAC, suite 0, INSECURE demo keys)."""
 
-    def __init__(self, link):
-        self.link = link
+    def __init__(self, address):
+        from protocol.client import DlmsClient
+        from protocol.transport import TcpTransport
+        host, port = address
+        self.client = DlmsClient(TcpTransport(host, port, timeout=10), framing="wrapper",
+                                 role="utility", timeout=10)
 
-    def read(self, class_id, obis, attr, selector=0, params=None):
-        """(tag, value) of an attribute; RuntimeError with the DLMS result on refusal."""
-        return _decode(self.link.get(class_id, obis, attr, selector, params))
+    def open(self):
+        """Connect and associate."""
+        self.client.open()
+        return self
+
+    def close(self):
+        """Release and disconnect."""
+        self.client.close()
 
     def meter_id(self):
         """Serial number text."""
-        return self.read(1, T.SERIAL, 2)[1].decode()
+        return self.client.serial_number()
 
     def clock(self):
         """Meter time (Unix s)."""
-        return dtime.decode(self.read(8, T.CLOCK, 2)[1], 0)
+        return _unix(self.client.clock())
 
-    def energy_wh(self):
-        """Active energy import in Wh, scaled by its scaler_unit: (Wh, scaler, unit)."""
-        value = self.read(3, T.ENERGY_IMPORT, 2)[1]
-        su = self.read(3, T.ENERGY_IMPORT, 3)[1]
-        scaler, unit = su[0][1], su[1][1]
-        return value * 10 ** scaler if scaler >= 0 else value / 10 ** -scaler, scaler, unit
+    def energy(self):
+        """(Wh, raw, scaler) of active energy import, scaled by its scaler_unit."""
+        e = self.client.energy()
+        return e.wh, e.raw, e.scaler
 
     def balance_paise(self):
         """Current balance (IS 15959 0.0.94.96.24.255) in paise."""
-        value = self.read(3, T.BALANCE, 2)[1]
-        scaler = self.read(3, T.BALANCE, 3)[1][0][1]
-        return value * 10 ** (scaler + 2)
+        return int(self.client.balance().paise)
 
     def relay(self):
         """(output_state, control_state) of IC 70."""
-        return self.read(70, T.DISCONNECT, 2)[1], self.read(70, T.DISCONNECT, 3)[1]
+        r = self.client.relay()
+        return r.output, r.control_state
 
     def set_push(self, host, port):
         """Make this head-end the push destination (IC 40 attribute 3)."""
+        from protocol import axdr
         dest = ("%s:%d" % (host, port)).encode()
-        value = D.structure(D.enum(0), D.octets(dest), D.enum(0))
-        self.link.set(40, T.PUSH_SETUP, 3, value)
+        self.client.set(40, obis_text(T.PUSH_SETUP), 3,
+                        axdr.Structure([axdr.Enum(0), dest, axdr.Enum(0)]))
 
     def enter_token(self, digits):
         """Deliver 20 digits via IC 115 enter; returns the token result code."""
-        ret = _decode(self.link.action(115, T.TOKEN_GATEWAY, 1, D.octets(digits.encode())))
-        return ret[1][0][1]
+        return self.client.enter_token(digits).code
 
     def events(self, log, t_from, t_to):
         """Rows (time, code, value, extra, number) of an event log in [t_from, t_to]."""
-        cdef = D.structure(D.u16(8), D.octets(T.CLOCK), D.i8(2), D.u16(0))
-        params = D.decode_all(D.structure(cdef, D.octets(dtime.encode(t_from, 0)),
-                                          D.octets(dtime.encode(t_to, 0)), D.array([])))
-        rows = self.read(7, T.event_log_obis(log), 2, 1, params)[1]
-        out = []
-        for r in rows:
-            f = [x[1] for x in r[1]]
-            out.append((dtime.decode(f[0], 0), f[1], f[2], f[3], f[4]))
-        return out
+        start = datetime.datetime.fromtimestamp(t_from, datetime.UTC)
+        end = datetime.datetime.fromtimestamp(t_to, datetime.UTC)
+        return [(_unix(e.time), e.code, e.value, e.extra, e.number)
+                for e in self.client.events([log], start, end)]
 
     def daily_profile(self):
-        """Rows (day start, import Wh, export Wh, charge paise, balance paise) of the daily profile."""
-        rows = self.read(7, T.DAILY_PROFILE, 2)[1]
-        return [(dtime.decode(r[1][0][1], 0),) + tuple(x[1] for x in r[1][1:]) for r in rows]
-
-
-class DirectLink:
-    """In-process link to the meter's COSEM objects as the utility client (no wire)."""
-
-    def __init__(self, mt):
-        self.mt = mt
-
-    def _obj(self, class_id, obis):
-        obj = self.mt.em.model.find(class_id, obis)
-        if obj is None:
-            raise RuntimeError("object undefined")
-        return obj
-
-    def get(self, class_id, obis, attr, selector=0, params=None):
-        """Raw A-XDR of an attribute."""
-        r = self.mt.call(self._obj(class_id, obis).get, attr, selector, params, 0x30)
-        if not isinstance(r, bytes):
-            raise RuntimeError("read refused: data-access-result %d" % r)
-        return r
-
-    def set(self, class_id, obis, attr, value):
-        """Write an attribute (A-XDR bytes)."""
-        r = self.mt.call(self._obj(class_id, obis).set, attr, D.decode_all(value), 0x30)
-        if r != 0:
-            raise RuntimeError("write refused: data-access-result %d" % r)
-
-    def action(self, class_id, obis, method, params):
-        """Invoke a method; returns the return data bytes."""
-        code, ret = self.mt.call(self._obj(class_id, obis).action, method, D.decode_all(params), 0x30)
-        if code != 0:
-            raise RuntimeError("action refused: action-result %d" % code)
-        return ret
-
-    def close(self):
-        """Nothing to release."""
-
-
-def open_link(mt, address):
-    """The head-end's client link to the meter at `address`."""
-    return DirectLink(mt)
+        """Rows (day start, import Wh, export Wh, charge paise, balance paise)."""
+        prof = self.client.profile(obis_text(T.DAILY_PROFILE))
+        return [(_unix(r[0]),) + tuple(int(x) for x in r[1:5]) for r in prof.rows]
 
 
 # ---- the story ----------------------------------------------------------------------------------
@@ -169,7 +130,8 @@ def _rs(paise):
 
 
 def _local(t):
-    return timeutil.format_local(t)[:16]
+    """Local time to the nearest minute."""
+    return timeutil.format_local(t + 30)[:16]
 
 
 def _weekday(t):
@@ -184,25 +146,24 @@ def run_demo(say=None, state_dir=None):
     mt = start_meter(state_dir)
     address = mt.address
     s = {"meter_address": "%s:%d" % tuple(address), "meter_id": METER_ID}
-    link = None
+    he = None
     try:
         from headend.vending import Vendor
         vendor = Vendor(tmp.name + "/vending.sqlite3")
-        link = open_link(mt, address)
-        he = HeadEnd(link)
+        he = HeadEnd(address).open()
         say("step", "Head-end associates with meter %s at %s as the utility client "
             "(HLS-GMAC, AES-GCM suite 0, INSECURE demo keys)" % (METER_ID, s["meter_address"]))
         he.set_push(*mt.push_address)
         s["meter_id_read"] = he.meter_id()
         t0 = he.clock()
-        wh, scaler, unit = he.energy_wh()
+        wh, raw, scaler = he.energy()
         s["energy_start_wh"] = wh
-        s["energy_scaler_unit"] = (scaler, unit)
+        s["energy_raw_scaler"] = (raw, scaler)
         s["balance_start"] = he.balance_paise()
         out, state = he.relay()
-        say("read", "%s %s  energy %s Wh (scaler %d, unit %d = Wh)  balance %s  relay %s" % (
-            _weekday(t0), _local(t0), wh, scaler, unit, _rs(s["balance_start"]),
-            CONTROL_STATES[state]))
+        say("read", "%s %s  energy %s Wh (register %d, scaler %d, unit Wh)  balance %s  "
+            "relay %s" % (_weekday(t0), _local(t0), wh, raw, scaler, _rs(s["balance_start"]),
+                          CONTROL_STATES[state]))
 
         say("step", "A day at high clock speed: %d W load, tariff Rs 7.00/kWh; the meter's own "
             "policy decides (1 day grace after zero, cut only 10:00-13:00, not on Sunday)" % LOAD_W)
@@ -271,15 +232,14 @@ def run_demo(say=None, state_dir=None):
             s["replay_result"].upper(), _rs(s["balance_after_replay"])))
 
         mt.advance(1)
-        wh, _, _ = he.energy_wh()
-        s["energy_end_wh"] = wh
+        s["energy_end_wh"] = he.energy()[0]
         s["daily"] = he.daily_profile()
         time.sleep(0.2)  # let the last pushes arrive
         s["pushes"] = _push_summary(mt.pushes)
         s["timeline"] = timeline
     finally:
-        if link is not None:
-            link.close()
+        if he is not None:
+            he.close()
         mt.stop()
         tmp.cleanup()
     s["real_seconds"] = time.monotonic() - t_real
@@ -287,7 +247,8 @@ def run_demo(say=None, state_dir=None):
 
 
 def _dur(seconds):
-    h, m = seconds // 3600, (seconds % 3600) // 60
+    minutes = (seconds + 30) // 60
+    h, m = minutes // 60, minutes % 60
     return "%dh%02dm" % (h, m)
 
 
@@ -332,7 +293,7 @@ def demo(state_dir):
     tab.add_column("value")
     tab.add_row("meter", "%s at %s (DLMS wrapper over TCP)" % (s["meter_id_read"], s["meter_address"]))
     tab.add_row("energy import", "%s Wh at start, %s Wh at end (scaler %d, unit Wh)" % (
-        s["energy_start_wh"], s["energy_end_wh"], s["energy_scaler_unit"][0]))
+        s["energy_start_wh"], s["energy_end_wh"], s["energy_raw_scaler"][1]))
     tab.add_row("balance", "%s at start" % _rs(s["balance_start"]))
     tab.add_row("credit ran out", _local(s["zero_time"]) + " local")
     tab.add_row("disconnection", "%s local by the meter's policy (%s): 1 day grace, inside "

@@ -13,7 +13,7 @@ def test_run_demo_facts():
     s = demo_mod.run_demo()
     assert time.monotonic() - t < 30
     assert s["meter_id_read"] == demo_mod.METER_ID
-    assert s["energy_scaler_unit"] == (0, 30)
+    assert s["energy_raw_scaler"] == (s["energy_start_wh"], 0)
     assert s["balance_start"] == demo_mod.OPENING_RUPEES * 100
     # the policy cut: one day of grace after zero, inside 10:00-13:00 local, for credit
     assert s["cut_reason"] == "credit_exhausted"
