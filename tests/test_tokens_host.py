@@ -56,6 +56,36 @@ def test_any_entry_yields_a_code_never_an_exception(text, now, room):
     tg.TokenGate(METER, dict(KEYS)).load(g.dump())  # state stays loadable
 
 
+# ---- codec properties ---------------------------------------------------------------------------
+
+@given(st.integers(min_value=0, max_value=tc.AMOUNT_MAX))
+def test_amount_rounds_up_to_the_nearest_representable(rupees):
+    code = tc.encode_amount(rupees)
+    got = tc.decode_amount(code)
+    e = code >> tc.MANTISSA_BITS
+    assert got >= rupees and got - rupees < 10 ** e
+    # the smallest exponent whose mantissa fits was chosen
+    assert e == 0 or -(-rupees // 10 ** (e - 1)) > tc.MANTISSA_MAX
+    assert tc.encode_amount(got) == code  # vending the rounded amount again changes nothing
+
+
+meter_ids = st.text(alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E), min_size=1,
+                    max_size=32)
+
+
+@settings(max_examples=100)
+@given(meter_ids, st.integers(0, 15), st.integers(0, 65535), st.integers(0, 2 ** 20 - 1),
+       st.integers(0, 255), st.integers(0, 65535))
+def test_cipher_round_trip_any_meter_and_fields(meter, ttype, value, tid, rev, epoch):
+    key = tc.derive_key(VKEY, meter, rev)
+    c = tc.TokenCipher(key, meter)
+    digits = c.encrypt(ttype, value, tid, rev, epoch)
+    assert len(digits) == 20 and digits.isdigit()
+    assert c.decrypt(digits, rev, epoch) == (ttype, value, tid)
+    assert tc.parse_entry(tc.format_digits(digits)) == (tc.KIND_TOKEN, digits)
+    assert tc.parse_entry("-".join(tc.format_digits(digits).split())) == (tc.KIND_TOKEN, digits)
+
+
 # ---- vend -> accept for every type --------------------------------------------------------------
 
 @settings(max_examples=60)
