@@ -1,0 +1,558 @@
+"""The DLMS client (protocol/client.py) against a scripted meter over loop://, TCP and asyncio
+TCP, and end to end against the emulated bijli meter (firmware DLMS server) over TCP and a pty.
+"""
+import asyncio
+import datetime as dt
+import socket
+import threading
+import time
+from fractions import Fraction
+
+import pytest
+from dlms_cosem import security as dc_security
+from dlms_cosem.protocol.acse import ApplicationAssociationRequest
+from dlms_cosem.protocol.xdlms import GetRequestNormal as DcGetRequestNormal
+from dlms_cosem.security import SecurityControlField
+
+from protocol import axdr
+from protocol.apdu import (
+    ActionRequestNormal,
+    ExceptionResponse,
+    GetRequestNext,
+    GetRequestNormal,
+)
+from protocol.axdr import Array, BitString, Enum, Int8, Int32, Structure, UInt16, UInt32
+from protocol.client import (
+    AsyncDlmsClient,
+    ClientCore,
+    DlmsClient,
+    Energy,
+    RelayState,
+    TokenResult,
+)
+from protocol.cosem_types import CosemDateTime
+from protocol.errors import (
+    AssociationError,
+    DecodeError,
+    EncodeError,
+    LinkError,
+    ProtocolError,
+    SecurityError,
+    ServiceError,
+)
+from protocol.hdlc import RR, SNRM, Address, HdlcParameters, I
+from protocol.keys import ClientKeys, demo_keys
+from protocol.obis import Obis
+from protocol.transport import AsyncTcpTransport, SerialTransport, TcpTransport
+from tests.fake_meter import FAKE_SYSTEM_TITLE, HdlcServerPeer, ScriptedMeter, WrapperServerPeer
+
+IST = dt.timezone(dt.timedelta(hours=5, minutes=30))
+T0 = dt.datetime(2026, 1, 5, 9, 0, tzinfo=IST)
+CLOCK = Obis("0.0.1.0.0.255")
+LP = Obis("1.0.99.1.0.255")
+DC = Obis("0.0.96.3.10.255")
+TG = Obis("0.0.19.40.0.255")
+
+
+def _dt_raw(t):
+    return CosemDateTime.from_datetime(t).raw
+
+
+def profile_rows(n, step_s=900):
+    return Array([Structure([_dt_raw(T0 + dt.timedelta(seconds=k * step_s)), UInt32(k * 10),
+                             Int32(100000 - k * 7)]) for k in range(n)])
+
+
+def meter_objects():
+    cap = Array([Structure([UInt16(8), CLOCK.to_bytes(), Int8(2), UInt16(0)]),
+                 Structure([UInt16(3), Obis("1.0.1.29.0.255").to_bytes(), Int8(2), UInt16(0)]),
+                 Structure([UInt16(3), Obis("0.0.94.96.24.255").to_bytes(), Int8(2), UInt16(0)])])
+    events_cap = Array([Structure([UInt16(8), CLOCK.to_bytes(), Int8(2), UInt16(0)])] +
+                       [Structure([UInt16(1), Obis("0.0.96.11.3.255").to_bytes(), Int8(2),
+                                   UInt16(0)])] * 4)
+    token_events = Array([Structure([_dt_raw(T0), UInt16(60), Int32(17), Int32(0), UInt32(5)]),
+                          Structure([_dt_raw(T0), UInt16(61), Int32(-1), Int32(3), UInt32(6)])])
+    return {
+        (8, CLOCK, 2): _dt_raw(T0),
+        (1, Obis("0.0.96.1.0.255"), 2): b"BJ00000042",
+        (3, Obis("1.0.1.8.0.255"), 2): UInt32(123456),
+        (3, Obis("1.0.1.8.0.255"), 3): Structure([Int8(-1), Enum(30)]),
+        (3, Obis("1.0.2.8.0.255"), 2): UInt32(7),
+        (3, Obis("1.0.2.8.0.255"), 3): Structure([Int8(3), Enum(30)]),
+        (3, Obis("1.0.32.7.0.255"), 2): UInt32(230000),
+        (3, Obis("1.0.32.7.0.255"), 3): Structure([Int8(-3), Enum(35)]),
+        (3, Obis("0.0.94.96.24.255"), 2): Int32(-150),
+        (3, Obis("0.0.94.96.24.255"), 3): Structure([Int8(-2), Enum(10)]),
+        (1, Obis("0.0.94.96.25.255"), 2): _dt_raw(T0),
+        (70, DC, 2): True,
+        (70, DC, 3): Enum(1),
+        (70, DC, 4): Enum(6),
+        (7, LP, 3): cap,
+        (7, LP, 2): lambda access: profile_rows(1000),
+        (7, Obis("0.0.99.98.3.255"), 3): events_cap,
+        (7, Obis("0.0.99.98.3.255"), 2): token_events,
+        (1, Obis("0.0.96.99.1.255"), 2): UInt16(42),  # not in the client's known table
+        (15, Obis("0.0.40.0.0.255"), 2): Array([
+            Structure([UInt16(1), axdr.UInt8(0), Obis("0.0.96.99.1.255").to_bytes(),
+                       Structure([Array([]), Array([])])])]),
+    }
+
+
+def token_method(params):
+    ok = params == b"12345678901234567890"
+    return 0, Structure([Enum(0 if ok else 1), BitString("1111" if ok else "0000")])
+
+
+def make_meter(**kw):
+    relay = {"out": True}
+
+    def disconnect(params):
+        relay["out"] = False
+        return 0, None
+
+    meter = ScriptedMeter(meter_objects(), {
+        (115, TG, 1): token_method,
+        (70, DC, 1): disconnect,
+        (70, DC, 2): lambda p: (0, None),
+    }, **kw)
+    meter.objects[(70, DC, 2)] = lambda access: relay["out"]
+    return meter
+
+
+class LoopPeerTransport(SerialTransport):
+    """A SerialTransport on pyserial's loop:// with a scripted peer on the far side: what the
+    client writes loops back, the peer consumes it and writes its answer into the loop."""
+
+    def __init__(self, peer, **kw):
+        super().__init__("loop://", **kw)
+        self.peer = peer
+        self.unread = 0
+        self.sent = []
+
+    def read(self, timeout=None):
+        data = super().read(timeout)
+        self.unread -= len(data)
+        return data
+
+    def write(self, data):
+        super().write(data)
+        need = self.unread + len(data)
+        got = b""
+        while len(got) < need:
+            chunk = SerialTransport.read(self, 0.5)
+            assert chunk, "loop:// lost bytes"
+            got += chunk
+        leftover, echoed = got[:self.unread], got[self.unread:]
+        assert echoed == data
+        self.sent.append(bytes(data))
+        answer = self.peer.feed(echoed)
+        if leftover or answer:
+            super().write(leftover + answer)
+        self.unread = len(leftover) + len(answer)
+
+
+def hdlc_client(meter, role="public", server_params=None, client_params=None, **kw):
+    peer = HdlcServerPeer(meter.handle, Address(1), server_params or HdlcParameters())
+    t = LoopPeerTransport(peer, timeout=1.0)
+    c = DlmsClient(t, "hdlc", role, hdlc_params=client_params, timeout=1.0, **kw)
+    return c, peer, t
+
+
+# ---------------------------------------------------------------------------------------------
+# Public client over HDLC on loop://
+
+
+def test_public_client_over_hdlc_loop_reads_typed_values():
+    meter = make_meter()
+    c, peer, t = hdlc_client(meter)
+    with c:
+        assert peer.received[0].kind == SNRM
+        assert t.sent[0] == bytes.fromhex("7EA00703 21 93 0F01 7E".replace(" ", ""))
+        assert c.serial_number() == "BJ00000042"
+        assert c.clock() == T0
+        e = c.energy()
+        assert e == Energy(Fraction(123456, 10), 123456, -1)
+        assert c.energy("1.0.2.8.0.255").wh == 7000
+        v = c.register("1.0.32.7.0.255")
+        assert (v.value, v.unit_symbol) == (230, "V")
+        b = c.balance()
+        assert (b.paise, b.rupees_text, b.time) == (-150, "-Rs 1.50", T0)
+        assert c.relay() == RelayState(True, 1, 6)
+        assert c.read("0.0.96.99.1.255") == 42  # class id found in the object list
+    # What went over the line: a public AARQ (no authentication), plain GETs, then RLRQ/DISC.
+    aarq = ApplicationAssociationRequest.from_bytes(meter.raw_requests[0])
+    assert aarq.authentication is None and not aarq.ciphered
+    ir = aarq.user_information.content
+    assert ir.proposed_conformance.get and ir.proposed_conformance.block_transfer_with_get_or_read
+    assert ir.client_max_receive_pdu_size == 0xFFFF
+    get = DcGetRequestNormal.from_bytes(meter.raw_requests[1])
+    inst = get.cosem_attribute.instance
+    assert get.cosem_attribute.interface == 1
+    assert (inst.a, inst.b, inst.c, inst.d, inst.e, inst.f) == (0, 0, 96, 1, 0, 255)
+    assert meter.raw_requests[-1][0] == 0x62  # RLRQ
+    assert peer.received[-1].kind == "DISC" and not peer.connected
+    assert not t.is_open
+
+
+def test_block_transfer_and_hdlc_segmentation_both_ways():
+    meter = make_meter(block_size=300)
+    c, peer, t = hdlc_client(meter, server_params=HdlcParameters(64, 64, 3, 3),
+                             client_params=HdlcParameters(64, 64, 3, 3))
+    with c:
+        prof = c.profile()
+        # A SET whose request needs several I-frames (64-byte max info).
+        c.set(1, "0.0.96.99.2.255", 2, b"x" * 200)
+    assert len(prof.rows) == 1000
+    assert prof.rows[0] == [T0, 0, 100000]
+    assert prof.rows[999] == [T0 + dt.timedelta(seconds=999 * 900), 9990, 100000 - 999 * 7]
+    assert prof.columns[0] == (8, CLOCK, 2, 0)
+    raw_len = len(axdr.encode(profile_rows(1000)))
+    nexts = [r for r in meter.requests if isinstance(r, GetRequestNext)]
+    assert [r.block_number for r in nexts] == list(range(1, -(-raw_len // 300)))
+    assert meter.objects[(1, Obis("0.0.96.99.2.255"), 2)] == b"x" * 200
+    iframes = [f for f in peer.received if f.kind == I]
+    assert max(len(f.info) for f in iframes) == 64
+    assert any(f.segmented for f in iframes)
+    assert [f for f in peer.received if f.kind == RR]  # the client polled for segments
+
+
+def test_profile_range_selection_and_events():
+    meter = make_meter()
+    c, _, _ = hdlc_client(meter, role="reader")
+    start = dt.datetime(2026, 1, 5, 0, 0, tzinfo=IST)
+    end = dt.datetime(2026, 1, 6, 0, 0, tzinfo=IST)
+    with c:
+        c.profile(LP, start, end)
+        events = c.events(["token"])
+        c.profile(LP, entries=(1, 10))
+    sel = [r for r in meter.requests if isinstance(r, GetRequestNormal) and r.access_selection]
+    rng, ent = sel[0].access_selection, sel[-1].access_selection
+    assert rng.selector == 1
+    restricting, t_from, t_to, columns = rng.parameters
+    assert restricting == [8, CLOCK.to_bytes(), 2, 0]
+    assert CosemDateTime(t_from).to_datetime() == start
+    assert CosemDateTime(t_to).to_datetime() == end
+    assert columns == []
+    assert ent.selector == 2 and list(ent.parameters) == [1, 10, 1, 0]
+    assert [(e.log, e.code, e.name, e.value, e.extra, e.number) for e in events] == [
+        ("token", 60, "TOKEN_ACCEPTED", 17, 0, 5), ("token", 61, "TOKEN_REJECTED", -1, 3, 6)]
+    assert events[0].time == T0
+
+
+# ---------------------------------------------------------------------------------------------
+# Reader (LLS) and utility (HLS-GMAC + ciphering)
+
+
+def test_reader_lls_password_and_refusal():
+    meter = make_meter()
+    c, _, _ = hdlc_client(meter, role="reader")
+    with c:
+        assert c.relay().control_mode == 6
+    assert ApplicationAssociationRequest.from_bytes(meter.raw_requests[0]).authentication_value \
+        == b"12345678"
+    wrong = ClientKeys(password=b"00000000")
+    c, _, t = hdlc_client(make_meter(), role="reader", keys=wrong)
+    with pytest.raises(AssociationError, match="authentication failure"):
+        c.open()
+    assert not t.is_open
+
+
+def test_utility_hls_gmac_and_every_request_ciphered():
+    meter = make_meter()
+    c, _, _ = hdlc_client(meter, role="utility", invocation_counter=500)
+    with c:
+        assert c.core.server_system_title == FAKE_SYSTEM_TITLE
+        assert c.balance().paise == -150
+        r = c.enter_token("1234 5678 9012 3456 7890")
+        assert r == TokenResult(0, "1111") and r.accepted and r.name == "accept"
+        assert c.enter_token("12345678901234567899").name == "format"
+        assert c.disconnect().output is False
+        ic_after = c.invocation_counter
+    assert ic_after > 500
+    aarq = ApplicationAssociationRequest.from_bytes(meter.raw_requests[0])
+    assert aarq.ciphered and aarq.system_title == b"BJLHE001"
+    assert aarq.authentication.name == "HLS_GMAC"
+    # dlms-cosem deciphers our glo-initiate-request with the same (INSECURE demo) keys.
+    gi = aarq.user_information.content
+    plain = dc_security.decrypt(SecurityControlField(0, True, True), b"BJLHE001",
+                                gi.invocation_counter, demo_keys().block_cipher_key,
+                                gi.ciphered_text, demo_keys().authentication_key)
+    assert plain[0] == 0x01 and gi.invocation_counter == 500
+    # After the AARQ every xDLMS request went out as general-glo-ciphering with growing ICs.
+    xdlms = [r for r in meter.raw_requests[1:] if r[0] != 0x62]
+    assert xdlms and all(r[0] == 0xDB for r in xdlms)
+    ics = [int.from_bytes(r[r.index(0x30, 10) + 1:r.index(0x30, 10) + 5], "big") for r in xdlms]
+    assert ics == sorted(ics) and len(set(ics)) == len(ics)
+    actions = [r for r in meter.requests if isinstance(r, ActionRequestNormal)]
+    assert actions[0].method.class_id == 15  # HLS pass 3 first
+    assert actions[1].parameters == b"12345678901234567890"
+
+
+def test_utility_with_wrong_keys_is_refused_cleanly():
+    meter = make_meter(ak=bytes(16))  # the meter has other keys than the client
+    c, _, t = hdlc_client(meter, role="utility")
+    with pytest.raises(ProtocolError) as info:
+        c.open()
+    assert isinstance(info.value, (SecurityError, AssociationError))
+    assert not t.is_open
+
+
+def test_utility_service_specific_ciphering_option():
+    meter = make_meter()
+    c, _, _ = hdlc_client(meter, role="utility", general_ciphering=False)
+    with c:
+        assert c.serial_number() == "BJ00000042"
+    assert meter.raw_requests[-2][0] == 0xC8  # glo-get-request
+
+
+def test_core_refuses_roles_without_their_secrets():
+    with pytest.raises(AssociationError):
+        ClientCore("reader", ClientKeys())
+    with pytest.raises(AssociationError):
+        ClientCore("utility", ClientKeys(password=b"x"))
+    with pytest.raises(AssociationError):
+        ClientCore("admin")
+    with pytest.raises(AssociationError, match="not associated"):
+        next(ClientCore().get(1, "0.0.96.1.0.255", 2))
+
+
+# ---------------------------------------------------------------------------------------------
+# DLMS errors
+
+
+def test_meter_errors_become_service_errors_with_codes():
+    meter = make_meter()
+    meter.errors[(3, Obis("1.0.1.8.0.255"), 2)] = 3
+    c, _, _ = hdlc_client(meter, role="reader")
+    with c:
+        with pytest.raises(ServiceError, match="read-write-denied") as info:
+            c.energy()
+        assert info.value.code == 3
+        with pytest.raises(ServiceError, match="object-undefined"):
+            c.get(3, "1.0.99.99.0.255", 2)
+        with pytest.raises(ServiceError, match="not in the meter's object list"):
+            c.read("9.9.9.9.9.255")
+        meter.exception_next = ExceptionResponse(1, 5, 1234)
+        with pytest.raises(ServiceError, match="invocation counter >= 1234"):
+            c.clock()
+        with pytest.raises(ServiceError, match="object-unavailable"):
+            c.action(1, "0.0.1.2.3.255", 1)
+        with pytest.raises(EncodeError):
+            c.enter_token("12ab")
+        # The association is still usable after refusals.
+        assert c.serial_number() == "BJ00000042"
+
+
+def test_bad_answers_are_decode_errors():
+    core = ClientCore()
+    core.associated = True
+    gen = core.get(1, "0.0.96.1.0.255", 2)
+    req = next(gen)
+    assert GetRequestNormal.decode(req).invoke_id_and_priority & 0x0F == 1
+    with pytest.raises(DecodeError, match="invoke-id"):
+        gen.send(bytes.fromhex("C401C2000906414243444546"))  # invoke-id 2
+    gen = core.get(1, "0.0.96.1.0.255", 2)
+    next(gen)
+    with pytest.raises(ProtocolError):
+        gen.send(b"\xc4\x01")
+    gen = core.get(1, "0.0.96.1.0.255", 2)
+    req = next(gen)
+    iid = req[2] & 0x0F
+    first = bytes([0xC4, 0x02, 0xC0 | iid, 0]) + (1).to_bytes(4, "big") + b"\x00\x02\x09\x03"
+    gen.send(first)
+    with pytest.raises(DecodeError, match="block 3 received, 2 expected"):
+        gen.send(bytes([0xC4, 0x02, 0xC0 | iid, 1]) + (3).to_bytes(4, "big") + b"\x00\x01\x00")
+
+
+# ---------------------------------------------------------------------------------------------
+# Link failures
+
+
+def test_timeout_retries_then_link_error():
+    meter = make_meter()
+    c, peer, t = hdlc_client(meter, role="public", retries=1)
+    c.timeout = 0.2
+    with c:
+        meter.silent = True
+        start = time.monotonic()
+        with pytest.raises(LinkError, match="no answer .* after 2 attempt"):
+            c.serial_number()
+        assert time.monotonic() - start < 2
+        assert peer.duplicates == 1  # the retransmitted I-frame reached the meter
+        meter.silent = False
+
+
+def test_snrm_refused_with_dm():
+    meter = make_meter()
+    peer = HdlcServerPeer(meter.handle)
+    peer.refuse_snrm = True
+    t = LoopPeerTransport(peer, timeout=0.5)
+    with pytest.raises(LinkError, match="DM"):
+        DlmsClient(t, "hdlc", timeout=0.5).open()
+    assert not t.is_open
+
+
+class WrapperMeterServer:
+    """A TCP server thread speaking the wrapper to a ScriptedMeter; `cut_after` replies are
+    answered in full, then the next reply is cut after `cut_bytes` and the connection closed."""
+
+    def __init__(self, meter, cut_after=None, cut_bytes=5, hdlc=False):
+        self.meter = meter
+        self.cut_after = cut_after
+        self.cut_bytes = cut_bytes
+        self.hdlc = hdlc
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(4)
+        self.port = self.sock.getsockname()[1]
+        self.replies = 0
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        try:
+            conn, _ = self.sock.accept()
+        except OSError:
+            return
+        peer = HdlcServerPeer(self.meter.handle) if self.hdlc else \
+            WrapperServerPeer(self.meter.handle)
+        with conn:
+            while True:
+                try:
+                    data = conn.recv(4096)
+                except OSError:
+                    break
+                if not data:
+                    break
+                out = peer.feed(data)
+                if not out:
+                    continue
+                if self.cut_after is not None and self.replies >= self.cut_after:
+                    conn.sendall(out[:self.cut_bytes])
+                    break
+                self.replies += 1
+                conn.sendall(out)
+        self.sock.close()
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+        self.thread.join(5)
+
+
+def test_wrapper_client_over_tcp():
+    meter = make_meter(block_size=500)
+    srv = WrapperMeterServer(meter)
+    with DlmsClient(TcpTransport("127.0.0.1", srv.port), "wrapper", "utility") as c:
+        assert c.balance().paise == -150
+        assert len(c.profile().rows) == 1000
+    srv.close()
+    assert [type(r).__name__ for r in meter.requests][:2] == ["AARQ", "ActionRequestNormal"]
+
+
+@pytest.mark.parametrize("hdlc", [False, True])
+def test_tcp_meter_drops_mid_frame_is_link_error(hdlc):
+    meter = make_meter()
+    srv = WrapperMeterServer(meter, cut_after=2, cut_bytes=6, hdlc=hdlc)
+    c = DlmsClient(TcpTransport("127.0.0.1", srv.port, timeout=1), "hdlc" if hdlc else "wrapper",
+                   timeout=1)
+    c.open()  # SNRM (HDLC only) + AARQ
+    if not hdlc:
+        c.serial_number()
+    with pytest.raises(LinkError, match="closed by .* middle of a frame"):
+        c.clock()
+    c.close()  # nothing left to release: closes quietly
+    assert not c.transport.is_open
+    srv.close()
+
+
+def test_tcp_refused_is_link_error():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    c = DlmsClient(TcpTransport("127.0.0.1", port, retries=0), "wrapper")
+    with pytest.raises(LinkError, match="cannot connect"):
+        c.open()
+
+
+def test_async_client_over_asyncio_tcp():
+    meter = make_meter(block_size=400)
+
+    async def main():
+        async def handle(reader, writer):
+            peer = WrapperServerPeer(meter.handle)
+            while True:
+                data = await reader.read(4096)
+                if not data:
+                    break
+                out = peer.feed(data)
+                if out:
+                    writer.write(out)
+                    await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        async with AsyncDlmsClient(AsyncTcpTransport("127.0.0.1", port), "wrapper",
+                                   "utility") as c:
+            bal = await c.balance()
+            prof = await c.profile()
+            tok = await c.enter_token("12345678901234567890")
+        server.close()
+        await server.wait_closed()
+        return bal, prof, tok
+
+    bal, prof, tok = asyncio.run(main())
+    assert bal.paise == -150 and len(prof.rows) == 1000 and tok.accepted
+
+
+# ---------------------------------------------------------------------------------------------
+# End to end against the emulated bijli meter (firmware DLMS server, hil/serve.py)
+
+
+@pytest.fixture(scope="module")
+def emulated():
+    from hil.serve import EmulatedMeter, ServiceThread
+    em = EmulatedMeter(None, speed=0, meter_id="BJ00000042", load="constant:1000",
+                       start_s=int(T0.timestamp()), opening_paise=1000)
+    mt = ServiceThread(em, tcp="127.0.0.1:0", pty=True).start()
+    yield mt
+    mt.stop()
+
+
+def test_emulated_meter_all_roles_over_tcp(emulated):
+    host, port = emulated.address
+    with DlmsClient(TcpTransport(host, port), "wrapper", "public") as c:
+        assert c.serial_number() == "BJ00000042"
+        assert c.balance().paise == 1000
+        with pytest.raises(ServiceError):
+            c.energy()  # not visible to the public client
+    with DlmsClient(TcpTransport(host, port), "wrapper", "reader") as c:
+        assert isinstance(c.energy().wh, int)
+        assert c.relay().control_state_name == "connected"
+        assert c.events(["power"])[0].name == "POWER_UP"
+        with pytest.raises(ServiceError):
+            c.disconnect()  # the reader may not switch the relay
+    with DlmsClient(TcpTransport(host, port), "wrapper", "utility",
+                    invocation_counter=1000) as c:
+        assert c.disconnect().control_state_name == "disconnected"
+        assert c.reconnect().output is True
+        assert c.enter_token("00000000000000000000").name in ("auth", "format")
+
+
+def test_emulated_meter_vended_token_over_hdlc_pty(emulated):
+    from headend.vending import Vendor
+    with Vendor(":memory:") as v:
+        digits = v.vend("BJ00000042", "credit", 50)
+    with DlmsClient(SerialTransport(emulated.pty_path, timeout=2), "hdlc", "utility",
+                    timeout=3, invocation_counter=5000) as c:
+        before = c.balance().paise
+        result = c.enter_token(digits)
+        after = c.balance().paise
+        assert result.accepted, result
+        assert after - before == 5000
+        assert c.enter_token(digits).name == "used"
+        assert len(c.profile("1.0.99.2.0.255").columns) == 5
