@@ -13,8 +13,9 @@ Rows:
   except AES (parsing, FF1 big-int arithmetic, checks). On a board `cryptolib` does AES in C, so
   this row times what stays in Python there.
 
-ESP32 estimate: MicroPython on an ESP32 at 240 MHz is assumed to run bytecode SLOWDOWN times
-slower than this WebAssembly port on this host (see ESP32_BASIS). Not measured on hardware.
+ESP32 estimate: MicroPython on an ESP32 at 240 MHz is taken to run SLOWDOWN times slower than
+this WebAssembly port on this host, calibrated with Pystone (see ESP32_BASIS). Not measured on
+hardware.
 """
 import json
 import os
@@ -34,11 +35,14 @@ from firmware import token_gate as tg  # noqa: E402
 SLOWDOWN = 30  # assumed ESP32@240MHz MicroPython vs this host's wasm port (range 15..60)
 CRYPTOLIB_AES_US = 30  # assumed cost of one cryptolib.aes block call on ESP32 (C; HW AES)
 ESP32_BASIS = (
-    "estimate = wasm time x %d (assumption: MicroPython on an ESP32 at 240 MHz runs bytecode "
-    "15-60x slower than the MicroPython WebAssembly port on a current x86 server core under "
-    "Node; %d is the middle, the range is printed); with cryptolib the AES part is replaced by "
-    "%d us per block (C call overhead + HW AES, assumed). Not measured on hardware."
+    "estimate = wasm time x %d. Calibration (one-off, 2026-11-22): Pystone 1.2 under this wasm "
+    "port ran at 28,000-38,000 pystones/s on this machine (2-core AMD EPYC 2.6 GHz, shared), "
+    "while MicroPython on an ESP32 at 240 MHz is reported at 1,000-1,600 pystones/s "
+    "(micropython issues #5673, #6565): a ratio of about 18-38, so %d is the central figure and "
+    "15-60x the printed range. With cryptolib the AES part is replaced by %d us per block "
+    "(C call + hardware AES, assumed). Not measured on hardware."
     % (SLOWDOWN, SLOWDOWN, CRYPTOLIB_AES_US)
+)
 )
 
 METER = b"BJL0000123"
