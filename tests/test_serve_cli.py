@@ -1,0 +1,126 @@
+"""`bijli meter serve` as a process: banner, endpoints, Ctrl-C / SIGTERM with state kept."""
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from headend.vending import Vendor
+from protocol.client import DlmsClient
+from protocol.errors import AssociationError
+from protocol.transport import SerialTransport, TcpTransport
+
+MID = "BJ00000888"
+
+
+def _start(args):
+    p = subprocess.Popen([sys.executable, "-m", "headend.cli", "meter", "serve"] + args,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                         env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    lines = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(x) for x in iter(p.stdout.readline, "")],
+                     daemon=True).start()
+    got = []
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            line = lines.get(timeout=0.5)
+        except queue.Empty:
+            if p.poll() is not None:
+                break
+            continue
+        got.append(line)
+        if line.startswith("Ctrl-C"):
+            p.lines = lines
+            return p, "".join(got)
+    p.kill()
+    raise AssertionError("serve did not start:\n" + "".join(got))
+
+
+def _stop(p, sig=signal.SIGINT):
+    p.send_signal(sig)
+    p.wait(timeout=20)
+    out = []
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            out.append(p.lines.get(timeout=0.2))
+        except queue.Empty:
+            break
+    return p.returncode, "".join(out)
+
+
+def _client(port, role, ic=1):
+    return DlmsClient(TcpTransport("127.0.0.1", port, timeout=5), "wrapper", role=role, timeout=5,
+                      invocation_counter=ic)
+
+
+def test_serve_tcp_and_pty_then_ctrl_c_keeps_state(tmp_path):
+    state = str(tmp_path / "meter")
+    p, banner = _start(["--tcp", "127.0.0.1:0", "--pty", "--state", state, "--speed", "0",
+                        "--meter-id", MID, "--credit", "50", "--load", "constant:500"])
+    try:
+        port = int(re.search(r"TCP \(DLMS wrapper\): 127\.0\.0\.1:(\d+)", banner).group(1))
+        pty = re.search(r"serial \(HDLC\) pty:\s+(\S+)", banner).group(1)
+        assert MID in banner and "INSECURE" in banner
+        assert "000102030405060708090A0B0C0D0E0F" in banner and "12345678" in banner
+        digits = Vendor(str(tmp_path / "v.sqlite3")).vend(MID, "credit", 100)
+        with _client(port, "utility") as c:
+            assert c.enter_token(digits).accepted
+            assert c.balance().paise == 15000
+            ic = c.invocation_counter
+        with DlmsClient(SerialTransport(pty, timeout=5), "hdlc", role="public", timeout=5) as c:
+            assert c.serial_number() == MID and c.balance().paise == 15000
+    finally:
+        code, out = _stop(p)
+    assert code == 0, out
+    assert "stopped: meter %s saved" % MID in out
+    assert sorted(os.listdir(state)) == ["clock.txt", "dlms.txt", "meter.nvm"]
+
+    # the next start continues the same meter: balance, anti-replay, DLMS counters
+    p, banner = _start(["--tcp", "127.0.0.1:0", "--state", state, "--speed", "0",
+                        "--meter-id", "BJ00000000"])
+    try:
+        assert MID in banner  # an existing meter keeps its identity
+        port = int(re.search(r"127\.0\.0\.1:(\d+)", banner).group(1))
+        with _client(port, "public") as c:
+            assert c.balance().paise == 15000
+        with pytest.raises(AssociationError):  # counter 1 was used before the restart
+            _client(port, "utility", 1).open()
+        with _client(port, "utility", ic + 10) as c:
+            assert c.enter_token(digits).name == "used"
+            assert c.balance().paise == 15000
+    finally:
+        code, out = _stop(p, signal.SIGTERM)
+    assert code == 0, out
+
+
+def test_serve_refuses_bad_options(tmp_path):
+    for args, text in ((["--pty", "--serial", "/dev/null"], "exclusive"),
+                       (["--tcp", "127.0.0.1:99999"], "port"),
+                       (["--load", "nuclear"], "unknown load")):
+        r = subprocess.run([sys.executable, "-m", "headend.cli", "meter", "serve"] + args,
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 2, (args, r.stdout, r.stderr)
+        assert text in r.stderr, (args, r.stderr)
+
+
+def test_serve_port_in_use_is_a_clean_error(tmp_path):
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(1)
+    port = s.getsockname()[1]
+    try:
+        r = subprocess.run([sys.executable, "-m", "headend.cli", "meter", "serve", "--tcp",
+                            "127.0.0.1:%d" % port, "--state", str(tmp_path / "m")],
+                           capture_output=True, text=True, timeout=30)
+    finally:
+        s.close()
+    assert r.returncode == 1, r.stderr
+    assert "cannot open endpoint" in r.stderr and "Traceback" not in r.stderr
