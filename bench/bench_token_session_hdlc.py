@@ -8,6 +8,7 @@ FCS and LLC byte included). Time at 9,600 baud = bytes x 10 bits / 9,600 (start 
 stop bits, no parity), i.e. pure transmission time without line turnaround.
 
     .venv/bin/python bench/bench_token_session_hdlc.py [--client bijli|dlms-cosem]
+
 """
 import argparse
 import logging
@@ -46,15 +47,24 @@ def session_dlms_cosem(pty, digits):
     return D.decode_all(ret)[1][0][1]
 
 
+def session_bijli(pty, digits):
+    from protocol.client import DlmsClient
+    from protocol.transport import SerialTransport
+    with DlmsClient(SerialTransport(pty, baudrate=BAUD, timeout=5), "hdlc", role="utility",
+                    timeout=5) as c:
+        return c.enter_token(digits).code
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--client", default="dlms-cosem", choices=["dlms-cosem"])
+    ap.add_argument("--client", default="bijli", choices=["bijli", "dlms-cosem"])
     args = ap.parse_args()
     em = EmulatedMeter(None, speed=0, meter_id=MID, load="constant:500", start_s=T0)
     import tempfile
     with tempfile.TemporaryDirectory() as tmp, ServiceThread(em, tcp=None, pty=True) as st:
         digits = Vendor(tmp + "/v.sqlite3").vend(MID, "credit", 500).replace(" ", "")
-        status = session_dlms_cosem(st.pty_path, digits)
+        run = session_bijli if args.client == "bijli" else session_dlms_cosem
+        status = run(st.pty_path, digits)
         bal = st.call(lambda: em.meter.account.balance)
         line = st.service.hdlc_line
         rx, tx = line.rx_bytes, line.tx_bytes
