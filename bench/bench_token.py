@@ -43,7 +43,6 @@ ESP32_BASIS = (
     "(C call + hardware AES, assumed). Not measured on hardware."
     % (SLOWDOWN, SLOWDOWN, CRYPTOLIB_AES_US)
 )
-)
 
 METER = b"BJL0000123"
 VKEY = b"INSECURE bench vending key......"
