@@ -8,6 +8,8 @@ anti-replay entry must be both present or both absent, and the logs must never c
 that did not commit.
 """
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from firmware import event_codes as ec
 from firmware import token_codec as tc
@@ -169,3 +171,48 @@ def test_cut_at_every_byte_of_the_sequence():
     assert credited_states == {False, True}  # cuts before and after the token's commit
     assert completed == set(range(len(golden) + 1))  # a cut after every number of completed saves
 
+
+
+# ---- the store alone, against a model (hypothesis) -------------------------------------------
+@given(capacity=st.integers(1, 6), entry_len=st.integers(1, 12),
+       appends=st.integers(0, 20), cut=st.integers(0, 40))
+def test_ring_cut_during_append_matches_model(capacity, entry_len, appends, cut):
+    nvm = MemNVM(4096)
+    ring = Store(nvm).ring(7, entry_len, capacity)
+    ring.load()
+    model = []
+    for i in range(appends):
+        p = bytes((i + k) & 0xFF for k in range(entry_len))
+        ring.append(p)
+        model.append(p)
+    faulty = FaultNVM(nvm, cut)
+    r = Store(faulty).ring(7, entry_len, capacity)
+    r.load()
+    new = b"\xaa" * entry_len
+    try:
+        r.append(new)
+        model.append(new)
+    except PowerCut:
+        pass
+    after = Store(nvm).ring(7, entry_len, capacity)
+    after.load()
+    assert list(after.entries()) == model[-capacity:]
+
+
+@given(sizes=st.lists(st.integers(0, 48), min_size=1, max_size=8), cut=st.integers(0, 70))
+def test_record_cut_during_save_matches_model(sizes, cut):
+    nvm = MemNVM(1024)
+    rec = Store(nvm).record(3, 48)
+    last = None
+    for i, n in enumerate(sizes[:-1]):
+        last = bytes((i,)) * n
+        rec.save(last)
+    new = b"\x5a" * sizes[-1]
+    r = Store(FaultNVM(nvm, cut)).record(3, 48)
+    r.load()
+    try:
+        r.save(new)
+        last = new
+    except PowerCut:
+        pass
+    assert Store(nvm).record(3, 48).load() == last

@@ -33,6 +33,9 @@ hal.inputs
 
 hal.wdt (optional)
     feed()                   watchdog kick; None on the simulator.
+
+hal.uart (board, optional)
+    any() / read(n) / write(data)   the serial port for local services (firmware/main.py).
 """
 
 from firmware.hal.nvm import FileNVM, MemNVM  # noqa: F401  (re-exported)
