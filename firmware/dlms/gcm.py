@@ -5,19 +5,29 @@
     pt = g.decrypt(iv, ct_tag, aad)            # SecurityError on a bad tag
     tag = g.gmac(iv, aad)                      # authentication only
 
-GHASH runs in pure Python on 128-bit ints with Shoup tables precomputed per key: 8-bit
-tables (256 entries, 16 steps per block; the default on CPython) or 4-bit tables (16
-entries, 32 steps per block; the default on MicroPython, where 8-bit tables cost ~140 KB of
-heap against ~7 KB and gain only ~1.7x on GHASH). Only forward AES is used.
+GHASH runs in pure Python with tables precomputed per key. Three variants (`ghash=`):
+- "shoup8": 128-bit ints, 8-bit Shoup tables (256 entries, 16 steps per block). Fastest on
+  CPython (the default there).
+- "shoup4": 128-bit ints, 4-bit Shoup tables (16 entries, 32 steps per block).
+- "words":  16-bit words, one 4-bit table per nibble position (32 x 16 entries x 8 words,
+  8 KB as array('H')): a product is 32 table rows XORed together, with no shifts, no
+  reduction and no big ints, so it allocates nothing. The default on MicroPython, where
+  every big-int operation allocates (the shoup variants cost 2-4 KB of heap per block there).
+Only forward AES is used.
 """
 from firmware.compat import MICROPYTHON
 from firmware.dlms import SecurityError
 
-DEFAULT_TABLE_BITS = 4 if MICROPYTHON else 8
+try:
+    from array import array as _array
+except ImportError:  # pragma: no cover - every target port has array
+    _array = None
+
+GHASH_MODES = ("shoup8", "shoup4", "words")
+DEFAULT_GHASH = "words" if MICROPYTHON else "shoup8"
 
 _R = 0xE1 << 120
-_RED8 = None
-_RED4 = None
+_RED = {}
 
 
 def _mul_x(v):
@@ -54,32 +64,63 @@ def _mult_table(h, bits):
     return m
 
 
+def _word_table(h):
+    """Rows (position p, nibble n) -> 8 words of (n at nibble p, from the top) * H."""
+    t = _array("H", bytes(32 * 16 * 8 * 2)) if _array is not None else [0] * 4096
+    v = h
+    for p in range(32):
+        powers = []
+        for _ in range(4):  # x^(4p), x^(4p+1), x^(4p+2), x^(4p+3)
+            powers.append(v)
+            v = _mul_x(v)
+        for n in range(16):
+            acc = 0
+            if n & 8:
+                acc ^= powers[0]
+            if n & 4:
+                acc ^= powers[1]
+            if n & 2:
+                acc ^= powers[2]
+            if n & 1:
+                acc ^= powers[3]
+            o = (p * 16 + n) * 8
+            for k in range(8):
+                t[o + k] = (acc >> (112 - 16 * k)) & 0xFFFF
+    return t
+
+
 class Gcm:
     """AES-GCM with one 16-byte key; `aes` may be any object with encrypt(block16)."""
 
-    def __init__(self, key, aes=None, table_bits=None):
-        global _RED8, _RED4
+    def __init__(self, key, aes=None, ghash=None, table_bits=None):
         if aes is None:
             from firmware.cipher import aes_ecb
 
             aes = aes_ecb(key)
         self._aes = aes
-        if table_bits is None:
-            table_bits = DEFAULT_TABLE_BITS
+        if table_bits is not None:  # older spelling: 8 or 4
+            ghash = {8: "shoup8", 4: "shoup4"}.get(table_bits, "bad")
+        if ghash is None:
+            ghash = DEFAULT_GHASH
+        if ghash not in GHASH_MODES:
+            raise ValueError("ghash must be one of %s" % (GHASH_MODES,))
+        self.mode = ghash
+        self._bigxor = not MICROPYTHON
         h = int.from_bytes(aes.encrypt(bytes(16)), "big")
-        if table_bits == 8:
-            if _RED8 is None:
-                _RED8 = _reduction(8)
-            self._red = _RED8
-        elif table_bits == 4:
-            if _RED4 is None:
-                _RED4 = _reduction(4)
-            self._red = _RED4
+        if ghash == "words":
+            self._t = _word_table(h)
+            self._z = [0] * 8
+            self._hash = self._hash_words
         else:
-            raise ValueError("table_bits must be 4 or 8")
-        self._bits = table_bits
-        self._m = _mult_table(h, table_bits)
+            bits = 8 if ghash == "shoup8" else 4
+            if bits not in _RED:
+                _RED[bits] = _reduction(bits)
+            self._red = _RED[bits]
+            self._bits = bits
+            self._m = _mult_table(h, bits)
+            self._hash = self._hash_int
 
+    # -- big-int Shoup variants ------------------------------------------------------------
     def _mul(self, y):
         """y * H in GF(2^128)."""
         m = self._m
@@ -108,40 +149,112 @@ class Gcm:
             y = mul(y ^ (int.from_bytes(data[full:], "big") << (8 * (16 - n + full))))
         return y
 
+    def _hash_int(self, aad, ct):
+        """GHASH_H(aad, ct) as 16 bytes."""
+        y = self._ghash(0, aad)
+        y = self._ghash(y, ct)
+        y = self._mul(y ^ (((len(aad) * 8) << 64) | (len(ct) * 8)))
+        return y.to_bytes(16, "big")
+
+    # -- word variant (no allocation per block) ----------------------------------------------
+    def _mulw(self, blk, off):
+        """state := (state XOR blk[off:off+16]) * H, on 8 x 16-bit words."""
+        z = self._z
+        t = self._t
+        for k in range(8):
+            z[k] ^= (blk[off + 2 * k] << 8) | blk[off + 2 * k + 1]
+        r0 = r1 = r2 = r3 = r4 = r5 = r6 = r7 = 0
+        o = 0
+        for k in range(8):
+            v = z[k]
+            for q in range(4):
+                i = o + ((v >> (12 - 4 * q)) & 15) * 8
+                r0 ^= t[i]
+                r1 ^= t[i + 1]
+                r2 ^= t[i + 2]
+                r3 ^= t[i + 3]
+                r4 ^= t[i + 4]
+                r5 ^= t[i + 5]
+                r6 ^= t[i + 6]
+                r7 ^= t[i + 7]
+                o += 128
+        z[0] = r0
+        z[1] = r1
+        z[2] = r2
+        z[3] = r3
+        z[4] = r4
+        z[5] = r5
+        z[6] = r6
+        z[7] = r7
+
+    def _absorb(self, data):
+        n = len(data)
+        full = n - n % 16
+        for off in range(0, full, 16):
+            self._mulw(data, off)
+        if full < n:
+            last = bytearray(16)
+            last[:n - full] = data[full:]
+            self._mulw(last, 0)
+
+    def _hash_words(self, aad, ct):
+        """GHASH_H(aad, ct) as 16 bytes."""
+        z = self._z
+        for k in range(8):
+            z[k] = 0
+        self._absorb(aad)
+        self._absorb(ct)
+        lens = bytearray(16)
+        a = len(aad) * 8
+        c = len(ct) * 8
+        for k in range(8):
+            lens[7 - k] = (a >> (8 * k)) & 0xFF
+            lens[15 - k] = (c >> (8 * k)) & 0xFF
+        self._mulw(lens, 0)
+        out = lens  # reuse the buffer for the result
+        for k in range(8):
+            out[2 * k] = z[k] >> 8
+            out[2 * k + 1] = z[k] & 0xFF
+        return out
+
+    # -- GCM -----------------------------------------------------------------------------------
     def _j0(self, iv):
         if len(iv) == 12:
             return bytes(iv) + b"\x00\x00\x00\x01"
         if not iv:
             raise ValueError("empty IV")
-        y = self._ghash(0, iv)
-        y = self._mul(y ^ (len(iv) * 8))
-        return y.to_bytes(16, "big")
+        return bytes(self._hash(b"", iv))
 
     def _ctr(self, j0, data):
         """CTR-mode keystream XOR starting at inc32(J0)."""
         enc = self._aes.encrypt
-        prefix = j0[:12]
-        ctr = int.from_bytes(j0[12:], "big")
+        block = bytearray(j0)
+        ctr = (j0[12] << 24) | (j0[13] << 16) | (j0[14] << 8) | j0[15]
         n = len(data)
         out = bytearray(n)
         for off in range(0, n, 16):
             ctr = (ctr + 1) & 0xFFFFFFFF
-            ks = enc(prefix + ctr.to_bytes(4, "big"))
+            block[12] = ctr >> 24
+            block[13] = (ctr >> 16) & 0xFF
+            block[14] = (ctr >> 8) & 0xFF
+            block[15] = ctr & 0xFF
+            ks = enc(block)
             k = min(16, n - off)
-            if k == 16:
-                out[off:off + 16] = (int.from_bytes(ks, "big") ^
-                                     int.from_bytes(data[off:off + 16], "big")).to_bytes(16, "big")
-            else:
+            if k == 16 and self._bigxor:  # CPython: one int XOR beats 16 byte XORs
+                out[off:off + 16] = (int.from_bytes(ks, "big") ^ int.from_bytes(
+                    data[off:off + 16], "big")).to_bytes(16, "big")
+            else:  # MicroPython: byte XORs allocate nothing
                 for i in range(k):
                     out[off + i] = ks[i] ^ data[off + i]
         return bytes(out)
 
     def _tag(self, j0, aad, ct, tag_len):
-        y = self._ghash(0, aad)
-        y = self._ghash(y, ct)
-        y = self._mul(y ^ (((len(aad) * 8) << 64) | (len(ct) * 8)))
-        s = int.from_bytes(self._aes.encrypt(j0), "big") ^ y
-        return s.to_bytes(16, "big")[:tag_len]
+        s = self._hash(aad, ct)
+        e = self._aes.encrypt(j0)
+        out = bytearray(tag_len)
+        for i in range(tag_len):
+            out[i] = s[i] ^ e[i]
+        return bytes(out)
 
     def encrypt(self, iv, plaintext, aad=b"", tag_len=12):
         """ciphertext || tag (tag_len bytes, 4..16)."""

@@ -1,6 +1,6 @@
 """Firmware AES-GCM/GMAC against the published GCM test vectors (pytest and MicroPython)."""
 from firmware.dlms import SecurityError
-from firmware.dlms.gcm import Gcm, equal
+from firmware.dlms.gcm import GHASH_MODES, Gcm, equal
 from tests.firmware.util import raises
 
 H = bytes.fromhex
@@ -32,12 +32,13 @@ VECTORS = [
 ]
 
 
-def test_nist_vectors_both_table_sizes():
-    for bits in (8, 4):
+def test_nist_vectors_every_ghash_variant():
+    for mode in GHASH_MODES:
         for key, iv, pt, aad, ct, tag in VECTORS:
-            g = Gcm(key, table_bits=bits)
+            g = Gcm(key, ghash=mode)
+            assert g.mode == mode
             out = g.encrypt(iv, pt, aad, 16)
-            assert out == ct + tag, (bits, iv)
+            assert out == ct + tag, (mode, iv)
             assert g.decrypt(iv, ct + tag, aad, 16) == pt
             assert g.encrypt(iv, pt, aad) == ct + tag[:12]  # DLMS: 12-byte tag
             assert g.decrypt(iv, ct + tag[:12], aad) == pt
@@ -65,7 +66,22 @@ def test_tampering_is_detected():
     raises(ValueError, g.encrypt, iv, b"", b"", 3)
     raises(ValueError, g.decrypt, iv, good, b"", 17)
     raises(ValueError, g.encrypt, b"", b"x")
-    raises(ValueError, Gcm, K0, None, 5)
+    raises(ValueError, Gcm, K0, None, "shoup5")
+    raises(ValueError, Gcm, K0, None, None, 5)
+    assert Gcm(K0, table_bits=4).mode == "shoup4"
+
+
+def test_variants_agree_on_odd_lengths():
+    gs = [Gcm(K1, ghash=m) for m in GHASH_MODES]
+    iv = H("cafebabefacedbaddecaf888")
+    for n in (0, 1, 15, 16, 17, 31, 33, 100):
+        pt = bytes(range(n))
+        aad = bytes(range(n // 2 + 3))
+        outs = [g.encrypt(iv, pt, aad, 16) for g in gs]
+        assert outs[0] == outs[1] == outs[2], n
+        assert gs[2].decrypt(iv, outs[0], aad, 16) == pt
+        ivs = [g.encrypt(bytes(range(n + 1)), pt, aad) for g in gs]  # non-96-bit IVs
+        assert ivs[0] == ivs[1] == ivs[2], n
 
 
 def test_injected_aes_object_is_used():
