@@ -25,9 +25,9 @@ INSECURE_DEMO_AUTHENTICATION_KEY = bytes.fromhex("D0D1D2D3D4D5D6D7D8D9DADBDCDDDE
 INSECURE_DEMO_PASSWORD = b"12345678"
 DEMO_CLIENT_SYSTEM_TITLE = b"BJLHE001"
 
-INSECURE_NOTE = ("INSECURE: using the well-known DLMS demo keys (block cipher key 0001..0F, "
-                 "authentication key D0..DF, LLS password 12345678); anyone can read and forge "
-                 "this traffic. Use --keys FILE with real keys for real meters.")
+INSECURE_NOTE = ("INSECURE: using the well-known public DLMS demo keys and LLS password; anyone "
+                 "can read and forge this traffic. Use --keys FILE with real keys for real "
+                 "meters.")
 
 
 class KeyFileError(ProtocolError):

@@ -1,0 +1,455 @@
+"""`bijli client`: talk DLMS/COSEM to a meter over TCP (wrapper) or a serial line (HDLC).
+
+    bijli client --tcp HOST:PORT | --serial PORT [--client public|reader|utility]
+                 [--keys FILE] [--json] COMMAND ...
+
+Commands: read OBIS[:ATTR] | balance | relay | disconnect | reconnect | token DIGITS |
+profile | events. Human-readable output by default, `--json` for scripts (one JSON document on
+stdout). Without `--keys` the reader and utility clients use the well-known DLMS demo keys,
+which are INSECURE: a note says so on stderr.
+
+Exit status: 0 success; 1 the meter refused a token; 2 usage or key-file error; 3 link error
+(cannot connect, timeout, link dropped); 4 association refused; 5 the meter refused the
+request (DLMS error); 6 malformed answer or security failure.
+"""
+import datetime as _dt
+import json
+import re
+import sys
+from fractions import Fraction
+
+import click
+
+from protocol import axdr
+from protocol.client import (
+    CONTROL_STATES,
+    EVENT_LOGS,
+    PUBLIC,
+    READER,
+    UTILITY,
+    DlmsClient,
+)
+from protocol.cosem_types import CosemDate, CosemDateTime, CosemTime
+from protocol.errors import (
+    AssociationError,
+    EncodeError,
+    LinkError,
+    ProtocolError,
+    ServiceError,
+)
+from protocol.hdlc import server_address
+from protocol.keys import (
+    INSECURE_NOTE,
+    InvocationCounterStore,
+    KeyFileError,
+    demo_keys,
+    load_keys,
+)
+from protocol.obis import Obis
+from protocol.transport import SerialTransport, TcpTransport, parse_host_port
+
+EXIT_TOKEN_REFUSED = 1
+EXIT_USAGE = 2
+EXIT_LINK = 3
+EXIT_ASSOCIATION = 4
+EXIT_REFUSED = 5
+EXIT_PROTOCOL = 6
+
+COLUMN_NAMES = {
+    (8, "0.0.1.0.0.255", 2): "time",
+    (3, "1.0.1.29.0.255", 2): "import_wh",
+    (3, "1.0.2.29.0.255", 2): "export_wh",
+    (113, "0.0.19.20.0.255", 2): "charge_paise",
+    (3, "0.0.94.96.24.255", 2): "balance_paise",
+}
+
+
+class Settings:
+    """What the group options decided, for the subcommands."""
+
+    def __init__(self, **kw):
+        self.__dict__.update(kw)
+
+
+def _fail(code, message):
+    click.echo("error: %s" % message, err=True)
+    sys.exit(code)
+
+
+def _exit_code(exc):
+    if isinstance(exc, KeyFileError):
+        return EXIT_USAGE
+    if isinstance(exc, LinkError):
+        return EXIT_LINK
+    if isinstance(exc, AssociationError):
+        return EXIT_ASSOCIATION
+    if isinstance(exc, ServiceError):
+        return EXIT_REFUSED
+    if isinstance(exc, EncodeError):
+        return EXIT_USAGE
+    return EXIT_PROTOCOL
+
+
+@click.group("client")
+@click.option("--tcp", "tcp", metavar="HOST:PORT", help="Meter on TCP (DLMS wrapper, port 4059).")
+@click.option("--serial", "serial", metavar="PORT",
+              help="Meter on a serial line (HDLC): /dev/ttyUSB0, a pty path, any pyserial URL.")
+@click.option("--client", "role", type=click.Choice([PUBLIC, READER, UTILITY]), default=PUBLIC,
+              show_default=True, help="Association: public 0x10, reader 0x20 (LLS), utility 0x30 "
+              "(HLS-GMAC + ciphering).")
+@click.option("--keys", "keys_file", metavar="FILE", type=click.Path(dir_okay=False),
+              help="JSON key file (block_cipher_key, authentication_key, password, "
+              "system_title). Default: the INSECURE DLMS demo keys.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON on stdout.")
+@click.option("--timeout", type=float, default=5.0, show_default=True,
+              help="Seconds to wait for each answer.")
+@click.option("--retries", type=int, default=2, show_default=True,
+              help="Retransmissions (HDLC) / connection attempts (TCP).")
+@click.option("--baud", type=int, default=9600, show_default=True, help="Serial line speed.")
+@click.option("--server", "server", default="1", show_default=True, metavar="LOGICAL[:PHYSICAL]",
+              help="HDLC server address (serial) or destination wPort (TCP).")
+@click.option("--ic-store", type=click.Path(dir_okay=False), default=None,
+              help="Invocation counter store (utility client). Default: "
+              "$BIJLI_STATE_DIR or ~/.local/state/bijli.")
+@click.pass_context
+def client(ctx, tcp, serial, role, keys_file, as_json, timeout, retries, baud, server, ic_store):
+    """Talk DLMS/COSEM to a meter over TCP or serial.
+
+    Exit status: 0 ok, 1 token refused, 2 usage/key file, 3 link, 4 association refused,
+    5 request refused by the meter, 6 malformed answer or security failure.
+    """
+    if bool(tcp) == bool(serial):
+        raise click.UsageError("give exactly one of --tcp HOST:PORT or --serial PORT")
+    try:
+        logical, _, physical = server.partition(":")
+        logical = int(logical, 0)
+        physical = int(physical, 0) if physical else None
+    except ValueError:
+        raise click.BadParameter("LOGICAL[:PHYSICAL] integers", param_hint="--server") from None
+    keys = None
+    if role != PUBLIC:
+        try:
+            keys = load_keys(keys_file) if keys_file else demo_keys()
+        except KeyFileError as exc:
+            _fail(EXIT_USAGE, str(exc))
+        if keys.insecure:
+            click.echo(INSECURE_NOTE, err=True)
+    ctx.obj = Settings(tcp=tcp, serial=serial, role=role, keys=keys, as_json=as_json,
+                       timeout=timeout, retries=retries, baud=baud, logical=logical,
+                       physical=physical, ic_store=ic_store)
+
+
+class _Session:
+    """Open the client for a subcommand; turn protocol errors into messages and exit codes."""
+
+    def __init__(self, s):
+        self.s = s
+        self.client = None
+        self.store = None
+        self.title = None
+
+    def __enter__(self):
+        s = self.s
+        try:
+            if s.tcp:
+                host, port = parse_host_port(s.tcp)
+                transport = TcpTransport(host, port, timeout=s.timeout,
+                                         connect_timeout=s.timeout, retries=s.retries)
+                framing = "wrapper"
+            else:
+                transport = SerialTransport(s.serial, baudrate=s.baud, timeout=s.timeout)
+                framing = "hdlc"
+            ic = 1
+            if s.role == UTILITY:
+                self.store = InvocationCounterStore(s.ic_store)
+                self.title = s.keys.system_title
+                ic = self.store.reserve(self.title)
+            self.client = DlmsClient(
+                transport, framing, s.role, s.keys, timeout=s.timeout, retries=s.retries,
+                invocation_counter=ic, server=server_address(s.logical, s.physical),
+                server_wport=s.logical)
+            self.client.open()
+        except ProtocolError as exc:
+            self._record_ic()
+            _fail(_exit_code(exc), str(exc))
+        return self.client
+
+    def _record_ic(self):
+        if self.store is not None and self.client is not None:
+            try:
+                self.store.release(self.title, self.client.invocation_counter)
+            except (ProtocolError, OSError):
+                pass
+
+    def __exit__(self, exc_type, exc, tb):
+        try:
+            self.client.close()
+        except ProtocolError:
+            pass
+        self._record_ic()
+        if isinstance(exc, ProtocolError):
+            message = str(exc)
+            if isinstance(exc, ServiceError) and exc.code in (3, 4) and self.s.role != UTILITY:
+                message += " (the %s client may not see or use this; try --client %s)" % (
+                    self.s.role, READER if self.s.role == PUBLIC else UTILITY)
+            _fail(_exit_code(exc), message)
+        return False
+
+
+def _settings():
+    return click.get_current_context().find_object(Settings)
+
+
+# ---------------------------------------------------------------------------------------------
+# Output helpers
+
+
+def _jsonable(v):
+    if isinstance(v, bool) or v is None:
+        return v
+    if isinstance(v, int):
+        return int(v)
+    if isinstance(v, Fraction):
+        return int(v) if v.denominator == 1 else float(v)
+    if isinstance(v, float):
+        return float(v)
+    if isinstance(v, (_dt.datetime, _dt.date, _dt.time)):
+        return v.isoformat()
+    if isinstance(v, (CosemDateTime, CosemDate, CosemTime)):
+        return v.raw.hex()
+    if isinstance(v, (bytes, bytearray)):
+        return bytes(v).hex()
+    if isinstance(v, str):
+        return str(v)
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, Obis):
+        return v.dotted()
+    return repr(v)
+
+
+def _emit(doc, human):
+    s = _settings()
+    if s.as_json:
+        click.echo(json.dumps(_jsonable(doc), sort_keys=True))
+    else:
+        click.echo(human)
+
+
+def _num(v):
+    if isinstance(v, Fraction):
+        if v.denominator == 1:
+            return str(v.numerator)
+        return ("%.6f" % float(v)).rstrip("0").rstrip(".")
+    return str(v)
+
+
+def _time(t):
+    if isinstance(t, _dt.datetime):
+        return t.isoformat(sep=" ")
+    return "-" if t is None else str(t)
+
+
+def _show_value(v):
+    if isinstance(v, (bytes, bytearray)):
+        b = bytes(v)
+        if len(b) == 12:
+            try:
+                return CosemDateTime(b).to_datetime().isoformat(sep=" ")
+            except ProtocolError:
+                pass
+        if b and all(0x20 <= c < 0x7F for c in b):
+            return "%r (%s)" % (b.decode("ascii"), b.hex())
+        return b.hex() or "(empty)"
+    if isinstance(v, list):
+        return "[" + ", ".join(_show_value(x) for x in v) + "]"
+    return str(axdr.to_python(v))
+
+
+_OBIS_ATTR = re.compile(r"^(?:(\d+)/)?(.+?)(?::(\d+))?$")
+
+
+def parse_target(text):
+    """"[CLASS/]OBIS[:ATTR]" -> (class_id or None, Obis, attr); OBIS may be "1-0:1.8.0*255"."""
+    text = text.strip()
+    m = _OBIS_ATTR.match(text)
+    if not m:
+        raise click.BadParameter("expected [CLASS/]OBIS[:ATTR]", param_hint="TARGET")
+    class_id = int(m.group(1)) if m.group(1) else None
+    body = text[len(m.group(1)) + 1:] if m.group(1) else text
+    attr = 2
+    obis = None
+    head, sep, tail = body.rpartition(":")
+    if sep and tail.isdigit():
+        try:
+            obis = Obis(head)
+            attr = int(tail)
+        except ProtocolError:
+            obis = None
+    if obis is None:
+        try:
+            obis = Obis(body)
+        except ProtocolError:
+            raise click.BadParameter("%r is not an OBIS code" % body, param_hint="TARGET") from None
+    if not 0 <= attr <= 255:
+        raise click.BadParameter("attribute must be 0..255", param_hint="TARGET")
+    return class_id, obis, attr
+
+
+# ---------------------------------------------------------------------------------------------
+# Commands
+
+
+@client.command("read")
+@click.argument("target", metavar="[CLASS/]OBIS[:ATTR]")
+def read_cmd(target):
+    """Read one attribute (default 2) of an object by OBIS, e.g. 1.0.1.8.0.255:2."""
+    class_id, obis, attr = parse_target(target)
+    with _Session(_settings()) as c:
+        if class_id is None:
+            class_id = c.class_of(obis)
+        value = c.get(class_id, obis, attr)
+    try:
+        dtype = axdr.TAG_NAMES.get(axdr.tag_of(value), "?")
+    except ProtocolError:
+        dtype = "?"
+    _emit({"class_id": class_id, "obis": obis.dotted(), "attribute": attr, "type": dtype,
+           "value": value},
+          "%d/%s:%d = %s (%s)" % (class_id, obis.dotted(), attr, _show_value(value), dtype))
+
+
+@client.command("balance")
+def balance_cmd():
+    """The prepaid balance (IS 15959 current balance register) and its time."""
+    with _Session(_settings()) as c:
+        b = c.balance()
+    _emit({"paise": b.paise, "rupees": _jsonable(Fraction(b.paise) / 100), "time": b.time,
+           "raw": b.raw, "scaler": b.scaler},
+          "balance %s (%s paise) at %s" % (b.rupees_text, _num(b.paise), _time(b.time)))
+
+
+def _relay_doc(r):
+    return {"output": r.output, "control_state": r.control_state,
+            "control_state_name": r.control_state_name, "control_mode": r.control_mode}
+
+
+def _relay_text(r):
+    text = "relay %s, control state %s" % ("CONNECTED" if r.output else "DISCONNECTED",
+                                            r.control_state_name.replace("_", " "))
+    if r.control_mode is not None:
+        text += ", control mode %d" % r.control_mode
+    return text
+
+
+@client.command("relay")
+def relay_cmd():
+    """Relay state (disconnect control IC 70: output, control state, mode)."""
+    with _Session(_settings()) as c:
+        r = c.relay()
+    _emit(_relay_doc(r), _relay_text(r))
+
+
+@client.command("disconnect")
+def disconnect_cmd():
+    """remote_disconnect: open the relay (utility client)."""
+    with _Session(_settings()) as c:
+        r = c.disconnect()
+    _emit(_relay_doc(r), "disconnect done: " + _relay_text(r))
+
+
+@client.command("reconnect")
+def reconnect_cmd():
+    """remote_reconnect: close the relay or make it ready for reconnection (utility client)."""
+    with _Session(_settings()) as c:
+        r = c.reconnect()
+    _emit(_relay_doc(r), "reconnect done: " + _relay_text(r))
+
+
+@client.command("token")
+@click.argument("digits", nargs=-1, required=True)
+def token_cmd(digits):
+    """Deliver a 20-digit token through the Token gateway (IC 115 enter); exit 1 if refused."""
+    text = "".join(digits)
+    if not re.fullmatch(r"[0-9 -]+", text) or len(text.replace(" ", "").replace("-", "")) != 20:
+        raise click.BadParameter("a token is 20 decimal digits (spaces and dashes allowed)",
+                                 param_hint="DIGITS")
+    with _Session(_settings()) as c:
+        r = c.enter_token(text)
+        balance = None
+        try:
+            balance = c.balance()
+        except ServiceError:
+            balance = None
+    doc = {"accepted": r.accepted, "code": r.code, "result": r.name, "stages": r.stages,
+           "balance_paise": balance.paise if balance else None}
+    human = "token %s" % ("ACCEPTED" if r.accepted else "REFUSED: %s (code %d)" % (r.name, r.code))
+    if balance is not None:
+        human += "; balance now %s" % balance.rupees_text
+    _emit(doc, human)
+    if not r.accepted:
+        sys.exit(EXIT_TOKEN_REFUSED)
+
+
+def _parse_when(text):
+    if text is None:
+        return None
+    try:
+        t = _dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise click.BadParameter("use ISO 8601, e.g. 2026-01-05T09:00+05:30") from None
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=_dt.timezone(_dt.timedelta(hours=5, minutes=30)))  # IST
+    return t
+
+
+def _column_name(col):
+    class_id, obis, attr, idx = col
+    name = COLUMN_NAMES.get((class_id, obis.dotted(), attr))
+    if name:
+        return name
+    return "%d/%s:%d%s" % (class_id, obis.dotted(), attr, "[%d]" % idx if idx else "")
+
+
+@client.command("profile")
+@click.option("--daily", is_flag=True, help="The daily profile (1.0.99.2.0.255) instead of the "
+              "load profile (1.0.99.1.0.255).")
+@click.option("--obis", default=None, help="Any other profile generic object.")
+@click.option("--from", "start", default=None, help="Start time (ISO 8601; local IST if no zone).")
+@click.option("--to", "end", default=None, help="End time (ISO 8601).")
+def profile_cmd(daily, obis, start, end):
+    """Read a profile buffer, optionally only a time range (range selection on the clock)."""
+    target = Obis(obis) if obis else Obis("1.0.99.2.0.255" if daily else "1.0.99.1.0.255")
+    t_from, t_to = _parse_when(start), _parse_when(end)
+    with _Session(_settings()) as c:
+        p = c.profile(target, t_from, t_to)
+    names = [_column_name(col) for col in p.columns]
+    doc = {"obis": target.dotted(), "columns": names,
+           "rows": [dict(zip(names, row)) for row in p.rows]}
+    lines = ["%s: %d row(s)" % (target.dotted(), len(p.rows)), "\t".join(names)]
+    for row in p.rows:
+        lines.append("\t".join(_time(v) if isinstance(v, _dt.datetime) else _show_value(v)
+                               for v in row))
+    _emit(doc, "\n".join(lines))
+
+
+@client.command("events")
+@click.option("--log", "logs", multiple=True, type=click.Choice(list(EVENT_LOGS.values())),
+              help="Only these logs (repeatable). Default: all.")
+@click.option("--from", "start", default=None, help="Start time (ISO 8601).")
+@click.option("--to", "end", default=None, help="End time (ISO 8601).")
+def events_cmd(logs, start, end):
+    """Read the event logs (power, control, tamper, token, account, config)."""
+    with _Session(_settings()) as c:
+        events = c.events(list(logs) or None, _parse_when(start), _parse_when(end))
+    doc = [{"log": e.log, "time": e.time, "code": e.code, "name": e.name, "value": e.value,
+            "extra": e.extra, "number": e.number} for e in events]
+    lines = ["%d event(s)" % len(events)]
+    for e in events:
+        lines.append("%s  %-8s %-28s value=%d extra=%d #%d" % (
+            _time(e.time), e.log, "%s(%d)" % (e.name, e.code), e.value, e.extra, e.number))
+    _emit(doc, "\n".join(lines))
+
+
+__all__ = ["client", "parse_target", "CONTROL_STATES"]
