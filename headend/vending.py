@@ -151,7 +151,10 @@ class Vendor:
         self._lock = threading.Lock()
         self._ciphers = {}
         parent = os.path.dirname(os.path.abspath(self.path))
-        os.makedirs(parent, exist_ok=True)
+        try:
+            os.makedirs(parent, exist_ok=True)
+        except OSError as e:
+            raise VendingError("cannot create %s: %s" % (parent, e.strerror)) from None
         try:
             self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None,
                                        check_same_thread=False)
@@ -192,13 +195,16 @@ class Vendor:
     def meter_state(self, meter_id):
         """MeterState of a meter (zeros for a meter never vended to)."""
         mid = tc.meter_id_bytes(meter_id).decode()
-        row = self._db.execute("SELECT epoch, next_id, key_rev FROM meters WHERE meter_id=?",
-                               (mid,)).fetchone()
-        return MeterState(*row) if row else MeterState()
+        with self._lock:
+            st = self._read(mid)
+        return st if st is not None else MeterState()
 
     def register(self, meter_id, epoch=0, next_id=0, key_rev=0):
         """Record a meter's counters (e.g. migrated from another system); never moves them back."""
         mid = tc.meter_id_bytes(meter_id).decode()
+        for v in (epoch, next_id, key_rev):
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise VendingError("counters must be integers")
         if not (0 <= epoch <= tc.EPOCH_MAX and 0 <= next_id <= tc.ID_COUNT
                 and 0 <= key_rev <= tc.KEY_REV_MAX):
             raise VendingError("counters out of range")
@@ -218,18 +224,21 @@ class Vendor:
     def history(self, meter_id, limit=20):
         """The last `limit` vends to a meter, newest first, as dicts."""
         mid = tc.meter_id_bytes(meter_id).decode()
-        rows = self._db.execute(
-            "SELECT epoch, token_id, key_rev, ttype, value, quantity, vended_at FROM vends "
-            "WHERE meter_id=? ORDER BY epoch DESC, token_id DESC LIMIT ?", (mid, limit)).fetchall()
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT epoch, token_id, key_rev, ttype, value, quantity, vended_at FROM vends "
+                "WHERE meter_id=? ORDER BY epoch DESC, token_id DESC LIMIT ?",
+                (mid, limit)).fetchall()
         keys = ("epoch", "token_id", "key_rev", "ttype", "value", "quantity", "vended_at")
         return [dict(zip(keys, r)) for r in rows]
 
     def lookup(self, meter_id, epoch, token_id):
         """The vend log entry of (meter, epoch, id) as a dict, or None if never vended here."""
         mid = tc.meter_id_bytes(meter_id).decode()
-        row = self._db.execute(
-            "SELECT key_rev, ttype, value, quantity, vended_at FROM vends "
-            "WHERE meter_id=? AND epoch=? AND token_id=?", (mid, epoch, token_id)).fetchone()
+        with self._lock:
+            row = self._db.execute(
+                "SELECT key_rev, ttype, value, quantity, vended_at FROM vends "
+                "WHERE meter_id=? AND epoch=? AND token_id=?", (mid, epoch, token_id)).fetchone()
         if row is None:
             return None
         return dict(zip(("key_rev", "ttype", "value", "quantity", "vended_at"), row))
@@ -286,6 +295,8 @@ class Vendor:
                 raise VendingError("%s tokens carry no value" % tc.TYPE_NAMES[ttype])
             return mid, ttype, 0
         if ttype == tc.TYPE_ADVANCE_KEY_REVISION:
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                raise VendingError("key revision must be a whole number, got %r" % (value,))
             return mid, ttype, value  # checked against the meter's revision when vending
         if value is None:
             raise VendingError("%s tokens need a value" % tc.TYPE_NAMES[ttype])

@@ -111,6 +111,8 @@ def test_register_never_moves_counters_back(tmp_path):
         assert v.vend_record("M1", "credit", 1).epoch == 1
         with pytest.raises(VendingError):
             v.register("M2", epoch=70000)
+        with pytest.raises(VendingError, match="integers"):
+            v.register("M2", epoch="1")
 
 
 def test_key_revision_vend_moves_later_tokens_to_new_revision(tmp_path):
@@ -152,6 +154,8 @@ def test_batch_is_all_or_nothing(tmp_path):
     ("M1", "load-limit", 10 ** 7, "load limit"),
     ("M1", "clear-credit", 5, "carry no value"),
     ("bad id", "credit", 1, "bad meter id"),
+    ("M1", "key-revision", "2", "whole number"),
+    ("M1", "key-revision", 0, "key revision"),
     ("", "credit", 1, "bad meter id"),
 ])
 def test_bad_requests_are_refused_and_lose_nothing(tmp_path, meter, ttype, value, match):
@@ -208,3 +212,10 @@ def test_inspect(tmp_path):
         raw = v.cipher("M1", 0).encrypt(11, 0, 77, 0, 0)
         info = v.inspect("M1", raw)
         assert info["ok"] is False and info["type_name"] == "reserved-11" and info["issued"] is None
+
+
+def test_unwritable_state_directory_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(VendingError, match="cannot create"):
+        Vendor(blocker / "sub" / "v.db")
