@@ -106,9 +106,12 @@ class Meter:
         parts = None
         if raw is not None:
             parts = _split(raw)
-            cfg.load(parts[0])
+            try:
+                cfg.load(parts[0])
+            except ValueError as e:
+                raise StoreError("core record unreadable: %s" % e)
         self.config = cfg
-        self._build(cfg, self._load_keys(keys, cfg))
+        self._build(cfg, self._load_keys(keys))
 
         now = self.clock.time()
         self._ticks = self.clock.ticks_ms()
@@ -153,7 +156,7 @@ class Meter:
         self.current_ma = 0
         self.down = False
 
-    def _load_keys(self, keys, cfg):
+    def _load_keys(self, keys):
         stored = self.keys_rec.load()
         if keys is not None:
             keys = dict(keys)

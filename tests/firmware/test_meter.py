@@ -361,6 +361,10 @@ def test_unreadable_core_record_is_a_clear_error():
     raises(StoreError, Meter, m.hal)
     rec.save(b"\x09")
     raises(StoreError, Meter, m.hal)
+    # a config section that does not parse
+    bad_cfg = b"\x01" + b"".join(b"\x00\x03\x0a\x01\x00" if i == 0 else b"\x00\x00" for i in range(10))
+    rec.save(bad_cfg)
+    raises(StoreError, Meter, m.hal)
 
 
 def test_power_fail_input_saves_and_idles():
