@@ -110,12 +110,12 @@ class EmulatedMeter:
         self.meter_id = self.meter.config.meter_id
         if opening_paise and self.meter.fresh:
             self.meter.provision_credit(opening_paise)
-        self.model = cosem_table.build(self.meter)
+        self.system_title = system_title(self.meter_id)
+        self.model = cosem_table.build(self.meter, self.system_title)
         self.table = self.model.register(ObjectTable())
         self.block_key = block_key
         self.auth_key = auth_key
         self.password = password
-        self.system_title = system_title(self.meter_id)
         self._server = None
         self.requests = 0
 

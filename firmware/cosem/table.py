@@ -54,6 +54,7 @@ DAILY_PROFILE = obis(1, 0, 99, 2, 0)
 PUSH_SETUP = obis(0, 4, 25, 9, 0)
 ALERT = obis(0, 0, 96, 11, 128)  # manufacturer-specific E: the latest alert (pushed)
 CURRENT_ASSOCIATION = obis(0, 0, 40, 0, 0)
+SECURITY_SETUP = obis(0, 0, 43, 0, 0)
 
 
 def event_log_obis(log):
@@ -668,7 +669,7 @@ class CurrentAssociation(base.CosemObject):
             Attr(5, RAW, PUBLIC, get=_assoc_xdlms),
             Attr(6, RAW, PUBLIC, get=_assoc_mechanism),
             Attr(8, D.ENUM, PUBLIC, get=lambda o: 2),
-            Attr(9, D.OCTET_STRING, PUBLIC, get=lambda o: obis(0, 0, 43, 0, 0)),
+            Attr(9, D.OCTET_STRING, PUBLIC, get=lambda o: SECURITY_SETUP),
         ), (Method(1, UTILITY, lambda o, p, a: (base.OTHER_REASON, None)),), m, "current association")
         self._assoc = None
 
@@ -711,6 +712,36 @@ def _assoc_xdlms(o):
                        D.octets(b""))
 
 
+# --- security setup (IC 64) ---------------------------------------------------------------------
+class SecuritySetup(base.CosemObject):
+    """IC 64 (version 0) 0.0.43.0.0.255: suite 0, authenticated and encrypted messages, system
+    titles. Read-only: keys are provisioned, not transferred over the wire (key transfer needs
+    AES key unwrap, i.e. AES decryption, which the firmware's forward-only cipher lacks)."""
+
+    def __init__(self, m, model):
+        self.model = model
+        self._assoc = None
+        base.CosemObject.__init__(self, 64, SECURITY_SETUP, 0, (
+            Attr(2, D.ENUM, READER, get=lambda o: 3),  # authenticated and encrypted
+            Attr(3, D.ENUM, READER, get=lambda o: 0),  # security suite 0 (AES-GCM-128)
+            Attr(4, D.OCTET_STRING, READER, get=_client_title),
+            Attr(5, D.OCTET_STRING, READER, get=lambda o: o.model.system_title or b""),
+        ), (), m, "security setup")
+
+    def get(self, attr_id, selector, params, assoc):
+        """As CosemObject.get, remembering the asking association (client system title)."""
+        self._assoc = assoc
+        try:
+            return base.CosemObject.get(self, attr_id, selector, params, assoc)
+        finally:
+            self._assoc = None
+
+
+def _client_title(o):
+    t = getattr(o._assoc, "client_title", None)
+    return bytes(t) if t else b""
+
+
 # --- the latest alert (pushed) ------------------------------------------------------------------
 class AlertData(base.CosemObject):
     """IC 1 0.0.96.11.128.255: the latest alert {code, value, extra, number, time}."""
@@ -738,6 +769,7 @@ class CosemModel:
         self.objects = []
         self.index = {}
         self._lists = {}  # association level -> encoded object_list (the table is fixed)
+        self.system_title = None  # the server's system title (set by whoever runs the server)
 
     def add(self, obj):
         """Add one object (replacing one with the same class and OBIS)."""
@@ -836,9 +868,10 @@ class CosemModel:
             self.push.notify()
 
 
-def build(meter):
+def build(meter, system_title=None):
     """The CosemModel of `meter` (every object of DESIGN.md bound to it)."""
     model = CosemModel(meter)
+    model.system_title = system_title
     m = meter
     add = model.add
     add(clock_object(m))
@@ -887,6 +920,7 @@ def build(meter):
     model.push = add(PushSetup(PUSH_SETUP, push_list, model.resolve, lambda: bind.now(m),
                                bind.tz(m), READER, UTILITY, m, "push setup"))
     add(CurrentAssociation(m, model))
+    add(SecuritySetup(m, model))
     ev_log = bind.events(m)
     if model.on_event not in ev_log.listeners:
         ev_log.listeners.append(model.on_event)

@@ -309,3 +309,15 @@ def test_data_codec_roundtrip_and_errors():
             pass
         else:
             raise AssertionError("encoded out of range %r" % (arg,))
+
+
+def test_security_setup_read_only():
+    m = cosem_meter.make_meter(T0)
+    model = table.build(m, b"BJL00042")
+    sec = model.find(64, table.SECURITY_SETUP)
+    assert val(model, 64, table.SECURITY_SETUP, 2, 0x20) == (D.ENUM, 3)
+    assert val(model, 64, table.SECURITY_SETUP, 5, 0x20) == (D.OCTET_STRING, b"BJL00042")
+    assert sec.get(2, 0, None, 0x10) == base.READ_WRITE_DENIED
+    assert sec.set(2, (D.ENUM, 0), 0x30) == base.READ_WRITE_DENIED
+    assoc = model.find(15, table.CURRENT_ASSOCIATION)
+    assert assoc.get(9, 0, None, 0x10) == D.octets(table.SECURITY_SETUP)
