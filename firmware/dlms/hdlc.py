@@ -419,8 +419,8 @@ class HdlcStation:
             self.connected = False
             handler(EV_DISCONNECT, old, None)
         self._reset_link()
-        self.tx_info = max(32, min(crx, self.max_info))
-        self.rx_info = max(32, min(ctx, self.max_info))
+        self.tx_info = max(1, min(crx, self.max_info))  # never above what the client takes
+        self.rx_info = max(1, min(ctx, self.max_info))
         self.tx_window = max(1, min(crw, self.window))
         self.rx_window = max(1, min(ctw, self.window))
         self.connected = True

@@ -103,8 +103,14 @@ class DlmsServer:
         return Session(self)
 
     def next_ic(self):
-        """Our next invocation counter (strictly increasing, first use is 1)."""
-        self.invocation_counter = (self.invocation_counter + 1) & 0xFFFFFFFF
+        """Our next invocation counter (strictly increasing, first use is 1).
+
+        SecurityError once the 32-bit counter is spent: an IV must never repeat under one
+        key, so the meter stops ciphering until its keys are changed.
+        """
+        if self.invocation_counter >= 0xFFFFFFFF:
+            raise SecurityError("invocation counter exhausted: change the keys")
+        self.invocation_counter += 1
         return self.invocation_counter
 
     def push(self, body, date_time=None, ciphered=False):
@@ -212,9 +218,14 @@ class Session:
                 reply = _exc(A.STATE_SERVICE_UNKNOWN, A.EXC_OTHER_REASON)
         if reply is None:
             return None
+        try:
+            ic = srv.next_ic()
+        except SecurityError:
+            srv.stats["security_errors"] += 1
+            return _exc(A.STATE_SERVICE_NOT_ALLOWED, A.EXC_OPERATION_NOT_POSSIBLE)
         if kind == KIND_GENERAL or reply[0] not in (0xC4, 0xC5, 0xC7):
-            return srv.suite.wrap_general(0x30, srv.system_title, srv.next_ic(), reply)
-        return srv.suite.wrap(0x30, srv.system_title, srv.next_ic(), reply)
+            return srv.suite.wrap_general(0x30, srv.system_title, ic, reply)
+        return srv.suite.wrap(0x30, srv.system_title, ic, reply)
 
     def _xdlms(self, assoc, apdu):
         tag = apdu[0]
@@ -301,7 +312,10 @@ class Session:
         assoc.client_title = q.calling_title
         ir = A.build_initiate_response(neg, srv.max_pdu)
         if ciphered:
-            ir = srv.suite.wrap(0x30, srv.system_title, srv.next_ic(), ir)
+            try:
+                ir = srv.suite.wrap(0x30, srv.system_title, srv.next_ic(), ir)
+            except SecurityError:
+                return self._reject(A.DIAG_NO_REASON, ctx, _cse(A.INIT_OTHER))
         diag = A.DIAG_NULL
         stoc = None
         if mech == A.MECH_HLS_GMAC:

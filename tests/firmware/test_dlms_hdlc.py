@@ -57,6 +57,16 @@ def test_snrm_negotiates_info_and_window():
     assert (st.tx_info, st.rx_info, st.tx_window, st.rx_window) == (256, 512, 2, 3)
 
 
+def test_tiny_client_info_field_is_respected():
+    st = hdlc.HdlcStation()
+    h = Collector(lambda a: bytes(40))
+    connect(st, h, params=hdlc.build_params(128, 16, 1, 1))
+    assert st.tx_info == 16
+    st.feed(hdlc.build_frame(SERVER, C, i_ctrl(0, 0), b"\xe6\xe6\x00\xc0"), h)
+    fr = frames(st.data_to_send())
+    assert len(fr[0][3]) == 16 and fr[0][4]
+
+
 def test_parse_params_rejects_malformed():
     raises(FramingError, hdlc.parse_params, b"\x81\x80\x05\x05\x01")
     raises(FramingError, hdlc.parse_params, b"\x80\x80\x00")

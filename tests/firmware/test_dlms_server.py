@@ -610,4 +610,24 @@ def test_allocation_per_request_is_bounded():
     ciphered = gc.mem_alloc() - a0
     gc.enable()
     print("alloc per GET: plain %d B, ciphered %d B" % (plain, ciphered))
-    assert plain < 4096 and ciphered < 65536, (plain, ciphered)
+    assert plain < 2048 and ciphered < 8192, (plain, ciphered)
+
+
+def test_invocation_counter_exhaustion_stops_ciphering():
+    srv, _r, _l = make_server(invocation_counter=0xFFFFFFF0)
+    s, c = utility_session(srv)
+    srv.invocation_counter = 0xFFFFFFFE
+    w = s.handle(0x30, c.wrap(get_req(3, ENERGY, 2)))
+    assert int.from_bytes(w[12:16], "big") == 0xFFFFFFFF and c.unwrap(w)[:4] == H("c401c100")
+    # spent: refused in clear, never an IV reused
+    assert s.handle(0x30, c.wrap(get_req(3, ENERGY, 2))) == H("d80101")
+    assert srv.invocation_counter == 0xFFFFFFFF
+    raises(Exception, srv.push, (x.NULL, None), None, True)
+    s2 = srv.session()
+    c2 = CipherClient(EK, AK, b"NEWCLINT")
+    aare = s2.handle(0x30, build_aarq(A.CTX_LN_CIPHERED, A.MECH_HLS_GMAC, b"ClientCh",
+                                      c2.title, c2.wrap(initiate_request(), general=False)))
+    assert aare_fields(aare)[:2] == (1, 1)
+    # plain associations are unaffected
+    p = public_session(srv)
+    assert p.handle(0x10, get_req(3, ENERGY, 2))[:4] == H("c401c100")
