@@ -76,14 +76,31 @@ def one_session(addr, cc):
         s.close()
 
 
-def client_proc(addr, seconds, idx, out):
+def bijli_session(addr, title, ic):
+    """The same session with the bijli client (protocol/client.py); returns the next counter."""
+    from protocol.client import DlmsClient
+    from protocol.keys import demo_keys
+    from protocol.transport import TcpTransport
+    keys = demo_keys()
+    keys.system_title = title
+    with DlmsClient(TcpTransport(*addr), "wrapper", role="utility", keys=keys,
+                    invocation_counter=ic) as c:
+        c.get(3, "1.0.1.8.0.255", 2)
+    return c.invocation_counter
+
+
+def client_proc(addr, seconds, idx, out, client="lean"):
     from tests.firmware import dlms_client as C
     title = b"BENCH%03d" % idx
     cc = C.CipherClient(EK, AK, title)
+    ic = 1
     n = 0
     end = time.monotonic() + seconds
     while time.monotonic() < end:
-        one_session(addr, cc)
+        if client == "bijli":
+            ic = bijli_session(addr, title, ic)
+        else:
+            one_session(addr, cc)
         n += 1
     out.put(n)
 
@@ -92,6 +109,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--clients", type=int, default=1)
+    ap.add_argument("--client", default="lean", choices=["lean", "bijli"],
+                    help="lean suite-0 client (measures the meter) or the bijli client")
     args = ap.parse_args()
     from hil.serve import EmulatedMeter, ServiceThread
     em = EmulatedMeter(None, speed=0, meter_id="BJ00000555", load="constant:1000",
@@ -102,7 +121,7 @@ def main():
         assert first[:3] == b"\xc4\x01\xc1" and first[3] == 0, first.hex()
         ctx = mp.get_context("spawn")
         q = ctx.Queue()
-        procs = [ctx.Process(target=client_proc, args=(st.address, args.seconds, i, q))
+        procs = [ctx.Process(target=client_proc, args=(st.address, args.seconds, i, q, args.client))
                  for i in range(args.clients)]
         t0 = time.monotonic()
         for p in procs:
@@ -113,8 +132,8 @@ def main():
         dt = time.monotonic() - t0
         stats = dict(em.server.stats)
     print("secured sessions (TCP, HLS-GMAC + suite 0, 1 ciphered GET each) against one meter:")
-    print("  %d sessions in %.1f s with %d client process(es): %.0f sessions/s" % (
-        total, dt, args.clients, total / dt))
+    print("  %d sessions in %.1f s with %d %s client process(es): %.0f sessions/s" % (
+        total, dt, args.clients, args.client, total / dt))
     print("  server stats: %s" % stats)
 
 
