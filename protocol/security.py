@@ -30,6 +30,7 @@ from protocol.apdu.ciphered import (
     CipheredApdu,
     GeneralCiphering,
 )
+from protocol.axdr import encode_length
 from protocol.errors import DecodeError, EncodeError, SecurityError
 
 SC_AUTH = 0x10
@@ -82,12 +83,13 @@ def _iv(system_title, invocation_counter):
 class _Keys:
     """Cached AES objects for one block cipher key."""
 
-    __slots__ = ("ek", "ak", "aead")
+    __slots__ = ("ek", "ak", "aead", "aad30")
 
     def __init__(self, block_cipher_key, authentication_key):
         self.ek = _key(block_cipher_key, "block cipher key")
         self.ak = _key(authentication_key, "authentication key")
         self.aead = AESGCM(self.ek)
+        self.aad30 = bytes((SC_AUTH_ENC,)) + self.ak
 
     def __repr__(self):
         return "<suite-0 keys (hidden)>"
@@ -223,26 +225,38 @@ class SecurityContext:
         """Cipher the plaintext APDU octets; returns the envelope octets.
 
         Service-specific glo-/ded- tag by default, general-glo-ciphering when `general`."""
-        apdu = bytes(apdu)
+        if type(apdu) is not bytes:
+            apdu = bytes(apdu)
         if not apdu:
             raise EncodeError("empty APDU")
-        ic = self._next_ic() if invocation_counter is None else invocation_counter
+        if general:
+            tag = GENERAL_DED_CIPHERING if dedicated else GENERAL_GLO_CIPHERING
+        else:
+            tag = (DED_TAG_FOR if dedicated else GLO_TAG_FOR).get(apdu[0])
+            if tag is None:
+                raise EncodeError("APDU 0x%02X has no %s ciphered form"
+                                  % (apdu[0], "ded-" if dedicated else "glo-"))
         keys = self._keys
         if dedicated:
             if self._ded is None:
                 raise SecurityError("no dedicated key in this association")
             keys = self._ded
+        ic = self._next_ic() if invocation_counter is None else invocation_counter
+        if not 0 <= ic <= MAX_INVOCATION_COUNTER:
+            raise SecurityError("invocation counter out of range")
         sc = self.security_control
-        payload = _encrypt(keys, sc, _iv(self.own_system_title, ic), apdu)
+        icb = ic.to_bytes(4, "big")
+        iv = self.own_system_title + icb
+        if sc == SC_AUTH_ENC:  # the common case, inlined
+            payload = keys.aead.encrypt(iv, apdu, keys.aad30)[:-4]
+        else:
+            payload = _encrypt(keys, sc, iv, apdu)
+        n = 5 + len(payload)
+        length = bytes((n,)) if n < 0x80 else encode_length(n)
         if general:
-            tag = GENERAL_DED_CIPHERING if dedicated else GENERAL_GLO_CIPHERING
-            return GeneralCiphering(self.own_system_title, sc, ic, payload, tag).encode()
-        table = DED_TAG_FOR if dedicated else GLO_TAG_FOR
-        tag = table.get(apdu[0])
-        if tag is None:
-            raise EncodeError("APDU 0x%02X has no %s ciphered form"
-                              % (apdu[0], "ded-" if dedicated else "glo-"))
-        return CipheredApdu(tag, sc, ic, payload).encode()
+            return (bytes((tag, 8)) + self.own_system_title + length + bytes((sc,)) + icb
+                    + payload)
+        return bytes((tag,)) + length + bytes((sc,)) + icb + payload
 
     # ------------------------------------------------------------ incoming
 

@@ -142,3 +142,32 @@ def test_generated_apdus_roundtrip(apdu):
     assert back.encode() == raw
     if isinstance(apdu, GetResponseNormal) and not isinstance(apdu.result, DataAccessResult):
         assert same(back.result, apdu.result)
+
+
+# ---------------------------------------------------------------- fast paths == grammar
+
+
+def _outcome(fn, raw):
+    try:
+        return fn(raw)
+    except ProtocolError:
+        return "error"
+
+
+@given(st.one_of(st.binary(max_size=60).map(lambda b: b"\xc4\x01" + b),
+                 st.binary(max_size=60).map(lambda b: b"\xc4\x01\xc1\x00" + b),
+                 st.binary(max_size=30).map(lambda b: b"\xc0\x01" + b)))
+def test_fast_decode_agrees_with_grammar_on_arbitrary_bytes(raw):
+    cls = GetResponseNormal if raw[0] == 0xC4 else GetRequestNormal
+    fast, slow = _outcome(cls.decode, raw), _outcome(cls.decode_with_grammar, raw)
+    assert (fast == "error") == (slow == "error")
+    if fast != "error":
+        assert fast == slow and fast.encode() == slow.encode_with_grammar()
+
+
+@given(apdus)
+def test_fast_encode_agrees_with_grammar(apdu):
+    if hasattr(apdu, "encode_with_grammar"):
+        assert apdu.encode() == apdu.encode_with_grammar()
+        raw = apdu.encode()
+        assert type(apdu).decode(raw) == type(apdu).decode_with_grammar(raw)

@@ -90,8 +90,12 @@ def apdu_class(data):
 
 def decode_apdu(data):
     """Decode any supported APDU from bytes that hold exactly one APDU."""
-    data = bytes(data)
-    return apdu_class(data).decode(data)
+    if type(data) is not bytes:
+        data = bytes(data)
+    cls = _BY_TAG_CHOICE.get(tuple(data[:2])) if len(data) > 1 else None
+    if cls is None:
+        cls = apdu_class(data)
+    return cls.decode(data)
 
 
 __all__ = [

@@ -3,6 +3,7 @@
 import construct as cs
 
 from protocol.apdu.common import build, parse
+from protocol.errors import ProtocolError
 
 
 class Apdu:
@@ -35,14 +36,44 @@ class Apdu:
             cls._compiled_spec = compiled
         return compiled
 
+    # Optional hand-written fast paths for the hottest APDUs. They return None whenever the
+    # input is anything but the plain common case, and the construct grammar then decides
+    # (tests/test_fuzz_apdu.py proves both paths give the same results).
+    _fast_decode = None
+    _fast_encode = None
+
     @classmethod
     def decode(cls, data):
         """Decode this APDU from bytes filling all of `data` (DecodeError otherwise)."""
+        if type(data) is not bytes:
+            data = bytes(data)
+        fast = cls._fast_decode
+        if fast is not None:
+            try:
+                obj = fast(data)
+            except ProtocolError:
+                obj = None
+            if obj is not None:
+                return obj
+        return cls.decode_with_grammar(data)
+
+    @classmethod
+    def decode_with_grammar(cls, data):
+        """Decode with the declarative construct grammar only (the reference path)."""
         c = parse(cls._spec(), bytes(data), cls.__name__)
         return cls(**{name: c[name] for name in cls._field_names()})
 
     def encode(self):
         """The APDU's octets."""
+        fast = self._fast_encode
+        if fast is not None:
+            raw = fast()
+            if raw is not None:
+                return raw
+        return self.encode_with_grammar()
+
+    def encode_with_grammar(self):
+        """Encode with the declarative construct grammar only (the reference path)."""
         return build(self._spec(), {name: getattr(self, name) for name in self._field_names()},
                      type(self).__name__)
 

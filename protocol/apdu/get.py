@@ -14,8 +14,10 @@ from protocol.apdu.common import (
     RAW_DATA_OR_RESULT,
     AccessSelection,
     AttributeDescriptor,
+    DataAccessResult,
 )
-from protocol.axdr import VarLength
+from protocol.axdr import VarLength, decode_from
+from protocol.axdr import encode as encode_data
 
 GET_REQUEST = 0xC0
 GET_RESPONSE = 0xC4
@@ -44,6 +46,15 @@ class GetRequestNormal(Apdu):
     CHOICE = NORMAL
     SPEC = cs.Struct("invoke_id_and_priority" / cs.Int8ub, "attribute" / ATTRIBUTE_DESCRIPTOR,
                      "access_selection" / ACCESS_SELECTION)
+
+    def _fast_encode(self):
+        a = self.attribute
+        iip = self.invoke_id_and_priority
+        if self.access_selection is not None or type(a) is not AttributeDescriptor or \
+                type(iip) is not int or not 0 <= iip <= 0xFF:
+            return None
+        return (bytes((GET_REQUEST, NORMAL, iip, a.class_id >> 8, a.class_id & 0xFF))
+                + a.instance_id.to_bytes() + bytes((a.attribute_id, 0)))
 
 
 @dataclass(slots=True)
@@ -84,6 +95,21 @@ class GetResponseNormal(Apdu):
     TAG = GET_RESPONSE
     CHOICE = NORMAL
     SPEC = cs.Struct("invoke_id_and_priority" / cs.Int8ub, "result" / GET_DATA_RESULT)
+
+    @classmethod
+    def _fast_decode(cls, data):
+        if len(data) > 4 and data[0] == GET_RESPONSE and data[1] == NORMAL and data[3] == 0:
+            value, end = decode_from(data, 4)
+            if end == len(data):
+                return cls(value, data[2])
+        return None
+
+    def _fast_encode(self):
+        iip = self.invoke_id_and_priority
+        if type(iip) is not int or not 0 <= iip <= 0xFF or isinstance(self.result,
+                                                                      DataAccessResult):
+            return None
+        return bytes((GET_RESPONSE, NORMAL, iip, 0)) + encode_data(self.result)
 
 
 @dataclass(slots=True)

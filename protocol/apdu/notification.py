@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import construct as cs
 
 from protocol.apdu.base import Apdu
+from protocol.apdu.common import build, parse
 from protocol.axdr import AxdrData
 from protocol.cosem_types import CosemDate, CosemDateTime, CosemTime
 
@@ -105,21 +106,15 @@ class ExceptionResponse(Apdu):
     SPEC = cs.Struct("state_error" / cs.Int8ub, "service_error" / _ServiceError())
 
     @classmethod
-    def decode(cls, data):
-        from protocol.apdu.common import parse
-
+    def decode_with_grammar(cls, data):
         c = parse(cls._spec(), bytes(data), cls.__name__)
         return cls(c.state_error, c.service_error[0], c.service_error[1])
 
-    def encode(self):
-        from protocol.apdu.common import build
-
+    def encode_with_grammar(self):
         return build(self._spec(), {"state_error": self.state_error,
                                     "service_error": (self.service_error,
                                                       self.invocation_counter)},
                      "ExceptionResponse")
-
-    to_bytes = encode
 
 
 # Confirmed-Service-Error: which service failed
