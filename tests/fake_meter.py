@@ -4,6 +4,9 @@ APDU handler, used to exercise the client side of the link and the DLMS client.
 They are deliberately small and strict: every frame the client sends is recorded, so tests can
 assert on exactly what went over the line.
 """
+import socket
+import threading
+
 from protocol import axdr
 from protocol.apdu import (
     AARE,
@@ -25,6 +28,7 @@ from protocol.apdu import (
     decode_apdu,
 )
 from protocol.apdu.common import DataAccessResult
+from protocol.errors import ProtocolError
 from protocol.hdlc import (
     DISC,
     DM,
@@ -234,7 +238,12 @@ class ScriptedMeter:
         if self.ciphered:
             self.security = SecurityContext(self.ek, self.ak, FAKE_SYSTEM_TITLE,
                                             q.calling_ap_title, invocation_counter=100)
-            ui = InitiateRequest.decode(self.security.unprotect(ui.encode()))
+            try:
+                ui = InitiateRequest.decode(self.security.unprotect(ui.encode()))
+            except ProtocolError:  # wrong keys: refuse like a meter does
+                self.ciphered = False
+                return AARE(acse.REJECTED_PERMANENT, acse.DIAG_NO_REASON_GIVEN,
+                            application_context_name=q.application_context_name).encode()
             self.ctos = q.calling_authentication_value
             self.stoc = b"S2C-challenge-16"
         self.initiate = ui
@@ -307,3 +316,65 @@ class ScriptedMeter:
             return ActionResponseNormal(3, None, iip).encode()
         self.associated = True
         return ActionResponseNormal(0, self.security.hls_response(self.ctos), iip).encode()
+
+
+class MeterServer:
+    """A TCP server thread speaking the wrapper (or HDLC with `hdlc=True`) to a ScriptedMeter,
+    one connection after the other. With `cut_after`, that many replies are answered in full,
+    then the next one is cut after `cut_bytes` and the connection closed."""
+
+    def __init__(self, meter, cut_after=None, cut_bytes=5, hdlc=False):
+        self.meter = meter
+        self.cut_after = cut_after
+        self.cut_bytes = cut_bytes
+        self.hdlc = hdlc
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(4)
+        self.port = self.sock.getsockname()[1]
+        self.replies = 0
+        self.connections = 0
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            with conn:
+                if not self._serve(conn):
+                    break
+        self.sock.close()
+
+    def _serve(self, conn):
+        peer = HdlcServerPeer(self.meter.handle) if self.hdlc else \
+            WrapperServerPeer(self.meter.handle)
+        while True:
+            try:
+                data = conn.recv(4096)
+            except OSError:
+                return True
+            if not data:
+                return True
+            out = peer.feed(data)
+            if not out:
+                continue
+            if self.cut_after is not None and self.replies >= self.cut_after:
+                conn.sendall(out[:self.cut_bytes])
+                return False
+            self.replies += 1
+            conn.sendall(out)
+
+    def close(self):
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+        self.thread.join(5)

@@ -4,7 +4,6 @@ TCP, and end to end against the emulated bijli meter (firmware DLMS server) over
 import asyncio
 import datetime as dt
 import socket
-import threading
 import time
 from fractions import Fraction
 
@@ -44,7 +43,13 @@ from protocol.hdlc import RR, SNRM, Address, HdlcParameters, I
 from protocol.keys import ClientKeys, demo_keys
 from protocol.obis import Obis
 from protocol.transport import AsyncTcpTransport, SerialTransport, TcpTransport
-from tests.fake_meter import FAKE_SYSTEM_TITLE, HdlcServerPeer, ScriptedMeter, WrapperServerPeer
+from tests.fake_meter import (
+    FAKE_SYSTEM_TITLE,
+    HdlcServerPeer,
+    MeterServer,
+    ScriptedMeter,
+    WrapperServerPeer,
+)
 
 IST = dt.timezone(dt.timedelta(hours=5, minutes=30))
 T0 = dt.datetime(2026, 1, 5, 9, 0, tzinfo=IST)
@@ -392,59 +397,9 @@ def test_snrm_refused_with_dm():
     assert not t.is_open
 
 
-class WrapperMeterServer:
-    """A TCP server thread speaking the wrapper to a ScriptedMeter; `cut_after` replies are
-    answered in full, then the next reply is cut after `cut_bytes` and the connection closed."""
-
-    def __init__(self, meter, cut_after=None, cut_bytes=5, hdlc=False):
-        self.meter = meter
-        self.cut_after = cut_after
-        self.cut_bytes = cut_bytes
-        self.hdlc = hdlc
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(4)
-        self.port = self.sock.getsockname()[1]
-        self.replies = 0
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self):
-        try:
-            conn, _ = self.sock.accept()
-        except OSError:
-            return
-        peer = HdlcServerPeer(self.meter.handle) if self.hdlc else \
-            WrapperServerPeer(self.meter.handle)
-        with conn:
-            while True:
-                try:
-                    data = conn.recv(4096)
-                except OSError:
-                    break
-                if not data:
-                    break
-                out = peer.feed(data)
-                if not out:
-                    continue
-                if self.cut_after is not None and self.replies >= self.cut_after:
-                    conn.sendall(out[:self.cut_bytes])
-                    break
-                self.replies += 1
-                conn.sendall(out)
-        self.sock.close()
-
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-        self.thread.join(5)
-
-
 def test_wrapper_client_over_tcp():
     meter = make_meter(block_size=500)
-    srv = WrapperMeterServer(meter)
+    srv = MeterServer(meter)
     with DlmsClient(TcpTransport("127.0.0.1", srv.port), "wrapper", "utility") as c:
         assert c.balance().paise == -150
         assert len(c.profile().rows) == 1000
@@ -455,7 +410,7 @@ def test_wrapper_client_over_tcp():
 @pytest.mark.parametrize("hdlc", [False, True])
 def test_tcp_meter_drops_mid_frame_is_link_error(hdlc):
     meter = make_meter()
-    srv = WrapperMeterServer(meter, cut_after=2, cut_bytes=6, hdlc=hdlc)
+    srv = MeterServer(meter, cut_after=2, cut_bytes=6, hdlc=hdlc)
     c = DlmsClient(TcpTransport("127.0.0.1", srv.port, timeout=1), "hdlc" if hdlc else "wrapper",
                    timeout=1)
     c.open()  # SNRM (HDLC only) + AARQ

@@ -1,0 +1,201 @@
+"""`bijli client` (protocol/cli.py): output, --json, keys, INSECURE note, exit codes."""
+import json
+import socket
+
+import pytest
+from click.testing import CliRunner
+
+from headend.cli import main as bijli
+from protocol.apdu import ActionRequestNormal, GetRequestNormal
+from protocol.cli import parse_target
+from protocol.obis import Obis
+from tests.fake_meter import MeterServer
+from tests.test_client import T0, make_meter
+
+DEMO_KEY_HEX = ("000102030405060708090a0b0c0d0e0f", "d0d1d2d3d4d5d6d7d8d9dadbdcdddedf")
+
+
+@pytest.fixture()
+def meter_server():
+    meter = make_meter(block_size=256)
+    srv = MeterServer(meter)
+    yield meter, srv
+    srv.close()
+
+
+@pytest.fixture(autouse=True)
+def state_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("BIJLI_STATE_DIR", str(tmp_path / "state"))
+    return tmp_path
+
+
+def run(*args):
+    return CliRunner().invoke(bijli, ["client", *args], catch_exceptions=False)
+
+
+def tcp(srv):
+    return ["--tcp", "127.0.0.1:%d" % srv.port]
+
+
+def no_key_bytes(result):
+    text = (result.stdout + result.stderr).lower()
+    return not any(k in text for k in DEMO_KEY_HEX) and "12345678 " not in text
+
+
+def test_parse_target_forms():
+    assert parse_target("1.0.1.8.0.255") == (None, Obis("1.0.1.8.0.255"), 2)
+    assert parse_target("1.0.1.8.0.255:3") == (None, Obis("1.0.1.8.0.255"), 3)
+    assert parse_target("1-0:1.8.0*255") == (None, Obis("1.0.1.8.0.255"), 2)
+    assert parse_target("1-0:1.8.0*255:3") == (None, Obis("1.0.1.8.0.255"), 3)
+    assert parse_target("3/1.0.1.8.0.255:2") == (3, Obis("1.0.1.8.0.255"), 2)
+    assert parse_target("0.0.96.1.0") == (None, Obis("0.0.96.1.0.255"), 2)
+
+
+def test_usage_errors():
+    r = run("balance")
+    assert r.exit_code == 2 and "exactly one of --tcp" in r.stderr
+    r = run("--tcp", "a:1", "--serial", "loop://", "balance")
+    assert r.exit_code == 2
+    r = run("--tcp", "127.0.0.1:1", "read", "not-an-obis")
+    assert r.exit_code == 2 and "not an OBIS code" in r.stderr
+    r = run("--tcp", "127.0.0.1:1", "token", "1234")
+    assert r.exit_code == 2 and "20 decimal digits" in r.stderr
+    r = run("--tcp", "127.0.0.1:1", "--server", "x", "balance")
+    assert r.exit_code == 2
+
+
+def test_public_balance_human_and_json(meter_server):
+    meter, srv = meter_server
+    r = run(*tcp(srv), "balance")
+    assert r.exit_code == 0, r.stderr
+    assert r.stdout.strip() == "balance -Rs 1.50 (-150 paise) at %s" % T0.isoformat(sep=" ")
+    assert "INSECURE" not in r.stderr  # the public client uses no keys
+    r = run(*tcp(srv), "--json", "balance")
+    doc = json.loads(r.stdout)
+    assert doc == {"paise": -150, "rupees": -1.5, "raw": -150, "scaler": -2,
+                   "time": T0.isoformat()}
+    assert type(meter.requests[0]).__name__ == "AARQ"
+
+
+def test_read_relay_profile_events_json(meter_server):
+    meter, srv = meter_server
+    r = run(*tcp(srv), "--json", "read", "1-0:1.8.0*255:3")
+    assert json.loads(r.stdout) == {"attribute": 3, "class_id": 3, "obis": "1.0.1.8.0.255",
+                                    "type": "structure", "value": [-1, 30]}
+    r = run(*tcp(srv), "read", "0.0.96.1.0.255")
+    assert r.stdout.strip() == "1/0.0.96.1.0.255:2 = 'BJ00000042' (424a3030303030303432) " \
+        "(octet-string)"
+    r = run(*tcp(srv), "--client", "reader", "--json", "relay")
+    assert json.loads(r.stdout) == {"control_mode": 6, "control_state": 1,
+                                    "control_state_name": "connected", "output": True}
+    assert "INSECURE" in r.stderr and no_key_bytes(r)
+    r = run(*tcp(srv), "--client", "reader", "--json", "profile", "--from",
+            "2026-01-05T09:00", "--to", "2026-01-05T12:00")
+    doc = json.loads(r.stdout)
+    assert doc["columns"] == ["time", "import_wh", "balance_paise"]
+    assert len(doc["rows"]) == 1000 and doc["rows"][1]["import_wh"] == 10
+    sel = [q for q in meter.requests if isinstance(q, GetRequestNormal) and q.access_selection]
+    assert sel[-1].access_selection.selector == 1
+    r = run(*tcp(srv), "--client", "reader", "events", "--log", "token")
+    assert r.exit_code == 0
+    assert "TOKEN_ACCEPTED(60)" in r.stdout and "TOKEN_REJECTED(61)" in r.stdout
+
+
+def test_utility_token_accepted_refused_and_relay_commands(meter_server):
+    meter, srv = meter_server
+    r = run(*tcp(srv), "--client", "utility", "token", "1234-5678-9012-3456-7890")
+    assert r.exit_code == 0, r.stderr
+    assert r.stdout.startswith("token ACCEPTED; balance now -Rs 1.50")
+    assert "INSECURE" in r.stderr and no_key_bytes(r)
+    r = run(*tcp(srv), "--client", "utility", "--json", "token", "1234", "5678", "9012", "3456",
+            "7899")
+    assert r.exit_code == 1
+    assert json.loads(r.stdout)["result"] == "format"
+    r = run(*tcp(srv), "--client", "utility", "disconnect")
+    assert r.exit_code == 0 and "relay DISCONNECTED" in r.stdout
+    acts = [q for q in meter.requests if isinstance(q, ActionRequestNormal)
+            and q.method.class_id == 70]
+    assert acts and acts[-1].method.method_id == 1
+
+
+def test_utility_invocation_counter_persists_between_runs(meter_server, state_dir):
+    meter, srv = meter_server
+    for _ in range(2):
+        assert run(*tcp(srv), "--client", "utility", "relay").exit_code == 0
+    store = json.loads((state_dir / "state" / "invocation-counters.json").read_text())
+    assert list(store) == [b"BJLHE001".hex()]
+    first_ics = [r for r in meter.raw_requests if r[:1] == b"\x60"]
+    assert len(first_ics) == 2
+    # The second session started above everything the first one used.
+    assert store[b"BJLHE001".hex()] > 1000
+
+
+def test_service_refusal_exit_5_with_hint(meter_server):
+    meter, srv = meter_server
+    meter.errors[(70, Obis("0.0.96.3.10.255"), 2)] = 3
+    r = run(*tcp(srv), "relay")
+    assert r.exit_code == 5
+    assert "read-write-denied" in r.stderr and "try --client reader" in r.stderr
+
+
+def test_key_file_errors_and_wrong_keys(meter_server, tmp_path):
+    _, srv = meter_server
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"block_cipher_key": "00112233", "authentication_key": "zz"}')
+    r = run(*tcp(srv), "--client", "utility", "--keys", str(bad), "balance")
+    assert r.exit_code == 2 and "block_cipher_key" in r.stderr and "00112233" not in r.stderr
+    r = run(*tcp(srv), "--client", "utility", "--keys", str(tmp_path / "missing.json"), "relay")
+    assert r.exit_code == 2 and "does not exist" in r.stderr
+    notjson = tmp_path / "x.json"
+    notjson.write_text("{secret-ish")
+    r = run(*tcp(srv), "--client", "utility", "--keys", str(notjson), "relay")
+    assert r.exit_code == 2 and "not valid JSON" in r.stderr and "secret" not in r.stderr
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"block_cipher_key": "11" * 16, "authentication_key": "22" * 16,
+                                 "password": "87654321", "system_title": "HEADEND9"}))
+    r = run(*tcp(srv), "--client", "reader", "--keys", str(other), "relay")
+    assert r.exit_code == 4 and "authentication failure" in r.stderr
+    assert "INSECURE" not in r.stderr and "87654321" not in r.stdout + r.stderr
+    r = run(*tcp(srv), "--client", "utility", "--keys", str(other), "relay")
+    assert r.exit_code in (4, 6) and "11" * 16 not in r.stdout + r.stderr
+
+
+def test_link_errors_exit_3():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    r = run("--tcp", "127.0.0.1:%d" % port, "--retries", "0", "balance")
+    assert r.exit_code == 3 and "cannot connect" in r.stderr
+    r = run("--serial", "/dev/does-not-exist-bijli", "balance")
+    assert r.exit_code == 3 and "cannot open serial port" in r.stderr
+
+
+def test_link_drop_mid_frame_exit_3():
+    meter = make_meter()
+    srv = MeterServer(meter, cut_after=1, cut_bytes=6)
+    r = run("--tcp", "127.0.0.1:%d" % srv.port, "--timeout", "2", "balance")
+    srv.close()
+    assert r.exit_code == 3 and "middle of a frame" in r.stderr
+
+
+def test_registered_in_bijli_and_help():
+    r = CliRunner().invoke(bijli, ["--help"])
+    assert "client" in r.stdout
+    r = CliRunner().invoke(bijli, ["client", "--help"])
+    assert r.exit_code == 0
+    for word in ("--tcp", "--serial", "--client", "--keys", "--json", "balance", "token",
+                 "profile", "events", "INSECURE"):
+        assert word in r.stdout
+
+
+def test_serial_pty_against_emulated_meter():
+    from hil.serve import EmulatedMeter, ServiceThread
+    em = EmulatedMeter(None, speed=0, meter_id="BJ00000077", start_s=int(T0.timestamp()),
+                       opening_paise=2500)
+    with ServiceThread(em, tcp="127.0.0.1:0", pty=True) as mt:
+        r = run("--serial", mt.pty_path, "--client", "reader", "--json", "balance")
+        assert r.exit_code == 0, r.stderr
+        assert json.loads(r.stdout)["paise"] == 2500
+        r = run("--tcp", "%s:%d" % mt.address, "--client", "utility", "relay")
+        assert r.exit_code == 0 and "relay CONNECTED" in r.stdout
