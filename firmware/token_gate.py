@@ -253,7 +253,7 @@ class TokenGate:
             return res
         if ttype == tc.TYPE_ADVANCE_KEY_REVISION and (value <= rev or value not in self._keys):
             res.code = TYPE
-            res.reason = "no key for revision %d" % value
+            res.reason = "key revision %d is not above %d or has no key here" % (value, rev)
             return res
         if ttype == tc.TYPE_CREDIT and balance_room is not None and value > balance_room:
             res.code = OVERFLOW
