@@ -435,3 +435,74 @@ def test_my_apdus_decode_in_dlms_cosem():
     assert ok.data == H("0600000010")
     err = GetResponseFactory.from_bytes(GetResponseNormal(DataAccessResult(4)).encode())
     assert err.error == en.DataAccessResult.OBJECT_UNDEFINED
+
+
+# ---------------------------------------------------------------- block transfer
+
+from protocol.apdu.blocks import (  # noqa: E402
+    GetBlockAssembler,
+    SetBlockAssembler,
+    get_response_blocks,
+    set_request_blocks,
+)
+from protocol.errors import ServiceError  # noqa: E402
+
+
+def _profile(n):
+    return Array([Structure([CosemDateTime.from_unix(1_700_000_000 + 900 * i).raw,
+                             UInt32(i)]) for i in range(n)])
+
+
+def test_get_block_transfer_roundtrip_over_the_wire():
+    value = _profile(40)
+    blocks = get_response_blocks(encode(value), 100)
+    assert [b.block_number for b in blocks] == list(range(1, len(blocks) + 1))
+    assert [b.last_block for b in blocks] == [False] * (len(blocks) - 1) + [True]
+    asm = GetBlockAssembler()
+    result = None
+    for b in blocks:
+        assert result is None
+        result = asm.add(decode_apdu(b.encode()))
+        if result is None:
+            assert asm.next_request() == GetRequestNext(b.block_number)
+    assert encode(result) == encode(value)
+
+
+def test_get_block_transfer_errors():
+    blocks = get_response_blocks(encode(_profile(5)), 20)
+    asm = GetBlockAssembler()
+    asm.add(blocks[0])
+    with pytest.raises(ServiceError) as info:
+        asm.add(blocks[2])  # block 2 skipped
+    assert info.value.code == 19
+    with pytest.raises(ServiceError) as info:
+        GetBlockAssembler().add(GetResponseWithDatablock(True, 1, DataAccessResult(14)))
+    assert info.value.code == 14
+    small = GetBlockAssembler(max_total=10)
+    with pytest.raises(DecodeError):
+        small.add(blocks[0])
+    with pytest.raises(DecodeError):
+        GetBlockAssembler().add(GetResponseNormal(UInt8(1)))
+    done = GetBlockAssembler()
+    for b in get_response_blocks(encode(UInt8(1)), 10):
+        done.add(b)
+    with pytest.raises(DecodeError):
+        done.add(blocks[0])
+
+
+def test_set_block_transfer_roundtrip():
+    attr = AttributeDescriptor(7, "1.0.99.1.0.255", 2)
+    value = _profile(10)
+    reqs = set_request_blocks(attr, encode(value), 64)
+    assert isinstance(reqs[0], SetRequestWithFirstDatablock) and len(reqs) > 2
+    server = SetBlockAssembler()
+    got = None
+    for r in reqs:
+        got = server.add(decode_apdu(r.encode()))
+        if got is None:
+            assert server.ack() == SetResponseDatablock(r.block_number)
+    assert encode(got) == encode(value) and server.attribute == attr
+    with pytest.raises(DecodeError):
+        SetBlockAssembler().add(reqs[1])
+    with pytest.raises(EncodeError):
+        set_request_blocks(attr, b"\x00", 0)

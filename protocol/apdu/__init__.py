@@ -19,6 +19,12 @@ from protocol.apdu.action import (
     ActionResponseNormal,
     ActionResponseWithList,
 )
+from protocol.apdu.blocks import (
+    GetBlockAssembler,
+    SetBlockAssembler,
+    get_response_blocks,
+    set_request_blocks,
+)
 from protocol.apdu.ciphered import SERVICE_SPECIFIC_TAGS, CipheredApdu, GeneralCiphering
 from protocol.apdu.common import (
     NULL_PRESENT,
@@ -110,5 +116,6 @@ __all__ = [
     "DataNotification", "ExceptionResponse", "SetRequestNormal", "SetRequestWithDatablock",
     "SetRequestWithFirstDatablock", "SetRequestWithList", "SetResponseDatablock",
     "SetResponseLastDatablock", "SetResponseNormal", "SetResponseWithList", "apdu_class",
-    "decode_apdu",
+    "decode_apdu", "GetBlockAssembler", "SetBlockAssembler", "get_response_blocks",
+    "set_request_blocks",
 ]
