@@ -1,5 +1,7 @@
 """CPython-only checks of the firmware DLMS codec and server against third-party peers.
 
+- `gurux-dlms` as a second client over HDLC: LLS, and HLS-GMAC with service-specific glo
+  ciphering, register, profile (block transfer) and IC 70 methods.
 - `dlms-cosem` (test peer) as the client: LLS and HLS-GMAC + suite 0 (demo keys, INSECURE)
   associations over an in-memory TCP wrapper and over HDLC into the firmware server, GET of
   a register and its scaler_unit, block transfer, ACTION, release; its APDU bytes decode in
@@ -26,6 +28,10 @@ from dlms_cosem.security import (
     LowLevelSecurityAuthentication,
     NoSecurityAuthentication,
 )
+from gurux_dlms import GXByteBuffer, GXReplyData
+from gurux_dlms.enums import Authentication, InterfaceType, Security
+from gurux_dlms.objects import GXDLMSDisconnectControl, GXDLMSProfileGeneric, GXDLMSRegister
+from gurux_dlms.secure import GXDLMSSecureClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -224,6 +230,70 @@ def test_dlms_cosem_wrong_password_and_public_refusals():
                   dlms_data.VisibleStringData("x").to_bytes())
         assert r.result == enumerations.DataAccessResult.READ_WRITE_DENIED
     assert relay.connected
+
+
+# -- gurux-dlms as a second client (HDLC, service-specific glo ciphering) ---------------------
+def _gurux_exchange(client, station, handler, frames):
+    """Send gurux frames through the firmware station; gurux reassembles (RR for more)."""
+    rd = GXReplyData()
+    if not isinstance(frames, list):
+        frames = [frames]
+    for f in frames:
+        station.feed(bytes(f), handler)
+        client.getData(GXByteBuffer(station.data_to_send()), rd)
+    while rd.isMoreData():
+        station.feed(bytes(client.receiverReady(rd)), handler)
+        client.getData(GXByteBuffer(station.data_to_send()), rd)
+    return rd
+
+
+def test_gurux_lls_over_hdlc_reads_register_and_profile():
+    srv, reg, relay = make_server()
+    sess = srv.session()
+    st_ = hdlc.HdlcStation()
+    h = hdlc_handler(sess)
+    c = GXDLMSSecureClient(True, 0x20, 1, Authentication.LOW, "12345678", InterfaceType.HDLC)
+    c.parseUAResponse(_gurux_exchange(c, st_, h, c.snrmRequest()).data)
+    c.parseAareResponse(_gurux_exchange(c, st_, h, c.aarqRequest()).data)
+    r = GXDLMSRegister("1.0.1.8.0.255")
+    c.updateValue(r, 3, _gurux_exchange(c, st_, h, c.read(r, 3)).value)
+    c.updateValue(r, 2, _gurux_exchange(c, st_, h, c.read(r, 2)).value)
+    assert (r.value, r.unit) == (123456, 30)
+    p = GXDLMSProfileGeneric("1.0.99.1.0.255")
+    assert len(_gurux_exchange(c, st_, h, c.read(p, 2)).value) == 300
+    _gurux_exchange(c, st_, h, c.releaseRequest())
+    assert sess.association(0x20) is None
+    _gurux_exchange(c, st_, h, c.disconnectRequest())
+    assert not st_.connected and st_.errors == 0
+
+
+def test_gurux_hls_gmac_glo_ciphering_over_hdlc_with_relay_methods():
+    srv, reg, relay = make_server()
+    sess = srv.session()
+    st_ = hdlc.HdlcStation()
+    h = hdlc_handler(sess)
+    c = GXDLMSSecureClient(True, 0x30, 1, Authentication.HIGH_GMAC, None, InterfaceType.HDLC)
+    c.settings.cipher.security = Security.AUTHENTICATION_ENCRYPTION
+    c.settings.cipher.systemTitle = b"GURUXCLT"
+    c.settings.cipher.blockCipherKey = EK
+    c.settings.cipher.authenticationKey = AK
+    c.parseUAResponse(_gurux_exchange(c, st_, h, c.snrmRequest()).data)
+    c.parseAareResponse(_gurux_exchange(c, st_, h, c.aarqRequest()).data)
+    assert c.getIsAuthenticationRequired()
+    c.parseApplicationAssociationResponse(
+        _gurux_exchange(c, st_, h, c.getApplicationAssociationRequest()).data)
+    assert sess.association(0x30).state == ASSOCIATED
+    r = GXDLMSRegister("1.0.1.8.0.255")
+    c.updateValue(r, 2, _gurux_exchange(c, st_, h, c.read(r, 2)).value)
+    assert r.value == 123456
+    d = GXDLMSDisconnectControl("0.0.96.3.10.255")
+    _gurux_exchange(c, st_, h, d.remoteDisconnect(c))
+    assert not relay.connected
+    _gurux_exchange(c, st_, h, d.remoteReconnect(c))
+    assert relay.connected
+    _gurux_exchange(c, st_, h, c.releaseRequest())
+    assert sess.association(0x30) is None
+    assert srv.stats["security_errors"] == 0 and srv.stats["refused"] == 0
 
 
 # -- codec-level cross decoding ---------------------------------------------------------------
