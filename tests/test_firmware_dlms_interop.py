@@ -147,11 +147,14 @@ def test_dlms_cosem_lls_over_tcp_wrapper():
     assert sess.association(0x20) is None  # released
 
 
-def test_dlms_cosem_lls_over_hdlc():
+@pytest.mark.parametrize("physical,extended", [(None, False), (17, False), (0x123, True)])
+def test_dlms_cosem_lls_over_hdlc(physical, extended):
+    """1-, 2- and 4-byte server addresses."""
     srv, reg, relay = make_server()
     sess, station, io = hdlc_meter(srv)
     transport = HdlcTransport(client_logical_address=0x20, server_logical_address=1,
-                              server_physical_address=17, io=io)
+                              server_physical_address=physical, extended_addressing=extended,
+                              io=io)
     client = lls_client(transport)
     with client.session() as c:
         value = c.get(register_attr(2))
