@@ -184,7 +184,7 @@ class CosemObject:
 
     # -- server interface ---------------------------------------------------------------
     def get(self, attr_id, selector, params, assoc):
-        """A-XDR bytes of an attribute, or an int data-access-result on refusal/error."""
+        """A-XDR bytes (bytes or bytearray) of an attribute, or an int data-access-result."""
         if attr_id == 1:
             if level_of(assoc) < PUBLIC:
                 return READ_WRITE_DENIED

@@ -7,9 +7,12 @@ A profile is bound to a *source* that knows its rows (tuples, oldest first):
     source.rows(start, stop) -> [row]          by 0-based index range
     source.rows_by_time(t_from, t_to) -> [row] rows whose time column is in [t_from, t_to]
 
-and to a list of *columns*: `(capture_definition_bytes, encode(row) -> A-XDR bytes)`.
-Column 0 is always the time (Clock 0.0.1.0.0.255 attribute 2), which is the only column a
-range descriptor may restrict on.
+and to a list of *columns*: `(capture_definition_bytes, kind, index)`: the value is
+`row[index]`, encoded as `kind` (COL_DT date-time octet-string, COL_U32 double-long-unsigned,
+COL_I32 double-long, COL_U16 long-unsigned; out-of-range values are clamped). Column 0 is
+always the time (Clock 0.0.1.0.0.255 attribute 2), the only column a range descriptor may
+restrict on. Rows are written with fixed widths into one preallocated buffer, so encoding a
+buffer allocates little more than its own bytes (this matters on a board's heap).
 
 Selective access (access selector 1 = range_descriptor, 2 = entry_descriptor) comes as tagged
 data `(tag, value)`:
@@ -20,12 +23,19 @@ data `(tag, value)`:
   to_selected_value (0 = last) }, all 1-based.
 An empty `selected_values` means all columns.
 """
+from firmware import timeutil
 from firmware.cosem import base, dtime
 from firmware.cosem import data as D
 
 CLOCK_OBIS = b"\x00\x00\x01\x00\x00\xff"
 
 SORT_FIFO = 1
+
+COL_DT = 0
+COL_U32 = 1
+COL_I32 = 2
+COL_U16 = 3
+_COL_SIZE = (14, 5, 5, 3)
 
 
 def capture_def(class_id, obis, attr, data_index=0):
@@ -87,24 +97,60 @@ class ProfileGeneric(base.CosemObject):
 
     def encode_rows(self, rows, first_col=0, last_col=None):
         """A-XDR array of structures for rows, columns first_col..last_col (inclusive)."""
-        cols = self.columns[first_col:None if last_col is None else last_col + 1]
-        parts = [D.array_header(len(rows))]
-        head = b"\x02" + D.length(len(cols))
-        for r in rows:
-            parts.append(head)
-            for c in cols:
-                parts.append(c[1](r))
-        return b"".join(parts)
+        stop = len(self.columns) if last_col is None else last_col + 1
+        return self.encode_rows_cols(rows, list(range(first_col, stop)))
 
     def encode_rows_cols(self, rows, idx):
         """A-XDR array of structures for rows with the columns at indexes idx."""
-        parts = [D.array_header(len(rows))]
-        head = b"\x02" + D.length(len(idx))
+        cols = [self.columns[i] for i in idx]
+        rowlen = 2
+        for c in cols:
+            rowlen += _COL_SIZE[c[1]]
+        head = D.array_header(len(rows))
+        h = len(head)
+        buf = bytearray(h + len(rows) * rowlen)
+        buf[0:h] = head
+        pos = h
+        ncols = len(cols)
+        dev = -(self.tz // 60)
         for r in rows:
-            parts.append(head)
-            for i in idx:
-                parts.append(self.columns[i][1](r))
-        return b"".join(parts)
+            buf[pos] = 2
+            buf[pos + 1] = ncols
+            pos += 2
+            for c in cols:
+                kind = c[1]
+                v = r[c[2]]
+                if kind == COL_DT:
+                    _put_dt(buf, pos, v + self.tz, dev)
+                    pos += 14
+                elif kind == COL_U16:
+                    if v < 0:
+                        v = 0
+                    elif v > 0xFFFF:
+                        v = 0xFFFF
+                    buf[pos] = 18
+                    buf[pos + 1] = v >> 8
+                    buf[pos + 2] = v & 0xFF
+                    pos += 3
+                else:
+                    if kind == COL_U32:
+                        buf[pos] = 6
+                        if v < 0:
+                            v = 0
+                        elif v > 0xFFFFFFFF:
+                            v = 0xFFFFFFFF
+                    else:
+                        buf[pos] = 5
+                        if v < -0x80000000:
+                            v = -0x80000000
+                        elif v > 0x7FFFFFFF:
+                            v = 0x7FFFFFFF
+                    buf[pos + 1] = (v >> 24) & 0xFF
+                    buf[pos + 2] = (v >> 16) & 0xFF
+                    buf[pos + 3] = (v >> 8) & 0xFF
+                    buf[pos + 4] = v & 0xFF
+                    pos += 5
+        return buf
 
     def select(self, selector, params):
         """A-XDR buffer for a selective access, or an int data-access-result."""
@@ -148,6 +194,25 @@ class ProfileGeneric(base.CosemObject):
                 return base.OTHER_REASON
             return self.encode_rows(rows, fc - 1, tc - 1)
         return base.OTHER_REASON
+
+
+def _put_dt(buf, pos, local_t, dev):
+    """Write a date-time octet-string (14 bytes) for local seconds local_t at buf[pos]."""
+    y, mo, d, hh, mm, ss, wd = timeutil.to_fields(local_t)
+    buf[pos] = 9
+    buf[pos + 1] = 12
+    buf[pos + 2] = y >> 8
+    buf[pos + 3] = y & 0xFF
+    buf[pos + 4] = mo
+    buf[pos + 5] = d
+    buf[pos + 6] = wd
+    buf[pos + 7] = hh
+    buf[pos + 8] = mm
+    buf[pos + 9] = ss
+    buf[pos + 10] = 0
+    buf[pos + 11] = (dev >> 8) & 0xFF
+    buf[pos + 12] = dev & 0xFF
+    buf[pos + 13] = 0
 
 
 def _get_buffer(o, selector, params):

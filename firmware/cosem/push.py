@@ -65,7 +65,7 @@ class PushSetup(base.CosemObject):
         parts = []
         for c, ob, a, _ in self.push_list:
             v = self.resolve(c, ob, a)
-            parts.append(v if isinstance(v, bytes) else D.NULL_DATA)
+            parts.append(v if isinstance(v, (bytes, bytearray)) else D.NULL_DATA)
         return D.structure(*parts)
 
     def notify(self):

@@ -18,7 +18,7 @@ from firmware import event_codes as ec
 from firmware.cosem import base, bind, dtime
 from firmware.cosem import data as D
 from firmware.cosem.base import NOBODY, PUBLIC, READER, UTILITY, Attr, Method, obis
-from firmware.cosem.profile import ProfileGeneric, capture_def
+from firmware.cosem.profile import COL_DT, COL_I32, COL_U16, COL_U32, ProfileGeneric, capture_def
 from firmware.cosem.push import PushSetup
 
 R = RAW = base.RAW
@@ -570,23 +570,17 @@ class RingSource:
         return s.select_range(t_from, t_to)
 
 
-def _col_time(idx, m):
-    def enc(r):
-        return D.octets(dtime.encode(r[idx], bind.tz(m)))
-    return enc
-
-
 def profile_objects(m):
     """Load profile 1.0.99.1.0.255 and daily profile 1.0.99.2.0.255.
 
     Columns: time (period start), import Wh, export Wh, charge paise, closing balance paise.
     """
     cols = [
-        (capture_def(8, CLOCK, 2), _col_time(0, m)),
-        (capture_def(3, BLOCK_IMPORT, 2), lambda r: D.u32(_u32(r[1]))),
-        (capture_def(3, BLOCK_EXPORT, 2), lambda r: D.u32(_u32(r[2]))),
-        (capture_def(113, CHARGE_ENERGY, 2), lambda r: D.i32(_i32(r[3]))),
-        (capture_def(3, BALANCE, 2), lambda r: D.i32(_i32(r[4]))),
+        (capture_def(8, CLOCK, 2), COL_DT, 0),
+        (capture_def(3, BLOCK_IMPORT, 2), COL_U32, 1),
+        (capture_def(3, BLOCK_EXPORT, 2), COL_U32, 2),
+        (capture_def(113, CHARGE_ENERGY, 2), COL_I32, 3),
+        (capture_def(3, BALANCE, 2), COL_I32, 4),
     ]
     lp = bind.load_profile(m)
     dp = bind.daily_profile(m)
@@ -637,11 +631,11 @@ def event_objects(m):
     for log in sorted(LOG_NAMES):
         code_obis = event_code_obis(log)
         cols = [
-            (capture_def(8, CLOCK, 2), _col_time(1, m)),
-            (capture_def(1, code_obis, 2), lambda r: D.u16(r[2])),
-            (capture_def(1, ALERT, 2, 2), lambda r: D.i32(r[3])),
-            (capture_def(1, ALERT, 2, 3), lambda r: D.i32(r[4])),
-            (capture_def(1, ALERT, 2, 4), lambda r: D.u32(r[0])),
+            (capture_def(8, CLOCK, 2), COL_DT, 1),
+            (capture_def(1, code_obis, 2), COL_U16, 2),
+            (capture_def(1, ALERT, 2, 2), COL_I32, 3),
+            (capture_def(1, ALERT, 2, 3), COL_I32, 4),
+            (capture_def(1, ALERT, 2, 4), COL_U32, 0),
         ]
         objs.append(ProfileGeneric(event_log_obis(log), RingSource(lambda: bind.events(m), log, 1),
                                    cols, 0, READER, bind.tz(m), m, LOG_NAMES[log]))
@@ -831,27 +825,41 @@ class CosemModel:
             self._lists[lvl] = cached
         return cached
 
-    def _object_list(self, assoc):
-        items = []
-        for obj in self.objects:
-            if not obj.visible_to(assoc):
-                continue
-            aa = []
-            ids = [1] + [a.id for a in obj.attrs]
-            for i in ids:
+    def _object_list(self, lvl):
+        # written into one buffer: the list is the largest structure the meter builds
+        vis = [o for o in self.objects if o.visible_to(lvl)]
+        out = bytearray(D.array_header(len(vis)))
+        for obj in vis:
+            out.extend(b"\x02\x04\x12")
+            out.append(obj.class_id >> 8)
+            out.append(obj.class_id & 0xFF)
+            out.append(0x11)
+            out.append(obj.version)
+            out.extend(b"\x09\x06")
+            out.extend(obj.obis)
+            out.extend(b"\x02\x02")
+            out.extend(D.array_header(len(obj.attrs) + 1))
+            for i in [1] + [a.id for a in obj.attrs]:
+                out.extend(b"\x02\x03\x0f")
+                out.append(i)
+                out.append(0x16)
+                out.append(obj.attr_access_mode(i, lvl))
                 a = obj.attr(i)
-                sel = D.NULL_DATA
                 if a is not None and a.selectors:
-                    sel = D.array([D.i8(s) for s in range(1, 8) if (a.selectors >> s) & 1])
-                aa.append(D.structure(D.i8(i), D.enum(obj.attr_access_mode(i, assoc)), sel))
-            ma = []
+                    sel = [n for n in range(1, 8) if (a.selectors >> n) & 1]
+                    out.extend(D.array_header(len(sel)))
+                    for n in sel:
+                        out.append(0x0F)
+                        out.append(n)
+                else:
+                    out.append(0)
+            out.extend(D.array_header(len(obj.methods)))
             for mth in obj.methods:
-                ma.append(D.structure(D.i8(mth.id), D.enum(1 if obj.can_call(mth.id, assoc) else 0)))
-            items.append(D.structure(
-                D.u16(obj.class_id), D.u8(obj.version), D.octets(obj.obis),
-                D.structure(D.array(aa), D.array(ma)),
-            ))
-        return D.array(items)
+                out.extend(b"\x02\x02\x0f")
+                out.append(mth.id)
+                out.append(0x16)
+                out.append(1 if obj.can_call(mth.id, lvl) else 0)
+        return bytes(out)
 
     def resolve(self, class_id, o6, attr):
         """A-XDR value of an attribute read with full rights (pushes), or None."""
@@ -859,7 +867,7 @@ class CosemModel:
         if obj is None:
             return None
         v = obj.get(attr, 0, None, UTILITY)
-        return v if isinstance(v, bytes) else None
+        return v if isinstance(v, (bytes, bytearray)) else None
 
     def on_event(self, ev):
         """Event-log listener: remember the latest alert and queue a push for it."""
