@@ -321,3 +321,59 @@ def test_security_setup_read_only():
     assert sec.set(2, (D.ENUM, 0), 0x30) == base.READ_WRITE_DENIED
     assoc = model.find(15, table.CURRENT_ASSOCIATION)
     assert assoc.get(9, 0, None, 0x10) == D.octets(table.SECURITY_SETUP)
+
+
+class FakeUart:
+    """machine.UART stand-in: `rx` is what the line delivers, `tx` what the meter sent."""
+
+    def __init__(self):
+        self.rx = b""
+        self.tx = b""
+
+    def any(self):
+        return len(self.rx)
+
+    def read(self, n):
+        d = self.rx[:n]
+        self.rx = self.rx[n:]
+        return d
+
+    def write(self, b):
+        self.tx += bytes(b)
+        return len(b)
+
+
+def test_uart_service_serves_hdlc_and_pushes():
+    from firmware.cosem import push as P
+    from firmware.cosem.service import DlmsUartService
+    from firmware.dlms import hdlc
+    from tests.firmware import dlms_client as C
+    m = cosem_meter.make_meter(T0)
+    uart = FakeUart()
+    svc = DlmsUartService(uart, b"BJL00042", bytes(16), bytes(16), b"12345678",
+                          rng=lambda n: bytes(n))
+    server = b"\x03"  # logical 1, 1-byte address
+    uart.rx = b"\x7e\x00garbage" + hdlc.build_frame(server, C.client_addr(0x10), 0x93)
+    svc.poll(m)
+    fr = C.frames(uart.tx)
+    assert len(fr) == 1 and fr[0][2] == 0x73  # UA
+    uart.tx = b""
+    aarq = C.build_aarq(user_info=C.initiate_request())
+    uart.rx = hdlc.build_frame(server, C.client_addr(0x10), C.i_ctrl(0, 0), b"\xe6\xe6\x00" + aarq)
+    svc.poll(m)
+    fr = C.frames(uart.tx)
+    assert fr[0][3][:4] == b"\xe6\xe7\x00\x61"  # AARE
+    uart.tx = b""
+    get = C.get_req(3, table.BALANCE, 2)
+    uart.rx = hdlc.build_frame(server, C.client_addr(0x10), C.i_ctrl(1, 1), b"\xe6\xe6\x00" + get)
+    svc.poll(m)
+    fr = C.frames(uart.tx)
+    assert fr[0][3] == b"\xe6\xe7\x00\xc4\x01\xc1\x00" + D.i32(m.account.balance)
+    # an alert push with an HDLC destination goes out as a UI frame to the connected client
+    uart.tx = b""
+    svc.model.push.configure("hdlc", P.TRANSPORT_HDLC)
+    m.remote_disconnect()
+    svc.poll(m)
+    fr = C.frames(uart.tx)
+    assert len(fr) == 1 and fr[0][2] & 0xEF == 0x03 and fr[0][3][3] == 0x0F
+    assert svc.errors == 0 and svc.requests == 2

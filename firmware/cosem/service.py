@@ -1,0 +1,87 @@
+"""DLMS/COSEM over HDLC on a UART: the board's service for `firmware.main.run(services=[...])`.
+
+    svc = DlmsUartService(uart, system_title, ek, ak, password)
+    run(services=[svc])              # firmware/main.py calls svc.poll(meter) every pass
+
+`poll(meter)` reads what the UART has, feeds the HDLC secondary station (one server session
+per HDLC connection), writes the answers, and sends queued alert pushes as UI frames to the
+connected client when the push destination's transport is HDLC. The COSEM model and the
+server are (re)built when the meter object changes (a new boot after a power return).
+The UART needs `any() -> int`, `read(n) -> bytes` and `write(bytes)` (machine.UART has them).
+Keys are per meter and provisioned; nothing here prints or logs them.
+"""
+from firmware.cosem import push as push_mod
+from firmware.cosem import table as cosem_table
+from firmware.dlms import ObjectTable, hdlc
+from firmware.dlms.server import ASSOCIATED, DlmsServer
+
+MAX_READ = 512
+
+
+def _urandom(n):
+    import os
+    return os.urandom(n)
+
+
+class DlmsUartService:
+    """The meter's DLMS server on one serial line (HDLC, server logical address 1)."""
+
+    def __init__(self, uart, system_title, ek, ak, password, rng=None, logical=1,
+                 max_info=hdlc.DEFAULT_INFO):
+        self.uart = uart
+        self.system_title = bytes(system_title)
+        self.ek = ek
+        self.ak = ak
+        self.password = password
+        self.rng = rng or _urandom
+        self.station = hdlc.HdlcStation(logical=logical, max_info=max_info)
+        self.meter = None
+        self.model = None
+        self.server = None
+        self.session = None
+        self.requests = 0
+        self.errors = 0
+
+    def _build(self, meter):
+        self.meter = meter
+        self.model = cosem_table.build(meter, self.system_title)
+        table = self.model.register(ObjectTable())
+        ic = self.server.invocation_counter if self.server is not None else 0
+        counters = self.server.counters.last if self.server is not None else None
+        self.server = DlmsServer(table, self.system_title, self.rng, ek=self.ek, ak=self.ak,
+                                 password=self.password, invocation_counter=ic,
+                                 counters=counters)
+        self.session = self.server.session()
+
+    def _handler(self, event, client, apdu):
+        if event != hdlc.EV_APDU:
+            self.session.release(client)
+            return None
+        self.requests += 1
+        reply = self.session.handle(client, apdu)
+        a = self.session.association(client)
+        if a is not None and a.state == ASSOCIATED and client != 0x10:
+            self.meter.note_headend_contact()
+        return reply
+
+    def poll(self, meter):
+        """Serve what arrived on the UART; send answers and pending pushes."""
+        if meter is not self.meter:
+            self._build(meter)
+        n = self.uart.any()
+        if n:
+            data = self.uart.read(n if n < MAX_READ else MAX_READ)
+            if data:
+                try:
+                    self.station.feed(data, self._handler)
+                except Exception:  # noqa: BLE001 - a bad frame must never stop the meter
+                    self.errors += 1
+        for _dest, transport, apdu in self.model.push.take():
+            if transport == push_mod.TRANSPORT_HDLC and self.station.connected:
+                try:
+                    self.station.send_ui(apdu)
+                except ValueError:  # longer than the negotiated info field
+                    self.errors += 1
+        out = self.station.data_to_send()
+        if out:
+            self.uart.write(out)
