@@ -39,22 +39,33 @@ class WrapperStream:
 
     def __init__(self, max_apdu=4096):
         self.max_apdu = max_apdu
+        self.error = None  # set when a broken header waits behind returned messages
         self._buf = b""
 
     def feed(self, data):
-        """Messages completed by `data`, in order. FramingError: close the connection."""
+        """Messages completed by `data`, in order. FramingError: close the connection.
+
+        Good messages before a broken header are returned first (and `error` is set); the
+        FramingError is raised by the next call (which may pass b"").
+        """
         buf = self._buf + bytes(data) if self._buf else bytes(data)
         out = []
         pos = 0
         n = len(buf)
         while n - pos >= HEADER:
-            if buf[pos] != 0 or buf[pos + 1] != VERSION:
-                self._buf = b""
-                raise FramingError("wrapper version is not 1")
+            bad = None
             ln = (buf[pos + 6] << 8) | buf[pos + 7]
-            if ln > self.max_apdu:
+            if buf[pos] != 0 or buf[pos + 1] != VERSION:
+                bad = "wrapper version is not 1"
+            elif ln > self.max_apdu:
+                bad = "wrapper length %d over the limit %d" % (ln, self.max_apdu)
+            if bad is not None:
+                if out:  # hand over the good messages first; the next feed raises
+                    self._buf = buf[pos:]
+                    self.error = bad
+                    return out
                 self._buf = b""
-                raise FramingError("wrapper length %d over the limit %d" % (ln, self.max_apdu))
+                raise FramingError(bad)
             if n - pos - HEADER < ln:
                 break
             src = (buf[pos + 2] << 8) | buf[pos + 3]

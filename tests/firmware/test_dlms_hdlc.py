@@ -314,3 +314,11 @@ def test_wrapper_stream_errors():
     raises(FramingError, s.feed, wrapper.encode(1, 1, bytes(101)))
     s2 = wrapper.WrapperStream()
     assert s2.feed(wrapper.encode(1, 2, b"")) == [(1, 2, b"")]
+    # good messages ahead of a broken header are not lost; the error comes next
+    s3 = wrapper.WrapperStream()
+    good = wrapper.encode(0x10, 1, b"\xc0")
+    assert s3.error is None
+    assert s3.feed(good + good + b"\x00\x07" + bytes(8)) == [(0x10, 1, b"\xc0")] * 2
+    assert s3.error is not None
+    raises(FramingError, s3.feed, b"")
+    assert s3.pending() == 0
