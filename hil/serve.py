@@ -8,7 +8,8 @@ A thin asyncio layer over sans-io cores: the firmware Meter (simulator HAL, cloc
 server (`firmware.dlms.server`). TCP connections speak the DLMS wrapper (one association
 per connection, many connections at once); a serial line (a real port via pyserial, or a
 pseudo-terminal created with `--pty`) speaks HDLC. Pushes (alerts) go to the destination set
-in Push setup 0.4.25.9.0.255 (or `--push`), as wrapper messages over TCP.
+in Push setup 0.4.25.9.0.255 (or `--push`), as wrapper messages over TCP (transport 0), or
+as HDLC UI frames to the client connected on the serial line (transport 5).
 
 Malformed input never stops the meter: a broken wrapper stream closes that connection, a
 bad HDLC frame is dropped, an APDU the server cannot parse is answered with an error.
@@ -27,6 +28,7 @@ import click
 from firmware import token_codec as tc
 from firmware.config import Config
 from firmware.cosem import table as cosem_table
+from firmware.cosem.push import TRANSPORT_HDLC
 from firmware.dlms import FramingError, ObjectTable
 from firmware.dlms import hdlc as fw_hdlc
 from firmware.dlms import wrapper as fw_wrapper
@@ -339,7 +341,21 @@ class MeterService:
             await asyncio.sleep(TICK_S)
 
     def _deliver(self, pushes):
-        for dest, _transport, apdu in pushes:
+        for dest, transport, apdu in pushes:
+            line = self.hdlc_line
+            if transport == TRANSPORT_HDLC:
+                if line is not None and line.station.connected:
+                    try:
+                        line.station.send_ui(apdu)
+                        out = line.station.data_to_send()
+                        line.tx_bytes += len(out)
+                        line.write(out)
+                        self.pushes_sent += 1
+                    except (ValueError, OSError):
+                        self.push_errors += 1
+                else:
+                    self.push_errors += 1
+                continue
             self._spawn(self._push(dest, apdu))
 
     async def _push(self, dest, apdu):
@@ -519,7 +535,8 @@ class _HdlcLine:
         if out:
             self.tx_bytes += len(out)
             self.write(out)
-        self.service._deliver(self.service.em.model.push.take())
+        # alerts raised by these requests go out from the clock loop (<= TICK_S later), after
+        # the answers, as a meter pushes asynchronously
 
 
 # ---- a service in a background thread (demo, tests, benchmarks) ------------------------------

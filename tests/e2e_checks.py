@@ -258,3 +258,24 @@ CHECKS = [
     check_pushes,
     check_security_refusals,
 ]
+
+
+def check_hdlc_push_on_the_line(rig):
+    """Serial only: with an HDLC push destination, alerts arrive as UI frames on the line."""
+    c = rig.client("utility")
+    try:
+        c.set(40, "0.4.25.9.0.255", 3, axdr.Structure([axdr.Enum(5), b"hdlc", axdr.Enum(0)]))
+        before = len(c.pushes)
+        c.disconnect()
+        time.sleep(0.3)  # the meter pushes from its clock loop
+        c.reconnect()
+        time.sleep(0.3)
+        c.serial_number()  # a further exchange lets the client collect the pushes
+        got = c.pushes[before:]
+        codes = [int(p.body[3][0]) for p in got]
+        assert ec.RELAY_DISCONNECTED in codes and ec.RELAY_CONNECTED in codes, got
+        host, port = rig.st.push_address
+        c.set(40, "0.4.25.9.0.255", 3, axdr.Structure(
+            [axdr.Enum(0), ("%s:%d" % (host, port)).encode(), axdr.Enum(0)]))
+    finally:
+        rig.done(c)

@@ -13,6 +13,7 @@ def rig():
     r.close()
 
 
-@pytest.mark.parametrize("check", E.CHECKS, ids=lambda f: f.__name__[6:])
+@pytest.mark.parametrize("check", E.CHECKS + [E.check_hdlc_push_on_the_line],
+                         ids=lambda f: f.__name__[6:])
 def test_e2e_pty(rig, check):
     check(rig)

@@ -8,4 +8,6 @@
 - `bind`    the only place that reaches into the Meter.
 - `table`   the declarative table of every object; `build(meter)` -> CosemModel,
             `model.register(firmware.dlms.ObjectTable())` for the DLMS server.
+- `service` DlmsUartService: the DLMS server over HDLC on a board's UART
+            (`firmware.main.run(services=[...])`).
 """
