@@ -283,6 +283,18 @@ def _int(value, what):
     return int(value)
 
 
+def _obis(value):
+    if not isinstance(value, bytes) or len(value) != 6:
+        raise DecodeError("a logical name must be an octet-string of 6, got %r" % (value,))
+    return Obis(value)
+
+
+def _list(value, what):
+    if not isinstance(value, list):
+        raise DecodeError("%s: expected an array or structure, got %r" % (what, value))
+    return value
+
+
 def _access_error(code, what):
     code = int(code)
     return ServiceError("%s refused by the meter: %s" % (what, DataAccessResult(code).name), code)
@@ -553,9 +565,9 @@ class ClientCore:
         if self._object_classes is None:
             objects = yield from self.get(15, CURRENT_ASSOCIATION, 2)
             table = {}
-            for item in objects or []:
+            for item in _list(objects, "object_list"):
                 try:
-                    table[Obis(bytes(item[2]))] = int(item[0])
+                    table[_obis(item[2])] = _int(item[0], "class_id")
                 except (TypeError, IndexError, ValueError, ProtocolError):
                     continue
             self._object_classes = table
@@ -606,9 +618,11 @@ class ClientCore:
         state = yield from self.get(70, DISCONNECT_CONTROL, 3)
         mode = None
         try:
-            mode = int((yield from self.get(70, DISCONNECT_CONTROL, 4)))
+            mode = _int((yield from self.get(70, DISCONNECT_CONTROL, 4)), "control_mode")
         except ServiceError:
             mode = None
+        if not isinstance(output, (bool, int)):
+            raise DecodeError("output_state must be a boolean, got %r" % (output,))
         return RelayState(bool(output), _int(state, "control_state"), mode)
 
     def disconnect(self):
@@ -640,9 +654,10 @@ class ClientCore:
         """A profile buffer (IC 7): all rows, or those with time in [start, end] (datetimes;
         range selection on the clock column), or `entries=(first, last)` (1-based)."""
         columns = []
-        for c in (yield from self.get(7, obis, 3)) or []:
+        for c in _list((yield from self.get(7, obis, 3)), "capture_objects"):
             try:
-                columns.append((int(c[0]), Obis(bytes(c[1])), int(c[2]), int(c[3])))
+                columns.append((_int(c[0], "class_id"), _obis(c[1]), _int(c[2], "attribute"),
+                                _int(c[3], "data_index")))
             except (TypeError, IndexError, ValueError, ProtocolError):
                 raise DecodeError("capture_objects of %s malformed" % Obis(obis).dotted()) \
                     from None
@@ -657,9 +672,9 @@ class ClientCore:
             access = entry_descriptor(entries[0], entries[1])
         buffer = yield from self.get(7, obis, 2, access)
         rows = []
-        for row in buffer or []:
+        for row in _list(buffer, "profile buffer"):
             values = []
-            for i, v in enumerate(row):
+            for i, v in enumerate(_list(row, "profile entry")):
                 col = columns[i] if i < len(columns) else None
                 if col is not None and col[0] == 8 and col[2] == 2 or isinstance(v, CosemDateTime):
                     values.append(_as_datetime(v))
@@ -680,8 +695,10 @@ class ClientCore:
             for r in prof.rows:
                 if len(r) < 5:
                     raise DecodeError("event log row has %d columns, 5 expected" % len(r))
-                out.append(Event(EVENT_LOGS[num], r[0], int(r[1]), event_name(int(r[1])),
-                                 int(r[2]), int(r[3]), int(r[4])))
+                code = _int(r[1], "event code")
+                out.append(Event(EVENT_LOGS[num], r[0], code, event_name(code),
+                                 _int(r[2], "event value"), _int(r[3], "event extra"),
+                                 _int(r[4], "event number")))
         return out
 
     def clock(self):

@@ -511,3 +511,50 @@ def test_emulated_meter_vended_token_over_hdlc_pty(emulated):
         assert after - before == 5000
         assert c.enter_token(digits).name == "used"
         assert len(c.profile("1.0.99.2.0.255").columns) == 5
+
+
+# ---------------------------------------------------------------------------------------------
+# Fuzz: whatever the meter answers, the client core raises only ProtocolErrors.
+
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+def _drive(gen, replies):
+    try:
+        next(gen)
+        for r in replies:
+            gen.send(r)
+    except StopIteration:
+        pass
+    except ProtocolError:
+        pass
+
+
+def _valid_replies():
+    from protocol.apdu import GetResponseNormal, GetResponseWithDatablock
+    return st.sampled_from([
+        GetResponseNormal(UInt32(5), 0xC1).encode(),
+        GetResponseNormal(Structure([Int8(-2), Enum(30)]), 0xC1).encode(),
+        GetResponseWithDatablock(False, 1, b"\x01\x02\x11", 0xC1).encode(),
+        GetResponseWithDatablock(True, 2, b"\x01\x11\x02", 0xC1).encode(),
+        ExceptionResponse(1, 2).encode(),
+        bytes.fromhex("C701C10000"),
+    ])
+
+
+@given(st.lists(st.one_of(st.binary(max_size=40), _valid_replies()), min_size=1, max_size=4),
+       st.sampled_from(["get", "energy", "balance", "relay", "enter_token", "profile",
+                        "events", "action", "set", "release"]))
+def test_core_operations_raise_only_protocol_errors(replies, op):
+    core = ClientCore()
+    core.associated = True
+    args = {"get": (1, "0.0.96.1.0.255", 2), "enter_token": ("12345678901234567890",),
+            "action": (70, "0.0.96.3.10.255", 1), "set": (1, "0.0.96.1.0.255", 2, b"x")}
+    _drive(getattr(core, op)(*args.get(op, ())), replies)
+
+
+@given(st.lists(st.binary(max_size=80), min_size=1, max_size=3),
+       st.sampled_from(["public", "reader", "utility"]))
+def test_associate_with_garbage_answers_raises_only_protocol_errors(replies, role):
+    _drive(ClientCore(role).associate(), replies)
