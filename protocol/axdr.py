@@ -329,6 +329,8 @@ def _dec(buf, pos, depth):
         items = Structure() if tag == STRUCTURE else Array()
         append = items.append
         depth += 1
+        if tag == ARRAY and n >= _ROW_MIN and buf[pos] == STRUCTURE:
+            return _dec_rows(buf, pos, n, depth, items)
         for _ in range(n):
             v, pos = _dec(buf, pos, depth)
             append(v)
@@ -392,6 +394,116 @@ def _dec(buf, pos, depth):
     if tag == COMPACT_ARRAY:
         return _dec_compact(buf, pos)
     raise DecodeError("unknown data tag %d at offset %d" % (tag, pos - 1))
+
+
+# ---------------------------------------------------------------- array-of-rows fast path
+#
+# Profile buffers are arrays of structures that all share one flat layout (e.g. clock
+# octet-string(12), uint32, uint32). After the first row is decoded the generic way, its
+# layout is compiled into one struct format plus a row builder, and the following rows are
+# read with a single unpack each, falling back to the generic decoder for any row that does
+# not match (different lengths, nested data, null clock, ...). The result is identical.
+
+_ROW_MIN = 8
+_ROW_FIELD = {  # tag -> (struct code, builder expression for value v)
+    OCTET_STRING: (None, "{v}"),
+    DOUBLE_LONG_UNSIGNED: ("I", "_new_int(UInt32, {v})"),
+    DOUBLE_LONG: ("i", "_new_int(Int32, {v})"),
+    LONG_UNSIGNED: ("H", "_new_int(UInt16, {v})"),
+    LONG: ("h", "_new_int(Int16, {v})"),
+    UNSIGNED: ("B", "_new_int(UInt8, {v})"),
+    INTEGER: ("b", "_new_int(Int8, {v})"),
+    ENUM: ("B", "_new_int(Enum, {v})"),
+    LONG64_UNSIGNED: ("Q", "_new_int(UInt64, {v})"),
+    LONG64: ("q", "_new_int(Int64, {v})"),
+    BOOLEAN: ("B", "{v} != 0"),
+    DATE_TIME: ("12s", "_DT_NEW({v})"),
+    NULL_DATA: ("", "None"),
+}
+_row_cache = {}
+
+
+def _row_decoder(buf, start, end):
+    """Compile the layout of the row buf[start:end] (a structure) or return None."""
+    k = buf[start + 1]
+    if k >= 0x80 or k == 0:
+        return None
+    fmt = [">BB"]
+    checks = ["t[0] == 2", "t[1] == %d" % k]
+    values = []
+    i = 2  # index into the unpacked tuple
+    p = start + 2
+    for _ in range(k):
+        ftag = buf[p]
+        spec = _ROW_FIELD.get(ftag)
+        if spec is None:
+            return None
+        code, expr = spec
+        fmt.append("B")
+        checks.append("t[%d] == %d" % (i, ftag))
+        i += 1
+        p += 1
+        if ftag == OCTET_STRING:
+            ln = buf[p]
+            if ln >= 0x80:
+                return None
+            fmt.append("B%ds" % ln)
+            checks.append("t[%d] == %d" % (i, ln))
+            values.append(expr.format(v="t[%d]" % (i + 1)))
+            i += 2
+            p += 1 + ln
+        elif code:
+            fmt.append(code)
+            values.append(expr.format(v="t[%d]" % i))
+            i += 1
+            p += struct.calcsize(">" + code)
+        else:
+            values.append(expr)
+    if p != end:
+        return None
+    key = "".join(fmt)
+    cached = _row_cache.get((key, tuple(checks)))
+    if cached is not None:
+        return cached
+    src = ("def row(buf, pos, _unpack=_unpack):\n"
+           "    t = _unpack(buf, pos)\n"
+           "    if %s:\n"
+           "        return _Structure((%s,))\n"
+           "    return None\n" % (" and ".join(checks), ", ".join(values)))
+    unpack = struct.Struct(key).unpack_from
+    env = {"_unpack": unpack, "_Structure": Structure, "_new_int": _new_int, "_DT_NEW": _DT_NEW,
+           "UInt32": UInt32, "Int32": Int32, "UInt16": UInt16, "Int16": Int16, "UInt8": UInt8,
+           "Int8": Int8, "Enum": Enum, "UInt64": UInt64, "Int64": Int64}
+    exec(compile(src, "<axdr row %s>" % key, "exec"), env)  # noqa: S102 - generated above
+    decoder = (env["row"], struct.calcsize(key))
+    if len(_row_cache) < 256:
+        _row_cache[(key, tuple(checks))] = decoder
+    return decoder
+
+
+def _dec_rows(buf, pos, n, depth, items):
+    append = items.append
+    v, end = _dec(buf, pos, depth)
+    append(v)
+    compiled = _row_decoder(buf, pos, end)
+    pos = end
+    if compiled is None:
+        for _ in range(n - 1):
+            v, pos = _dec(buf, pos, depth)
+            append(v)
+        return items, pos
+    row, size = compiled
+    limit = len(buf) - size
+    for _ in range(n - 1):
+        if pos <= limit:
+            v = row(buf, pos)
+            if v is not None:
+                append(v)
+                pos += size
+                continue
+        v, pos = _dec(buf, pos, depth)
+        append(v)
+    return items, pos
 
 
 def decode_from(buf, pos=0):

@@ -386,3 +386,55 @@ def test_fast_decoder_and_grammar_agree_on_arbitrary_bytes(raw):
     if "CompactArray" in repr(value):
         return
     assert same(from_spec(cs.Sequence(DATA_SPEC, cs.Terminated).parse(raw)[0]), value)
+
+
+# ---------------------------------------------------------------- array-of-rows fast path
+
+_field_kinds = {
+    "os12": st.binary(min_size=12, max_size=12),
+    "os3": st.binary(min_size=3, max_size=3),
+    "u32": st.integers(0, 0xFFFFFFFF).map(UInt32),
+    "i32": st.integers(-(1 << 31), (1 << 31) - 1).map(Int32),
+    "u16": st.integers(0, 0xFFFF).map(UInt16),
+    "i16": st.integers(-(1 << 15), (1 << 15) - 1).map(Int16),
+    "u8": st.integers(0, 255).map(UInt8),
+    "i8": st.integers(-128, 127).map(Int8),
+    "enum": st.integers(0, 255).map(Enum),
+    "u64": st.integers(0, (1 << 64) - 1).map(UInt64),
+    "i64": st.integers(-(1 << 63), (1 << 63) - 1).map(Int64),
+    "bool": st.booleans(),
+    "dt": st.binary(min_size=12, max_size=12).map(CosemDateTime),
+    "null": st.none(),
+}
+
+
+@st.composite
+def profiles(draw):
+    layout = draw(st.lists(st.sampled_from(sorted(_field_kinds)), min_size=1, max_size=6))
+    row = st.tuples(*[_field_kinds[k] for k in layout]).map(lambda t: Structure(list(t)))
+    odd = st.one_of(simple, st.lists(simple, max_size=4).map(Structure))  # other shapes
+    rows = draw(st.lists(st.one_of(row, row, row, row, row, row, odd), min_size=8, max_size=24))
+    rows[0] = draw(row)
+    return Array(rows)
+
+
+@given(profiles())
+def test_row_fast_path_matches_grammar_and_roundtrips(value):
+    raw = encode(value)
+    back = decode(raw)
+    assert same(back, value)
+    assert encode(back) == raw
+    if "CompactArray" not in repr(value):
+        assert same(from_spec(DATA_SPEC.parse(raw)), back)
+
+
+@given(profiles(), st.integers(0, 10_000), st.integers(1, 255))
+def test_row_fast_path_on_damaged_profiles(value, where, xor):
+    raw = bytearray(encode(value))
+    raw[where % len(raw)] ^= xor
+    try:
+        back = decode(bytes(raw))
+    except DecodeError:
+        return
+    if "CompactArray" not in repr(back):
+        assert same(from_spec(DATA_SPEC.parse(bytes(raw))), back)
