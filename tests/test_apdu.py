@@ -506,3 +506,71 @@ def test_set_block_transfer_roundtrip():
         SetBlockAssembler().add(reqs[1])
     with pytest.raises(EncodeError):
         set_request_blocks(attr, b"\x00", 0)
+
+
+# ---------------------------------------------------------------- gurux-dlms as a second peer
+
+gurux = pytest.importorskip("gurux_dlms")
+
+
+def _gurux_client(auth=None, password=None, sap=0x20):
+    from gurux_dlms import GXDLMSClient
+    from gurux_dlms.enums import Authentication, InterfaceType
+
+    return GXDLMSClient(True, sap, 1, auth if auth is not None else Authentication.LOW,
+                        password, InterfaceType.PDU)
+
+
+def test_gurux_requests_decode_here_exactly():
+    from gurux_dlms.objects import GXDLMSClock, GXDLMSRegister
+
+    c = _gurux_client(password="12345678")
+    frames = list(c.aarqRequest()) + list(c.read(GXDLMSRegister("1.0.1.8.0.255"), 2)) + \
+        list(c.read(GXDLMSClock(), 2))
+    decoded = [decode_apdu(bytes(f)) for f in frames]
+    assert decoded[0].calling_authentication_value == b"12345678"
+    assert decoded[1].attribute == AttributeDescriptor(3, "1.0.1.8.0.255", 2)
+    assert decoded[2].attribute == AttributeDescriptor(8, "0.0.1.0.0.255", 2)
+    for f, d in zip(frames, decoded):
+        assert d.encode() == bytes(f)
+
+
+def test_gurux_hls_gmac_aarq_with_glo_initiate_deciphers_here():
+    from gurux_dlms.enums import Authentication, InterfaceType, Security
+    from gurux_dlms.secure import GXDLMSSecureClient
+
+    from protocol.security import (
+        INSECURE_DEMO_AUTHENTICATION_KEY,
+        INSECURE_DEMO_BLOCK_CIPHER_KEY,
+        SecurityContext,
+    )
+
+    g = GXDLMSSecureClient(True, 0x30, 1, Authentication.HIGH_GMAC, None, InterfaceType.PDU)
+    g.settings.cipher.security = Security.AUTHENTICATION_ENCRYPTION
+    g.settings.cipher.systemTitle = H("4d4d4d0000000001")
+    g.settings.cipher.blockCipherKey = INSECURE_DEMO_BLOCK_CIPHER_KEY
+    g.settings.cipher.authenticationKey = INSECURE_DEMO_AUTHENTICATION_KEY
+    raw = bytes(g.aarqRequest()[0])
+    aarq = decode_apdu(raw)
+    assert aarq.encode() == raw
+    assert aarq.mechanism == acse.MECHANISM_HLS_GMAC
+    assert aarq.application_context_name == acse.LOGICAL_NAME_CIPHERED
+    assert aarq.calling_ap_title == H("4d4d4d0000000001")
+    meter = SecurityContext(INSECURE_DEMO_BLOCK_CIPHER_KEY, INSECURE_DEMO_AUTHENTICATION_KEY,
+                            H("4d4d4d0000bc614e"), peer_system_title=aarq.calling_ap_title)
+    initiate = decode_apdu(meter.unprotect(aarq.user_information.encode()))
+    assert isinstance(initiate, InitiateRequest)
+
+
+def test_gurux_reads_my_aare_and_get_response():
+    from gurux_dlms import GXByteBuffer, GXReplyData
+
+    c = _gurux_client(password="12345678")
+    c.aarqRequest()
+    aare = AARE(user_information=InitiateResponse(0x00181D, 0x0200))
+    c.parseAareResponse(GXByteBuffer(aare.encode()))
+    assert c.settings.maxPduSize == 0x0200
+    reply = GXReplyData()
+    c.getData(GXByteBuffer(GetResponseNormal(Structure([Int8(-3), UInt8(30)])).encode()),
+              reply, None)
+    assert list(reply.value) == [-3, 30]
