@@ -210,21 +210,23 @@ def run_demo(say=None, state_dir=None):
         s["token"] = rec.digits
         before = he.balance_paise()
         t_pay = he.clock()
+        r0 = time.monotonic()
         code = he.enter_token(rec.digits)
-        after = he.balance_paise()
         out, state = he.relay()
-        t_back = he.clock()
+        reconnect_ms = (time.monotonic() - r0) * 1000
+        after = he.balance_paise()
         s["token_result"] = TOKEN_RESULTS.get(code, str(code))
         s["balance_before_token"] = before
         s["balance_after_token"] = after
         s["relay_after_token"] = CONTROL_STATES[state]
         s["reconnected"] = bool(out)
-        s["reconnect_delay_s"] = t_back - t_pay
+        s["reconnect_ms"] = reconnect_ms
         timeline.append((t_pay, "token %s: %s, balance %s -> %s, relay %s" % (
             rec.digits, s["token_result"], _rs(before), _rs(after), CONTROL_STATES[state])))
-        say("event", "token %s %s: balance %s -> %s; relay %s (%d s after the token, no "
-            "head-end command)" % (rec.digits, s["token_result"].upper(), _rs(before), _rs(after),
-                                   CONTROL_STATES[state].upper(), s["reconnect_delay_s"]))
+        say("event", "token %s %s: balance %s -> %s; relay %s by the meter itself, no "
+            "reconnect command (token sent to relay read back: %.0f ms)" % (
+                rec.digits, s["token_result"].upper(), _rs(before), _rs(after),
+                CONTROL_STATES[state].upper(), reconnect_ms))
         again = he.enter_token(rec.digits)
         s["replay_result"] = TOKEN_RESULTS.get(again, str(again))
         s["balance_after_replay"] = he.balance_paise()
@@ -301,8 +303,8 @@ def demo(state_dir):
     tab.add_row("recharge token", "%s -> %s" % (s["token"], s["token_result"]))
     tab.add_row("balance after token", "%s -> %s" % (_rs(s["balance_before_token"]),
                                                      _rs(s["balance_after_token"])))
-    tab.add_row("relay after token", "%s (reconnected by the meter itself, %d s)" % (
-        s["relay_after_token"], s["reconnect_delay_s"]))
+    tab.add_row("relay after token", "%s (reconnected by the meter itself, %.0f ms after "
+                "the token was sent)" % (s["relay_after_token"], s["reconnect_ms"]))
     tab.add_row("same token again", s["replay_result"])
     tab.add_row("alerts pushed", ", ".join(p[1] for p in s["pushes"]) or "none")
     for row in s["daily"]:

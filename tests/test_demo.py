@@ -26,7 +26,7 @@ def test_run_demo_facts():
     assert s["token_result"] == "accepted"
     assert s["balance_after_token"] - s["balance_before_token"] == demo_mod.RECHARGE_RUPEES * 100
     assert s["reconnected"] and s["relay_after_token"] == "connected"
-    assert s["reconnect_delay_s"] <= 1
+    assert s["reconnect_ms"] < 5000  # one request-response, seconds at worst (S2)
     assert s["replay_result"] == "used"
     assert s["balance_after_replay"] == s["balance_after_token"]
     # energy advanced by the load over the day; alerts were pushed to the head-end
