@@ -9,10 +9,11 @@ GHASH runs in pure Python with tables precomputed per key. Three variants (`ghas
 - "shoup8": 128-bit ints, 8-bit Shoup tables (256 entries, 16 steps per block). Fastest on
   CPython (the default there).
 - "shoup4": 128-bit ints, 4-bit Shoup tables (16 entries, 32 steps per block).
-- "words":  16-bit words, one 4-bit table per nibble position (32 x 16 entries x 8 words,
-  8 KB as array('H')): a product is 32 table rows XORed together, with no shifts, no
-  reduction and no big ints, so it allocates nothing. The default on MicroPython, where
-  every big-int operation allocates (the shoup variants cost 2-4 KB of heap per block there).
+- "words":  small-int words (28/28/28/28/16 bits), one 4-bit table per nibble position
+  (32 x 16 rows x 5 words, 10 KB as array('l')): a product is 32 table rows XORed together,
+  with no shifts, no reduction and no big ints, so it allocates nothing. The default on
+  MicroPython, where every big-int operation allocates (the shoup variants cost 2-4 KB of
+  heap per block there).
 Only forward AES is used.
 """
 from firmware.compat import MICROPYTHON
@@ -27,6 +28,7 @@ GHASH_MODES = ("shoup8", "shoup4", "words")
 DEFAULT_GHASH = "words" if MICROPYTHON else "shoup8"
 
 _R = 0xE1 << 120
+_M28 = (1 << 28) - 1
 _RED = {}
 
 
@@ -65,8 +67,15 @@ def _mult_table(h, bits):
 
 
 def _word_table(h):
-    """Rows (position p, nibble n) -> 8 words of (n at nibble p, from the top) * H."""
-    t = _array("H", bytes(32 * 16 * 8 * 2)) if _array is not None else [0] * 4096
+    """Rows (position p, nibble n) -> 5 words of (n at nibble p, from the top) * H.
+
+    Words are 28, 28, 28, 28 and 16 bits wide (nibble-aligned, and small ints on 32-bit
+    MicroPython, whose small ints hold 31 bits).
+    """
+    size = 32 * 16 * 5
+    t = [0] * size
+    if _array is not None and MICROPYTHON:  # one flat 10 KB buffer the GC need not scan
+        t = _array("l", t)
     v = h
     for p in range(32):
         powers = []
@@ -83,9 +92,12 @@ def _word_table(h):
                 acc ^= powers[2]
             if n & 1:
                 acc ^= powers[3]
-            o = (p * 16 + n) * 8
-            for k in range(8):
-                t[o + k] = (acc >> (112 - 16 * k)) & 0xFFFF
+            o = (p * 16 + n) * 5
+            t[o] = acc >> 100
+            t[o + 1] = (acc >> 72) & _M28
+            t[o + 2] = (acc >> 44) & _M28
+            t[o + 3] = (acc >> 16) & _M28
+            t[o + 4] = acc & 0xFFFF
     return t
 
 
@@ -109,7 +121,7 @@ class Gcm:
         h = int.from_bytes(aes.encrypt(bytes(16)), "big")
         if ghash == "words":
             self._t = _word_table(h)
-            self._z = [0] * 8
+            self._z = [0] * 5
             self._hash = self._hash_words
         else:
             bits = 8 if ghash == "shoup8" else 4
@@ -157,35 +169,35 @@ class Gcm:
         return y.to_bytes(16, "big")
 
     # -- word variant (no allocation per block) ----------------------------------------------
-    def _mulw(self, blk, off):
-        """state := (state XOR blk[off:off+16]) * H, on 8 x 16-bit words."""
+    def _mulw(self, b, off):
+        """state := (state XOR b[off:off+16]) * H, on 28/28/28/28/16-bit words."""
         z = self._z
         t = self._t
-        for k in range(8):
-            z[k] ^= (blk[off + 2 * k] << 8) | blk[off + 2 * k + 1]
-        r0 = r1 = r2 = r3 = r4 = r5 = r6 = r7 = 0
+        z[0] ^= (b[off] << 20) | (b[off + 1] << 12) | (b[off + 2] << 4) | (b[off + 3] >> 4)
+        z[1] ^= ((b[off + 3] & 15) << 24) | (b[off + 4] << 16) | (b[off + 5] << 8) | b[off + 6]
+        z[2] ^= (b[off + 7] << 20) | (b[off + 8] << 12) | (b[off + 9] << 4) | (b[off + 10] >> 4)
+        z[3] ^= (((b[off + 10] & 15) << 24) | (b[off + 11] << 16) | (b[off + 12] << 8) |
+                 b[off + 13])
+        z[4] ^= (b[off + 14] << 8) | b[off + 15]
+        r0 = r1 = r2 = r3 = r4 = 0
         o = 0
-        for k in range(8):
+        for k in range(5):
             v = z[k]
-            for q in range(4):
-                i = o + ((v >> (12 - 4 * q)) & 15) * 8
+            sh = 24 if k < 4 else 12
+            while sh >= 0:
+                i = o + ((v >> sh) & 15) * 5
                 r0 ^= t[i]
                 r1 ^= t[i + 1]
                 r2 ^= t[i + 2]
                 r3 ^= t[i + 3]
                 r4 ^= t[i + 4]
-                r5 ^= t[i + 5]
-                r6 ^= t[i + 6]
-                r7 ^= t[i + 7]
-                o += 128
+                o += 80
+                sh -= 4
         z[0] = r0
         z[1] = r1
         z[2] = r2
         z[3] = r3
         z[4] = r4
-        z[5] = r5
-        z[6] = r6
-        z[7] = r7
 
     def _absorb(self, data):
         n = len(data)
@@ -200,7 +212,7 @@ class Gcm:
     def _hash_words(self, aad, ct):
         """GHASH_H(aad, ct) as 16 bytes."""
         z = self._z
-        for k in range(8):
+        for k in range(5):
             z[k] = 0
         self._absorb(aad)
         self._absorb(ct)
@@ -212,9 +224,23 @@ class Gcm:
             lens[15 - k] = (c >> (8 * k)) & 0xFF
         self._mulw(lens, 0)
         out = lens  # reuse the buffer for the result
-        for k in range(8):
-            out[2 * k] = z[k] >> 8
-            out[2 * k + 1] = z[k] & 0xFF
+        w0, w1, w2, w3, w4 = z[0], z[1], z[2], z[3], z[4]
+        out[0] = w0 >> 20
+        out[1] = (w0 >> 12) & 0xFF
+        out[2] = (w0 >> 4) & 0xFF
+        out[3] = ((w0 & 15) << 4) | (w1 >> 24)
+        out[4] = (w1 >> 16) & 0xFF
+        out[5] = (w1 >> 8) & 0xFF
+        out[6] = w1 & 0xFF
+        out[7] = w2 >> 20
+        out[8] = (w2 >> 12) & 0xFF
+        out[9] = (w2 >> 4) & 0xFF
+        out[10] = ((w2 & 15) << 4) | (w3 >> 24)
+        out[11] = (w3 >> 16) & 0xFF
+        out[12] = (w3 >> 8) & 0xFF
+        out[13] = w3 & 0xFF
+        out[14] = w4 >> 8
+        out[15] = w4 & 0xFF
         return out
 
     # -- GCM -----------------------------------------------------------------------------------
