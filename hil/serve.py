@@ -261,6 +261,7 @@ class MeterService:
         self.dropped = 0
         self.pushes_sent = 0
         self.push_errors = 0
+        self.clock_errors = 0
         self._stop = None
         self._tasks = set()
         self._fds = []
@@ -337,7 +338,12 @@ class MeterService:
     # -- clock and pushes --------------------------------------------------------------------
     async def _clock_loop(self):
         while True:
-            self._deliver(self.em.tick())
+            try:
+                self._deliver(self.em.tick())
+            except Exception as e:  # noqa: BLE001 - keep serving; say it once per kind
+                self.clock_errors += 1
+                if self.clock_errors == 1:
+                    self.echo("meter tick failed (serving continues): %r" % (e,))
             await asyncio.sleep(TICK_S)
 
     def _deliver(self, pushes):
