@@ -273,6 +273,9 @@ class SecurityContext:
             st = env.system_title
             if len(st) != 8:
                 raise SecurityError("general-ciphering system title must be 8 octets")
+            if self.peer_system_title is not None and st != self.peer_system_title:
+                raise SecurityError("general-ciphering from system title %s, expected %s"
+                                    % (st.hex(), self.peer_system_title.hex()))
             dedicated = env.tag == GENERAL_DED_CIPHERING
         else:
             env = CipheredApdu.decode(data)

@@ -111,6 +111,9 @@ def test_general_glo_ciphering_carries_system_title():
     client, server = ctx_pair()
     wire = client.protect(b"\xc0\x01\xc1" + bytes(10), general=True)
     assert wire[:10] == H("db08") + CLIENT_ST
+    stranger = sec.SecurityContext(EK, AK, H("4d4d4d00000000ff"), SERVER_ST)
+    with pytest.raises(SecurityError, match="expected"):
+        server.unprotect(stranger.protect(b"\xc0\x01\xc1" + bytes(10), general=True))
     server.peer_system_title = None  # not needed: the envelope carries it
     assert server.unprotect(wire)[:3] == b"\xc0\x01\xc1"
 
