@@ -331,8 +331,12 @@ class HdlcStation:
             dest = buf[i + 3:i + 3 + la]
             src = buf[i + 3 + la:hend - 1]
             info = buf[hend + 2:end - 2] if has_info else b""
-            self._frame(dest, src, buf[hend - 1], info, bool(f0 & 0x08), handler)
             pos = end  # the closing flag may open the next frame
+            try:
+                self._frame(dest, src, buf[hend - 1], info, bool(f0 & 0x08), handler)
+            except Exception:
+                self._buf = buf[pos:]  # a failing handler must not replay this frame
+                raise
         rest = buf[pos:]
         if len(rest) > 2 * (MAX_INFO + 20):
             rest = rest[-(MAX_INFO + 20):]

@@ -274,6 +274,26 @@ def test_ui_frames_and_push():
     assert fr[0][2] == 0x13 and fr[0][3] == b"\xe6\xe7\x00\x0f\x00\x00\x00\x01\x00\x11\x05"
 
 
+def test_failing_handler_does_not_replay_frames():
+    st = hdlc.HdlcStation()
+    calls = []
+
+    def boom(event, client, apdu):
+        calls.append(event)
+        if event == hdlc.EV_APDU:
+            raise RuntimeError("handler bug")
+        return None
+
+    connect(st, boom)
+    f = hdlc.build_frame(SERVER, C, i_ctrl(0, 0), b"\xe6\xe6\x00x")
+    raises(RuntimeError, st.feed, f + f, boom)
+    st.feed(b"", boom)  # the queued copy is a duplicate (N(S) already taken): not delivered
+    assert calls.count(hdlc.EV_APDU) == 1
+    g = hdlc.build_frame(SERVER, C, i_ctrl(1, 0), b"\xe6\xe6\x00y")
+    raises(RuntimeError, st.feed, g, boom)
+    assert calls.count(hdlc.EV_APDU) == 2
+
+
 def test_oversized_buffer_is_trimmed():
     st = hdlc.HdlcStation()
     h = Collector(_echo)
