@@ -274,9 +274,26 @@ def decode_frame(data):
     defect (format type, length, address, control, HCS, FCS)."""
     data = bytes(data)
     if data[:1] == FLAG_BYTE and data[-1:] == FLAG_BYTE and len(data) >= 2:
-        content = data[1:-1]
-    else:
-        content = data
+        data = data[1:-1]
+    return decode_content(data)
+
+
+_ADDRESS_CACHE = {}
+
+
+def _address(raw):
+    # Addresses repeat on a link: decode each distinct one once.
+    a = _ADDRESS_CACHE.get(raw)
+    if a is None:
+        a = decode_address(raw)
+        if len(_ADDRESS_CACHE) < 512:
+            _ADDRESS_CACHE[raw] = a
+    return a
+
+
+def decode_content(content, hcs_checked=False):
+    """Decode the bytes between the flags of one frame (see `decode_frame`). With
+    `hcs_checked` the caller has already verified the HCS (streaming decoder)."""
     n = len(content)
     if n < 7:
         raise FramingError("HDLC frame too short (%d bytes)" % n)
@@ -285,23 +302,25 @@ def decode_frame(data):
         raise FramingError("HDLC frame format type is not 3 (0xA)")
     if fmt & 0x7FF != n:
         raise FramingError("HDLC length field says %d, frame has %d bytes" % (fmt & 0x7FF, n))
-    hlen = header_length(content)
-    if hlen < 0:
-        raise FramingError("HDLC frame header truncated")
     d_end = _address_end(content, 2, n)
-    dest = decode_address(content[2:d_end])
-    src = decode_address(content[d_end:hlen - 1])
-    kind, ns, nr, pf = decode_control(content[hlen - 1])
+    s_end = _address_end(content, d_end, n) if d_end > 0 else -1
+    if s_end < 0 or s_end >= n:
+        header_length(content)  # raises the precise error
+        raise FramingError("HDLC frame header truncated")
+    hlen = s_end + 1
+    dest = _address(content[2:d_end])
+    src = _address(content[d_end:s_end])
+    kind, ns, nr, pf = decode_control(content[s_end])
     rest = n - hlen
     if rest == 2:
         info = b""
     elif rest >= 4:
-        if content[hlen:hlen + 2] != fcs_bytes(content[:hlen]):
+        if not hcs_checked and crc16(content[:hlen]) != content[hlen] | (content[hlen + 1] << 8):
             raise FramingError("HDLC header check sequence (HCS) mismatch")
         info = content[hlen + 2:n - 2]
     else:
         raise FramingError("HDLC frame has %d bytes after the header" % rest)
-    if content[n - 2:] != fcs_bytes(content[:n - 2]):
+    if crc16(content[:n - 2]) != content[n - 2] | (content[n - 1] << 8):
         raise FramingError("HDLC frame check sequence (FCS) mismatch")
     return Frame(kind, dest, src, info, pf, ns, nr, bool(fmt & 0x800))
 

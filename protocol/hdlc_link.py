@@ -31,10 +31,10 @@ from protocol.hdlc import (
     HdlcParameters,
     I,
     add_llc,
-    decode_frame,
+    crc16,
+    decode_content,
     decode_parameters,
     encode_frame,
-    fcs_bytes,
     header_length,
     negotiate,
     strip_llc,
@@ -130,7 +130,7 @@ class FrameDecoder:
                 # Check the HCS as soon as it is here, so a bogus length cannot stall us.
                 if len(buf) < 1 + hlen + 2:
                     return out
-                if bytes(buf[1 + hlen:3 + hlen]) != fcs_bytes(bytes(buf[1:1 + hlen])):
+                if crc16(bytes(buf[1:1 + hlen])) != buf[1 + hlen] | (buf[2 + hlen] << 8):
                     self._drop(1, "HDLC header check sequence (HCS) mismatch")
                     continue
             end = 1 + length  # index of the closing flag
@@ -140,7 +140,7 @@ class FrameDecoder:
                 self._drop(1, "HDLC closing flag missing")
                 continue
             try:
-                frame = decode_frame(bytes(buf[1:end]))
+                frame = decode_content(bytes(buf[1:end]), hcs_checked=True)
             except FramingError as exc:
                 self._drop(1, str(exc))
                 continue
