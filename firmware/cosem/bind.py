@@ -126,3 +126,25 @@ def save(m):
 def note_contact(m):
     """The head-end talked to the meter (restarts the comms-loss timer)."""
     m.note_headend_contact()
+
+
+def policy(m):
+    """The DisconnectPolicy."""
+    return m.policy
+
+
+def suspend(m, until):
+    """Hold credit disconnections until Unix time `until` (0: until resume); ValueError if bad."""
+    m.suspend_disconnection(until)
+
+
+def resume(m):
+    """End a suspension by command."""
+    m.resume_disconnection()
+
+
+def hold_reason(m):
+    """REASON_* that holds a due credit cut right now (REASON_NONE when nothing is held)."""
+    if m.account.balance < 0 and m.control.output_state:
+        return m.policy.hold_reason(m.now(), m.account)
+    return 0

@@ -15,6 +15,7 @@ power W (unit 27), voltage mV (scaler -3, unit 35 V), current mA (scaler -3, uni
 money paise (scaler -2, unit 10 currency; Account currency INR, scale -2).
 """
 from firmware import event_codes as ec
+from firmware import timeutil
 from firmware.cosem import base, bind, dtime
 from firmware.cosem import data as D
 from firmware.cosem.base import NOBODY, PUBLIC, READER, UTILITY, Attr, Method, obis
@@ -55,6 +56,11 @@ PUSH_SETUP = obis(0, 4, 25, 9, 0)
 ALERT = obis(0, 0, 96, 11, 128)  # manufacturer-specific E: the latest alert (pushed)
 CURRENT_ASSOCIATION = obis(0, 0, 40, 0, 0)
 SECURITY_SETUP = obis(0, 0, 43, 0, 0)
+# manufacturer-specific (E = 128..): the meter's own disconnection policy
+SUSPENSION = obis(0, 0, 96, 3, 128)
+RELAY_DECISION = obis(0, 0, 96, 3, 129)
+HOLIDAYS = obis(0, 0, 96, 3, 130)
+POLICY = obis(0, 0, 96, 3, 131)
 
 
 def event_log_obis(log):
@@ -706,6 +712,120 @@ def _assoc_xdlms(o):
                        D.octets(b""))
 
 
+# --- the disconnection policy (manufacturer-specific IC 1 objects) ---------------------------------
+SUSPENDED_UNTIL_RESUME = 0xFFFFFFFF
+
+
+def _susp_get(o):
+    p = bind.policy(o.ctx)
+    if not p.suspended:
+        return 0
+    return p.suspend_until or SUSPENDED_UNTIL_RESUME
+
+
+def _susp_set(o, tv):
+    if tv[0] not in D.INT_TAGS:
+        return base.TYPE_UNMATCHED
+    v = tv[1]
+    try:
+        if v == 0:
+            bind.resume(o.ctx)
+        elif v == SUSPENDED_UNTIL_RESUME:
+            bind.suspend(o.ctx, 0)
+        else:
+            bind.suspend(o.ctx, v)
+    except ValueError:
+        return base.OTHER_REASON
+    return OK
+
+
+def _decision(o):
+    m = o.ctx
+    c = bind.relay(m)
+    p = bind.policy(m)
+    return D.structure(D.boolean(c.output_state), D.enum(c.last_reason), D.enum(bind.hold_reason(m)),
+                       D.boolean(p.suspended), D.boolean(p.comms_suspended))
+
+
+def _holidays_get(o):
+    out = []
+    for day in bind.config(o.ctx, "holidays"):
+        y, mo, d = timeutil.civil_from_days(day)
+        out.append(D.octets(bytes((y >> 8, y & 0xFF, mo, d, timeutil.weekday(day)))))
+    return D.array(out)
+
+
+def _holidays_set(o, tv):
+    if tv[0] != D.ARRAY:
+        return base.TYPE_UNMATCHED
+    days = []
+    for t, v in tv[1]:
+        if t != D.OCTET_STRING or len(v) != 5:
+            return base.TYPE_UNMATCHED
+        y = (v[0] << 8) | v[1]
+        if y == 0xFFFF or not 1 <= v[2] <= 12 or not 1 <= v[3] <= 31:
+            return base.OTHER_REASON
+        days.append(timeutil.days_from_civil(y, v[2], v[3]))
+    try:
+        bind.set_config(o.ctx, "holidays", tuple(days))
+    except ValueError:
+        return base.OTHER_REASON
+    return OK
+
+
+POLICY_ITEMS = ("grace_s", "window_start_s", "window_end_s", "comms_loss_s", "reconnect_threshold")
+
+
+def _policy_get(o):
+    return D.structure(*[D.u32(_u32(bind.config(o.ctx, n))) for n in POLICY_ITEMS])
+
+
+def _policy_set(o, tv):
+    if tv[0] != D.STRUCTURE or len(tv[1]) != len(POLICY_ITEMS):
+        return base.TYPE_UNMATCHED
+    vals = []
+    for t, v in tv[1]:
+        if t not in D.INT_TAGS:
+            return base.TYPE_UNMATCHED
+        vals.append(v)
+    m = o.ctx
+    old = [bind.config(m, n) for n in POLICY_ITEMS]
+    try:
+        for i in range(len(POLICY_ITEMS)):
+            if vals[i] != old[i]:
+                bind.set_config(m, POLICY_ITEMS[i], vals[i])
+    except ValueError:
+        for i in range(len(POLICY_ITEMS)):  # put back what was already changed
+            if bind.config(m, POLICY_ITEMS[i]) != old[i]:
+                try:
+                    bind.set_config(m, POLICY_ITEMS[i], old[i])
+                except ValueError:
+                    pass
+        return base.OTHER_REASON
+    return OK
+
+
+def policy_objects(m):
+    """The meter's disconnection policy over DLMS (manufacturer-specific Data objects).
+
+    0.0.96.3.128.255 suspension: double-long-unsigned, 0 = not suspended, Unix time t =
+        suspended until t, 0xFFFFFFFF = until resumed; the utility writes it (S3);
+    0.0.96.3.129.255 relay decision: {output_state, last relay reason, reason holding a due
+        cut now, suspended by command, suspended for loss of contact} (REASON_* codes);
+    0.0.96.3.130.255 holidays: array of COSEM dates (5 bytes); written by the utility (S1);
+    0.0.96.3.131.255 policy: {grace_s, window_start_s, window_end_s, comms_loss_s,
+        reconnect_threshold (paise)}, all double-long-unsigned; written by the utility.
+    """
+    return (
+        data_object(SUSPENSION, D.DOUBLE_LONG_UNSIGNED, PUBLIC, _susp_get, m,
+                    "disconnection suspension", UTILITY, _susp_set),
+        data_object(RELAY_DECISION, RAW, PUBLIC, _decision, m, "relay decision"),
+        data_object(HOLIDAYS, RAW, READER, _holidays_get, m, "holidays", UTILITY, _holidays_set),
+        data_object(POLICY, RAW, READER, _policy_get, m, "disconnection policy", UTILITY,
+                    _policy_set),
+    )
+
+
 # --- security setup (IC 64) ---------------------------------------------------------------------
 class SecuritySetup(base.CosemObject):
     """IC 64 (version 0) 0.0.43.0.0.255: suite 0, authenticated and encrypted messages, system
@@ -903,6 +1023,8 @@ def build(meter, system_title=None):
     for o in block_registers(m):
         add(o)
     add(disconnect_object(m))
+    for o in policy_objects(m):
+        add(o)
     add(limiter_object(m))
     add(account_object(m))
     for o in credit_objects(m):

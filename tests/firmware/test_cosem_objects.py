@@ -3,6 +3,7 @@
 Plain functions (run under pytest and the MicroPython WebAssembly port).
 """
 from firmware import event_codes as ec
+from firmware import timeutil
 from firmware.cosem import base, dtime, table
 from firmware.cosem import data as D
 from firmware.cosem.base import UTILITY
@@ -377,3 +378,41 @@ def test_uart_service_serves_hdlc_and_pushes():
     fr = C.frames(uart.tx)
     assert len(fr) == 1 and fr[0][2] & 0xEF == 0x03 and fr[0][3][3] == 0x0F
     assert svc.errors == 0 and svc.requests == 2
+
+
+def test_policy_objects_suspend_holidays_and_decision():
+    m, model = make()
+    susp = model.find(1, table.SUSPENSION)
+    assert val(model, 1, table.SUSPENSION, 2, 0x10) == (D.DOUBLE_LONG_UNSIGNED, 0)
+    assert susp.set(2, (D.DOUBLE_LONG_UNSIGNED, 0xFFFFFFFF), 0x20) == base.READ_WRITE_DENIED
+    assert susp.set(2, (D.DOUBLE_LONG_UNSIGNED, 0xFFFFFFFF), 0x30) == base.SUCCESS
+    assert m.policy.suspended
+    assert val(model, 1, table.SUSPENSION, 2, 0x10) == (D.DOUBLE_LONG_UNSIGNED, 0xFFFFFFFF)
+    assert susp.set(2, (D.DOUBLE_LONG_UNSIGNED, T0 - 5), 0x30) == base.OTHER_REASON  # in the past
+    assert susp.set(2, (D.DOUBLE_LONG_UNSIGNED, T0 + 86400), 0x30) == base.SUCCESS
+    assert val(model, 1, table.SUSPENSION, 2) == (D.DOUBLE_LONG_UNSIGNED, T0 + 86400)
+    assert susp.set(2, (D.DOUBLE_LONG_UNSIGNED, 0), 0x30) == base.SUCCESS
+    assert not m.policy.suspended
+    assert susp.set(2, (D.OCTET_STRING, b""), 0x30) == base.TYPE_UNMATCHED
+    dec = val(model, 1, table.RELAY_DECISION, 2, 0x10)[1]
+    assert dec[0] == (D.BOOLEAN, True) and dec[3] == (D.BOOLEAN, False)
+    hol = model.find(1, table.HOLIDAYS)
+    bakrid = (D.OCTET_STRING, bytes((0x07, 0xEA, 5, 27, 0xFF)))
+    assert hol.set(2, (D.ARRAY, [bakrid]), 0x30) == base.SUCCESS
+    assert list(m.config.holidays) == [timeutil.days_from_civil(2026, 5, 27)]
+    assert val(model, 1, table.HOLIDAYS, 2, 0x20)[1][0][1][:4] == bytes((0x07, 0xEA, 5, 27))
+    assert hol.set(2, (D.ARRAY, [(D.OCTET_STRING, b"\x07\xea\x0d\x01\xff")]), 0x30) == base.OTHER_REASON
+    assert hol.set(2, (D.ARRAY, [bakrid]), 0x20) == base.READ_WRITE_DENIED
+    pol = model.find(1, table.POLICY)
+    tag, items = val(model, 1, table.POLICY, 2, 0x20)
+    assert [v for _, v in items] == [86400, 36000, 46800, 172800, 0]
+    new = (D.STRUCTURE, [(D.DOUBLE_LONG_UNSIGNED, 3600), (D.DOUBLE_LONG_UNSIGNED, 32400),
+                         (D.DOUBLE_LONG_UNSIGNED, 43200), (D.DOUBLE_LONG_UNSIGNED, 0),
+                         (D.DOUBLE_LONG_UNSIGNED, 100)])
+    assert pol.set(2, new, 0x30) == base.SUCCESS
+    assert m.policy.grace_s == 3600 and m.policy.window == (32400, 43200)
+    bad = (D.STRUCTURE, [(D.DOUBLE_LONG_UNSIGNED, 60), (D.DOUBLE_LONG_UNSIGNED, 50000),
+                         (D.DOUBLE_LONG_UNSIGNED, 50000), (D.DOUBLE_LONG_UNSIGNED, 0),
+                         (D.DOUBLE_LONG_UNSIGNED, 0)])
+    assert pol.set(2, bad, 0x30) == base.OTHER_REASON  # window start == end: nothing changes
+    assert m.policy.grace_s == 3600 and m.policy.window == (32400, 43200)
