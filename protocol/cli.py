@@ -108,11 +108,15 @@ def _exit_code(exc):
 @click.option("--baud", type=int, default=9600, show_default=True, help="Serial line speed.")
 @click.option("--server", "server", default="1", show_default=True, metavar="LOGICAL[:PHYSICAL]",
               help="HDLC server address (serial) or destination wPort (TCP).")
+@click.option("--framing", type=click.Choice(["auto", "hdlc", "wrapper"]), default="auto",
+              show_default=True, help="auto: wrapper on TCP, HDLC on serial; hdlc also works "
+              "over TCP for meters that speak HDLC there.")
 @click.option("--ic-store", type=click.Path(dir_okay=False), default=None,
               help="Invocation counter store (utility client). Default: "
               "$BIJLI_STATE_DIR or ~/.local/state/bijli.")
 @click.pass_context
-def client(ctx, tcp, serial, role, keys_file, as_json, timeout, retries, baud, server, ic_store):
+def client(ctx, tcp, serial, role, keys_file, as_json, timeout, retries, baud, server, framing,
+           ic_store):
     """Talk DLMS/COSEM to a meter over TCP or serial.
 
     Exit status: 0 ok, 1 token refused, 2 usage/key file, 3 link, 4 association refused,
@@ -136,7 +140,7 @@ def client(ctx, tcp, serial, role, keys_file, as_json, timeout, retries, baud, s
             click.echo(INSECURE_NOTE, err=True)
     ctx.obj = Settings(tcp=tcp, serial=serial, role=role, keys=keys, as_json=as_json,
                        timeout=timeout, retries=retries, baud=baud, logical=logical,
-                       physical=physical, ic_store=ic_store)
+                       physical=physical, ic_store=ic_store, framing=framing)
 
 
 class _Session:
@@ -155,10 +159,10 @@ class _Session:
                 host, port = parse_host_port(s.tcp)
                 transport = TcpTransport(host, port, timeout=s.timeout,
                                          connect_timeout=s.timeout, retries=s.retries)
-                framing = "wrapper"
+                framing = "wrapper" if s.framing == "auto" else s.framing
             else:
                 transport = SerialTransport(s.serial, baudrate=s.baud, timeout=s.timeout)
-                framing = "hdlc"
+                framing = "hdlc" if s.framing == "auto" else s.framing
             ic = 1
             if s.role == UTILITY:
                 self.store = InvocationCounterStore(s.ic_store)

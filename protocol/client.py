@@ -554,6 +554,23 @@ class ClientCore:
             raise _access_error(rp, what + " return data")
         return None if rp is NULL_PRESENT else rp
 
+    # -- raw A-XDR variants (for callers holding encoded data, e.g. the firmware codec) ----------
+
+    def get_raw(self, class_id, obis, attribute=2, access=None):
+        """GET returning the attribute's A-XDR encoding (bytes)."""
+        return axdr.encode((yield from self.get(class_id, obis, attribute, access)))
+
+    def set_raw(self, class_id, obis, attribute, encoded):
+        """SET from an A-XDR encoded value (bytes)."""
+        return (yield from self.set(class_id, obis, attribute, axdr.decode(bytes(encoded))))
+
+    def action_raw(self, class_id, obis, method, encoded=None):
+        """ACTION with A-XDR encoded parameters (bytes or None); returns the encoded return
+        data, or None when the meter returned none."""
+        params = None if encoded is None else axdr.decode(bytes(encoded))
+        rp = yield from self.action(class_id, obis, method, params)
+        return None if rp is None else axdr.encode(rp)
+
     # -- typed helpers ---------------------------------------------------------------------------
 
     def class_of(self, obis):
@@ -861,7 +878,8 @@ def make_framing(framing, client_sap, server=None, hdlc_params=None, server_wpor
     raise LinkError("unknown framing %r (hdlc or wrapper)" % (framing,))
 
 
-OPERATIONS = ("associate", "release", "get", "set", "action", "read", "register", "energy",
+OPERATIONS = ("associate", "release", "get", "set", "action", "get_raw", "set_raw", "action_raw",
+              "read", "register", "energy",
               "balance", "relay", "disconnect", "reconnect", "enter_token", "profile", "events",
               "clock", "serial_number", "class_of")
 

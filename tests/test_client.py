@@ -423,6 +423,19 @@ def test_tcp_meter_drops_mid_frame_is_link_error(hdlc):
     srv.close()
 
 
+def test_raw_operations_round_trip_encoded_data():
+    meter = make_meter()
+    srv = MeterServer(meter)
+    with DlmsClient(TcpTransport("127.0.0.1", srv.port), "wrapper", "utility") as c:
+        assert c.get_raw(3, "0.0.94.96.24.255", 3) == bytes.fromhex("02020ffe160a")
+        c.set_raw(1, "0.0.96.99.3.255", 2, bytes.fromhex("0903414243"))
+        ret = c.action_raw(115, TG, 1, bytes.fromhex("0914") + b"12345678901234567890")
+        assert ret == bytes.fromhex("020216000404f0")
+        assert c.action_raw(70, DC, 2) is None
+    srv.close()
+    assert meter.objects[(1, Obis("0.0.96.99.3.255"), 2)] == b"ABC"
+
+
 def test_tcp_refused_is_link_error():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))

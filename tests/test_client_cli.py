@@ -160,6 +160,16 @@ def test_key_file_errors_and_wrong_keys(meter_server, tmp_path):
     assert r.exit_code in (4, 6) and "11" * 16 not in r.stdout + r.stderr
 
 
+def test_hdlc_framing_over_tcp():
+    meter = make_meter()
+    srv = MeterServer(meter, hdlc=True)
+    r = run("--tcp", "127.0.0.1:%d" % srv.port, "--framing", "hdlc", "--client", "reader",
+            "--json", "relay")
+    srv.close()
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["control_mode"] == 6
+
+
 def test_link_errors_exit_3():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
