@@ -11,7 +11,9 @@ What it shows (SCENARIOS S2/S4):
 3. The consumer pays: the head-end vends a 20-digit token and delivers it through the Token
    gateway (IC 115 `enter`); the balance rises and the meter reconnects itself at once.
    Delivering the same token again is refused as "used".
-4. A summary: the timeline, the pushed alerts, and the audit of the day (energy x tariff).
+4. The consumer's app reads balance and last recharge from the meter itself with no keys
+   (public association: the balance never depends on the head-end, S3).
+5. A summary: the facts, the pushed alerts, and the audit of the day (energy x tariff).
 """
 import datetime
 import tempfile
@@ -51,6 +53,17 @@ def start_meter(state_dir=None):
 
 
 # ---- the head-end side ------------------------------------------------------------------------
+def public_view(address):
+    """(balance paise, last recharge paise) read by a public client (no security)."""
+    from protocol.client import DlmsClient
+    from protocol.transport import TcpTransport
+    with DlmsClient(TcpTransport(*address, timeout=10), "wrapper", role="public",
+                    timeout=10) as c:
+        bal = int(c.balance().paise)
+        last = c.register(obis_text(T.LAST_RECHARGE_AMOUNT))
+        return bal, int(last.raw * 10 ** (last.scaler + 2))
+
+
 def _unix(value):
     """Unix seconds of a datetime (timezone-aware, from the meter's date-time)."""
     return int(value.timestamp())
@@ -233,6 +246,12 @@ def run_demo(say=None, state_dir=None):
         say("event", "the same token again: %s (balance stays %s)" % (
             s["replay_result"].upper(), _rs(s["balance_after_replay"])))
 
+        say("step", "The consumer's app reads the meter itself, no head-end and no keys "
+            "(public association)")
+        s["public_balance"], s["public_last_recharge"] = public_view(address)
+        say("read", "balance %s, last recharge %s" % (_rs(s["public_balance"]),
+                                                      _rs(s["public_last_recharge"])))
+
         mt.advance(1)
         s["energy_end_wh"] = he.energy()[0]
         s["daily"] = he.daily_profile()
@@ -306,6 +325,8 @@ def demo(state_dir):
     tab.add_row("relay after token", "%s (reconnected by the meter itself, %.0f ms after "
                 "the token was sent)" % (s["relay_after_token"], s["reconnect_ms"]))
     tab.add_row("same token again", s["replay_result"])
+    tab.add_row("public read (no keys)", "balance %s, last recharge %s" % (
+        _rs(s["public_balance"]), _rs(s["public_last_recharge"])))
     tab.add_row("alerts pushed", ", ".join(p[1] for p in s["pushes"]) or "none")
     for row in s["daily"]:
         tab.add_row("daily profile %s" % _local(row[0])[:10],

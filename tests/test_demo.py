@@ -29,6 +29,9 @@ def test_run_demo_facts():
     assert s["reconnect_ms"] < 5000  # one request-response, seconds at worst (S2)
     assert s["replay_result"] == "used"
     assert s["balance_after_replay"] == s["balance_after_token"]
+    # the consumer reads balance and last recharge with no keys (public association, S3)
+    assert s["public_balance"] == s["balance_after_token"]
+    assert s["public_last_recharge"] == demo_mod.RECHARGE_RUPEES * 100
     # energy advanced by the load over the day; alerts were pushed to the head-end
     assert s["energy_end_wh"] > s["energy_start_wh"] + 20000
     names = [p[1] for p in s["pushes"]]
