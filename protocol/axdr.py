@@ -24,7 +24,7 @@ type wherever plain Python would lose it, so `encode(decode(b)) == b` exactly):
 | 255 | dont-care            | DONT_CARE                                  |
 
 Encoding plain Python values: None, bool, bytes, str (visible-string), float (float64),
-list → array, tuple → structure. A plain `int` is refused (the width matters on the wire):
+list → array, tuple → structure, Obis → octet-string(6). A plain `int` is refused (the width matters on the wire):
 wrap it, e.g. `UInt32(5)`.
 
 `DATA_SPEC` is the declarative `construct` grammar of the same encoding; the hand-written
@@ -40,6 +40,7 @@ import construct as cs
 
 from protocol.cosem_types import CosemDate, CosemDateTime, CosemTime
 from protocol.errors import DecodeError, EncodeError
+from protocol.obis import Obis
 
 # ---------------------------------------------------------------- tags
 
@@ -687,6 +688,12 @@ def _enc(value, out, depth):
     enc = _ENCODERS.get(t)
     if enc is not None:
         enc(value, out, depth)
+        return
+    if isinstance(value, Obis):  # a logical name is an octet-string(6) in data
+        out += b"\x09\x06" + value.to_bytes()
+        return
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        _enc(bytes(value), out, depth)
         return
     # subclasses of the wrappers / CosemDateTime etc. fall back through the MRO
     for base in t.__mro__[1:]:

@@ -105,6 +105,15 @@ def test_non_canonical_length_accepted_on_decode():
     assert decode(bytes.fromhex("09810141")) == b"A"
 
 
+def test_obis_and_bytes_subclasses_encode_as_octet_strings():
+    class Raw(bytes):
+        pass
+
+    assert encode(Obis("0.0.1.0.0.255")) == bytes.fromhex("09060000010000ff")
+    assert encode(Raw(b"ab")) == b"\x09\x02ab"
+    assert encode(Structure([Obis("1.0.1.8.0.255")]))[2:] == bytes.fromhex("09060100010800ff")
+
+
 def test_plain_values_default_types():
     assert encode([UInt8(1)]) == bytes.fromhex("01011101")  # list -> array
     assert encode((UInt8(1), b"")) == bytes.fromhex("020211010900")
