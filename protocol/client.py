@@ -443,7 +443,11 @@ class ClientCore:
             self.security.peer_system_title = aare.responding_ap_title
             if not isinstance(ui, CipheredApdu):
                 raise AssociationError("the meter did not cipher its initiate response")
-            ui = InitiateResponse.decode(self.security.unprotect(ui.encode()))
+            try:
+                ui = InitiateResponse.decode(self.security.unprotect(ui.encode()))
+            except SecurityError as exc:
+                raise AssociationError("cannot decipher the meter's initiate response (wrong "
+                                       "keys?): %s" % exc) from None
         if not isinstance(ui, InitiateResponse):
             raise AssociationError("AARE carries no initiate response")
         self.conformance = ui.negotiated_conformance

@@ -481,6 +481,11 @@ def test_async_client_over_asyncio_tcp():
 # End to end against the emulated bijli meter (firmware DLMS server, hil/serve.py)
 
 
+def _keys_with_title(title):
+    k = demo_keys()
+    return ClientKeys(k.block_cipher_key, k.authentication_key, k.password, title, insecure=True)
+
+
 @pytest.fixture(scope="module")
 def emulated():
     from hil.serve import EmulatedMeter, ServiceThread
@@ -504,8 +509,8 @@ def test_emulated_meter_all_roles_over_tcp(emulated):
         assert c.events(["power"])[0].name == "POWER_UP"
         with pytest.raises(ServiceError):
             c.disconnect()  # the reader may not switch the relay
-    with DlmsClient(TcpTransport(host, port), "wrapper", "utility",
-                    invocation_counter=1000) as c:
+    keys = _keys_with_title(b"TESTTCP1")
+    with DlmsClient(TcpTransport(host, port), "wrapper", "utility", keys=keys) as c:
         assert c.disconnect().control_state_name == "disconnected"
         assert c.reconnect().output is True
         assert c.enter_token("00000000000000000000").name in ("auth", "format")
@@ -516,7 +521,7 @@ def test_emulated_meter_vended_token_over_hdlc_pty(emulated):
     with Vendor(":memory:") as v:
         digits = v.vend("BJ00000042", "credit", 50)
     with DlmsClient(SerialTransport(emulated.pty_path, timeout=2), "hdlc", "utility",
-                    timeout=3, invocation_counter=5000) as c:
+                    keys=_keys_with_title(b"TESTPTY1"), timeout=3) as c:
         before = c.balance().paise
         result = c.enter_token(digits)
         after = c.balance().paise
