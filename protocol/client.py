@@ -899,6 +899,7 @@ class _DriverBase:
         self.retries = retries
         self.pushes = []  # unsolicited APDUs (data-notifications) received meanwhile
         self.link_open = False
+        self.broken = False  # a link error happened: close() does not wait for the meter
 
     @property
     def invocation_counter(self):
@@ -920,6 +921,7 @@ class _DriverBase:
                 self.link_open = False
                 if want == "disconnect":
                     return ev
+                self.broken = True
                 why = {"dm": "the meter answered DM (link disconnected)",
                        "frmr": "the meter rejected a frame (FRMR %s)" % ev.info.hex()}
                 raise LinkError(why.get(ev.reason, "link disconnected (%s)" % ev.reason))
@@ -928,11 +930,13 @@ class _DriverBase:
         return None
 
     def _timeout_error(self, what):
+        self.broken = True
         mid = " (the link dropped in the middle of a frame)" if self.framing.in_frame else ""
         return LinkError("no answer from the meter to %s within %.1f s after %d attempt(s)%s"
                          % (what, self.timeout, self.retries + 1, mid))
 
     def _drop_error(self, exc):
+        self.broken = True
         if self.framing.in_frame:
             return LinkError("%s (in the middle of a frame)" % exc)
         return exc
@@ -961,6 +965,7 @@ class DlmsClient(_DriverBase):
 
     def open(self, associate=True):
         """Open transport and link, then associate (unless `associate=False`)."""
+        self.broken = False
         self.transport.open()
         try:
             if self.framing.needs_open:
@@ -975,14 +980,16 @@ class DlmsClient(_DriverBase):
         return self
 
     def close(self):
-        """Release the association (best effort), disconnect the link, close the transport."""
+        """Release the association (best effort), disconnect the link, close the transport.
+        After a link error it closes at once (no waiting for a meter that is not answering)."""
         try:
-            if self.core.associated and self.transport.is_open:
+            if self.core.associated and self.transport.is_open and not self.broken:
                 try:
                     self.release()
                 except ProtocolError:
                     pass
-            if self.link_open and self.framing.needs_open and self.transport.is_open:
+            if self.link_open and self.framing.needs_open and self.transport.is_open \
+                    and not self.broken:
                 try:
                     self._write(self.framing.close())
                     self._wait("disconnect", "DISC")
@@ -1059,6 +1066,7 @@ class AsyncDlmsClient(_DriverBase):
 
     async def open(self, associate=True):
         """Open transport and link, then associate."""
+        self.broken = False
         await self.transport.open()
         try:
             if self.framing.needs_open:
@@ -1073,14 +1081,16 @@ class AsyncDlmsClient(_DriverBase):
         return self
 
     async def close(self):
-        """Release (best effort), disconnect, close the transport."""
+        """Release (best effort), disconnect, close the transport (at once after a link
+        error)."""
         try:
-            if self.core.associated and self.transport.is_open:
+            if self.core.associated and self.transport.is_open and not self.broken:
                 try:
                     await self.release()
                 except ProtocolError:
                     pass
-            if self.link_open and self.framing.needs_open and self.transport.is_open:
+            if self.link_open and self.framing.needs_open and self.transport.is_open \
+                    and not self.broken:
                 try:
                     await self._write(self.framing.close())
                     await self._wait("disconnect", "DISC")

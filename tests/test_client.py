@@ -377,14 +377,18 @@ def test_timeout_retries_then_link_error():
     meter = make_meter()
     c, peer, t = hdlc_client(meter, role="public", retries=1)
     c.timeout = 0.2
-    with c:
-        meter.silent = True
-        start = time.monotonic()
-        with pytest.raises(LinkError, match="no answer .* after 2 attempt"):
-            c.serial_number()
-        assert time.monotonic() - start < 2
-        assert peer.duplicates == 1  # the retransmitted I-frame reached the meter
-        meter.silent = False
+    c.open()
+    meter.silent = True
+    start = time.monotonic()
+    with pytest.raises(LinkError, match="no answer .* after 2 attempt"):
+        c.serial_number()
+    assert time.monotonic() - start < 2
+    assert peer.duplicates == 1  # the retransmitted I-frame reached the meter
+    # After a link error close() does not wait for the silent meter again.
+    start = time.monotonic()
+    c.close()
+    assert time.monotonic() - start < 0.1
+    assert not t.is_open and c.broken
 
 
 def test_snrm_refused_with_dm():
