@@ -580,3 +580,17 @@ def test_core_operations_raise_only_protocol_errors(replies, op):
        st.sampled_from(["public", "reader", "utility"]))
 def test_associate_with_garbage_answers_raises_only_protocol_errors(replies, role):
     _drive(ClientCore(role).associate(), replies)
+
+
+def test_async_client_over_async_serial_hdlc_pty(emulated):
+    from protocol.transport import AsyncSerialTransport
+
+    async def main():
+        async with AsyncDlmsClient(AsyncSerialTransport(emulated.pty_path, timeout=2), "hdlc",
+                                   "reader", timeout=3) as c:
+            return await c.serial_number(), await c.relay(), await c.events(["power"])
+
+    serial, relay, events = asyncio.run(main())
+    assert serial == "BJ00000042"
+    assert isinstance(relay.output, bool) and relay.control_mode is not None
+    assert events and events[0].name == "POWER_UP"
