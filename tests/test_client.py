@@ -12,6 +12,8 @@ from dlms_cosem import security as dc_security
 from dlms_cosem.protocol.acse import ApplicationAssociationRequest
 from dlms_cosem.protocol.xdlms import GetRequestNormal as DcGetRequestNormal
 from dlms_cosem.security import SecurityControlField
+from hypothesis import given
+from hypothesis import strategies as st
 
 from protocol import axdr
 from protocol.apdu import (
@@ -538,8 +540,6 @@ def test_emulated_meter_vended_token_over_hdlc_pty(emulated):
 # ---------------------------------------------------------------------------------------------
 # Fuzz: whatever the meter answers, the client core raises only ProtocolErrors.
 
-from hypothesis import given  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
 
 
 def _drive(gen, replies):
