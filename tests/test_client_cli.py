@@ -209,3 +209,46 @@ def test_serial_pty_against_emulated_meter():
         assert json.loads(r.stdout)["paise"] == 2500
         r = run("--tcp", "%s:%d" % mt.address, "--client", "utility", "relay")
         assert r.exit_code == 0 and "relay CONNECTED" in r.stdout
+
+
+# -- protocol/keys.py -----------------------------------------------------------------------------
+
+def test_keys_repr_hides_secrets_and_parse_rules():
+    from protocol.keys import KeyFileError, demo_keys, parse_keys
+    k = demo_keys()
+    assert k.insecure and "INSECURE" in repr(k)
+    assert not any(h in repr(k).lower() for h in DEMO_KEY_HEX) and "12345678" not in repr(k)
+    k = parse_keys({"block_cipher_key": "00 11 22 33 44 55 66 77 88 99 aa bb cc dd ee ff",
+                    "authentication_key": "ff" * 16, "password_hex": "41424344",
+                    "system_title": "4142434445464748", "comment": "lab meter"})
+    assert k.block_cipher_key == bytes.fromhex("00112233445566778899aabbccddeeff")
+    assert k.password == b"ABCD" and k.system_title == b"ABCDEFGH" and not k.insecure
+    assert "0011" not in repr(k) and "ffff" not in repr(k)
+    assert parse_keys({"system_title": "HEADEND1"}).system_title == b"HEADEND1"
+    assert parse_keys({"password": "12345678"}).insecure  # the demo password is flagged
+    for bad, field in [({"block_cipher_key": "0011"}, "block_cipher_key"),
+                       ({"authentication_key": 5}, "authentication_key"),
+                       ({"password": "a", "password_hex": "61"}, "either"),
+                       ({"system_title": "ABC"}, "system_title"),
+                       ({"blockcipherkey": "00" * 16}, "unknown field"),
+                       ([], "JSON object")]:
+        with pytest.raises(KeyFileError, match=field):
+            parse_keys(bad)
+
+
+def test_invocation_counter_store(tmp_path):
+    from protocol.keys import InvocationCounterStore, KeyFileError
+    store = InvocationCounterStore(str(tmp_path / "ic.json"))
+    first = store.reserve(b"TITLE001")
+    assert first == 1
+    # A crash before release: the next session starts above the whole reservation.
+    second = store.reserve(b"TITLE001")
+    assert second == 1001
+    store.release(b"TITLE001", second + 5)  # lower than reserved: kept at the reservation
+    assert store.reserve(b"TITLE001") == 2001
+    store.release(b"TITLE001", 10 ** 6)
+    assert store.reserve(b"TITLE001") == 10 ** 6
+    assert store.reserve(b"OTHERTTL") == 1
+    (tmp_path / "ic.json").write_text("{broken")
+    with pytest.raises(KeyFileError, match="unreadable"):
+        store.reserve(b"TITLE001")
