@@ -266,10 +266,12 @@ def check_hdlc_push_on_the_line(rig):
     try:
         c.set(40, "0.4.25.9.0.255", 3, axdr.Structure([axdr.Enum(5), b"hdlc", axdr.Enum(0)]))
         before = len(c.pushes)
-        c.disconnect()
-        time.sleep(0.3)  # the meter pushes from its clock loop
-        c.reconnect()
-        time.sleep(0.3)
+        # one exchange each, then idle: the meter pushes from its clock loop (<= 0.1 s later)
+        # while the client waits, so a push never shares a read with an answer
+        c.action(70, "0.0.96.3.10.255", 1, axdr.Int8(0))
+        time.sleep(0.4)
+        c.action(70, "0.0.96.3.10.255", 2, axdr.Int8(0))
+        time.sleep(0.4)
         c.serial_number()  # a further exchange lets the client collect the pushes
         got = c.pushes[before:]
         codes = [int(p.body[3][0]) for p in got]
