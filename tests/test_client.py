@@ -4,6 +4,7 @@ TCP, and end to end against the emulated bijli meter (firmware DLMS server) over
 import asyncio
 import datetime as dt
 import socket
+import threading
 import time
 from fractions import Fraction
 
@@ -594,3 +595,34 @@ def test_async_client_over_async_serial_hdlc_pty(emulated):
     assert serial == "BJ00000042"
     assert isinstance(relay.output, bool) and relay.control_mode is not None
     assert events and events[0].name == "POWER_UP"
+
+
+def test_serial_meter_vanishes_mid_frame_is_link_error():
+    import os
+    import tty
+
+    from protocol.hdlc import UA, Frame
+    master, slave = os.openpty()
+    tty.setraw(master)
+    tty.setraw(slave)
+    path = os.ttyname(slave)
+    ua = Frame(UA, Address(16), Address(1), HdlcParameters().encode()).encode()
+
+    def meter_side():
+        got = b""
+        while b"\x7e" not in got[1:]:
+            got += os.read(master, 64)
+        os.write(master, ua[:9])  # half a UA, then the cable is pulled
+        time.sleep(0.1)
+        os.close(master)
+
+    th = threading.Thread(target=meter_side, daemon=True)
+    th.start()
+    c = DlmsClient(SerialTransport(path, timeout=1), "hdlc", timeout=2)
+    try:
+        with pytest.raises(LinkError, match="dropped.*middle of a frame"):
+            c.open()
+        assert not c.transport.is_open
+    finally:
+        th.join(5)
+        os.close(slave)
