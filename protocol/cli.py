@@ -122,25 +122,33 @@ def client(ctx, tcp, serial, role, keys_file, as_json, timeout, retries, baud, s
     Exit status: 0 ok, 1 token refused, 2 usage/key file, 3 link, 4 association refused,
     5 request refused by the meter, 6 malformed answer or security failure.
     """
-    if bool(tcp) == bool(serial):
+    # Checked when a command runs (so that `bijli client COMMAND --help` works without them).
+    ctx.obj = Settings(tcp=tcp, serial=serial, role=role, keys_file=keys_file, keys=None,
+                       as_json=as_json, timeout=timeout, retries=retries, baud=baud,
+                       server=server, ic_store=ic_store, framing=framing, ready=False)
+
+
+def _prepare(s):
+    """Validate the group options and load the keys (once)."""
+    if s.ready:
+        return s
+    if bool(s.tcp) == bool(s.serial):
         raise click.UsageError("give exactly one of --tcp HOST:PORT or --serial PORT")
     try:
-        logical, _, physical = server.partition(":")
-        logical = int(logical, 0)
-        physical = int(physical, 0) if physical else None
+        logical, _, physical = s.server.partition(":")
+        s.logical = int(logical, 0)
+        s.physical = int(physical, 0) if physical else None
     except ValueError:
         raise click.BadParameter("LOGICAL[:PHYSICAL] integers", param_hint="--server") from None
-    keys = None
-    if role != PUBLIC:
+    if s.role != PUBLIC:
         try:
-            keys = load_keys(keys_file) if keys_file else demo_keys()
+            s.keys = load_keys(s.keys_file) if s.keys_file else demo_keys()
         except KeyFileError as exc:
             _fail(EXIT_USAGE, str(exc))
-        if keys.insecure:
+        if s.keys.insecure:
             click.echo(INSECURE_NOTE, err=True)
-    ctx.obj = Settings(tcp=tcp, serial=serial, role=role, keys=keys, as_json=as_json,
-                       timeout=timeout, retries=retries, baud=baud, logical=logical,
-                       physical=physical, ic_store=ic_store, framing=framing)
+    s.ready = True
+    return s
 
 
 class _Session:
@@ -201,7 +209,7 @@ class _Session:
 
 
 def _settings():
-    return click.get_current_context().find_object(Settings)
+    return _prepare(click.get_current_context().find_object(Settings))
 
 
 # ---------------------------------------------------------------------------------------------

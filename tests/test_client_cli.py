@@ -197,6 +197,10 @@ def test_registered_in_bijli_and_help():
     for word in ("--tcp", "--serial", "--client", "--keys", "--json", "balance", "token",
                  "profile", "events", "INSECURE"):
         assert word in r.stdout
+    for cmd in ("read", "balance", "relay", "disconnect", "reconnect", "token", "profile",
+                "events"):
+        r = CliRunner().invoke(bijli, ["client", cmd, "--help"])
+        assert r.exit_code == 0 and "Usage: bijli client %s" % cmd in r.stdout
 
 
 def test_serial_pty_against_emulated_meter():
