@@ -37,7 +37,7 @@ from protocol.errors import (
     ProtocolError,
     ServiceError,
 )
-from protocol.hdlc import server_address
+from protocol.hdlc import DEFAULT_MAX_INFO, DEFAULT_WINDOW, HdlcParameters, server_address
 from protocol.keys import (
     INSECURE_NOTE,
     InvocationCounterStore,
@@ -111,12 +111,16 @@ def _exit_code(exc):
 @click.option("--framing", type=click.Choice(["auto", "hdlc", "wrapper"]), default="auto",
               show_default=True, help="auto: wrapper on TCP, HDLC on serial; hdlc also works "
               "over TCP for meters that speak HDLC there.")
+@click.option("--max-info", type=click.IntRange(32, 2030), default=None,
+              help="HDLC: propose this max information field length (default 128).")
+@click.option("--window", type=click.IntRange(1, 7), default=None,
+              help="HDLC: propose this window size (default 1).")
 @click.option("--ic-store", type=click.Path(dir_okay=False), default=None,
               help="Invocation counter store (utility client). Default: "
               "$BIJLI_STATE_DIR or ~/.local/state/bijli.")
 @click.pass_context
 def client(ctx, tcp, serial, role, keys_file, as_json, timeout, retries, baud, server, framing,
-           ic_store):
+           max_info, window, ic_store):
     """Talk DLMS/COSEM to a meter over TCP or serial.
 
     Exit status: 0 ok, 1 token refused, 2 usage/key file, 3 link, 4 association refused,
@@ -125,7 +129,16 @@ def client(ctx, tcp, serial, role, keys_file, as_json, timeout, retries, baud, s
     # Checked when a command runs (so that `bijli client COMMAND --help` works without them).
     ctx.obj = Settings(tcp=tcp, serial=serial, role=role, keys_file=keys_file, keys=None,
                        as_json=as_json, timeout=timeout, retries=retries, baud=baud,
-                       server=server, ic_store=ic_store, framing=framing, ready=False)
+                       server=server, ic_store=ic_store, framing=framing, ready=False,
+                       hdlc_params=_hdlc_params(max_info, window))
+
+
+def _hdlc_params(max_info, window):
+    if max_info is None and window is None:
+        return None
+    m = max_info or DEFAULT_MAX_INFO
+    w = window or DEFAULT_WINDOW
+    return HdlcParameters(m, m, w, w)
 
 
 def _prepare(s):
@@ -179,7 +192,7 @@ class _Session:
             self.client = DlmsClient(
                 transport, framing, s.role, s.keys, timeout=s.timeout, retries=s.retries,
                 invocation_counter=ic, server=server_address(s.logical, s.physical),
-                server_wport=s.logical)
+                server_wport=s.logical, hdlc_params=s.hdlc_params)
             self.client.open()
         except ProtocolError as exc:
             self._record_ic()

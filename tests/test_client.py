@@ -626,3 +626,15 @@ def test_serial_meter_vanishes_mid_frame_is_link_error():
     finally:
         th.join(5)
         os.close(slave)
+
+
+@pytest.mark.parametrize("params", [HdlcParameters(32, 32, 1, 1), HdlcParameters(512, 512, 7, 7),
+                                    HdlcParameters(2030, 2030, 3, 3)])
+def test_emulated_meter_hdlc_parameter_negotiation(emulated, params):
+    with DlmsClient(SerialTransport(emulated.pty_path, timeout=2), "hdlc", "reader",
+                    hdlc_params=params, timeout=3) as c:
+        neg = c.framing.link.params
+        assert neg.max_info_tx <= params.max_info_tx and neg.max_info_rx <= params.max_info_rx
+        assert neg.max_info_rx >= 32
+        assert c.serial_number() == "BJ00000042"
+        assert c.profile("1.0.99.2.0.255").columns[0][1] == CLOCK

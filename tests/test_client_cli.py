@@ -208,7 +208,8 @@ def test_serial_pty_against_emulated_meter():
     em = EmulatedMeter(None, speed=0, meter_id="BJ00000077", start_s=int(T0.timestamp()),
                        opening_paise=2500)
     with ServiceThread(em, tcp="127.0.0.1:0", pty=True) as mt:
-        r = run("--serial", mt.pty_path, "--client", "reader", "--json", "balance")
+        r = run("--serial", mt.pty_path, "--client", "reader", "--max-info", "256", "--window",
+                "2", "--json", "balance")
         assert r.exit_code == 0, r.stderr
         assert json.loads(r.stdout)["paise"] == 2500
         r = run("--tcp", "%s:%d" % mt.address, "--client", "utility", "relay")
