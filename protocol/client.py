@@ -56,6 +56,7 @@ from protocol.apdu import (
     entry_descriptor,
     range_descriptor,
 )
+from protocol.apdu.ciphered import SERVICE_SPECIFIC_TAGS
 from protocol.apdu.common import NULL_PRESENT, ActionResult
 from protocol.cosem_types import UNIT_WH, UNITS, CosemDateTime, ScalerUnit
 from protocol.errors import (
@@ -375,7 +376,7 @@ class ClientCore:
         if not reply:
             raise DecodeError("empty reply APDU")
         if self.ciphered:
-            if reply[0] in (0xDB, 0xDC) or _is_service_ciphered(reply):
+            if reply[0] in (0xDB, 0xDC) or reply[0] in SERVICE_SPECIFIC_TAGS:
                 reply = self.security.unprotect(reply)
             elif reply[0] not in (0xD8, 0x0E):
                 raise SecurityError("the meter answered in clear on a ciphered association")
@@ -751,11 +752,6 @@ def _range_bound(value, default):
     if isinstance(value, CosemDateTime):
         return value
     raise EncodeError("profile range bounds are datetimes or Unix seconds, not %r" % (value,))
-
-
-def _is_service_ciphered(reply):
-    from protocol.apdu.ciphered import SERVICE_SPECIFIC_TAGS
-    return reply[0] in SERVICE_SPECIFIC_TAGS
 
 
 def _try_decode(reply):
