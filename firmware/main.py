@@ -5,16 +5,24 @@ Builds the board HAL (pins from /bijli_board.json if present, else DEFAULT_PINS)
 {"meter_id": "...", "keys": {"0": "32 hex digits"}} is imported and then deleted), and runs
 the loop: tick the meter, poll the services, feed the watchdog.
 
-Extension point: `services` is a list of objects with `poll(meter)`, called on every loop
-pass. The local line port (`LinePort`, on the UART) is one; the DLMS server adds itself the
-same way (`run(services=[...])`).
+Services are objects with `poll(meter)`, called on every loop pass. The UART carries the
+DLMS/COSEM server over HDLC (`firmware.cosem.service.DlmsUartService`) by default, or the text
+`LinePort` with `"uart_mode": "line"`; more can be passed with `run(services=[...])`.
+DLMS keys come from `"dlms": {"ek": hex, "ak": hex, "password": "..."}` in the provisioning
+file (kept in the NVM afterwards); without them the board uses the INSECURE demo keys.
 """
 import json
 import os
 import time
 
 from firmware.config import Config
-from firmware.hal.board import BoardHal
+from firmware.cosem.service import (
+    DEMO_AUTH_KEY,
+    DEMO_BLOCK_KEY,
+    DEMO_PASSWORD,
+    DlmsUartService,
+    system_title_for,
+)
 from firmware.meter import SOURCE_SERIAL, Meter
 from firmware.storage import Store
 from firmware.token_gate import CODE_NAMES
@@ -35,6 +43,8 @@ DEFAULT_PINS = {
 BOARD_FILE = "/bijli_board.json"
 PROVISION_FILE = "/bijli_provision.json"
 LOOP_MS = 200
+TAG_DLMS = 3  # storage tag of the DLMS security record (after the meter's own units)
+DLMS_MAX = 80
 
 
 def _read_json(path):
@@ -88,8 +98,43 @@ class LinePort:
         return "ERR unknown command"
 
 
+def _dlms_record(store):
+    """The DLMS security record, declared after the meter's units (same layout every boot)."""
+    return store.record(TAG_DLMS, DLMS_MAX)
+
+
+def _pack_dlms(ek, ak, password):
+    return bytes(ek) + bytes(ak) + bytes([len(password)]) + bytes(password)
+
+
+def _unpack_dlms(raw):
+    if raw is None or len(raw) < 33 or len(raw) != 33 + raw[32]:
+        return None
+    return raw[:16], raw[16:32], raw[33:]
+
+
+def dlms_keys(store, prov):
+    """(ek, ak, password, demo) for the DLMS server: provisioned ones (saved to the NVM on first
+    boot) or, when none were ever provisioned, the INSECURE well-known demo keys."""
+    rec = _dlms_record(store)
+    if prov and "dlms" in prov:
+        d = prov["dlms"]
+        ek, ak = _hex(d["ek"]), _hex(d["ak"])
+        pw = d.get("password", "").encode()
+        if len(ek) != 16 or len(ak) != 16 or len(pw) > DLMS_MAX - 33:
+            raise ValueError("provisioned DLMS keys must be 16 bytes, password <= %d"
+                             % (DLMS_MAX - 33))
+        rec.save(_pack_dlms(ek, ak, pw))
+    saved = _unpack_dlms(rec.load())
+    if saved is not None:
+        return saved[0], saved[1], saved[2], False
+    return DEMO_BLOCK_KEY, DEMO_AUTH_KEY, DEMO_PASSWORD, True
+
+
 def build():
-    """Board HAL, then the meter (provisioning on first boot)."""
+    """Board HAL, the meter and its DLMS keys (provisioning on first boot)."""
+    from firmware.hal.board import BoardHal  # imports `machine`: boards only
+
     pins = dict(DEFAULT_PINS)
     pins.update(_read_json(BOARD_FILE) or {})
     hal = BoardHal(pins)
@@ -102,22 +147,40 @@ def build():
         keys = {}
         for rev in prov.get("keys", {}):
             keys[int(rev)] = _hex(prov["keys"][rev])
-    meter = Meter(hal, cfg, Store(hal.nvm), keys)
+    store = Store(hal.nvm)
+    meter = Meter(hal, cfg, store, keys)
+    ek, ak, pw, demo = dlms_keys(store, prov)
     if prov:
         os.remove(PROVISION_FILE)  # keys now live in the NVM only
-    return hal, meter
+    if demo:
+        print("bijli: DLMS uses the INSECURE well-known demo keys (provision real ones)")
+    return hal, meter, pins, (ek, ak, pw)
+
+
+def uart_service(hal, meter, pins, dlms):
+    """The service on the board's UART: DLMS/COSEM over HDLC (default) or the text LinePort
+    (`"uart_mode": "line"` in /bijli_board.json, for bench work)."""
+    if hal.uart is None:
+        return None
+    if pins.get("uart_mode", "dlms") == "line":
+        return LinePort(hal.uart)
+    ek, ak, pw = dlms
+    return DlmsUartService(hal.uart, system_title_for(meter.config.meter_id), ek, ak, pw)
 
 
 def run(services=None):
     """The main loop (never returns)."""
-    hal, meter = build()
+    hal, meter, pins, dlms = build()
     services = list(services or [])
-    if hal.uart is not None:
-        services.append(LinePort(hal.uart))
+    port = uart_service(hal, meter, pins, dlms)
+    if port is not None:
+        services.append(port)
     while True:
         if meter.down and hal.inputs.power_ok():
             # mains came back without a reset (held up by the supply's capacitors): a new boot
-            meter = Meter(hal, None, Store(hal.nvm))
+            store = Store(hal.nvm)
+            meter = Meter(hal, None, store)
+            _dlms_record(store)  # keep the layout declaration identical to the first boot
         meter.tick()
         for s in services:
             s.poll(meter)

@@ -29,6 +29,12 @@ from firmware import token_codec as tc
 from firmware.config import Config
 from firmware.cosem import table as cosem_table
 from firmware.cosem.push import TRANSPORT_HDLC
+from firmware.cosem.service import (  # noqa: F401 - re-exported for the demo and tests
+    DEMO_AUTH_KEY,
+    DEMO_BLOCK_KEY,
+    DEMO_PASSWORD,
+    system_title_for,
+)
 from firmware.dlms import FramingError, ObjectTable
 from firmware.dlms import hdlc as fw_hdlc
 from firmware.dlms import wrapper as fw_wrapper
@@ -44,10 +50,8 @@ SERVER_WPORT = 1  # management logical device
 PUSH_DST_WPORT = 0x10
 TICK_S = 0.1
 
-# The well-known DLMS test keys: INSECURE, for demos and tests only.
-DEMO_BLOCK_KEY = bytes.fromhex("000102030405060708090A0B0C0D0E0F")
-DEMO_AUTH_KEY = bytes.fromhex("D0D1D2D3D4D5D6D7D8D9DADBDCDDDEDF")
-DEMO_PASSWORD = b"12345678"
+# The well-known DLMS test keys (INSECURE, demos and tests only) come from the firmware,
+# so a board without provisioned keys and the emulator answer the same way.
 
 
 def demo_vending_key():
@@ -57,9 +61,8 @@ def demo_vending_key():
 
 
 def system_title(meter_id):
-    """8-byte server system title: 'BJL' + the last 5 characters of the meter id."""
-    mid = meter_id.encode()[-5:]
-    return (b"BJL" + mid + b"\x00" * 5)[:8]
+    """8-byte server system title: the firmware's rule (the board derives the same one)."""
+    return system_title_for(meter_id)
 
 
 def parse_hostport(text, default_port=4059):

@@ -17,6 +17,18 @@ from firmware.dlms.server import ASSOCIATED, DlmsServer
 
 MAX_READ = 512
 
+# The well-known DLMS test keys. INSECURE: public, for demo meters and tests only; a board
+# provisioned with its own keys (firmware/main.py) never uses them.
+DEMO_BLOCK_KEY = bytes(range(16))  # 000102...0F
+DEMO_AUTH_KEY = bytes(range(0xD0, 0xE0))  # D0D1...DF
+DEMO_PASSWORD = b"12345678"
+
+
+def system_title_for(meter_id):
+    """8-byte server system title: 'BJL' + the last 5 characters of the meter id."""
+    mid = meter_id.encode()[-5:]
+    return (b"BJL" + mid + b"\x00" * 5)[:8]
+
 
 def _urandom(n):
     import os

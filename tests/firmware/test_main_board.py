@@ -1,0 +1,102 @@
+"""The board entry point's wiring (firmware/main.py) on the simulator HAL: DLMS keys from the
+provisioning record, and the DLMS/COSEM server on the UART. Runs under MicroPython too."""
+from firmware import main as board_main
+from firmware.config import Config
+from firmware.cosem.service import DEMO_BLOCK_KEY, DlmsUartService, system_title_for
+from firmware.dlms import axdr, hdlc
+from firmware.hal.nvm import MemNVM
+from firmware.hal.sim import ConstantLoad, SimClock, SimHal
+from firmware.meter import Meter
+from firmware.storage import Store
+from tests.firmware import dlms_client as dc
+
+T0 = 1767225600
+
+
+class FakeUart:
+    """machine.UART stand-in: bytes written by the 'client' are read by the meter."""
+
+    def __init__(self):
+        self.rx = b""
+        self.tx = b""
+
+    def any(self):
+        return len(self.rx)
+
+    def read(self, n):
+        data, self.rx = self.rx[:n], self.rx[n:]
+        return data
+
+    def write(self, data):
+        self.tx += bytes(data)
+        return len(data)
+
+
+def _board(nvm):
+    hal = SimHal(SimClock(T0), ConstantLoad(300), nvm)
+    hal.uart = FakeUart()
+    store = Store(hal.nvm)
+    meter = Meter(hal, Config(meter_id="BRD01"), store, {0: bytes(16)})
+    return hal, meter, store
+
+
+def test_without_provisioning_the_board_uses_the_demo_keys():
+    _hal, _meter, store = _board(MemNVM(65536))
+    ek, ak, pw, demo = board_main.dlms_keys(store, None)
+    assert demo and ek == DEMO_BLOCK_KEY and pw == b"12345678"
+
+
+def test_provisioned_dlms_keys_survive_a_reboot():
+    nvm = MemNVM(65536)
+    _hal, _meter, store = _board(nvm)
+    prov = {"dlms": {"ek": "11" * 16, "ak": "22" * 16, "password": "s3cret"}}
+    assert board_main.dlms_keys(store, prov) == (b"\x11" * 16, b"\x22" * 16, b"s3cret", False)
+    _hal, _meter, store = _board(nvm)  # reboot: same NVM, no provisioning file any more
+    assert board_main.dlms_keys(store, None) == (b"\x11" * 16, b"\x22" * 16, b"s3cret", False)
+
+
+def test_bad_provisioned_keys_are_refused():
+    _hal, _meter, store = _board(MemNVM(65536))
+    try:
+        board_main.dlms_keys(store, {"dlms": {"ek": "11" * 15, "ak": "22" * 16}})
+    except ValueError:
+        return
+    raise AssertionError("a 15-byte key was accepted")
+
+
+def test_uart_serves_dlms_balance_to_the_public_client():
+    hal, meter, store = _board(MemNVM(65536))
+    meter.provision_credit(12345)
+    svc = board_main.uart_service(hal, meter, {"uart_mode": "dlms"},
+                                  board_main.dlms_keys(store, None)[:3])
+    assert isinstance(svc, DlmsUartService)
+    assert svc.system_title == system_title_for("BRD01")
+    client = dc.client_addr(dc.CLIENT_PUBLIC)
+    hal.uart.rx = hdlc.build_frame(dc.SERVER, client, 0x93)  # SNRM
+    svc.poll(meter)
+    ua = dc.frames(hal.uart.tx)
+    assert ua[0][2] == 0x73
+    hal.uart.tx = b""
+    aarq = dc.build_aarq(user_info=dc.initiate_request())
+    hal.uart.rx = hdlc.build_frame(dc.SERVER, client, dc.i_ctrl(0, 0), b"\xE6\xE6\x00" + aarq)
+    svc.poll(meter)
+    aare = dc.frames(hal.uart.tx)[0][3]
+    assert aare[3] == 0x61  # after the LLC header: AARE
+    hal.uart.tx = b""
+    get = dc.get_req(3, bytes((0, 0, 94, 96, 24, 255)), 2)
+    hal.uart.rx = hdlc.build_frame(dc.SERVER, client, dc.i_ctrl(1, 1), b"\xE6\xE6\x00" + get)
+    svc.poll(meter)
+    info = dc.frames(hal.uart.tx)[0][3]
+    # LLC E6 E7 00, then GET.response-normal: C4 01 <invoke> 00 (data) <A-XDR value>
+    assert info[:3] == b"\xE6\xE7\x00" and info[3:5] == b"\xC4\x01" and info[6] == 0
+    value, _end = axdr.decode(info, 7)
+    assert value == (axdr.DOUBLE_LONG, 12345), value
+
+
+def test_line_mode_keeps_the_text_port():
+    hal, meter, store = _board(MemNVM(65536))
+    svc = board_main.uart_service(hal, meter, {"uart_mode": "line"}, (b"", b"", b""))
+    assert isinstance(svc, board_main.LinePort)
+    hal.uart.rx = b"BAL\n"
+    svc.poll(meter)
+    assert hal.uart.tx == b"BAL %d\n" % meter.account.balance
