@@ -903,27 +903,35 @@ class _DriverBase:
         return self.core.invocation_counter
 
     def _events(self, events, want):
-        """The first event answering `want` ("connect", "disconnect", "apdu"), or None."""
+        """The first event answering `want` ("connect", "disconnect", "apdu"), or None.
+
+        Every event of the batch is looked at, also after the answer: a push that arrived in the
+        same read as a reply is kept, and a link drop after the answer marks the link broken
+        without losing the answer."""
+        found = None
         for ev in events:
             if isinstance(ev, ApduReceived):
                 if ev.unsolicited:
                     self.pushes.append(_try_decode(ev.apdu) or ev.apdu)
-                    continue
-                if want == "apdu":
-                    return ev
-            elif isinstance(ev, Connected) and want == "connect":
-                return ev
+                elif want == "apdu" and found is None:
+                    found = ev
+            elif isinstance(ev, Connected):
+                if want == "connect" and found is None:
+                    found = ev
             elif isinstance(ev, Disconnected):
                 self.link_open = False
-                if want == "disconnect":
-                    return ev
+                if want == "disconnect" and found is None:
+                    found = ev
+                    continue
                 self.broken = True
+                if found is not None:
+                    continue
                 why = {"dm": "the meter answered DM (link disconnected)",
                        "frmr": "the meter rejected a frame (FRMR %s)" % ev.info.hex()}
                 raise LinkError(why.get(ev.reason, "link disconnected (%s)" % ev.reason))
-            elif isinstance(ev, PeerBusy):
-                return ev
-        return None
+            elif isinstance(ev, PeerBusy) and found is None:
+                found = ev
+        return found
 
     def _timeout_error(self, what):
         self.broken = True

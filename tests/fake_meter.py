@@ -321,10 +321,13 @@ class ScriptedMeter:
 class MeterServer:
     """A TCP server thread speaking the wrapper (or HDLC with `hdlc=True`) to a ScriptedMeter,
     one connection after the other. With `cut_after`, that many replies are answered in full,
-    then the next one is cut after `cut_bytes` and the connection closed."""
+    then the next one is cut after `cut_bytes` and the connection closed. With `trailing_push`
+    (wrapper only), that APDU follows every reply after the first in the same write, the way a
+    meter's push can share a TCP segment with an answer."""
 
-    def __init__(self, meter, cut_after=None, cut_bytes=5, hdlc=False):
+    def __init__(self, meter, cut_after=None, cut_bytes=5, hdlc=False, trailing_push=None):
         self.meter = meter
+        self.trailing_push = trailing_push
         self.cut_after = cut_after
         self.cut_bytes = cut_bytes
         self.hdlc = hdlc
@@ -365,6 +368,8 @@ class MeterServer:
             if self.cut_after is not None and self.replies >= self.cut_after:
                 conn.sendall(out[:self.cut_bytes])
                 return False
+            if self.trailing_push is not None and self.replies and not self.hdlc:
+                out += wrap(1, 0x10, self.trailing_push)
             self.replies += 1
             conn.sendall(out)
 

@@ -414,6 +414,18 @@ def test_wrapper_client_over_tcp():
     assert [type(r).__name__ for r in meter.requests][:2] == ["AARQ", "ActionRequestNormal"]
 
 
+def test_push_in_the_same_read_as_a_reply_is_kept():
+    push = bytes.fromhex("0F00000001" "00" "1105")  # data-notification, no time, unsigned 5
+    meter = make_meter()
+    srv = MeterServer(meter, trailing_push=push)
+    with DlmsClient(TcpTransport("127.0.0.1", srv.port), "wrapper", "public") as c:
+        assert c.balance().paise == -150
+        assert c.balance().paise == -150
+        assert len(c.pushes) >= 2  # one after each reply but the association's
+        assert all(type(p).__name__ == "DataNotification" and p.body == 5 for p in c.pushes)
+    srv.close()
+
+
 @pytest.mark.parametrize("hdlc", [False, True])
 def test_tcp_meter_drops_mid_frame_is_link_error(hdlc):
     meter = make_meter()
