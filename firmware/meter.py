@@ -5,10 +5,14 @@
     meter.advance_to(t)          # or step simulated time to Unix second t (tests, emulator)
     res = meter.enter_token("1234 5678 ...", SOURCE_KEYPAD)
 
-Time stepping: the meter keeps its own time axis in ms. `tick()` moves it by the elapsed
-monotonic ticks (`hal.clock.ticks_ms`, wrap-safe with ticks_diff; call at least every few
-days) and re-bases it on the wall clock when they disagree by more than 2 s (a jump of more
-than 60 s is logged as CLOCK_SET; no energy is counted for a jump). Between two calls the time
+Time stepping: the meter keeps its own time axis in ms, tied to the monotonic ticks
+(`hal.clock.ticks_ms`, wrap-safe with ticks_diff; call at least every few days). `tick()`
+reads the ticks and the wall clock together (ticks, wall, ticks; re-read if a stalled host
+spread them over more than 1 s), steps exactly the ticks elapsed since the last step (energy
+follows the ticks, however late the call: a busy host or a fast simulated clock only delays
+it), then compares the wall clock with its own time *at that read*: a disagreement of more
+than 2 s is a clock set and re-bases the axis on the wall clock (a jump of more than 60 s is
+logged as CLOCK_SET; no energy is counted for a jump). Between two calls the time
 is walked in steps of at most `max_step_s` (default 60 s) that also end at every instant where
 a rule can change: profile/demand period boundaries (and so local midnight), tariff zone
 changes, the disconnect window's start and end, the grace period's end, a suspension's end,
@@ -71,6 +75,8 @@ TAMPER_MAGNET = 2
 
 CLOCK_SLACK_MS = 2000
 CLOCK_SET_LOG_S = 60
+CLOCK_READ_MAX_MS = 1000  # widest ticks/wall/ticks read judged for a clock set
+CLOCK_READ_TRIES = 3
 
 
 class Meter:
@@ -113,8 +119,12 @@ class Meter:
         self.config = cfg
         self._build(cfg, self._load_keys(keys))
 
-        now = self.clock.time()
-        self._ticks = self.clock.ticks_ms()
+        ticks, wall_ms, _ = self._read_clock()
+        if wall_ms is None:  # never a tight read: the wall read just before these ticks
+            wall_ms = self.clock.time() * 1000
+            ticks = self.clock.ticks_ms()
+        now = wall_ms // 1000
+        self._ticks = ticks
         self.t_ms = now * 1000
         self._now_s = now
         if parts is not None:
@@ -242,43 +252,78 @@ class Meter:
         """The meter's current time (Unix s) as far as it has stepped."""
         return self._now_s
 
-    def tick(self):
-        """Follow the HAL clock: poll inputs, step metering/charging/rules up to now, persist."""
+    def tick(self, until=None):
+        """Follow the HAL clock: poll inputs, step metering/charging/rules up to now, persist.
+
+        The meter steps exactly the monotonic ticks elapsed since its last step (energy follows
+        the ticks, however late the call), then judges the wall clock against the ticks read
+        at the same instant: only a disagreement there is a clock set. `until` (Unix s, for
+        runs that stop at a given time): step no further; the rest is stepped by a later call.
+        """
         if self.down:
             return
         if not self.hal.inputs.power_ok():
             self.power_down()
             return
-        ticks = self.clock.ticks_ms()
+        ticks, wall_ms, width = self._read_clock()
+        expect = self.t_ms + ticks_diff(ticks, self._ticks)  # our time at the read instant
+        if not self._catch_up(ticks, until) or wall_ms is None:
+            return  # the clock is judged once the meter has stepped up to the read instant
+        diff = wall_ms - expect
+        if diff > CLOCK_SLACK_MS + 999 or diff < -CLOCK_SLACK_MS - width:
+            self._rebase(wall_ms, ticks)
+
+    def _read_clock(self):
+        """(ticks, wall ms, width): the wall clock read between two ticks reads `width` ms
+        apart, anchored at the second. A host that stalls between the reads (a fast simulated
+        clock on a busy machine) gives a wide pair: re-read; wall ms None if never tight."""
+        clk = self.clock
+        for _ in range(CLOCK_READ_TRIES):
+            a = clk.ticks_ms()
+            wall = clk.time()
+            b = clk.ticks_ms()
+            width = ticks_diff(b, a)
+            if 0 <= width <= CLOCK_READ_MAX_MS:
+                return b, wall * 1000, width
+        return b, None, width
+
+    def _catch_up(self, ticks, until=None):
+        """Step the ticks elapsed up to `ticks` (not past Unix second `until`); True if the
+        meter reached the instant of `ticks`. A meter ahead of its ticks waits for them."""
         el = ticks_diff(ticks, self._ticks)
-        self._ticks = ticks
-        if el < 0:
-            el = 0
-        self._run_to(self.t_ms + el)
-        wall_ms = self.clock.time() * 1000
-        diff = wall_ms - self.t_ms
-        if diff > CLOCK_SLACK_MS + 999 or diff < -CLOCK_SLACK_MS:
-            self._rebase(wall_ms)
+        if el <= 0:
+            return el == 0
+        target = self.t_ms + el
+        if until is not None and target > until * 1000:
+            target = until * 1000
+        start = self.t_ms
+        if target > start:
+            self._run_to(target)
+            self._ticks = ticks_add(self._ticks, self.t_ms - start)
+        return self.t_ms == start + el
 
     def advance_to(self, t):
         """Step up to Unix second t (no-op if not ahead). A simulator clock that is behind t
-        (one with `advance`) is moved to t first; a clock already past t is caught up by the
-        next tick()."""
+        (one with `advance_ms`) is moved to t first; a clock already past t is caught up by
+        the next tick(). The meter's place on the monotonic ticks moves with it, so the
+        catch-up steps exactly the rest."""
         if self.down:
             return
         clk = self.clock
-        if hasattr(clk, "advance"):
-            behind = t - clk.time()
+        if hasattr(clk, "advance_ms"):
+            behind = t * 1000 - (self.t_ms + ticks_diff(clk.ticks_ms(), self._ticks))
             if behind > 0:
-                clk.advance(behind)
+                clk.advance_ms(behind)
+        start = self.t_ms
         self._run_to(t * 1000)
-        lag = clk.time() * 1000 - self.t_ms
-        self._ticks = ticks_add(clk.ticks_ms(), -lag if lag > 0 else 0)
+        self._ticks = ticks_add(self._ticks, self.t_ms - start)
 
-    def _rebase(self, wall_ms):
+    def _rebase(self, wall_ms, ticks):
+        """The wall clock was set: jump to it (no energy for the jump), anchored at `ticks`."""
         jump = wall_ms // 1000 - self._now_s
         self.t_ms = wall_ms
         self._now_s = wall_ms // 1000
+        self._ticks = ticks
         if jump > CLOCK_SET_LOG_S or jump < -CLOCK_SET_LOG_S:
             self._emit(ec.CLOCK_SET, jump)
             self.iprofile.mark(STATUS_CLOCK_SET)
@@ -286,12 +331,15 @@ class Meter:
         self._after_step(self._now_s, True)
 
     def set_clock(self, t):
-        """Set the wall clock (RTC) to Unix second t, log CLOCK_SET and persist."""
+        """Set the wall clock (RTC) to Unix second t, log CLOCK_SET and persist. The time the
+        meter is behind its ticks is stepped first (it passed before the set)."""
+        ticks = self.clock.ticks_ms()
+        self._catch_up(ticks)
         self.hal.clock.set_time(t)
         jump = t - self._now_s
         self.t_ms = t * 1000
         self._now_s = t
-        self._ticks = self.clock.ticks_ms()
+        self._ticks = ticks
         self._emit(ec.CLOCK_SET, jump)
         self.iprofile.mark(STATUS_CLOCK_SET)
         self.dprofile.mark(STATUS_CLOCK_SET)
@@ -419,9 +467,7 @@ class Meter:
         """Mains failing: step to now, log POWER_DOWN, save; the meter then stays idle."""
         if self.down:
             return
-        now = self.clock.time()
-        if now * 1000 > self.t_ms:
-            self._run_to(now * 1000)
+        self._catch_up(self.clock.ticks_ms())
         self._emit(ec.POWER_DOWN, 0)
         self.save()
         self.down = True

@@ -432,3 +432,131 @@ def test_config_load_is_forward_compatible_and_strict():
                 bytes((10, 8)) + b"\xff" * 8, bytes((1, 2)) + b"\xff\xfe"):
         raises(ValueError, c3.load, bad)
     assert c3 == Config()
+
+
+# ---- a meter behind its own fast simulated clock (a busy or slow host) -------------------------
+class _Host:
+    """The host's real-time ms counter, driven by the test (deterministic). `per_read` ms pass
+    at every read: a host so busy that each clock read comes late."""
+
+    def __init__(self, per_read=0):
+        self.ms = 0
+        self.per_read = per_read
+
+    def __call__(self):
+        self.ms += self.per_read
+        return self.ms
+
+
+class _SlowLoad:
+    """A constant load whose every sample costs the host `cost_ms` of real time: the meter's
+    own stepping takes host time while the simulated clock runs on."""
+
+    def __init__(self, watts, host, cost_ms):
+        self.watts = watts
+        self.host = host
+        self.cost = cost_ms
+        self.samples = 0
+
+    def power_at(self, t):
+        self.host.ms += self.cost
+        self.samples += 1
+        return self.watts
+
+
+def _fast_meter(host, cost_ms, watts=3600, speed=72000):
+    clock = SimClock(DAY0, speed, real_ms=host)
+    load = _SlowLoad(watts, host, cost_ms)
+    m = Meter(SimHal(clock, load), Config(meter_id=MID), keys={0: KEY})
+    m.provision_credit(100000)
+    return m, clock, load
+
+
+def _run_real_time(m, clock, host, end, sleep_ms):
+    """The emulator's real-time loop: sleep, then tick (or stop exactly at `end`)."""
+    polls = 0
+    while m.now() < end:
+        host.ms += sleep_ms
+        if clock.time() >= end:
+            m.advance_to(end)
+        else:
+            m.tick()
+        polls += 1
+    return polls
+
+
+def _exact(m, seconds):
+    """3600 W for `seconds` s is exactly `seconds` Wh; charged to the paise at 700 paise/kWh."""
+    met = m.metrology.import_reg
+    a = m.account
+    assert met.wh == seconds
+    assert met.total_mwh() == seconds * 1000
+    assert a.total_charges * 1000000 + a.remainder == seconds * 1000 * 700
+    assert m.charged == a.total_charges
+    assert conserved(m)
+
+
+def test_late_polls_at_high_speed_lose_no_energy():
+    # x72000: each real ms is 72 simulated s, and every meter step costs the host 1 ms, so the
+    # clock is always far ahead when a tick() ends. That is not a clock set: energy is exact.
+    host = _Host()
+    m, clock, load = _fast_meter(host, cost_ms=1)
+    polls = _run_real_time(m, clock, host, DAY0 + 6 * H, sleep_ms=10)
+    assert polls > 3  # several late polls, not one jump to the end
+    assert m.now() == DAY0 + 6 * H
+    _exact(m, 6 * H)
+    assert m.events.find_latest(ec.CLOCK_SET) is None
+    assert all(e[5] & 0x7F == 0 for e in m.iprofile.entries())  # no period flagged clock-set
+
+
+def test_every_tick_steps_exactly_the_elapsed_ticks():
+    host = _Host()
+    m, clock, load = _fast_meter(host, cost_ms=2)
+    for _ in range(5):
+        host.ms += 7  # 504 simulated s between polls; then the stepping itself runs late
+        elapsed = clock.ticks_ms()  # ticks started at 0 with the meter
+        m.tick()
+        assert m.t_ms == DAY0 * 1000 + elapsed  # up to the instant of the poll, no further
+        assert m.now() + 60 < clock.time()  # the clock ran on meanwhile
+    stop = m.now() + 1
+    m.advance_to(stop)
+    _exact(m, stop - DAY0)
+    assert m.events.find_latest(ec.CLOCK_SET) is None
+
+
+def test_a_busy_host_reading_the_clock_late_loses_nothing():
+    # every clock read is 1 real ms (72 s) late: ticks and wall are never read at one instant
+    host = _Host()
+    m, clock, load = _fast_meter(host, cost_ms=1)
+    host.per_read = 1
+    _run_real_time(m, clock, host, DAY0 + 3 * H, sleep_ms=5)
+    assert m.now() == DAY0 + 3 * H
+    _exact(m, 3 * H)
+    assert m.events.find_latest(ec.CLOCK_SET) is None
+
+
+def test_clock_set_on_a_fast_clock_is_logged_and_invents_no_energy():
+    host = _Host()
+    m, clock, load = _fast_meter(host, cost_ms=0)
+    host.ms += 50  # one simulated hour
+    m.tick()
+    assert m.now() == DAY0 + H
+    clock.set_time(DAY0 + 10 * H)  # the RTC is set 9 h ahead
+    host.ms += 10  # then 720 s pass
+    m.tick()
+    assert m.events.find_latest(ec.CLOCK_SET)[3] == 9 * H
+    assert m.now() == DAY0 + 10 * H + 720
+    _exact(m, H + 720)  # the 720 s that passed, never the 9 h jump
+    # by command while the meter is behind its clock: the 720 s it is behind are metered
+    # first, then the jump is logged
+    host.ms += 10
+    m.set_clock(DAY0 + 2 * H)
+    assert m.events.find_latest(ec.CLOCK_SET)[3] == -(8 * H + 1440)
+    assert m.now() == DAY0 + 2 * H and clock.time() == DAY0 + 2 * H
+    _exact(m, H + 1440)
+    n = len(m.events.entries(ec.LOG_POWER))
+    host.ms += 10
+    m.tick()
+    assert m.now() == DAY0 + 2 * H + 720
+    _exact(m, H + 2160)
+    assert len(m.events.entries(ec.LOG_POWER)) == n
