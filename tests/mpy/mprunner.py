@@ -2,8 +2,8 @@
 # usage (inside the port): mprunner.py MODULE [MODULE ...]
 # Runs every top-level function whose name starts with "test_" in each module,
 # prints one line per test and a closing summary line, plus heap figures.
-import sys
 import gc
+import sys
 
 try:
     import micropython
