@@ -38,7 +38,9 @@ import protocol.apdu.notification as N_HOST
 from firmware.dlms import DlmsError
 from firmware.dlms import apdu as A_FW
 from firmware.dlms import axdr as F
+from firmware.dlms.security import KIND_GLO, Suite0
 from protocol import axdr as H
+from protocol import security as Sec
 from protocol.cosem_types import CosemDateTime
 from protocol.errors import ProtocolError
 from tests.strategies import (
@@ -642,3 +644,193 @@ def test_exception_response_service_errors_mean_the_same():
         assert decoded.service_error == host_codes[name], name
         if name == "invocation-counter-error":
             assert decoded.invocation_counter == 0x01020304
+
+
+# ---------------------------------------------------------------------------------------------
+# association control (ACSE) and xDLMS initiate
+
+keys16 = st.binary(min_size=16, max_size=16)
+titles = st.binary(min_size=8, max_size=8)
+counters = st.integers(0, 0xFFFFFFFF)
+conformances = st.integers(0, 0xFFFFFF)
+
+initiate_requests = st.builds(
+    A_HOST.InitiateRequest, conformances, st.integers(0, 0xFFFF), st.integers(0, 255),
+    st.one_of(st.none(), st.binary(min_size=16, max_size=16)), st.booleans(),
+    st.one_of(st.none(), st.integers(-128, 127)))
+
+
+def _fw_initiate_fields(req):
+    return (req.dedicated_key, req.response_allowed, req.proposed_dlms_version_number,
+            req.proposed_conformance, req.client_max_receive_pdu_size)
+
+
+@given(initiate_requests)
+def test_initiate_request(req):
+    assert A_FW.parse_initiate_request(req.encode()) == _fw_initiate_fields(req)
+
+
+@given(conformances, st.integers(0, 0xFFFF), st.integers(0, 255))
+def test_initiate_response(conformance, max_pdu, version):
+    raw = A_FW.build_initiate_response(conformance, max_pdu, version)
+    host = A_HOST.InitiateResponse(conformance, max_pdu, version)
+    assert raw == host.encode()
+    assert A_HOST.InitiateResponse.decode(raw) == host
+
+
+@st.composite
+def aarqs(draw):
+    """(host AARQ, the InitiateRequest inside, keys, client title) for none/LLS/HLS-GMAC."""
+    mechanism = draw(st.sampled_from([None, A_HOST.acse.MECHANISM_LLS,
+                                      A_HOST.acse.MECHANISM_HLS_GMAC]))
+    ciphered = draw(st.booleans())
+    title = draw(titles)
+    ek, ak = draw(keys16), draw(keys16)
+    req = draw(initiate_requests)
+    if ciphered:
+        ctx = Sec.SecurityContext(ek, ak, title, security_control=Sec.SC_AUTH_ENC,
+                                  invocation_counter=draw(counters))
+        user_info = A_HOST.CipheredApdu.decode(ctx.protect(req.encode()))
+    else:
+        user_info = req
+    auth = None
+    if mechanism == A_HOST.acse.MECHANISM_LLS:
+        auth = draw(st.binary(min_size=1, max_size=16))
+    elif mechanism == A_HOST.acse.MECHANISM_HLS_GMAC:
+        auth = draw(st.binary(min_size=8, max_size=64))
+    extras = {}
+    if draw(st.booleans()):  # fields the meter ignores
+        extras = {"protocol_version": A_HOST.acse.PROTOCOL_VERSION_1,
+                  "calling_ae_qualifier": draw(st.binary(max_size=4)),
+                  "implementation_information": draw(st.binary(max_size=4))}
+    aarq = A_HOST.AARQ(
+        user_information=user_info,
+        application_context_name=(A_HOST.acse.LOGICAL_NAME_CIPHERED if ciphered
+                                  else A_HOST.acse.LOGICAL_NAME),
+        mechanism=mechanism, calling_authentication_value=auth,
+        calling_ap_title=title if (ciphered or draw(st.booleans())) else None, **extras)
+    return aarq, req, ek, ak, title
+
+
+@given(aarqs())
+def test_aarq(case):
+    aarq, req, ek, ak, title = case
+    fw = A_FW.parse_aarq(aarq.encode())
+    assert fw.context == aarq.application_context_name
+    assert fw.calling_title == aarq.calling_ap_title
+    assert fw.mechanism == aarq.mechanism
+    assert fw.auth_value == aarq.calling_authentication_value
+    assert fw.acse_requirements == (aarq.mechanism is not None)
+    assert fw.user_info == aarq.user_information.encode()
+    if isinstance(aarq.user_information, A_HOST.InitiateRequest):
+        plain = fw.user_info
+    else:
+        kind, t, sc, ic, plain = Suite0(ek, ak).unwrap(fw.user_info, fw.calling_title)
+        assert (kind, t, sc, ic) == (KIND_GLO, title, Sec.SC_AUTH_ENC,
+                                     aarq.user_information.invocation_counter)
+        assert plain == req.encode()
+    assert A_FW.parse_initiate_request(plain) == _fw_initiate_fields(req)
+
+
+_DIAGS = [A_FW.DIAG_NO_REASON, A_FW.DIAG_CONTEXT_NOT_SUPPORTED,
+          A_FW.DIAG_MECHANISM_NOT_RECOGNISED, A_FW.DIAG_MECHANISM_REQUIRED,
+          A_FW.DIAG_AUTH_FAILURE, A_FW.DIAG_AUTH_REQUIRED]
+
+
+@st.composite
+def aares(draw):
+    """(firmware AARE octets, the host AARE that should encode identically)."""
+    accepted = draw(st.booleans())
+    ctx = draw(st.sampled_from([A_FW.CTX_LN, A_FW.CTX_LN_CIPHERED]))
+    source = draw(st.sampled_from([A_FW.SOURCE_USER, A_FW.SOURCE_PROVIDER]))
+    mechanism = draw(st.sampled_from([None, A_FW.MECH_LLS, A_FW.MECH_HLS_GMAC]))
+    title = draw(st.one_of(st.none(), titles))
+    stoc = draw(st.binary(min_size=8, max_size=64)) if mechanism == A_FW.MECH_HLS_GMAC else None
+    if accepted:
+        result, diag = A_FW.RESULT_ACCEPTED, A_FW.DIAG_NULL
+        conf, pdu = draw(conformances), draw(st.integers(0, 0xFFFF))
+        fw_ui = A_FW.build_initiate_response(conf, pdu)
+        host_ui = A_HOST.InitiateResponse(conf, pdu)
+        if title is not None and draw(st.booleans()):  # glo-initiate-response
+            ek, ak, ic = draw(keys16), draw(keys16), draw(counters)
+            fw_ui = Suite0(ek, ak).wrap(Sec.SC_AUTH_ENC, title, ic, fw_ui)
+            host_ui = A_HOST.CipheredApdu.decode(Sec.SecurityContext(ek, ak, title).protect(
+                host_ui.encode(), invocation_counter=ic))
+    else:
+        result = draw(st.sampled_from([A_FW.RESULT_REJECTED_PERMANENT,
+                                       A_FW.RESULT_REJECTED_TRANSIENT]))
+        diag = draw(st.sampled_from(_DIAGS))
+        fw_ui = host_ui = None
+        if draw(st.booleans()):
+            code = draw(st.integers(0, 4))
+            fw_ui = A_FW.confirmed_service_error(A_FW.CSE_INITIATE, A_FW.ERR_INITIATE, code)
+            host_ui = A_HOST.ConfirmedServiceError(A_FW.CSE_INITIATE, A_FW.ERR_INITIATE, code)
+    fw = A_FW.build_aare(result, diag, ctx, source, mechanism, title, stoc, fw_ui)
+    host = A_HOST.AARE(result=result, diagnostic=diag, diagnostic_source=source,
+                       user_information=host_ui, application_context_name=ctx,
+                       mechanism=mechanism, responding_authentication_value=stoc,
+                       responding_ap_title=title)
+    return fw, host
+
+
+@given(aares())
+def test_aare(case):
+    fw, host = case
+    assert fw == host.encode()
+    assert A_HOST.AARE.decode(fw) == host
+
+
+@st.composite
+def release_user_information(draw):
+    """None, an xDLMS initiate APDU or its glo-ciphered form (host objects)."""
+    kind = draw(st.sampled_from(["none", "request", "response", "ciphered"]))
+    if kind == "none":
+        return None
+    if kind == "request":
+        return draw(initiate_requests)
+    resp = A_HOST.InitiateResponse(draw(conformances), draw(st.integers(0, 0xFFFF)))
+    if kind == "response":
+        return resp
+    ctx = Sec.SecurityContext(draw(keys16), draw(keys16), draw(titles))
+    return A_HOST.CipheredApdu.decode(ctx.protect(resp.encode(), invocation_counter=draw(counters)))
+
+
+@given(st.one_of(st.none(), st.sampled_from([0, 1, 30])), release_user_information())
+def test_rlrq(reason, user_info):
+    raw = A_HOST.RLRQ(reason=reason, user_information=user_info).encode()
+    assert A_FW.parse_rlrq(raw) == (reason, None if user_info is None else user_info.encode())
+
+
+@given(st.one_of(st.none(), st.sampled_from([0, 1, 30])), release_user_information())
+def test_rlre(reason, user_info):
+    fw = A_FW.build_rlre(reason, None if user_info is None else user_info.encode())
+    host = A_HOST.RLRE(reason=reason, user_information=user_info)
+    assert fw == host.encode()
+    assert A_HOST.RLRE.decode(fw) == host
+
+
+def test_acse_long_form_length_tolerance():
+    # the host's BER reader takes the 0x84 long form, the firmware's stops at 0x83
+    aarq = A_HOST.AARQ(user_information=A_HOST.InitiateRequest(0x1E1D))
+    raw = aarq.encode()
+    long3 = bytes((raw[0], 0x83, 0, 0, raw[1])) + raw[2:]
+    long4 = bytes((raw[0], 0x84, 0, 0, 0, raw[1])) + raw[2:]
+    for form in (long3,):
+        assert A_FW.parse_aarq(form).user_info == aarq.user_information.encode()
+        assert A_HOST.AARQ.decode(form) == aarq
+    assert A_HOST.AARQ.decode(long4) == aarq
+    with pytest.raises(DlmsError):
+        A_FW.parse_aarq(long4)
+
+
+def test_optional_presence_octet_tolerance():
+    # selective-access presence octet 0x02: the firmware reads "present", the host refuses
+    raw = bytearray(A_HOST.GetRequestNormal(
+        A_HOST.AttributeDescriptor(7, "1.0.99.1.0.255", 2),
+        A_HOST.entry_descriptor(1, 10)).encode())
+    assert raw[12] == 1
+    raw[12] = 2
+    choice, _, body = A_FW.parse_get_request(bytes(raw))
+    assert body[3] == A_HOST.common.ENTRY_DESCRIPTOR
+    with pytest.raises(ProtocolError):
+        A_HOST.decode_apdu(bytes(raw))
