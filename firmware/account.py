@@ -47,6 +47,8 @@ import struct
 from firmware import event_codes as ev
 from firmware.tariff import Tariff, tariff_from_bytes
 from firmware.timeutil import IST_OFFSET_S, local_day
+from firmware.validate import check_int as _check_int
+from firmware.validate import noop as _noop
 
 MICRO = 1000000  # mWh * paise/kWh -> paise
 DEFAULT_MAX_BALANCE = 10000000  # paise (Rs 1,00,000)
@@ -58,20 +60,6 @@ MAX_THRESHOLDS = 4
 _FMT = "<BqQQIQIIIiIIIBBB4B5Q"
 _VERSION = 1
 _FLAG_EC_TAKEN = 1
-
-
-def _noop(code, value=0):
-    pass
-
-
-def _check_int(name, value, lo=None, hi=None):
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise ValueError("%s must be an int, got %r" % (name, value))
-    if lo is not None and value < lo:
-        raise ValueError("%s must be >= %d, got %d" % (name, lo, value))
-    if hi is not None and value > hi:
-        raise ValueError("%s must be <= %d, got %d" % (name, hi, value))
-    return value
 
 
 def _check_thresholds(thresholds):

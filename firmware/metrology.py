@@ -18,6 +18,7 @@ Persistence: `dump() -> bytes` / `load(bytes)` (leading version byte, fixed stru
 import struct
 
 from firmware.timeutil import IST_OFFSET_S
+from firmware.validate import check_int as _check_int
 
 MWH_PER_KWH = 1000000
 # add_sample(): mV * mA * permille * ms = 1e-3 V * 1e-3 A * 1e-3 * 1e-3 s = 1e-12 J;
@@ -28,16 +29,6 @@ POWER_SCALE = 1000000000
 
 _REG_FMT = "<BQH"  # version, Wh, mWh
 _REG_VERSION = 1
-
-
-def _check_int(name, value, lo=None, hi=None):
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise ValueError("%s must be an int, got %r" % (name, value))
-    if lo is not None and value < lo:
-        raise ValueError("%s must be >= %d, got %d" % (name, lo, value))
-    if hi is not None and value > hi:
-        raise ValueError("%s must be <= %d, got %d" % (name, hi, value))
-    return value
 
 
 class EnergyRegister:

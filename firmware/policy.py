@@ -42,6 +42,8 @@ import struct
 
 from firmware import event_codes as ev
 from firmware.timeutil import IST_OFFSET_S, SECONDS_PER_DAY, local_day, parse_date, weekday
+from firmware.validate import check_int as _check_int
+from firmware.validate import noop as _noop
 
 ACTION_NONE = 0
 ACTION_DISCONNECT = 1
@@ -58,20 +60,6 @@ _FMT = "<BBIIBIIIBIiB"
 _VERSION = 1
 _F_SUSPENDED = 1
 _F_COMMS = 2
-
-
-def _noop(code, value=0):
-    pass
-
-
-def _check_int(name, value, lo=None, hi=None):
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise ValueError("%s must be an int, got %r" % (name, value))
-    if lo is not None and value < lo:
-        raise ValueError("%s must be >= %d, got %d" % (name, lo, value))
-    if hi is not None and value > hi:
-        raise ValueError("%s must be <= %d, got %d" % (name, hi, value))
-    return value
 
 
 class DisconnectPolicy:

@@ -46,6 +46,7 @@ Calling a method whose target state already holds is True with no event.
 import struct
 
 from firmware import event_codes as ev
+from firmware.validate import noop as _noop
 
 DISCONNECTED = 0
 CONNECTED = 1
@@ -58,10 +59,6 @@ _MODE_TRANSITIONS = ("", "bcfgde", "bcfgae", "bcgde", "bcgae", "bcfgdeh", "bcgde
 
 _DC_FMT = "<BBBBBH"  # version, output, state, mode, last_reason, local causes bitmask
 _DC_VERSION = 1
-
-
-def _noop(*args):
-    pass
 
 
 class DisconnectControl:

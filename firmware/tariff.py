@@ -11,19 +11,12 @@ Bad configuration raises ValueError with the reason; a Tariff never changes afte
 import struct
 
 from firmware.timeutil import IST_OFFSET_S, SECONDS_PER_DAY
+from firmware.validate import check_int as _int_in
 
 MAX_ZONES = 16
 MAX_RATE = 1000000  # paise/kWh (Rs 10,000/kWh): anything above is a configuration error
 MAX_DAILY_CHARGE = 1000000  # paise/day
 _VERSION = 1
-
-
-def _int_in(name, value, lo, hi):
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise ValueError("%s must be an int, got %r" % (name, value))
-    if value < lo or value > hi:
-        raise ValueError("%s must be in %d..%d, got %d" % (name, lo, hi, value))
-    return value
 
 
 class Tariff:
