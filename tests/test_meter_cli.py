@@ -120,6 +120,43 @@ def test_real_time_mode_stops_at_the_duration():
     assert "summary: 2026-01-01 00:00:00 -> 2026-01-01 01:00:00" in r.output
 
 
+class BusyHost:
+    """A host real-time ms counter under the test's control: `per_read` ms pass at every
+    clock read (a loaded machine: every poll of the simulated clock comes late)."""
+
+    def __init__(self, per_read):
+        self.ms = 0
+        self.per_read = per_read
+
+    def __call__(self):
+        self.ms += self.per_read
+        return self.ms
+
+    def sleep(self, seconds):
+        self.ms += int(seconds * 1000)
+
+
+@pytest.mark.parametrize("per_read", [0, 1, 7])
+def test_real_time_mode_is_exact_however_late_the_polls(monkeypatch, per_read):
+    # deterministic version of the test above: x72000 makes one real ms 72 simulated s, and
+    # with per_read > 0 ticks and wall clock are never read at the same simulated instant
+    import types
+
+    from firmware.hal import sim
+
+    host = BusyHost(per_read)
+    monkeypatch.setattr(sim, "_real_ms_fn", lambda: host)
+    monkeypatch.setattr(cli, "time", types.SimpleNamespace(sleep=host.sleep, monotonic=lambda: 0.0))
+    r = invoke("--speed", "72000", "--duration", "6h", "--start", "2026-01-01T00:00",
+               "--load", "constant:1000")
+    assert r.exit_code == 0, r.output
+    assert "summary: 2026-01-01 00:00:00 -> 2026-01-01 06:00:00" in r.output
+    assert "energy imported   6000 Wh" in r.output
+    assert "charges           Rs 42.00" in r.output  # 6 kWh x 700 paise/kWh
+    assert "CLOCK_SET" not in r.output
+    assert host.ms > 300  # the run really went through (6 h / 72000 = 300 real ms)
+
+
 def test_non_tty_stdin_is_not_read():
     r = invoke("--speed", "0", "--duration", "1h", "--quiet", input="e\n")
     assert r.exit_code == 0, r.output
