@@ -266,9 +266,13 @@ class Meter:
             self.power_down()
             return
         ticks, wall_ms, width = self._read_clock()
-        expect = self.t_ms + ticks_diff(ticks, self._ticks)  # our time at the read instant
-        if not self._catch_up(ticks, until) or wall_ms is None:
-            return  # the clock is judged once the meter has stepped up to the read instant
+        el = ticks_diff(ticks, self._ticks)
+        expect = self.t_ms + el  # our time at the read instant
+        if el > 0 and not self._catch_up(ticks, until):
+            return  # stopped at `until`: the clock is judged once caught up
+        if wall_ms is None:
+            return  # no tight read this time
+        # (el < 0: the meter is ahead of its ticks, or they wrapped after days without a call)
         diff = wall_ms - expect
         if diff > CLOCK_SLACK_MS + 999 or diff < -CLOCK_SLACK_MS - width:
             self._rebase(wall_ms, ticks)
@@ -310,10 +314,11 @@ class Meter:
         if self.down:
             return
         clk = self.clock
-        if hasattr(clk, "advance_ms"):
+        adv = getattr(clk, "advance_ms", None)
+        if adv is not None:
             behind = t * 1000 - (self.t_ms + ticks_diff(clk.ticks_ms(), self._ticks))
             if behind > 0:
-                clk.advance_ms(behind)
+                adv(behind)
         start = self.t_ms
         self._run_to(t * 1000)
         self._ticks = ticks_add(self._ticks, self.t_ms - start)

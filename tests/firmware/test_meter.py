@@ -270,6 +270,36 @@ def test_ticks_wrap_during_a_day():
     assert m.events.find_latest(ec.CLOCK_SET) is None
 
 
+def test_no_tick_for_longer_than_the_ticks_range_is_a_clock_jump_not_a_stall():
+    m = make(1000, 100000)
+    clk = m.hal.clock
+    clk.advance(7 * 24 * H)  # > 2**29 ms: ticks_diff cannot tell the elapsed time
+    m.tick()
+    assert m.events.find_latest(ec.CLOCK_SET)[3] == 7 * 24 * H
+    assert m.now() == DAY0 + 7 * 24 * H
+    assert m.metrology.import_reg.wh == 0
+    clk.advance(H)
+    m.tick()  # and it meters on from there
+    assert m.now() == DAY0 + 7 * 24 * H + H
+    assert m.metrology.import_reg.wh == 1000
+    assert conserved(m)
+
+
+def test_meter_ahead_of_its_clock_waits_for_it():
+    m = make(1000, 100000)
+    clk = m.hal.clock
+    clk.advance_ms = None  # a clock that cannot be moved (like a board's)
+    m.advance_to(DAY0 + 100)  # the meter steps ahead of its clock
+    clk.advance(40)
+    m.tick()
+    assert m.now() == DAY0 + 100 and m.metrology.import_reg.total_mwh() == 100000 * 1000 // 3600
+    clk.advance(80)
+    m.tick()  # the clock passed the meter: it steps on from where it was
+    assert m.now() == DAY0 + 120
+    assert m.events.find_latest(ec.CLOCK_SET) is None
+    assert conserved(m)
+
+
 def test_clock_set_is_logged_and_counts_no_energy():
     m = make(1000, 100000)
     m.advance_to(DAY0 + H)
