@@ -78,6 +78,22 @@ def test_clock_runs_n_times_real_time():
     raises(ValueError, SimClock, -5, 1)
 
 
+def test_clock_ticks_and_wall_agree_at_high_speed():
+    # x72000: one real ms is 72 simulated s. Reads at one real instant agree exactly; reads a
+    # real ms apart differ by 72 s (why Meter.tick reads ticks and wall together)
+    real = FakeReal()
+    c = SimClock(T0, 72000, ticks_start_ms=TICKS_MAX - 5000, real_ms=real)
+    t0 = c.ticks_ms()
+    for _ in range(5):
+        real.ms += 3
+        tk = c.ticks_ms()
+        assert c.time() == T0 + ticks_diff(tk, t0) // 1000
+        assert c.time_ms() == T0 * 1000 + ticks_diff(c.ticks_ms(), t0)
+    assert c.time() == T0 + 15 * 72
+    real.ms += 1
+    assert c.time() == T0 + 16 * 72
+
+
 def test_clock_fractional_speed_accumulates():
     real = FakeReal()
     c = SimClock(T0, 0.5, real_ms=real)
