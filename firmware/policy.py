@@ -15,7 +15,8 @@ Cut only when all hold (DESIGN.md "Prepayment behaviour"):
   (default 86400 s; a clock that goes backwards keeps the grace running),
   not suspended by head-end command (`suspend(now, until)`; until 0 = until `resume`),
   not suspended for loss of contact (no `note_contact` for `comms_loss_s`, default 48 h;
-  0 disables), not a listed holiday, not a weekend day (default: Sunday only -- the Indian
+  0 disables; the suspension ends on contact, or when a new setting no longer holds it),
+  not a listed holiday, not a weekend day (default: Sunday only -- the Indian
   weekly holiday; ISO weekdays, 7 = Sunday), and inside the disconnect window (default
   10:00-13:00 local, start inclusive, end exclusive; a window may wrap past midnight).
 When the supply is on and a rule holds the cut, the first rule that holds (in the order
@@ -176,6 +177,11 @@ class DisconnectPolicy:
             self.emit(ev.DISCONNECT_RESUMED, SUSPEND_COMMAND)
         if self.last_contact == 0 or now < self.last_contact:
             self.last_contact = now  # first pass, or the clock went back: restart the count
+        elif self.comms_suspended and (self.comms_loss_s == 0
+                                       or now - self.last_contact < self.comms_loss_s):
+            # the setting changed (disabled, or raised above the silence so far): it no longer holds
+            self.comms_suspended = False
+            self.emit(ev.DISCONNECT_RESUMED, SUSPEND_COMMS)
         if self.comms_loss_s and not self.comms_suspended and now - self.last_contact >= self.comms_loss_s:
             self.comms_suspended = True
             self.emit(ev.DISCONNECT_SUSPENDED, SUSPEND_COMMS)

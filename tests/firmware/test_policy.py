@@ -275,6 +275,33 @@ def test_comms_loss_disabled_and_first_pass_starts_the_clock():
     assert m2.first_cut(local(2026, 11, 20, 9, 30), local(2026, 11, 20, 13, 0), contact=False) == local(2026, 11, 20, 10, 0)
 
 
+def test_comms_loss_suspension_follows_a_configuration_change():
+    # an automatic comms-loss suspension must end when the setting no longer holds it:
+    # comms-loss suspension disabled (0), or the limit raised above the time without contact
+    for new_limit in (0, 72 * H):
+        m = Meter(comms_loss_s=24 * H)
+        last = local(2026, 11, 22, 9, 0)
+        m.step(last)
+        m.go_negative(local(2026, 11, 22, 9, 30))
+        t = local(2026, 11, 23, 9, 30)  # 24.5 h without contact
+        m.policy.evaluate(t, m.account, m.control)
+        assert m.policy.comms_suspended and m.rec.of(ev.DISCONNECT_SUSPENDED) == [2]
+        m.policy.configure(comms_loss_s=new_limit)
+        # no contact still; Monday 10:00 is past grace and inside the window -> cut
+        assert m.first_cut(t, local(2026, 11, 23, 13, 0), contact=False) == local(2026, 11, 23, 10, 0)
+        assert not m.policy.comms_suspended
+        assert m.rec.of(ev.DISCONNECT_RESUMED) == [2]
+    # lowering the limit never ends a suspension, and a clock that goes back keeps it
+    m = Meter(comms_loss_s=24 * H)
+    m.step(local(2026, 11, 22, 9, 0))
+    m.go_negative(local(2026, 11, 22, 9, 30))
+    m.policy.evaluate(local(2026, 11, 23, 9, 30), m.account, m.control)
+    m.policy.configure(comms_loss_s=H)
+    m.policy.evaluate(local(2026, 11, 22, 12, 0), m.account, m.control)  # clock went back
+    assert m.policy.comms_suspended
+    assert m.first_cut(local(2026, 11, 23, 10, 0), local(2026, 11, 23, 10, 30), contact=False) is None
+
+
 # --- configuration, clock, persistence ------------------------------------------------------------------
 def test_configuration_validation():
     p = DisconnectPolicy()
