@@ -140,8 +140,8 @@ DIAGNOSTICS = {
     acse.DIAG_AUTHENTICATION_REQUIRED: "authentication required",
 }
 STATE_ERRORS = {1: "service not allowed", 2: "service unknown"}
-SERVICE_ERRORS = {0: "operation not possible", 1: "service not supported", 2: "other reason",
-                  3: "PDU too long", 4: "deciphering error", 5: "invocation counter error"}
+SERVICE_ERRORS = {1: "operation not possible", 2: "service not supported", 3: "other reason",
+                  4: "PDU too long", 5: "deciphering error", 6: "invocation counter error"}
 INITIATE_ERRORS = {0: "other", 1: "DLMS version too low", 2: "incompatible conformance",
                    3: "PDU size too short", 4: "refused by the VDE handler"}
 

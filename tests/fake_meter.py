@@ -223,7 +223,7 @@ class ScriptedMeter:
             return RLRE(acse.RELEASE_NORMAL).encode()
         if self.ciphered:
             if apdu[0] not in (0xDB, 0xC8, 0xC9, 0xCB):
-                return ExceptionResponse(1, 0).encode()
+                return ExceptionResponse(1, 1).encode()  # operation-not-possible
             plain = self.security.unprotect(apdu)
             reply = self._xdlms(decode_apdu(plain))
             return self.security.protect(reply, general=apdu[0] == 0xDB)
@@ -299,7 +299,7 @@ class ScriptedMeter:
                 return ActionResponseNormal(11, None, iip).encode()
             result, data = fn(req.parameters)
             return ActionResponseNormal(result, data, iip).encode()
-        return ExceptionResponse(2, 1).encode()
+        return ExceptionResponse(2, 2).encode()  # service-unknown, service-not-supported
 
     def _block(self, number, iip):
         data = self._blocks[number - 1]

@@ -233,7 +233,7 @@ def test_exact_layouts():
     assert ActionRequestNormal(MethodDescriptor(70, "0.0.96.3.10.255", 1), Int8(0)).encode() \
         == H("c301c1004600006003 0aff01010f00".replace(" ", ""))
     assert ActionResponseNormal(ActionResult(0)).encode() == H("c701c10000")
-    assert ExceptionResponse(1, 5, 16).encode() == H("d8010500000010")
+    assert ExceptionResponse(1, 6, 16).encode() == H("d8010600000010")
     assert ConfirmedServiceError(1, 6, 1).encode() == H("0e010601")
     assert DataNotification(1, UInt8(1)).encode() == H("0f00000001001101")
     assert CipheredApdu(0xC8, 0x30, 1, b"P").encode() == H("c80630000000015" "0")
@@ -574,3 +574,32 @@ def test_gurux_reads_my_aare_and_get_response():
     c.getData(GXByteBuffer(GetResponseNormal(Structure([Int8(-3), UInt8(30)])).encode()),
               reply, None)
     assert list(reply.value) == [-3, 30]
+
+
+# ---------------------------------------------------------------- exception-response numbering
+
+def test_exception_response_service_errors_are_numbered_like_the_green_book():
+    """The service-error CHOICE runs 1..6 (operation-not-possible .. invocation-counter-error):
+    dlms-cosem, Gurux and the bijli firmware agree; a bare 0 is no valid choice."""
+    from firmware.dlms import apdu as fw
+    from protocol.apdu import notification as N
+    from protocol.client import describe_exception
+
+    for name in ("OPERATION_NOT_POSSIBLE", "SERVICE_NOT_SUPPORTED", "OTHER_REASON",
+                 "PDU_TOO_LONG", "DECIPHERING_ERROR"):
+        raw = xdlms.ExceptionResponse(state_error=en.StateException.SERVICE_NOT_ALLOWED,
+                                      service_error=getattr(en.ServiceException, name)).to_bytes()
+        assert decode_apdu(raw).service_error == getattr(N, name), name
+    deciphering = decode_apdu(fw.exception_response(fw.STATE_SERVICE_NOT_ALLOWED,
+                                                    fw.EXC_DECIPHERING_ERROR))
+    assert "deciphering error" in describe_exception(deciphering)
+    counter = decode_apdu(fw.exception_response(fw.STATE_SERVICE_NOT_ALLOWED,
+                                                fw.EXC_INVOCATION_COUNTER_ERROR, 4660))
+    assert counter.service_error == N.INVOCATION_COUNTER_ERROR
+    assert counter.invocation_counter == 4660
+    assert "invocation counter >= 4660" in describe_exception(counter)
+    assert "service not supported" in describe_exception(decode_apdu(H("d80202")))
+    with pytest.raises(DecodeError):
+        decode_apdu(H("d80100"))
+    with pytest.raises(DecodeError):
+        decode_apdu(H("d80107"))

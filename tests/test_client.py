@@ -340,7 +340,7 @@ def test_meter_errors_become_service_errors_with_codes():
             c.get(3, "1.0.99.99.0.255", 2)
         with pytest.raises(ServiceError, match="not in the meter's object list"):
             c.read("9.9.9.9.9.255")
-        meter.exception_next = ExceptionResponse(1, 5, 1234)
+        meter.exception_next = ExceptionResponse(1, 6, 1234)
         with pytest.raises(ServiceError, match="invocation counter >= 1234"):
             c.clock()
         with pytest.raises(ServiceError, match="object-unavailable"):

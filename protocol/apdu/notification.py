@@ -60,13 +60,14 @@ class DataNotification(Apdu):
 # Exception-Response state-error
 SERVICE_NOT_ALLOWED = 1
 SERVICE_UNKNOWN = 2
-# Exception-Response service-error
-OPERATION_NOT_POSSIBLE = 0
-SERVICE_NOT_SUPPORTED = 1
-OTHER_REASON = 2
-PDU_TOO_LONG = 3
-DECIPHERING_ERROR = 4
-INVOCATION_COUNTER_ERROR = 5
+# Exception-Response service-error: the CHOICE is numbered from 1 (Green Book; dlms-cosem and
+# Gurux agree); invocation-counter-error carries the counter the meter expects (uint32).
+OPERATION_NOT_POSSIBLE = 1
+SERVICE_NOT_SUPPORTED = 2
+OTHER_REASON = 3
+PDU_TOO_LONG = 4
+DECIPHERING_ERROR = 5
+INVOCATION_COUNTER_ERROR = 6
 
 
 class _ServiceError(cs.Construct):
@@ -76,7 +77,7 @@ class _ServiceError(cs.Construct):
 
     def _parse(self, stream, context, path):
         code = cs.stream_read(stream, 1, path)[0]
-        if code > INVOCATION_COUNTER_ERROR:
+        if not OPERATION_NOT_POSSIBLE <= code <= INVOCATION_COUNTER_ERROR:
             raise cs.ExplicitError("unknown exception service-error %d" % code, path=path)
         if code == INVOCATION_COUNTER_ERROR:
             return code, int.from_bytes(cs.stream_read(stream, 4, path), "big")
