@@ -199,14 +199,18 @@ class Vendor:
             st = self._read(mid)
         return st if st is not None else MeterState()
 
-    def register(self, meter_id, epoch=0, next_id=0, key_rev=0):
-        """Record a meter's counters (e.g. migrated from another system); never moves them back."""
+    def register(self, meter_id, epoch=0, next_id=0, key_rev=None):
+        """Record a meter's counters (e.g. migrated from another system); never moves them back.
+
+        key_rev None keeps the meter's current key revision (0 for a new meter); a lower one is
+        refused, since the meter never goes back to an older revision.
+        """
         mid = tc.meter_id_bytes(meter_id).decode()
-        for v in (epoch, next_id, key_rev):
+        for v in (epoch, next_id, 0 if key_rev is None else key_rev):
             if isinstance(v, bool) or not isinstance(v, int):
                 raise VendingError("counters must be integers")
         if not (0 <= epoch <= tc.EPOCH_MAX and 0 <= next_id <= tc.ID_COUNT
-                and 0 <= key_rev <= tc.KEY_REV_MAX):
+                and (key_rev is None or 0 <= key_rev <= tc.KEY_REV_MAX)):
             raise VendingError("counters out of range")
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
@@ -215,7 +219,13 @@ class Vendor:
                 if cur is not None and (cur.epoch, cur.next_id) > (epoch, next_id):
                     raise VendingError("meter %s already at epoch %d id %d: ids are never reused"
                                        % (mid, cur.epoch, cur.next_id))
-                self._write(mid, MeterState(epoch, next_id, key_rev))
+                rev = cur.key_rev if cur is not None else 0
+                if key_rev is not None:
+                    if key_rev < rev:
+                        raise VendingError("meter %s already at key revision %d: the key revision "
+                                           "never goes back" % (mid, rev))
+                    rev = key_rev
+                self._write(mid, MeterState(epoch, next_id, rev))
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
