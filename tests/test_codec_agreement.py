@@ -834,3 +834,207 @@ def test_optional_presence_octet_tolerance():
     assert body[3] == A_HOST.common.ENTRY_DESCRIPTOR
     with pytest.raises(ProtocolError):
         A_HOST.decode_apdu(bytes(raw))
+
+
+# ---------------------------------------------------------------------------------------------
+# block transfer
+
+
+@given(small_data, st.integers(1, 40), iips)
+def test_get_block_transfer(value, max_block, iip):
+    """The firmware's get-response-with-datablock sequence reassembles in the host."""
+    encoded = F.encode(value)
+    host_blocks = A_HOST.get_response_blocks(H.encode(to_host(value)), max_block, iip)
+    assembler = A_HOST.GetBlockAssembler()
+    result = None
+    for n, host_block in enumerate(host_blocks, 1):
+        chunk = encoded[(n - 1) * max_block:n * max_block]
+        fw_raw = A_FW.get_response_block(iip, n == len(host_blocks), n, chunk)
+        assert fw_raw == host_block.encode()
+        result = assembler.add(A_HOST.decode_apdu(fw_raw))
+        ack = assembler.next_request().encode()
+        assert A_FW.parse_get_request(ack) == (A_FW.NEXT, iip, n)
+    assert from_host(result) == value
+
+
+@given(attributes, access_selections(), small_data, st.integers(1, 40), iips)
+def test_set_block_transfer(attribute, access, value, max_block, iip):
+    """The host's set-request datablocks reassemble in the firmware parser."""
+    requests = A_HOST.set_request_blocks(attribute, H.encode(to_host(value)), max_block,
+                                         access, iip)
+    raw = bytearray()
+    for n, req in enumerate(requests, 1):
+        choice, invoke, body = A_FW.parse_set_request(req.encode())
+        assert invoke == iip
+        if n == 1:
+            assert choice == A_FW.SET_FIRST_DATABLOCK
+            assert_descriptor(body[0], attribute, access)
+            body = body[1:]
+        else:
+            assert choice == A_FW.SET_WITH_DATABLOCK
+        last, block, chunk = body
+        assert (last, block) == (n == len(requests), n)
+        raw += chunk
+        assert A_FW.set_response_datablock(iip, n) == A_HOST.SetResponseDatablock(n, iip).encode()
+    assert F.decode_all(bytes(raw)) == value
+
+
+# ---------------------------------------------------------------------------------------------
+# arbitrary and mutated requests: firmware parser vs host decoder
+
+
+def _signed8(v):
+    return v - 256 if v > 127 else v
+
+
+def _fw_descriptor(attribute, access):
+    sel, params = (0, None) if access is None else (access.selector,
+                                                     from_host(access.parameters))
+    return (attribute.class_id, attribute.instance_id.to_bytes(),
+            _signed8(attribute.attribute_id), sel, params)
+
+
+def _fw_method(m):
+    return (m.class_id, m.instance_id.to_bytes(), _signed8(m.method_id))
+
+
+def host_request_in_fw_shape(apdu):
+    """What the firmware parser returns for the request the host decoded."""
+    iip = apdu.invoke_id_and_priority
+    t = type(apdu)
+    if t is A_HOST.GetRequestNormal:
+        return (1, iip, _fw_descriptor(apdu.attribute, apdu.access_selection))
+    if t is A_HOST.GetRequestNext:
+        return (2, iip, apdu.block_number)
+    if t is A_HOST.GetRequestWithList:
+        return (3, iip, [_fw_descriptor(a, s) for a, s in apdu.attributes])
+    if t is A_HOST.SetRequestNormal:
+        return (1, iip, (_fw_descriptor(apdu.attribute, apdu.access_selection),
+                         from_host(apdu.value)))
+    if t is A_HOST.SetRequestWithFirstDatablock:
+        return (2, iip, (_fw_descriptor(apdu.attribute, apdu.access_selection),
+                         apdu.last_block, apdu.block_number, apdu.raw_data))
+    if t is A_HOST.SetRequestWithDatablock:
+        return (3, iip, (apdu.last_block, apdu.block_number, apdu.raw_data))
+    if t is A_HOST.SetRequestWithList:
+        return (4, iip, ([_fw_descriptor(a, s) for a, s in apdu.attributes],
+                         [from_host(v) for v in apdu.values]))
+    if t is A_HOST.ActionRequestNormal:
+        p = apdu.parameters
+        p = None if p is None else (F.NULL, None) if p is A_HOST.NULL_PRESENT else from_host(p)
+        return (1, iip, _fw_method(apdu.method) + (p,))
+    if t is A_HOST.ActionRequestWithList:
+        return (3, iip, ([_fw_method(m) for m in apdu.methods],
+                         [from_host(v) for v in apdu.parameters]))
+    raise AssertionError("not a request: %r" % (apdu,))
+
+
+def _canon_walk(x):
+    """Zero bit-string padding anywhere inside a firmware parse result."""
+    if isinstance(x, tuple) and len(x) == 2 and x[0] == F.BIT_STRING and isinstance(x[1], tuple):
+        return _canonical(x)
+    if isinstance(x, tuple) and len(x) == 2 and x[0] in (F.ARRAY, F.STRUCTURE, F.COMPACT_ARRAY) \
+            and isinstance(x[1], (list, tuple)):
+        return _canonical(x)
+    if isinstance(x, tuple):
+        return tuple(_canon_walk(y) for y in x)
+    if isinstance(x, list):
+        return [_canon_walk(y) for y in x]
+    return x
+
+
+_FW_PARSERS = {0xC0: A_FW.parse_get_request, 0xC1: A_FW.parse_set_request,
+               0xC3: A_FW.parse_action_request}
+
+
+def _fw_only_request(host_err):
+    """Documented: presence octets > 1, services the host has no class for, data tolerances."""
+    text = str(host_err)
+    return ("presence octet" in text or "not supported" in text
+            or _explained_fw_only(b"", host_err))
+
+
+def assert_request_decoders_agree(raw):
+    parser = _FW_PARSERS.get(raw[0]) if raw else None
+    if parser is None:
+        return
+    try:
+        fw, fw_err = parser(raw), None
+    except DlmsError as exc:
+        fw, fw_err = None, exc
+    try:
+        host, host_err = A_HOST.decode_apdu(raw), None
+    except ProtocolError as exc:
+        host, host_err = None, exc
+    if fw_err is None and host_err is None:
+        assert host_request_in_fw_shape(host) == _canon_walk(fw), raw.hex()
+    elif fw_err is None:
+        assert _fw_only_request(host_err), (raw.hex(), fw, host_err)
+    elif host_err is None:
+        if _host_truncated_raw_data(raw, host, fw_err):
+            return  # the known host defect, see test_set_datablock_truncated_raw_data
+        assert _explained_host_only(fw_err), (raw.hex(), host, fw_err)
+
+
+def _host_truncated_raw_data(raw, host, fw_err):
+    """The host read a SET datablock whose raw-data length overruns the APDU (known defect)."""
+    return (type(host) in (A_HOST.SetRequestWithFirstDatablock, A_HOST.SetRequestWithDatablock)
+            and "truncated" in str(fw_err) and len(host.encode()) < len(raw) + 1
+            and host.encode() != raw)
+
+
+@pytest.mark.xfail(strict=True, reason="DISAGREEMENT (host defect): protocol/apdu/set.py decodes a "
+                   "set-request-with-(first-)datablock whose raw-data length overruns the APDU: "
+                   "c1 03 00 00 00000000 05 aabb -> raw_data=b'\\xaa\\xbb' (construct's compiled "
+                   "Prefixed(VarLength, GreedyBytes) uses io.read without a length check); "
+                   "the firmware rejects it (DecodeError 'APDU truncated')")
+def test_set_datablock_truncated_raw_data():
+    for raw in ("c10300000000000005aabb",  # with-datablock: 5 octets declared, 2 present
+                "c102c100010000600100ff0200000000000105aabb"):  # with-first-datablock
+        raw = bytes.fromhex(raw)
+        with pytest.raises(DlmsError, match="truncated"):
+            A_FW.parse_set_request(raw)
+        with pytest.raises(ProtocolError):
+            A_HOST.decode_apdu(raw)
+
+
+requests = st.one_of(
+    st.builds(A_HOST.GetRequestNormal, attributes, access_selections(), iips),
+    st.builds(A_HOST.GetRequestNext, blocks, iips),
+    st.builds(A_HOST.GetRequestWithList, st.lists(st.tuples(attributes, access_selections()),
+                                                  max_size=3), iips),
+    st.builds(A_HOST.SetRequestNormal, attributes, small_data.map(to_host), access_selections(),
+              iips),
+    st.builds(A_HOST.SetRequestWithFirstDatablock, attributes, st.booleans(), blocks,
+              st.binary(max_size=20), access_selections(), iips),
+    st.builds(A_HOST.SetRequestWithDatablock, st.booleans(), blocks, st.binary(max_size=20),
+              iips),
+    st.builds(A_HOST.ActionRequestNormal, methods, st.one_of(
+        st.none(), small_data.map(host_param)), iips),
+    st.builds(A_HOST.ActionRequestWithList, st.lists(methods, max_size=3),
+              st.lists(small_data.map(to_host), max_size=3), iips),
+)
+
+
+@given(st.data(), requests)
+def test_mutated_requests_decode_alike(data, request):
+    raw = request.encode()
+    assert_request_decoders_agree(raw)  # unmutated: both read the same fields
+    assert_request_decoders_agree(_mutations(data, raw))
+
+
+@given(st.sampled_from([0xC0, 0xC1, 0xC3]), st.integers(0, 7),
+       st.one_of(st.binary(max_size=40), _SOUP))
+def test_arbitrary_requests_decode_alike(tag, choice, rest):
+    assert_request_decoders_agree(bytes((tag, choice)) + rest)
+
+
+def test_services_only_the_firmware_parses():
+    # SET with-list-and-first-datablock and ACTION next/first/with p-block: no host classes
+    for raw in ("c105c101000100000000000001000100000001020102",  # set with-list first-block
+                "c302c100000001",  # action next p-block
+                "c306c10100000001020304"):  # action with p-block
+        raw = bytes.fromhex(raw)
+        assert _FW_PARSERS[raw[0]](raw)[0] == raw[1]
+        with pytest.raises(ProtocolError, match="not supported"):
+            A_HOST.decode_apdu(raw)
