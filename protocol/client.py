@@ -144,6 +144,12 @@ SERVICE_ERRORS = {1: "operation not possible", 2: "service not supported", 3: "o
                   4: "PDU too long", 5: "deciphering error", 6: "invocation counter error"}
 INITIATE_ERRORS = {0: "other", 1: "DLMS version too low", 2: "incompatible conformance",
                    3: "PDU size too short", 4: "refused by the VDE handler"}
+APPLICATION_REFERENCE_ERRORS = {
+    0: "other", 1: "time elapsed", 2: "application unreachable",
+    3: "application reference invalid", 4: "application context unsupported",
+    5: "provider communication error",
+    6: "deciphering error (wrong block cipher or authentication key, or an invocation counter "
+       "the meter has already seen)"}
 
 PROPOSED_CONFORMANCE = (acse.GET | acse.SET | acse.ACTION | acse.SELECTIVE_ACCESS
                         | acse.BLOCK_TRANSFER_WITH_GET | acse.MULTIPLE_REFERENCES
@@ -313,6 +319,9 @@ def describe_exception(apdu):
     if isinstance(apdu, ConfirmedServiceError):
         if apdu.error == 6:
             return "initiate error: %s" % INITIATE_ERRORS.get(apdu.value, apdu.value)
+        if apdu.error == 0:
+            return "application reference error: %s" % APPLICATION_REFERENCE_ERRORS.get(
+                apdu.value, apdu.value)
         return "confirmed-service-error service %d error %d value %d" % (
             apdu.service, apdu.error, apdu.value)
     return repr(apdu)

@@ -217,14 +217,20 @@ def check_pushes(rig):
 def check_security_refusals(rig):
     bad = demo_keys()
     bad.password = b"00000000"
-    with pytest.raises(AssociationError):
+    with pytest.raises(AssociationError, match="authentication failure"):
         rig.client("reader", keys=bad)
+    # wrong keys and a replayed counter: the meter cannot decipher the initiate request and
+    # says so (ConfirmedServiceError initiate, application-reference deciphering-error)
     wrong = demo_keys()
     wrong.authentication_key = bytes(16)
-    with pytest.raises(AssociationError):
+    with pytest.raises(AssociationError, match="deciphering error"):
+        rig.client("utility", keys=wrong)
+    wrong = demo_keys()
+    wrong.block_cipher_key = bytes(16)
+    with pytest.raises(AssociationError, match="deciphering error"):
         rig.client("utility", keys=wrong)
     # a replayed invocation counter: the meter has already seen counter 1 from this title
-    with pytest.raises(AssociationError):
+    with pytest.raises(AssociationError, match="deciphering error"):
         rig.client("utility", invocation_counter=1)
     # and the meter keeps serving everybody
     c = rig.client("public")

@@ -290,8 +290,10 @@ class Session:
                 _kind, title, sc, ic, ui = srv.suite.unwrap(ui, q.calling_title)
                 srv.counters.check(title, ic)
             except SecurityError:
+                # wrong keys or a replayed counter: the initiate request cannot be deciphered
                 srv.stats["security_errors"] += 1
-                return self._reject(A.DIAG_NO_REASON, ctx, _cse(A.INIT_OTHER))
+                return self._reject(A.DIAG_NO_REASON, ctx, A.confirmed_service_error(
+                    A.CSE_INITIATE, A.ERR_APPLICATION_REFERENCE, A.APPREF_DECIPHERING_ERROR))
             if sc != 0x30:
                 return self._reject(A.DIAG_NO_REASON, ctx, _cse(A.INIT_OTHER))
             srv.counters.accept(title, ic)

@@ -450,9 +450,9 @@ def test_hls_failures():
     srv, _r, relay = make_server()
     c = CipherClient(EK, AK)
     s = srv.session()
-    ui = c.wrap(initiate_request(), general=False)
+    req_ui = c.wrap(initiate_request(), general=False)
     aare = s.handle(0x30, build_aarq(A.CTX_LN_CIPHERED, A.MECH_HLS_GMAC, b"ClientCh", c.title,
-                                     ui))
+                                     req_ui))
     result, diag, ui, stoc, title = aare_fields(aare)
     c.server_title = title
     # before pass 3 nothing but reply_to_HLS_authentication is allowed
@@ -466,14 +466,18 @@ def test_hls_failures():
     assert s.association(0x30) is None
     assert s.handle(0x30, c.wrap(get_req(3, ENERGY, 2))) == H("d80101")
     # a replayed AARQ (same glo-initiate-request counter) is refused
-    replay = build_aarq(A.CTX_LN_CIPHERED, A.MECH_HLS_GMAC, b"ClientCh", c.title,
-                        aare_fields(aare)[2] and ui)
-    assert aare_fields(s.handle(0x30, replay))[:2] == (1, 1)
+    replay = build_aarq(A.CTX_LN_CIPHERED, A.MECH_HLS_GMAC, b"ClientCh", c.title, req_ui)
+    # (result rejected-permanent, no reason given, initiate error application-reference
+    # deciphering-error)
+    assert aare_fields(s.handle(0x30, replay))[:3] == (1, 1, H("0e010006"))
+    # the meter's own initiate response is no initiate request
+    r = s.handle(0x30, build_aarq(A.CTX_LN_CIPHERED, A.MECH_HLS_GMAC, b"ClientCh", c.title, ui))
+    assert aare_fields(r)[:3] == (1, 1, H("0e010600"))
     # wrong key in the AARQ
     bad = CipherClient(AK, EK, b"TESTCLNT", 1000)
     r = s.handle(0x30, build_aarq(A.CTX_LN_CIPHERED, A.MECH_HLS_GMAC, b"ClientCh", bad.title,
                                   bad.wrap(initiate_request(), general=False)))
-    assert aare_fields(r)[:3] == (1, 1, H("0e010600"))
+    assert aare_fields(r)[:3] == (1, 1, H("0e010006"))
     # after all that, a correct association still works
     s2, c2 = utility_session(srv, CipherClient(EK, AK, b"TESTCLNT", 5000))
     assert c2.unwrap(s2.handle(0x30, c2.wrap(get_req(3, ENERGY, 2))))[:4] == H("c401c100")
