@@ -98,6 +98,7 @@ class Record:
         self.seq = None  # seq of the newest valid slot (None: no valid slot)
         self.slot = None  # index (0/1) of the newest valid slot
         self.loads_valid = 0  # how many slots were valid at the last load (0, 1 or 2)
+        self.damaged = False  # last load found no valid slot where a saved value had been
 
     def _read_slot(self, i):
         off = self.offset + i * self.slot_size
@@ -115,7 +116,12 @@ class Record:
         return seq, rest[:n]
 
     def load(self):
-        """Payload (bytes) of the newest valid slot, or None if neither slot is valid."""
+        """Payload (bytes) of the newest valid slot, or None if neither slot is valid.
+
+        After a None, `damaged` tells a record never saved (erased, or cut during its first
+        save: False) from one whose saved value is lost (True: corrupt memory, or the region
+        was written by something else), so the owner can refuse to start from scratch.
+        """
         best = None
         valid = 0
         for i in (0, 1):
@@ -129,10 +135,27 @@ class Record:
         if best is None:
             self.seq = None
             self.slot = None
+            self.damaged = self._lost()
             return None
+        self.damaged = False
         self.seq = best[0]
         self.slot = best[2]
         return best[1]
+
+    def _lost(self):
+        # No valid slot. Erased slots, or only a cut during the very first save (a prefix of a
+        # seq-1 slot in slot 0 on erased memory), mean "never saved". Anything else means a
+        # value had been saved and is gone: after the first save one slot is always valid, and
+        # slot 1 is first written by the second save.
+        h1 = self.nvm.read(self.offset + self.slot_size, REC_HDR)
+        if h1 != b"\xff" * REC_HDR:
+            return True
+        h0 = self.nvm.read(self.offset, REC_HDR)
+        first = MAGIC + bytes((self.tag, 0)) + struct.pack(">I", 1)
+        k = 0
+        while k < len(first) and h0[k] == first[k]:
+            k += 1
+        return k < len(first) and h0[k:] != b"\xff" * (REC_HDR - k)
 
     def save(self, payload):
         """Write payload atomically (old or new value survives any cut). Returns the new seq."""

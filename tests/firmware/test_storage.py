@@ -86,6 +86,46 @@ def test_corrupt_both_slots_gives_none():
     assert Store(nvm).record(2, 16).load() == b"c"
 
 
+
+def test_lost_record_is_told_apart_from_a_never_saved_one():
+    # a record that was saved and is now unreadable must not look like a blank one: the owner
+    # (the meter) would otherwise start from scratch -- new balance, anti-replay window reset
+    nvm = MemNVM(512)
+    rec = Store(nvm).record(2, 16)
+    assert rec.load() is None and not rec.damaged  # erased
+    rec.save(b"a")
+    rec.save(b"b")
+    good = bytes(nvm.buf)
+    for damage in ("crc", "fill55", "zero", "slot1only"):
+        nvm.buf[:] = good
+        if damage == "crc":
+            for s in (0, 1):
+                nvm.buf[rec.offset + s * rec.slot_size + 13] ^= 0xFF
+        elif damage == "slot1only":  # slot 0 erased, slot 1 garbage
+            nvm.buf[rec.offset:rec.offset + rec.slot_size] = b"\xff" * rec.slot_size
+            nvm.buf[rec.offset + rec.slot_size + 13] ^= 0xFF
+        else:
+            fill = 0x55 if damage == "fill55" else 0
+            nvm.buf[rec.offset:rec.offset + rec.size] = bytes((fill,)) * rec.size
+        r = Store(nvm).record(2, 16)
+        assert r.load() is None, damage
+        assert r.damaged, damage
+    # one valid slot is enough: not damaged
+    nvm.buf[:] = good
+    nvm.buf[rec.offset + 13] ^= 0xFF
+    r = Store(nvm).record(2, 16)
+    assert r.load() == b"b" and not r.damaged
+    # a cut at any byte of the very first save is "never saved", not damage
+    total = 10 + 5 + 4
+    for cut in range(total):
+        base = MemNVM(512)
+        r = Store(FaultNVM(base, cut)).record(2, 16)
+        raises(PowerCut, r.save, b"first")
+        r2 = Store(base).record(2, 16)
+        assert r2.load() is None and not r2.damaged, cut
+        r2.save(b"again")
+        assert Store(base).record(2, 16).load() == b"again"
+
 def test_slot_with_other_tag_or_bad_length_is_ignored():
     nvm = MemNVM(512)
     Store(nvm).record(7, 16).save(b"seven")
