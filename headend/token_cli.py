@@ -9,6 +9,7 @@ Without --key-file the well-known demo vending key is used and a WARNING line sa
 INSECURE. Key bytes are never printed.
 """
 import json
+import os
 
 import click
 
@@ -112,6 +113,10 @@ def inspect_cmd(digits, meter_id, key_file, state, as_json):
     DIGITS may be given with or without spaces or dashes. Exit status 1 if it does not decode.
     """
     text = " ".join(digits)
+    if not os.path.exists(state):  # read-only: never create a vending state here
+        click.echo("note: no vending state at %s: the epoch and key revision are assumed 0 and "
+                   "the vend log is not checked" % state, err=True)
+        state = ":memory:"
     try:
         v = _vendor(state, key_file)
         with v:

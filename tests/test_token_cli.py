@@ -120,6 +120,18 @@ def test_inspect_explains_failures(tmp_path):
     assert r.exit_code == 0 and "show-balance" in r.stdout
 
 
+
+def test_inspect_never_creates_a_vending_state(tmp_path):
+    # inspect is read-only: a mistyped --state must not leave a new, empty vending state behind
+    st = _state(tmp_path)
+    digits = _run("vend", "--meter-id", "M7", "--amount", "250", *st).stdout.splitlines()[0]
+    other = tmp_path / "sub" / "typo.db"
+    r = _run("inspect", digits, "--meter-id", "M7", "--state", str(other))
+    assert r.exit_code == 0, r.output
+    assert "credit (250 rupees)" in r.stdout and "issued   not in this vending state" in r.stdout
+    assert "no vending state" in r.stderr and str(other) in r.stderr
+    assert not other.exists() and not other.parent.exists()
+
 def test_service_codes_listing():
     r = _run("service-codes")
     assert r.exit_code == 0
