@@ -167,8 +167,9 @@ def _prepare(s):
 class _Session:
     """Open the client for a subcommand; turn protocol errors into messages and exit codes."""
 
-    def __init__(self, s):
+    def __init__(self, s, needs=None):
         self.s = s
+        self.needs = needs  # the association the command is meant for (hint on refusal)
         self.client = None
         self.store = None
         self.title = None
@@ -215,8 +216,9 @@ class _Session:
         if isinstance(exc, ProtocolError):
             message = str(exc)
             if isinstance(exc, ServiceError) and exc.code in (3, 4) and self.s.role != UTILITY:
+                hint = self.needs or (READER if self.s.role == PUBLIC else UTILITY)
                 message += " (the %s client may not see or use this; try --client %s)" % (
-                    self.s.role, READER if self.s.role == PUBLIC else UTILITY)
+                    self.s.role, hint)
             _fail(_exit_code(exc), message)
         return False
 
@@ -379,7 +381,7 @@ def relay_cmd():
 @client.command("disconnect")
 def disconnect_cmd():
     """remote_disconnect: open the relay (utility client)."""
-    with _Session(_settings()) as c:
+    with _Session(_settings(), needs=UTILITY) as c:
         r = c.disconnect()
     _emit(_relay_doc(r), "disconnect done: " + _relay_text(r))
 
@@ -387,7 +389,7 @@ def disconnect_cmd():
 @client.command("reconnect")
 def reconnect_cmd():
     """remote_reconnect: close the relay or make it ready for reconnection (utility client)."""
-    with _Session(_settings()) as c:
+    with _Session(_settings(), needs=UTILITY) as c:
         r = c.reconnect()
     _emit(_relay_doc(r), "reconnect done: " + _relay_text(r))
 
@@ -400,7 +402,7 @@ def token_cmd(digits):
     if not re.fullmatch(r"[0-9 -]+", text) or len(text.replace(" ", "").replace("-", "")) != 20:
         raise click.BadParameter("a token is 20 decimal digits (spaces and dashes allowed)",
                                  param_hint="DIGITS")
-    with _Session(_settings()) as c:
+    with _Session(_settings(), needs=UTILITY) as c:
         r = c.enter_token(text)
         balance = None
         try:

@@ -257,3 +257,18 @@ def test_invocation_counter_store(tmp_path):
     (tmp_path / "ic.json").write_text("{broken")
     with pytest.raises(KeyFileError, match="unreadable"):
         store.reserve(b"TITLE001")
+
+
+def test_refused_method_hints_at_the_utility_client(meter_server):
+    """A relay or token command refused to the public or reader client points at --client
+    utility (the only association allowed to invoke them), not at the reader."""
+    meter, srv = meter_server
+    meter.methods[(70, Obis("0.0.96.3.10.255"), 1)] = lambda params: (3, None)
+    meter.methods[(115, Obis("0.0.19.40.0.255"), 1)] = lambda params: (3, None)
+    for role in ("public", "reader"):
+        r = run(*tcp(srv), "--client", role, "disconnect")
+        assert r.exit_code == 5
+        assert "read-write-denied" in r.stderr and "try --client utility" in r.stderr, r.stderr
+        r = run(*tcp(srv), "--client", role, "token", "1234 5678 9012 3456 7890")
+        assert r.exit_code == 5
+        assert "try --client utility" in r.stderr, r.stderr
