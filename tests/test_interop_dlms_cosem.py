@@ -11,10 +11,11 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import structlog
 from dlms_cosem import cosem, enumerations, utils
-from dlms_cosem.client import ActionError, DlmsClient
+from dlms_cosem.client import ActionError, DataResultError, DlmsClient
 from dlms_cosem.cosem import Obis
 from dlms_cosem.cosem.capture_object import CaptureObject
 from dlms_cosem.cosem.selective_access import RangeDescriptor
+from dlms_cosem.exceptions import DlmsClientException
 from dlms_cosem.io import BlockingTcpIO, TcpTransport
 from dlms_cosem.security import (
     HighLevelSecurityGmacAuthentication,
@@ -103,7 +104,7 @@ def test_public_reads_balance_but_not_energy(meter):
     with _client(meter, 0x10, NoSecurityAuthentication()).session() as c:
         bal = utils.parse_as_dlms_data(c.get(_attr(IFACE.REGISTER, BALANCE, 2)))
         assert bal == meter.em.meter.account.balance
-        with pytest.raises(Exception):  # noqa: B017 - dlms-cosem raises its own error type
+        with pytest.raises(DataResultError, match="OBJECT_UNDEFINED"):
             c.get(_attr(IFACE.REGISTER, ENERGY, 2))
 
 
@@ -115,8 +116,19 @@ def test_reader_cannot_disconnect(meter):
 
 
 def test_wrong_password_is_refused_and_meter_keeps_serving(meter):
-    with pytest.raises(Exception):  # noqa: B017 - association rejected by the meter
+    with pytest.raises(DlmsClientException, match="REJECTED_PERMANENT.*AUTHENTICATION_FAILED"):
         with _client(meter, 0x20, LowLevelSecurityAuthentication(secret=b"wrong!!!")).session():
             pass
     with _client(meter, 0x20, LowLevelSecurityAuthentication(secret=b"12345678")).session() as c:
+        assert utils.parse_as_dlms_data(c.get(_attr(IFACE.REGISTER, ENERGY, 3))) == [0, 30]
+
+
+def test_hls_with_a_wrong_key_is_refused_and_meter_keeps_serving(meter):
+    bad = _client(meter, 0x30, HighLevelSecurityGmacAuthentication(challenge_length=32),
+                  encryption_key=DEMO_BLOCK_KEY, authentication_key=bytes(16),
+                  client_system_title=b"HEADEND3")
+    with pytest.raises(DlmsClientException, match="REJECTED_PERMANENT"):
+        with bad.session():
+            pass
+    with _utility(meter, b"HEADEND3").session() as c:
         assert utils.parse_as_dlms_data(c.get(_attr(IFACE.REGISTER, ENERGY, 3))) == [0, 30]
