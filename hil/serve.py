@@ -381,6 +381,8 @@ class MeterService:
     # -- TCP (wrapper) ----------------------------------------------------------------------
     async def _tcp_client(self, reader, writer):
         self.connections += 1
+        me = asyncio.current_task()
+        self._tasks.add(me)  # close() cancels it: an idle peer cannot hold the stop up
         stream = fw_wrapper.WrapperStream()
         session = self.em.new_session()
         try:
@@ -409,6 +411,7 @@ class MeterService:
         except (ConnectionError, OSError, asyncio.CancelledError):
             pass
         finally:
+            self._tasks.discard(me)
             session.close()
             try:
                 writer.close()

@@ -124,3 +124,29 @@ def test_serve_port_in_use_is_a_clean_error(tmp_path):
         s.close()
     assert r.returncode == 1, r.stderr
     assert "cannot open endpoint" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_stop_with_a_client_still_connected_is_prompt_and_closes_it(tmp_path):
+    """Ctrl-C while a head-end keeps its TCP connection open: the service closes that
+    connection and stops at once (no waiting for the peer, no pending connection task)."""
+    import socket
+
+    from hil.serve import EmulatedMeter, ServiceThread
+
+    em = EmulatedMeter(str(tmp_path / "m"), speed=0, load="constant:100")
+    st = ServiceThread(em).start()
+    sock = socket.create_connection(st.address, timeout=5)
+    try:
+        with DlmsClient(TcpTransport(*st.address), "wrapper") as c:
+            assert c.serial_number() == "BJ00000001"
+        deadline = time.monotonic() + 5
+        while st.service.connections < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        t0 = time.monotonic()
+        st.stop()
+        elapsed = time.monotonic() - t0
+        assert not st.thread.is_alive()
+        assert elapsed < 0.5, elapsed
+        assert sock.recv(16) == b""  # the meter closed the idle connection
+    finally:
+        sock.close()
