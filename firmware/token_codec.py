@@ -108,7 +108,9 @@ KIND_SERVICE = 2
 
 KEY_LABEL = b"bijli-token"
 _DIGITS = "0123456789"
-_SEPARATORS = " -\t"
+# ASCII space, dash and tab, plus what copying from a receipt, PDF or SMS brings in: no-break
+# and thin spaces, hyphens, en/em dashes, the minus sign
+_SEPARATORS = " -\t\u00a0\u2009\u202f\u2010\u2011\u2012\u2013\u2014\u2015\u2212"
 
 
 # ---- meter id, keys, tweak -------------------------------------------------------------------
@@ -252,7 +254,8 @@ def decode_value(ttype, value):
 
 
 def normalize(text):
-    """Digits only from a typed entry: strips outer whitespace and inner spaces/dashes/tabs.
+    """Digits only from a typed entry: strips outer whitespace and inner spaces/dashes/tabs
+    (typographic dashes and no-break spaces count as separators too; only ASCII 0-9 are digits).
 
     Raises ValueError (with the reason) for anything else: non-ASCII digits, letters, too long.
     """

@@ -128,6 +128,17 @@ def test_normalize_and_parse_entry():
         raises(ValueError, tc.parse_entry, bad)
 
 
+
+def test_typographic_dashes_and_spaces_are_separators():
+    # digits copied from a receipt, PDF or SMS often carry an en dash or a no-break space
+    d = "12345678901234567890"
+    for sep in ("\u2013", "\u2014", "\u2010", "\u2011", "\u2212", "\u00a0", "\u202f", "\u2009"):
+        assert tc.parse_entry(sep.join(("1234", "5678", "9012", "3456", "7890"))) == (tc.KIND_TOKEN, d)
+    assert tc.parse_entry("\u00a0" + d + "\u00a0") == (tc.KIND_TOKEN, d)
+    # still only ASCII digits, and bytes stay ASCII-only
+    raises(ValueError, tc.parse_entry, "1234\u20135678\u20139012\u20133456\u2013789\u0661")
+    raises(ValueError, tc.parse_entry, "1234\u2013".encode() + b"5678901234567890")
+
 def test_service_codes():
     assert tc.service_code(1) == "0018"
     for fn in (0, 1, 9, 10, 123, 999):
