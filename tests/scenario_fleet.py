@@ -275,3 +275,25 @@ class Unreachable:
 
     def done(self, c):  # pragma: no cover - never opened
         c.close()
+
+
+class Flaky:
+    """A meter whose link fails for the first `failures` connection attempts (each a real
+    attempt against a dead port), then works: what a retry loop exists for."""
+
+    def __init__(self, target, dead_port, failures=1):
+        self.target = target
+        self.dead = Unreachable(dead_port)
+        self.failures = failures
+        self.tries = 0
+
+    def client(self, role="utility"):
+        """LinkError for the first attempts, then the target's client."""
+        self.tries += 1
+        if self.tries <= self.failures:
+            return self.dead.client(role)
+        return self.target.client(role)
+
+    def done(self, c):
+        """Close a client of the target."""
+        self.target.done(c)

@@ -33,6 +33,7 @@ from protocol.cosem_types import CosemDateTime
 from protocol.errors import ServiceError
 from tests.scenario_fleet import (
     DAY,
+    Flaky,
     ServedMeter,
     SimMeter,
     Unreachable,
@@ -124,6 +125,11 @@ def test_s1_tokens_vended_during_outage_delivered_later_never_lost_or_doubled(ve
         assert results == {} and left == queue  # unreachable: kept, nothing lost
 
         sm.advance(4 * HOUR)
+        typo = recs[1].digits.replace(" ", "")
+        typo = typo[:7] + str((int(typo[7]) + 1) % 10) + typo[8:]
+        bad = sm.meter.enter_token(typo, SOURCE_KEYPAD)  # one digit mistyped at the keypad
+        assert not bad.accepted and bad.code == 2  # auth: refused, nothing credited
+        assert sm.meter.account.total_credits == credits0
         res = sm.meter.enter_token(recs[1].digits, SOURCE_KEYPAD)  # at the meter itself
         assert res.accepted
         assert sm.meter.account.total_credits == credits0 + 20000
@@ -155,6 +161,7 @@ def test_s1_tokens_vended_during_outage_delivered_later_never_lost_or_doubled(ve
         assert accepted == [1, 2, 0]  # each id once, in delivery order
         used = [v for code, v, x in tokens if code == ec.TOKEN_REJECTED and x == 3]
         assert sorted(used) == [0, 1, 1, 2]  # the replays, all refused as "used"
+        assert [x for code, _, x in tokens if code == ec.TOKEN_REJECTED].count(2) == 1  # typo
     finally:
         sm.close()
 
@@ -293,6 +300,42 @@ def test_s2_reconnect_with_headend_down_by_local_path(vendor, source):
     assert m.meter.control.control_state == 1
 
 
+def test_s2_served_meter_reconnects_by_keypad_while_unreachable(vendor):
+    """The same with a served meter whose DLMS link is down: the keypad token reconnects it
+    at once; when the head-end reaches it again it reads the supply on, the token's delivery
+    method "manual" (keypad) and the reason "credit restored" -- it sent no command."""
+    sm = ServedMeter("BJ20000002", S2_START, load="constant:1000", opening_paise=1000)
+    try:
+        for _ in range(10):
+            sm.advance(6 * HOUR)
+            sm.session("utility", lambda c: c.clock())
+        assert not sm.call(lambda: sm.meter.control.output_state)
+        sm.down()
+        digits = vendor.vend(sm.meter_id, "credit", 200)
+        sm.advance(5 * HOUR)  # Rewa: paid in the afternoon, the server down
+        assert sm.meter.enter_token(digits, SOURCE_KEYPAD).accepted
+        assert sm.em.hal.relay.closed  # no waiting for the head-end
+        t_token = sm.meter.now()
+        sm.advance(4 * HOUR)
+        sm.up()
+        c = sm.client("reader")
+        try:
+            relay = c.relay()
+            method = int(c.get(115, TOKEN_GATEWAY, 5))
+            token_t = unix(c.get(115, TOKEN_GATEWAY, 3))
+            decision = c.get(1, RELAY_DECISION, 2)
+            connected = [(unix(e.time), e.value) for e in c.events(["control"])
+                         if e.code == ec.RELAY_CONNECTED]
+        finally:
+            sm.done(c)
+        assert relay.output is True and relay.control_state == 1
+        assert method == 2 and token_t == t_token  # delivery method: manual (keypad)
+        assert int(decision[1]) == ec.REASON_CREDIT_RESTORED
+        assert connected == [(t_token, ec.REASON_CREDIT_RESTORED)]
+    finally:
+        sm.close()
+
+
 # =============================================================================================
 # S3 -- Munger: balance invisible for a week
 # =============================================================================================
@@ -345,6 +388,59 @@ def test_s3_balance_and_recharges_readable_from_the_meter_without_keys(vendor):
             sm.done(c)
         assert [v for _, v in recharges] == [5000, 30000, 15000]
         assert recharges[-1][0] == t_recharge
+    finally:
+        sm.close()
+
+
+def test_s3_balance_readable_on_the_local_serial_port_without_keys():
+    """The meter's local port (HDLC over a pseudo-terminal, as an optical probe or USB serial
+    adapter): a public client with no keys reads the balance and the last recharge."""
+    from hil.serve import EmulatedMeter, ServiceThread
+    from protocol.client import DlmsClient
+    from protocol.transport import SerialTransport
+
+    em = EmulatedMeter(None, speed=0, meter_id="BJ30000002", load="constant:500",
+                       start_s=S2_START, opening_paise=12345)
+    st = ServiceThread(em, tcp=None, pty=True).start()
+    try:
+        st.advance(HOUR)
+        with DlmsClient(SerialTransport(st.pty_path, timeout=3), framing="hdlc", role="public",
+                        timeout=3) as c:
+            bal = c.balance()
+            last = c.register("0.0.94.96.21.255")
+            sn = c.serial_number()
+        assert sn == "BJ30000002"
+        assert bal.paise == 12345 - 350 == st.call(lambda: em.meter.account.balance)
+        assert last.raw == 12345 and last.scaler == -2
+    finally:
+        st.stop()
+
+
+def test_s3_suspension_until_a_date_and_who_may_set_it():
+    """The utility suspends disconnection until Wed 00:00 (0.0.96.3.128.255 = Unix time):
+    nothing is cut on Tuesday, the meter resumes by itself at exactly Wed 00:00 and cuts in
+    Wednesday's window. The meter reader's association (LLS password) may read the setting
+    but not write it."""
+    sm = ServedMeter("BJ31000010", S2_START, load="constant:1000", opening_paise=700)
+    until = ist(2026, 1, 7, 0, 0)
+    try:
+        sm.advance_to(ist(2026, 1, 6, 9, 0))
+        c = sm.client("reader")
+        try:
+            with pytest.raises(ServiceError):
+                c.set(1, SUSPENSION, 2, axdr.UInt32(until))
+            assert c.get(1, SUSPENSION, 2) == 0
+        finally:
+            sm.done(c)
+        sm.session("utility", lambda c: c.set(1, SUSPENSION, 2, axdr.UInt32(until)))
+        while sm.call(sm.meter.now) < ist(2026, 1, 7, 12, 0):
+            sm.advance(6 * HOUR)
+            sm.session("utility", lambda c: c.clock())
+        meter = sm.call(lambda: sm.meter)
+        res = meter.events.find_latest(ec.DISCONNECT_RESUMED)
+        assert res[1] == until and res[3] == 1
+        cut = meter.events.find_latest(ec.RELAY_DISCONNECTED)
+        assert cut[1] == ist(2026, 1, 7, 10, 0)
     finally:
         sm.close()
 
@@ -633,9 +729,9 @@ def test_s5_tamper_cover_open_is_pushed_to_the_headend():
 
 
 def test_s5_bulk_remote_disconnect_then_reconnect_each_on_payment(vendor):
-    """The head-end disconnects a list of 5 meters + 1 it cannot reach, in one loop with 2
-    retries: 5 "disconnected", 1 "unreachable" after 3 attempts, and the loop is not stopped
-    by it. The control logs say who was cut, when and why (REASON_REMOTE). IC 70 (control
+    """The head-end disconnects a list of 7 meters in one loop with 2 retries: 5
+    "disconnected" (one of them on the 2nd attempt after a link failure), 1 "unreachable"
+    after 3 attempts, 1 "refused" (relay control mode 0); no failure stops the loop. The control logs say who was cut, when and why (REASON_REMOTE). IC 70 (control
     mode 6, docs/decisions.md "Relay control mode"): a remote disconnection is left only by
     remote_reconnect, so a token credits the account but leaves the supply off until the
     head-end reconnects that meter; meters that have not paid stay disconnected."""
@@ -647,17 +743,25 @@ def test_s5_bulk_remote_disconnect_then_reconnect_each_on_payment(vendor):
     dead_port = s.getsockname()[1]
     s.close()
     dead = Unreachable(dead_port)
+    guarded = ServedMeter("BJ51000009", S2_START, load="constant:500", opening_paise=5000)
     try:
         for sm in fleet.values():
             sm.advance(HOUR)
+        # a hospital feeder: relay control mode 0 (always connected), the meter refuses
+        guarded.session("utility", lambda c: c.set(70, "0.0.96.3.10.255", 4, axdr.Enum(0)))
         targets = dict(fleet)
         targets["BJ51DEAD00"] = dead
+        targets["BJ51000009"] = guarded
+        flaky = targets["BJ51000004"] = Flaky(fleet["BJ51000004"], dead_port, failures=1)
         outcome = bulk_disconnect(targets, retries=2)
         assert outcome["BJ51DEAD00"][:2] == ("unreachable", 3) and dead.tries == 3
+        assert outcome["BJ51000009"][:2] == ("refused", 1)
+        assert guarded.call(lambda: guarded.meter.control.output_state)
+        assert flaky.tries == 2
         cut_t = {}
         for mid, sm in fleet.items():
             kind, attempts, relay = outcome[mid]
-            assert (kind, attempts) == ("disconnected", 1)
+            assert (kind, attempts) == ("disconnected", 2 if mid == "BJ51000004" else 1)
             assert relay.output is False and relay.control_state == 0
             cut_t[mid] = sm.call(sm.meter.now)
 
@@ -696,3 +800,4 @@ def test_s5_bulk_remote_disconnect_then_reconnect_each_on_payment(vendor):
     finally:
         for sm in fleet.values():
             sm.close()
+        guarded.close()
