@@ -238,9 +238,11 @@ def decode_value(ttype, value):
     """Natural-unit value for the meter, or None if the type is unknown or the value invalid.
 
     credit / emergency limit: paise; load limit: watts; key revision: revision; clears: 0.
+    A credit of 0 rupees is invalid (vending never issues one); a 0 emergency limit is valid.
     """
     if ttype == TYPE_CREDIT or ttype == TYPE_SET_EMERGENCY_LIMIT:
-        return decode_amount(value) * 100
+        paise = decode_amount(value) * 100
+        return None if paise == 0 and ttype == TYPE_CREDIT else paise
     if ttype == TYPE_SET_LOAD_LIMIT:
         return value * LOAD_STEP_W
     if ttype == TYPE_ADVANCE_KEY_REVISION:

@@ -197,6 +197,20 @@ def test_type_rejections():
     assert g2.check(_vend(tc.TYPE_CREDIT, 5, 1), T0).code == tg.ACCEPT
 
 
+
+def test_zero_credit_is_a_type_error_not_accepted():
+    # vending never issues a 0-rupee credit (amount code 0, or mantissa 0 with any exponent);
+    # the gate must not accept one (the meter would then report "overflow" for it)
+    g = _gate()
+    for tid, raw in ((1, 0), (2, 1 << tc.MANTISSA_BITS), (3, 3 << tc.MANTISSA_BITS)):
+        res = g.check(_raw(tc.TYPE_CREDIT, raw, tid), T0)
+        assert res.code == tg.TYPE, res
+        assert not g.commit(res, T0) and g.window_status(tid) == 0
+    assert tc.decode_value(tc.TYPE_CREDIT, 0) is None
+    # a zero emergency-credit limit is valid: it switches emergency credit off
+    assert tc.decode_value(tc.TYPE_SET_EMERGENCY_LIMIT, 0) == 0
+    assert g.check(_vend(tc.TYPE_SET_EMERGENCY_LIMIT, 0, 4), T0).code == tg.ACCEPT
+
 def test_key_revision_advance():
     g = tg.TokenGate(METER, KEYS)
     assert g.key_rev == 0
