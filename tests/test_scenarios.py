@@ -226,6 +226,14 @@ def test_s1_no_mass_cut_after_weekend_and_bakrid(vendor):
     # the meters whose grace ran out during the holidays go at 10:00 Tuesday, the rest later
     # (zero before Mon 10:00: 17 meters; Mon 11:00: 1; Mon 14:12 .. Tue 15:48: 9)
     assert (cut_tue_10, cut_tue_later, cut_after_tue) == (17, 1, 9)
+    by_day = {}
+    for m in fleet:
+        for t in m.times(ec.RELAY_DISCONNECTED):
+            key = timeutil.format_local(t)[:10]
+            by_day[key] = by_day.get(key, 0) + 1
+    assert by_day == {"2024-06-18": 18, "2024-06-19": 8, "2024-06-20": 1}
+    wed_10 = [m for m in fleet if m.times(ec.RELAY_DISCONNECTED) == [S1_TUE + DAY + 10 * HOUR]]
+    assert len(wed_10) == 7  # zero Mon 14:12 .. Tue 09:24: grace ends outside Tuesday's window
     assert cut_tue_10 < S1_FLEET
 
 
