@@ -122,6 +122,8 @@ class EmulatedMeter:
         self.auth_key = auth_key
         self.password = password
         self._server = None
+        self._ic_reserved = 0  # no invocation counter above this is saved as possibly used
+        self._counters_saved = {}
         self.requests = 0
 
     @property
@@ -129,7 +131,24 @@ class EmulatedMeter:
         """The DLMS server core (created on first use)."""
         if self._server is None:
             self._server = _make_server(self)
+            self.save_dlms_ahead()
         return self._server
+
+    def save_dlms_ahead(self):
+        """Keep the saved DLMS state ahead of use (called after every request): our invocation
+        counter is reserved IC_AHEAD beyond the one in use before it is used, so a crash or a
+        kill -9 can never make the meter reuse a GCM IV under its keys; client counters
+        accepted since the last save are written too."""
+        srv = self._server
+        if srv is None or not self.state_dir:
+            return
+        reserve = self._ic_reserved
+        if srv.invocation_counter + IC_AHEAD // 2 > reserve:
+            reserve = srv.invocation_counter + IC_AHEAD
+        if reserve != self._ic_reserved or srv.counters.last != self._counters_saved:
+            _write_dlms_state(self.state_dir, srv, reserve, sync=reserve != self._ic_reserved)
+            self._ic_reserved = reserve
+            self._counters_saved = dict(srv.counters.last)
 
     def tick(self):
         """Advance the meter to the simulated clock; returns pushes [(dest, transport, apdu)]."""
@@ -167,17 +186,19 @@ def _write_clock(path, t):
     os.replace(tmp, path)
 
 
-IC_AHEAD = 100000  # our invocation counter jumps this far ahead at each start (never reused)
+IC_AHEAD = 100000  # our invocation counter is saved this far ahead of use (never reused)
 
 
 def _make_server(em):
-    """The firmware DLMS server over the object table with the association keys."""
+    """The firmware DLMS server over the object table with the association keys.
+
+    The saved counter is a bound: no counter above it was ever used (see save_dlms_ahead),
+    so the meter continues from there after a clean stop, a crash or a power cut alike."""
     from firmware.dlms import server as fw_server
     ic, counters = _read_dlms_state(em.state_dir)
     return fw_server.DlmsServer(
         em.table, em.system_title, os.urandom, ek=em.block_key, ak=em.auth_key,
-        password=em.password, invocation_counter=ic + IC_AHEAD if ic else 0,
-        counters=counters,
+        password=em.password, invocation_counter=ic, counters=counters,
     )
 
 
@@ -203,14 +224,19 @@ def _read_dlms_state(state_dir):
     return ic, counters
 
 
-def _write_dlms_state(state_dir, server):
+def _write_dlms_state(state_dir, server, ic=None, sync=False):
+    """Write our counter bound (`ic`, default the one in use) and the client counters
+    atomically; `sync` also flushes it to the disk (a new reservation survives a power cut)."""
     path = os.path.join(state_dir, DLMS_FILE)
-    lines = ["ic %d" % server.invocation_counter]
+    lines = ["ic %d" % (server.invocation_counter if ic is None else ic)]
     for title, last in sorted(server.counters.last.items()):
         lines.append("client %s %d" % (title.hex(), last))
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
         f.write("\n".join(lines) + "\n")
+        if sync:
+            f.flush()
+            os.fsync(f.fileno())
     os.replace(tmp, path)
 
 
@@ -227,6 +253,7 @@ class _Session:
         em.requests += 1
         em.meter.tick()
         reply = self.session.handle(client_sap, apdu)
+        em.save_dlms_ahead()
         a = self.session.association(client_sap)
         if a is not None and a.state == ASSOCIATED and client_sap != PUBLIC_SAP:
             em.meter.note_headend_contact()

@@ -150,3 +150,34 @@ def test_stop_with_a_client_still_connected_is_prompt_and_closes_it(tmp_path):
         assert sock.recv(16) == b""  # the meter closed the idle connection
     finally:
         sock.close()
+
+
+def test_killed_meter_never_reuses_its_invocation_counter_nor_accepts_a_replay(tmp_path):
+    """kill -9 (a crash, a host power cut) gives no chance to save at exit: the meter keeps its
+    saved invocation counter ahead of use and the clients' counters current, so after the
+    restart its ciphered answers never repeat a GCM IV and a seen client counter is refused."""
+    state = str(tmp_path / "meter")
+    p, banner = _start(["--tcp", "127.0.0.1:0", "--state", state, "--speed", "0",
+                        "--meter-id", MID])
+    try:
+        port = int(re.search(r"127\.0\.0\.1:(\d+)", banner).group(1))
+        with _client(port, "utility", 100) as c:
+            assert c.serial_number() == MID
+            title = c.core.server_system_title
+            used = c.core.security.tracker._last[title]
+            ic = c.invocation_counter
+    finally:
+        p.kill()
+        p.wait(timeout=20)
+    assert used >= 1
+
+    p, banner = _start(["--tcp", "127.0.0.1:0", "--state", state, "--speed", "0"])
+    try:
+        port = int(re.search(r"127\.0\.0\.1:(\d+)", banner).group(1))
+        with pytest.raises(AssociationError, match="deciphering error"):
+            _client(port, "utility", ic - 1).open()  # replays a counter seen before the kill
+        with _client(port, "utility", ic) as c:
+            assert c.serial_number() == MID
+            assert min(c.core.security.tracker._last.values()) > used
+    finally:
+        _stop(p)
