@@ -53,7 +53,7 @@ ITEMS = (
     (23, "persist_interval_s", K_INT, 900, 10, 86400),
     (24, "tamper_disconnect", K_INT, 0, 0, 1),
 )
-MAX_LIST = 64
+MAX_LIST = 63  # (255 - 1) // 4: a list is stored with a 1-byte length (see dump)
 MAX_ZONES = 16
 
 _BY_NAME = {}

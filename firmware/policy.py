@@ -53,7 +53,7 @@ ACTION_NAMES = ("none", "disconnect", "reconnect")
 
 SUSPEND_COMMAND = 1  # DISCONNECT_SUSPENDED / DISCONNECT_RESUMED values
 SUSPEND_COMMS = 2
-MAX_HOLIDAYS = 64
+MAX_HOLIDAYS = 63  # as many as the meter's config record stores (firmware.config.MAX_LIST)
 
 # version, flags, suspend_until, last_contact, last_deferred, grace, win_start, win_end,
 # weekend mask, comms_loss_s, reconnect_threshold, n_holidays  (+ n x u32 local day)

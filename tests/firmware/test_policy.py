@@ -302,6 +302,31 @@ def test_comms_loss_suspension_follows_a_configuration_change():
     assert m.first_cut(local(2026, 11, 23, 10, 0), local(2026, 11, 23, 10, 30), contact=False) is None
 
 
+
+def test_every_holiday_list_the_config_accepts_can_be_stored():
+    # the meter's config record stores a list with a 1-byte length: a list the config accepts
+    # but cannot dump would make every later save of the meter fail
+    from firmware.config import Config
+    c = Config()
+    n = 0
+    while True:
+        days = tuple(range(20000, 20000 + n + 1))
+        try:
+            c.set("holidays", days)
+        except ValueError as e:
+            assert "at most" in str(e)
+            break
+        n += 1
+        c2 = Config()
+        c2.load(c.dump())
+        assert c2.holidays == days
+        p = DisconnectPolicy()
+        p.configure(holidays=days)
+        assert p.holidays == days
+    assert n >= 60
+    assert c.holidays == tuple(range(20000, 20000 + n))  # the refused set changed nothing
+    c.dump()
+
 # --- configuration, clock, persistence ------------------------------------------------------------------
 def test_configuration_validation():
     p = DisconnectPolicy()
