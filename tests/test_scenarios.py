@@ -8,14 +8,19 @@ real-time latency is the point). Scenarios about the wire go through `hil.serve`
 
 Numbers used below (IST):
 - S1: 30 meters, 1 kW each, balances reaching zero from Fri 14 Jun 2024 19:00 to Tue 18 Jun
-  15:48; weekend Sat+Sun and Bakrid (Mon 17 Jun 2024) listed; recharges of Rs 100, 200 and
-  5,000 paid while the head-end cannot reach the meter.
+  15:48; weekend Sat+Sun and Bakrid (Mon 17 Jun 2024) listed: cut 18 on Tue, 8 on Wed, 1 on
+  Thu, 3 (paid, token typed Tue 09:30) never; recharges of Rs 100, 200 and 5,000 paid while
+  the head-end cannot reach the meter, each credited exactly once.
 - S2: a meter cut by its policy (Tue 10:26), Rs 200 paid: reconnected by the token itself.
 - S3: a region of 6 meters suspended in one loop; comms-loss suspension after 12 h silence.
 - S4: zero at 08:00 / 11:00 / 15:20 Monday -> cut Tue 10:00 / Tue 11:00 / Wed 10:00; a
   three-zone time-of-use tariff audited to the paise from the daily and 15-min profiles.
 - S5: Rs 300 recharge at 250 W: warnings at 30/10/0 % four days before the cut; cover-open
-  pushed; bulk remote disconnect of 5 meters + 1 unreachable, reconnect per payment.
+  pushed; bulk remote disconnect of 7 meters (5 cut, 1 unreachable after 3 tries, 1
+  refused), reconnection per payment by token + remote_reconnect (IC 70 state 0).
+
+Not covered here (no head-end bulk/queue module exists yet): draining a 250,000-recharge
+backlog (S1) and SMS notices (S5); the head-end side is played by small helpers.
 """
 import socket
 import time
