@@ -613,19 +613,25 @@ def _rate_at(t):
     return rate
 
 
-def test_s4_daily_profile_over_dlms_audits_to_the_paise(tmp_path):
-    """Three days of a household curve under a three-zone time-of-use tariff. The daily
-    profile 1.0.99.2.0.255, read over DLMS, gives per day the energy and the charge; an
-    auditor recomputes both from the published tariff: energy per day = the load curve's
-    energy exactly (the meter does not run fast), and for each 15-min interval of the load
-    profile energy x zone rate, with the sub-paise carried, sums to each day's deduction to
-    the paise; closing balances chain by exactly those deductions."""
+@pytest.mark.parametrize("daily_charge", [0, 500])
+def test_s4_daily_profile_over_dlms_audits_to_the_paise(vendor, daily_charge):
+    """Three days of a household curve under a three-zone time-of-use tariff (and a fixed
+    charge of 0 or Rs 5 a day). The daily profile 1.0.99.2.0.255, read over DLMS, gives per
+    day the energy and the charge; an auditor recomputes both from the published tariff:
+    energy per day = the load curve's energy exactly (the meter does not run fast), and for
+    each 15-min interval of the load profile energy x zone rate, with the sub-paise carried,
+    plus the fixed charge, sums to each day's deduction to the paise; closing balances
+    chain by exactly those deductions from the Rs 2,000 recharge."""
     lines = ["%02d:00,%d" % (h, w) for h, w in enumerate(S4_CURVE_W)]
     load = CsvLoad(lines, IST, "s4-household")
-    opening = 200000
-    sm = ServedMeter("BJ40000100", S4_DAY0, load=load, opening_paise=opening,
-                     config=Config(tariff_zones=S4_ZONES))
+    sm = ServedMeter("BJ4000010%d" % (daily_charge // 500), S4_DAY0, load=load,
+                     config=Config(tariff_zones=S4_ZONES, daily_charge=daily_charge))
     try:
+        rec = vendor.vend_record(sm.meter_id, "credit", 2000)
+        assert sm.session("utility", lambda c: c.enter_token(rec.digits)).accepted
+        # the first day's fixed charge was taken at power-up, before the recharge
+        opening = 200000 - daily_charge
+        assert sm.call(lambda: sm.meter.account.balance) == opening
         sm.advance_to(S4_DAY0 + 3 * DAY)
         c = sm.client("reader")
         try:
@@ -660,16 +666,17 @@ def test_s4_daily_profile_over_dlms_audits_to_the_paise(tmp_path):
             hour_w = S4_CURVE_W[((t + IST) % DAY) // HOUR]
             assert w * 4 == hour_w  # each interval: the curve's watts for 15 min
             micro += w * 1000 * _rate_at(t)
-        audit = micro // 1000000 - before
+        audit = micro // 1000000 - before + daily_charge
         assert charge == audit, "day %d: deducted %d paise, audit says %d" % (k, charge, audit)
         balance -= charge
         assert closing == balance
     # the whole account agrees: credits - charges = balance, energy charges = the audit
-    assert acc.energy_charges == micro // 1000000 == sum(r[2] for r in rows)
+    assert acc.energy_charges == micro // 1000000 == sum(r[2] for r in rows) - 3 * daily_charge
+    assert acc.fixed_charges == 4 * daily_charge  # days 0-2, and day 3 at its midnight
     assert acc.total_credits - acc.total_charges == acc.balance
     # hand check of one day: 664 Wh x 4.50 + 2892 Wh x 6.35 + 1832 Wh x 8.75 + 512 Wh x 4.50
     # = 298.8 + 1836.42 + 1603 + 230.4 = 3968.62 paise: Rs 39.68 deducted, 0.62 paise carried
-    assert rows[0][2] == 3968
+    assert rows[0][2] == 3968 + daily_charge
 
 
 # =============================================================================================
