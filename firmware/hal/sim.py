@@ -167,15 +167,24 @@ class HouseholdLoad:
         return "household curve (scale %d%%, noise %d%%)" % (self.scale, self.noise)
 
 
+def _whole(text, need):
+    # int() of a CSV field; `need` says what it should be when it is not a whole number
+    t = text.strip()
+    digits = t[1:] if t[:1] in ("-", "+") else t
+    if not digits or not digits.isdigit():
+        raise ValueError("%s, got %r" % (need, text))
+    return int(t)
+
+
 def _parse_tod(text):
     parts = text.split(":")
-    if len(parts) not in (2, 3):
-        raise ValueError("time of day must be HH:MM or HH:MM:SS")
+    if len(parts) not in (2, 3) or not all(p.strip().isdigit() for p in parts):
+        raise ValueError("time of day must be HH:MM or HH:MM:SS, got %r" % (text,))
     h = int(parts[0])
     m = int(parts[1])
     s = int(parts[2]) if len(parts) == 3 else 0
     if not (0 <= h < 24 and 0 <= m < 60 and 0 <= s < 60):
-        raise ValueError("time of day out of range")
+        raise ValueError("time of day out of range: %r" % (text,))
     return h * 3600 + m * 60 + s
 
 
@@ -198,6 +207,8 @@ class CsvLoad:
         for raw in lines:
             lineno += 1
             line = raw.strip()
+            if lineno == 1 and line[:1] == "\ufeff":  # byte-order mark of a spreadsheet's CSV
+                line = line[1:].strip()
             if not line or line.startswith("#"):
                 continue
             fields = [f.strip() for f in line.split(",")]
@@ -211,8 +222,8 @@ class CsvLoad:
                     t = _parse_tod(fields[0])
                 else:
                     kind = False
-                    t = int(fields[0])
-                w = int(fields[1])
+                    t = _whole(fields[0], "time must be HH:MM[:SS] or whole Unix seconds")
+                w = _whole(fields[1], "power must be a whole number of watts")
             except ValueError as e:
                 raise ValueError("%s line %d: %s" % (name, lineno, e))
             if self.daily is None:
@@ -276,9 +287,10 @@ def parse_load(spec, tz_offset_s=19800):
         except ValueError:
             raise ValueError("constant load needs watts, e.g. constant:500")
     if kind == "household":
-        nums = [int(x) for x in arg.split(":")] if arg else []
-        if len(nums) > 3 or any(n < 0 for n in nums):
+        parts = arg.split(":") if arg else []
+        if len(parts) > 3 or not all(p.isdigit() for p in parts):
             raise ValueError("household[:SCALE_PCT[:NOISE_PCT[:SEED]]] with non-negative ints")
+        nums = [int(x) for x in parts]
         return HouseholdLoad(tz_offset_s, *nums)
     if kind == "csv":
         if not arg:

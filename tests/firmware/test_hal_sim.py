@@ -164,6 +164,21 @@ def test_csv_errors_name_the_line():
     raises(ValueError, CsvLoad, ["00:00"], 0)
 
 
+
+def test_csv_from_a_spreadsheet_and_clear_value_errors():
+    # "CSV UTF-8" from a spreadsheet starts with a byte-order mark and ends lines with CR LF
+    load = CsvLoad(["\ufeff00:00,120\r", "06:00,300\r", ""], 0)
+    assert load.daily and load.power_at(T0 + 7 * 3600) == 300
+    assert CsvLoad(["\ufefftime,watts", "00:00,5"], 0).power_at(T0) == 5
+    e = raises(ValueError, CsvLoad, ["00:00,120.5"], 0)
+    assert "line 1" in str(e) and "whole number of watts" in str(e) and "120.5" in str(e)
+    e = raises(ValueError, CsvLoad, ["00:00,1", "1x:00,2"], 0)
+    assert "line 2" in str(e) and "HH:MM" in str(e)
+    e = raises(ValueError, CsvLoad, ["00:00,1", "17900000x0,2"], 0)
+    assert "line 2" in str(e) and "Unix seconds" in str(e)
+    e = raises(ValueError, parse_load, "household:big")
+    assert "household" in str(e)
+
 def test_parse_load_specs():
     assert parse_load("constant:750").power_at(T0) == 750
     assert isinstance(parse_load("household"), HouseholdLoad)
