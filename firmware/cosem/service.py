@@ -17,6 +17,36 @@ from firmware.dlms.server import ASSOCIATED, DlmsServer
 
 MAX_READ = 512
 
+# DLMS counters kept in the NVM (the `counter_store` record): our invocation counter is saved
+# IC_AHEAD beyond the one in use before it is used (a reboot never reuses a GCM IV under the
+# same keys), and the last counter accepted from each client system title (a replay stays
+# refused across a power cut). Record payload: reserved u32 | n u8 | n x (title 8 | last u32).
+IC_AHEAD = 4096
+MAX_TITLES = 8
+COUNTER_RECORD_MAX = 5 + 12 * MAX_TITLES
+
+
+def pack_counters(ic, counters):
+    """Record payload for our reserved counter `ic` and {client title: last counter}."""
+    titles = sorted(counters, key=lambda t: counters[t], reverse=True)[:MAX_TITLES]
+    out = bytearray(ic.to_bytes(4, "big"))
+    out.append(len(titles))
+    for t in titles:
+        out.extend(bytes(t))
+        out.extend(counters[t].to_bytes(4, "big"))
+    return bytes(out)
+
+
+def unpack_counters(raw):
+    """(reserved counter, {title: last}) from a record payload; (0, {}) when None/invalid."""
+    if raw is None or len(raw) < 5 or len(raw) != 5 + 12 * raw[4]:
+        return 0, {}
+    counters = {}
+    for i in range(raw[4]):
+        p = 5 + 12 * i
+        counters[bytes(raw[p:p + 8])] = int.from_bytes(raw[p + 8:p + 12], "big")
+    return int.from_bytes(raw[:4], "big"), counters
+
 # The well-known DLMS test keys. INSECURE: public, for demo meters and tests only; a board
 # provisioned with its own keys (firmware/main.py) never uses them.
 DEMO_BLOCK_KEY = bytes(range(16))  # 000102...0F
@@ -39,7 +69,7 @@ class DlmsUartService:
     """The meter's DLMS server on one serial line (HDLC, server logical address 1)."""
 
     def __init__(self, uart, system_title, ek, ak, password, rng=None, logical=1,
-                 max_info=hdlc.DEFAULT_INFO):
+                 max_info=hdlc.DEFAULT_INFO, counter_store=None):
         self.uart = uart
         self.system_title = bytes(system_title)
         self.ek = ek
@@ -53,17 +83,42 @@ class DlmsUartService:
         self.session = None
         self.requests = 0
         self.errors = 0
+        # a storage.Record (load/save, max_len >= COUNTER_RECORD_MAX) for the DLMS counters
+        self.counter_store = counter_store
+        self._reserved = 0
+        self._saved = {}
 
     def _build(self, meter):
         self.meter = meter
         self.model = cosem_table.build(meter, self.system_title)
         table = self.model.register(ObjectTable())
-        ic = self.server.invocation_counter if self.server is not None else 0
-        counters = self.server.counters.last if self.server is not None else None
+        if self.server is not None:
+            ic = self.server.invocation_counter
+            counters = self.server.counters.last
+        elif self.counter_store is not None:
+            ic, counters = unpack_counters(self.counter_store.load())
+            self._reserved = ic
+            self._saved = dict(counters)
+        else:
+            ic, counters = 0, None
         self.server = DlmsServer(table, self.system_title, self.rng, ek=self.ek, ak=self.ak,
                                  password=self.password, invocation_counter=ic,
                                  counters=counters)
         self.session = self.server.session()
+        self._save_ahead()
+
+    def _save_ahead(self):
+        """Keep the counter record ahead of use (after every request; see IC_AHEAD)."""
+        if self.counter_store is None:
+            return
+        srv = self.server
+        reserve = self._reserved
+        if srv.invocation_counter + IC_AHEAD // 2 > reserve:
+            reserve = min(srv.invocation_counter + IC_AHEAD, 0xFFFFFFFF)
+        if reserve != self._reserved or srv.counters.last != self._saved:
+            self.counter_store.save(pack_counters(reserve, srv.counters.last))
+            self._reserved = reserve
+            self._saved = dict(srv.counters.last)
 
     def _handler(self, event, client, apdu):
         if event != hdlc.EV_APDU:
@@ -71,6 +126,7 @@ class DlmsUartService:
             return None
         self.requests += 1
         reply = self.session.handle(client, apdu)
+        self._save_ahead()
         a = self.session.association(client)
         if a is not None and a.state == ASSOCIATED and client != 0x10:
             self.meter.note_headend_contact()

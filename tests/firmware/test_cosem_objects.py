@@ -416,3 +416,69 @@ def test_policy_objects_suspend_holidays_and_decision():
                          (D.DOUBLE_LONG_UNSIGNED, 0)])
     assert pol.set(2, bad, 0x30) == base.OTHER_REASON  # window start == end: nothing changes
     assert m.policy.grace_s == 3600 and m.policy.window == (32400, 43200)
+
+
+def _utility_aarq_over_hdlc(svc, m, uart, client):
+    """SNRM + a ciphered HLS-GMAC AARQ from `client` (dlms_client.CipherClient) on the UART;
+    returns the AARE APDU (LLC stripped)."""
+    from firmware.dlms import apdu as A
+    from firmware.dlms import hdlc
+    from tests.firmware import dlms_client as C
+    server = b"\x03"
+    uart.tx = b""
+    uart.rx = hdlc.build_frame(server, C.client_addr(0x30), 0x93)
+    svc.poll(m)
+    uart.tx = b""
+    aarq = C.build_aarq(A.CTX_LN_CIPHERED, A.MECH_HLS_GMAC, b"ClientChallenge!", client.title,
+                        client.wrap(C.initiate_request(), general=False))
+    uart.rx = hdlc.build_frame(server, C.client_addr(0x30), C.i_ctrl(0, 0),
+                               b"\xe6\xe6\x00" + aarq)
+    svc.poll(m)
+    fr = C.frames(uart.tx)
+    assert len(fr) == 1 and fr[0][3][:4] == b"\xe6\xe7\x00\x61"
+    return fr[0][3][3:]
+
+
+def _aare_server_ic(aare):
+    """Our invocation counter in an accepted AARE's glo-initiate-response."""
+    i = 0
+    while not (aare[i] == 0xBE and aare[i + 2] == 0x04 and aare[i + 4] == 0x28):
+        i += 1
+    ui = aare[i + 4:]  # BE len 04 len | 28 len 30 IC
+    assert ui[2] == 0x30, ui
+    return int.from_bytes(ui[3:7], "big")
+
+
+def test_uart_service_keeps_dlms_counters_across_a_reboot():
+    """A board reboot (power cut) must not restart our invocation counter (GCM IV reuse
+    under the same keys) nor forget the clients' counters (replays accepted)."""
+    from firmware.cosem import service as S
+    from firmware.hal.nvm import MemNVM
+    from firmware.storage import Store
+    from tests.firmware import dlms_client as C
+    nvm = MemNVM(4096)
+    ek, ak = bytes(range(16)), bytes(range(0xD0, 0xE0))
+
+    def boot():
+        rec = Store(nvm).record(200, S.COUNTER_RECORD_MAX)
+        return S.DlmsUartService(FakeUart(), b"BJL00042", ek, ak, b"12345678",
+                                 rng=lambda n: bytes(n), counter_store=rec)
+
+    m = cosem_meter.make_meter(T0)
+    svc = boot()
+    client = C.CipherClient(ek, ak, b"HEADEND1", 100)
+    aare = _utility_aarq_over_hdlc(svc, m, svc.uart, client)
+    assert b"\xa2\x03\x02\x01\x00" in aare  # accepted
+    first = _aare_server_ic(aare)
+    # power cut: a new service and meter over the same NVM, nothing saved at "exit"
+    m2 = cosem_meter.make_meter(T0 + 60)
+    svc2 = boot()
+    replay = C.CipherClient(ek, ak, b"HEADEND1", 100)  # the same counter again
+    aare = _utility_aarq_over_hdlc(svc2, m2, svc2.uart, replay)
+    assert b"\xa2\x03\x02\x01\x01" in aare  # rejected-permanent
+    assert aare.endswith(b"\x0e\x01\x00\x06")  # deciphering-error
+    aare = _utility_aarq_over_hdlc(svc2, m2, svc2.uart, C.CipherClient(ek, ak, b"HEADEND1", 500))
+    assert b"\xa2\x03\x02\x01\x00" in aare
+    assert _aare_server_ic(aare) > first
+    assert S.unpack_counters(S.pack_counters(7, {b"HEADEND1": 9})) == (7, {b"HEADEND1": 9})
+    assert S.unpack_counters(None) == (0, {}) and S.unpack_counters(b"\x00\x01") == (0, {})
