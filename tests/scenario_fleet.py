@@ -199,7 +199,8 @@ def deliver_tokens(target, queue):
     """Try to deliver queued tokens [(digits, ...)] to one served meter in one association.
 
     Returns (results {digits: result name}, still queued list). A link failure keeps every
-    token not yet answered in the queue; an answer ("accept", "used", ...) removes it: "used"
+    token not yet answered in the queue, and so does "lockout" (entry is locked for a while
+    after wrong digits at the keypad: try again later); any other answer removes it: "used"
     means it already reached the meter by another path.
     """
     results = {}
@@ -215,7 +216,8 @@ def deliver_tokens(target, queue):
             except (LinkError, OSError):
                 break
             results[item[0]] = res.name
-            left.remove(item)
+            if res.name != "lockout":
+                left.remove(item)
     finally:
         try:
             target.done(c)

@@ -171,6 +171,31 @@ def test_s1_tokens_vended_during_outage_delivered_later_never_lost_or_doubled(ve
         sm.close()
 
 
+def test_s1_keypad_lockout_delays_a_queued_token_but_never_loses_it(vendor):
+    """In the queue at the counter someone types wrong digits three times: token entry is
+    locked for 10 s. The head-end's delivery in that time is answered "lockout" and the
+    token stays queued; 10 s later it is accepted, once."""
+    sm = ServedMeter("BJ10000002", ist(2024, 6, 18, 9, 0), load="constant:0",
+                     opening_paise=5000)
+    try:
+        rec = vendor.vend_record(sm.meter_id, "credit", 200)
+        sm.down()
+        for k in range(3):
+            bad = sm.meter.enter_token("1234 5678 9012 3456 789%d" % k, SOURCE_KEYPAD)
+            assert not bad.accepted
+        sm.up()
+        queue = [(rec.digits, rec)]
+        results, left = deliver_tokens(sm, queue)
+        assert results == {rec.digits: "lockout"} and left == queue
+        assert sm.call(lambda: sm.meter.account.balance) == 5000
+        sm.advance(11)
+        results, left = deliver_tokens(sm, left)
+        assert results == {rec.digits: "accept"} and left == []
+        assert sm.call(lambda: sm.meter.account.balance) == 5000 + 20000
+    finally:
+        sm.close()
+
+
 def test_s1_no_mass_cut_after_weekend_and_bakrid(vendor):
     """30 meters go negative between Friday evening and Tuesday afternoon; Sat, Sun and
     Bakrid (Mon) are not disconnection days. Each meter is cut exactly when its own grace
