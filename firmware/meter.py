@@ -576,8 +576,9 @@ class Meter:
             self.save()
 
     def provision_credit(self, paise):
-        """Opening balance of a new meter (factory/emulator only: refused once any credit exists)."""
-        if self.account.total_credits or self.account.total_charges:
+        """Opening balance of a new meter (factory/emulator only: refused once any credit exists;
+        charges already taken, e.g. the first fixed daily charge at power-up, do not count)."""
+        if self.account.total_credits:
             raise ValueError("opening credit only on a meter without any credit history")
         self.account.apply_credit(paise, self._now_s)
         self._command_done()

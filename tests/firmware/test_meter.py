@@ -383,6 +383,15 @@ def test_stored_config_wins_and_provision_only_when_new():
     raises(ValueError, m2.provision_credit, 100)
 
 
+def test_opening_credit_after_the_first_daily_charge():
+    m = make(0, 0, daily_charge=500)  # the day's fixed charge is taken at power-up
+    assert m.account.total_charges == 500 and m.account.balance == -500
+    m.provision_credit(10000)
+    a = m.account
+    assert a.balance == 9500 and a.total_credits - a.total_charges == a.balance
+    raises(ValueError, m.provision_credit, 100)  # once credit exists, never again
+
+
 def test_unreadable_core_record_is_a_clear_error():
     m = make(0, 5000)
     rec = Store(m.hal.nvm).record(1, 2048)
