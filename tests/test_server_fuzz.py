@@ -182,8 +182,18 @@ hdlc_mutated = st.builds(
 @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
 @given(st.lists(st.one_of(st.binary(min_size=1, max_size=80), hdlc_mutated), min_size=1, max_size=3))
 def test_pty_hdlc_garbage(frames):
+    """Whatever the meter sends back on garbage is well-formed HDLC (flags, HCS/FCS right, no
+    junk between frames) and only the frames a secondary station sends."""
+    from protocol.hdlc_link import FrameDecoder
     st_ = _service()
-    _pty_exchange(st_.pty_path, frames, 0.02)
+    got = _pty_exchange(st_.pty_path, frames, 0.02)
+    dec = FrameDecoder()
+    for fr in dec.feed(got):
+        assert fr.kind in ("UA", "DM", "FRMR", "I", "RR", "RNR", "UI"), fr
+        if fr.kind == "UA" and fr.info:
+            assert fr.info[:1] == b"\x81", fr  # parameter negotiation field
+    assert dec.errors == 0 and dec.discarded == 0, (got.hex(), dec.last_error)
+    assert dec.pending <= 1, got.hex()  # at most the closing flag, kept as a shared flag
 
 
 def test_pty_link_still_works_after_garbage():
@@ -195,4 +205,46 @@ def test_pty_link_still_works_after_garbage():
     got = _pty_exchange(st_.pty_path, [aarq], 0.5)
     assert b"\xe6\xe7\x00\x61" in got, got.hex()  # AARE
     _pty_exchange(st_.pty_path, [hdlc.build_frame(b"\x03", b"\x21", 0x53)], 0.2)  # DISC
+    _check_healthy(st_)
+
+
+_utility_ic = [10]
+
+
+def _utility_client(st_):
+    from protocol.client import DlmsClient
+    from protocol.transport import TcpTransport
+    _utility_ic[0] += 1000
+    c = DlmsClient(TcpTransport(*st_.address, timeout=2), "wrapper", role="utility", timeout=2,
+                   invocation_counter=_utility_ic[0])
+    return c.open()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.sampled_from([ACTION_DISCONNECT, SET_CLOCK, GET_BALANCE]), st.integers(0, 70),
+       st.integers(1, 255), st.booleans())
+def test_tcp_tampered_ciphered_requests_in_utility_association(plain, pos, xor, general):
+    """A ciphered request of the utility association with any byte changed is refused with an
+    error answer (never executed): the relay stays on, the clock unchanged, and the
+    association and the meter keep working."""
+    st_ = _service()
+    c = _utility_client(st_)
+    try:
+        raw = bytearray(c.core.security.protect(plain, general=general))
+        pos %= len(raw)
+        raw[pos] ^= xor
+        clock_before = st_.em.meter.now()
+        try:
+            reply = c.exchange(bytes(raw))
+        except Exception:  # noqa: BLE001 - the meter may drop the frame (timeout): fine
+            reply = None
+        if reply is not None:
+            assert reply[0] in (0xD8, 0x0E) or reply[0] in (0xCC, 0xCD, 0xCF, 0xDB), reply.hex()
+            if reply[0] not in (0xD8, 0x0E):  # a ciphered answer must be an error
+                inner = c.core.security.unprotect(reply)
+                assert inner[0] in (0xC4, 0xC5, 0xC7) and inner[3] != 0, inner.hex()
+        assert st_.em.meter.control.output_state
+        assert abs(st_.em.meter.now() - clock_before) < 600
+    finally:
+        c.transport.close()
     _check_healthy(st_)
