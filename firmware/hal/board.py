@@ -51,7 +51,7 @@ class PulseMeasure:
         self.constant = meter_constant
         self.voltage_mv = voltage_mv
         self.pulses = 0
-        self._wms = 0  # energy counted but not yet reported, in W*ms
+        self._acc = 0  # energy counted but not yet reported, in W*ms times meter_constant
         self._last = ticks_ms()
         self.pin = machine.Pin(pin, machine.Pin.IN, pull)
         self.pin.irq(trigger=machine.Pin.IRQ_RISING, handler=self._irq)
@@ -68,11 +68,12 @@ class PulseMeasure:
         now = ticks_ms()
         dt = ticks_diff(now, self._last)
         self._last = now
-        self._wms += n * 3600000000 // self.constant
+        self._acc += n * 3600000000  # a pulse is 3.6e9 / constant W*ms: keep it exact
         if dt <= 0:
             return 0, self.voltage_mv, 0
-        p = self._wms // dt
-        self._wms -= p * dt
+        div = self.constant * dt
+        p = self._acc // div
+        self._acc -= p * div
         i = p * 1000000 // self.voltage_mv if self.voltage_mv else 0
         return p, self.voltage_mv, i
 

@@ -363,6 +363,29 @@ def test_board_hal_over_a_fake_machine():
     hal.nvm.close()
 
 
+
+def test_board_pulse_power_loses_no_energy_for_any_meter_constant():
+    # sum(power * dt) over the samples must account for every pulse, to less than one sample's
+    # rounding, also when 3.6e9 / meter_constant is not an integer
+    board = _with_fake_machine()
+    clock = [1000]
+    board.ticks_ms = lambda: clock[0]
+    for constant in (2048, 3000, 7, 1600):
+        m = board.PulseMeasure(6, constant)
+        handler = _FakePin.pins[6].handler
+        reported = 0  # W*ms
+        pulses = 0
+        for k in range(2000):
+            n = (k * 7) % 5
+            for _ in range(n):
+                handler(None)
+            pulses += n
+            clock[0] += 1000
+            p, _v, _i = m.sample(0)
+            reported += p * 1000
+        exact_num = pulses * 3600000000  # W*ms times the constant
+        assert 0 <= exact_num - reported * constant < 1000 * constant, (constant, exact_num, reported)
+
 def test_board_line_port():
     _with_fake_machine()
     from firmware.config import Config
