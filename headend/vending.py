@@ -202,8 +202,9 @@ class Vendor:
     def register(self, meter_id, epoch=0, next_id=0, key_rev=None):
         """Record a meter's counters (e.g. migrated from another system); never moves them back.
 
-        key_rev None keeps the meter's current key revision (0 for a new meter); a lower one is
-        refused, since the meter never goes back to an older revision.
+        key_rev None keeps the meter's current key revision (0 for a new meter). Give it only to
+        set the revision the meter really holds (e.g. a key-revision token was vended but the
+        meter never accepted it): the meter decrypts under its own revision only.
         """
         mid = tc.meter_id_bytes(meter_id).decode()
         for v in (epoch, next_id, 0 if key_rev is None else key_rev):
@@ -219,12 +220,9 @@ class Vendor:
                 if cur is not None and (cur.epoch, cur.next_id) > (epoch, next_id):
                     raise VendingError("meter %s already at epoch %d id %d: ids are never reused"
                                        % (mid, cur.epoch, cur.next_id))
-                rev = cur.key_rev if cur is not None else 0
-                if key_rev is not None:
-                    if key_rev < rev:
-                        raise VendingError("meter %s already at key revision %d: the key revision "
-                                           "never goes back" % (mid, rev))
-                    rev = key_rev
+                rev = key_rev
+                if rev is None:
+                    rev = cur.key_rev if cur is not None else 0
                 self._write(mid, MeterState(epoch, next_id, rev))
                 self._db.execute("COMMIT")
             except BaseException:

@@ -115,15 +115,12 @@ def test_register_never_moves_counters_back(tmp_path):
             v.register("M2", epoch="1")
 
 
-def test_register_never_moves_the_key_revision_back(tmp_path):
-    # the meter only decrypts under its current key revision and never goes back: a register()
-    # that moved vending back (explicitly, or by the default) would make every later token fail
+def test_register_keeps_the_key_revision_unless_given(tmp_path):
+    # the meter only decrypts under its current key revision: a register() that silently put
+    # vending back to revision 0 (the old default) made every later token fail with "auth"
     with Vendor(tmp_path / "kr.db") as v:
         kr = v.vend_record("M1", "key-revision")
         assert v.meter_state("M1").key_rev == 1
-        with pytest.raises(VendingError, match="key revision"):
-            v.register("M1", epoch=1, next_id=0, key_rev=0)
-        assert v.meter_state("M1") == vending.MeterState(0, 1, 1)  # nothing changed
         v.register("M1", epoch=1, next_id=0)  # key_rev not given: kept
         assert v.meter_state("M1") == vending.MeterState(1, 0, 1)
         c = v.vend_record("M1", "credit", 10)
@@ -134,6 +131,10 @@ def test_register_never_moves_the_key_revision_back(tmp_path):
             g.commit(res, T0)
         v.register("M9", key_rev=3)  # a new meter may start at any revision
         assert v.meter_state("M9") == vending.MeterState(0, 0, 3)
+        # recovery: a key-revision token the meter never took; say what the meter holds
+        v.vend_record("M9", "key-revision")
+        v.register("M9", epoch=0, next_id=1, key_rev=3)
+        assert v.vend_record("M9", "credit", 5).key_rev == 3
 
 def test_key_revision_vend_moves_later_tokens_to_new_revision(tmp_path):
     with Vendor(tmp_path / "k.db") as v:
