@@ -17,6 +17,7 @@ import time
 
 from firmware.config import Config
 from firmware.cosem.service import (
+    COUNTER_RECORD_MAX,
     DEMO_AUTH_KEY,
     DEMO_BLOCK_KEY,
     DEMO_PASSWORD,
@@ -45,6 +46,7 @@ PROVISION_FILE = "/bijli_provision.json"
 LOOP_MS = 200
 TAG_DLMS = 3  # storage tag of the DLMS security record (after the meter's own units)
 DLMS_MAX = 80
+TAG_DLMS_COUNTERS = 4  # the DLMS invocation counters (ours reserved ahead, the clients' last)
 
 
 def _read_json(path):
@@ -98,9 +100,10 @@ class LinePort:
         return "ERR unknown command"
 
 
-def _dlms_record(store):
-    """The DLMS security record, declared after the meter's units (same layout every boot)."""
-    return store.record(TAG_DLMS, DLMS_MAX)
+def _dlms_records(store):
+    """The DLMS key and counter records, declared after the meter's units (same layout every
+    boot): (keys record, counters record)."""
+    return store.record(TAG_DLMS, DLMS_MAX), store.record(TAG_DLMS_COUNTERS, COUNTER_RECORD_MAX)
 
 
 def _pack_dlms(ek, ak, password):
@@ -113,10 +116,10 @@ def _unpack_dlms(raw):
     return raw[:16], raw[16:32], raw[33:]
 
 
-def dlms_keys(store, prov):
-    """(ek, ak, password, demo) for the DLMS server: provisioned ones (saved to the NVM on first
-    boot) or, when none were ever provisioned, the INSECURE well-known demo keys."""
-    rec = _dlms_record(store)
+def dlms_keys(rec, prov):
+    """(ek, ak, password, demo) for the DLMS server from the key record `rec`: provisioned ones
+    (saved to the NVM on first boot) or, when none were ever provisioned, the INSECURE
+    well-known demo keys."""
     if prov and "dlms" in prov:
         d = prov["dlms"]
         ek, ak = _hex(d["ek"]), _hex(d["ak"])
@@ -149,12 +152,13 @@ def build():
             keys[int(rev)] = _hex(prov["keys"][rev])
     store = Store(hal.nvm)
     meter = Meter(hal, cfg, store, keys)
-    ek, ak, pw, demo = dlms_keys(store, prov)
+    key_rec, counter_rec = _dlms_records(store)
+    ek, ak, pw, demo = dlms_keys(key_rec, prov)
     if prov:
         os.remove(PROVISION_FILE)  # keys now live in the NVM only
     if demo:
         print("bijli: DLMS uses the INSECURE well-known demo keys (provision real ones)")
-    return hal, meter, pins, (ek, ak, pw)
+    return hal, meter, pins, (ek, ak, pw, counter_rec)
 
 
 def uart_service(hal, meter, pins, dlms):
@@ -164,8 +168,9 @@ def uart_service(hal, meter, pins, dlms):
         return None
     if pins.get("uart_mode", "dlms") == "line":
         return LinePort(hal.uart)
-    ek, ak, pw = dlms
-    return DlmsUartService(hal.uart, system_title_for(meter.config.meter_id), ek, ak, pw)
+    ek, ak, pw, counter_rec = dlms
+    return DlmsUartService(hal.uart, system_title_for(meter.config.meter_id), ek, ak, pw,
+                           counter_store=counter_rec)
 
 
 def run(services=None):
@@ -180,7 +185,7 @@ def run(services=None):
             # mains came back without a reset (held up by the supply's capacitors): a new boot
             store = Store(hal.nvm)
             meter = Meter(hal, None, store)
-            _dlms_record(store)  # keep the layout declaration identical to the first boot
+            _dlms_records(store)  # keep the layout declaration identical to the first boot
         meter.tick()
         for s in services:
             s.poll(meter)

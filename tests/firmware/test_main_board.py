@@ -33,43 +33,47 @@ class FakeUart:
 
 
 def _board(nvm):
+    """Sim HAL + meter + the DLMS records declared as firmware/main.py does:
+    (hal, meter, key record, counter record)."""
     hal = SimHal(SimClock(T0), ConstantLoad(300), nvm)
     hal.uart = FakeUart()
     store = Store(hal.nvm)
     meter = Meter(hal, Config(meter_id="BRD01"), store, {0: bytes(16)})
-    return hal, meter, store
+    key_rec, counter_rec = board_main._dlms_records(store)
+    return hal, meter, key_rec, counter_rec
 
 
 def test_without_provisioning_the_board_uses_the_demo_keys():
-    _hal, _meter, store = _board(MemNVM(65536))
-    ek, ak, pw, demo = board_main.dlms_keys(store, None)
+    _hal, _meter, key_rec, _ = _board(MemNVM(65536))
+    ek, ak, pw, demo = board_main.dlms_keys(key_rec, None)
     assert demo and ek == DEMO_BLOCK_KEY and pw == b"12345678"
 
 
 def test_provisioned_dlms_keys_survive_a_reboot():
     nvm = MemNVM(65536)
-    _hal, _meter, store = _board(nvm)
+    _hal, _meter, key_rec, _ = _board(nvm)
     prov = {"dlms": {"ek": "11" * 16, "ak": "22" * 16, "password": "s3cret"}}
-    assert board_main.dlms_keys(store, prov) == (b"\x11" * 16, b"\x22" * 16, b"s3cret", False)
-    _hal, _meter, store = _board(nvm)  # reboot: same NVM, no provisioning file any more
-    assert board_main.dlms_keys(store, None) == (b"\x11" * 16, b"\x22" * 16, b"s3cret", False)
+    assert board_main.dlms_keys(key_rec, prov) == (b"\x11" * 16, b"\x22" * 16, b"s3cret", False)
+    _hal, _meter, key_rec, _ = _board(nvm)  # reboot: same NVM, no provisioning file any more
+    assert board_main.dlms_keys(key_rec, None) == (b"\x11" * 16, b"\x22" * 16, b"s3cret", False)
 
 
 def test_bad_provisioned_keys_are_refused():
-    _hal, _meter, store = _board(MemNVM(65536))
+    _hal, _meter, key_rec, _ = _board(MemNVM(65536))
     try:
-        board_main.dlms_keys(store, {"dlms": {"ek": "11" * 15, "ak": "22" * 16}})
+        board_main.dlms_keys(key_rec, {"dlms": {"ek": "11" * 15, "ak": "22" * 16}})
     except ValueError:
         return
     raise AssertionError("a 15-byte key was accepted")
 
 
 def test_uart_serves_dlms_balance_to_the_public_client():
-    hal, meter, store = _board(MemNVM(65536))
+    hal, meter, key_rec, counter_rec = _board(MemNVM(65536))
     meter.provision_credit(12345)
     svc = board_main.uart_service(hal, meter, {"uart_mode": "dlms"},
-                                  board_main.dlms_keys(store, None)[:3])
+                                  board_main.dlms_keys(key_rec, None)[:3] + (counter_rec,))
     assert isinstance(svc, DlmsUartService)
+    assert svc.counter_store is counter_rec
     assert svc.system_title == system_title_for("BRD01")
     client = dc.client_addr(dc.CLIENT_PUBLIC)
     hal.uart.rx = hdlc.build_frame(dc.SERVER, client, 0x93)  # SNRM
@@ -91,11 +95,13 @@ def test_uart_serves_dlms_balance_to_the_public_client():
     assert info[:3] == b"\xE6\xE7\x00" and info[3:5] == b"\xC4\x01" and info[6] == 0
     value, _end = axdr.decode(info, 7)
     assert value == (axdr.DOUBLE_LONG, 12345), value
+    # the server's invocation counter is reserved ahead in the NVM before any use
+    assert counter_rec.load() is not None
 
 
 def test_line_mode_keeps_the_text_port():
-    hal, meter, store = _board(MemNVM(65536))
-    svc = board_main.uart_service(hal, meter, {"uart_mode": "line"}, (b"", b"", b""))
+    hal, meter, _key_rec, _counter_rec = _board(MemNVM(65536))
+    svc = board_main.uart_service(hal, meter, {"uart_mode": "line"}, (b"", b"", b"", None))
     assert isinstance(svc, board_main.LinePort)
     hal.uart.rx = b"BAL\n"
     svc.poll(meter)
