@@ -99,6 +99,8 @@ def vend_cmd(meter_id, type_name, amount, watts, revision, key_file, state, as_j
     if rec.ttype == tc.TYPE_ADVANCE_KEY_REVISION:
         click.echo("note: deliver this token before any later one: later tokens use revision %d"
                    % rec.quantity)
+        click.echo("note: the meter must already hold the key of revision %d, or it refuses this "
+                   "token (type) and every later one (auth)" % rec.quantity)
 
 
 @token.command("inspect")

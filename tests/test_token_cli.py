@@ -76,6 +76,7 @@ def test_vend_other_types_and_rounding_note(tmp_path):
     assert r.exit_code == 0 and "clear-tamper" in r.stdout
     r = _run("vend", "--meter-id", "M1", "--type", "key-revision", *st)
     assert r.exit_code == 0 and "revision 1" in r.stdout and "deliver this token" in r.stdout
+    assert "must already hold the key of revision 1" in r.stdout
 
 
 def test_vend_usage_errors(tmp_path):
