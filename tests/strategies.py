@@ -34,7 +34,7 @@ FIXED_SIZES = {F.DATE_TIME: 12, F.DATE: 5, F.TIME: 4}
 MAX_NEST = F.MAX_DEPTH
 
 
-def _is_float32_snan(raw):
+def is_float32_snan(raw):
     """A float32 signalling NaN: exponent all ones, quiet bit clear, mantissa non-zero."""
     v = int.from_bytes(raw, "big")
     return (v >> 23) & 0xFF == 0xFF and not v & 0x400000 and v & 0x3FFFFF
@@ -54,8 +54,19 @@ def bit_string_values(max_bits=80):
             lambda raw: build(n, raw)))
 
 
+_SIMPLE_CACHE = {}
+
+
 def simple_values(tag):
-    """Values of one simple (non-container) type, firmware model."""
+    """Values of one simple (non-container) type, firmware model (strategies are cached:
+    they are drawn inside flatmaps, where building them anew each time is slow)."""
+    strategy = _SIMPLE_CACHE.get(tag)
+    if strategy is None:
+        strategy = _SIMPLE_CACHE[tag] = _simple_values(tag)
+    return strategy
+
+
+def _simple_values(tag):
     if tag in INT_RANGES:
         lo, hi = INT_RANGES[tag]
         return st.integers(lo, hi).map(lambda v: (tag, v))
@@ -65,7 +76,7 @@ def simple_values(tag):
     if tag == F.FLOAT32:
         # signalling NaNs are excluded here: see test_float32_signalling_nan_round_trip
         return st.binary(min_size=4, max_size=4).filter(
-            lambda b: not _is_float32_snan(b)).map(lambda v: (tag, v))
+            lambda b: not is_float32_snan(b)).map(lambda v: (tag, v))
     if tag == F.FLOAT64:
         return st.binary(min_size=8, max_size=8).map(lambda v: (tag, v))
     if tag == F.BOOLEAN:
@@ -93,9 +104,12 @@ COMPACT_SIMPLE_TAGS = sorted(list(INT_RANGES) + list(FIXED_SIZES) + [
     F.UTF8_STRING])
 
 
+_SCALARS = st.one_of([simple_values(t) for t in SIMPLE_TAGS])
+
+
 def scalar_values():
     """Any simple value, firmware model."""
-    return st.sampled_from(SIMPLE_TAGS).flatmap(simple_values)
+    return _SCALARS
 
 
 def type_descriptions(depth=2):
@@ -111,8 +125,21 @@ def type_descriptions(depth=2):
     )
 
 
+_TYPED_CACHE = {}
+
+
 def values_of_type(td):
     """One compact-array element of type description `td` (firmware model)."""
+    key = repr(td)
+    strategy = _TYPED_CACHE.get(key)
+    if strategy is None:
+        strategy = _typed_values(td)
+        if len(_TYPED_CACHE) < 4096:
+            _TYPED_CACHE[key] = strategy
+    return strategy
+
+
+def _typed_values(td):
     if isinstance(td, int):
         return simple_values(td)
     if td[0] == F.ARRAY:
@@ -158,23 +185,35 @@ ROW_FIELD_TAGS = [F.OCTET_STRING, F.DOUBLE_LONG_UNSIGNED, F.DOUBLE_LONG, F.LONG_
                   F.DATE_TIME, F.NULL]
 
 
+_ODD_ROWS = st.one_of(scalar_values().map(lambda v: (F.STRUCTURE, [v])), data_values(5))
+
+
+def _row_value(tag):
+    if tag == F.OCTET_STRING:  # mostly a 12-octet clock value, sometimes not
+        return st.one_of(st.binary(min_size=12, max_size=12), st.binary(max_size=14)).map(
+            lambda v: (tag, v))
+    return simple_values(tag)
+
+
+_ROWS_CACHE = {}
+
+
+def _rows(layout):
+    key = tuple(layout)
+    strategy = _ROWS_CACHE.get(key)
+    if strategy is None:
+        regular = st.tuples(*[_row_value(t) for t in layout]).map(
+            lambda items: (F.STRUCTURE, list(items)))
+        strategy = st.lists(st.one_of(regular, regular, regular, _ODD_ROWS), min_size=8,
+                            max_size=12).map(lambda items: (F.ARRAY, items))
+        _ROWS_CACHE[key] = strategy
+    return strategy
+
+
 def profile_buffers():
     """An array of >= 8 structures sharing one flat layout, with some rows deviating
     (exercises the host's compiled array-of-rows fast path)."""
-    def rows(layout):
-        def row_value(tag):
-            if tag == F.OCTET_STRING:  # mostly a 12-octet clock value, sometimes not
-                return st.one_of(st.binary(min_size=12, max_size=12), st.binary(max_size=14)
-                                 ).map(lambda v: (tag, v))
-            return simple_values(tag)
-
-        regular = st.tuples(*[row_value(t) for t in layout]).map(
-            lambda items: (F.STRUCTURE, list(items)))
-        odd = st.one_of(scalar_values().map(lambda v: (F.STRUCTURE, [v])), data_values(5))
-        return st.lists(st.one_of(regular, regular, regular, odd), min_size=8, max_size=14).map(
-            lambda items: (F.ARRAY, items))
-
-    return st.lists(st.sampled_from(ROW_FIELD_TAGS), min_size=1, max_size=5).flatmap(rows)
+    return st.lists(st.sampled_from(ROW_FIELD_TAGS), min_size=1, max_size=5).flatmap(_rows)
 
 
 # ---------------------------------------------------------------------------------------------
