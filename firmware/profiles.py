@@ -18,6 +18,9 @@ The open period (start and totals at start) is part of the meter's core record (
 Closing is idempotent: an entry whose start is not newer than the last stored entry is not
 appended again (a power cut between the ring append and the core-record save is harmless).
 Periods during which the meter was off produce no entries (gaps are visible by time).
+A clock set backwards never reopens a stored period: the open period stays open, flagged
+STATUS_CLOCK_SET, and takes the energy until the clock passes its end again (as metrology's
+demand block does), so every Wh and paise lands in exactly one entry, in time order.
 """
 import struct
 
@@ -76,7 +79,7 @@ class Profile:
         return self._last_start
 
     def begin(self, now, import_wh, export_wh, charged_paise, status=0):
-        """Open a period at now (first start, or after the clock moved backwards)."""
+        """Open the first period at now."""
         self.start = self.period_start(now)
         self.imp0 = import_wh
         self.exp0 = export_wh
@@ -100,8 +103,8 @@ class Profile:
         if self.start is None:
             self.begin(now, import_wh, export_wh, charged_paise)
             return None
-        if now < self.start:  # clock set backwards: close nothing, restart the period
-            self.begin(now, import_wh, export_wh, charged_paise, STATUS_CLOCK_SET)
+        if now < self.start:  # clock set backwards: the open period stays open (flagged)
+            self.status |= STATUS_CLOCK_SET  # until time passes its end again; nothing is lost
             return None
         if now < self.start + self.period_s:
             return None

@@ -119,8 +119,36 @@ def test_profile_partial_start_gap_and_clock_back():
     assert e == (T0, 10, 0, 1, -1, STATUS_PARTIAL | STATUS_POWER_DOWN)
     assert p.start == p.period_start(T0 + 5000)
     assert p.update(T0 + 10, 11, 0, 1, -1) is None  # clock went back
-    assert p.start == T0
-    assert p.open_entry(T0 + 20, 15, 0, 2, -2) == (T0, 4, 0, 1, -2, STATUS_CLOCK_SET | STATUS_PARTIAL)
+    # the open period stays open (flagged) until time passes its end again: nothing is lost
+    assert p.start == p.period_start(T0 + 5000)
+    assert p.open_entry(T0 + 20, 15, 0, 2, -2) == (p.start, 5, 0, 1, -2, STATUS_CLOCK_SET)
+
+
+def test_clock_set_back_loses_no_energy_from_the_profile():
+    # a head-end correcting a fast RTC by a few minutes is routine: every Wh and paise must
+    # still appear in exactly one entry, and entries stay in time order
+    for period in (900, 86400):
+        p = _profile(MemNVM(8192), period, 64)
+        t = T0 + 3 * 3600 + 60
+        imp = chg = 0
+        p.update(t, imp, 0, chg, 0)
+        first_imp = imp
+        for step in range(400):
+            if step in (50, 51, 200):
+                t -= 120 if step != 200 else 5000  # clock set back
+            else:
+                t += 60
+            imp += 3
+            chg += 2
+            p.update(t, imp, 0, chg, 0)
+        entries = p.entries()
+        starts = [e[0] for e in entries]
+        assert starts == sorted(starts) and len(set(starts)) == len(starts)
+        openp = p.open_entry(t, imp, 0, chg, 0)
+        assert sum(e[1] for e in entries) + openp[1] == imp - first_imp, period
+        assert sum(e[3] for e in entries) + openp[3] == chg, period
+        if period == 900:
+            assert any(e[5] & STATUS_CLOCK_SET for e in entries)
 
 
 def test_profile_ring_bounded_and_range_queries():
