@@ -15,8 +15,14 @@ Key file (JSON, every field optional except what the chosen association needs)::
       "system_title":       "16 hex digits or 8 ASCII characters (utility client's own)"
     }
 """
+import contextlib
 import json
 import os
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no advisory locks, one client at a time
+    fcntl = None
 
 from protocol.errors import ProtocolError
 
@@ -189,9 +195,22 @@ class InvocationCounterStore:
             raise KeyFileError("invocation counter store %s is unreadable: %s"
                                % (self.path, type(exc).__name__)) from None
 
+    @contextlib.contextmanager
+    def _locked(self):
+        """Hold the store's lock file: concurrent clients (processes or threads) read, bump
+        and write the table one at a time, so no block is ever handed out twice."""
+        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+        fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            if fcntl is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
     def _save(self, table):
         os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
-        tmp = self.path + ".tmp"
+        tmp = "%s.%d.tmp" % (self.path, os.getpid())
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump(table, f, indent=1, sort_keys=True)
             f.flush()
@@ -200,18 +219,28 @@ class InvocationCounterStore:
 
     def reserve(self, system_title, count=RESERVE):
         """The next counter to use for `system_title`; `count` counters are reserved."""
-        table = self._load()
-        key = system_title.hex()
-        first = max(1, table.get(key, 1))
-        table[key] = first + count
-        self._save(table)
+        try:
+            with self._locked():
+                table = self._load()
+                key = system_title.hex()
+                first = max(1, table.get(key, 1))
+                table[key] = first + count
+                self._save(table)
+        except OSError as exc:
+            raise KeyFileError("invocation counter store %s cannot be written: %s"
+                               % (self.path, exc.strerror or type(exc).__name__)) from None
         return first
 
     def release(self, system_title, next_ic):
         """Record the next unused counter (keeps the higher of the stored and given values
         only when the session used more than it reserved)."""
-        table = self._load()
-        key = system_title.hex()
-        if next_ic > table.get(key, 1):
-            table[key] = next_ic
-            self._save(table)
+        try:
+            with self._locked():
+                table = self._load()
+                key = system_title.hex()
+                if next_ic > table.get(key, 1):
+                    table[key] = next_ic
+                    self._save(table)
+        except OSError as exc:
+            raise KeyFileError("invocation counter store %s cannot be written: %s"
+                               % (self.path, exc.strerror or type(exc).__name__)) from None

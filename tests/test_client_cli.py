@@ -272,3 +272,27 @@ def test_refused_method_hints_at_the_utility_client(meter_server):
         r = run(*tcp(srv), "--client", role, "token", "1234 5678 9012 3456 7890")
         assert r.exit_code == 5
         assert "try --client utility" in r.stderr, r.stderr
+
+
+def _reserve_many(args):
+    path, n = args
+    from protocol.keys import InvocationCounterStore
+    store = InvocationCounterStore(path)
+    return [store.reserve(b"BJLHE001", 10) for _ in range(n)]
+
+
+def test_invocation_counter_store_never_hands_out_a_block_twice(tmp_path):
+    """Several `bijli client --client utility` at once (a HIL suite in parallel, a head-end
+    script) share the store: every reservation must be a fresh block, or two sessions would
+    use the same GCM IV (title + counter) under the same key."""
+    import multiprocessing
+
+    path = str(tmp_path / "ic.json")
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(6) as pool:
+        results = pool.map(_reserve_many, [(path, 25)] * 6)
+    firsts = sorted(f for r in results for f in r)
+    assert len(firsts) == 150
+    assert all(b - a >= 10 for a, b in zip(firsts, firsts[1:])), firsts
+    from protocol.keys import InvocationCounterStore
+    assert InvocationCounterStore(path).reserve(b"BJLHE001", 10) == firsts[-1] + 10
