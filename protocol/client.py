@@ -942,11 +942,13 @@ class _DriverBase:
                 found = ev
         return found
 
-    def _timeout_error(self, what):
+    def _timeout_error(self, what, attempts):
+        """`attempts`: how many times the request was actually sent (retransmissions are
+        HDLC's; the wrapper over TCP sends once)."""
         self.broken = True
         mid = " (the link dropped in the middle of a frame)" if self.framing.in_frame else ""
         return LinkError("no answer from the meter to %s within %.1f s after %d attempt(s)%s"
-                         % (what, self.timeout, self.retries + 1, mid))
+                         % (what, self.timeout, attempts, mid))
 
     def _drop_error(self, exc):
         self.broken = True
@@ -1031,7 +1033,7 @@ class DlmsClient(_DriverBase):
                     deadline = time.monotonic() + self.timeout
                     continue
                 self.framing.cancel()
-                raise self._timeout_error(what)
+                raise self._timeout_error(what, attempts + 1)
             try:
                 data = self.transport.read(remaining)
             except LinkError as exc:
@@ -1133,7 +1135,7 @@ class AsyncDlmsClient(_DriverBase):
                     deadline = loop.time() + self.timeout
                     continue
                 self.framing.cancel()
-                raise self._timeout_error(what)
+                raise self._timeout_error(what, attempts + 1)
             try:
                 data = await self.transport.read(remaining)
             except LinkError as exc:

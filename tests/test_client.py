@@ -650,3 +650,19 @@ def test_emulated_meter_hdlc_parameter_negotiation(emulated, params):
         assert neg.max_info_rx >= 32
         assert c.serial_number() == "BJ00000042"
         assert c.profile("1.0.99.2.0.255").columns[0][1] == CLOCK
+
+
+def test_tcp_timeout_message_counts_the_requests_really_sent():
+    """Over the wrapper a request is sent once (retries are connection attempts): the timeout
+    message must not claim retransmissions that never happened."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(1)  # accepts, never answers
+    try:
+        c = DlmsClient(TcpTransport("127.0.0.1", s.getsockname()[1], timeout=0.2), "wrapper",
+                       timeout=0.2, retries=2)
+        with pytest.raises(LinkError, match=r"within 0\.2 s after 1 attempt\(s\)"):
+            c.open()
+        c.close()
+    finally:
+        s.close()
