@@ -498,3 +498,79 @@ def test_envelope_framing_errors_alike():
             Suite0(ek, ak).unwrap(bad, title)
         with pytest.raises(ProtocolError):
             host.unprotect(bad)
+
+
+@given(keys16, keys16, titles, titles, counters, counters, st.integers(0, 255),
+       st.binary(min_size=6, max_size=6), st.sampled_from([Sec.SC_AUTH, Sec.SC_ENC,
+                                                            Sec.SC_AUTH_ENC]),
+       st.binary(max_size=200))
+def test_ciphered_get_exchange(ek, ak, client, meter, cic, mic, iip, obis, sc, value):
+    """glo-get-request from the host deciphers and parses in the firmware; the firmware's
+    glo-get-response and general-glo data-notification decipher and decode in the host."""
+    from protocol.apdu import AttributeDescriptor, DataNotification, GetRequestNormal
+
+    host = Sec.SecurityContext(ek, ak, client, peer_system_title=meter, security_control=sc,
+                               invocation_counter=cic)
+    request = GetRequestNormal(AttributeDescriptor(1, obis, 2), None, iip).encode()
+    s0 = Suite0(ek, ak)
+    kind, title, fsc, fic, plain = s0.unwrap(host.protect(request), client)
+    assert (kind, title, fsc, fic, plain) == (KIND_GLO, client, sc, cic, request)
+    assert A_FW.parse_get_request(plain) == (A_FW.NORMAL, iip, (1, obis, 2, 0, None))
+    data = F.encode((F.OCTET_STRING, value))
+    reply = s0.wrap(sc, meter, mic, A_FW.get_response_normal(iip, data))
+    decoded = decode_apdu(host.unprotect(reply))
+    assert (decoded.result, decoded.invoke_id_and_priority) == (value, iip)
+    push = s0.wrap_general(sc, meter, (mic + 1) & 0xFFFFFFFF,
+                           A_FW.data_notification(7, data))
+    if mic + 1 <= 0xFFFFFFFF:  # the host's replay guard wants a growing counter
+        assert decode_apdu(host.unprotect(push)) == DataNotification(7, value)
+
+
+@given(st.integers(0x10, 0x7F), st.integers(1, 0x7F),
+       st.builds(PH.HdlcParameters, st.integers(16, 2030), st.integers(16, 2030),
+                 st.integers(1, 7), st.integers(1, 7)),
+       st.integers(32, 300), st.integers(1, 7), st.binary(max_size=700),
+       st.integers(0, 900), st.lists(st.integers(1, 64), min_size=1, max_size=4))
+def test_host_link_against_firmware_station(client_sap, logical, proposed, max_info, window,
+                                            request, reply_size, chunking):
+    """The host's HDLC client link and the firmware station: SNRM/UA negotiation, segmented
+    request and response in windows, DISC/UA, with the bytes cut into arbitrary chunks."""
+    from protocol.hdlc_link import ApduReceived, Connected, Disconnected, HdlcClientLink
+
+    station = FH.HdlcStation(logical=logical, max_info=max_info, window=window, max_apdu=4096)
+    link = HdlcClientLink(client_sap, PH.Address(logical, None, 1), proposed)
+    seen = []
+    reply = bytes((0xC4,)) + bytes(i & 0xFF for i in range(reply_size))
+
+    def handler(event, sap, apdu):
+        seen.append((event, sap, apdu))
+        return reply if event == FH.EV_APDU else None
+
+    def pump(data):
+        """Deliver `data` to the station in chunks; return the link's events for its answer."""
+        events = []
+        for k, chunk in enumerate(_split(data, [sum(chunking[:i + 1]) for i in
+                                                range(len(chunking))] * 50)):
+            station.feed(chunk, handler)
+            if k % 3 == 0:
+                events += link.receive_data(station.data_to_send())
+        events += link.receive_data(station.data_to_send())
+        return events
+
+    events = pump(link.connect())
+    assert events == [Connected(PH.negotiate(proposed, PH.HdlcParameters(
+        station.tx_info, station.rx_info, station.tx_window, station.rx_window)))]
+    assert (link.params.max_info_tx, link.params.max_info_rx) == (station.rx_info,
+                                                                  station.tx_info)
+    link.send_apdu(request)
+    got = []
+    for _ in range(1000):  # at most ~60 polls with >= 16-octet segments
+        out = link.data_to_send()
+        if not out:
+            break
+        got += pump(out)
+    assert got == [ApduReceived(reply)]
+    assert seen[-1] == (FH.EV_APDU, client_sap, request)
+    assert station.errors == 0
+    assert pump(link.disconnect()) == [Disconnected("ua")]
+    assert seen[-1] == (FH.EV_DISCONNECT, client_sap, None)
