@@ -342,8 +342,14 @@ def read_cmd(target):
         dtype = axdr.TAG_NAMES.get(axdr.tag_of(value), "?")
     except ProtocolError:
         dtype = "?"
-    _emit({"class_id": class_id, "obis": obis.dotted(), "attribute": attr, "type": dtype,
-           "value": value},
+    doc = {"class_id": class_id, "obis": obis.dotted(), "attribute": attr, "type": dtype,
+           "value": value}
+    if isinstance(value, (bytes, bytearray)) and len(value) == 12:
+        try:  # a date-time octet-string (clock, capture times): ISO 8601 for scripts too
+            doc["datetime"] = CosemDateTime(bytes(value)).to_datetime().isoformat()
+        except ProtocolError:
+            pass
+    _emit(doc,
           "%d/%s:%d = %s (%s)" % (class_id, obis.dotted(), attr, _show_value(value), dtype))
 
 

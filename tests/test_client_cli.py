@@ -296,3 +296,16 @@ def test_invocation_counter_store_never_hands_out_a_block_twice(tmp_path):
     assert all(b - a >= 10 for a, b in zip(firsts, firsts[1:])), firsts
     from protocol.keys import InvocationCounterStore
     assert InvocationCounterStore(path).reserve(b"BJLHE001", 10) == firsts[-1] + 10
+
+
+def test_read_json_gives_date_times_in_iso_8601(meter_server):
+    """The human output decodes a date-time octet-string; --json must not leave scripts with
+    hex only."""
+    meter, srv = meter_server
+    r = run(*tcp(srv), "--json", "read", "0.0.1.0.0.255")
+    doc = json.loads(r.stdout)
+    assert doc["type"] == "octet-string" and len(bytes.fromhex(doc["value"])) == 12
+    human = run(*tcp(srv), "read", "0.0.1.0.0.255").stdout
+    assert doc["datetime"].replace("T", " ") in human
+    r = run(*tcp(srv), "--json", "read", "0.0.96.1.0.255")
+    assert "datetime" not in json.loads(r.stdout)
