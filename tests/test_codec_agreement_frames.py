@@ -572,5 +572,8 @@ def test_host_link_against_firmware_station(client_sap, logical, proposed, max_i
     assert got == [ApduReceived(reply)]
     assert seen[-1] == (FH.EV_APDU, client_sap, request)
     assert station.errors == 0
+    push = A_FW.data_notification(1, F.encode((F.UNSIGNED, 7)))  # fits any >= 16 info field
+    station.send_ui(push)
+    assert link.receive_data(station.data_to_send()) == [ApduReceived(push, unsolicited=True)]
     assert pump(link.disconnect()) == [Disconnected("ua")]
     assert seen[-1] == (FH.EV_DISCONNECT, client_sap, None)
