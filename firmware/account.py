@@ -140,13 +140,18 @@ class Account:
         return self.tariff.rate_at(now, self.tz_offset_s)
 
     # --- money movements -----------------------------------------------------------------
-    def charge_energy(self, mwh, now):
-        """Charge `mwh` (int >= 0) of consumed energy at the rate in force at `now`.
+    def charge_energy(self, mwh, now, rate_time=None):
+        """Charge `mwh` (int >= 0) of energy consumed up to `now` at the rate in force at
+        `rate_time` (default `now`; a meter charging the step [t0, t1) passes now = t1 and
+        rate_time = t1 - 1, so zero_time and events carry t1 while the step's own zone applies).
 
         Returns the paise taken by this call (the sub-paise rest is carried).
         """
         _check_int("mwh", mwh, 0)
-        num = self.remainder + mwh * self.tariff.rate_at(now, self.tz_offset_s)
+        if rate_time is None:
+            rate_time = now
+        _check_int("rate_time", rate_time)
+        num = self.remainder + mwh * self.tariff.rate_at(rate_time, self.tz_offset_s)
         paise = num // MICRO
         self.remainder = num - paise * MICRO
         self.energy_charges += paise

@@ -95,6 +95,23 @@ def test_charge_uses_rate_at_now_and_is_auditable():
     assert a.balance == 100000 - 2300
 
 
+
+def test_charge_rate_instant_apart_from_the_time_of_the_charge():
+    # a meter charging the step [t0, t1) takes the rate of its last second (t1 - 1) but the
+    # balance reaches zero at t1: zero_time (the grace reference) and balance_time must say t1,
+    # the instant the meter logs BALANCE_ZERO, or the grace can end a second (a day) early
+    t = Tariff([(0, 400), (13 * 3600, 1000)])
+    a = Account(t)
+    a.apply_credit(400, T0)
+    end = local(2026, 11, 23, 13, 0)
+    took = a.charge_energy(1000000, end, rate_time=end - 1)  # 1 kWh at the 12:59:59 rate
+    assert took == 400 and a.balance == 0 and conserved(a)
+    assert a.zero_time == end and a.balance_time == end
+    a.charge_energy(1000000, end + 60, rate_time=end + 59)  # now the 13:00 zone
+    assert a.balance == -1000 and a.zero_time == end
+    raises(ValueError, a.charge_energy, 5, end, "x")
+    assert a.balance == -1000 and conserved(a)
+
 def test_conservation_many_tariffs_and_energies():
     rates = [1, 7, 99, 333, 650, 777, 1234, 9999]
     seed = 12345
