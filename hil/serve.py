@@ -49,6 +49,7 @@ CLOCK_FILE = "clock.txt"
 SERVER_WPORT = 1  # management logical device
 PUSH_DST_WPORT = 0x10
 TICK_S = 0.1
+CLOCK_SAVE_TICKS = 10  # the simulated clock is saved every second of real time (crash-safe)
 
 # The well-known DLMS test keys (INSECURE, demos and tests only) come from the firmware,
 # so a board without provisioned keys and the emulator answer the same way.
@@ -154,6 +155,13 @@ class EmulatedMeter:
         """Advance the meter to the simulated clock; returns pushes [(dest, transport, apdu)]."""
         self.meter.tick()
         return self.model.push.take()
+
+    def save_clock(self):
+        """Save the simulated clock (state dir only): after a crash or kill -9 the meter
+        restarts from at most a second behind, never from the wall clock (which a fast
+        simulated clock has left far behind: time would run backwards)."""
+        if self.state_dir:
+            _write_clock(os.path.join(self.state_dir, CLOCK_FILE), self.clock.time())
 
     def new_session(self):
         """A DLMS association endpoint: `.handle(client_sap, apdu) -> reply or None`."""
@@ -367,9 +375,13 @@ class MeterService:
 
     # -- clock and pushes --------------------------------------------------------------------
     async def _clock_loop(self):
+        n = 0
         while True:
             try:
                 self._deliver(self.em.tick())
+                n += 1
+                if n % CLOCK_SAVE_TICKS == 0:
+                    self.em.save_clock()
             except Exception as e:  # noqa: BLE001 - keep serving; say it once per kind
                 self.clock_errors += 1
                 if self.clock_errors == 1:

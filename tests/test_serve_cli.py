@@ -181,3 +181,28 @@ def test_killed_meter_never_reuses_its_invocation_counter_nor_accepts_a_replay(t
             assert min(c.core.security.tracker._last.values()) > used
     finally:
         _stop(p)
+
+
+def test_killed_fast_meter_does_not_restart_in_the_past(tmp_path):
+    """At --speed 3600 the simulated clock runs far ahead of the wall clock; after kill -9 the
+    meter must continue from (about) where it was, not jump back to the wall clock."""
+    state = str(tmp_path / "meter")
+    p, banner = _start(["--tcp", "127.0.0.1:0", "--state", state, "--speed", "3600",
+                        "--meter-id", MID, "--load", "constant:500"])
+    try:
+        port = int(re.search(r"127\.0\.0\.1:(\d+)", banner).group(1))
+        time.sleep(2.5)
+        with _client(port, "public") as c:
+            before = c.clock()
+    finally:
+        p.kill()
+        p.wait(timeout=20)
+    p, banner = _start(["--tcp", "127.0.0.1:0", "--state", state, "--speed", "0"])
+    try:
+        port = int(re.search(r"127\.0\.0\.1:(\d+)", banner).group(1))
+        with _client(port, "public") as c:
+            after = c.clock()
+    finally:
+        _stop(p)
+    # saved at least once a second of real time: at most ~1 h of simulated time behind
+    assert after.timestamp() >= before.timestamp() - 3600 - 60, (before, after)
