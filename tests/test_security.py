@@ -264,3 +264,15 @@ def test_dlms_cosem_general_glo_cipher_envelope_decrypts_here():
                                                                                general=True)
     theirs = GeneralGlobalCipher.from_bytes(mine)
     assert dsec.decrypt(scf, CLIENT_ST, 8, EK, theirs.ciphered_text, AK) == plain
+
+
+@given(st.binary(min_size=1, max_size=80), st.sampled_from([0x10, 0x30]), st.booleans(),
+       st.integers(0, 200), st.integers(1, 255))
+def test_tampered_protected_apdu_is_never_accepted(body, sc, general, pos, xor):
+    """Any one byte changed in an authenticated APDU (tag, lengths, title, security control,
+    counter, ciphertext, tag) gives a protocol error, never a plaintext."""
+    client, server = ctx_pair(sc)
+    wire = bytearray(client.protect(b"\xc4" + body, general=general))
+    wire[pos % len(wire)] ^= xor
+    with pytest.raises(ProtocolError):
+        server.unprotect(bytes(wire))
