@@ -1083,7 +1083,7 @@ def _host_aarq(raw, ek, ak):
 _AARQ_HOST_STRICTER = ("out of order or repeated", "mandatory", "OPTIONAL presence",
                        "DEFAULT presence", "BIT STRING", "acse-requirements", "trailing octets",
                        "multi-octet tag", "expected tag", "authentication-value must be",
-                       "overruns", "TLV expected")
+                       "overruns", "TLV expected", "unsupported length form")
 
 
 def assert_aarq_parsers_agree(raw, ek, ak):
@@ -1110,3 +1110,29 @@ def test_mutated_aarq_parse_alike(data, case):
     raw = aarq.encode()
     assert_aarq_parsers_agree(raw, ek, ak)
     assert_aarq_parsers_agree(_mutations(data, raw), ek, ak)
+
+
+def test_aarq_firmware_skips_what_it_does_not_need():
+    """Pinned examples of the AARQ tolerance: a malformed calling-AE-qualifier (skipped by the
+    firmware) and fields out of canonical order (the host insists on the order)."""
+    ek = ak = bytes(16)
+    base = A_HOST.AARQ(user_information=A_HOST.InitiateRequest(0x1E1D),
+                       calling_ap_title=b"CLIENT01").encode()
+    malformed_ae = bytes.fromhex(
+        "604780020780a109060760857405080103a60a04080000000000000000a7020480bd00be2404222120300000"
+        "00000288dbce60b6fc8df728c2b971b2fe1adbb9adf6cd5552365e5cb1")
+    content = base[2:]
+    fields = []
+    pos = 0
+    while pos < len(content):
+        n = content[pos + 1]
+        fields.append(content[pos:pos + 2 + n])
+        pos += 2 + n
+    swapped = b"".join([fields[1], fields[0]] + fields[2:])
+    out_of_order = bytes((0x60, len(swapped))) + swapped
+    for raw in (malformed_ae, out_of_order):
+        assert A_FW.parse_aarq(raw).context in (A_FW.CTX_LN, A_FW.CTX_LN_CIPHERED)
+        with pytest.raises(ProtocolError):
+            A_HOST.AARQ.decode(raw)
+    fw = _fw_aarq(out_of_order, ek, ak)
+    assert fw == _host_aarq(base, ek, ak)
