@@ -107,6 +107,10 @@ class Meter:
         self._now_s = 0
 
         raw = self.core.load()
+        if raw is None and self.core.damaged:
+            # saved before, unreadable now: starting afresh would forget the balance and the
+            # token replay window (old tokens acceptable again); refuse, loudly
+            raise StoreError("the meter's core record is damaged (both copies unreadable)")
         self.fresh = raw is None
         cfg = config.copy() if config is not None else Config()
         parts = None
@@ -427,7 +431,8 @@ class Meter:
         self.metrology.set_instant(v, i)
         if mwh > 0:
             # the step never crosses a zone boundary: its last second has its rate
-            self.charged += self.account.charge_energy(mwh, (end_ms - 1) // 1000)
+            # (its zero-crossing time is the step end, the instant BALANCE_ZERO is logged)
+            self.charged += self.account.charge_energy(mwh, now, (end_ms - 1) // 1000)
         self._after_step(now, False)
 
     def _after_step(self, now, force_save):

@@ -47,7 +47,8 @@ def parse_duration(text, allow_zero=False):
     total = 0
     while pos < len(t):
         m = _DURATION.match(t, pos)
-        if not m or m.end() == pos:
+        # a bare number is seconds only on its own: '1h30' is ambiguous (30 s? 30 min?)
+        if not m or m.end() == pos or (not m.group(2) and (pos or m.end() < len(t))):
             raise ValueError("bad duration %r (use e.g. 90s, 30m, 2h, 2d, 1d12h)" % text)
         total += int(m.group(1)) * _UNITS[m.group(2)]
         pos = m.end()
@@ -73,10 +74,13 @@ def parse_token_spec(text, start_s, tz_offset_s):
     if not sep or not digits.strip():
         raise ValueError("token must be DIGITS@+DURATION or DIGITS@ISO-TIME: %r" % text)
     when = when.strip()
-    if when.startswith("+"):
-        due = start_s + parse_duration(when[1:], allow_zero=True)
-    else:
-        due = parse_start(when, tz_offset_s)
+    try:
+        if when.startswith("+"):
+            due = start_s + parse_duration(when[1:], allow_zero=True)
+        else:
+            due = parse_start(when, tz_offset_s)
+    except ValueError as e:
+        raise ValueError("bad time in --token %r: %s" % (text, e)) from None
     return due, digits.strip()
 
 
@@ -405,6 +409,8 @@ def run(speed, load, state_dir, duration, start, balance, meter_id, token_specs,
     """Run an emulated meter and show what it does."""
     from firmware.config import Config
     from firmware.hal.sim import parse_load
+    from firmware.storage import StoreError
+    from firmware.timeutil import format_local
     from headend.vending import DEMO_KEY_WARNING
     from hil.serve import EmulatedMeter, demo_vending_key
 
@@ -426,10 +432,22 @@ def run(speed, load, state_dir, duration, start, balance, meter_id, token_specs,
         em = EmulatedMeter(state_dir, 0, meter_id, load, start_s=start_s,
                            opening_paise=(100 if balance is None else balance) * 100,
                            config=cfg, vending_key=demo_vending_key())
+    except StoreError as e:
+        raise click.ClickException(
+            "cannot start the meter: %s; the state in %s is kept as it is (move it away to "
+            "start a new meter)" % (e, state_dir)) from None
     except (ValueError, OSError) as e:
         raise click.ClickException("cannot start the meter: %s" % e) from None
     m = em.meter
     tz = m.config.tz_offset_s
+    given_id = click.get_current_context().get_parameter_source("meter_id")
+    if not m.fresh and given_id == click.core.ParameterSource.COMMANDLINE \
+            and m.config.meter_id != meter_id:
+        stored = m.config.meter_id
+        close_run(em)
+        raise click.ClickException(
+            "--meter-id %s, but the meter in %s is %s (a meter id is fixed for life; use "
+            "another --state for a new meter)" % (meter_id, state_dir, stored))
     try:
         tokens = [parse_token_spec(t, m.now(), tz) for t in token_specs]
     except ValueError as e:
@@ -465,6 +483,9 @@ def run(speed, load, state_dir, duration, start, balance, meter_id, token_specs,
         close_run(em)
     for line in summary_lines(r.summary(), tz):
         click.echo(line)
+    for due, digits in r.tokens:
+        click.echo("  note: token %s scheduled at %s was not entered (after the end of the run)"
+                   % (digits, format_local(due, tz)))
 
 
 def close_run(em):

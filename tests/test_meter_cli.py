@@ -30,7 +30,7 @@ def test_parse_duration():
     assert cli.parse_duration("1d12h") == 129600
     assert cli.parse_duration(" 1h 30m ") == 5400
     assert cli.parse_duration("0", allow_zero=True) == 0
-    for bad in ("", "abc", "2w", "0", "h", "1.5h", "-2h"):
+    for bad in ("", "abc", "2w", "0", "h", "1.5h", "-2h", "1h30", "2d4"):
         with pytest.raises(ValueError):
             cli.parse_duration(bad)
 
@@ -246,3 +246,42 @@ def test_live_view_renders():
     assert "DISCONNECTED" in text and "credit_exhausted" in text
     assert "RELAY_DISCONNECTED" in text
     cli.close_run(em)
+
+
+def test_bad_token_time_names_the_token_option():
+    r = CliRunner().invoke(main, ["meter", "run", "--speed", "0", "--duration", "1h",
+                                  "--token", "1234@+soon"])
+    assert r.exit_code == 2
+    assert "--token" in r.output and "--start" not in r.output
+
+
+def test_token_after_the_end_is_reported_not_dropped():
+    digits = vend(tc.TYPE_CREDIT, 50, 0)
+    r = invoke("--speed", "0", "--duration", "1h", "--quiet", "--token", digits + "@+2h")
+    assert r.exit_code == 0, r.output
+    assert "credits           Rs 0.00" in r.output
+    assert "token %s scheduled at" % digits in r.output and "was not entered" in r.output
+
+
+def test_other_meter_id_on_an_existing_state_is_refused(tmp_path):
+    state = str(tmp_path / "m")
+    assert invoke("--speed", "0", "--duration", "1h", "--state", state, "--quiet").exit_code == 0
+    r = CliRunner().invoke(main, ["meter", "run", "--speed", "0", "--duration", "1h", "--state",
+                                  state, "--meter-id", "BJ99999999", "--quiet"])
+    assert r.exit_code == 1
+    assert "BJ99999999" in r.output and MID in r.output and "fixed for life" in r.output
+    r = invoke("--speed", "0", "--duration", "1h", "--state", state, "--meter-id", MID, "--quiet")
+    assert r.exit_code == 0, r.output
+
+
+def test_damaged_state_is_refused_and_kept(tmp_path):
+    state = tmp_path / "m"
+    assert invoke("--speed", "0", "--duration", "1h", "--state", str(state),
+                  "--quiet").exit_code == 0
+    nvm = state / "meter.nvm"
+    nvm.write_bytes(b"\x55" * nvm.stat().st_size)
+    r = CliRunner().invoke(main, ["meter", "run", "--speed", "0", "--duration", "1h", "--state",
+                                  str(state), "--quiet"])
+    assert r.exit_code == 1
+    assert "damaged" in r.output and "move it away" in r.output
+    assert nvm.read_bytes() == b"\x55" * nvm.stat().st_size  # nothing overwritten

@@ -603,16 +603,11 @@ def test_s4_one_day_grace_window_and_automatic_restoration(vendor, zero_hhmm, cu
     assert m.of(ec.RELAY_CONNECTED)[-1] == (now, ec.RELAY_CONNECTED, ec.REASON_CREDIT_RESTORED, 0)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the grace runs from Account.zero_time, the second before the step end "
-    "(Meter._step charges at (end_ms - 1) // 1000), but BALANCE_ZERO is logged at the step "
-    "end: the log shows zero 1 s later than the policy's reference, so a cut can come 1 s "
-    "before a logged day of grace -- and on the wrong day at the window's end"))
 def test_s4_grace_counts_from_the_logged_zero_time():
     """Rs 7 at 1 kW from Mon 12:00 runs out at 13:00:00 exactly. The audit trail (event log)
     must agree with the rule: the cut comes a full day of grace after the logged
-    BALANCE_ZERO, at the first instant the rules allow. Today the log says zero at Mon
-    13:00:00 and the cut comes Tue 12:59:59 (by the log, due Wed 10:00)."""
+    BALANCE_ZERO, at the first instant the rules allow (regression: the rule once ran from
+    the second before the logged zero, cutting at Tue 12:59:59 instead of Wed 10:00)."""
     m = SimMeter("BJ40001300", ist(2026, 1, 5, 12, 0), load_w=1000, opening_paise=700)
     m.run_to(ist(2026, 1, 8, 0, 0))
     zero_logged = m.times(ec.BALANCE_ZERO)[0]

@@ -90,7 +90,8 @@ def test_disconnect_after_grace_inside_window_then_reconnect_on_credit():
     m = make(1000, 1000)  # Rs 10 lasts 1428.57 Wh at 700 paise/kWh
     m.advance_to(DAY0 + 3 * 24 * H)
     zero = m.account.zero_time
-    assert DAY0 + 5142 <= zero < DAY0 + 5160  # within the 60 s step that crossed zero
+    assert DAY0 + 5142 <= zero <= DAY0 + 5160  # the end of the 60 s step that crossed zero
+    assert m.events.find_latest(ec.BALANCE_ZERO)[1] == zero  # the log agrees with the rule
     cut = m.events.find_latest(ec.RELAY_DISCONNECTED)
     # grace runs to Friday ~01:26; Friday 10:00 is the first instant inside the window
     assert cut[1] == DAY0 + 24 * H + 10 * H
