@@ -25,6 +25,11 @@ import time
 
 import click
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no advisory lock on the state directory
+    fcntl = None
+
 from firmware import token_codec as tc
 from firmware.config import Config
 from firmware.cosem import table as cosem_table
@@ -45,6 +50,7 @@ from firmware.meter import Meter
 DEFAULT_TCP = "127.0.0.1:4059"
 NVM_SIZE = 131072
 NVM_FILE = "meter.nvm"
+LOCK_FILE = "lock"
 CLOCK_FILE = "clock.txt"
 SERVER_WPORT = 1  # management logical device
 PUSH_DST_WPORT = 0x10
@@ -95,37 +101,43 @@ class EmulatedMeter:
         existing = False
         if state_dir:
             os.makedirs(state_dir, exist_ok=True)
+            lock = _lock_state_dir(state_dir)  # first: nobody else uses this meter now
             existing = os.path.exists(os.path.join(state_dir, NVM_FILE))
             saved = _read_clock(os.path.join(state_dir, CLOCK_FILE))
             if saved is not None and start_s is None and saved > start:
                 start = saved
-            nvm = FileNVM(os.path.join(state_dir, NVM_FILE), NVM_SIZE)
+            nvm = _LockedFileNVM(os.path.join(state_dir, NVM_FILE), NVM_SIZE, lock)
         else:
             nvm = MemNVM(NVM_SIZE)
         self.nvm = nvm
-        self.clock = SimClock(start, speed)
-        cfg = config.copy() if config is not None else Config()
-        cfg.set("meter_id", meter_id)
-        tz = cfg.tz_offset_s
-        self.hal = SimHal(self.clock, load=parse_load(load, tz) if isinstance(load, str) else load,
-                          nvm=nvm)
-        vkey = demo_vending_key() if vending_key is None else vending_key
-        # an existing meter keeps its identity and its stored token keys
-        keys = None if existing else {0: tc.derive_key(vkey, meter_id, 0)}
-        self.meter = Meter(self.hal, cfg, keys=keys)
-        self.meter_id = self.meter.config.meter_id
-        if opening_paise and self.meter.fresh:
-            self.meter.provision_credit(opening_paise)
-        self.system_title = system_title(self.meter_id)
-        self.model = cosem_table.build(self.meter, self.system_title)
-        self.table = self.model.register(ObjectTable())
-        self.block_key = block_key
-        self.auth_key = auth_key
-        self.password = password
-        self._server = None
-        self._ic_reserved = 0  # no invocation counter above this is saved as possibly used
-        self._counters_saved = {}
-        self.requests = 0
+        try:
+            self.clock = SimClock(start, speed)
+            cfg = config.copy() if config is not None else Config()
+            cfg.set("meter_id", meter_id)
+            tz = cfg.tz_offset_s
+            self.hal = SimHal(self.clock, load=parse_load(load, tz) if isinstance(load, str) else load,
+                              nvm=nvm)
+            vkey = demo_vending_key() if vending_key is None else vending_key
+            # an existing meter keeps its identity and its stored token keys
+            keys = None if existing else {0: tc.derive_key(vkey, meter_id, 0)}
+            self.meter = Meter(self.hal, cfg, keys=keys)
+            self.meter_id = self.meter.config.meter_id
+            if opening_paise and self.meter.fresh:
+                self.meter.provision_credit(opening_paise)
+            self.system_title = system_title(self.meter_id)
+            self.model = cosem_table.build(self.meter, self.system_title)
+            self.table = self.model.register(ObjectTable())
+            self.block_key = block_key
+            self.auth_key = auth_key
+            self.password = password
+            self._server = None
+            self._ic_reserved = 0  # no invocation counter above this is saved as possibly used
+            self._counters_saved = {}
+            self.requests = 0
+        except BaseException:
+            if isinstance(nvm, FileNVM):
+                nvm.close()  # and release the state directory: nothing of this run is kept
+            raise
 
     @property
     def server(self):
@@ -177,6 +189,43 @@ class EmulatedMeter:
                 _write_dlms_state(self.state_dir, self._server)
         if isinstance(self.nvm, FileNVM):
             self.nvm.close()
+
+
+def _lock_state_dir(state_dir):
+    """Hold the state directory for this process (an fd with an exclusive flock): two
+    emulators on one NVM image would interleave their writes (a token credited by one lost by
+    the other, its anti-replay entry with it). OSError if another meter holds it."""
+    fd = os.open(os.path.join(state_dir, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o644)
+    if fcntl is None:
+        return fd
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise OSError("state directory %s is in use by another running meter" % state_dir) \
+            from None
+    return fd
+
+
+class _LockedFileNVM(FileNVM):
+    """The NVM image of a state directory, holding the directory's lock until closed."""
+
+    def __init__(self, path, size, lock_fd):
+        try:
+            FileNVM.__init__(self, path, size)
+        except BaseException:
+            os.close(lock_fd)
+            raise
+        self._lock_fd = lock_fd
+
+    def close(self):
+        """Close the image and release the state directory."""
+        try:
+            FileNVM.close(self)
+        finally:
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)
+                self._lock_fd = None
 
 
 def _read_clock(path):

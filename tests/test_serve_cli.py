@@ -80,7 +80,7 @@ def test_serve_tcp_and_pty_then_ctrl_c_keeps_state(tmp_path):
         code, out = _stop(p)
     assert code == 0, out
     assert "stopped: meter %s saved" % MID in out
-    assert sorted(os.listdir(state)) == ["clock.txt", "dlms.txt", "meter.nvm"]
+    assert sorted(os.listdir(state)) == ["clock.txt", "dlms.txt", "lock", "meter.nvm"]
 
     # the next start continues the same meter: balance, anti-replay, DLMS counters
     p, banner = _start(["--tcp", "127.0.0.1:0", "--state", state, "--speed", "0",
@@ -206,3 +206,24 @@ def test_killed_fast_meter_does_not_restart_in_the_past(tmp_path):
         _stop(p)
     # saved at least once a second of real time: at most ~1 h of simulated time behind
     assert after.timestamp() >= before.timestamp() - 3600 - 60, (before, after)
+
+
+def test_a_second_meter_on_the_same_state_is_refused(tmp_path):
+    """Two emulators on one state directory would interleave their NVM writes (a token
+    credited by one lost by the other, with its anti-replay entry): the second is refused
+    with a clear error, and the directory is free again once the first has stopped."""
+    state = str(tmp_path / "meter")
+    p, banner = _start(["--tcp", "127.0.0.1:0", "--state", state, "--speed", "0"])
+    try:
+        r = subprocess.run([sys.executable, "-m", "headend.cli", "meter", "serve", "--tcp",
+                            "127.0.0.1:0", "--state", state], capture_output=True, text=True,
+                           timeout=30)
+        assert r.returncode == 1
+        assert "in use by another running meter" in r.stderr, r.stderr
+    finally:
+        code, out = _stop(p)
+    assert code == 0, out
+    from hil.serve import EmulatedMeter
+    em = EmulatedMeter(state, speed=0)
+    em.close()
+    EmulatedMeter(state, speed=0).close()  # released by close(): usable again in-process
