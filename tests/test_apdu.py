@@ -603,3 +603,14 @@ def test_exception_response_service_errors_are_numbered_like_the_green_book():
         decode_apdu(H("d80100"))
     with pytest.raises(DecodeError):
         decode_apdu(H("d80107"))
+
+
+@pytest.mark.parametrize("hexstr", [
+    "c10300000000000005aabb",  # set-request-with-datablock: 5 raw-data octets declared, 2 there
+    "c102c100010000600100ff0200000000000105aabb",  # set-request-with-first-datablock
+    "c402c100000000010005aabb",  # get-response-with-datablock
+])
+def test_datablock_raw_data_longer_than_the_apdu_is_refused(hexstr):
+    """A block whose raw-data length overruns the APDU is truncated, not a shorter block."""
+    with pytest.raises(DecodeError, match="truncated"):
+        decode_apdu(H(hexstr))

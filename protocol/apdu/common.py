@@ -171,7 +171,30 @@ ObisField = cs.ExprAdapter(
 )
 """construct: a logical name (instance-id) as an `Obis`."""
 
-OctetStringField = cs.Prefixed(VarLength, cs.GreedyBytes)
+class _OctetString(cs.Construct):
+    """A-XDR OCTET STRING (length then octets). A length that overruns the input is a
+    StreamError, also inside compiled structs (a compiled `Prefixed(VarLength, GreedyBytes)`
+    would quietly return the octets that are there)."""
+
+    def _parse(self, stream, context, path):
+        n = VarLength._parsereport(stream, context, path)
+        data = stream.read(n)
+        if len(data) != n:
+            raise cs.ExplicitError("octet-string truncated: %d octets declared, %d present"
+                                   % (n, len(data)), path=path)
+        return data
+
+    def _build(self, obj, stream, context, path):
+        data = bytes(obj)
+        VarLength._build(len(data), stream, context, path)
+        cs.stream_write(stream, data, len(data), path)
+        return obj
+
+    def _sizeof(self, context, path):
+        raise cs.SizeofError(path=path)
+
+
+OctetStringField = _OctetString()
 """construct: A-XDR OCTET STRING (length then octets)."""
 
 
