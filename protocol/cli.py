@@ -397,7 +397,15 @@ def reconnect_cmd():
     """remote_reconnect: close the relay or make it ready for reconnection (utility client)."""
     with _Session(_settings(), needs=UTILITY) as c:
         r = c.reconnect()
-    _emit(_relay_doc(r), "reconnect done: " + _relay_text(r))
+    if r.output:
+        text = "reconnect done: " + _relay_text(r)
+    elif r.control_state == 2:
+        text = ("reconnect accepted, but the relay stays open: " + _relay_text(r)
+                + " (a local cause holds the supply off, e.g. no credit; or the mode needs a "
+                "manual reconnection at the meter)")
+    else:
+        text = "reconnect accepted, but the relay stays open: " + _relay_text(r)
+    _emit(_relay_doc(r), text)
 
 
 @client.command("token")

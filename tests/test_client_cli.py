@@ -309,3 +309,22 @@ def test_read_json_gives_date_times_in_iso_8601(meter_server):
     assert doc["datetime"].replace("T", " ") in human
     r = run(*tcp(srv), "--json", "read", "0.0.96.1.0.255")
     assert "datetime" not in json.loads(r.stdout)
+
+
+def test_reconnect_that_leaves_the_relay_open_says_so(meter_server):
+    """remote_reconnect can succeed while the relay stays open (ready_for_reconnection: the
+    meter's own policy holds the supply off): the CLI must not print 'reconnect done'."""
+    from protocol.axdr import Enum
+    meter, srv = meter_server
+    dc = Obis("0.0.96.3.10.255")
+    meter.methods[(70, dc, 2)] = lambda params: (0, None)
+    meter.objects[(70, dc, 2)] = False
+    meter.objects[(70, dc, 3)] = Enum(2)
+    r = run(*tcp(srv), "--client", "utility", "reconnect")
+    assert r.exit_code == 0
+    assert "reconnect done" not in r.stdout
+    assert "stays open" in r.stdout and "ready for reconnection" in r.stdout, r.stdout
+    meter.objects[(70, dc, 2)] = True
+    meter.objects[(70, dc, 3)] = Enum(1)
+    r = run(*tcp(srv), "--client", "utility", "reconnect")
+    assert r.stdout.startswith("reconnect done: relay CONNECTED"), r.stdout
