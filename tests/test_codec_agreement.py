@@ -22,7 +22,12 @@ Documented differences (each has its own test):
   unsigned (same octet);
 - ACSE BER lengths: the host accepts the 4-octet long form (0x84), the firmware up to 0x83;
 - OPTIONAL presence octets in xDLMS requests: the firmware treats any non-zero octet as
-  "present", the host accepts only 0x01.
+  "present", the host accepts only 0x01;
+- AARQ: the firmware reads the fields a meter needs in any order and skips the others
+  unchecked; the host insists on canonical order and well-formed optional fields; the
+  firmware does not check the conformance BIT STRING's unused-bits octet;
+- services the host has no classes for (SET with-list-and-first-datablock, ACTION
+  next/first/with p-block) parse only in the firmware.
 
 Real disagreements found are marked xfail(strict=True) so the suite stays green while the
 defect stays visible: float32 signalling NaNs (host), truncated raw-data in SET datablock
@@ -1079,8 +1084,9 @@ def _host_aarq(raw, ek, ak):
 
 # What the host refuses and the firmware lets through: the firmware reads only the fields a
 # meter needs, in any order, skips the others unchecked, and treats any non-zero OPTIONAL /
-# DEFAULT presence octet in the InitiateRequest as "present".
-_AARQ_HOST_STRICTER = ("out of order or repeated", "mandatory", "OPTIONAL presence",
+# DEFAULT presence octet in the InitiateRequest as "present" and does not check the unused-bits
+# octet of the conformance BIT STRING (the host's ConstError).
+_AARQ_HOST_STRICTER = ("ConstError", "out of order or repeated", "mandatory", "OPTIONAL presence",
                        "DEFAULT presence", "BIT STRING", "acse-requirements", "trailing octets",
                        "multi-octet tag", "expected tag", "authentication-value must be",
                        "overruns", "TLV expected", "unsupported length form")
@@ -1136,3 +1142,12 @@ def test_aarq_firmware_skips_what_it_does_not_need():
             A_HOST.AARQ.decode(raw)
     fw = _fw_aarq(out_of_order, ek, ak)
     assert fw == _host_aarq(base, ek, ak)
+
+
+def test_conformance_unused_bits_octet_checked_by_host_only():
+    raw = bytearray(A_HOST.InitiateRequest(0x1E1D, 1200).encode())
+    assert raw[-9:-5] == b"\x5f\x1f\x04\x00"
+    raw[-6] = 1
+    assert A_FW.parse_initiate_request(bytes(raw)) == (None, True, 6, 0x1E1D, 1200)
+    with pytest.raises(ProtocolError):
+        A_HOST.InitiateRequest.decode(bytes(raw))
