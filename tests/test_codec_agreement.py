@@ -30,9 +30,9 @@ Documented differences (each has its own test):
   next/first/with p-block) parse only in the firmware.
 
 Real disagreements found are marked xfail(strict=True) so the suite stays green while the
-defect stays visible: float32 signalling NaNs (host), truncated raw-data in SET datablock
-requests (host). The exception-response service-error numbering disagreement found here was
-fixed in protocol/ (0b562c8) and is now an ordinary test.
+defect stays visible: float32 signalling NaNs (host). Two more found here were fixed in
+protocol/ and are now ordinary tests: exception-response service-error numbering (0b562c8)
+and truncated raw-data accepted in SET datablock requests (abf4373).
 HDLC and wrapper framing are in `tests/test_codec_agreement_frames.py`.
 """
 
@@ -982,24 +982,13 @@ def assert_request_decoders_agree(raw):
     elif fw_err is None:
         assert _fw_only_request(host_err), (raw.hex(), fw, host_err)
     elif host_err is None:
-        if _host_truncated_raw_data(raw, host, fw_err):
-            return  # the known host defect, see test_set_datablock_truncated_raw_data
         assert _explained_host_only(fw_err), (raw.hex(), host, fw_err)
 
 
-def _host_truncated_raw_data(raw, host, fw_err):
-    """The host read a SET datablock whose raw-data length overruns the APDU (known defect)."""
-    return (type(host) in (A_HOST.SetRequestWithFirstDatablock, A_HOST.SetRequestWithDatablock)
-            and "truncated" in str(fw_err) and len(host.encode()) < len(raw) + 1
-            and host.encode() != raw)
-
-
-@pytest.mark.xfail(strict=True, reason="DISAGREEMENT (host defect): protocol/apdu/set.py decodes a "
-                   "set-request-with-(first-)datablock whose raw-data length overruns the APDU: "
-                   "c1 03 00 00 00000000 05 aabb -> raw_data=b'\\xaa\\xbb' (construct's compiled "
-                   "Prefixed(VarLength, GreedyBytes) uses io.read without a length check); "
-                   "the firmware rejects it (DecodeError 'APDU truncated')")
 def test_set_datablock_truncated_raw_data():
+    """Found by this suite: the host read c1 03 00 00 00000000 05 aabb as raw-data b'\\xaa\\xbb'
+    (construct's compiled Prefixed(VarLength, GreedyBytes) did not check the length); the
+    firmware rejects it. Fixed in protocol/ by abf4373."""
     for raw in ("c10300000000000005aabb",  # with-datablock: 5 octets declared, 2 present
                 "c102c100010000600100ff0200000000000105aabb"):  # with-first-datablock
         raw = bytes.fromhex(raw)
