@@ -52,6 +52,7 @@ NVM_SIZE = 131072
 NVM_FILE = "meter.nvm"
 LOCK_FILE = "lock"
 CLOCK_FILE = "clock.txt"
+EMULATOR_KEY_REVISIONS = 4  # token key revisions 0..3 provisioned in a new emulated meter
 SERVER_WPORT = 1  # management logical device
 PUSH_DST_WPORT = 0x10
 TICK_S = 0.1
@@ -118,8 +119,11 @@ class EmulatedMeter:
             self.hal = SimHal(self.clock, load=parse_load(load, tz) if isinstance(load, str) else load,
                               nvm=nvm)
             vkey = demo_vending_key() if vending_key is None else vending_key
-            # an existing meter keeps its identity and its stored token keys
-            keys = None if existing else {0: tc.derive_key(vkey, meter_id, 0)}
+            # an existing meter keeps its identity and its stored token keys; a new one is
+            # provisioned like a factory would: revision 0 and the next ones, so that an
+            # "advance key revision" token has a key to move to
+            keys = None if existing else {
+                r: tc.derive_key(vkey, meter_id, r) for r in range(EMULATOR_KEY_REVISIONS)}
             self.meter = Meter(self.hal, cfg, keys=keys)
             self.meter_id = self.meter.config.meter_id
             if opening_paise and self.meter.fresh:

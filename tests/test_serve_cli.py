@@ -227,3 +227,20 @@ def test_a_second_meter_on_the_same_state_is_refused(tmp_path):
     em = EmulatedMeter(state, speed=0)
     em.close()
     EmulatedMeter(state, speed=0).close()  # released by close(): usable again in-process
+
+
+def test_emulated_meter_follows_a_key_revision_token(tmp_path):
+    """A new emulated meter is provisioned with token key revisions 0..3, so the vending
+    flow 'advance key revision, then vend under the new one' works against it."""
+    from firmware import token_codec as tc
+    from hil.serve import EmulatedMeter
+
+    em = EmulatedMeter(None, 0, MID, "constant:0", start_s=1767225600)
+    vendor = Vendor(str(tmp_path / "vend.db"))
+    advance = vendor.vend(MID, tc.TYPE_ADVANCE_KEY_REVISION, 1)
+    credit = vendor.vend(MID, tc.TYPE_CREDIT, 150)
+    before = em.meter.account.balance
+    assert em.meter.enter_token(advance).code == 0
+    assert em.meter.gate.key_rev == 1
+    assert em.meter.enter_token(credit).code == 0
+    assert em.meter.account.balance == before + 15000
