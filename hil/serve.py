@@ -46,6 +46,7 @@ from firmware.dlms import wrapper as fw_wrapper
 from firmware.hal.nvm import FileNVM, MemNVM
 from firmware.hal.sim import SimClock, SimHal, parse_load
 from firmware.meter import Meter
+from firmware.storage import StoreError
 
 DEFAULT_TCP = "127.0.0.1:4059"
 NVM_SIZE = 131072
@@ -134,6 +135,7 @@ class EmulatedMeter:
             self.block_key = block_key
             self.auth_key = auth_key
             self.password = password
+            self.keys_source = None  # where non-demo keys came from (for the banner)
             self._server = None
             self._ic_reserved = 0  # no invocation counter above this is saved as possibly used
             self._counters_saved = {}
@@ -757,10 +759,14 @@ def banner(service, echo):
         echo("  serial (HDLC):      %s @ %d baud" % (service.serial_port, service.baudrate))
     echo("  server address: logical 1 (wPort 1); clients 0x10 public, 0x20 reader (LLS), "
          "0x30 utility (HLS-GMAC, suite 0)")
-    echo("  INSECURE demo keys (well-known DLMS test keys, never for a real meter):")
-    echo("    block cipher key  %s" % em.block_key.hex().upper())
-    echo("    auth key          %s" % em.auth_key.hex().upper())
-    echo("    LLS password      %s" % em.password.decode())
+    if (em.block_key, em.auth_key, em.password) == (DEMO_BLOCK_KEY, DEMO_AUTH_KEY,
+                                                      DEMO_PASSWORD):
+        echo("  INSECURE demo keys (well-known DLMS test keys, never for a real meter):")
+        echo("    block cipher key  %s" % em.block_key.hex().upper())
+        echo("    auth key          %s" % em.auth_key.hex().upper())
+        echo("    LLS password      %s" % em.password.decode())
+    else:
+        echo("  DLMS keys and LLS password: from %s (not shown)" % (em.keys_source or "caller"))
     echo("    server system title %s" % em.system_title.hex().upper())
     echo("  INSECURE demo vending key: tokens from `bijli token vend --meter-id %s`" % em.meter_id)
     if em.state_dir:
@@ -809,7 +815,10 @@ def _fmt_time(em):
 @click.option("--push", default=None, metavar="HOST:PORT", help="Push destination for alerts.")
 @click.option("--credit", default=0, type=click.IntRange(min=0),
               help="Opening balance in rupees for a new meter.")
-def serve(tcp, serial_port, pty, state_dir, speed, meter_id, load, push, credit):
+@click.option("--keys", "keys_file", default=None, type=click.Path(dir_okay=False),
+              help="JSON key file (block_cipher_key, authentication_key, password), the format "
+                   "of `bijli client --keys`. Default: the INSECURE DLMS demo keys.")
+def serve(tcp, serial_port, pty, state_dir, speed, meter_id, load, push, credit, keys_file):
     """Run an emulated meter that answers DLMS/COSEM on TCP and/or a serial line."""
     if serial_port and pty:
         raise click.UsageError("--serial and --pty are exclusive")
@@ -823,10 +832,30 @@ def serve(tcp, serial_port, pty, state_dir, speed, meter_id, load, push, credit)
         parse_load(load)
     except ValueError as e:
         raise click.BadParameter(str(e)) from None
+    secrets = {}
+    if keys_file:
+        from protocol.errors import ProtocolError
+        from protocol.keys import load_keys
+
+        try:
+            k = load_keys(keys_file)
+        except (ProtocolError, OSError) as e:
+            raise click.BadParameter(str(e), param_hint="--keys") from None
+        if k.block_cipher_key is None or k.authentication_key is None or k.password is None:
+            raise click.BadParameter("a meter needs block_cipher_key, authentication_key and "
+                                     "password", param_hint="--keys")
+        secrets = {"block_key": k.block_cipher_key, "auth_key": k.authentication_key,
+                   "password": k.password}
     try:
-        em = EmulatedMeter(state_dir, speed, meter_id, load, opening_paise=credit * 100)
+        em = EmulatedMeter(state_dir, speed, meter_id, load, opening_paise=credit * 100,
+                           **secrets)
+    except StoreError as e:
+        raise click.ClickException(
+            "cannot start the meter: %s; the state in %s is kept as it is (move it away to "
+            "start a new meter)" % (e, state_dir)) from None
     except (ValueError, OSError) as e:
         raise click.ClickException("cannot start the meter: %s" % e) from None
+    em.keys_source = keys_file
     try:
         asyncio.run(serve_async(em, tcp, serial_port, pty, push, click.echo))
     except OSError as e:

@@ -244,3 +244,41 @@ def test_emulated_meter_follows_a_key_revision_token(tmp_path):
     assert em.meter.gate.key_rev == 1
     assert em.meter.enter_token(credit).code == 0
     assert em.meter.account.balance == before + 15000
+
+
+def test_serve_with_a_key_file_uses_it_and_never_prints_it(tmp_path):
+    import json
+
+    from protocol.keys import load_keys
+
+    doc = {"block_cipher_key": "A1" * 16, "authentication_key": "B2" * 16,
+           "password": "not-the-demo"}
+    key_file = tmp_path / "meter-keys.json"
+    key_file.write_text(json.dumps(doc))
+    p, banner = _start(["--tcp", "127.0.0.1:0", "--speed", "0", "--meter-id", MID,
+                        "--keys", str(key_file)])
+    try:
+        port = int(re.search(r"TCP \(DLMS wrapper\): 127\.0\.0\.1:(\d+)", banner).group(1))
+        assert "A1A1" not in banner.upper() and "B2B2" not in banner.upper()
+        assert "not-the-demo" not in banner and "(not shown)" in banner
+        assert "000102030405060708090A0B0C0D0E0F" not in banner
+        keys = load_keys(str(key_file))
+        with DlmsClient(TcpTransport("127.0.0.1", port, timeout=5), "wrapper", role="utility",
+                        keys=keys, timeout=5) as c:
+            assert c.serial_number() == MID
+        with DlmsClient(TcpTransport("127.0.0.1", port, timeout=5), "wrapper", role="reader",
+                        keys=keys, timeout=5) as c:
+            assert c.serial_number() == MID
+        with pytest.raises(AssociationError):  # the demo password is refused
+            with _client(port, "reader") as c:
+                c.serial_number()
+    finally:
+        _stop(p)
+
+
+def test_serve_rejects_an_incomplete_key_file(tmp_path):
+    key_file = tmp_path / "k.json"
+    key_file.write_text('{"password": "x"}')
+    r = subprocess.run([sys.executable, "-m", "headend.cli", "meter", "serve", "--keys",
+                        str(key_file)], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2 and "--keys" in r.stderr
