@@ -19,8 +19,17 @@ output_state is True (supply on) only in state 1. Transitions (Blue Book, IC 70)
 
 Control modes: 0 none (always connected, every method refused); 1: b c f g / d e;
 2: b c f g / a e; 3: b c g / d e; 4: b c g / a e; 5: b c f g / d e h; 6: b c g / d e h.
-In modes with direct remote reconnection (1, 3, 5, 6) remote_reconnect also takes
-ready_for_reconnection to connected (the method "forces the connected state" there).
+
+remote_reconnect leaves only *disconnected*: both of its transitions (a, d) start in state 0
+in the IC 70 state diagram, and the method text ("forces ... into ready_for_reconnection /
+connected" by control mode) only names the target of the transition the mode allows. From
+ready_for_reconnection there is no remote_reconnect transition in any mode, so:
+- modes 1, 3, 5, 6 (target connected): state 2 does not move, the relay stays open, the
+  local causes are kept, no event; the method answers False (the COSEM layer replies
+  action-result temporary-failure: the reconnection cannot be done now -- supply returns
+  when the local causes release it (h) or by manual reconnection (e));
+- modes 2, 4 (target ready_for_reconnection): the target already holds: True, no change.
+In state 1 remote_reconnect is True with no change (its target, or further, holds).
 
 The meter's default is **mode 6**: remote disconnection and direct remote reconnection
 for the head-end, local disconnection by the prepayment policy and the load limiter,
@@ -38,7 +47,8 @@ and for ready_for_reconnection -> disconnected (c: the output was already open, 
 supply is now held off remotely), RELAY_CONNECTED when it closes,
 RELAY_READY_FOR_RECONNECTION for disconnected -> ready_for_reconnection (a).
 Return values: False when the control mode forbids the method (or, for a reconnection,
-the current state has no transition to leave by). Otherwise True: disconnect methods
+the current state has no transition to leave by: remote_reconnect from state 2 in modes
+1, 3, 5, 6; manual_reconnect from state 0). Otherwise True: disconnect methods
 leave the supply off, remote_reconnect has moved as far as the mode allows (connected,
 or ready_for_reconnection in modes 2 and 4), manual/local reconnection leave it on.
 Calling a method whose target state already holds is True with no event.
@@ -110,16 +120,21 @@ class DisconnectControl:
         return True
 
     def remote_reconnect(self, reason=ev.REASON_REMOTE):
-        """IC 70 method 2 (transition a in modes 2 and 4, d otherwise)."""
+        """IC 70 method 2: transition d (modes 1, 3, 5, 6) or a (modes 2, 4), from disconnected only.
+
+        False in mode 0, and in ready_for_reconnection when the mode's target is connected
+        (no transition: nothing changes, local causes are kept). See the module docstring.
+        """
         if self.control_mode == 0:
             return False
-        if self.allows("d"):
-            self._go(CONNECTED, reason)
+        direct = self.allows("d")
+        state = self.control_state
+        if state == DISCONNECTED:
+            self._go(CONNECTED if direct else READY_FOR_RECONNECTION, reason)
             return True
-        # modes 2, 4: a -- only enables manual reconnection
-        if self.control_state == DISCONNECTED:
-            self._go(READY_FOR_RECONNECTION, reason)
-        return True
+        if state == READY_FOR_RECONNECTION:
+            return not direct  # modes 2, 4: a's target already holds; 1, 3, 5, 6: refused
+        return True  # connected: the target (or further) already holds
 
     def manual_disconnect(self, reason=ev.REASON_LOCAL):
         """Push-button disconnection (transition f; modes 1, 2, 5)."""

@@ -76,18 +76,56 @@ def test_every_mode_state_method_matches_the_transition_table():
                     assert [e[0] for e in rec.events] == [want_code], (mode, state, method, rec.events)
                 else:
                     # no table transition from here: the state holds, nothing is driven or logged
-                    remote_d_ready = method == "remote_reconnect" and "d" in LETTERS[mode] \
-                        and state == READY_FOR_RECONNECTION
-                    if remote_d_ready:
-                        # the method forces "connected" in direct-remote-reconnection modes
-                        assert ok and dc.control_state == CONNECTED and drv.calls == [True]
-                        continue
+                    # (remote_reconnect from ready_for_reconnection included: a and d start in 0)
                     assert dc.control_state == state, (mode, state, method)
                     assert drv.calls == [] and rec.events == []
                     if mode == 0:
                         assert not ok
                 checked += 1
     assert checked > 100
+
+
+def test_remote_reconnect_in_every_mode_and_state():
+    """IC 70 remote_reconnect moves only out of disconnected (a or d); from ready_for_reconnection
+    it never closes the relay nor drops the local causes (refused where the mode's target is
+    connected, a no-op success where it is ready_for_reconnection)."""
+    for mode in range(1, 7):
+        direct = "d" in LETTERS[mode]
+        # state 0: d (connected) or a (ready_for_reconnection)
+        dc, drv, rec = make(mode, DISCONNECTED)
+        assert dc.remote_reconnect() is True
+        want = CONNECTED if direct else READY_FOR_RECONNECTION
+        assert dc.control_state == want and dc.output_state == direct, mode
+        assert drv.calls == ([True] if direct else [])
+        assert rec.events == [(ev.RELAY_CONNECTED if direct else ev.RELAY_READY_FOR_RECONNECTION,
+                               ev.REASON_REMOTE)], (mode, rec.events)
+        # state 1: already connected, nothing to do
+        dc, drv, rec = make(mode, CONNECTED)
+        assert dc.remote_reconnect() is True
+        assert dc.control_state == CONNECTED and dc.output_state
+        assert drv.calls == [] and rec.events == []
+        # state 2 held by a local cause (the meter's credit policy)
+        dc, drv, rec = make(mode, CONNECTED)
+        if "g" in LETTERS[mode]:
+            assert dc.local_disconnect(ev.REASON_CREDIT_EXHAUSTED)
+        else:
+            dc, drv, rec = make(mode, READY_FOR_RECONNECTION)
+            dc.local_causes = 1 << ev.REASON_CREDIT_EXHAUSTED
+        drv.calls[:] = []
+        rec.clear()
+        before = dc.dump()
+        assert dc.remote_reconnect() is (not direct), mode
+        assert dc.control_state == READY_FOR_RECONNECTION and not dc.output_state, mode
+        assert dc.has_cause(ev.REASON_CREDIT_EXHAUSTED), mode
+        assert dc.dump() == before and drv.calls == [] and rec.events == [], mode
+        # the cause's own release still reconnects where h is allowed; e always can
+        if "h" in LETTERS[mode]:
+            assert dc.local_reconnect(ev.REASON_CREDIT_EXHAUSTED) and dc.output_state
+        else:
+            assert dc.manual_reconnect() and dc.output_state
+    # mode 0: every method refused, always connected
+    dc, drv, rec = make(0, CONNECTED)
+    assert dc.remote_reconnect() is False and dc.control_state == CONNECTED
 
 
 def test_refusals_by_mode():
