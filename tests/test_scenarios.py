@@ -664,8 +664,10 @@ def test_s4_daily_profile_over_dlms_audits_to_the_paise(vendor, daily_charge):
     finally:
         sm.close()
 
+    # the daily columns' sources are the day registers (energy / charge of the day so far),
+    # not the 15-min block registers
     assert [col[1].dotted() for col in daily.columns] == [
-        "0.0.1.0.0.255", "1.0.1.29.0.255", "1.0.2.29.0.255", "0.0.19.20.0.255",
+        "0.0.1.0.0.255", "1.0.1.29.128.255", "1.0.2.29.128.255", "0.0.19.20.128.255",
         "0.0.94.96.24.255"]
     rows = [(unix(r[0]), int(r[1]), int(r[3]), int(r[4])) for r in daily.rows]
     assert [r[0] for r in rows] == [S4_DAY0 + k * DAY for k in range(3)]

@@ -79,6 +79,19 @@ def daily_profile(m):
     return m.dprofile
 
 
+def day_so_far(m):
+    """(import Wh, export Wh, charged paise) of the open day of the daily profile so far.
+
+    Exactly what the day's row will hold when the day closes, if nothing more is measured or
+    charged before then (read-only use of the meter's running totals); zeros before the
+    first measurement step.
+    """
+    e = m.profile_now()[1]
+    if e is None:
+        return 0, 0, 0
+    return e[1], e[2], e[3]
+
+
 def enter_token(m, digits, method):
     """Offer 20 digits to the meter (delivered over DLMS); returns the gate's TokenResult.
 

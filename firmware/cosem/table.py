@@ -13,6 +13,25 @@ Levels (lowest association allowed; higher associations inherit):
 Units on the wire (scaler_unit where the IC has one): energy Wh (scaler 0, unit 30),
 power W (unit 27), voltage mV (scaler -3, unit 35 V), current mA (scaler -3, unit 33 A),
 money paise (scaler -2, unit 10 currency; Account currency INR, scale -2).
+
+Profile columns (capture_objects) name objects whose value *is* what the column holds, so a
+third-party reader that follows capture_objects reads each column right:
+- load profile 1.0.99.1.0.255: clock, 1.0.1.29.0.255 / 1.0.2.29.0.255 (Σ active energy
+  import / export, time integral 5: energy of the last closed recording interval, the
+  usual "block energy"), 0.0.19.20.129.255 (charge in paise of the last closed interval),
+  0.0.94.96.24.255 (current balance = the interval's closing balance);
+- daily profile 1.0.99.2.0.255: clock, 1.0.1.29.128.255 / 1.0.2.29.128.255 (energy import /
+  export of the current day so far), 0.0.19.20.128.255 (charge in paise of the current day
+  so far: energy and fixed charges), 0.0.94.96.24.255 (the day's closing balance).
+  At the day boundary the day's value is captured and the register restarts from 0.
+OBIS has no standard code for "this day so far" (value group D offers time integrals since
+the origin (8), over the billing period (9), over recording/measurement periods (29, 30);
+none is tied to the calendar day), so these are manufacturer-specific codes in the
+project's convention (value group E >= 128): the groups A-D keep their standard reading
+(1.0.1.29 = Σ active power+ time integral; 0.0.19.20 = payment metering, charge) and
+E = 128 says "over the current local day" (E = 129: the last closed load-profile interval,
+for the charge, which has no standard block-register code). All are IC 3 Registers with
+scaler_unit, readable by the reader and utility associations.
 """
 from firmware import event_codes as ec
 from firmware import timeutil
@@ -50,6 +69,11 @@ LAST_RECHARGE_TIME = obis(0, 0, 94, 96, 22)
 TOTAL_AT_LAST_RECHARGE = obis(0, 0, 94, 96, 23)
 BALANCE = obis(0, 0, 94, 96, 24)
 BALANCE_TIME = obis(0, 0, 94, 96, 25)
+# manufacturer-specific (E = 128..): profile column registers (see the module docstring)
+DAY_IMPORT = obis(1, 0, 1, 29, 128)
+DAY_EXPORT = obis(1, 0, 2, 29, 128)
+DAY_CHARGE = obis(0, 0, 19, 20, 128)
+BLOCK_CHARGE = obis(0, 0, 19, 20, 129)
 LOAD_PROFILE = obis(1, 0, 99, 1, 0)
 DAILY_PROFILE = obis(1, 0, 99, 2, 0)
 PUSH_SETUP = obis(0, 4, 25, 9, 0)
@@ -579,20 +603,24 @@ class RingSource:
 def profile_objects(m):
     """Load profile 1.0.99.1.0.255 and daily profile 1.0.99.2.0.255.
 
-    Columns: time (period start), import Wh, export Wh, charge paise, closing balance paise.
+    Columns: time (period start), import Wh, export Wh, charge paise, closing balance paise;
+    each profile's capture_objects name the registers that hold those values (module docstring).
     """
-    cols = [
-        (capture_def(8, CLOCK, 2), COL_DT, 0),
-        (capture_def(3, BLOCK_IMPORT, 2), COL_U32, 1),
-        (capture_def(3, BLOCK_EXPORT, 2), COL_U32, 2),
-        (capture_def(113, CHARGE_ENERGY, 2), COL_I32, 3),
-        (capture_def(3, BALANCE, 2), COL_I32, 4),
-    ]
+    def cols(imp, exp, chg):
+        return [
+            (capture_def(8, CLOCK, 2), COL_DT, 0),
+            (capture_def(3, imp, 2), COL_U32, 1),
+            (capture_def(3, exp, 2), COL_U32, 2),
+            (capture_def(3, chg, 2), COL_I32, 3),
+            (capture_def(3, BALANCE, 2), COL_I32, 4),
+        ]
     lp = bind.load_profile(m)
     dp = bind.daily_profile(m)
-    load = ProfileGeneric(LOAD_PROFILE, RingSource(lambda: bind.load_profile(m)), cols,
+    load = ProfileGeneric(LOAD_PROFILE, RingSource(lambda: bind.load_profile(m)),
+                          cols(BLOCK_IMPORT, BLOCK_EXPORT, BLOCK_CHARGE),
                           lp.period_s, READER, bind.tz(m), m, "load profile")
-    daily = ProfileGeneric(DAILY_PROFILE, RingSource(lambda: bind.daily_profile(m)), cols,
+    daily = ProfileGeneric(DAILY_PROFILE, RingSource(lambda: bind.daily_profile(m)),
+                           cols(DAY_IMPORT, DAY_EXPORT, DAY_CHARGE),
                            dp.period_s, READER, bind.tz(m), m, "daily profile")
     return load, daily
 
@@ -601,16 +629,32 @@ def _last_block(m, idx):
     prof = bind.load_profile(m)
     if not len(prof):
         return 0
-    return _u32(prof.entries(len(prof) - 1)[0][idx])
+    return prof.entries(len(prof) - 1)[0][idx]
 
 
 def block_registers(m):
-    """1.0.1.29.0.255 / 1.0.2.29.0.255: energy of the last closed load-profile interval."""
+    """Energy (1.0.1.29.0.255 / 1.0.2.29.0.255) and charge (0.0.19.20.129.255) of the last
+    closed load-profile interval."""
     return (
         register_object(BLOCK_IMPORT, D.DOUBLE_LONG_UNSIGNED, READER,
-                        lambda o: _last_block(o.ctx, 1), 0, UNIT_WH, m, "interval import"),
+                        lambda o: _u32(_last_block(o.ctx, 1)), 0, UNIT_WH, m, "interval import"),
         register_object(BLOCK_EXPORT, D.DOUBLE_LONG_UNSIGNED, READER,
-                        lambda o: _last_block(o.ctx, 2), 0, UNIT_WH, m, "interval export"),
+                        lambda o: _u32(_last_block(o.ctx, 2)), 0, UNIT_WH, m, "interval export"),
+        register_object(BLOCK_CHARGE, D.DOUBLE_LONG, READER,
+                        lambda o: _i32(_last_block(o.ctx, 3)), -2, UNIT_CURRENCY, m, "interval charge"),
+    )
+
+
+def day_registers(m):
+    """Energy import / export (1.0.1.29.128.255 / 1.0.2.29.128.255) and charge
+    (0.0.19.20.128.255) of the current day so far: the open row of the daily profile."""
+    return (
+        register_object(DAY_IMPORT, D.DOUBLE_LONG_UNSIGNED, READER,
+                        lambda o: _u32(bind.day_so_far(o.ctx)[0]), 0, UNIT_WH, m, "import today"),
+        register_object(DAY_EXPORT, D.DOUBLE_LONG_UNSIGNED, READER,
+                        lambda o: _u32(bind.day_so_far(o.ctx)[1]), 0, UNIT_WH, m, "export today"),
+        register_object(DAY_CHARGE, D.DOUBLE_LONG, READER,
+                        lambda o: _i32(bind.day_so_far(o.ctx)[2]), -2, UNIT_CURRENCY, m, "charge today"),
     )
 
 
@@ -1021,6 +1065,8 @@ def build(meter, system_title=None):
     add(register_object(POWER, D.DOUBLE_LONG, READER,
                         lambda o: _i32(bind.instant(o.ctx)[2]), 0, UNIT_W, m, "active power"))
     for o in block_registers(m):
+        add(o)
+    for o in day_registers(m):
         add(o)
     add(disconnect_object(m))
     for o in policy_objects(m):

@@ -4,9 +4,11 @@ Plain functions (run under pytest and the MicroPython WebAssembly port).
 """
 from firmware import event_codes as ec
 from firmware import timeutil
-from firmware.cosem import base, dtime, table
+from firmware.cosem import base, dtime, profile, table
 from firmware.cosem import data as D
 from firmware.cosem.base import UTILITY
+from firmware.hal.sim import ConstantLoad
+from firmware.relay import READY_FOR_RECONNECTION
 from tests.firmware import cosem_meter
 
 T0 = 1767225600  # 2026-01-01 00:00:00 UTC (05:30 IST)
@@ -238,6 +240,117 @@ def test_load_profile_buffer_and_selective_access():
     tag, caps = val(model, 7, table.LOAD_PROFILE, 3, 0x20)
     assert len(caps) == 5 and caps[0][1][1] == (D.OCTET_STRING, table.CLOCK)
     assert val(model, 7, table.LOAD_PROFILE, 4) == (D.DOUBLE_LONG_UNSIGNED, 900)
+
+
+_KIND_TAG = {profile.COL_U32: D.DOUBLE_LONG_UNSIGNED, profile.COL_I32: D.DOUBLE_LONG,
+             profile.COL_U16: D.LONG_UNSIGNED}
+
+
+def _captured_now(model, prof_obis):
+    """Current values of a profile's capture objects, as a third-party reader would take them
+    from capture_objects (attribute 3); checks that each names a served object whose value
+    has the column's type (date-time for the clock; Registers also carry a scaler_unit)."""
+    prof = model.find(7, prof_obis)
+    tag, caps = val(model, 7, prof_obis, 3, 0x20)
+    assert tag == D.ARRAY and len(caps) == len(prof.columns)
+    out = []
+    for i, cap in enumerate(caps):
+        cls, o6, attr = cap[1][0][1], cap[1][1][1], cap[1][2][1]
+        obj = model.find(cls, o6)
+        assert obj is not None, (prof_obis, i, cls, o6)
+        for assoc in (0x20, 0x30):  # reader and utility read every column's source
+            assert isinstance(obj.get(attr, 0, None, assoc), (bytes, bytearray)), (o6, assoc)
+        tag, v = val(model, cls, o6, attr, 0x20)
+        kind = prof.columns[i][1]
+        if kind == profile.COL_DT:
+            assert (cls, attr, tag, len(v)) == (8, 2, D.OCTET_STRING, 12), (prof_obis, i)
+        else:
+            assert attr == 2 and tag == _KIND_TAG[kind], (prof_obis, i, o6, tag)
+            if cls == 3:  # a Register says its unit
+                su = val(model, 3, o6, 3, 0x20)
+                assert su[0] == D.STRUCTURE and su[1][1][1] in (table.UNIT_WH, table.UNIT_CURRENCY)
+        out.append(v)
+    return out
+
+
+def _last_row(model, prof_obis):
+    tag, rows = val(model, 7, prof_obis, 2, 0x20)
+    assert tag == D.ARRAY and rows
+    return [c[1] for c in rows[-1][1]]
+
+
+def test_profile_capture_objects_name_what_the_rows_hold():
+    """Each capture_objects entry of both profiles names a served object whose value is what
+    the column holds: the load profile's sources equal the last closed interval's row; the
+    daily profile's sources read the open day so far, which the next closed row holds."""
+    m, model = make()
+    m.provision_credit(100000)
+    m.hal.set_load(ConstantLoad(1200))
+    # load profile: after 4 closed intervals of 300 Wh (210 paise each at 700 paise/kWh)
+    m.advance_to(T0 + 3600)
+    now = _captured_now(model, table.LOAD_PROFILE)
+    row = _last_row(model, table.LOAD_PROFILE)
+    assert row[1:] == [300, 0, 210, m.account.balance]
+    assert now[1:] == row[1:], (now, row)  # the interval's energy and charge, not running totals
+    # daily profile: local midnight is T0 + 18.5 h; no load for the last half hour
+    midnight = T0 + 66600
+    m.advance_to(midnight - 1800)
+    m.hal.set_load(ConstantLoad(0))
+    m.advance_to(midnight - 1)
+    day = _captured_now(model, table.DAILY_PROFILE)
+    assert day[1] == 1200 * 18 and day[2] == 0  # 18 h at 1.2 kW (the meter started 05:30 IST)
+    assert day[3] == 1200 * 18 * 700 // 1000 and day[4] == 100000 - day[3]
+    m.advance_to(midnight + 60)
+    closed = _last_row(model, table.DAILY_PROFILE)
+    assert dtime.decode(closed[0], 19800) == midnight - 86400  # the day (partial: from 05:30)
+    assert closed[1:] == day[1:], (closed, day)
+    # the new day starts from zero; the balance column still reads the balance
+    after = _captured_now(model, table.DAILY_PROFILE)
+    assert after[1:4] == [0, 0, 0] and after[4] == m.account.balance
+    # the load profile's sources still match its own last row (no load at midnight)
+    assert _captured_now(model, table.LOAD_PROFILE)[1:] == _last_row(model, table.LOAD_PROFILE)[1:]
+    # the day registers are refused to the public association, like the profiles
+    assert model.find(3, table.DAY_IMPORT).get(2, 0, None, 0x10) == base.READ_WRITE_DENIED
+
+
+def test_remote_reconnect_from_ready_for_reconnection_is_a_temporary_failure():
+    """IC 70: remote_reconnect leaves only `disconnected`. After the meter's own credit cut
+    (ready_for_reconnection) the method answers temporary-failure and changes nothing; the
+    credit cut ends when credit arrives, and a remote disconnection is still undone remotely."""
+    m, model = make()
+    dc = model.find(70, table.DISCONNECT)
+    m.set_config("grace_s", 0)
+    m.hal.set_load(ConstantLoad(1200))
+    m.advance_to(T0 + 16200 + 60)  # 10:01 IST on a Thursday: inside the window, no credit
+    assert m.account.balance < 0
+    assert val(model, 70, table.DISCONNECT, 3) == (D.ENUM, READY_FOR_RECONNECTION)
+    assert m.control.has_cause(ec.REASON_CREDIT_EXHAUSTED) and not m.hal.relay.closed
+    n_events = m.events.count(ec.LOG_CONTROL)
+    assert dc.action(2, (D.INTEGER, 0), 0x30) == (base.TEMPORARY_FAILURE, None)
+    assert val(model, 70, table.DISCONNECT, 2) == (D.BOOLEAN, False)
+    assert val(model, 70, table.DISCONNECT, 3) == (D.ENUM, READY_FOR_RECONNECTION)
+    assert m.control.has_cause(ec.REASON_CREDIT_EXHAUSTED) and not m.hal.relay.closed
+    assert m.events.count(ec.LOG_CONTROL) == n_events  # nothing happened, nothing logged
+    # credit reconnects at once (transition h), with no head-end
+    digits = cosem_meter.credit_token(m, 500, 1)
+    code, ret = model.find(115, table.TOKEN_GATEWAY).action(1, (D.OCTET_STRING, digits.encode()), 0x30)
+    assert code == base.SUCCESS and D.decode_all(ret)[1][0] == (D.ENUM, 0)
+    assert val(model, 70, table.DISCONNECT, 3) == (D.ENUM, 1) and m.hal.relay.closed
+    # connected: remote_reconnect is a success with nothing to do
+    assert dc.action(2, (D.INTEGER, 0), 0x30) == (base.SUCCESS, None)
+    assert val(model, 70, table.DISCONNECT, 3) == (D.ENUM, 1)
+    # disconnected (remote): remote_reconnect is transition d in mode 6
+    assert dc.action(1, (D.INTEGER, 0), 0x30) == (base.SUCCESS, None)
+    assert val(model, 70, table.DISCONNECT, 3) == (D.ENUM, 0)
+    assert dc.action(2, (D.INTEGER, 0), 0x30) == (base.SUCCESS, None)
+    assert val(model, 70, table.DISCONNECT, 3) == (D.ENUM, 1) and m.hal.relay.closed
+    # mode 4 (remote reconnection only enables manual reconnection): state 2 is a's target
+    assert dc.set(4, (D.ENUM, 4), 0x30) == base.SUCCESS
+    assert dc.action(1, (D.INTEGER, 0), 0x30) == (base.SUCCESS, None)
+    assert dc.action(2, (D.INTEGER, 0), 0x30) == (base.SUCCESS, None)
+    assert val(model, 70, table.DISCONNECT, 3) == (D.ENUM, READY_FOR_RECONNECTION)
+    assert dc.action(2, (D.INTEGER, 0), 0x30) == (base.SUCCESS, None)  # already there
+    assert val(model, 70, table.DISCONNECT, 3) == (D.ENUM, READY_FOR_RECONNECTION)
 
 
 def test_event_log_and_push_on_alert():
