@@ -237,7 +237,12 @@ def _dc_set_mode(o, tv):
 
 
 def disconnect_object(m):
-    """IC 70 Disconnect control with the meter's real transitions."""
+    """IC 70 Disconnect control with the meter's real transitions.
+
+    A method the current mode or state has no transition for (remote_reconnect from
+    ready_for_reconnection in modes 1, 3, 5, 6; anything in mode 0) answers temporary-failure
+    and changes nothing (see firmware/relay.py).
+    """
     return base.CosemObject(70, DISCONNECT, 0, (
         Attr(2, D.BOOLEAN, PUBLIC, get=lambda o: bind.relay(o.ctx).output_state),
         Attr(3, D.ENUM, PUBLIC, get=lambda o: bind.relay(o.ctx).control_state),
