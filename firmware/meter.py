@@ -436,20 +436,24 @@ class Meter:
         self._after_step(now, False)
 
     def _after_step(self, now, force_save):
-        """Daily charge, tamper, load limiter, policy, profiles; save if anything happened."""
-        self.charged += self.account.tick(now)
+        """Profiles, daily charge, tamper, load limiter, policy; save if anything happened.
+
+        The profile periods ending at `now` close first, with the totals of the time up to
+        `now`: what happens at `now` (the new day's fixed charge, a relay move) belongs to the
+        period that starts there."""
         self.metrology.tick(now)
-        self._poll_tamper()
-        self.policy.evaluate(now, self.account, self.control)
-        if not self.control.output_state:
-            self.iprofile.mark(STATUS_RELAY_OPEN)
-            self.dprofile.mark(STATUS_RELAY_OPEN)
         imp = self.metrology.import_reg.wh
         exp = self.metrology.export_reg.wh
         bal = self.account.balance
         closed = self.iprofile.update(now, imp, exp, self.charged, bal)
         if self.dprofile.update(now, imp, exp, self.charged, bal) is not None:
             closed = True
+        self.charged += self.account.tick(now)
+        self._poll_tamper()
+        self.policy.evaluate(now, self.account, self.control)
+        if not self.control.output_state:
+            self.iprofile.mark(STATUS_RELAY_OPEN)
+            self.dprofile.mark(STATUS_RELAY_OPEN)
         if force_save or self._pending or closed is not None or now >= self._next_save_s:
             if now >= self._next_save_s:
                 self._next_save_s = self._save_boundary(now)

@@ -21,6 +21,7 @@ from fractions import Fraction
 import click
 
 from protocol import axdr
+from protocol.apdu.common import TEMPORARY_FAILURE
 from protocol.client import (
     CONTROL_STATES,
     EVENT_LOGS,
@@ -61,6 +62,10 @@ COLUMN_NAMES = {
     (3, "1.0.2.29.0.255", 2): "export_wh",
     (113, "0.0.19.20.0.255", 2): "charge_paise",
     (3, "0.0.94.96.24.255", 2): "balance_paise",
+    (3, "0.0.19.20.129.255", 2): "charge_paise",  # load profile: the interval's charge
+    (3, "1.0.1.29.128.255", 2): "import_wh",  # daily profile: the day's values
+    (3, "1.0.2.29.128.255", 2): "export_wh",
+    (3, "0.0.19.20.128.255", 2): "charge_paise",
 }
 
 
@@ -396,7 +401,17 @@ def disconnect_cmd():
 def reconnect_cmd():
     """remote_reconnect: close the relay or make it ready for reconnection (utility client)."""
     with _Session(_settings(), needs=UTILITY) as c:
-        r = c.reconnect()
+        try:
+            r = c.reconnect()
+        except ServiceError as exc:
+            if exc.code == TEMPORARY_FAILURE:
+                raise ServiceError(
+                    "%s: the meter keeps the relay open because it disconnected it itself "
+                    "(ready_for_reconnection, e.g. no credit): IC 70 remote_reconnect only "
+                    "leaves the remotely disconnected state; the supply returns when the meter "
+                    "releases it (a token lifting the balance) or by manual reconnection"
+                    % exc, exc.code) from None
+            raise
     if r.output:
         text = "reconnect done: " + _relay_text(r)
     elif r.control_state == 2:

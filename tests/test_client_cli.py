@@ -328,3 +328,16 @@ def test_reconnect_that_leaves_the_relay_open_says_so(meter_server):
     meter.objects[(70, dc, 3)] = Enum(1)
     r = run(*tcp(srv), "--client", "utility", "reconnect")
     assert r.stdout.startswith("reconnect done: relay CONNECTED"), r.stdout
+
+
+def test_reconnect_refused_by_a_self_disconnected_meter_explains_why(meter_server):
+    """A bijli meter that cut itself (ready_for_reconnection) answers remote_reconnect with
+    temporary-failure (IC 70 has no remote transition out of that state): exit 5 with the
+    reason, not a bare error code."""
+    meter, srv = meter_server
+    dc = Obis("0.0.96.3.10.255")
+    meter.methods[(70, dc, 2)] = lambda params: (2, None)  # temporary-failure
+    r = run(*tcp(srv), "--client", "utility", "reconnect")
+    assert r.exit_code == 5
+    assert "temporary-failure" in r.stderr and "ready_for_reconnection" in r.stderr, r.stderr
+    assert "token" in r.stderr

@@ -679,7 +679,9 @@ def test_s4_daily_profile_over_dlms_audits_to_the_paise(vendor, daily_charge):
     assert len(intervals) == 3 * 96
     assert [t for t, _ in intervals] == [S4_DAY0 + 900 * k for k in range(3 * 96)]
     micro = 0  # cumulative energy cost in micro-paise (mWh x paise/kWh)
-    balance = opening
+    # each day's row holds that day's fixed charge (day 0's was taken at power-up, before the
+    # recharge), so the running balance starts from the credit alone
+    balance = opening + daily_charge
     for k, (start, wh, charge, closing) in enumerate(rows):
         assert wh == day_wh, "day %d: %d Wh metered, the load drew %d Wh" % (k, wh, day_wh)
         day_iv = [iv for iv in intervals if start <= iv[0] < start + DAY]

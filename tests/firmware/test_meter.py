@@ -393,6 +393,18 @@ def test_opening_credit_after_the_first_daily_charge():
     raises(ValueError, m.provision_credit, 100)  # once credit exists, never again
 
 
+def test_each_day_row_holds_its_own_fixed_charge():
+    m = make(0, 0, daily_charge=500)  # starts at local midnight: day 0's charge at power-up
+    m.provision_credit(100000)
+    m.advance_to(DAY0 + 2 * 24 * H + 1)
+    rows = m.dprofile.entries()
+    assert [r[0] for r in rows] == [DAY0, DAY0 + 24 * H]
+    assert [r[3] for r in rows] == [500, 500]  # (start, imp, exp, charge, closing, status)
+    # a day closes before the next day's charge: its closing balance is the day's own
+    assert [r[4] for r in rows] == [99500, 99000]
+    assert m.account.balance == 98500  # day 2's charge, taken at its midnight
+
+
 def test_unreadable_core_record_is_a_clear_error():
     m = make(0, 5000)
     rec = Store(m.hal.nvm).record(1, 2048)
