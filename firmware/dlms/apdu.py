@@ -404,28 +404,55 @@ def _end(apdu, pos):
         raise DecodeError("%d trailing bytes in APDU" % (len(apdu) - pos))
 
 
+def _request(apdu, tag, name):
+    """(choice, invoke) of a request APDU whose first byte must be `tag`."""
+    _need(apdu, 0, 3)
+    if apdu[0] != tag:
+        raise DecodeError("not %s" % name)
+    return apdu[1], apdu[2]
+
+
+def _descriptors(apdu, pos, selective):
+    """A counted list of descriptors (see _descriptor), next pos."""
+    n, pos = _count(apdu, pos)
+    ds = []
+    for _ in range(n):
+        d, pos = _descriptor(apdu, pos, selective)
+        ds.append(d)
+    return ds, pos
+
+
+def _values(apdu, pos):
+    """A counted list of A-XDR data values, next pos."""
+    n, pos = _count(apdu, pos)
+    vs = []
+    for _ in range(n):
+        v, pos = axdr.decode(apdu, pos)
+        vs.append(v)
+    return vs, pos
+
+
+def _datablock(apdu, pos):
+    """DataBlock-SA / action pblock: (last, block number, raw octets), next pos."""
+    _need(apdu, pos, 5)
+    raw, end = _raw(apdu, pos + 5)
+    return (apdu[pos] != 0, _u32(apdu, pos + 1), raw), end
+
+
 def parse_get_request(apdu):
     """GET.request -> (choice, invoke_id_and_priority, body).
 
     NORMAL: body = (class_id, obis, attr, selector, params); NEXT: body = block number;
     WITH_LIST: body = [(class_id, obis, attr, selector, params), ...].
     """
-    _need(apdu, 0, 3)
-    if apdu[0] != GET_REQUEST:
-        raise DecodeError("not a GET.request")
-    choice = apdu[1]
-    invoke = apdu[2]
+    choice, invoke = _request(apdu, GET_REQUEST, "a GET.request")
     if choice == NORMAL:
         body, pos = _descriptor(apdu, 3, True)
     elif choice == NEXT:
         body = _u32(apdu, 3)
         pos = 7
     elif choice == WITH_LIST:
-        n, pos = _count(apdu, 3)
-        body = []
-        for _ in range(n):
-            d, pos = _descriptor(apdu, pos, True)
-            body.append(d)
+        body, pos = _descriptors(apdu, 3, True)
     else:
         raise DecodeError("unknown GET.request choice %d" % choice)
     _end(apdu, pos)
@@ -440,47 +467,25 @@ def parse_set_request(apdu):
     SET_WITH_LIST: ([descriptor...], [value...]);
     SET_WITH_LIST_FIRST_DATABLOCK: ([descriptor...], last, block, raw).
     """
-    _need(apdu, 0, 3)
-    if apdu[0] != SET_REQUEST:
-        raise DecodeError("not a SET.request")
-    choice = apdu[1]
-    invoke = apdu[2]
+    choice, invoke = _request(apdu, SET_REQUEST, "a SET.request")
     pos = 3
     if choice == NORMAL:
         d, pos = _descriptor(apdu, pos, True)
         v, pos = axdr.decode(apdu, pos)
         body = (d, v)
-    elif choice == SET_FIRST_DATABLOCK or choice == SET_WITH_LIST_FIRST_DATABLOCK:
-        if choice == SET_FIRST_DATABLOCK:
-            d, pos = _descriptor(apdu, pos, True)
-        else:
-            n, pos = _count(apdu, pos)
-            d = []
-            for _ in range(n):
-                x, pos = _descriptor(apdu, pos, True)
-                d.append(x)
-        _need(apdu, pos, 5)
-        last = apdu[pos] != 0
-        block = _u32(apdu, pos + 1)
-        raw, pos = _raw(apdu, pos + 5)
-        body = (d, last, block, raw)
+    elif choice == SET_FIRST_DATABLOCK:
+        d, pos = _descriptor(apdu, pos, True)
+        blk, pos = _datablock(apdu, pos)
+        body = (d,) + blk
+    elif choice == SET_WITH_LIST_FIRST_DATABLOCK:
+        ds, pos = _descriptors(apdu, pos, True)
+        blk, pos = _datablock(apdu, pos)
+        body = (ds,) + blk
     elif choice == SET_WITH_DATABLOCK:
-        _need(apdu, pos, 5)
-        last = apdu[pos] != 0
-        block = _u32(apdu, pos + 1)
-        raw, pos = _raw(apdu, pos + 5)
-        body = (last, block, raw)
+        body, pos = _datablock(apdu, pos)
     elif choice == SET_WITH_LIST:
-        n, pos = _count(apdu, pos)
-        ds = []
-        for _ in range(n):
-            x, pos = _descriptor(apdu, pos, True)
-            ds.append(x)
-        m, pos = _count(apdu, pos)
-        vs = []
-        for _ in range(m):
-            v, pos = axdr.decode(apdu, pos)
-            vs.append(v)
+        ds, pos = _descriptors(apdu, pos, True)
+        vs, pos = _values(apdu, pos)
         body = (ds, vs)
     else:
         raise DecodeError("unknown SET.request choice %d" % choice)
@@ -503,11 +508,7 @@ def parse_action_request(apdu):
     ACTION_WITH_FIRST_PBLOCK: ((class_id, obis, method), last, block, raw);
     ACTION_WITH_PBLOCK: (last, block, raw).
     """
-    _need(apdu, 0, 3)
-    if apdu[0] != ACTION_REQUEST:
-        raise DecodeError("not an ACTION.request")
-    choice = apdu[1]
-    invoke = apdu[2]
+    choice, invoke = _request(apdu, ACTION_REQUEST, "an ACTION.request")
     pos = 3
     if choice == NORMAL:
         d, pos = _descriptor(apdu, pos, False)
@@ -517,26 +518,15 @@ def parse_action_request(apdu):
         body = _u32(apdu, pos)
         pos += 4
     elif choice == WITH_LIST:
-        n, pos = _count(apdu, pos)
-        ds = []
-        for _ in range(n):
-            d, pos = _descriptor(apdu, pos, False)
-            ds.append(d)
-        m, pos = _count(apdu, pos)
-        ps = []
-        for _ in range(m):
-            v, pos = axdr.decode(apdu, pos)
-            ps.append(v)
+        ds, pos = _descriptors(apdu, pos, False)
+        ps, pos = _values(apdu, pos)
         body = (ds, ps)
-    elif choice == ACTION_WITH_FIRST_PBLOCK or choice == ACTION_WITH_PBLOCK:
-        d = None
-        if choice == ACTION_WITH_FIRST_PBLOCK:
-            d, pos = _descriptor(apdu, pos, False)
-        _need(apdu, pos, 5)
-        last = apdu[pos] != 0
-        block = _u32(apdu, pos + 1)
-        raw, pos = _raw(apdu, pos + 5)
-        body = (d, last, block, raw) if d is not None else (last, block, raw)
+    elif choice == ACTION_WITH_FIRST_PBLOCK:
+        d, pos = _descriptor(apdu, pos, False)
+        blk, pos = _datablock(apdu, pos)
+        body = (d,) + blk
+    elif choice == ACTION_WITH_PBLOCK:
+        body, pos = _datablock(apdu, pos)
     else:
         raise DecodeError("unknown ACTION.request choice %d" % choice)
     _end(apdu, pos)
