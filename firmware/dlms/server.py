@@ -358,18 +358,25 @@ class Session:
         return A.build_rlre(0, reply_ui)
 
     # -- GET ---------------------------------------------------------------------------------
-    def _read(self, assoc, desc):
-        """Encoded data bytes or an int data-access-result for one attribute descriptor."""
-        class_id, obis, attr, selector, params = desc
+    def _attribute(self, assoc, class_id, obis, attr, need):
+        """The object holding an attribute when this association has `need` (READ or WRITE)
+        on it, else the int data-access-result refusing the access."""
         entry = self.server.table.find(class_id, obis)
         if entry is None:
             return A.OBJECT_UNDEFINED
-        obj, _version, rights = entry
-        acc = attr_access(rights, assoc.client_sap, attr)
+        acc = attr_access(entry[2], assoc.client_sap, attr)
         if acc is None:
             return A.OBJECT_UNDEFINED
-        if attr < 1 or not acc & READ:
+        if attr < 1 or not acc & need:
             return A.READ_WRITE_DENIED
+        return entry[0]
+
+    def _read(self, assoc, desc):
+        """Encoded data bytes or an int data-access-result for one attribute descriptor."""
+        class_id, obis, attr, selector, params = desc
+        obj = self._attribute(assoc, class_id, obis, attr, READ)
+        if isinstance(obj, int):
+            return obj
         if attr == 1 and not selector:
             return axdr.encode((axdr.OCTET_STRING, obis))
         try:
@@ -423,15 +430,9 @@ class Session:
     # -- SET ---------------------------------------------------------------------------------
     def _write(self, assoc, desc, value):
         class_id, obis, attr, _selector, _params = desc
-        entry = self.server.table.find(class_id, obis)
-        if entry is None:
-            return A.OBJECT_UNDEFINED
-        obj, _version, rights = entry
-        acc = attr_access(rights, assoc.client_sap, attr)
-        if acc is None:
-            return A.OBJECT_UNDEFINED
-        if attr < 1 or not acc & WRITE:
-            return A.READ_WRITE_DENIED
+        obj = self._attribute(assoc, class_id, obis, attr, WRITE)
+        if isinstance(obj, int):
+            return obj
         try:
             r = obj.set(attr, value, assoc)
             return r & 0xFF if isinstance(r, int) else A.OTHER_REASON
