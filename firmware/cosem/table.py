@@ -706,7 +706,19 @@ MECHANISMS = {PUBLIC: 0, READER: 1, UTILITY: 5}
 DEFAULT_CONFORMANCE = 0x00501F  # informative; the server's negotiated block wins
 
 
-class CurrentAssociation(base.CosemObject):
+class _AssocAware(base.CosemObject):
+    """A COSEM object whose attribute getters read `o._assoc`, the asking association."""
+
+    def get(self, attr_id, selector, params, assoc):
+        """As CosemObject.get, remembering the asking association for per-association answers."""
+        self._assoc = assoc
+        try:
+            return base.CosemObject.get(self, attr_id, selector, params, assoc)
+        finally:
+            self._assoc = None
+
+
+class CurrentAssociation(_AssocAware):
     """IC 15 (version 1): object_list per association; method 1 is served by the DLMS core."""
 
     def __init__(self, m, model):
@@ -721,14 +733,6 @@ class CurrentAssociation(base.CosemObject):
             Attr(9, D.OCTET_STRING, PUBLIC, get=lambda o: SECURITY_SETUP),
         ), (Method(1, UTILITY, lambda o, p, a: (base.OTHER_REASON, None)),), m, "current association")
         self._assoc = None
-
-    def get(self, attr_id, selector, params, assoc):
-        """As CosemObject.get, remembering the asking association for per-association answers."""
-        self._assoc = assoc
-        try:
-            return base.CosemObject.get(self, attr_id, selector, params, assoc)
-        finally:
-            self._assoc = None
 
 
 def _assoc_object_list(o):
@@ -876,7 +880,7 @@ def policy_objects(m):
 
 
 # --- security setup (IC 64) ---------------------------------------------------------------------
-class SecuritySetup(base.CosemObject):
+class SecuritySetup(_AssocAware):
     """IC 64 (version 0) 0.0.43.0.0.255: suite 0, authenticated and encrypted messages, system
     titles. Read-only: keys are provisioned, not transferred over the wire (key transfer needs
     AES key unwrap, i.e. AES decryption, which the firmware's forward-only cipher lacks)."""
@@ -890,14 +894,6 @@ class SecuritySetup(base.CosemObject):
             Attr(4, D.OCTET_STRING, READER, get=_client_title),
             Attr(5, D.OCTET_STRING, READER, get=lambda o: o.model.system_title or b""),
         ), (), m, "security setup")
-
-    def get(self, attr_id, selector, params, assoc):
-        """As CosemObject.get, remembering the asking association (client system title)."""
-        self._assoc = assoc
-        try:
-            return base.CosemObject.get(self, attr_id, selector, params, assoc)
-        finally:
-            self._assoc = None
 
 
 def _client_title(o):
