@@ -34,8 +34,8 @@ def parse_host_port(text, default_port=DEFAULT_PORT):
     return host, port
 
 
-class TcpTransport:
-    """Blocking TCP client; see `protocol.transport` for the API."""
+class _TcpClient:
+    """Settings, repr and LinkErrors shared by the blocking and the asyncio TCP client."""
 
     def __init__(self, host, port=DEFAULT_PORT, timeout=5.0, connect_timeout=5.0,
                  retries=2, retry_delay=0.5):
@@ -45,10 +45,22 @@ class TcpTransport:
         self.connect_timeout = connect_timeout
         self.retries = retries
         self.retry_delay = retry_delay
-        self._sock = None
 
     def __repr__(self):
-        return "TcpTransport(%s:%d)" % (self.host, self.port)
+        return "%s(%s:%d)" % (type(self).__name__, self.host, self.port)
+
+    def _link_error(self, what):
+        return LinkError("TCP connection to %s:%d %s" % (self.host, self.port, what))
+
+    def _connect_error(self, last):
+        return LinkError("cannot connect to %s:%d after %d attempt(s): %s"
+                         % (self.host, self.port, self.retries + 1, _why(last)))
+
+
+class TcpTransport(_TcpClient):
+    """Blocking TCP client; see `protocol.transport` for the API."""
+
+    _sock = None
 
     @property
     def is_open(self):
@@ -74,8 +86,7 @@ class TcpTransport:
                 pass  # the peer may already have gone; reads and writes will say so
             self._sock = sock
             return self
-        raise LinkError("cannot connect to %s:%d after %d attempt(s): %s"
-                        % (self.host, self.port, self.retries + 1, _why(last)))
+        raise self._connect_error(last)
 
     def close(self):
         """Close the connection (idempotent, never raises)."""
@@ -94,7 +105,7 @@ class TcpTransport:
 
     def _need_sock(self):
         if self._sock is None:
-            raise LinkError("TCP connection to %s:%d is not open" % (self.host, self.port))
+            raise self._link_error("is not open")
         return self._sock
 
     def write(self, data):
@@ -105,8 +116,7 @@ class TcpTransport:
             sock.sendall(data)
         except OSError as exc:
             self.close()
-            raise LinkError("TCP connection to %s:%d failed while sending: %s"
-                            % (self.host, self.port, _why(exc))) from None
+            raise self._link_error("failed while sending: %s" % _why(exc)) from None
 
     def read(self, timeout=None):
         """Wait up to `timeout` s (default: the transport's) for data; b"" on timeout;
@@ -119,30 +129,18 @@ class TcpTransport:
             return b""
         except OSError as exc:
             self.close()
-            raise LinkError("TCP connection to %s:%d dropped: %s"
-                            % (self.host, self.port, _why(exc))) from None
+            raise self._link_error("dropped: %s" % _why(exc)) from None
         if not data:
             self.close()
             raise LinkError("TCP connection closed by %s:%d" % (self.host, self.port))
         return data
 
 
-class AsyncTcpTransport:
+class AsyncTcpTransport(_TcpClient):
     """asyncio TCP client with the same behaviour as TcpTransport (methods are coroutines)."""
 
-    def __init__(self, host, port=DEFAULT_PORT, timeout=5.0, connect_timeout=5.0,
-                 retries=2, retry_delay=0.5):
-        self.host = host
-        self.port = port
-        self.timeout = timeout
-        self.connect_timeout = connect_timeout
-        self.retries = retries
-        self.retry_delay = retry_delay
-        self._reader = None
-        self._writer = None
-
-    def __repr__(self):
-        return "AsyncTcpTransport(%s:%d)" % (self.host, self.port)
+    _reader = None
+    _writer = None
 
     @property
     def is_open(self):
@@ -163,8 +161,7 @@ class AsyncTcpTransport:
                 return self
             except (TimeoutError, OSError) as exc:
                 last = exc
-        raise LinkError("cannot connect to %s:%d after %d attempt(s): %s"
-                        % (self.host, self.port, self.retries + 1, _why(last)))
+        raise self._connect_error(last)
 
     async def close(self):
         """Close the connection (idempotent, never raises)."""
@@ -185,19 +182,18 @@ class AsyncTcpTransport:
     async def write(self, data):
         """Send all bytes; LinkError if the connection fails."""
         if self._writer is None:
-            raise LinkError("TCP connection to %s:%d is not open" % (self.host, self.port))
+            raise self._link_error("is not open")
         try:
             self._writer.write(data)
             await asyncio.wait_for(self._writer.drain(), self.timeout)
         except (TimeoutError, OSError) as exc:
             await self.close()
-            raise LinkError("TCP connection to %s:%d failed while sending: %s"
-                            % (self.host, self.port, _why(exc))) from None
+            raise self._link_error("failed while sending: %s" % _why(exc)) from None
 
     async def read(self, timeout=None):
         """Wait up to `timeout` s for data; b"" on timeout; LinkError when the peer closed."""
         if self._reader is None:
-            raise LinkError("TCP connection to %s:%d is not open" % (self.host, self.port))
+            raise self._link_error("is not open")
         try:
             data = await asyncio.wait_for(self._reader.read(READ_SIZE),
                                           self.timeout if timeout is None else max(0.0, timeout))
@@ -205,8 +201,7 @@ class AsyncTcpTransport:
             return b""
         except OSError as exc:
             await self.close()
-            raise LinkError("TCP connection to %s:%d dropped: %s"
-                            % (self.host, self.port, _why(exc))) from None
+            raise self._link_error("dropped: %s" % _why(exc)) from None
         if not data:
             await self.close()
             raise LinkError("TCP connection closed by %s:%d" % (self.host, self.port))
