@@ -10,6 +10,7 @@ from firmware.cosem.base import UTILITY
 from firmware.hal.sim import ConstantLoad
 from firmware.relay import READY_FOR_RECONNECTION
 from tests.firmware import cosem_meter
+from tests.firmware.util import FakeUart
 
 T0 = 1767225600  # 2026-01-01 00:00:00 UTC (05:30 IST)
 
@@ -435,26 +436,6 @@ def test_security_setup_read_only():
     assert sec.set(2, (D.ENUM, 0), 0x30) == base.READ_WRITE_DENIED
     assoc = model.find(15, table.CURRENT_ASSOCIATION)
     assert assoc.get(9, 0, None, 0x10) == D.octets(table.SECURITY_SETUP)
-
-
-class FakeUart:
-    """machine.UART stand-in: `rx` is what the line delivers, `tx` what the meter sent."""
-
-    def __init__(self):
-        self.rx = b""
-        self.tx = b""
-
-    def any(self):
-        return len(self.rx)
-
-    def read(self, n):
-        d = self.rx[:n]
-        self.rx = self.rx[n:]
-        return d
-
-    def write(self, b):
-        self.tx += bytes(b)
-        return len(b)
 
 
 def test_uart_service_serves_hdlc_and_pushes():

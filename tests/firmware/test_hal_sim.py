@@ -13,7 +13,7 @@ from firmware.hal.sim import (
     SimRelay,
     parse_load,
 )
-from tests.firmware.util import raises
+from tests.firmware.util import FakeUart, raises
 
 T0 = 1767225600  # 2026-01-01 00:00 UTC
 
@@ -260,22 +260,6 @@ class _FakePin:
         self.handler = handler
 
 
-class _FakeUart:
-    def __init__(self, ident, baud):
-        self.rx = b""
-        self.tx = b""
-
-    def any(self):
-        return len(self.rx)
-
-    def read(self, n):
-        data, self.rx = self.rx[:n], self.rx[n:]
-        return data
-
-    def write(self, data):
-        self.tx += data
-
-
 class _FakeRtc:
     def __init__(self):
         self.set = None
@@ -296,7 +280,7 @@ class _FakeMachine:
     """Enough of MicroPython's `machine` for the board HAL."""
 
     Pin = _FakePin
-    UART = _FakeUart
+    UART = FakeUart
     RTC = _FakeRtc
     WDT = _FakeWdt
 
@@ -395,7 +379,7 @@ def test_board_line_port():
     hal = SimHal(SimClock(T0), ConstantLoad(100))
     meter = Meter(hal, Config(meter_id="LP1"))
     meter.provision_credit(12345)
-    uart = _FakeUart(1, 9600)
+    uart = FakeUart(1, 9600)
     port = LinePort(uart)
     uart.rx = b"BAL\nTOKEN 1234"
     port.poll(meter)

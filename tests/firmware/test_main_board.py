@@ -9,27 +9,9 @@ from firmware.hal.sim import ConstantLoad, SimClock, SimHal
 from firmware.meter import Meter
 from firmware.storage import Store
 from tests.firmware import dlms_client as dc
+from tests.firmware.util import FakeUart
 
 T0 = 1767225600
-
-
-class FakeUart:
-    """machine.UART stand-in: bytes written by the 'client' are read by the meter."""
-
-    def __init__(self):
-        self.rx = b""
-        self.tx = b""
-
-    def any(self):
-        return len(self.rx)
-
-    def read(self, n):
-        data, self.rx = self.rx[:n], self.rx[n:]
-        return data
-
-    def write(self, data):
-        self.tx += bytes(data)
-        return len(data)
 
 
 def _board(nvm):

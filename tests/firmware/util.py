@@ -33,3 +33,24 @@ class Recorder:
     def clear(self):
         """Forget every recorded event."""
         self.events = []
+
+
+class FakeUart:
+    """machine.UART stand-in: `rx` is what the line delivers, `tx` what the meter sent.
+
+    Takes (and ignores) machine.UART's (id, baudrate) so it can stand in for the class too."""
+
+    def __init__(self, *_args):
+        self.rx = b""
+        self.tx = b""
+
+    def any(self):
+        return len(self.rx)
+
+    def read(self, n):
+        data, self.rx = self.rx[:n], self.rx[n:]
+        return data
+
+    def write(self, data):
+        self.tx += bytes(data)
+        return len(data)
