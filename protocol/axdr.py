@@ -920,9 +920,6 @@ class _VarLength(cs.Construct):
         cs.stream_write(stream, encode_length(obj), len(encode_length(obj)), path)
         return obj
 
-    def _sizeof(self, context, path):
-        raise cs.SizeofError(path=path)
-
 
 VarLength = _VarLength()
 """construct: A-XDR / BER definite length."""
@@ -992,9 +989,6 @@ class _AxdrData(cs.Construct):
         raw = encode(obj)
         cs.stream_write(stream, raw, len(raw), path)
         return obj
-
-    def _sizeof(self, context, path):
-        raise cs.SizeofError(path=path)
 
 
 AxdrData = _AxdrData()

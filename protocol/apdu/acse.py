@@ -134,9 +134,6 @@ class _ResponseAllowed(cs.Construct):
         cs.stream_write(stream, b"\x00" if obj else b"\x01\x00", 1 if obj else 2, path)
         return obj
 
-    def _sizeof(self, context, path):
-        raise cs.SizeofError(path=path)
-
 
 @dataclass(slots=True)
 class InitiateRequest(Apdu):

@@ -190,9 +190,6 @@ class _OctetString(cs.Construct):
         cs.stream_write(stream, data, len(data), path)
         return obj
 
-    def _sizeof(self, context, path):
-        raise cs.SizeofError(path=path)
-
 
 OctetStringField = _OctetString()
 """construct: A-XDR OCTET STRING (length then octets)."""
@@ -290,9 +287,6 @@ class _GetDataResult(cs.Construct):
             AxdrData._build(obj, stream, context, path)
         return obj
 
-    def _sizeof(self, context, path):
-        raise cs.SizeofError(path=path)
-
 
 GET_DATA_RESULT = _GetDataResult()
 """construct: Get-Data-Result (data value or DataAccessResult)."""
@@ -322,9 +316,6 @@ class _RawDataChoice(cs.Construct):
             cs.stream_write(stream, b"\x00", 1, path)
             OctetStringField._build(bytes(obj), stream, context, path)
         return obj
-
-    def _sizeof(self, context, path):
-        raise cs.SizeofError(path=path)
 
 
 RAW_DATA_OR_RESULT = _RawDataChoice()

@@ -40,9 +40,6 @@ class _OptionalDateTime(cs.Construct):
             cs.stream_write(stream, bytes((len(raw),)) + raw, len(raw) + 1, path)
         return obj
 
-    def _sizeof(self, context, path):
-        raise cs.SizeofError(path=path)
-
 
 @dataclass(slots=True)
 class DataNotification(Apdu):
@@ -90,9 +87,6 @@ class _ServiceError(cs.Construct):
         else:
             cs.stream_write(stream, bytes((code,)), 1, path)
         return obj
-
-    def _sizeof(self, context, path):
-        raise cs.SizeofError(path=path)
 
 
 @dataclass(slots=True)
