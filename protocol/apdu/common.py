@@ -195,6 +195,13 @@ OctetStringField = _OctetString()
 """construct: A-XDR OCTET STRING (length then octets)."""
 
 
+def _check_descriptor(desc, member_id, kind):
+    """Make desc.instance_id an Obis; EncodeError if class-id or `member_id` is out of range."""
+    object.__setattr__(desc, "instance_id", Obis.parse(desc.instance_id))
+    if not 0 <= desc.class_id <= 0xFFFF or not 0 <= member_id <= 0xFF:
+        raise EncodeError("%s descriptor out of range: %r" % (kind, desc))
+
+
 @dataclass(frozen=True, slots=True)
 class AttributeDescriptor:
     """Cosem-Attribute-Descriptor: class-id, instance-id (logical name), attribute-id."""
@@ -204,9 +211,7 @@ class AttributeDescriptor:
     attribute_id: int
 
     def __post_init__(self):
-        object.__setattr__(self, "instance_id", Obis.parse(self.instance_id))
-        if not 0 <= self.class_id <= 0xFFFF or not 0 <= self.attribute_id <= 0xFF:
-            raise EncodeError("attribute descriptor out of range: %r" % (self,))
+        _check_descriptor(self, self.attribute_id, "attribute")
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,9 +223,7 @@ class MethodDescriptor:
     method_id: int
 
     def __post_init__(self):
-        object.__setattr__(self, "instance_id", Obis.parse(self.instance_id))
-        if not 0 <= self.class_id <= 0xFFFF or not 0 <= self.method_id <= 0xFF:
-            raise EncodeError("method descriptor out of range: %r" % (self,))
+        _check_descriptor(self, self.method_id, "method")
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,8 +235,11 @@ class AccessSelection:
 
 
 class _DescriptorAdapter(cs.Adapter):
-    def __init__(self, subcon, cls, third):
-        super().__init__(subcon)
+    """class-id (uint16), instance-id (OBIS), then `third` (uint8) as a `cls` instance."""
+
+    def __init__(self, cls, third):
+        super().__init__(cs.Struct("class_id" / cs.Int16ub, "instance_id" / ObisField,
+                                   third / cs.Int8ub))
         self.cls = cls
         self.third = third
 
@@ -247,14 +253,10 @@ class _DescriptorAdapter(cs.Adapter):
                 self.third: getattr(obj, self.third)}
 
 
-ATTRIBUTE_DESCRIPTOR = _DescriptorAdapter(
-    cs.Struct("class_id" / cs.Int16ub, "instance_id" / ObisField, "attribute_id" / cs.Int8ub),
-    AttributeDescriptor, "attribute_id")
+ATTRIBUTE_DESCRIPTOR = _DescriptorAdapter(AttributeDescriptor, "attribute_id")
 """construct: Cosem-Attribute-Descriptor."""
 
-METHOD_DESCRIPTOR = _DescriptorAdapter(
-    cs.Struct("class_id" / cs.Int16ub, "instance_id" / ObisField, "method_id" / cs.Int8ub),
-    MethodDescriptor, "method_id")
+METHOD_DESCRIPTOR = _DescriptorAdapter(MethodDescriptor, "method_id")
 """construct: Cosem-Method-Descriptor."""
 
 ACCESS_SELECTION = Optional(cs.ExprAdapter(
