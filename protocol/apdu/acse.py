@@ -276,9 +276,7 @@ class _AcseApdu:
             if other:
                 kwargs["other_fields"] = tuple(other)
             return cls(**cls._from_fields(kwargs))
-        except DecodeError as exc:
-            raise DecodeError("%s: %s" % (cls.__name__, exc)) from None
-        except (TypeError, ValueError, cs.ConstructError) as exc:
+        except (DecodeError, TypeError, ValueError, cs.ConstructError) as exc:
             raise DecodeError("%s: %s" % (cls.__name__, exc)) from None
 
     @classmethod
