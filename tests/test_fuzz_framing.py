@@ -100,16 +100,22 @@ def test_mutated_frames_fast_and_construct_paths_agree(frame, data):
         assert (fast == ref) or (not isinstance(fast, Frame) and not isinstance(ref, Frame))
 
 
-@given(st.lists(frames(max_info=80), max_size=6), st.data())
-def test_stream_split_anywhere_gives_the_same_frames(frame_list, data):
-    stream = b"".join(f.encode() for f in frame_list)
-    cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=8)))
-    d = FrameDecoder()
+def _feed_split(decoder, stream, data, max_cuts):
+    """Feed `stream` to `decoder` in pieces cut at up to `max_cuts` drawn places; all it gave."""
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=max_cuts)))
     got = []
     prev = 0
     for c in cuts + [len(stream)]:
-        got += d.feed(stream[prev:c])
+        got += decoder.feed(stream[prev:c])
         prev = c
+    return got
+
+
+@given(st.lists(frames(max_info=80), max_size=6), st.data())
+def test_stream_split_anywhere_gives_the_same_frames(frame_list, data):
+    stream = b"".join(f.encode() for f in frame_list)
+    d = FrameDecoder()
+    got = _feed_split(d, stream, data, 8)
     assert got == frame_list
     assert d.errors == 0
 
@@ -119,13 +125,7 @@ def test_stream_split_anywhere_gives_the_same_frames(frame_list, data):
 def test_stream_with_garbage_never_raises_and_is_split_invariant(parts, data):
     stream = b"".join(parts)
     whole = FrameDecoder().feed(stream)
-    cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=6)))
-    d = FrameDecoder()
-    got = []
-    prev = 0
-    for c in cuts + [len(stream)]:
-        got += d.feed(stream[prev:c])
-        prev = c
+    got = _feed_split(FrameDecoder(), stream, data, 6)
     assert got == whole
     for f in got:
         assert isinstance(f, Frame)
@@ -187,14 +187,7 @@ def test_wrapper_arbitrary_bytes(data):
 @given(st.lists(pdus, max_size=6), st.data())
 def test_wrapper_stream_split_anywhere(pdu_list, data):
     stream = b"".join(p.encode() for p in pdu_list)
-    cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=8)))
-    d = WrapperDecoder()
-    got = []
-    prev = 0
-    for c in cuts + [len(stream)]:
-        got += d.feed(stream[prev:c])
-        prev = c
-    assert got == pdu_list
+    assert _feed_split(WrapperDecoder(), stream, data, 8) == pdu_list
 
 
 @st.composite
