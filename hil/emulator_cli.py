@@ -203,23 +203,16 @@ class Run:
     def step(self, fast=False):
         """Advance: to the simulated clock (real-time mode) or one chunk (fast mode)."""
         m = self.meter
+        target = m.now() + FAST_CHUNK_S if fast else self.em.clock.time()
+        if self.end_s is not None and target > self.end_s:
+            target = self.end_s
+        while self.tokens and self.tokens[0][0] <= target:
+            due, digits = self.tokens.pop(0)
+            m.advance_to(max(due, m.now()))
+            self._enter(digits, "scheduled")
         if fast:
-            target = m.now() + FAST_CHUNK_S
-            if self.end_s is not None and target > self.end_s:
-                target = self.end_s
-            while self.tokens and self.tokens[0][0] <= target:
-                due, digits = self.tokens.pop(0)
-                m.advance_to(max(due, m.now()))
-                self._enter(digits, "scheduled")
             m.advance_to(target)
         else:
-            now = self.em.clock.time()
-            if self.end_s is not None and now > self.end_s:
-                now = self.end_s
-            while self.tokens and self.tokens[0][0] <= now:
-                due, digits = self.tokens.pop(0)
-                m.advance_to(max(due, m.now()))
-                self._enter(digits, "scheduled")
             # follow the clock, never past the end: exact however late this poll comes
             m.tick(self.end_s)
         if self.read_lines is not None:
