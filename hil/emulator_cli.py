@@ -402,10 +402,9 @@ def run(speed, load, state_dir, duration, start, balance, meter_id, token_specs,
     """Run an emulated meter and show what it does."""
     from firmware.config import Config
     from firmware.hal.sim import parse_load
-    from firmware.storage import StoreError
     from firmware.timeutil import format_local
     from headend.vending import DEMO_KEY_WARNING
-    from hil.serve import EmulatedMeter, demo_vending_key
+    from hil.serve import demo_vending_key, start_meter
 
     cfg = Config()
     tz = cfg.tz_offset_s
@@ -420,17 +419,10 @@ def run(speed, load, state_dir, duration, start, balance, meter_id, token_specs,
         raise click.BadParameter(str(e)) from None
     if start_s is None and state_dir:
         start_s = saved_clock(state_dir)  # a simulated meter resumes where it stopped
-    try:
-        # the clock starts paused; it runs from the first step of the loop (exact start)
-        em = EmulatedMeter(state_dir, 0, meter_id, load, start_s=start_s,
-                           opening_paise=(100 if balance is None else balance) * 100,
-                           config=cfg, vending_key=demo_vending_key())
-    except StoreError as e:
-        raise click.ClickException(
-            "cannot start the meter: %s; the state in %s is kept as it is (move it away to "
-            "start a new meter)" % (e, state_dir)) from None
-    except (ValueError, OSError) as e:
-        raise click.ClickException("cannot start the meter: %s" % e) from None
+    # the clock starts paused; it runs from the first step of the loop (exact start)
+    em = start_meter(state_dir, 0, meter_id, load, start_s=start_s,
+                     opening_paise=(100 if balance is None else balance) * 100,
+                     config=cfg, vending_key=demo_vending_key())
     m = em.meter
     tz = m.config.tz_offset_s
     given_id = click.get_current_context().get_parameter_source("meter_id")

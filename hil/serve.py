@@ -799,6 +799,19 @@ def _fmt_time(em):
     return format_local(em.meter.now(), em.meter.config.tz_offset_s) + " local"
 
 
+def start_meter(state_dir, *args, **kwargs):
+    """EmulatedMeter(state_dir, ...) for a command line: a state it cannot open or a bad
+    setting becomes a ClickException (the state on disk is kept as it is)."""
+    try:
+        return EmulatedMeter(state_dir, *args, **kwargs)
+    except StoreError as e:
+        raise click.ClickException(
+            "cannot start the meter: %s; the state in %s is kept as it is (move it away to "
+            "start a new meter)" % (e, state_dir)) from None
+    except (ValueError, OSError) as e:
+        raise click.ClickException("cannot start the meter: %s" % e) from None
+
+
 @click.command("serve")
 @click.option("--tcp", "tcp", default=None, metavar="HOST:PORT",
               help="Serve the DLMS wrapper on TCP (default %s unless a serial line is given)." % DEFAULT_TCP)
@@ -846,15 +859,7 @@ def serve(tcp, serial_port, pty, state_dir, speed, meter_id, load, push, credit,
                                      "password", param_hint="--keys")
         secrets = {"block_key": k.block_cipher_key, "auth_key": k.authentication_key,
                    "password": k.password}
-    try:
-        em = EmulatedMeter(state_dir, speed, meter_id, load, opening_paise=credit * 100,
-                           **secrets)
-    except StoreError as e:
-        raise click.ClickException(
-            "cannot start the meter: %s; the state in %s is kept as it is (move it away to "
-            "start a new meter)" % (e, state_dir)) from None
-    except (ValueError, OSError) as e:
-        raise click.ClickException("cannot start the meter: %s" % e) from None
+    em = start_meter(state_dir, speed, meter_id, load, opening_paise=credit * 100, **secrets)
     em.keys_source = keys_file
     try:
         asyncio.run(serve_async(em, tcp, serial_port, pty, push, click.echo))
