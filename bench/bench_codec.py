@@ -69,10 +69,6 @@ def profile_apdu():
     return GetResponseNormal(profile_rows(), 0xC1).encode()
 
 
-def get_request_plain():
-    return GetRequestNormal(AttributeDescriptor(3, "1.0.1.8.0.255", 2), None, 0xC1)
-
-
 # ---------------------------------------------------------------- bijli
 
 

@@ -250,18 +250,3 @@ def obis(a, b, c, d, e, f=255):
 def obis_text(o):
     """'a.b.c.d.e.f' of 6 OBIS bytes."""
     return "%d.%d.%d.%d.%d.%d" % tuple(o)
-
-
-def parse_obis(text):
-    """6 OBIS bytes from 'a.b.c.d.e.f' (also accepts 'a-b:c.d.e*f'); ValueError if malformed."""
-    t = text.strip().replace("-", ".").replace(":", ".").replace("*", ".")
-    parts = t.split(".")
-    if len(parts) == 5:
-        parts.append("255")
-    if len(parts) != 6:
-        raise ValueError("OBIS needs 6 groups: %r" % (text,))
-    vals = [int(p) for p in parts]
-    for v in vals:
-        if v < 0 or v > 255:
-            raise ValueError("OBIS group out of range: %r" % (text,))
-    return bytes(vals)

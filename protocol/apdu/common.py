@@ -393,8 +393,3 @@ def entry_descriptor(from_entry=1, to_entry=0, from_selected_value=1, to_selecte
     return AccessSelection(ENTRY_DESCRIPTOR, Structure([
         UInt32(from_entry), UInt32(to_entry), UInt16(from_selected_value),
         UInt16(to_selected_value)]))
-
-
-def count_field():
-    """construct: a SEQUENCE OF count (A-XDR variable length)."""
-    return VarLength
