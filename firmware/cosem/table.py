@@ -210,20 +210,15 @@ def clock_object(m):
 
 
 # --- disconnect control (IC 70) and limiter (IC 71) --------------------------------------
-def _dc_disconnect(o, params, assoc):
-    if params is not None and params[0] not in D.INT_TAGS:
-        return base.TYPE_UNMATCHED, None
-    if not bind.remote_disconnect(o.ctx):
-        return base.TEMPORARY_FAILURE, None
-    return OK, None
-
-
-def _dc_reconnect(o, params, assoc):
-    if params is not None and params[0] not in D.INT_TAGS:
-        return base.TYPE_UNMATCHED, None
-    if not bind.remote_reconnect(o.ctx):
-        return base.TEMPORARY_FAILURE, None
-    return OK, None
+def _dc_method(act):
+    """IC 70 method 1/2 (optional integer parameter): `act(meter)` False -> temporary-failure."""
+    def method(o, params, assoc):
+        if params is not None and params[0] not in D.INT_TAGS:
+            return base.TYPE_UNMATCHED, None
+        if not act(o.ctx):
+            return base.TEMPORARY_FAILURE, None
+        return OK, None
+    return method
 
 
 def _dc_set_mode(o, tv):
@@ -248,8 +243,8 @@ def disconnect_object(m):
         Attr(3, D.ENUM, PUBLIC, get=lambda o: bind.relay(o.ctx).control_state),
         Attr(4, D.ENUM, READER, UTILITY, lambda o: bind.relay(o.ctx).control_mode, _dc_set_mode),
     ), (
-        Method(1, UTILITY, _dc_disconnect),
-        Method(2, UTILITY, _dc_reconnect),
+        Method(1, UTILITY, _dc_method(bind.remote_disconnect)),
+        Method(2, UTILITY, _dc_method(bind.remote_reconnect)),
     ), m, "disconnect control")
 
 
