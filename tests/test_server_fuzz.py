@@ -7,7 +7,7 @@ import select
 import socket
 import time
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from firmware.dlms import hdlc, wrapper
@@ -223,6 +223,7 @@ def _utility_client(st_):
 @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
 @given(st.sampled_from([ACTION_DISCONNECT, SET_CLOCK, GET_BALANCE]), st.integers(0, 70),
        st.integers(1, 255), st.booleans())
+@example(SET_CLOCK, 0, 0xA9, False)  # glo-set-request tag 0xC9 ^ 0xA9 = 0x60: an AARQ
 def test_tcp_tampered_ciphered_requests_in_utility_association(plain, pos, xor, general):
     """A ciphered request of the utility association with any byte changed is refused with an
     error answer (never executed): the relay stays on, the clock unchanged, and the
@@ -238,7 +239,13 @@ def test_tcp_tampered_ciphered_requests_in_utility_association(plain, pos, xor, 
             reply = c.exchange(bytes(raw))
         except Exception:  # noqa: BLE001 - the meter may drop the frame (timeout): fine
             reply = None
-        if reply is not None:
+        if reply is not None and reply[0] == 0x61:
+            # the change turned the envelope's tag into AARQ (0x60): an association request,
+            # which must be refused (it carries no valid AARQ), never accepted
+            from protocol.apdu import AARE, decode_apdu
+            aare = decode_apdu(reply)
+            assert isinstance(aare, AARE) and aare.result != 0, reply.hex()
+        elif reply is not None:
             assert reply[0] in (0xD8, 0x0E) or reply[0] in (0xCC, 0xCD, 0xCF, 0xDB), reply.hex()
             if reply[0] not in (0xD8, 0x0E):  # a ciphered answer must be an error
                 inner = c.core.security.unprotect(reply)
