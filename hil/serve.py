@@ -826,8 +826,8 @@ def start_meter(state_dir, *args, **kwargs):
 @click.option("--load", default="household", show_default=True,
               help="Load model: constant:W, household[:SCALE_PCT[:NOISE_PCT[:SEED]]], csv:PATH.")
 @click.option("--push", default=None, metavar="HOST:PORT", help="Push destination for alerts.")
-@click.option("--credit", default=0, type=click.IntRange(min=0),
-              help="Opening balance in rupees for a new meter.")
+@click.option("--credit", default=100, type=click.IntRange(min=0), show_default=True,
+              help="Opening balance in rupees for a new meter (as `bijli meter run`).")
 @click.option("--keys", "keys_file", default=None, type=click.Path(dir_okay=False),
               help="JSON key file (block_cipher_key, authentication_key, password), the format "
                    "of `bijli client --keys`. Default: the INSECURE DLMS demo keys.")
