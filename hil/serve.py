@@ -38,6 +38,7 @@ from firmware.cosem.service import (  # noqa: F401 - re-exported for the demo an
     DEMO_AUTH_KEY,
     DEMO_BLOCK_KEY,
     DEMO_PASSWORD,
+    CounterReservation,
     system_title_for,
 )
 from firmware.dlms import FramingError, ObjectTable
@@ -137,8 +138,7 @@ class EmulatedMeter:
             self.password = password
             self.keys_source = None  # where non-demo keys came from (for the banner)
             self._server = None
-            self._ic_reserved = 0  # no invocation counter above this is saved as possibly used
-            self._counters_saved = {}
+            self._counters = None  # CounterReservation over the state dir's DLMS file
             self.requests = 0
         except BaseException:
             if isinstance(nvm, FileNVM):
@@ -149,25 +149,17 @@ class EmulatedMeter:
     def server(self):
         """The DLMS server core (created on first use)."""
         if self._server is None:
-            self._server = _make_server(self)
+            self._server, self._counters = _make_server(self)
             self.save_dlms_ahead()
         return self._server
 
     def save_dlms_ahead(self):
-        """Keep the saved DLMS state ahead of use (called after every request): our invocation
-        counter is reserved IC_AHEAD beyond the one in use before it is used, so a crash or a
-        kill -9 can never make the meter reuse a GCM IV under its keys; client counters
-        accepted since the last save are written too."""
-        srv = self._server
-        if srv is None or not self.state_dir:
-            return
-        reserve = self._ic_reserved
-        if srv.invocation_counter + IC_AHEAD // 2 > reserve:
-            reserve = srv.invocation_counter + IC_AHEAD
-        if reserve != self._ic_reserved or srv.counters.last != self._counters_saved:
-            _write_dlms_state(self.state_dir, srv, reserve, sync=reserve != self._ic_reserved)
-            self._ic_reserved = reserve
-            self._counters_saved = dict(srv.counters.last)
+        """Keep the saved DLMS state ahead of use (called after every request; the rule is the
+        firmware's CounterReservation): our invocation counter is reserved IC_AHEAD beyond the
+        one in use before it is used, so a crash or a kill -9 can never make the meter reuse a
+        GCM IV under its keys; client counters accepted since the last save are written too."""
+        if self._server is not None and self.state_dir:
+            self._counters.update(self._server)
 
     def tick(self):
         """Advance the meter to the simulated clock; returns pushes [(dest, transport, apdu)]."""
@@ -253,16 +245,22 @@ IC_AHEAD = 100000  # our invocation counter is saved this far ahead of use (neve
 
 
 def _make_server(em):
-    """The firmware DLMS server over the object table with the association keys.
+    """(the firmware DLMS server over the object table with the association keys, the
+    CounterReservation that keeps its counters saved in the state dir).
 
     The saved counter is a bound: no counter above it was ever used (see save_dlms_ahead),
     so the meter continues from there after a clean stop, a crash or a power cut alike."""
     from firmware.dlms import server as fw_server
     ic, counters = _read_dlms_state(em.state_dir)
-    return fw_server.DlmsServer(
+    server = fw_server.DlmsServer(
         em.table, em.system_title, os.urandom, ek=em.block_key, ak=em.auth_key,
         password=em.password, invocation_counter=ic, counters=counters,
     )
+    state_dir = em.state_dir
+    keeper = CounterReservation(
+        lambda reserved, _last, moved: _write_dlms_state(state_dir, server, reserved, sync=moved),
+        IC_AHEAD, ic, counters)
+    return server, keeper
 
 
 DLMS_FILE = "dlms.txt"

@@ -26,6 +26,32 @@ MAX_TITLES = 8
 COUNTER_RECORD_MAX = 5 + 12 * MAX_TITLES
 
 
+class CounterReservation:
+    """The rule that keeps the DLMS counters persisted ahead of use, whatever the medium.
+
+    `save(reserved_ic, client_counters, reservation_moved)` persists them; `update(server)`
+    (after every request) calls it when our invocation counter comes within `ahead // 2` of the
+    reserved bound (the bound then moves `ahead` beyond the counter in use, so no counter above
+    a saved bound was ever used: a crash never reuses a GCM IV) or a client counter changed."""
+
+    def __init__(self, save, ahead=IC_AHEAD, reserved=0, counters=None):
+        self.save = save
+        self.ahead = ahead
+        self.reserved = reserved
+        self.saved = dict(counters or {})
+
+    def update(self, server):
+        """Persist if the reservation must move or a client counter changed."""
+        reserve = self.reserved
+        if server.invocation_counter + self.ahead // 2 > reserve:
+            reserve = min(server.invocation_counter + self.ahead, 0xFFFFFFFF)
+        moved = reserve != self.reserved
+        if moved or server.counters.last != self.saved:
+            self.save(reserve, server.counters.last, moved)
+            self.reserved = reserve
+            self.saved = dict(server.counters.last)
+
+
 def pack_counters(ic, counters):
     """Record payload for our reserved counter `ic` and {client title: last counter}."""
     titles = sorted(counters, key=lambda t: counters[t], reverse=True)[:MAX_TITLES]
@@ -85,8 +111,7 @@ class DlmsUartService:
         self.errors = 0
         # a storage.Record (load/save, max_len >= COUNTER_RECORD_MAX) for the DLMS counters
         self.counter_store = counter_store
-        self._reserved = 0
-        self._saved = {}
+        self._keeper = None  # CounterReservation over counter_store
 
     def _build(self, meter):
         self.meter = meter
@@ -97,8 +122,10 @@ class DlmsUartService:
             counters = self.server.counters.last
         elif self.counter_store is not None:
             ic, counters = unpack_counters(self.counter_store.load())
-            self._reserved = ic
-            self._saved = dict(counters)
+            store = self.counter_store
+            self._keeper = CounterReservation(
+                lambda reserved, last, _moved: store.save(pack_counters(reserved, last)),
+                IC_AHEAD, ic, counters)
         else:
             ic, counters = 0, None
         self.server = DlmsServer(table, self.system_title, self.rng, ek=self.ek, ak=self.ak,
@@ -108,17 +135,9 @@ class DlmsUartService:
         self._save_ahead()
 
     def _save_ahead(self):
-        """Keep the counter record ahead of use (after every request; see IC_AHEAD)."""
-        if self.counter_store is None:
-            return
-        srv = self.server
-        reserve = self._reserved
-        if srv.invocation_counter + IC_AHEAD // 2 > reserve:
-            reserve = min(srv.invocation_counter + IC_AHEAD, 0xFFFFFFFF)
-        if reserve != self._reserved or srv.counters.last != self._saved:
-            self.counter_store.save(pack_counters(reserve, srv.counters.last))
-            self._reserved = reserve
-            self._saved = dict(srv.counters.last)
+        """Keep the counter record ahead of use (after every request; see CounterReservation)."""
+        if self._keeper is not None:
+            self._keeper.update(self.server)
 
     def _handler(self, event, client, apdu):
         if event != hdlc.EV_APDU:
