@@ -8,7 +8,7 @@ anti-replay entry must be both present or both absent, and the logs must never c
 that did not commit.
 """
 import pytest
-from hypothesis import given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from firmware import event_codes as ec
@@ -174,8 +174,27 @@ def test_cut_at_every_byte_of_the_sequence():
 
 
 # ---- the store alone, against a model (hypothesis) -------------------------------------------
+# What a cut means (decided, docs/decisions.md "Storage"): a cut leaves the old or the new state,
+# and the NVM image decides which. A cut whose unwritten tail already held the bytes it would
+# have written (e.g. a CRC byte equal to the erased 0xFF) left exactly the image of a completed
+# write: that write IS complete and reads back new, although the writer saw the power fail.
+# No store can tell the two images apart, so the model compares images instead of trusting the
+# exception. Derandomised: CI runs the same examples every time, and the pinned examples keep
+# the known edge cases (the last byte of an entry or slot, the first byte) in every run.
+def _completed_image(nvm, act):
+    """The bytes of `nvm` after `act(copy)` runs to completion on a copy of it."""
+    done = MemNVM(nvm.size)
+    done.buf[:] = nvm.buf
+    act(done)
+    return done.buf
+
+
+@settings(derandomize=True)
 @given(capacity=st.integers(1, 6), entry_len=st.integers(1, 12),
        appends=st.integers(0, 20), cut=st.integers(0, 40))
+@example(capacity=2, entry_len=7, appends=2, cut=14)  # cut before a CRC byte that was 0xFF
+@example(capacity=1, entry_len=1, appends=0, cut=8)  # cut before the last byte of a fresh ring
+@example(capacity=3, entry_len=4, appends=5, cut=0)  # nothing of the new entry written
 def test_ring_cut_during_append_matches_model(capacity, entry_len, appends, cut):
     nvm = MemNVM(4096)
     ring = Store(nvm).ring(7, entry_len, capacity)
@@ -185,21 +204,29 @@ def test_ring_cut_during_append_matches_model(capacity, entry_len, appends, cut)
         p = bytes((i + k) & 0xFF for k in range(entry_len))
         ring.append(p)
         model.append(p)
-    faulty = FaultNVM(nvm, cut)
-    r = Store(faulty).ring(7, entry_len, capacity)
-    r.load()
     new = b"\xaa" * entry_len
-    try:
+
+    def append_new(target):
+        r = Store(target).ring(7, entry_len, capacity)
+        r.load()
         r.append(new)
+
+    done = _completed_image(nvm, append_new)
+    try:
+        append_new(FaultNVM(nvm, cut))
         model.append(new)
     except PowerCut:
-        pass
+        if nvm.buf == done:
+            model.append(new)  # the cut left the completed append's image: new
     after = Store(nvm).ring(7, entry_len, capacity)
     after.load()
     assert list(after.entries()) == model[-capacity:]
 
 
+@settings(derandomize=True)
 @given(sizes=st.lists(st.integers(0, 48), min_size=1, max_size=8), cut=st.integers(0, 70))
+@example(sizes=[0, 0], cut=15)  # cut before the last CRC byte of an empty payload
+@example(sizes=[48], cut=0)
 def test_record_cut_during_save_matches_model(sizes, cut):
     nvm = MemNVM(1024)
     rec = Store(nvm).record(3, 48)
@@ -208,19 +235,17 @@ def test_record_cut_during_save_matches_model(sizes, cut):
         last = bytes((i,)) * n
         rec.save(last)
     new = b"\x5a" * sizes[-1]
-    # the NVM image a complete save of `new` gives: a cut save whose unwritten tail already
-    # held those bytes (e.g. a CRC byte equal to the erased 0xFF) IS complete, and reads new
-    done = MemNVM(1024)
-    done.buf[:] = nvm.buf
-    full = Store(done).record(3, 48)
-    full.load()
-    full.save(new)
-    r = Store(FaultNVM(nvm, cut)).record(3, 48)
-    r.load()
-    try:
+
+    def save_new(target):
+        r = Store(target).record(3, 48)
+        r.load()
         r.save(new)
+
+    done = _completed_image(nvm, save_new)
+    try:
+        save_new(FaultNVM(nvm, cut))
         last = new
     except PowerCut:
-        if nvm.buf == done.buf:
-            last = new
+        if nvm.buf == done:
+            last = new  # the cut left the completed save's image: new
     assert Store(nvm).record(3, 48).load() == last
