@@ -176,8 +176,6 @@ class _Session:
         self.s = s
         self.needs = needs  # the association the command is meant for (hint on refusal)
         self.client = None
-        self.store = None
-        self.title = None
 
     def __enter__(self):
         s = self.s
@@ -190,34 +188,23 @@ class _Session:
             else:
                 transport = SerialTransport(s.serial, baudrate=s.baud, timeout=s.timeout)
                 framing = "hdlc" if s.framing == "auto" else s.framing
-            ic = 1
-            if s.role == UTILITY:
-                self.store = InvocationCounterStore(s.ic_store)
-                self.title = s.keys.system_title
-                ic = self.store.reserve(self.title)
+            # the utility client takes its counters from the shared store, one request at a
+            # time, so parallel `bijli client` runs of one identity never collide
+            store = InvocationCounterStore(s.ic_store) if s.role == UTILITY else None
             self.client = DlmsClient(
                 transport, framing, s.role, s.keys, timeout=s.timeout, retries=s.retries,
-                invocation_counter=ic, server=server_address(s.logical, s.physical),
-                server_wport=s.logical, hdlc_params=s.hdlc_params)
+                server=server_address(s.logical, s.physical),
+                server_wport=s.logical, hdlc_params=s.hdlc_params, counter_store=store)
             self.client.open()
         except ProtocolError as exc:
-            self._record_ic()
             _fail(_exit_code(exc), str(exc))
         return self.client
-
-    def _record_ic(self):
-        if self.store is not None and self.client is not None:
-            try:
-                self.store.release(self.title, self.client.invocation_counter)
-            except (ProtocolError, OSError):
-                pass
 
     def __exit__(self, exc_type, exc, tb):
         try:
             self.client.close()
         except ProtocolError:
             pass
-        self._record_ic()
         if isinstance(exc, ProtocolError):
             message = str(exc)
             if isinstance(exc, ServiceError) and exc.code in (3, 4) and self.s.role != UTILITY:

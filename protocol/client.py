@@ -369,6 +369,14 @@ class ClientCore:
         """The next invocation counter this client would use (persist it between sessions)."""
         return self.security.invocation_counter if self.security else self._first_ic
 
+    def skip_counter_to(self, next_ic):
+        """Use no counter below `next_ic` from now on (another session of the same identity
+        used those; see `protocol.keys.InvocationCounterStore.begin`)."""
+        if self.security is not None:
+            self.security.invocation_counter = max(self.security.invocation_counter, next_ic)
+        else:
+            self._first_ic = max(self._first_ic, next_ic)
+
     def _next_invoke(self):
         self._invoke = self._invoke % 15 + 1
         return 0xC0 | self._invoke
@@ -895,8 +903,9 @@ OPERATIONS = ("associate", "release", "get", "set", "action", "get_raw", "set_ra
 
 class _DriverBase:
     def _setup(self, transport, framing, role, keys, timeout, retries, invocation_counter,
-               server, hdlc_params, server_wport, max_pdu, general_ciphering):
+               server, hdlc_params, server_wport, max_pdu, general_ciphering, counter_store):
         self.core = ClientCore(role, keys, invocation_counter, max_pdu, general_ciphering)
+        self.counter_store = counter_store
         self.transport = transport
         self.framing = make_framing(framing, self.core.client_sap, server, hdlc_params,
                                     server_wport)
@@ -910,6 +919,20 @@ class _DriverBase:
     def invocation_counter(self):
         """The next invocation counter (persist it for the next session of this client)."""
         return self.core.invocation_counter
+
+    def _counter_turn(self):
+        """The counter store's turn for one request of a ciphered association (None without a
+        store): counters come from the store, the store is saved before the request leaves,
+        and the turn lasts until the meter has answered."""
+        if self.counter_store is None or not self.core.ciphered:
+            return None
+        turn = self.counter_store.begin(self.core.keys.system_title)
+        self.core.skip_counter_to(turn.next)
+        return turn
+
+    def _commit_counter(self, turn):
+        if turn is not None:
+            turn.commit(self.core.invocation_counter)
 
     def _events(self, events, want):
         """The first event answering `want` ("connect", "disconnect", "apdu"), or None.
@@ -964,13 +987,18 @@ class DlmsClient(_DriverBase):
     "utility"; `keys` a ClientKeys (default: the INSECURE demo keys). `open()` connects the
     transport, the link and associates; `close()` releases, disconnects and closes. Use as a
     context manager. All typed helpers of ClientCore are methods here.
+
+    `counter_store` (a `protocol.keys.InvocationCounterStore`) makes a ciphered association
+    take its invocation counters from the store one request at a time, so that any number of
+    processes can run sessions with one identity at once (`invocation_counter` is then only a
+    lower bound).
     """
 
     def __init__(self, transport, framing="wrapper", role=PUBLIC, keys=None, timeout=5.0,
                  retries=2, invocation_counter=1, server=None, hdlc_params=None, server_wport=1,
-                 max_pdu=0xFFFF, general_ciphering=True):
+                 max_pdu=0xFFFF, general_ciphering=True, counter_store=None):
         self._setup(transport, framing, role, keys, timeout, retries, invocation_counter,
-                    server, hdlc_params, server_wport, max_pdu, general_ciphering)
+                    server, hdlc_params, server_wport, max_pdu, general_ciphering, counter_store)
 
     def __enter__(self):
         return self.open()
@@ -1055,12 +1083,19 @@ class DlmsClient(_DriverBase):
         return self._wait("apdu", "the request").apdu
 
     def _run(self, gen):
-        try:
-            request = next(gen)
-            while True:
-                request = gen.send(self.exchange(request))
-        except StopIteration as stop:
-            return stop.value
+        reply = None
+        while True:
+            turn = self._counter_turn()
+            try:
+                try:
+                    request = next(gen) if reply is None else gen.send(reply)
+                except StopIteration as stop:
+                    return stop.value
+                self._commit_counter(turn)
+                reply = self.exchange(request)
+            finally:
+                if turn is not None:
+                    turn.end()
 
 
 class AsyncDlmsClient(_DriverBase):
@@ -1069,9 +1104,9 @@ class AsyncDlmsClient(_DriverBase):
 
     def __init__(self, transport, framing="wrapper", role=PUBLIC, keys=None, timeout=5.0,
                  retries=2, invocation_counter=1, server=None, hdlc_params=None, server_wport=1,
-                 max_pdu=0xFFFF, general_ciphering=True):
+                 max_pdu=0xFFFF, general_ciphering=True, counter_store=None):
         self._setup(transport, framing, role, keys, timeout, retries, invocation_counter,
-                    server, hdlc_params, server_wport, max_pdu, general_ciphering)
+                    server, hdlc_params, server_wport, max_pdu, general_ciphering, counter_store)
 
     async def __aenter__(self):
         return await self.open()
@@ -1157,12 +1192,20 @@ class AsyncDlmsClient(_DriverBase):
         return (await self._wait("apdu", "the request")).apdu
 
     async def _run(self, gen):
-        try:
-            request = next(gen)
-            while True:
-                request = gen.send(await self.exchange(request))
-        except StopIteration as stop:
-            return stop.value
+        reply = None
+        while True:
+            # waiting for the store's lock must not block the event loop
+            turn = await asyncio.to_thread(self._counter_turn)
+            try:
+                try:
+                    request = next(gen) if reply is None else gen.send(reply)
+                except StopIteration as stop:
+                    return stop.value
+                self._commit_counter(turn)
+                reply = await self.exchange(request)
+            finally:
+                if turn is not None:
+                    turn.end()
 
 
 def _sync_op(name):

@@ -15,7 +15,6 @@ Key file (JSON, every field optional except what the chosen association needs)::
       "system_title":       "16 hex digits or 8 ASCII characters (utility client's own)"
     }
 """
-import contextlib
 import json
 import os
 
@@ -156,9 +155,15 @@ def _json_where(exc):
 
 # ---------------------------------------------------------------------------------------------
 # Invocation counters: a ciphered association must never reuse a counter with the same key
-# and system title, and meters reject counters that do not grow. The store keeps the next
-# counter per (system title, key identity) in a small JSON file, reserving ahead so that a
-# crash never leads to reuse.
+# and system title, and meters reject counters that do not grow: a meter keeps the last
+# counter it accepted per client system title, across associations. Several client processes
+# sharing one identity must therefore not only use distinct counters but also present them to
+# the meter in increasing order. The store does both by handing out counters one request at a
+# time under its lock (a `turn`): the process holding the turn takes the next counters, saves
+# the new next value before sending, and keeps the lock until the meter has answered, so that
+# nobody else's higher counter can overtake it on the way. A session uses exactly the counters
+# it sends (about four for associate, one request, release), and a crash can only skip
+# counters, never reuse one.
 
 RESERVE = 1000
 
@@ -173,12 +178,46 @@ def default_state_dir():
     return os.path.join(base, "bijli")
 
 
-class InvocationCounterStore:
-    """Persistent next-invocation-counter per client system title.
+class CounterTurn:
+    """One holder's exclusive turn on a system title's counters (see `InvocationCounterStore.
+    begin`). `next` is the first counter the holder may use; `commit(n)` saves `n` as the next
+    unused counter (call it before sending what used the counters); `end()` lets the next
+    process in."""
 
-    `reserve(title)` returns the first counter to use now and records `first + RESERVE` on disk
-    before returning; `release(title, next_ic)` records the counter actually reached (it never
-    moves backwards below what was used).
+    def __init__(self, store, fd, table, key):
+        self._store = store
+        self._fd = fd
+        self._table = table
+        self._key = key
+        self.next = max(1, table.get(key, 1))
+
+    def commit(self, next_ic):
+        """Record `next_ic` as the next unused counter (never moves backwards)."""
+        if next_ic > self.next:
+            self._table[self._key] = next_ic
+            self._store._save_or_fail(self._table)
+            self.next = next_ic
+
+    def end(self):
+        """Release the turn (idempotent)."""
+        if self._fd is not None:
+            os.close(self._fd)  # releases the lock
+            self._fd = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.end()
+
+
+class InvocationCounterStore:
+    """Persistent next-invocation-counter per client system title, shared by processes.
+
+    `begin(title)` waits for the title's turn and returns a CounterTurn (use it per request:
+    take counters from `turn.next`, `commit` before sending, `end` once the meter answered).
+    `reserve(title, count)` hands out a whole block at once for a caller that runs the only
+    session of that identity; `release(title, next_ic)` records the counter it reached.
     """
 
     def __init__(self, path=None):
@@ -195,18 +234,25 @@ class InvocationCounterStore:
             raise KeyFileError("invocation counter store %s is unreadable: %s"
                                % (self.path, type(exc).__name__)) from None
 
-    @contextlib.contextmanager
-    def _locked(self):
-        """Hold the store's lock file: concurrent clients (processes or threads) read, bump
-        and write the table one at a time, so no block is ever handed out twice."""
-        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
-        fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+    def _lock(self):
+        """The store's lock file, held (an fd to close). Concurrent clients (processes or
+        threads) read, bump and write the table one at a time."""
+        try:
+            os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+            fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise self._write_error(exc) from None
         try:
             if fcntl is not None:
                 fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)  # releases the lock
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def _write_error(self, exc):
+        return KeyFileError("invocation counter store %s cannot be written: %s"
+                            % (self.path, exc.strerror or type(exc).__name__))
 
     def _save(self, table):
         os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
@@ -217,30 +263,30 @@ class InvocationCounterStore:
             os.fsync(f.fileno())
         os.replace(tmp, self.path)
 
+    def _save_or_fail(self, table):
+        try:
+            self._save(table)
+        except OSError as exc:
+            raise self._write_error(exc) from None
+
+    def begin(self, system_title):
+        """Wait for and take the turn on `system_title`'s counters: a CounterTurn."""
+        fd = self._lock()
+        try:
+            return CounterTurn(self, fd, self._load(), system_title.hex())
+        except BaseException:
+            os.close(fd)
+            raise
+
     def reserve(self, system_title, count=RESERVE):
         """The next counter to use for `system_title`; `count` counters are reserved."""
-        try:
-            with self._locked():
-                table = self._load()
-                key = system_title.hex()
-                first = max(1, table.get(key, 1))
-                table[key] = first + count
-                self._save(table)
-        except OSError as exc:
-            raise KeyFileError("invocation counter store %s cannot be written: %s"
-                               % (self.path, exc.strerror or type(exc).__name__)) from None
+        with self.begin(system_title) as turn:
+            first = turn.next
+            turn.commit(first + count)
         return first
 
     def release(self, system_title, next_ic):
         """Record the next unused counter (keeps the higher of the stored and given values
         only when the session used more than it reserved)."""
-        try:
-            with self._locked():
-                table = self._load()
-                key = system_title.hex()
-                if next_ic > table.get(key, 1):
-                    table[key] = next_ic
-                    self._save(table)
-        except OSError as exc:
-            raise KeyFileError("invocation counter store %s cannot be written: %s"
-                               % (self.path, exc.strerror or type(exc).__name__)) from None
+        with self.begin(system_title) as turn:
+            turn.commit(next_ic)

@@ -126,8 +126,9 @@ def test_utility_invocation_counter_persists_between_runs(meter_server, state_di
     assert list(store) == [b"BJLHE001".hex()]
     first_ics = [r for r in meter.raw_requests if r[:1] == b"\x60"]
     assert len(first_ics) == 2
-    # The second session started above everything the first one used.
-    assert store[b"BJLHE001".hex()] > 1000
+    # Counters are taken one request at a time: two sessions use a handful, not blocks of
+    # 1,000 (tests/test_client_counters.py checks the order against the meter).
+    assert 2 * 3 < store[b"BJLHE001".hex()] <= 2 * 10
 
 
 def test_service_refusal_exit_5_with_hint(meter_server):
