@@ -8,7 +8,8 @@
 - Envelopes (see `protocol.apdu.ciphered`): service-specific glo-/ded- tags (glo-get-request
   0xC8, ...) and general-glo-ciphering 0xDB (which carries the sender's system title).
 - Invocation counters: `InvocationCounterTracker` rejects a replayed or decreasing counter
-  (SecurityError) and only records a counter after the tag has verified.
+  (SecurityError) and only records a counter after the tag has verified (never for an
+  encryption-only envelope, which has no tag).
 - HLS-GMAC (authentication mechanism 5): f(challenge) = SC ‖ IC ‖ GMAC(SC ‖ AK ‖ challenge),
   `hls_gmac` / `verify_hls_gmac`, and the pass-3/pass-4 helpers built on
   reply_to_HLS_authentication (IC 15 method 1).
@@ -306,7 +307,9 @@ class SecurityContext:
             if not plain or table.get(plain[0]) != env.tag:
                 raise SecurityError("envelope 0x%02X does not match the ciphered APDU %s"
                                     % (env.tag, "0x%02X" % plain[0] if plain else "(empty)"))
-        if check_counter:
+        if check_counter and sc & SC_AUTH:
+            # only a verified tag makes the counter the peer's: an encryption-only (0x20)
+            # envelope is checked against the window but never moves it
             self.tracker.accept(st, env.invocation_counter)
         return plain
 

@@ -276,3 +276,73 @@ def test_tampered_protected_apdu_is_never_accepted(body, sc, general, pos, xor):
     wire[pos % len(wire)] ^= xor
     with pytest.raises(ProtocolError):
         server.unprotect(bytes(wire))
+
+
+def _keyless_general_glo(title, sc, ic, body):
+    """A general-glo-ciphering envelope anyone can build (framing only, no key)."""
+    content = bytes((sc,)) + ic.to_bytes(4, "big") + body
+    return bytes((0xDB, 8)) + title + bytes((len(content),)) + content
+
+
+def test_encryption_only_envelope_never_moves_the_counter_window():
+    """Issue 8 item 1, host side: an untagged (0x20) envelope carries no proof of origin, so
+    its counter may be checked but never recorded (a forged 0xFFFFFFF0 would lock out the
+    real peer)."""
+    client, server = ctx_pair(sec.SC_ENC)
+    server.unprotect(client.protect(b"\xc0\x01\xc1\x00\x03\x00\x00\x01\x00\x00\xff\x02\x00"))
+    forged = _keyless_general_glo(CLIENT_ST, sec.SC_ENC, 0xFFFFFFF0, bytes(16))
+    server.unprotect(forged)  # deciphers to garbage: there is nothing to verify
+    assert server.tracker.last(CLIENT_ST) is None
+    assert server.unprotect(client.protect(b"\xc0\x01\xc1\x00\x03"))[:2] == b"\xc0\x01"
+    # with the policy's 0x30 a forged envelope fails its tag and records nothing either
+    client, server = ctx_pair()
+    server.unprotect(client.protect(b"\xc0\x01\xc1"))
+    for sc in (sec.SC_ENC, sec.SC_AUTH_ENC):
+        with pytest.raises(SecurityError):
+            server.unprotect(_keyless_general_glo(CLIENT_ST, sc, 0xFFFFFFF0, bytes(16)))
+    assert server.tracker.last(CLIENT_ST) == 1
+
+
+def _utility_association(session, client):
+    """HLS-GMAC association of the firmware test client on an emulator session; True if
+    the meter accepted it and answered pass 4."""
+    from firmware.dlms import apdu as fa
+    from firmware.dlms import axdr as fx
+    from tests.firmware.dlms_client import action_req, build_aarq, initiate_request
+    from tests.firmware.test_dlms_server import CUR_ASSOC, aare_fields
+
+    aare = session.handle(0x30, build_aarq(fa.CTX_LN_CIPHERED, fa.MECH_HLS_GMAC, b"ClientCh",
+                                           client.title,
+                                           client.wrap(initiate_request(), general=False)))
+    result, _diag, _ui, stoc, title = aare_fields(aare)
+    if result != 0:
+        return False
+    client.server_title = title
+    f = client.s0.hls_response(client.title, client.ic + 1, stoc)
+    reply = client.unwrap(session.handle(0x30, client.wrap(
+        action_req(15, CUR_ASSOC, 1, (fx.OCTET_STRING, f)))))
+    return reply[:4] == b"\xc7\x01\xc1\x00"
+
+
+def test_forged_counter_is_not_saved_across_a_restart(tmp_path):
+    """Issue 8 item 1 as reported: a 0x20 general-glo APDU with counter 0xFFFFFFF0 in a
+    utility association is refused, and the client title still works, also after the
+    emulator restarts from its state directory (where client counters are persisted)."""
+    from hil.serve import DEMO_AUTH_KEY, DEMO_BLOCK_KEY, EmulatedMeter
+    from tests.firmware.dlms_client import CipherClient, get_req
+
+    state = str(tmp_path / "meter")
+    em = EmulatedMeter(state_dir=state, start_s=1767225600)
+    s = em.new_session()
+    c = CipherClient(DEMO_BLOCK_KEY, DEMO_AUTH_KEY, b"HEADEND1", 10)
+    assert _utility_association(s, c)
+    enc_only = c.s0.wrap_general(0x20, c.title, 0xFFFFFFF0, get_req(3, H("0100010800ff"), 2))
+    assert s.handle(0x30, enc_only) == H("d80105")
+    assert c.unwrap(s.handle(0x30, c.wrap(get_req(8, H("0000010000ff"), 2))))[:4] == \
+        H("c401c100")
+    em.close()
+    em = EmulatedMeter(state_dir=state, start_s=1767225600)
+    try:
+        assert _utility_association(em.new_session(), c)
+    finally:
+        em.close()

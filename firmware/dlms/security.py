@@ -7,13 +7,15 @@ invocation counter (4, big-endian). With authentication the AAD starts with SC |
     s0 = Suite0(ek, ak)
     apdu = s0.wrap(0x30, title, ic, plain)            # service-specific glo (C4 -> CC, ...)
     apdu = s0.wrap_general(0x30, title, ic, plain)    # general-glo-ciphering (DB)
-    kind, title, sc, ic, plain = s0.unwrap(apdu, peer_title)   # SecurityError/DecodeError
+    kind, title, sc, ic, plain = s0.unwrap(apdu, peer_title, SC_AUTH_ENC)  # Security/DecodeError
     tag = s0.hls_response(title, ic, challenge)       # f(challenge) = SC || IC || GMAC (17 bytes)
     ic = s0.hls_verify(title, f, challenge)           # SecurityError if it does not verify
 
 `CounterGuard` keeps the last accepted invocation counter per peer system title: a counter
 is accepted only if it is greater (replayed or decreasing counters are rejected), and only
-after the APDU authenticated, so garbage cannot push the window forward.
+after the APDU authenticated, so garbage cannot push the window forward. `unwrap` with a
+required security control refuses any other one before deciphering: a counter is never judged,
+let alone accepted, for an APDU the association's policy would refuse (e.g. 0x20, no tag).
 """
 from firmware.dlms import DecodeError, SecurityError
 from firmware.dlms.axdr import decode_length, encode_length
@@ -108,11 +110,13 @@ class Suite0:
         out.extend(content)
         return bytes(out)
 
-    def unwrap(self, apdu, peer_title):
+    def unwrap(self, apdu, peer_title, required_sc=None):
         """(kind, title, sc, ic, plain APDU) of a glo or general-glo APDU.
 
-        DecodeError if the framing is bad, SecurityError if it does not decipher/authenticate.
-        For service-specific glo the title is `peer_title` (from the AARQ).
+        DecodeError if the framing is bad, SecurityError if it does not decipher/authenticate
+        or its security control is not `required_sc` (when given; checked before anything else
+        is done with the content). For service-specific glo the title is `peer_title` (from
+        the AARQ).
         """
         if not apdu:
             raise DecodeError("empty APDU")
@@ -139,6 +143,8 @@ class Suite0:
         n, pos = decode_length(apdu, pos)
         if pos + n != len(apdu):
             raise DecodeError("ciphered APDU length mismatch")
+        if required_sc is not None and (n < 1 or apdu[pos] != required_sc):
+            raise SecurityError("security control does not match the association's policy")
         sc, ic, plain = self.unprotect(title, apdu[pos:])
         if kind == KIND_GLO and (not plain or GLO_TAGS.get(plain[0]) != tag):
             raise SecurityError("ciphered APDU does not match its glo tag")

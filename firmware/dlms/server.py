@@ -12,6 +12,11 @@ Associations (policies, after IS 15959), by client SAP:
 - 0x30 utility: HLS-GMAC (mechanism 5, pass 3/4 through the current association's
   reply_to_HLS_authentication) and LN-with-ciphering: every xDLMS APDU must be ciphered with
   suite 0, security control 0x30 (glo or general-glo; the reply uses the same form).
+Security state (client invocation counters, associations) changes only on authenticated
+input: a ciphered APDU, initiate request or RLRQ user-information with another security
+control is refused (exception-response deciphering-error, in clear) before its counter is
+looked at; a counter is recorded only once the tag verified; a refused AARQ leaves the SAP's
+association as it was.
 What each association may read, write or invoke comes from the object table's rights
 (see `firmware.dlms` docstring). Refusals are proper DLMS answers: AARE rejected-permanent
 with the diagnostic, data-access-result / action-result codes, exception-response for
@@ -38,6 +43,10 @@ from firmware.dlms.security import KIND_GENERAL, PLAIN_TAGS, CounterGuard, Suite
 PUBLIC = 0x10
 READER = 0x20
 UTILITY = 0x30
+
+# the security control every ciphered APDU of a ciphered association must carry (and that
+# replies use): authenticated and encrypted, suite 0
+POLICY_SC = 0x30
 
 # policy: (mechanism, ciphered)
 DEFAULT_POLICIES = {
@@ -193,7 +202,9 @@ class Session:
             srv.stats["refused"] += 1
             return _exc(A.STATE_SERVICE_NOT_ALLOWED, A.EXC_DECIPHERING_ERROR)
         try:
-            kind, title, sc, ic, plain = srv.suite.unwrap(apdu, assoc.client_title)
+            # the policy's security control first: an APDU without a verified tag (0x20) or
+            # without encryption (0x10) is refused before its counter is even looked at
+            kind, title, _sc, ic, plain = srv.suite.unwrap(apdu, assoc.client_title, POLICY_SC)
         except SecurityError:
             srv.stats["security_errors"] += 1
             return _exc(A.STATE_SERVICE_NOT_ALLOWED, A.EXC_DECIPHERING_ERROR)
@@ -206,16 +217,12 @@ class Session:
             srv.stats["security_errors"] += 1
             return _exc(A.STATE_SERVICE_NOT_ALLOWED, A.EXC_INVOCATION_COUNTER_ERROR,
                         srv.counters.expected(title))
-        srv.counters.accept(title, ic)
-        if sc != 0x30:  # the utility policy demands authentication and encryption
+        srv.counters.accept(title, ic)  # authenticated (tag verified) and above the last
+        try:
+            reply = self._xdlms(assoc, plain)
+        except DecodeError:
             srv.stats["refused"] += 1
-            reply = _exc(A.STATE_SERVICE_NOT_ALLOWED, A.EXC_OPERATION_NOT_POSSIBLE)
-        else:
-            try:
-                reply = self._xdlms(assoc, plain)
-            except DecodeError:
-                srv.stats["refused"] += 1
-                reply = _exc(A.STATE_SERVICE_UNKNOWN, A.EXC_OTHER_REASON)
+            reply = _exc(A.STATE_SERVICE_UNKNOWN, A.EXC_OTHER_REASON)
         if reply is None:
             return None
         try:
@@ -224,8 +231,8 @@ class Session:
             srv.stats["security_errors"] += 1
             return _exc(A.STATE_SERVICE_NOT_ALLOWED, A.EXC_OPERATION_NOT_POSSIBLE)
         if kind == KIND_GENERAL or reply[0] not in (0xC4, 0xC5, 0xC7):
-            return srv.suite.wrap_general(0x30, srv.system_title, ic, reply)
-        return srv.suite.wrap(0x30, srv.system_title, ic, reply)
+            return srv.suite.wrap_general(POLICY_SC, srv.system_title, ic, reply)
+        return srv.suite.wrap(POLICY_SC, srv.system_title, ic, reply)
 
     def _xdlms(self, assoc, apdu):
         tag = apdu[0]
@@ -254,7 +261,7 @@ class Session:
 
     def _aarq(self, sap, apdu):
         srv = self.server
-        self.release(sap)  # a new AARQ replaces whatever this SAP had
+        # an accepted AARQ replaces whatever this SAP had; a refused one changes nothing
         policy = srv.policies.get(sap)
         try:
             q = A.parse_aarq(apdu)
@@ -287,15 +294,14 @@ class Session:
             if ui[0] != 0x21:
                 return self._reject(A.DIAG_NO_REASON, ctx, _cse(A.INIT_OTHER))
             try:
-                _kind, title, sc, ic, ui = srv.suite.unwrap(ui, q.calling_title)
+                _kind, title, _sc, ic, ui = srv.suite.unwrap(ui, q.calling_title, POLICY_SC)
                 srv.counters.check(title, ic)
             except SecurityError:
-                # wrong keys or a replayed counter: the initiate request cannot be deciphered
+                # wrong keys, another security control or a replayed counter: the initiate
+                # request cannot be deciphered (and nothing is recorded)
                 srv.stats["security_errors"] += 1
                 return self._reject(A.DIAG_NO_REASON, ctx, A.confirmed_service_error(
                     A.CSE_INITIATE, A.ERR_APPLICATION_REFERENCE, A.APPREF_DECIPHERING_ERROR))
-            if sc != 0x30:
-                return self._reject(A.DIAG_NO_REASON, ctx, _cse(A.INIT_OTHER))
             srv.counters.accept(title, ic)
         try:
             _key, _allowed, version, conf, max_pdu = A.parse_initiate_request(ui)
@@ -328,7 +334,7 @@ class Session:
             diag = A.DIAG_AUTH_REQUIRED
         else:
             assoc.state = ASSOCIATED
-        self.assocs[sap] = assoc
+        self.assocs[sap] = assoc  # replaces (and so releases) the SAP's previous association
         return A.build_aare(A.RESULT_ACCEPTED, diag, ctx,
                             mechanism=mech if mech != A.MECH_NONE else None,
                             responding_title=srv.system_title if ciphered else None,
@@ -342,16 +348,26 @@ class Session:
             return _exc(A.STATE_SERVICE_UNKNOWN, A.EXC_OTHER_REASON)
         assoc = self.assocs.get(sap)
         reply_ui = None
-        if assoc is not None and assoc.ciphered and ui is not None and ui[:1] == b"\x21":
+        if assoc is not None and assoc.ciphered and ui is not None:
+            # user-information on a ciphered association is a glo-initiate-request under the
+            # policy's security control; anything else is refused and changes nothing (the
+            # association stays, no counter moves). An RLRQ without it releases, as dropping
+            # the link would.
             try:
-                _kind, title, _sc, ic, _plain = srv.suite.unwrap(ui, assoc.client_title)
+                if ui[:1] != b"\x21":
+                    raise SecurityError("RLRQ user-information not ciphered")
+                _kind, title, _sc, ic, _plain = srv.suite.unwrap(ui, assoc.client_title,
+                                                                  POLICY_SC)
                 srv.counters.check(title, ic)
             except (SecurityError, DecodeError):
                 srv.stats["security_errors"] += 1
                 return _exc(A.STATE_SERVICE_NOT_ALLOWED, A.EXC_DECIPHERING_ERROR)
             srv.counters.accept(title, ic)
             ir = A.build_initiate_response(assoc.conformance, srv.max_pdu)
-            reply_ui = srv.suite.wrap(0x30, srv.system_title, srv.next_ic(), ir)
+            try:
+                reply_ui = srv.suite.wrap(POLICY_SC, srv.system_title, srv.next_ic(), ir)
+            except SecurityError:  # our counter is spent: release without user-information
+                reply_ui = None
         elif assoc is not None and ui is not None:
             reply_ui = A.build_initiate_response(assoc.conformance, srv.max_pdu)
         self.release(sap)

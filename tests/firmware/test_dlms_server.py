@@ -428,9 +428,9 @@ def test_utility_refusals_keep_serving():
     # wrong key
     bad = CipherClient(AK, EK, c.title, c.ic + 5)
     assert s.handle(0x30, bad.wrap(get_req(3, ENERGY, 2))) == H("d80105")
-    # authentication-only request: authenticated but the policy wants encryption
+    # authentication-only request: the policy wants 0x30, refused in clear before its counter
     r = s.handle(0x30, c.wrap(get_req(3, ENERGY, 2), sc=0x10))
-    assert c.unwrap(r) == H("d80101")
+    assert r == H("d80105")
     # another client's system title in general-glo
     other = CipherClient(EK, AK, b"OTHERCLT", 100)
     assert s.handle(0x30, other.wrap(get_req(3, ENERGY, 2))) == H("d80105")
@@ -635,3 +635,76 @@ def test_invocation_counter_exhaustion_stops_ciphering():
     # plain associations are unaffected
     p = public_session(srv)
     assert p.handle(0x10, get_req(3, ENERGY, 2))[:4] == H("c401c100")
+
+
+def _forged_general_glo(title, sc, ic, body):
+    """A general-glo-ciphering APDU anyone can build: no key needed for its framing."""
+    content = bytes((sc,)) + ic.to_bytes(4, "big") + body
+    return bytes((0xDB, 8)) + title + bytes((len(content),)) + content
+
+
+def test_unauthenticated_security_control_burns_no_counter():
+    """Issue 8 item 1: SC 0x20 (no tag) with counter 0xFFFFFFF0 must not move the counter."""
+    srv, _reg, _relay = make_server()
+    s, c = utility_session(srv)
+    last = srv.counters.last[c.title]
+    # encryption only, as a holder of the block key but not the authentication key could send
+    enc_only = c.s0.wrap_general(0x20, c.title, 0xFFFFFFF0, get_req(3, ENERGY, 2))
+    assert s.handle(0x30, enc_only) == H("d80105")
+    # authentication only, and a key-less forgery of any security control
+    assert s.handle(0x30, c.s0.wrap_general(0x10, c.title, 0xFFFFFFF1,
+                                            get_req(3, ENERGY, 2))) == H("d80105")
+    for sc in (0x00, 0x20, 0x30, 0x31, 0x70):
+        forged = _forged_general_glo(c.title, sc, 0xFFFFFFF2, bytes(20))
+        assert s.handle(0x30, forged) == H("d80105"), sc
+    assert srv.counters.last[c.title] == last
+    # the owner's next request still works, and so does a new association
+    assert c.unwrap(s.handle(0x30, c.wrap(get_req(3, ENERGY, 2))))[:4] == H("c401c100")
+    s2, c2 = utility_session(srv, CipherClient(EK, AK, c.title, c.ic))
+    assert c2.unwrap(s2.handle(0x30, c2.wrap(get_req(3, ENERGY, 2))))[:4] == H("c401c100")
+
+
+def test_aarq_with_other_security_control_burns_no_counter():
+    srv, _reg, _relay = make_server()
+    s, c = utility_session(srv)
+    last = srv.counters.last[c.title]
+    for sc in (0x20, 0x10):
+        ui = c.s0.wrap(sc, c.title, 0xFFFFFFF0, initiate_request())
+        r = srv.session().handle(0x30, build_aarq(A.CTX_LN_CIPHERED, A.MECH_HLS_GMAC,
+                                                  b"ClientCh", c.title, ui))
+        assert aare_fields(r)[:3] == (1, 1, H("0e010006")), r
+    assert srv.counters.last[c.title] == last
+    # a refused AARQ on the link leaves its established association as it was
+    bad = CipherClient(AK, EK, c.title, 0xFFFFFFF0)
+    r = s.handle(0x30, build_aarq(A.CTX_LN_CIPHERED, A.MECH_HLS_GMAC, b"ClientCh", c.title,
+                                  bad.wrap(initiate_request(), general=False)))
+    assert aare_fields(r)[:2] == (1, 1)
+    assert s.association(0x30).state == 2
+    assert c.unwrap(s.handle(0x30, c.wrap(get_req(3, ENERGY, 2))))[:4] == H("c401c100")
+    s2, _c2 = utility_session(srv, CipherClient(EK, AK, c.title, c.ic))
+
+
+def _rlrq(ui):
+    body = H("800100") + bytes((0xBE, len(ui) + 2, 0x04, len(ui))) + ui
+    return bytes((0x62, len(body))) + body
+
+
+def test_rlrq_user_information_is_checked_like_every_ciphered_apdu():
+    srv, _reg, _relay = make_server()
+    s, c = utility_session(srv)
+    last = srv.counters.last[c.title]
+    refused = (
+        c.s0.wrap(0x20, c.title, 0xFFFFFFF0, initiate_request()),  # no tag
+        c.s0.wrap(0x10, c.title, 0xFFFFFFF0, initiate_request()),  # not encrypted
+        CipherClient(AK, EK, c.title, 0xFFFFFFF0).wrap(initiate_request(), general=False),
+        initiate_request(),  # plain user-information on a ciphered association
+    )
+    for ui in refused:
+        assert s.handle(0x30, _rlrq(ui)) == H("d80105"), ui
+        assert s.association(0x30).state == 2
+    assert srv.counters.last[c.title] == last
+    assert c.unwrap(s.handle(0x30, c.wrap(get_req(3, ENERGY, 2))))[:4] == H("c401c100")
+    # the proper ciphered release still releases
+    r = s.handle(0x30, _rlrq(c.wrap(initiate_request(), general=False)))
+    assert r[0] == 0x63 and c.unwrap(r[9:])[0] == 0x08
+    assert s.association(0x30) is None
