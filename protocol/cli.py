@@ -134,7 +134,7 @@ def client(ctx, tcp, serial, role, keys_file, as_json, timeout, retries, baud, s
     # Checked when a command runs (so that `bijli client COMMAND --help` works without them).
     ctx.obj = Settings(tcp=tcp, serial=serial, role=role, keys_file=keys_file, keys=None,
                        as_json=as_json, timeout=timeout, retries=retries, baud=baud,
-                       server=server, ic_store=ic_store, framing=framing, ready=False,
+                       server=server, ic_store=ic_store, framing=framing, ready=False, warnings=[],
                        hdlc_params=_hdlc_params(max_info, window))
 
 
@@ -195,8 +195,10 @@ class _Session:
                 transport, framing, s.role, s.keys, timeout=s.timeout, retries=s.retries,
                 server=server_address(s.logical, s.physical),
                 server_wport=s.logical, hdlc_params=s.hdlc_params, counter_store=store)
+            s.warnings = self.client.warnings
             self.client.open()
         except ProtocolError as exc:
+            _print_warnings(s)
             _fail(_exit_code(exc), str(exc))
         return self.client
 
@@ -205,6 +207,7 @@ class _Session:
             self.client.close()
         except ProtocolError:
             pass
+        _print_warnings(self.s)
         if isinstance(exc, ProtocolError):
             message = str(exc)
             if isinstance(exc, ServiceError) and exc.code in (3, 4) and self.s.role != UTILITY:
@@ -217,6 +220,16 @@ class _Session:
 
 def _settings():
     return _prepare(click.get_current_context().find_object(Settings))
+
+
+def _print_warnings(s):
+    """Tolerated defects of the meter's answers, on stderr (the values were kept)."""
+    for w in s.warnings:
+        click.echo("warning: %s" % w, err=True)
+
+
+def _warning_doc(w):
+    return {"what": w.what, "message": w.message, "trailing": w.trailing.hex()}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -250,8 +263,11 @@ def _jsonable(v):
 
 
 def _emit(doc, human):
+    """Print the result; in JSON an object result carries the session's warnings too."""
     s = _settings()
     if s.as_json:
+        if s.warnings and isinstance(doc, dict):
+            doc = dict(doc, warnings=[_warning_doc(w) for w in s.warnings])
         click.echo(json.dumps(_jsonable(doc), sort_keys=True))
     else:
         click.echo(human)

@@ -53,6 +53,7 @@ from protocol.apdu import (
     acse,
     capture_object_definition,
     decode_apdu,
+    decode_apdu_prefix,
     entry_descriptor,
     range_descriptor,
 )
@@ -158,6 +159,18 @@ MAX_GET_BYTES = 16 * 1024 * 1024  # refuse to assemble a longer block-transfer a
 
 # ---------------------------------------------------------------------------------------------
 # Results of the typed helpers
+
+
+@dataclass(frozen=True)
+class DecodeWarning:
+    """A tolerated defect in an answer: `what` request, `message`, the extra octets."""
+
+    what: str
+    message: str
+    trailing: bytes
+
+    def __str__(self):
+        return "%s: %s, ignored: %s" % (self.what, self.message, self.trailing.hex(" "))
 
 
 @dataclass(frozen=True)
@@ -357,6 +370,7 @@ class ClientCore:
         self.server_system_title = None
         self._invoke = 0
         self._object_classes = None
+        self.warnings = []  # DecodeWarning: what the meter sent beyond a well-formed answer
         if self.mechanism == acse.MECHANISM_LLS and self.keys.password is None:
             raise AssociationError("the reader association needs an LLS password")
         if self.ciphered and (self.keys.block_cipher_key is None
@@ -383,8 +397,26 @@ class ClientCore:
 
     # -- plumbing ------------------------------------------------------------------------------
 
-    def _exchange(self, apdu):
-        """Send one xDLMS APDU (object), return the decoded reply (errors raised)."""
+    def _warn(self, what, message, trailing):
+        self.warnings.append(DecodeWarning(what, message, bytes(trailing)))
+
+    def _decode_reply(self, reply, what):
+        """Decode a reply APDU, tolerating octets after it (kept as a warning)."""
+        return self._split_reply(reply, what)[0]
+
+    def _split_reply(self, reply, what):
+        """(decoded APDU, its own octets): octets after a well-formed APDU are a warning."""
+        decoded, trailing = decode_apdu_prefix(reply)
+        if trailing:
+            self._warn(what, "%d octet(s) after the %s" % (len(trailing), type(decoded).__name__),
+                       trailing)
+            reply = reply[:len(reply) - len(trailing)]
+        return decoded, reply
+
+    def _exchange(self, apdu, what=None):
+        """Send one xDLMS APDU (object), return the decoded reply (errors raised). `what`
+        names the request in warnings."""
+        what = what or type(apdu).__name__
         raw = apdu.encode()
         if self.ciphered:
             raw = self.security.protect(raw, general=self.general_ciphering)
@@ -394,10 +426,10 @@ class ClientCore:
             raise DecodeError("empty reply APDU")
         if self.ciphered:
             if reply[0] in (0xDB, 0xDC) or reply[0] in SERVICE_SPECIFIC_TAGS:
-                reply = self.security.unprotect(reply)
+                reply = self.security.unprotect(self._split_reply(reply, what)[1])
             elif reply[0] not in (0xD8, 0x0E):
                 raise SecurityError("the meter answered in clear on a ciphered association")
-        decoded = decode_apdu(reply)
+        decoded = self._decode_reply(reply, what)
         if isinstance(decoded, (ExceptionResponse, ConfirmedServiceError)):
             raise ServiceError("meter refused the request: %s" % describe_exception(decoded),
                                getattr(decoded, "service_error", None))
@@ -439,14 +471,11 @@ class ClientCore:
         aarq = AARQ(user_information=user_info, application_context_name=context, **kwargs)
         reply = yield aarq.encode()
         reply = bytes(reply)
-        try:
-            aare = AARE.decode(reply)
-        except DecodeError:
-            other = _try_decode(reply)
-            if isinstance(other, (ExceptionResponse, ConfirmedServiceError)):
-                raise AssociationError("association refused: %s" % describe_exception(other)) \
-                    from None
-            raise
+        aare = self._decode_reply(reply, "AARQ")
+        if isinstance(aare, (ExceptionResponse, ConfirmedServiceError)):
+            raise AssociationError("association refused: %s" % describe_exception(aare))
+        if not isinstance(aare, AARE):
+            raise DecodeError("expected an AARE, got %s" % type(aare).__name__)
         ui = aare.user_information
         if not aare.accepted:
             why = DIAGNOSTICS.get(aare.diagnostic, "diagnostic %d" % aare.diagnostic)
@@ -462,7 +491,7 @@ class ClientCore:
             if not isinstance(ui, CipheredApdu):
                 raise AssociationError("the meter did not cipher its initiate response")
             try:
-                ui = InitiateResponse.decode(self.security.unprotect(ui.encode()))
+                ui = self._decode_reply(self.security.unprotect(ui.encode()), "AARQ")
             except SecurityError as exc:
                 raise AssociationError("cannot decipher the meter's initiate response (wrong "
                                        "keys?): %s" % exc) from None
@@ -477,7 +506,7 @@ class ClientCore:
             f_stoc = self.security.hls_response(stoc)
             iip = self._next_invoke()
             try:
-                resp = yield from self._exchange(hls_pass3_request(f_stoc, iip))
+                resp = yield from self._exchange(hls_pass3_request(f_stoc, iip), "HLS pass 3")
             except ServiceError as exc:
                 raise AssociationError("HLS authentication refused: %s" % exc) from None
             if not isinstance(resp, ActionResponseNormal):
@@ -494,7 +523,10 @@ class ClientCore:
         """RLRQ/RLRE. Returns the RLRE reason."""
         self.associated = False
         reply = yield RLRQ(acse.RELEASE_NORMAL).encode()
-        decoded = _try_decode(bytes(reply))
+        try:
+            decoded = self._decode_reply(bytes(reply), "RLRQ")
+        except DecodeError:
+            decoded = None
         if isinstance(decoded, RLRE):
             return decoded.reason
         if isinstance(decoded, (ExceptionResponse, ConfirmedServiceError)):
@@ -513,7 +545,7 @@ class ClientCore:
         iip = self._next_invoke()
         desc = AttributeDescriptor(class_id, Obis(obis), attribute)
         what = "GET %d/%s:%d" % (class_id, Obis(obis).dotted(), attribute)
-        resp = yield from self._exchange(GetRequestNormal(desc, access, iip))
+        resp = yield from self._exchange(GetRequestNormal(desc, access, iip), what)
         if isinstance(resp, GetResponseNormal):
             self._check_invoke(iip, resp)
             if isinstance(resp.result, DataAccessResult):
@@ -537,25 +569,30 @@ class ClientCore:
                 raise DecodeError("%s: answer exceeds %d bytes" % (what, MAX_GET_BYTES))
             if resp.last_block:
                 break
-            resp = yield from self._exchange(GetRequestNext(resp.block_number, iip))
+            resp = yield from self._exchange(GetRequestNext(resp.block_number, iip), what)
             if not isinstance(resp, GetResponseWithDatablock):
                 raise DecodeError("%s: unexpected reply %s during block transfer"
                                   % (what, type(resp).__name__))
             expected += 1
-        return axdr.decode(b"".join(parts))
+        data = b"".join(parts)
+        value, end = axdr.decode_from(data)
+        if end < len(data):
+            self._warn(what, "%d octet(s) after the data of the last block" % (len(data) - end),
+                       data[end:])
+        return value
 
     def set(self, class_id, obis, attribute, value):
         """SET one attribute to `value` (an A-XDR value: typed ints, bytes, Structure...)."""
         self._need_association()
         iip = self._next_invoke()
         desc = AttributeDescriptor(class_id, Obis(obis), attribute)
-        resp = yield from self._exchange(SetRequestNormal(desc, value, None, iip))
+        what = "SET %d/%s:%d" % (class_id, Obis(obis).dotted(), attribute)
+        resp = yield from self._exchange(SetRequestNormal(desc, value, None, iip), what)
         if not isinstance(resp, SetResponseNormal):
             raise DecodeError("SET: unexpected reply %s" % type(resp).__name__)
         self._check_invoke(iip, resp)
         if int(resp.result) != 0:
-            raise _access_error(resp.result, "SET %d/%s:%d" % (class_id, Obis(obis).dotted(),
-                                                               attribute))
+            raise _access_error(resp.result, what)
         return None
 
     def action(self, class_id, obis, method, parameters=None):
@@ -563,11 +600,11 @@ class ClientCore:
         self._need_association()
         iip = self._next_invoke()
         desc = MethodDescriptor(class_id, Obis(obis), method)
-        resp = yield from self._exchange(ActionRequestNormal(desc, parameters, iip))
+        what = "ACTION %d/%s method %d" % (class_id, Obis(obis).dotted(), method)
+        resp = yield from self._exchange(ActionRequestNormal(desc, parameters, iip), what)
         if not isinstance(resp, ActionResponseNormal):
             raise DecodeError("ACTION: unexpected reply %s" % type(resp).__name__)
         self._check_invoke(iip, resp)
-        what = "ACTION %d/%s method %d" % (class_id, Obis(obis).dotted(), method)
         if int(resp.result) != 0:
             raise ServiceError("%s refused by the meter: %s"
                                % (what, ActionResult(int(resp.result)).name), int(resp.result))
@@ -920,6 +957,11 @@ class _DriverBase:
         """The next invocation counter (persist it for the next session of this client)."""
         return self.core.invocation_counter
 
+    @property
+    def warnings(self):
+        """DecodeWarnings of the session so far (octets a meter sent beyond its answers)."""
+        return self.core.warnings
+
     def _counter_turn(self):
         """The counter store's turn for one request of a ciphered association (None without a
         store): counters come from the store, the store is saved before the request leaves,
@@ -1230,6 +1272,6 @@ for _name in OPERATIONS:
 del _name
 
 __all__ = [
-    "AsyncDlmsClient", "Balance", "ClientCore", "DlmsClient", "Energy", "Event", "HdlcFraming",
+    "AsyncDlmsClient", "Balance", "ClientCore", "DecodeWarning", "DlmsClient", "Energy", "Event", "HdlcFraming",
     "Profile", "Quantity", "RelayState", "TokenResult", "WrapperFraming", "make_framing",
 ]

@@ -104,6 +104,27 @@ def decode_apdu(data):
     return cls.decode(data)
 
 
+def decode_apdu_prefix(data):
+    """(apdu, trailing): `data` decoded strictly when it holds exactly one APDU (trailing
+    b""); else the one well-formed APDU at its start and the octets after it. Tolerance for
+    third-party meters that append octets to an answer: the caller reports `trailing`, the
+    value is kept. DecodeError (the strict decoder's) when no APDU fills a prefix."""
+    if type(data) is not bytes:
+        data = bytes(data)
+    try:
+        return decode_apdu(data), b""
+    except DecodeError as exc:
+        strict_error = exc
+    try:
+        cls = apdu_class(data)
+        end = cls.prefix_length(data)
+        if not 0 < end < len(data):
+            raise strict_error
+        return cls.decode(data[:end]), data[end:]
+    except DecodeError:
+        raise strict_error from None
+
+
 __all__ = [
     "AARE", "AARQ", "RLRE", "RLRQ", "InitiateRequest", "InitiateResponse", "conformance_names",
     "ActionRequestNormal", "ActionRequestWithList", "ActionResponseNormal",
@@ -116,6 +137,6 @@ __all__ = [
     "DataNotification", "ExceptionResponse", "SetRequestNormal", "SetRequestWithDatablock",
     "SetRequestWithFirstDatablock", "SetRequestWithList", "SetResponseDatablock",
     "SetResponseLastDatablock", "SetResponseNormal", "SetResponseWithList", "apdu_class",
-    "decode_apdu", "GetBlockAssembler", "SetBlockAssembler", "get_response_blocks",
+    "decode_apdu", "decode_apdu_prefix", "GetBlockAssembler", "SetBlockAssembler", "get_response_blocks",
     "set_request_blocks",
 ]

@@ -255,6 +255,11 @@ class _AcseApdu:
     FIELDS = ()
 
     @classmethod
+    def prefix_length(cls, data):
+        """Octets of the one BER TLV at the start of `data`."""
+        return ber.read_tlv(bytes(data), 0)[2]
+
+    @classmethod
     def decode(cls, data):
         data = bytes(data)
         try:

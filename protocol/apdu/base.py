@@ -58,6 +58,20 @@ class Apdu:
         return cls.decode_with_grammar(data)
 
     @classmethod
+    def prefix_length(cls, data):
+        """How many octets at the start of `data` one APDU of this class fills (what follows
+        belongs to nobody: see `protocol.apdu.decode_apdu_prefix`). DecodeError if none."""
+        spec = cls.__dict__.get("_prefix_spec")
+        if spec is None:
+            header = [cs.Const(bytes((cls.TAG,)))]
+            if cls.CHOICE is not None:
+                header.append(cs.Const(bytes((cls.CHOICE,))))
+            spec = cs.Struct(*[("_h%d" % i) / h for i, h in enumerate(header)],
+                             *cls.SPEC.subcons, "_end" / cs.Tell)
+            cls._prefix_spec = spec
+        return parse(spec, bytes(data), cls.__name__)["_end"]
+
+    @classmethod
     def decode_with_grammar(cls, data):
         """Decode with the declarative construct grammar only (the reference path)."""
         c = parse(cls._spec(), bytes(data), cls.__name__)

@@ -53,6 +53,13 @@ def _header_check(security_control, invocation_counter):
         raise EncodeError("security control / invocation counter out of range")
 
 
+def _within(data, end):
+    if end > len(data):
+        raise DecodeError("ciphered APDU truncated: %d octets announced, %d present"
+                          % (end, len(data)))
+    return end
+
+
 @dataclass(slots=True)
 class CipheredApdu:
     """A service-specific glo-/ded- ciphered APDU."""
@@ -70,6 +77,13 @@ class CipheredApdu:
         return bytes((self.tag,)) + encode_length(len(body)) + body
 
     to_bytes = encode
+
+    @classmethod
+    def prefix_length(cls, data):
+        """Octets of the one envelope at the start of `data`."""
+        data = bytes(data)
+        n, pos = decode_length(data, 1)
+        return _within(data, pos + n)
 
     @classmethod
     def decode(cls, data):
@@ -106,6 +120,14 @@ class GeneralCiphering:
                 + content)
 
     to_bytes = encode
+
+    @classmethod
+    def prefix_length(cls, data):
+        """Octets of the one envelope at the start of `data`."""
+        data = bytes(data)
+        n, pos = decode_length(data, 1)
+        m, pos = decode_length(data, _within(data, pos + n))
+        return _within(data, pos + m)
 
     @classmethod
     def decode(cls, data):
