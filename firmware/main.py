@@ -86,12 +86,17 @@ class LinePort:
             return
         while b"\n" in self.buf:
             line, self.buf = self.buf.split(b"\n", 1)
-            self.uart.write(self.handle(meter, line.decode().strip()).encode() + b"\n")
+            try:
+                reply = self.handle(meter, line.decode().strip())
+            except UnicodeError:
+                reply = "ERR not text"
+            self.uart.write(reply.encode() + b"\n")
 
     def handle(self, meter, line):
         """Reply to one command line."""
-        if line.startswith("TOKEN "):
-            res = meter.enter_token(line[6:], SOURCE_SERIAL)
+        words = line.split(None, 1)  # TOKEN, then the entry as typed (the gate normalises it)
+        if words and words[0] == "TOKEN":
+            res = meter.enter_token(words[1] if len(words) > 1 else "", SOURCE_SERIAL)
             return "OK %s" % CODE_NAMES.get(res.code, "?")
         if line == "BAL":
             return "BAL %d" % meter.account.balance

@@ -20,6 +20,7 @@ from fractions import Fraction
 
 import click
 
+from firmware.token_codec import parse_entry
 from protocol import axdr
 from protocol.apdu.common import TEMPORARY_FAILURE
 from protocol.client import (
@@ -429,11 +430,14 @@ def reconnect_cmd():
 @client.command("token")
 @click.argument("digits", nargs=-1, required=True)
 def token_cmd(digits):
-    """Deliver a 20-digit token through the Token gateway (IC 115 enter); exit 1 if refused."""
-    text = "".join(digits)
-    if not re.fullmatch(r"[0-9 -]+", text) or len(text.replace(" ", "").replace("-", "")) != 20:
-        raise click.BadParameter("a token is 20 decimal digits (spaces and dashes allowed)",
-                                 param_hint="DIGITS")
+    """Deliver a 20-digit token (or a 4-digit service code) through the Token gateway
+    (IC 115 enter); exit 1 if refused. Spaces, dashes, tabs and line ends are ignored."""
+    text = " ".join(digits)
+    try:  # the meter's rule: a 20-digit token or a 4-digit service code, whitespace ignored
+        parse_entry(text)
+    except ValueError as exc:
+        raise click.BadParameter("a token is 20 decimal digits (spaces and dashes allowed; a "
+                                 "service code 4): %s" % exc, param_hint="DIGITS") from None
     with _Session(_settings(), needs=UTILITY) as c:
         r = c.enter_token(text)
         balance = None

@@ -28,6 +28,7 @@ import time
 from dataclasses import dataclass, field
 from fractions import Fraction
 
+from firmware.token_codec import normalize as normalize_entry
 from protocol import axdr
 from protocol.apdu import (
     AARE,
@@ -713,9 +714,13 @@ class ClientCore:
 
     def enter_token(self, digits):
         """Deliver a token through the Token gateway (IC 115 `enter`); returns its TokenResult."""
-        text = "".join(ch for ch in str(digits) if ch not in " -")
-        if not text.isdigit() or not 1 <= len(text) <= 64 or not text.isascii():
-            raise EncodeError("a token is 20 decimal digits (spaces and dashes allowed)")
+        try:  # the meter's own rule for what an entry may hold (every token path uses it)
+            text = normalize_entry(digits)
+        except ValueError as exc:
+            raise EncodeError("a token is 20 decimal digits (spaces and dashes allowed): %s"
+                              % exc) from None
+        if not text:
+            raise EncodeError("a token is 20 decimal digits (spaces and dashes allowed): empty")
         status = yield from self.action(115, TOKEN_GATEWAY, 1, text.encode("ascii"))
         if status is None:
             status = yield from self.get(115, TOKEN_GATEWAY, 6)

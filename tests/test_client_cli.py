@@ -342,3 +342,19 @@ def test_reconnect_refused_by_a_self_disconnected_meter_explains_why(meter_serve
     assert r.exit_code == 5
     assert "temporary-failure" in r.stderr and "ready_for_reconnection" in r.stderr, r.stderr
     assert "token" in r.stderr
+
+
+def test_token_entry_uses_the_meters_normalisation(meter_server):
+    """Issue 8 item 6: whitespace around the digits (tab, CR/LF) is ignored on every token
+    path; the client sends the normalised digits (strict in what it sends)."""
+    meter, srv = meter_server
+    r = run(*tcp(srv), "--client", "utility", "token", "\t1234\t5678-9012 3456\u20137890\r\n")
+    assert r.exit_code == 0, r.stderr
+    assert r.stdout.startswith("token ACCEPTED")
+    sent = [q for q in meter.requests if isinstance(q, ActionRequestNormal)
+            and q.method.class_id == 115]
+    assert sent[-1].parameters == b"12345678901234567890"
+    for bad, why in (("1234 5678 9012 3456 789x", "only digits"),
+                     ("1234", "check digit"), ("123", "got 3")):
+        r = run("--tcp", "127.0.0.1:1", "token", bad)
+        assert r.exit_code == 2 and why in r.stderr, (bad, r.stderr)

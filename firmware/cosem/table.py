@@ -502,18 +502,21 @@ class TokenGateway(base.CosemObject):
             Attr(6, RAW, READER, get=lambda o: o.status()),
         ), (Method(1, UTILITY, _token_enter),), m, "token gateway")
 
-    def status(self):
-        """token_status structure {status_code enum (bijli result code), stages bit-string}."""
-        code = bind.last_token(self.ctx)[1]
+    def status(self, code=None):
+        """token_status structure {status_code enum (bijli result code), stages bit-string}
+        of result `code`, by default the last token's (attribute 6)."""
+        if code is None:
+            code = bind.last_token(self.ctx)[1]
         if code < 0:
             return D.structure(D.enum(0), D.bits(4, 0))
         return D.structure(D.enum(code), D.bits(4, TOKEN_STAGES.get(code, 0)))
 
     def enter(self, digits):
-        """Offer digits (bytes/str) to the meter; returns the TokenResult."""
+        """Offer an entry (bytes/str, as typed: the token gate normalises it like every other
+        path's) to the meter; returns the TokenResult."""
         if isinstance(digits, str):
             digits = digits.encode()
-        res = bind.enter_token(self.ctx, bytes(digits).decode(), 0)
+        res = bind.enter_token(self.ctx, bytes(digits), 0)
         self.token = bytes(digits)[:32]
         return res
 
@@ -536,13 +539,9 @@ def _token_enter(o, params, assoc):
     raw = params[1]
     if isinstance(raw, str):
         raw = raw.encode()
-    if len(raw) > 64:
-        return base.OTHER_REASON, None
-    for b in raw:
-        if b < 0x20 or b > 0x7E:
-            return base.TYPE_UNMATCHED, None
-    o.enter(raw)
-    return OK, o.status()
+    # the entry's own result (a service code leaves the last token's status as it was); what
+    # the digits may hold is the gate's one rule (token_codec.normalize) for every path
+    return OK, o.status(o.enter(raw).code)
 
 
 # --- IS 15959 prepayment registers -----------------------------------------------------------

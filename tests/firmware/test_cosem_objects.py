@@ -155,7 +155,8 @@ def test_token_gateway_enter():
     assert val(model, 115, table.TOKEN_GATEWAY, 6)[1][0] == (D.ENUM, 3)
     # wrong type or junk
     assert gw.action(1, (D.DOUBLE_LONG_UNSIGNED, 5), 0x30) == (base.TYPE_UNMATCHED, None)
-    assert gw.action(1, (D.OCTET_STRING, b"\x00\x01"), 0x30) == (base.TYPE_UNMATCHED, None)
+    code, ret = gw.action(1, (D.OCTET_STRING, b"\x00\x01"), 0x30)
+    assert code == base.SUCCESS and D.decode_all(ret)[1][0] == (D.ENUM, 1)  # format
     code, ret = gw.action(1, (D.OCTET_STRING, b"12345"), 0x30)
     assert code == base.SUCCESS and D.decode_all(ret)[1][0] == (D.ENUM, 1)
     assert gw.action(1, (D.OCTET_STRING, digits.encode()), 0x20) == (base.READ_WRITE_DENIED, None)
@@ -576,3 +577,46 @@ def test_uart_service_keeps_dlms_counters_across_a_reboot():
     assert _aare_server_ic(aare) > first
     assert S.unpack_counters(S.pack_counters(7, {b"HEADEND1": 9})) == (7, {b"HEADEND1": 9})
     assert S.unpack_counters(None) == (0, {}) and S.unpack_counters(b"\x00\x01") == (0, {})
+
+
+def _enter_status(gw, entry):
+    code, ret = gw.action(1, (D.OCTET_STRING, entry), 0x30)
+    assert code == base.SUCCESS, code
+    return D.decode_all(ret)[1][0][1]
+
+
+def test_token_gateway_enter_answers_each_entrys_own_result():
+    """Issue 8 item 6: a service code over DLMS answered the previous token's status."""
+    from firmware import token_codec as tc
+    m, model = make()
+    gw = model.find(115, table.TOKEN_GATEWAY)
+    digits = cosem_meter.credit_token(m, 100, 1)
+    assert _enter_status(gw, digits.encode()) == 0
+    assert _enter_status(gw, digits.encode()) == 3  # used
+    show_balance = tc.service_code(tc.SERVICE_SHOW_BALANCE).encode()
+    assert _enter_status(gw, show_balance) == 0  # the service code's own result, not "used"
+    assert _enter_status(gw, tc.service_code(999).encode()) == 7  # unknown function: type
+    assert _enter_status(gw, b"1234 5678") == 1  # format
+    assert _enter_status(gw, show_balance) == 0
+    # attribute 6 still describes the last token entry (service codes are no tokens)
+    assert val(model, 115, table.TOKEN_GATEWAY, 6)[1][0] == (D.ENUM, 1)
+
+
+def test_token_gateway_enter_ignores_surrounding_whitespace_like_every_path():
+    """docs/tokens.md: surrounding whitespace (tab, CR/LF) is ignored, also over DLMS."""
+    m, model = make()
+    gw = model.find(115, table.TOKEN_GATEWAY)
+    for i, (head, tail) in enumerate(((b"\t", b"\r\n"), (b"\r\n", b"\n"), (b" ", b"\t"))):
+        digits = cosem_meter.credit_token(m, 10, i + 1).encode()
+        spaced = digits[:4] + b"\t" + digits[4:10] + b"-" + digits[10:]
+        assert _enter_status(gw, head + spaced + tail) == 0, (head, tail)
+    assert m.account.balance == 3000
+    # the same entries through the line port (serial) are judged alike
+    from firmware.main import LinePort
+    uart = FakeUart()
+    port = LinePort(uart)
+    digits = cosem_meter.credit_token(m, 10, 4).encode()
+    uart.rx = b"TOKEN\t" + digits[:4] + b"\t" + digits[4:] + b" \r\nTOKEN \t" + digits + b"\n"
+    port.poll(m)
+    assert uart.tx == b"OK accept\nOK used\n", uart.tx
+    assert m.account.balance == 4000
