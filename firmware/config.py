@@ -16,6 +16,7 @@ at construction (the NVM is the meter); see firmware/meter.py.
 import struct
 
 from firmware.tariff import MAX_DAILY_CHARGE, Tariff
+from firmware.timeutil import DAY_MAX, DAY_MIN
 
 K_INT = 0
 K_INTS = 1
@@ -41,7 +42,7 @@ ITEMS = (
     (11, "window_start_s", K_INT, 36000, 0, 86399),
     (12, "window_end_s", K_INT, 46800, 1, 86400),
     (13, "weekend_days", K_INTS, (7,), 1, 7),
-    (14, "holidays", K_INTS, (), 0, I31),
+    (14, "holidays", K_INTS, (), DAY_MIN, DAY_MAX),  # local day numbers 2000..2099
     (15, "comms_loss_s", K_INT, 172800, 0, U32),
     (16, "load_limit_w", K_INT, 0, 0, U32),
     (17, "load_limit_over_s", K_INT, 60, 0, U32),

@@ -24,6 +24,7 @@ from firmware.cosem.service import (
     DlmsUartService,
     system_title_for,
 )
+from firmware.guard import Guard
 from firmware.meter import SOURCE_SERIAL, Meter
 from firmware.storage import Store
 from firmware.token_gate import CODE_NAMES
@@ -166,7 +167,7 @@ def build():
     return hal, meter, pins, (ek, ak, pw, counter_rec)
 
 
-def uart_service(hal, meter, pins, dlms):
+def uart_service(hal, meter, pins, dlms, guard=None):
     """The service on the board's UART: DLMS/COSEM over HDLC (default) or the text LinePort
     (`"uart_mode": "line"` in /bijli_board.json, for bench work)."""
     if hal.uart is None:
@@ -175,27 +176,42 @@ def uart_service(hal, meter, pins, dlms):
         return LinePort(hal.uart)
     ek, ak, pw, counter_rec = dlms
     return DlmsUartService(hal.uart, system_title_for(meter.config.meter_id), ek, ak, pw,
-                           counter_store=counter_rec)
+                           counter_store=counter_rec, guard=guard)
+
+
+def _reboot(hal):
+    """Mains came back without a reset (held up by the supply's capacitors): a new boot."""
+    store = Store(hal.nvm)
+    meter = Meter(hal, None, store)
+    _dlms_records(store)  # keep the layout declaration identical to the first boot
+    return meter
+
+
+def loop_pass(hal, meter, services, guard):
+    """One pass of the main loop; returns the meter (a new one after a power return).
+
+    Everything it calls runs under the never-raise `guard` (firmware.guard): a fault in a
+    tick, a save or a request is logged and counted, and the loop goes on serving."""
+    if meter.down and hal.inputs.power_ok():
+        meter = guard.run("new boot", _reboot, hal) or meter
+    guard.run("meter tick", meter.tick)
+    for s in services:
+        guard.run("service", s.poll, meter)
+    if hal.wdt is not None:
+        hal.wdt.feed()
+    return meter
 
 
 def run(services=None):
     """The main loop (never returns)."""
     hal, meter, pins, dlms = build()
     services = list(services or [])
-    port = uart_service(hal, meter, pins, dlms)
+    guard = Guard(print)
+    port = uart_service(hal, meter, pins, dlms, guard)
     if port is not None:
         services.append(port)
     while True:
-        if meter.down and hal.inputs.power_ok():
-            # mains came back without a reset (held up by the supply's capacitors): a new boot
-            store = Store(hal.nvm)
-            meter = Meter(hal, None, store)
-            _dlms_records(store)  # keep the layout declaration identical to the first boot
-        meter.tick()
-        for s in services:
-            s.poll(meter)
-        if hal.wdt is not None:
-            hal.wdt.feed()
+        meter = loop_pass(hal, meter, services, guard)
         time.sleep_ms(LOOP_MS)
 
 

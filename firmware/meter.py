@@ -49,6 +49,8 @@ from firmware.policy import DisconnectPolicy
 from firmware.profiles import STATUS_CLOCK_SET, STATUS_POWER_DOWN, STATUS_RELAY_OPEN, Profile
 from firmware.relay import DisconnectControl, LoadLimiter
 from firmware.storage import Store, StoreError
+from firmware.timeutil import TIME_MAX, TIME_MIN
+from firmware.validate import check_int
 
 # store layout (tags); declaring in this order on every boot fixes the layout
 TAG_CORE = 1
@@ -341,7 +343,9 @@ class Meter:
 
     def set_clock(self, t):
         """Set the wall clock (RTC) to Unix second t, log CLOCK_SET and persist. The time the
-        meter is behind its ticks is stepped first (it passed before the set)."""
+        meter is behind its ticks is stepped first (it passed before the set). ValueError
+        (nothing changed) outside the span the meter can hold (timeutil.TIME_MIN..TIME_MAX)."""
+        check_int("clock", t, TIME_MIN, TIME_MAX)
         ticks = self.clock.ticks_ms()
         self._catch_up(ticks)
         self.hal.clock.set_time(t)

@@ -42,7 +42,16 @@ that went negative the evening before is not cut until the following day's windo
 import struct
 
 from firmware import event_codes as ev
-from firmware.timeutil import IST_OFFSET_S, SECONDS_PER_DAY, local_day, parse_date, weekday
+from firmware.timeutil import (
+    DAY_MAX,
+    DAY_MIN,
+    IST_OFFSET_S,
+    SECONDS_PER_DAY,
+    TIME_MAX,
+    local_day,
+    parse_date,
+    weekday,
+)
 from firmware.validate import check_int as _check_int
 from firmware.validate import noop as _noop
 
@@ -117,7 +126,8 @@ class DisconnectPolicy:
         if holidays is not None:
             days = []
             for h in holidays:
-                days.append(parse_date(h) if isinstance(h, str) else _check_int("holiday", h, 0, 0xFFFFFFFF))
+                days.append(_check_int("holiday", parse_date(h) if isinstance(h, str) else h,
+                                       DAY_MIN, DAY_MAX))
             if len(days) > MAX_HOLIDAYS:
                 raise ValueError("at most %d holidays" % MAX_HOLIDAYS)
             hol = tuple(sorted(set(days)))
@@ -131,7 +141,7 @@ class DisconnectPolicy:
     # --- commands -----------------------------------------------------------------------------
     def suspend(self, now, until=0):
         """Suspend disconnection by head-end command, until Unix time `until` (0: until resume())."""
-        _check_int("until", until, 0, 0xFFFFFFFF)
+        _check_int("until", until, 0, TIME_MAX)
         if until and until <= now:
             raise ValueError("suspension end %d is not after now %d" % (until, now))
         if not self.suspended:

@@ -7,6 +7,28 @@ All functions are integer-only so they behave the same on every port.
 IST_OFFSET_S = 19800
 SECONDS_PER_DAY = 86400
 
+# The span of time a meter can hold: 2000-01-01 00:00:00 .. 2099-12-31 23:59:59 UTC. Every time
+# the meter keeps is a u32 of Unix seconds (which ends on 2106-02-07), and board RTC chips keep a
+# two-digit year; a clock set, a suspension end or a holiday outside this span is refused at the
+# boundary (DLMS, tokens, configuration), never stored (docs/decisions.md "Input ranges").
+TIME_MIN = 946684800
+TIME_MAX = 4102444799
+DAY_MIN = TIME_MIN // SECONDS_PER_DAY  # 2000-01-01
+DAY_MAX = TIME_MAX // SECONDS_PER_DAY  # 2099-12-31
+_MONTH_DAYS = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
+def days_in_month(y, m):
+    """Number of days of month m (1..12) of year y (Gregorian)."""
+    if m == 2 and y % 4 == 0 and (y % 100 != 0 or y % 400 == 0):
+        return 29
+    return _MONTH_DAYS[m - 1]
+
+
+def valid_date(y, m, d):
+    """True if y-m-d is a real calendar date (month 1..12, day within the month)."""
+    return 1 <= m <= 12 and 1 <= d <= days_in_month(y, m)
+
 
 def days_from_civil(y, m, d):
     """Days since 1970-01-01 for the proleptic Gregorian date y-m-d."""
@@ -81,6 +103,6 @@ def parse_date(text):
     if len(parts) != 3:
         raise ValueError("date must be YYYY-MM-DD: %r" % (text,))
     y, m, d = int(parts[0]), int(parts[1]), int(parts[2])
-    if not (1 <= m <= 12 and 1 <= d <= 31):
-        raise ValueError("date out of range: %r" % (text,))
+    if not valid_date(y, m, d):
+        raise ValueError("no such date: %r" % (text,))
     return days_from_civil(y, m, d)

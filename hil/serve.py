@@ -44,6 +44,7 @@ from firmware.cosem.service import (  # noqa: F401 - re-exported for the demo an
 from firmware.dlms import FramingError, ObjectTable
 from firmware.dlms import hdlc as fw_hdlc
 from firmware.dlms import wrapper as fw_wrapper
+from firmware.guard import Guard
 from firmware.hal.nvm import FileNVM, MemNVM
 from firmware.hal.sim import SimClock, SimHal, parse_load
 from firmware.meter import Meter
@@ -140,6 +141,8 @@ class EmulatedMeter:
             self._server = None
             self._counters = None  # CounterReservation over the state dir's DLMS file
             self.requests = 0
+            # the service loop's never-raise guard (logs through the service's echo)
+            self.guard = Guard()
         except BaseException:
             if isinstance(nvm, FileNVM):
                 nvm.close()  # and release the state directory: nothing of this run is kept
@@ -178,13 +181,16 @@ class EmulatedMeter:
         return _Session(self)
 
     def close(self):
-        """Save the meter state (simulated clock, DLMS counters) and release the NVM file."""
-        self.meter.tick()
-        self.meter.save()
+        """Save the meter state (simulated clock, DLMS counters) and release the NVM file.
+        Each step runs under the guard: a failing one is logged, the others still run."""
+        g = self.guard.run
+        g("final tick", self.meter.tick)
+        g("final save", self.meter.save)
         if self.state_dir:
-            _write_clock(os.path.join(self.state_dir, CLOCK_FILE), self.clock.time())
+            g("clock save", _write_clock, os.path.join(self.state_dir, CLOCK_FILE),
+              self.clock.time())
             if self._server is not None:
-                _write_dlms_state(self.state_dir, self._server)
+                g("DLMS counter save", _write_dlms_state, self.state_dir, self._server)
         if isinstance(self.nvm, FileNVM):
             self.nvm.close()
 
@@ -312,12 +318,13 @@ class _Session:
         """Reply APDU (bytes) to one request APDU, or None when nothing is to be answered."""
         em = self.em
         em.requests += 1
-        em.meter.tick()
+        g = em.guard.run  # the bookkeeping around a request never costs its answer
+        g("meter tick", em.meter.tick)
         reply = self.session.handle(client_sap, apdu)
-        em.save_dlms_ahead()
+        g("DLMS counter save", em.save_dlms_ahead)
         a = self.session.association(client_sap)
         if a is not None and a.state == ASSOCIATED and client_sap != PUBLIC_SAP:
-            em.meter.note_headend_contact()
+            g("head-end contact", em.meter.note_headend_contact)
         return reply
 
     def release(self, client_sap=None):
@@ -352,13 +359,18 @@ class MeterService:
         self.dropped = 0
         self.pushes_sent = 0
         self.push_errors = 0
-        self.clock_errors = 0
         self._stop = None
         self._tasks = set()
         self._fds = []
         self._serial = None
         if push:
             em.model.push.configure(push)
+        em.guard.log = echo
+
+    @property
+    def faults(self):
+        """Faults the never-raise guard caught so far (see firmware.guard)."""
+        return self.em.guard.total
 
     async def start(self):
         """Open the endpoints (does not block)."""
@@ -429,16 +441,12 @@ class MeterService:
     # -- clock and pushes --------------------------------------------------------------------
     async def _clock_loop(self):
         n = 0
+        g = self.em.guard.run
         while True:
-            try:
-                self._deliver(self.em.tick())
-                n += 1
-                if n % CLOCK_SAVE_TICKS == 0:
-                    self.em.save_clock()
-            except Exception as e:  # noqa: BLE001 - keep serving; say it once per kind
-                self.clock_errors += 1
-                if self.clock_errors == 1:
-                    self.echo("meter tick failed (serving continues): %r" % (e,))
+            self._deliver(g("meter tick", self.em.tick) or ())
+            n += 1
+            if n % CLOCK_SAVE_TICKS == 0:
+                g("clock save", self.em.save_clock)
             await asyncio.sleep(TICK_S)
 
     def _deliver(self, pushes):
@@ -493,8 +501,9 @@ class MeterService:
                         continue
                     try:
                         reply = session.handle(src, apdu)
-                    except Exception:  # noqa: BLE001 - one bad request must not stop the meter
+                    except Exception as e:  # noqa: BLE001 - one bad request must not stop the meter
                         self.dropped += 1
+                        self.em.guard.caught("DLMS request", e)
                         reply = None
                     if reply:
                         writer.write(fw_wrapper.encode(dst, src, reply))
@@ -622,8 +631,9 @@ class _HdlcLine:
             self.session = self.service.em.new_session()
         try:
             return self.session.handle(client_sap, apdu)
-        except Exception:  # noqa: BLE001 - never let a request stop the line
+        except Exception as e:  # noqa: BLE001 - never let a request stop the line
             self.service.dropped += 1
+            self.service.em.guard.caught("DLMS request", e)
             return None
 
     def feed(self, data):
@@ -633,12 +643,13 @@ class _HdlcLine:
             self.station.feed(data, self._handler)
         except FramingError:
             self.service.dropped += 1
-        except Exception:  # noqa: BLE001
+        except Exception as e:  # noqa: BLE001
             self.service.dropped += 1
+            self.service.em.guard.caught("HDLC station", e)
         out = self.station.data_to_send()
         if out:
             self.tx_bytes += len(out)
-            self.write(out)
+            self.service.em.guard.run("serial write", self.write, out)
         # alerts raised by these requests go out from the clock loop (<= TICK_S later), after
         # the answers, as a meter pushes asynchronously
 

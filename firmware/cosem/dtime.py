@@ -31,8 +31,8 @@ def decode(b, tz_offset_s):
     y = (b[0] << 8) | b[1]
     mo = b[2]
     d = b[3]
-    if y == 0xFFFF or mo < 1 or mo > 12 or d < 1 or d > 31:
-        raise ValueError("date-time date not specified or out of range")
+    if y == 0xFFFF or not timeutil.valid_date(y, mo, d):
+        raise ValueError("date-time date not specified or no such date")
     hh = 0 if b[5] == 0xFF else b[5]
     mm = 0 if b[6] == 0xFF else b[6]
     ss = 0 if b[7] == 0xFF else b[7]

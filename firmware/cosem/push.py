@@ -21,6 +21,7 @@ TRANSPORT_TCP = 0
 TRANSPORT_HDLC = 5  # companion-specific value used for a serial destination
 MESSAGE_AXDR_APDU = 0
 MAX_QUEUE = 16
+MAX_DEST = 64  # bytes of a push destination
 
 
 class PushSetup(base.CosemObject):
@@ -104,16 +105,42 @@ def _set_dest(o, tv):
     t, dest, msg = tv[1]
     if t[0] != D.ENUM or dest[0] != D.OCTET_STRING or msg[0] != D.ENUM:
         return base.TYPE_UNMATCHED
-    if msg[1] != MESSAGE_AXDR_APDU or len(dest[1]) > 64:
+    if msg[1] != MESSAGE_AXDR_APDU or not valid_destination(t[1], dest[1]):
         return base.OTHER_REASON
     o.transport = t[1]
     o.destination = bytes(dest[1])
     return base.SUCCESS
 
 
+def valid_destination(transport, dest):
+    """True for a destination the meter can push to: empty (pushes off), or for TCP
+    `host:port` (printable ASCII host, port 1..65535), for HDLC printable ASCII; at most
+    MAX_DEST bytes either way. Anything else is refused at the SET, not found at the push."""
+    if transport != TRANSPORT_TCP and transport != TRANSPORT_HDLC:
+        return False
+    if len(dest) > MAX_DEST:
+        return False
+    for b in dest:
+        if b <= 0x20 or b > 0x7E:
+            return False
+    if transport != TRANSPORT_TCP or not dest:
+        return True
+    host = bytes(dest)
+    i = host.rfind(b":")
+    port = host[i + 1:]
+    if i < 1 or not 1 <= len(port) <= 5:
+        return False
+    for b in port:
+        if not 0x30 <= b <= 0x39:
+            return False
+    return 1 <= int(port) <= 65535
+
+
 def _set_retries(o, tv):
     if tv[0] != D.UNSIGNED:
         return base.TYPE_UNMATCHED
+    if not 0 <= tv[1] <= 255:
+        return base.OTHER_REASON
     o.retries = tv[1]
     return base.SUCCESS
 

@@ -14,6 +14,7 @@ from firmware.cosem import push as push_mod
 from firmware.cosem import table as cosem_table
 from firmware.dlms import ObjectTable, hdlc
 from firmware.dlms.server import ASSOCIATED, DlmsServer
+from firmware.guard import Guard
 
 MAX_READ = 512
 
@@ -95,7 +96,7 @@ class DlmsUartService:
     """The meter's DLMS server on one serial line (HDLC, server logical address 1)."""
 
     def __init__(self, uart, system_title, ek, ak, password, rng=None, logical=1,
-                 max_info=hdlc.DEFAULT_INFO, counter_store=None):
+                 max_info=hdlc.DEFAULT_INFO, counter_store=None, guard=None):
         self.uart = uart
         self.system_title = bytes(system_title)
         self.ek = ek
@@ -109,6 +110,8 @@ class DlmsUartService:
         self.session = None
         self.requests = 0
         self.errors = 0
+        # the never-raise guard: what a request's bookkeeping raises is logged, the reply sent
+        self.guard = guard if guard is not None else Guard()
         # a storage.Record (load/save, max_len >= COUNTER_RECORD_MAX) for the DLMS counters
         self.counter_store = counter_store
         self._keeper = None  # CounterReservation over counter_store
@@ -145,10 +148,10 @@ class DlmsUartService:
             return None
         self.requests += 1
         reply = self.session.handle(client, apdu)
-        self._save_ahead()
+        self.guard.run("DLMS counter save", self._save_ahead)
         a = self.session.association(client)
         if a is not None and a.state == ASSOCIATED and client != 0x10:
-            self.meter.note_headend_contact()
+            self.guard.run("head-end contact", self.meter.note_headend_contact)
         return reply
 
     def poll(self, meter):
@@ -161,8 +164,9 @@ class DlmsUartService:
             if data:
                 try:
                     self.station.feed(data, self._handler)
-                except Exception:  # noqa: BLE001 - a bad frame must never stop the meter
+                except Exception as e:  # noqa: BLE001 - a bad frame must never stop the meter
                     self.errors += 1
+                    self.guard.caught("DLMS request", e)
         for _dest, transport, apdu in self.model.push.take():
             if transport == push_mod.TRANSPORT_HDLC and self.station.connected:
                 try:

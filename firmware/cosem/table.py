@@ -178,8 +178,13 @@ def _clock_time(o):
 def _clock_set_time(o, tv):
     if tv[0] != D.OCTET_STRING or len(tv[1]) != 12:
         return base.TYPE_UNMATCHED
-    t = dtime.decode(tv[1], bind.tz(o.ctx))
-    if t < 946684800:  # before 2000: refuse an obviously wrong clock
+    return _set_clock_to(o, dtime.decode(tv[1], bind.tz(o.ctx)))
+
+
+def _set_clock_to(o, t):
+    """Set the meter clock to Unix second t; other-reason (nothing changed) outside the span
+    a meter can hold (timeutil.TIME_MIN..TIME_MAX: 2000..2099)."""
+    if t < timeutil.TIME_MIN or t > timeutil.TIME_MAX:
         return base.OTHER_REASON
     bind.set_time(o.ctx, t)
     return OK
@@ -191,8 +196,7 @@ def _clock_shift(o, params, assoc):
     s = params[1]
     if s < -900 or s > 900:
         return base.OTHER_REASON, None
-    bind.set_time(o.ctx, bind.now(o.ctx) + s)
-    return OK, None
+    return _set_clock_to(o, bind.now(o.ctx) + s), None
 
 
 def clock_object(m):
@@ -810,9 +814,12 @@ def _holidays_set(o, tv):
         if t != D.OCTET_STRING or len(v) != 5:
             return base.TYPE_UNMATCHED
         y = (v[0] << 8) | v[1]
-        if y == 0xFFFF or not 1 <= v[2] <= 12 or not 1 <= v[3] <= 31:
+        if y == 0xFFFF or not timeutil.valid_date(y, v[2], v[3]):
             return base.OTHER_REASON
-        days.append(timeutil.days_from_civil(y, v[2], v[3]))
+        day = timeutil.days_from_civil(y, v[2], v[3])
+        if v[4] != 0xFF and v[4] != timeutil.weekday(day):
+            return base.OTHER_REASON  # a day of week that contradicts the date
+        days.append(day)
     try:
         bind.set_config(o.ctx, "holidays", tuple(days))
     except ValueError:

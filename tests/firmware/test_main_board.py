@@ -88,3 +88,55 @@ def test_line_mode_keeps_the_text_port():
     hal.uart.rx = b"BAL\n"
     svc.poll(meter)
     assert hal.uart.tx == b"BAL %d\n" % meter.account.balance
+
+
+class _Broken:
+    """A fault of the kind a bad value used to cause (struct.error on a save): raises always."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, *args):
+        self.calls += 1
+        raise OverflowError("value out of range for its record")
+
+
+class _FailingService:
+    def poll(self, meter):
+        raise OverflowError("service fault")
+
+
+def test_a_fault_in_the_main_loop_is_logged_and_the_board_keeps_serving():
+    """issue 8 item 2: the board's never-raise guard covers the tick, every service and the
+    bookkeeping around a request (head-end contact, counter save); the answer still goes out."""
+    from firmware.dlms import apdu as A
+    from firmware.guard import Guard
+    hal, meter, key_rec, counter_rec = _board(MemNVM(65536))
+    logged = []
+    guard = Guard(logged.append)
+    svc = board_main.uart_service(hal, meter, {"uart_mode": "dlms"},
+                                  board_main.dlms_keys(key_rec, None)[:3] + (counter_rec,), guard)
+    meter.tick = _Broken()
+    meter.note_headend_contact = contact = _Broken()
+    services = [_FailingService(), svc]
+    reader = dc.client_addr(0x20)
+    hal.uart.rx = hdlc.build_frame(dc.SERVER, reader, 0x93)  # SNRM
+    for _ in range(10):
+        meter = board_main.loop_pass(hal, meter, services, guard)
+    assert dc.frames(hal.uart.tx)[0][2] == 0x73  # UA: the line is served
+    assert guard.counts["meter tick"] == 10 and guard.counts["service"] == 10
+    # the first fault of each place and the 10th are logged, not every one
+    assert len([t for t in logged if "meter tick" in t]) == 2, logged
+    hal.uart.tx = b""
+    aarq = dc.build_aarq(mechanism=A.MECH_LLS, auth_value=b"12345678",
+                         user_info=dc.initiate_request())
+    hal.uart.rx = hdlc.build_frame(dc.SERVER, reader, dc.i_ctrl(0, 0), b"\xE6\xE6\x00" + aarq)
+    meter = board_main.loop_pass(hal, meter, services, guard)
+    assert dc.frames(hal.uart.tx)[0][3][3] == 0x61  # the AARE went out
+    assert contact.calls == 1 and guard.counts["head-end contact"] == 1
+    hal.uart.tx = b""
+    get = dc.get_req(3, bytes((0, 0, 94, 96, 24, 255)), 2)
+    hal.uart.rx = hdlc.build_frame(dc.SERVER, reader, dc.i_ctrl(1, 1), b"\xE6\xE6\x00" + get)
+    meter = board_main.loop_pass(hal, meter, services, guard)
+    info = dc.frames(hal.uart.tx)[0][3]
+    assert info[3:5] == b"\xC4\x01" and info[6] == 0  # the balance is answered
