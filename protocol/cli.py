@@ -45,6 +45,7 @@ from protocol.keys import (
     InvocationCounterStore,
     KeyFileError,
     demo_keys,
+    load_connection,
     load_keys,
 )
 from protocol.obis import Obis
@@ -96,6 +97,25 @@ def _exit_code(exc):
     return EXIT_PROTOCOL
 
 
+class _AnyBaseInt(click.ParamType):
+    """An integer in decimal or with a 0x / 0o / 0b prefix, within [lo, hi]."""
+
+    name = "integer"
+
+    def __init__(self, lo, hi):
+        self.lo, self.hi = lo, hi
+
+    def convert(self, value, param, ctx):
+        try:
+            v = value if isinstance(value, int) and not isinstance(value, bool) \
+                else int(str(value), 0)
+        except ValueError:
+            self.fail("%r is not an integer (decimal or 0x..)" % (value,), param, ctx)
+        if not self.lo <= v <= self.hi:
+            self.fail("%d is not in %d..%d" % (v, self.lo, self.hi), param, ctx)
+        return v
+
+
 @click.group("client")
 @click.option("--tcp", "tcp", metavar="HOST:PORT", help="Meter on TCP (DLMS wrapper, port 4059).")
 @click.option("--serial", "serial", metavar="PORT",
@@ -103,17 +123,26 @@ def _exit_code(exc):
 @click.option("--client", "role", type=click.Choice([PUBLIC, READER, UTILITY]), default=PUBLIC,
               show_default=True, help="Association: public 0x10, reader 0x20 (LLS), utility 0x30 "
               "(HLS-GMAC + ciphering).")
+@click.option("--client-sap", type=_AnyBaseInt(0, 0x7F), default=None, metavar="SAP",
+              help="Client SAP for the association (HDLC client address, wrapper source "
+              "wPort), e.g. 0x01 where a meter serves HLS there. Default: the --client's.")
+@click.option("--server-address", "--server", "server", default="1", show_default=True,
+              metavar="LOGICAL[:PHYSICAL][/SIZE]",
+              help="HDLC: server upper (logical device) and lower (physical device) address, "
+              "SIZE 1, 2 or 4 octets (default: the smallest that fits). TCP wrapper: LOGICAL is "
+              "the destination wPort.")
 @click.option("--keys", "keys_file", metavar="FILE", type=click.Path(dir_okay=False),
-              help="JSON key file (block_cipher_key, authentication_key, password, "
-              "system_title). Default: the INSECURE DLMS demo keys.")
+              help="JSON key/connection file (block_cipher_key, authentication_key, password, "
+              "system_title; named profiles). Default: the INSECURE DLMS demo keys.")
+@click.option("--profile", default=None, metavar="NAME",
+              help="Take the connection settings and keys of profile NAME in the --keys file; "
+              "options given on the command line win.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON on stdout.")
 @click.option("--timeout", type=float, default=5.0, show_default=True,
               help="Seconds to wait for each answer.")
 @click.option("--retries", type=int, default=2, show_default=True,
               help="Retransmissions (HDLC) / connection attempts (TCP).")
 @click.option("--baud", type=int, default=9600, show_default=True, help="Serial line speed.")
-@click.option("--server", "server", default="1", show_default=True, metavar="LOGICAL[:PHYSICAL]",
-              help="HDLC server address (serial) or destination wPort (TCP).")
 @click.option("--framing", type=click.Choice(["auto", "hdlc", "wrapper"]), default="auto",
               show_default=True, help="auto: wrapper on TCP, HDLC on serial; hdlc also works "
               "over TCP for meters that speak HDLC there.")
@@ -125,18 +154,43 @@ def _exit_code(exc):
               help="Invocation counter store (utility client). Default: "
               "$BIJLI_STATE_DIR or ~/.local/state/bijli.")
 @click.pass_context
-def client(ctx, tcp, serial, role, keys_file, as_json, timeout, retries, baud, server, framing,
-           max_info, window, ic_store):
+def client(ctx, **options):
     """Talk DLMS/COSEM to a meter over TCP or serial.
 
     Exit status: 0 ok, 1 token refused, 2 usage/key file, 3 link, 4 association refused,
     5 request refused by the meter, 6 malformed answer or security failure.
     """
     # Checked when a command runs (so that `bijli client COMMAND --help` works without them).
-    ctx.obj = Settings(tcp=tcp, serial=serial, role=role, keys_file=keys_file, keys=None,
-                       as_json=as_json, timeout=timeout, retries=retries, baud=baud,
-                       server=server, ic_store=ic_store, framing=framing, ready=False, warnings=[],
-                       hdlc_params=_hdlc_params(max_info, window))
+    ctx.obj = Settings(ctx=ctx, keys=None, ready=False, warnings=[], **options)
+
+
+# profile field -> the group parameter it sets
+PROFILE_PARAMS = {"tcp": "tcp", "serial": "serial", "client": "role", "client_sap": "client_sap",
+                  "server_address": "server", "framing": "framing", "baud": "baud",
+                  "timeout": "timeout", "retries": "retries", "max_info": "max_info",
+                  "window": "window"}
+
+
+def _given(s, name):
+    source = s.ctx.get_parameter_source(name)
+    return source in (click.core.ParameterSource.COMMANDLINE,
+                      click.core.ParameterSource.ENVIRONMENT)
+
+
+def _apply_profile(s, settings):
+    """Profile settings become the options the command line did not give."""
+    line_has_port = _given(s, "tcp") or _given(s, "serial")
+    params = {p.name: p for p in s.ctx.command.params}
+    for field, value in settings.items():
+        name = PROFILE_PARAMS[field]
+        if _given(s, name) or (name in ("tcp", "serial") and line_has_port):
+            continue
+        try:
+            value = params[name].type_cast_value(s.ctx, value)
+        except click.BadParameter as exc:
+            _fail(EXIT_USAGE, "key file %s, profile %r: field %r: %s"
+                  % (s.keys_file, s.profile, field, exc.message))
+        setattr(s, name, value)
 
 
 def _hdlc_params(max_info, window):
@@ -147,23 +201,53 @@ def _hdlc_params(max_info, window):
     return HdlcParameters(m, m, w, w)
 
 
+def _server_address(text):
+    """"LOGICAL[:PHYSICAL][/SIZE]" -> (logical, physical or None, size or None)."""
+    try:
+        text, _, size = str(text).partition("/")
+        logical, _, physical = text.partition(":")
+        return (int(logical, 0), int(physical, 0) if physical else None,
+                int(size, 0) if size else None)
+    except ValueError:
+        raise click.BadParameter("LOGICAL[:PHYSICAL][/SIZE] integers, e.g. 1, 1:17, 0x01:0x11/4",
+                                 param_hint="--server-address") from None
+
+
 def _prepare(s):
-    """Validate the group options and load the keys (once)."""
+    """Validate the group options, apply the profile and load the keys (once)."""
     if s.ready:
         return s
-    if bool(s.tcp) == bool(s.serial):
-        raise click.UsageError("give exactly one of --tcp HOST:PORT or --serial PORT")
-    try:
-        logical, _, physical = s.server.partition(":")
-        s.logical = int(logical, 0)
-        s.physical = int(physical, 0) if physical else None
-    except ValueError:
-        raise click.BadParameter("LOGICAL[:PHYSICAL] integers", param_hint="--server") from None
-    if s.role != PUBLIC:
+    keys = None
+    if s.profile is not None:
+        if not s.keys_file:
+            raise click.UsageError("--profile NAME needs --keys FILE (the file with the profiles)")
         try:
-            s.keys = load_keys(s.keys_file) if s.keys_file else demo_keys()
+            keys, settings = load_connection(s.keys_file, s.profile)
         except KeyFileError as exc:
             _fail(EXIT_USAGE, str(exc))
+        _apply_profile(s, settings)
+    if bool(s.tcp) == bool(s.serial):
+        raise click.UsageError("give exactly one of --tcp HOST:PORT or --serial PORT")
+    s.logical, s.physical, size = _server_address(s.server)
+    framing = s.framing if s.framing != "auto" else ("wrapper" if s.tcp else "hdlc")
+    try:
+        if framing == "hdlc":
+            s.server_hdlc = server_address(s.logical, s.physical, size)
+        else:
+            s.server_hdlc = None
+            if s.physical is not None or size is not None or not 0 <= s.logical <= 0xFFFF:
+                raise EncodeError("the wrapper addresses a wPort (0..65535): no PHYSICAL, no "
+                                  "SIZE")
+    except EncodeError as exc:
+        raise click.BadParameter(str(exc), param_hint="--server-address") from None
+    s.hdlc_params = _hdlc_params(s.max_info, s.window)
+    if s.role != PUBLIC:
+        try:
+            if keys is None:
+                keys = load_keys(s.keys_file) if s.keys_file else demo_keys()
+        except KeyFileError as exc:
+            _fail(EXIT_USAGE, str(exc))
+        s.keys = keys
         if s.keys.insecure:
             click.echo(INSECURE_NOTE, err=True)
     s.ready = True
@@ -194,8 +278,8 @@ class _Session:
             store = InvocationCounterStore(s.ic_store) if s.role == UTILITY else None
             self.client = DlmsClient(
                 transport, framing, s.role, s.keys, timeout=s.timeout, retries=s.retries,
-                server=server_address(s.logical, s.physical),
-                server_wport=s.logical, hdlc_params=s.hdlc_params, counter_store=store)
+                server=s.server_hdlc, server_wport=s.logical, hdlc_params=s.hdlc_params,
+                counter_store=store, client_sap=s.client_sap)
             s.warnings = self.client.warnings
             self.client.open()
         except ProtocolError as exc:

@@ -354,11 +354,15 @@ class ClientCore:
     """
 
     def __init__(self, role=PUBLIC, keys=None, invocation_counter=1, max_pdu=0xFFFF,
-                 general_ciphering=True, challenge=None):
+                 general_ciphering=True, challenge=None, client_sap=None):
         if role not in ROLES:
             raise AssociationError("unknown client role %r (public, reader, utility)" % (role,))
         self.role = role
         self.client_sap, self.mechanism, self.ciphered = ROLES[role]
+        if client_sap is not None:  # the meter serves this association at another SAP
+            if not 0 <= client_sap <= 0x7F:
+                raise EncodeError("a client SAP is 0..127, not %r" % (client_sap,))
+            self.client_sap = client_sap
         self.keys = keys if keys is not None else demo_keys()
         self.max_pdu = max_pdu
         self.general_ciphering = general_ciphering
@@ -945,8 +949,10 @@ OPERATIONS = ("associate", "release", "get", "set", "action", "get_raw", "set_ra
 
 class _DriverBase:
     def _setup(self, transport, framing, role, keys, timeout, retries, invocation_counter,
-               server, hdlc_params, server_wport, max_pdu, general_ciphering, counter_store):
-        self.core = ClientCore(role, keys, invocation_counter, max_pdu, general_ciphering)
+               server, hdlc_params, server_wport, max_pdu, general_ciphering, counter_store,
+               client_sap):
+        self.core = ClientCore(role, keys, invocation_counter, max_pdu, general_ciphering,
+                               client_sap=client_sap)
         self.counter_store = counter_store
         self.transport = transport
         self.framing = make_framing(framing, self.core.client_sap, server, hdlc_params,
@@ -1038,14 +1044,17 @@ class DlmsClient(_DriverBase):
     `counter_store` (a `protocol.keys.InvocationCounterStore`) makes a ciphered association
     take its invocation counters from the store one request at a time, so that any number of
     processes can run sessions with one identity at once (`invocation_counter` is then only a
-    lower bound).
+    lower bound). `client_sap` puts the association at another client SAP than the role's
+    default (HDLC client address / wrapper source wPort; e.g. 0x01 where a meter serves HLS
+    there); `server` is the HDLC server Address, `server_wport` the wrapper destination.
     """
 
     def __init__(self, transport, framing="wrapper", role=PUBLIC, keys=None, timeout=5.0,
                  retries=2, invocation_counter=1, server=None, hdlc_params=None, server_wport=1,
-                 max_pdu=0xFFFF, general_ciphering=True, counter_store=None):
+                 max_pdu=0xFFFF, general_ciphering=True, counter_store=None, client_sap=None):
         self._setup(transport, framing, role, keys, timeout, retries, invocation_counter,
-                    server, hdlc_params, server_wport, max_pdu, general_ciphering, counter_store)
+                    server, hdlc_params, server_wport, max_pdu, general_ciphering, counter_store,
+                    client_sap)
 
     def __enter__(self):
         return self.open()
@@ -1151,9 +1160,10 @@ class AsyncDlmsClient(_DriverBase):
 
     def __init__(self, transport, framing="wrapper", role=PUBLIC, keys=None, timeout=5.0,
                  retries=2, invocation_counter=1, server=None, hdlc_params=None, server_wport=1,
-                 max_pdu=0xFFFF, general_ciphering=True, counter_store=None):
+                 max_pdu=0xFFFF, general_ciphering=True, counter_store=None, client_sap=None):
         self._setup(transport, framing, role, keys, timeout, retries, invocation_counter,
-                    server, hdlc_params, server_wport, max_pdu, general_ciphering, counter_store)
+                    server, hdlc_params, server_wport, max_pdu, general_ciphering, counter_store,
+                    client_sap)
 
     async def __aenter__(self):
         return await self.open()

@@ -12,8 +12,16 @@ Key file (JSON, every field optional except what the chosen association needs)::
       "block_cipher_key":   "32 hex digits (global unicast encryption key, utility client)",
       "authentication_key": "32 hex digits (utility client)",
       "password":           "LLS password text (reader client)"  or  "password_hex": "...",
-      "system_title":       "16 hex digits or 8 ASCII characters (utility client's own)"
+      "system_title":       "16 hex digits or 8 ASCII characters (utility client's own)",
+      "profiles": {         named connection profiles (optional)
+        "NAME": {"tcp": "HOST:PORT" | "serial": "PORT", "client": "public|reader|utility",
+                 "client_sap": 1, "server_address": "1:17", "framing": "auto|hdlc|wrapper",
+                 "baud": 9600, "timeout": 5, "retries": 2, "max_info": 128, "window": 1,
+                 ...and any key field above, overriding the top-level one for this profile}
+      }
     }
+
+`load_connection(path, profile)` returns the keys and the profile's connection settings.
 """
 import json
 import os
@@ -133,6 +141,51 @@ def parse_keys(doc, source="key file"):
 
 def load_keys(path):
     """ClientKeys from the JSON key file at `path`; KeyFileError with a clear message."""
+    return load_connection(path)[0]
+
+
+# connection-profile field -> (accepted JSON types, what to say when wrong)
+CONNECTION_FIELDS = {
+    "tcp": (str, "a string HOST:PORT"), "serial": (str, "a string (port or pyserial URL)"),
+    "client": (str, "public, reader or utility"), "client_sap": (int, "an integer"),
+    "server_address": ((str, int), "LOGICAL[:PHYSICAL] or an integer"),
+    "framing": (str, "auto, hdlc or wrapper"), "baud": (int, "an integer"),
+    "timeout": ((int, float), "a number of seconds"), "retries": (int, "an integer"),
+    "max_info": (int, "an integer"), "window": (int, "an integer"),
+}
+
+
+def load_connection(path, profile=None):
+    """(ClientKeys, connection settings dict) from the key/connection file at `path`; with
+    `profile`, that named profile's settings and keys (its key fields override the top-level
+    ones). KeyFileError names the bad field or the known profiles, never a key's value."""
+    doc = _read_json(path)
+    source = "key file %s" % path
+    if not isinstance(doc, dict):
+        raise KeyFileError("%s must hold a JSON object" % source)
+    doc = dict(doc)
+    profiles = doc.pop("profiles", {})
+    if not isinstance(profiles, dict) or not all(isinstance(p, dict) for p in profiles.values()):
+        raise KeyFileError("%s: 'profiles' must map names to JSON objects" % source)
+    if profile is None:
+        return parse_keys(doc, source), {}
+    if profile not in profiles:
+        raise KeyFileError("%s has no profile %r (profiles: %s)"
+                           % (source, profile, ", ".join(sorted(profiles)) or "none"))
+    where = "%s, profile %r" % (source, profile)
+    settings = {}
+    for name, value in profiles[profile].items():
+        if name in CONNECTION_FIELDS:
+            types, expected = CONNECTION_FIELDS[name]
+            if isinstance(value, bool) or not isinstance(value, types):
+                raise KeyFileError("%s: field %r must be %s" % (where, name, expected))
+            settings[name] = value
+        else:
+            doc[name] = value
+    return parse_keys(doc, where), settings
+
+
+def _read_json(path):
     try:
         with open(path, encoding="utf-8") as f:
             doc = json.load(f)
@@ -143,7 +196,7 @@ def load_keys(path):
     except (ValueError, UnicodeError) as exc:
         # json's message quotes a position, never the content.
         raise KeyFileError("key file %s is not valid JSON: %s" % (path, _json_where(exc))) from None
-    return parse_keys(doc, "key file %s" % path)
+    return doc
 
 
 def _json_where(exc):

@@ -323,10 +323,15 @@ class MeterServer:
     one connection after the other. With `cut_after`, that many replies are answered in full,
     then the next one is cut after `cut_bytes` and the connection closed. With `trailing_push`
     (wrapper only), that APDU follows every reply after the first in the same write, the way a
-    meter's push can share a TCP segment with an answer."""
+    meter's push can share a TCP segment with an answer. `hdlc_server` (an HDLC Address) and
+    `wport` are the meter's own addresses; `peers` records the link peer of each connection."""
 
-    def __init__(self, meter, cut_after=None, cut_bytes=5, hdlc=False, trailing_push=None):
+    def __init__(self, meter, cut_after=None, cut_bytes=5, hdlc=False, trailing_push=None,
+                 hdlc_server=None, wport=1):
         self.meter = meter
+        self.hdlc_server = hdlc_server
+        self.wport = wport
+        self.peers = []
         self.trailing_push = trailing_push
         self.cut_after = cut_after
         self.cut_bytes = cut_bytes
@@ -353,8 +358,9 @@ class MeterServer:
         self.sock.close()
 
     def _serve(self, conn):
-        peer = HdlcServerPeer(self.meter.handle) if self.hdlc else \
-            WrapperServerPeer(self.meter.handle)
+        peer = HdlcServerPeer(self.meter.handle, self.hdlc_server) if self.hdlc else \
+            WrapperServerPeer(self.meter.handle, self.wport)
+        self.peers.append(peer)
         while True:
             try:
                 data = conn.recv(4096)
