@@ -32,3 +32,13 @@ def firmware_test_modules():
     return sorted(
         "tests.firmware." + p.stem for p in (ROOT / "tests" / "firmware").glob("test_*.py")
     )
+
+
+def assert_runner_passed(result):
+    """tests/mpy/mprunner.py ran every test of its module, none failed (else: its output)."""
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    assert "FAIL" not in result.stdout, out
+    summary = [line for line in result.stdout.splitlines() if line.startswith("mpy:")]
+    assert summary and " 0 failed" in summary[-1], out
+    assert not summary[-1].startswith("mpy: 0 passed"), out

@@ -23,9 +23,4 @@ def _need_port():
 @pytest.mark.parametrize("module", MODULES)
 def test_firmware_module_under_micropython(module):
     result = mpy_port.run_script(mpy_port.ROOT / "tests" / "mpy" / "mprunner.py", module)
-    out = result.stdout + result.stderr
-    assert result.returncode == 0, out
-    assert "FAIL" not in result.stdout, out
-    summary = [line for line in result.stdout.splitlines() if line.startswith("mpy:")]
-    assert summary and " 0 failed" in summary[-1], out
-    assert not summary[-1].startswith("mpy: 0 passed"), out
+    mpy_port.assert_runner_passed(result)
