@@ -9,7 +9,7 @@ disconnect control (`local_disconnect` / `local_reconnect` with local cause
 REASON_CREDIT_EXHAUSTED) and returns `(action, reason)`: action ACTION_NONE,
 ACTION_DISCONNECT or ACTION_RECONNECT (what it did), reason a REASON_* code (why).
 
-Cut only when all hold (DESIGN.md "Prepayment behaviour"):
+Cut only when all hold (docs/design.md "Prepayment behaviour"):
   balance < 0,
   the grace period since the balance reached zero (`account.zero_time`) has run
   (default 86400 s; a clock that goes backwards keeps the grace running),

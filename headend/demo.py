@@ -1,6 +1,6 @@
 """`bijli demo`: an emulated meter and a head-end session against it, end to end, no setup.
 
-What it shows (SCENARIOS S2/S4):
+What it shows (docs/scenarios.md S2/S4):
 1. An emulated meter starts in-process and serves DLMS on a free loopback TCP port; the
    head-end associates as the utility client (HLS-GMAC, suite 0, INSECURE demo keys), sets
    itself as the push destination, reads the meter id, clock, energy (with its scaler_unit)

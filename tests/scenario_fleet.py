@@ -1,4 +1,4 @@
-"""Helpers for tests/test_scenarios.py (SCENARIOS.md S1-S5): small fleets of emulated meters.
+"""Helpers for tests/test_scenarios.py (docs/scenarios.md S1-S5): small fleets of emulated meters.
 
 - `SimMeter`: a `firmware.meter.Meter` on the simulator HAL (its own SimClock at speed 0,
   stepped by `advance_to`), keyed for the demo vending key, recording every event it logs
@@ -10,7 +10,7 @@
 - Head-end helpers over DLMS: `deliver_tokens` (a queue of vended tokens, kept on link
   failure) and `bulk_disconnect` (per-meter outcome with retries).
 - `expected_cut`: an oracle for the disconnection rules, written independently of
-  firmware/policy.py from DESIGN.md "Prepayment behaviour".
+  firmware/policy.py from docs/design.md "Prepayment behaviour".
 """
 import time
 

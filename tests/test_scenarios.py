@@ -1,4 +1,4 @@
-"""Acceptance suite: the five field scenarios of SCENARIOS.md replayed against emulated meters.
+"""Acceptance suite: the five field scenarios of docs/scenarios.md replayed against emulated meters.
 
 Simulated time runs far faster than real time (clocks stepped by hand, or at speed 60 where
 real-time latency is the point). Scenarios about the wire go through `hil.serve` (EmulatedMeter

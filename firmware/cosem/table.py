@@ -1,6 +1,6 @@
 """The meter's COSEM objects: one declarative table bound to the Meter.
 
-`build(meter)` returns a `CosemModel` holding every object (see DESIGN.md "COSEM objects");
+`build(meter)` returns a `CosemModel` holding every object (see docs/design.md "COSEM objects");
 `model.register(table)` adds them to the DLMS server's `firmware.dlms.ObjectTable` with the
 access rights of each association (client SAP 0x10 public, 0x20 reader, 0x30 utility).
 
@@ -1043,7 +1043,7 @@ class CosemModel:
 
 
 def build(meter, system_title=None):
-    """The CosemModel of `meter` (every object of DESIGN.md bound to it)."""
+    """The CosemModel of `meter` (every object of docs/design.md bound to it)."""
     model = CosemModel(meter)
     model.system_title = system_title
     m = meter

@@ -22,7 +22,7 @@ What each association may read, write or invoke comes from the object table's ri
 with the diagnostic, data-access-result / action-result codes, exception-response for
 malformed, unsupported, undecipherable or replayed requests. `handle` never raises.
 
-State the owner should persist (power-fail safe, see DESIGN.md): `server.invocation_counter`
+State the owner should persist (power-fail safe, see docs/design.md): `server.invocation_counter`
 (our own counter; persist a value ahead of use) and `server.counters.last` (last counter
 accepted per client system title).
 """

@@ -6,26 +6,25 @@ from firmware.ff1 import FF1
 from firmware.hmac_sha256 import hmac_sha256
 from tests.firmware.util import raises
 
-VECTOR_PATHS = (
-    "/proj/vectors/ff1_nist.json",  # MicroPython port (tests/mpy/run_wasm.mjs copies them here)
-    "../shared/vectors/ff1_nist.json",  # CPython, cwd = repo root
-    "/work/shared/vectors/ff1_nist.json",
-)
+# The published NIST SP 800-38G FF1 samples, kept in the repository next to this module
+# (tests/mpy/run_wasm.mjs copies tests/firmware with its .json files into the MicroPython port).
+VECTOR_FILE = "vectors/ff1_nist.json"
 
 
 def _h(s):
     return bytes.fromhex(s)
 
 
+def vector_path():
+    """ff1_nist.json beside this module (works under CPython and MicroPython)."""
+    here = __file__.replace("\\", "/").rpartition("/")[0]
+    return (here + "/" if here else "") + VECTOR_FILE
+
+
 def load_vectors():
-    """The NIST FF1 samples from the first path that exists (fails if none does)."""
-    for path in VECTOR_PATHS:
-        try:
-            with open(path) as f:
-                return json.load(f)["samples"]
-        except OSError:
-            continue
-    raise AssertionError("ff1_nist.json not found in %r" % (VECTOR_PATHS,))
+    """The NIST FF1 samples shipped in tests/firmware/vectors/ (fails if missing)."""
+    with open(vector_path()) as f:
+        return json.load(f)["samples"]
 
 
 def _ciphers(key):

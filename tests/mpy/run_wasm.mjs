@@ -1,8 +1,9 @@
 // Run Python code under the MicroPython WebAssembly port (npm, pinned in package.json).
 //
 // usage: node tests/mpy/run_wasm.mjs ROOT SCRIPT.py [ARG ...]
-// Copies ROOT/firmware and ROOT/tests/firmware (all *.py) into the port's in-memory
-// filesystem under /proj, puts /proj on sys.path, sets the global MP_ARGV (this port has no writable sys.argv) and runs SCRIPT.py.
+// Copies ROOT/firmware and ROOT/tests/firmware (*.py, and the *.json/*.csv data such as
+// tests/firmware/vectors/) into the port's in-memory filesystem under /proj (nothing outside
+// ROOT is read), puts /proj on sys.path, sets the global MP_ARGV (this port has no writable sys.argv) and runs SCRIPT.py.
 // Exit code: 0 if the script ran to the end (or raised SystemExit(0)), 1 otherwise.
 import { loadMicroPython } from "@micropython/micropython-webassembly-pyscript";
 import fs from "node:fs";
@@ -37,8 +38,6 @@ function copyTree(src, dst) {
 copyTree(path.join(root, "firmware"), "/proj/firmware");
 copyTree(path.join(root, "tests", "firmware"), "/proj/tests/firmware");
 mp.FS.writeFile("/proj/tests/__init__.py", "");
-const vectors = path.join(root, "..", "shared", "vectors");
-if (fs.existsSync(vectors)) copyTree(vectors, "/proj/vectors");
 
 const code = fs.readFileSync(script, "utf8");
 const argv = JSON.stringify([script, ...args]);
