@@ -13,6 +13,7 @@ SUBCOMMANDS = {
     "meter": ("hil.emulator_cli", "meter", "Run or serve an emulated meter."),
     "token": ("headend.token_cli", "token", "Vend and inspect 20-digit recharge tokens."),
     "client": ("protocol.cli", "client", "Talk DLMS/COSEM to a meter over TCP or serial."),
+    "decode": ("protocol.cli", "decode_cmd", "Decode DLMS frames or an APDU given in hex."),
     "board": ("hil.deploy", "board", "Stage and flash the firmware on a MicroPython board."),
 }
 

@@ -49,7 +49,9 @@ from protocol.keys import (
     load_keys,
 )
 from protocol.obis import Obis
+from protocol.trace import Describer, TracingTransport, render, split_frames
 from protocol.transport import SerialTransport, TcpTransport, parse_host_port
+from protocol.typed_json import TEXT_TYPES, from_text, to_json
 
 EXIT_TOKEN_REFUSED = 1
 EXIT_USAGE = 2
@@ -116,6 +118,21 @@ class _AnyBaseInt(click.ParamType):
         return v
 
 
+class _Seconds(click.ParamType):
+    """A finite number of seconds in (0, 3600]."""
+
+    name = "seconds"
+
+    def convert(self, value, param, ctx):
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            self.fail("%r is not a number of seconds" % (value,), param, ctx)
+        if not 0 < v <= 3600:  # also refuses nan
+            self.fail("%r is not in (0, 3600] seconds" % (value,), param, ctx)
+        return v
+
+
 @click.group("client")
 @click.option("--tcp", "tcp", metavar="HOST:PORT", help="Meter on TCP (DLMS wrapper, port 4059).")
 @click.option("--serial", "serial", metavar="PORT",
@@ -138,11 +155,15 @@ class _AnyBaseInt(click.ParamType):
               help="Take the connection settings and keys of profile NAME in the --keys file; "
               "options given on the command line win.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON on stdout.")
-@click.option("--timeout", type=float, default=5.0, show_default=True,
+@click.option("--trace", is_flag=True, help="Show every frame on stderr, in hex and decoded "
+              "(ciphered APDUs deciphered with the session's keys; key bytes are never shown). "
+              "With --json: one JSON object per frame.")
+@click.option("--timeout", type=_Seconds(), default=5.0, show_default=True,
               help="Seconds to wait for each answer.")
-@click.option("--retries", type=int, default=2, show_default=True,
+@click.option("--retries", type=click.IntRange(0, 100), default=2, show_default=True,
               help="Retransmissions (HDLC) / connection attempts (TCP).")
-@click.option("--baud", type=int, default=9600, show_default=True, help="Serial line speed.")
+@click.option("--baud", type=click.IntRange(50, 4_000_000), default=9600, show_default=True,
+              help="Serial line speed.")
 @click.option("--framing", type=click.Choice(["auto", "hdlc", "wrapper"]), default="auto",
               show_default=True, help="auto: wrapper on TCP, HDLC on serial; hdlc also works "
               "over TCP for meters that speak HDLC there.")
@@ -273,6 +294,9 @@ class _Session:
             else:
                 transport = SerialTransport(s.serial, baudrate=s.baud, timeout=s.timeout)
                 framing = "hdlc" if s.framing == "auto" else s.framing
+            if s.trace:
+                transport = TracingTransport(transport, framing, _trace_emitter(s.as_json),
+                                             Describer(s.keys))
             # the utility client takes its counters from the shared store, one request at a
             # time, so parallel `bijli client` runs of one identity never collide
             store = InvocationCounterStore(s.ic_store) if s.role == UTILITY else None
@@ -305,6 +329,17 @@ class _Session:
 
 def _settings():
     return _prepare(click.get_current_context().find_object(Settings))
+
+
+def _trace_emitter(as_json):
+    def emit(direction, doc):
+        if as_json:
+            doc = dict(doc, direction="sent" if direction == ">" else "received")
+            click.echo(json.dumps(doc, sort_keys=True), err=True)
+        else:
+            for line in render(doc, direction + " "):
+                click.echo(line, err=True)
+    return emit
 
 
 def _print_warnings(s):
@@ -599,4 +634,159 @@ def events_cmd(logs, start, end):
     _emit(doc, "\n".join(lines))
 
 
-__all__ = ["client", "parse_target", "CONTROL_STATES"]
+# ---------------------------------------------------------------------------------------------
+# Write and act
+
+
+def _typed_value(type_name, value):
+    """The A-XDR value of VALUE given as --type (clean usage errors)."""
+    if value is None and type_name != "null-data":
+        raise click.UsageError("give the VALUE for --type %s" % type_name)
+    try:
+        return from_text(type_name, "" if value is None else value)
+    except EncodeError as exc:
+        raise click.BadParameter(str(exc), param_hint="VALUE") from None
+
+
+_TYPE_HELP = ("DLMS type of VALUE: %s. Numbers in decimal or 0x..; octet-string in hex; "
+              "datetime: ISO 8601 as the 12-octet COSEM date-time octet-string (the clock); "
+              "array/structure: a JSON list of typed values like [{\"long\": -5}, "
+              "{\"enum\": 30}]; json: one typed JSON value. A negative number goes after --."
+              % ", ".join(TEXT_TYPES))
+
+
+@client.command("write")
+@click.argument("target", metavar="[CLASS/]OBIS[:ATTR]")
+@click.argument("value", required=False)
+@click.option("--attr", type=click.IntRange(0, 255), default=None,
+              help="Attribute to set (default: the target's :ATTR, else 2).")
+@click.option("--type", "type_name", required=True, metavar="TYPE", help=_TYPE_HELP)
+def write_cmd(target, value, attr, type_name):
+    """Set an attribute (DLMS SET) to a typed VALUE, e.g. --type long-unsigned 300."""
+    class_id, obis, target_attr = parse_target(target)
+    attr = target_attr if attr is None else attr
+    data = _typed_value(type_name, value)
+    encoded = axdr.encode(data)
+    with _Session(_settings(), needs=UTILITY) as c:
+        if class_id is None:
+            class_id = c.class_of(obis)
+        c.set(class_id, obis, attr, data)
+    shown = to_json(data)
+    _emit({"class_id": class_id, "obis": obis.dotted(), "attribute": attr, "value": shown,
+           "encoded": encoded.hex(), "result": "success"},
+          "SET %d/%s:%d = %s: success" % (class_id, obis.dotted(), attr,
+                                          json.dumps(shown, sort_keys=True)))
+
+
+@client.command("action")
+@click.argument("target", metavar="[CLASS/]OBIS")
+@click.argument("method", type=click.IntRange(1, 255))
+@click.argument("value", required=False)
+@click.option("--type", "type_name", default=None, metavar="TYPE",
+              help=_TYPE_HELP + " Without --type the method is invoked with no parameter.")
+def action_cmd(target, method, value, type_name):
+    """Invoke METHOD of an object (DLMS ACTION), with a typed parameter VALUE if given."""
+    class_id, obis, _ = parse_target(target)
+    if type_name is None and value is not None:
+        raise click.UsageError("give --type TYPE for the parameter VALUE")
+    params = None if type_name is None else _typed_value(type_name, value)
+    with _Session(_settings(), needs=UTILITY) as c:
+        if class_id is None:
+            class_id = c.class_of(obis)
+        returned = c.action(class_id, obis, method, params)
+    shown = None if type_name is None else to_json(params)
+    back = None if returned is None else to_json(returned)
+    human = "ACTION %d/%s method %d: success" % (class_id, obis.dotted(), method)
+    if back is not None:
+        human += "; returned %s" % json.dumps(back, sort_keys=True)
+    _emit({"class_id": class_id, "obis": obis.dotted(), "method": method, "parameters": shown,
+           "returned": back, "result": "success"}, human)
+
+
+# ---------------------------------------------------------------------------------------------
+# bijli decode (a top-level command)
+
+
+def _read_hex(data):
+    text = sys.stdin.read() if data == "-" else data
+    cleaned = "".join(text.split()).replace(":", "").replace("-", "")
+    if cleaned[:2].lower() == "0x":
+        cleaned = cleaned[2:]
+    if not cleaned:
+        raise click.BadParameter("no octets given", param_hint="HEX")
+    try:
+        return bytes.fromhex(cleaned)
+    except ValueError:
+        raise click.BadParameter("not hex: give the octets as hex digits (spaces, colons "
+                                 "and newlines allowed), or - to read them from stdin",
+                                 param_hint="HEX") from None
+
+
+def _has_error(doc):
+    if isinstance(doc, dict):
+        if "error" in doc or doc.get("type") == "undecodable":
+            return True
+        return any(_has_error(v) for v in doc.values())
+    if isinstance(doc, list):
+        return any(_has_error(v) for v in doc)
+    return False
+
+
+@click.command("decode")
+@click.argument("data", metavar="HEX|-")
+@click.option("--keys", "keys_file", metavar="FILE", type=click.Path(dir_okay=False),
+              help="Key file (as for bijli client) to decipher ciphered APDUs.")
+@click.option("--demo-keys", "use_demo", is_flag=True,
+              help="Decipher with the INSECURE well-known DLMS demo keys (emulated meters).")
+@click.option("--system-title", default=None, metavar="HEX|TEXT",
+              help="The sender's system title (16 hex digits or 8 characters), for "
+              "service-specific ciphered APDUs, which do not carry it.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
+def decode_cmd(data, keys_file, use_demo, system_title, as_json):
+    """Decode DLMS octets: HDLC frames (7E ...), wrapper PDUs (00 01 ...) or one APDU.
+
+    Exit status: 0 decoded, 2 bad input or key file, 6 something did not decode.
+    """
+    raw = _read_hex(data)
+    keys = None
+    try:
+        if keys_file:
+            keys = load_keys(keys_file)
+        elif use_demo:
+            keys = demo_keys()
+            click.echo(INSECURE_NOTE, err=True)
+    except KeyFileError as exc:
+        _fail(EXIT_USAGE, str(exc))
+    title = None
+    if system_title is not None:
+        try:
+            title = system_title.encode("latin-1") if len(system_title) == 8 else \
+                bytes.fromhex(system_title)
+        except (ValueError, UnicodeError):
+            title = b""
+        if len(title) != 8:
+            raise click.BadParameter("8 characters or 16 hex digits", param_hint="--system-title")
+    describer = Describer(keys, client_title=title, server_title=title)
+    if raw[0] == 0x7E:
+        frames, rest = split_frames(raw, "hdlc")
+    elif raw[:2] == b"\x00\x01" and len(raw) >= 8:
+        frames, rest = split_frames(raw, "wrapper")
+    else:
+        frames, rest = [raw], b""
+    docs = [describer.frame(f) for f in frames]
+    if rest:
+        docs.append({"frame": "incomplete", "octets": len(rest), "hex": rest.hex(" "),
+                     "error": "%d octet(s) do not make a whole frame" % len(rest)})
+    if as_json:
+        click.echo(json.dumps({"frames": docs}, sort_keys=True))
+    else:
+        for doc in docs:
+            if doc["frame"] == "incomplete":
+                click.echo("%s (%d octets)\n  %s" % (doc["hex"], doc["octets"], doc["error"]))
+            else:
+                click.echo("\n".join(render(doc)))
+    if _has_error(docs):
+        sys.exit(EXIT_PROTOCOL)
+
+
+__all__ = ["client", "decode_cmd", "parse_target", "CONTROL_STATES"]

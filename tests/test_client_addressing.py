@@ -138,3 +138,17 @@ def test_profile_errors_are_clean(tmp_path):
     keys, settings = load_connection(str(f), "lab")
     assert settings["client_sap"] == 1 and keys.password == b"12345678"
     assert load_connection(str(f))[1] == {}  # no profile: keys only, as before
+
+
+@pytest.mark.parametrize("args, text", [
+    (["--timeout", "-1"], "(0, 3600] seconds"),
+    (["--timeout", "nan"], "(0, 3600] seconds"),
+    (["--timeout", "1e308"], "(0, 3600] seconds"),
+    (["--retries", "-1"], "--retries"),
+    (["--baud", "0"], "--baud"),
+])
+def test_bad_link_options_are_clean_usage_errors(args, text):
+    """These used to end in a ValueError / OverflowError traceback from the socket layer."""
+    r = run("--tcp", "127.0.0.1:1", *args, "balance")
+    assert r.exit_code == 2, r.stderr
+    assert text in r.stderr and "Traceback" not in r.stderr
