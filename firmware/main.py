@@ -24,6 +24,7 @@ from firmware.cosem.service import (
     DlmsUartService,
     system_title_for,
 )
+from firmware.dlms import throttle
 from firmware.guard import Guard
 from firmware.meter import SOURCE_SERIAL, Meter
 from firmware.storage import Store
@@ -48,6 +49,7 @@ LOOP_MS = 200
 TAG_DLMS = 3  # storage tag of the DLMS security record (after the meter's own units)
 DLMS_MAX = 80
 TAG_DLMS_COUNTERS = 4  # the DLMS invocation counters (ours reserved ahead, the clients' last)
+TAG_DLMS_LOCKOUTS = 5  # failed associations per client SAP (firmware.dlms.throttle)
 
 
 def _read_json(path):
@@ -107,9 +109,10 @@ class LinePort:
 
 
 def _dlms_records(store):
-    """The DLMS key and counter records, declared after the meter's units (same layout every
-    boot): (keys record, counters record)."""
-    return store.record(TAG_DLMS, DLMS_MAX), store.record(TAG_DLMS_COUNTERS, COUNTER_RECORD_MAX)
+    """The DLMS key, counter and association-lockout records, declared after the meter's
+    units (same layout every boot): (keys record, counters record, lockouts record)."""
+    return (store.record(TAG_DLMS, DLMS_MAX), store.record(TAG_DLMS_COUNTERS, COUNTER_RECORD_MAX),
+            store.record(TAG_DLMS_LOCKOUTS, throttle.DUMP_MAX))
 
 
 def _pack_dlms(ek, ak, password):
@@ -158,13 +161,13 @@ def build():
             keys[int(rev)] = _hex(prov["keys"][rev])
     store = Store(hal.nvm)
     meter = Meter(hal, cfg, store, keys)
-    key_rec, counter_rec = _dlms_records(store)
+    key_rec, counter_rec, lockout_rec = _dlms_records(store)
     ek, ak, pw, demo = dlms_keys(key_rec, prov)
     if prov:
         os.remove(PROVISION_FILE)  # keys now live in the NVM only
     if demo:
         print("bijli: DLMS uses the INSECURE well-known demo keys (provision real ones)")
-    return hal, meter, pins, (ek, ak, pw, counter_rec)
+    return hal, meter, pins, (ek, ak, pw, counter_rec, lockout_rec)
 
 
 def uart_service(hal, meter, pins, dlms, guard=None):
@@ -174,9 +177,10 @@ def uart_service(hal, meter, pins, dlms, guard=None):
         return None
     if pins.get("uart_mode", "dlms") == "line":
         return LinePort(hal.uart)
-    ek, ak, pw, counter_rec = dlms
+    ek, ak, pw, counter_rec = dlms[:4]
     return DlmsUartService(hal.uart, system_title_for(meter.config.meter_id), ek, ak, pw,
-                           counter_store=counter_rec, guard=guard)
+                           counter_store=counter_rec, guard=guard,
+                           lockout_store=dlms[4] if len(dlms) > 4 else None)
 
 
 def _reboot(hal):

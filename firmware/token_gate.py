@@ -23,6 +23,7 @@ Rules (docs/tokens.md):
 - Service codes (4 digits) are answered ACCEPT with ttype TYPE_SERVICE and value = function
   number, also while locked; they change nothing and commit() ignores them.
 """
+from firmware import lockout
 from firmware import token_codec as tc
 
 ACCEPT = 0
@@ -45,9 +46,9 @@ CODE_NAMES = {
 }
 
 WINDOW = 64
-LOCK_AFTER = 3
-LOCK_BASE_S = 10
-LOCK_MAX_S = 1280
+LOCK_AFTER = lockout.LOCK_AFTER
+LOCK_BASE_S = lockout.LOCK_BASE_S
+LOCK_MAX_S = lockout.LOCK_MAX_S
 STATE_VERSION = 1
 STATE_LEN = 21
 _U32 = 0xFFFFFFFF
@@ -152,12 +153,9 @@ class TokenGate:
     # ---- queries -----------------------------------------------------------------------------
     def lock_remaining(self, now_s):
         """Seconds of lockout left at now_s (0 if entry is open)."""
-        left = self.lock_until - now_s
-        if left <= 0:
-            return 0
-        if left > LOCK_MAX_S:  # the clock went back: never lock longer than the maximum
-            self.lock_until = now_s + LOCK_MAX_S
-            left = LOCK_MAX_S
+        left = lockout.remaining(self.lock_until, now_s)
+        if left and self.lock_until - now_s > left:  # the clock went back: clamp the lock
+            self.lock_until = now_s + left
         return left
 
     def window_status(self, token_id):
@@ -261,15 +259,9 @@ class TokenGate:
         return res
 
     def _fail(self, now):
-        f = self.failures + 1
-        if f > 255:
-            f = 255
-        self.failures = f
-        if f >= LOCK_AFTER:
-            shift = f - LOCK_AFTER
-            dur = LOCK_BASE_S << shift if shift < 8 else LOCK_MAX_S
-            if dur > LOCK_MAX_S:
-                dur = LOCK_MAX_S
+        self.failures = lockout.count_failure(self.failures)
+        dur = lockout.lock_seconds(self.failures)
+        if dur:
             self.lock_until = now + dur
 
     def commit(self, res, now_s):

@@ -140,6 +140,7 @@ class EmulatedMeter:
             self.keys_source = None  # where non-demo keys came from (for the banner)
             self._server = None
             self._counters = None  # CounterReservation over the state dir's DLMS file
+            self._lockouts_saved = None  # the association lockouts last written there
             self.requests = 0
             # the service loop's never-raise guard (logs through the service's echo)
             self.guard = Guard()
@@ -153,6 +154,7 @@ class EmulatedMeter:
         """The DLMS server core (created on first use)."""
         if self._server is None:
             self._server, self._counters = _make_server(self)
+            self._lockouts_saved = self._server.throttle.dump()
             self.save_dlms_ahead()
         return self._server
 
@@ -163,6 +165,10 @@ class EmulatedMeter:
         GCM IV under its keys; client counters accepted since the last save are written too."""
         if self._server is not None and self.state_dir:
             self._counters.update(self._server)
+            lockouts = self._server.throttle.dump()
+            if lockouts != self._lockouts_saved:  # failed associations moved it
+                _write_dlms_state(self.state_dir, self._server, self._counters.reserved)
+                self._lockouts_saved = lockouts
 
     def tick(self):
         """Advance the meter to the simulated clock; returns pushes [(dest, transport, apdu)]."""
@@ -257,10 +263,11 @@ def _make_server(em):
     The saved counter is a bound: no counter above it was ever used (see save_dlms_ahead),
     so the meter continues from there after a clean stop, a crash or a power cut alike."""
     from firmware.dlms import server as fw_server
-    ic, counters = _read_dlms_state(em.state_dir)
+    ic, counters, lockouts = _read_dlms_state(em.state_dir)
     server = fw_server.DlmsServer(
         em.table, em.system_title, os.urandom, ek=em.block_key, ak=em.auth_key,
         password=em.password, invocation_counter=ic, counters=counters,
+        clock=em.meter.now, lockouts=lockouts,
     )
     state_dir = em.state_dir
     keeper = CounterReservation(
@@ -273,11 +280,13 @@ DLMS_FILE = "dlms.txt"
 
 
 def _read_dlms_state(state_dir):
-    """(our invocation counter, {client title: last counter}) saved in state_dir."""
+    """(our invocation counter, {client title: last counter}, association lockouts or None)
+    saved in state_dir."""
     ic = 0
     counters = {}
+    lockouts = None
     if not state_dir:
-        return ic, counters
+        return ic, counters, lockouts
     try:
         with open(os.path.join(state_dir, DLMS_FILE)) as f:
             for line in f:
@@ -286,9 +295,11 @@ def _read_dlms_state(state_dir):
                     ic = int(parts[1])
                 elif len(parts) == 3 and parts[0] == "client":
                     counters[bytes.fromhex(parts[1])] = int(parts[2])
+                elif len(parts) == 2 and parts[0] == "lockouts":
+                    lockouts = bytes.fromhex(parts[1])
     except (OSError, ValueError):
         pass
-    return ic, counters
+    return ic, counters, lockouts
 
 
 def _write_dlms_state(state_dir, server, ic=None, sync=False):
@@ -298,6 +309,7 @@ def _write_dlms_state(state_dir, server, ic=None, sync=False):
     lines = ["ic %d" % (server.invocation_counter if ic is None else ic)]
     for title, last in sorted(server.counters.last.items()):
         lines.append("client %s %d" % (title.hex(), last))
+    lines.append("lockouts %s" % server.throttle.dump().hex())  # failed associations per SAP
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
         f.write("\n".join(lines) + "\n")

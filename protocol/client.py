@@ -486,6 +486,9 @@ class ClientCore:
             why = DIAGNOSTICS.get(aare.diagnostic, "diagnostic %d" % aare.diagnostic)
             if isinstance(ui, ConfirmedServiceError):
                 why += "; " + describe_exception(ui)
+            if aare.result == acse.REJECTED_TRANSIENT:  # e.g. locked after failed attempts
+                why += " (transient: try again later; a bijli meter locks a client SAP for " \
+                       "10 s to 1280 s after 3 failed associations)"
             raise AssociationError("association as %s client refused by the meter: %s"
                                    % (self.role, why))
         if self.ciphered:

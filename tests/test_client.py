@@ -666,3 +666,20 @@ def test_tcp_timeout_message_counts_the_requests_really_sent():
         c.close()
     finally:
         s.close()
+
+
+def test_transient_association_refusal_says_try_later():
+    """A meter locking a SAP after failed associations answers rejected-transient (issue 8
+    item 4): the client says it is temporary instead of only 'authentication failure'."""
+    from firmware.dlms import apdu as fa
+    from protocol.client import ClientCore
+
+    gen = ClientCore("reader", demo_keys()).associate()
+    next(gen)
+    with pytest.raises(AssociationError, match="authentication failure.*transient: try again"):
+        gen.send(fa.build_aare(fa.RESULT_REJECTED_TRANSIENT, fa.DIAG_AUTH_FAILURE))
+    gen = ClientCore("reader", demo_keys()).associate()
+    next(gen)
+    with pytest.raises(AssociationError) as err:
+        gen.send(fa.build_aare(fa.RESULT_REJECTED_PERMANENT, fa.DIAG_AUTH_FAILURE))
+    assert "transient" not in str(err.value)

@@ -346,3 +346,32 @@ def test_forged_counter_is_not_saved_across_a_restart(tmp_path):
         assert _utility_association(em.new_session(), c)
     finally:
         em.close()
+
+
+def test_lls_lockout_is_kept_in_the_emulator_state_across_a_restart(tmp_path):
+    """Issue 8 item 4: failed LLS associations lock the reader SAP (10 s doubling, like the
+    token lockout), and the lock survives a restart from the state directory."""
+    from firmware.dlms import apdu as fa
+    from hil.serve import EmulatedMeter
+    from tests.firmware.dlms_client import build_aarq, initiate_request
+    from tests.firmware.test_dlms_server import aare_fields
+
+    def lls(em, password):
+        aarq = build_aarq(mechanism=fa.MECH_LLS, auth_value=password,
+                          user_info=initiate_request())
+        return aare_fields(em.new_session().handle(0x20, aarq))[:2]
+
+    state = str(tmp_path / "meter")
+    em = EmulatedMeter(state_dir=state, start_s=1767225600)
+    for _ in range(3):
+        assert lls(em, b"guessing") == (1, fa.DIAG_AUTH_FAILURE)
+    locked = (fa.RESULT_REJECTED_TRANSIENT, fa.DIAG_AUTH_FAILURE)
+    assert lls(em, b"12345678") == locked
+    em.nvm.close()  # a kill -9: nothing more is saved at exit
+    em = EmulatedMeter(state_dir=state, start_s=1767225600)
+    try:
+        assert lls(em, b"12345678") == locked
+        em.clock.advance(11)
+        assert lls(em, b"12345678") == (0, 0)
+    finally:
+        em.close()

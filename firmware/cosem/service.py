@@ -96,7 +96,8 @@ class DlmsUartService:
     """The meter's DLMS server on one serial line (HDLC, server logical address 1)."""
 
     def __init__(self, uart, system_title, ek, ak, password, rng=None, logical=1,
-                 max_info=hdlc.DEFAULT_INFO, counter_store=None, guard=None):
+                 max_info=hdlc.DEFAULT_INFO, counter_store=None, guard=None,
+                 lockout_store=None):
         self.uart = uart
         self.system_title = bytes(system_title)
         self.ek = ek
@@ -115,14 +116,19 @@ class DlmsUartService:
         # a storage.Record (load/save, max_len >= COUNTER_RECORD_MAX) for the DLMS counters
         self.counter_store = counter_store
         self._keeper = None  # CounterReservation over counter_store
+        # a storage.Record (max_len >= throttle.DUMP_MAX) for the failed-association lockouts
+        self.lockout_store = lockout_store
+        self._lockouts_saved = None
 
     def _build(self, meter):
         self.meter = meter
         self.model = cosem_table.build(meter, self.system_title)
         table = self.model.register(ObjectTable())
+        lockouts = None
         if self.server is not None:
             ic = self.server.invocation_counter
             counters = self.server.counters.last
+            lockouts = self.server.throttle.dump()
         elif self.counter_store is not None:
             ic, counters = unpack_counters(self.counter_store.load())
             store = self.counter_store
@@ -131,9 +137,13 @@ class DlmsUartService:
                 IC_AHEAD, ic, counters)
         else:
             ic, counters = 0, None
+        if lockouts is None and self.lockout_store is not None:
+            lockouts = self.lockout_store.load()
         self.server = DlmsServer(table, self.system_title, self.rng, ek=self.ek, ak=self.ak,
                                  password=self.password, invocation_counter=ic,
-                                 counters=counters)
+                                 counters=counters, clock=meter.now, lockouts=lockouts)
+        if self._lockouts_saved is None:
+            self._lockouts_saved = self.server.throttle.dump()  # what the record holds
         self.session = self.server.session()
         self._save_ahead()
 
@@ -141,6 +151,11 @@ class DlmsUartService:
         """Keep the counter record ahead of use (after every request; see CounterReservation)."""
         if self._keeper is not None:
             self._keeper.update(self.server)
+        if self.lockout_store is not None:  # written only when a failure or success moved it
+            raw = self.server.throttle.dump()
+            if raw != self._lockouts_saved:
+                self.lockout_store.save(raw)
+                self._lockouts_saved = raw
 
     def _handler(self, event, client, apdu):
         if event != hdlc.EV_APDU:

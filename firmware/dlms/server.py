@@ -22,9 +22,14 @@ What each association may read, write or invoke comes from the object table's ri
 with the diagnostic, data-access-result / action-result codes, exception-response for
 malformed, unsupported, undecipherable or replayed requests. `handle` never raises.
 
+Failed associations are throttled per client SAP (`server.throttle`, see
+`firmware.dlms.throttle`): a wrong LLS password or HLS f(StoC) counts, the 3rd in a row locks
+the SAP for 10 s, doubling up to 1280 s of the meter clock (`clock`); a locked SAP's AARQ
+gets AARE rejected-transient, authentication-failure, whatever its password.
+
 State the owner should persist (power-fail safe, see docs/design.md): `server.invocation_counter`
-(our own counter; persist a value ahead of use) and `server.counters.last` (last counter
-accepted per client system title).
+(our own counter; persist a value ahead of use), `server.counters.last` (last counter
+accepted per client system title) and `server.throttle.dump()` (given back as `lockouts`).
 """
 from firmware.dlms import (
     READ,
@@ -39,6 +44,7 @@ from firmware.dlms import (
 )
 from firmware.dlms import apdu as A
 from firmware.dlms.security import KIND_GENERAL, PLAIN_TAGS, CounterGuard, Suite0
+from firmware.dlms.throttle import AssociationThrottle
 
 PUBLIC = 0x10
 READER = 0x20
@@ -91,7 +97,8 @@ class DlmsServer:
     """The meter's application layer, shared by every session (link)."""
 
     def __init__(self, table, system_title, rng, ek=None, ak=None, password=None,
-                 policies=None, max_pdu=1024, invocation_counter=0, counters=None):
+                 policies=None, max_pdu=1024, invocation_counter=0, counters=None,
+                 clock=None, lockouts=None):
         if len(system_title) != 8:
             raise ValueError("system title must be 8 bytes")
         self.table = table
@@ -103,6 +110,9 @@ class DlmsServer:
         self.max_pdu = max_pdu
         self.invocation_counter = invocation_counter
         self.counters = CounterGuard(counters)
+        # failed associations per client SAP, timed by clock() (the meter's Unix seconds);
+        # `lockouts` is its saved dump(). Without a clock nothing is throttled.
+        self.throttle = AssociationThrottle(clock, lockouts)
         self.conformance = SERVER_CONFORMANCE
         self._push_id = 0
         self.stats = {"requests": 0, "refused": 0, "security_errors": 0}
@@ -278,8 +288,14 @@ class Session:
             if got == A.MECH_NONE:
                 return self._reject(A.DIAG_MECHANISM_REQUIRED, ctx)
             return self._reject(A.DIAG_MECHANISM_NOT_RECOGNISED, ctx)
+        if mech != A.MECH_NONE and srv.throttle.remaining(sap):
+            # locked after failed attempts: refused without looking at the password, not
+            # counted; transient: the same AARQ may succeed once the lock ends
+            self.server.stats["refused"] += 1
+            return A.build_aare(A.RESULT_REJECTED_TRANSIENT, A.DIAG_AUTH_FAILURE, ctx)
         if mech == A.MECH_LLS:
             if srv.password is None or q.auth_value is None or q.auth_value != srv.password:
+                srv.throttle.failed(sap)
                 return self._reject(A.DIAG_AUTH_FAILURE, ctx)
         elif mech == A.MECH_HLS_GMAC:
             if q.auth_value is None or not 8 <= len(q.auth_value) <= 64:
@@ -334,6 +350,8 @@ class Session:
             diag = A.DIAG_AUTH_REQUIRED
         else:
             assoc.state = ASSOCIATED
+            if mech == A.MECH_LLS:
+                srv.throttle.succeeded(sap)
         self.assocs[sap] = assoc  # replaces (and so releases) the SAP's previous association
         return A.build_aare(A.RESULT_ACCEPTED, diag, ctx,
                             mechanism=mech if mech != A.MECH_NONE else None,
@@ -541,9 +559,11 @@ class Session:
             srv.suite.hls_verify(assoc.client_title, f, assoc.stoc)
         except (DecodeError, SecurityError):
             srv.stats["security_errors"] += 1
+            srv.throttle.failed(assoc.client_sap)
             self.release(assoc.client_sap)  # authentication failed: the association is gone
             assoc.state = IDLE
             return A.READ_WRITE_DENIED, None
+        srv.throttle.succeeded(assoc.client_sap)
         assoc.state = ASSOCIATED
         reply = srv.suite.hls_response(srv.system_title, srv.next_ic(), assoc.ctos)
         assoc.stoc = None

@@ -708,3 +708,77 @@ def test_rlrq_user_information_is_checked_like_every_ciphered_apdu():
     r = s.handle(0x30, _rlrq(c.wrap(initiate_request(), general=False)))
     assert r[0] == 0x63 and c.unwrap(r[9:])[0] == 0x08
     assert s.association(0x30) is None
+
+
+class FakeClock:
+    def __init__(self, t=1767225600):
+        self.t = t
+
+    def __call__(self):
+        return self.t
+
+
+def _lls(srv, password, sap=0x20):
+    """(result, diagnostic) of an LLS AARQ on a new link."""
+    r = srv.session().handle(sap, build_aarq(mechanism=A.MECH_LLS, auth_value=password,
+                                             user_info=initiate_request()))
+    return aare_fields(r)[:2]
+
+
+def test_lls_password_guessing_is_throttled_per_sap():
+    """Issue 8 item 4: ~8,800 LLS guesses/s on one connection; now 3 tries, then a lock of
+    10 s doubling to 1280 s, during which even the right password is refused (transient)."""
+    clock = FakeClock()
+    srv, _reg, _relay = make_server(clock=clock)
+    assert _lls(srv, b"guess001") == (1, A.DIAG_AUTH_FAILURE)
+    assert _lls(srv, b"guess002") == (1, A.DIAG_AUTH_FAILURE)
+    assert _lls(srv, PASSWORD) == (0, 0)  # a success forgets the failures
+    for i in range(3):
+        assert _lls(srv, b"guess%03d" % i) == (1, A.DIAG_AUTH_FAILURE)
+    locked = (A.RESULT_REJECTED_TRANSIENT, A.DIAG_AUTH_FAILURE)
+    for _ in range(50):  # tries while locked are refused unseen and do not count
+        assert _lls(srv, PASSWORD) == locked
+    assert srv.throttle.remaining(0x20) == 10
+    # other SAPs are not affected
+    public_session(srv)
+    utility_session(srv)
+    clock.t += 10
+    assert _lls(srv, b"guess004") == (1, A.DIAG_AUTH_FAILURE)  # the 4th: 20 s
+    assert _lls(srv, PASSWORD) == locked and srv.throttle.remaining(0x20) == 20
+    for _ in range(10):  # keep failing: the lock doubles up to 1280 s
+        clock.t += srv.throttle.remaining(0x20)
+        assert _lls(srv, b"wrong") == (1, A.DIAG_AUTH_FAILURE)
+    assert srv.throttle.remaining(0x20) == 1280
+    clock.t += 1280
+    assert _lls(srv, PASSWORD) == (0, 0)
+    assert srv.throttle.remaining(0x20) == 0 and srv.throttle.dump() == b"\x00"
+
+
+def test_association_lockout_survives_a_restart_and_counts_hls_failures():
+    clock = FakeClock()
+    srv, _reg, _relay = make_server(clock=clock)
+    for _ in range(3):
+        _lls(srv, b"wrong")
+    saved = srv.throttle.dump()
+    srv2, _r2, _l2 = make_server(clock=clock, lockouts=saved)
+    assert _lls(srv2, PASSWORD) == (A.RESULT_REJECTED_TRANSIENT, A.DIAG_AUTH_FAILURE)
+    clock.t += 10
+    assert _lls(srv2, PASSWORD) == (0, 0)
+    # a damaged saved state starts afresh instead of failing the meter
+    srv3, _r3, _l3 = make_server(clock=clock, lockouts=b"\x05\x01")
+    assert srv3.throttle.dump() == b"\x00"
+    # HLS: a wrong f(StoC) counts for the utility SAP
+    c = CipherClient(EK, AK)
+    for _ in range(3):
+        s = srv2.session()
+        aare = s.handle(0x30, build_aarq(A.CTX_LN_CIPHERED, A.MECH_HLS_GMAC, b"ClientCh",
+                                         c.title, c.wrap(initiate_request(), general=False)))
+        stoc = aare_fields(aare)[3]
+        c.server_title = METER_TITLE
+        f = c.s0.hls_response(c.title, c.ic + 1, stoc + b"x")
+        s.handle(0x30, c.wrap(action_req(15, CUR_ASSOC, 1, (x.OCTET_STRING, f))))
+    r = srv2.session().handle(0x30, build_aarq(A.CTX_LN_CIPHERED, A.MECH_HLS_GMAC, b"ClientCh",
+                                               c.title, c.wrap(initiate_request(), general=False)))
+    assert aare_fields(r)[:2] == (A.RESULT_REJECTED_TRANSIENT, A.DIAG_AUTH_FAILURE)
+    clock.t += 10
+    utility_session(srv2, CipherClient(EK, AK, c.title, c.ic))
