@@ -423,34 +423,54 @@ class Session:
         except Exception:
             return A.OTHER_REASON
 
+    def _list_results(self, assoc, descs):
+        """Get-Data-Result encodings of a with-list, one attribute read at a time."""
+        for d in descs:
+            out = bytearray()
+            A._result_into(out, self._read(assoc, d))
+            yield bytes(out)
+
     def _get(self, assoc, apdu):
         choice, invoke, body = A.parse_get_request(apdu)
         if choice == A.NEXT:
             return self._get_next(assoc, invoke, body)
-        assoc._get_blocks = None  # a new request aborts a long GET
+        assoc._get_blocks = None  # a new request aborts a long GET (and frees its answer)
+        limit = assoc.max_pdu - (_CIPHER_OVERHEAD if assoc.ciphered else 0)
         if choice == A.NORMAL:
             data = self._read(assoc, body)
             reply = A.get_response_normal(invoke, data)
-            raw = data
+            if len(reply) <= limit:
+                return reply
+            answer = _LongAnswer(data)
         else:
-            results = [self._read(assoc, d) for d in body]
-            reply = A.get_response_with_list(invoke, results)
-            raw = reply[3:]
-        limit = assoc.max_pdu - (_CIPHER_OVERHEAD if assoc.ciphered else 0)
-        if len(reply) <= limit:
-            return reply
+            # read the attributes only as far as needed to know whether the answer fits one
+            # APDU; a longer one is read further as its blocks are asked for, so a with-list
+            # of many long attributes never holds more than one of them (not the whole list)
+            count = bytearray()
+            axdr.encode_length(count, len(body))
+            parts = [bytes(count)]
+            size = 3 + len(count)
+            results = self._list_results(assoc, body)
+            for part in results:
+                parts.append(part)
+                size += len(part)
+                if size > limit:
+                    break
+            else:
+                return bytes((A.GET_RESPONSE, A.WITH_LIST, invoke)) + b"".join(parts)
+            answer = _LongAnswer(b"".join(parts), results)
+            parts = None
         if not assoc.conformance & A.CONF_BLOCK_GET:
             return A.get_response_normal(invoke, A.OTHER_REASON)
-        size = max(16, limit - _BLOCK_HEADER)
-        assoc._get_blocks = (raw, 1, size)
+        assoc._get_blocks = (answer, 1, max(16, limit - _BLOCK_HEADER))
         return self._get_block(assoc, invoke)
 
     def _get_block(self, assoc, invoke):
-        raw, number, size = assoc._get_blocks
-        off = (number - 1) * size
-        last = off + size >= len(raw)
-        reply = A.get_response_block(invoke, last, number, raw[off:off + size])
-        assoc._get_blocks = None if last else (raw, number + 1, size)
+        answer, number, size = assoc._get_blocks
+        chunk = answer.take(size)
+        last = answer.done()
+        reply = A.get_response_block(invoke, last, number, chunk)
+        assoc._get_blocks = None if last else (answer, number + 1, size)
         return reply
 
     def _get_next(self, assoc, invoke, block):
@@ -581,6 +601,42 @@ class Session:
             results = [self._invoke(assoc, d[0], d[1], d[2], p) for d, p in zip(descs, params)]
             return A.action_response_with_list(invoke, results)
         return _exc(A.STATE_SERVICE_NOT_ALLOWED, A.EXC_SERVICE_NOT_SUPPORTED)
+
+
+class _LongAnswer:
+    """The raw data of a GET answer sent in blocks, produced as the blocks are taken: `head`
+    bytes, then the byte strings `more` (an iterator) yields. Holds the part being cut and
+    nothing already sent, so a long with-list costs one attribute's encoding at a time."""
+
+    def __init__(self, head, more=None):
+        self.buf = head
+        self.off = 0
+        self.more = more
+
+    def _refill(self):
+        while self.off >= len(self.buf) and self.more is not None:
+            try:
+                self.buf = next(self.more)
+                self.off = 0
+            except StopIteration:
+                self.more = None
+
+    def take(self, n):
+        """Up to n next bytes of the answer."""
+        out = bytearray()
+        while len(out) < n:
+            self._refill()
+            if self.off >= len(self.buf):
+                break
+            k = min(n - len(out), len(self.buf) - self.off)
+            out.extend(self.buf[self.off:self.off + k])
+            self.off += k
+        self._refill()  # so that done() knows whether this was the last block
+        return bytes(out)
+
+    def done(self):
+        """True once every byte has been taken."""
+        return self.off >= len(self.buf) and self.more is None
 
 
 def _cse(code):
