@@ -31,6 +31,7 @@ except ImportError:  # pragma: no cover - Windows: no advisory lock on the state
     fcntl = None
 
 from firmware import token_codec as tc
+from firmware.compat import ticks_ms
 from firmware.config import Config
 from firmware.cosem import table as cosem_table
 from firmware.cosem.push import TRANSPORT_HDLC
@@ -357,8 +358,12 @@ class MeterService:
     """Serves an EmulatedMeter on TCP and/or a serial line until `stop()`."""
 
     def __init__(self, em, tcp=None, serial_port=None, pty=False, push=None, echo=print,
-                 baudrate=9600):
+                 baudrate=9600, hdlc_inter_octet_ms=fw_hdlc.INTER_OCTET_MS,
+                 hdlc_inactivity_s=fw_hdlc.INACTIVITY_S):
         self.em = em
+        # IEC 62056-46 time-outs of the serial line's HDLC station (defaults: the standard's)
+        self.hdlc_inter_octet_ms = hdlc_inter_octet_ms
+        self.hdlc_inactivity_s = hdlc_inactivity_s
         self.tcp = tcp
         self.serial_port = serial_port
         self.pty = pty
@@ -455,6 +460,8 @@ class MeterService:
         n = 0
         g = self.em.guard.run
         while True:
+            if self.hdlc_line is not None:  # the inactivity time-out
+                g("serial line", self.hdlc_line.check)
             self._deliver(g("meter tick", self.em.tick) or ())
             n += 1
             if n % CLOCK_SAVE_TICKS == 0:
@@ -541,7 +548,7 @@ class MeterService:
         self._master = master
         self._slave = slave
         self.pty_path = os.ttyname(slave)
-        self._line = _HdlcLine(self, lambda b: _write_all(master, b))
+        self._line = _HdlcLine(self, lambda b: _write_all(master, b), self._read_pty)
         loop.add_reader(master, self._on_pty)
         self._fds.append(master)
 
@@ -553,6 +560,15 @@ class MeterService:
                 out.append(fd)
                 setattr(self, name, None)
         return out
+
+    def _read_pty(self):
+        """What the pty has now (b"": nothing, or nobody holds the terminal), never blocking."""
+        if self._master is None:
+            return b""
+        try:
+            return os.read(self._master, 4096)
+        except OSError:  # BlockingIOError: nothing; EIO: no process has the slave open
+            return b""
 
     def _on_pty(self):
         try:
@@ -577,7 +593,7 @@ class MeterService:
         import serial
         ser = serial.serial_for_url(self.serial_port, baudrate=self.baudrate, timeout=0)
         self._serial = ser
-        self._line = _HdlcLine(self, ser.write)
+        self._line = _HdlcLine(self, ser.write, self._read_serial)
         try:
             fd = ser.fileno()
         except Exception:  # noqa: BLE001 - URL handlers without a file descriptor
@@ -587,6 +603,11 @@ class MeterService:
             self._fds.append(fd)
         else:
             self._spawn(self._poll_serial())
+
+    def _read_serial(self):
+        """What the serial port has now (b"" if nothing), never blocking."""
+        waiting = self._serial.in_waiting
+        return self._serial.read(waiting) if waiting else b""
 
     def _on_serial(self):
         try:
@@ -620,10 +641,14 @@ def _write_all(fd, data):
 class _HdlcLine:
     """One HDLC secondary station on a line, with an association per HDLC connection."""
 
-    def __init__(self, service, write):
+    def __init__(self, service, write, read_now):
         self.service = service
         self.write = write
-        self.station = fw_hdlc.HdlcStation(logical=SERVER_WPORT, max_info=fw_hdlc.MAX_INFO)
+        self.read_now = read_now  # () -> bytes the line holds now, without blocking
+        self.station = fw_hdlc.HdlcStation(logical=SERVER_WPORT, max_info=fw_hdlc.MAX_INFO,
+                                           inter_octet_ms=service.hdlc_inter_octet_ms,
+                                           inactivity_s=service.hdlc_inactivity_s)
+        self._check_at = None  # a check() is scheduled
         self.session = None
         self.rx_bytes = 0  # bytes received from the line
         self.tx_bytes = 0  # bytes sent to the line
@@ -648,16 +673,43 @@ class _HdlcLine:
             self.service.em.guard.caught("DLMS request", e)
             return None
 
+    def check(self):
+        """Apply the HDLC time-outs: read the line without blocking; only a read that finds
+        nothing proves the line silent (the station's rule), so a late timer never cuts a frame
+        whose rest is waiting unread."""
+        self._check_at = None
+        data = self.read_now()
+        if data:
+            self.feed(data)
+            return
+        try:
+            self.station.poll(ticks_ms(), self._handler)
+        except Exception as e:  # noqa: BLE001
+            self.service.em.guard.caught("HDLC station", e)
+        self._flush()
+        self._arm()
+
+    def _arm(self):
+        """While a frame is partly received, check again just after the inter-octet time-out."""
+        if self.station.receiving and self._check_at is None:
+            loop = asyncio.get_running_loop()
+            self._check_at = loop.call_later(self.station.inter_octet_ms / 1000 + 0.005,
+                                             self.check)
+
     def feed(self, data):
         """Bytes from the line -> frames handled -> answers written."""
         self.rx_bytes += len(data)
         try:
-            self.station.feed(data, self._handler)
+            self.station.feed(data, self._handler, ticks_ms())
         except FramingError:
             self.service.dropped += 1
         except Exception as e:  # noqa: BLE001
             self.service.dropped += 1
             self.service.em.guard.caught("HDLC station", e)
+        self._flush()
+        self._arm()
+
+    def _flush(self):
         out = self.station.data_to_send()
         if out:
             self.tx_bytes += len(out)

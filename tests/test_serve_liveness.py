@@ -82,3 +82,24 @@ def test_faults_in_tick_save_and_contact_are_logged_and_the_meter_keeps_serving(
     assert any("final save failed" in t for t in logged), logged
     assert any("meter tick failed" in t and "OverflowError" in t for t in logged), logged
     assert not svc.thread.is_alive()
+
+
+CUT_FRAME = bytes.fromhex("7ea7f70321106bf0e6")  # an I-frame header announcing 2,039 bytes
+
+
+def test_a_cut_frame_on_the_serial_line_does_not_stall_the_next_snrm():
+    """issue 8 item 3: after `7e a7 f7 03 21 10 6b f0 e6` and nothing more, the next SNRM used
+    to go unanswered for more than 15 s; the inter-octet time-out (25 ms) ends the cut frame."""
+    from protocol.transport import SerialTransport
+    em = EmulatedMeter(None, speed=0, start_s=T0, opening_paise=10000)
+    with ServiceThread(em, tcp=None, pty=True) as svc:
+        line = SerialTransport(svc.pty_path, timeout=3)
+        line.open()
+        try:
+            line.write(CUT_FRAME)
+            # one SNRM, no retransmission: it must be answered within the 3 s time-out
+            with DlmsClient(line, "hdlc", role="public", timeout=3, retries=0) as c:
+                assert c.serial_number() == em.meter_id
+        finally:
+            line.close()
+        assert svc.call(lambda: svc.service.hdlc_line.station.cut) >= 1

@@ -97,14 +97,18 @@ class DlmsUartService:
 
     def __init__(self, uart, system_title, ek, ak, password, rng=None, logical=1,
                  max_info=hdlc.DEFAULT_INFO, counter_store=None, guard=None,
-                 lockout_store=None):
+                 lockout_store=None, inter_octet_ms=hdlc.INTER_OCTET_MS,
+                 inactivity_s=hdlc.INACTIVITY_S, ticks_ms=None):
         self.uart = uart
         self.system_title = bytes(system_title)
         self.ek = ek
         self.ak = ak
         self.password = password
         self.rng = rng or _urandom
-        self.station = hdlc.HdlcStation(logical=logical, max_info=max_info)
+        self.station = hdlc.HdlcStation(logical=logical, max_info=max_info,
+                                        inter_octet_ms=inter_octet_ms, inactivity_s=inactivity_s)
+        # monotonic ms for the HDLC time-outs (default: the meter's clock, i.e. the board's)
+        self.ticks_ms = ticks_ms
         self.meter = None
         self.model = None
         self.server = None
@@ -173,15 +177,17 @@ class DlmsUartService:
         """Serve what arrived on the UART; send answers and pending pushes."""
         if meter is not self.meter:
             self._build(meter)
+        now = self.ticks_ms() if self.ticks_ms is not None else meter.clock.ticks_ms()
         n = self.uart.any()
-        if n:
-            data = self.uart.read(n if n < MAX_READ else MAX_READ)
+        data = self.uart.read(n if n < MAX_READ else MAX_READ) if n else None
+        try:
             if data:
-                try:
-                    self.station.feed(data, self._handler)
-                except Exception as e:  # noqa: BLE001 - a bad frame must never stop the meter
-                    self.errors += 1
-                    self.guard.caught("DLMS request", e)
+                self.station.feed(data, self._handler, now)
+            else:  # the line had nothing: the HDLC time-outs may run out
+                self.station.poll(now, self._handler)
+        except Exception as e:  # noqa: BLE001 - a bad frame must never stop the meter
+            self.errors += 1
+            self.guard.caught("DLMS request", e)
         for _dest, transport, apdu in self.model.push.take():
             if transport == push_mod.TRANSPORT_HDLC and self.station.connected:
                 try:

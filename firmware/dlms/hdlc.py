@@ -10,12 +10,29 @@ physical), a client address is normally 1 byte (its SAP).
     st.feed(data, handler)   # handler(event, client_sap, apdu) -> reply APDU or None
     out = st.data_to_send()  # bytes to write to the line
 
-`handler` sees EV_CONNECT (after SNRM/UA), EV_DISCONNECT (DISC, or a new SNRM) and EV_APDU
+`handler` sees EV_CONNECT (after SNRM/UA), EV_DISCONNECT (DISC, a new SNRM, or the inactivity
+time-out) and EV_APDU
 (a complete request, LLC `E6 E6 00` stripped, reassembled from segments). Its return value
 for EV_APDU is the reply APDU: the station prefixes LLC `E6 E7 00`, segments it to the
 negotiated max info field and sends it window by window as the client polls with RR.
 Garbage between flags and frames with a bad HCS/FCS are dropped (counted in `errors`).
+
+Time-outs of IEC 62056-46 (the HDLC setup object's, IC 23), given time by the caller (ticks in
+ms, wrapping as firmware.compat's; the station itself reads no clock):
+
+    st.feed(data, handler, now)   # now: ticks of this read
+    st.poll(now, handler)         # call when a read of the line found nothing
+
+- inter-octet time-out (`inter_octet_ms`, default 25 ms): a line silent longer than this in the
+  middle of a frame ends it: the cut frame is dropped and the bytes after its opening flag are
+  read again as new frames (a frame header announcing 2,039 bytes, then nothing, cannot hold
+  the line until 2,039 more bytes arrived). Silence is judged only by `poll` (a read that found
+  nothing, `now` - last read with data), never from the gap before a read with data: a busy
+  loop that reads late has not seen a silent line.
+- inactivity time-out (`inactivity_s`, default 120 s, 0 = off): a connected client that sends
+  no frame for this long is disconnected (EV_DISCONNECT; the next client can SNRM at once).
 """
+from firmware.compat import ticks_diff
 from firmware.dlms import FramingError
 
 EV_CONNECT = 1
@@ -38,6 +55,8 @@ RNR = 0x05
 PF = 0x10
 
 DEFAULT_INFO = 128
+INTER_OCTET_MS = 25  # IEC 62056-46 / IC 23 inter_octet_time_out default (20..6000 ms)
+INACTIVITY_S = 120  # IC 23 inactivity_time_out default (s; 0: not operational)
 MAX_INFO = 2030  # the 11-bit length field leaves room for this much info with 4-byte addresses
 
 
@@ -214,11 +233,22 @@ class HdlcStation:
     """One HDLC secondary station on a line (normal response mode, one client at a time)."""
 
     def __init__(self, logical=1, physical=None, max_info=DEFAULT_INFO, window=1,
-                 max_apdu=4096):
+                 max_apdu=4096, inter_octet_ms=INTER_OCTET_MS, inactivity_s=INACTIVITY_S):
         if not 32 <= max_info <= MAX_INFO:
             raise ValueError("max_info must be 32..%d" % MAX_INFO)
         if not 1 <= window <= 7:
             raise ValueError("window must be 1..7")
+        if not 20 <= inter_octet_ms <= 6000:
+            raise ValueError("inter_octet_ms must be 20..6000")
+        if not 0 <= inactivity_s <= 65535:
+            raise ValueError("inactivity_s must be 0..65535")
+        self.inter_octet_ms = inter_octet_ms
+        self.inactivity_ms = inactivity_s * 1000
+        self.cut = 0  # frames ended by the inter-octet time-out
+        self.inactive = 0  # connections dropped by the inactivity time-out
+        self._rx_at = None  # ticks of the last read with data
+        self._frame_at = None  # ticks of the last frame from the connected client
+        self._now = None
         self.logical = logical
         self.physical = physical  # None: answer any physical address (point-to-point)
         self.max_info = max_info
@@ -247,6 +277,11 @@ class HdlcStation:
         self._last = []  # frame bytes of the last answer to an I frame (resend on duplicate)
 
     # -- public API --------------------------------------------------------------------------
+    @property
+    def receiving(self):
+        """True while part of a frame is buffered (the inter-octet time-out can run out)."""
+        return len(self._buf) > 1
+
     def data_to_send(self):
         """Bytes queued for the line (and clear the queue)."""
         if not self._out:
@@ -255,9 +290,34 @@ class HdlcStation:
         self._out = bytearray()
         return out
 
-    def feed(self, data, handler):
-        """Take bytes from the line; calls handler(event, client_sap, apdu) as frames complete."""
-        buf = self._buf + bytes(data) if self._buf else bytes(data)
+    def poll(self, now, handler):
+        """The line was read at ticks `now` and had nothing: apply the time-outs (see the module
+        docstring). Frames found in the bytes after a cut frame are handled as in feed()."""
+        if self._rx_at is not None and self.receiving and \
+                ticks_diff(now, self._rx_at) > self.inter_octet_ms:
+            self.cut += 1
+            self._now = now
+            self._parse(self._buf, handler, True)
+        if self.connected and self.inactivity_ms and self._frame_at is not None and \
+                ticks_diff(now, self._frame_at) > self.inactivity_ms:
+            old = self.client
+            self.connected = False
+            self.client = None
+            self._reset_link()
+            self.inactive += 1
+            handler(EV_DISCONNECT, old, None)
+
+    def feed(self, data, handler, now=None):
+        """Take bytes from the line (read at ticks `now`, for the time-outs); calls
+        handler(event, client_sap, apdu) as frames complete."""
+        if now is not None and data:
+            self._rx_at = now
+        self._now = now
+        self._parse(self._buf + bytes(data) if self._buf else bytes(data), handler, False)
+
+    def _parse(self, buf, handler, cut):
+        """Frames out of `buf`; the rest is kept. `cut`: the line fell silent (inter-octet
+        time-out), so an incomplete frame is dropped instead of waited for."""
         pos = 0
         n = len(buf)
         while True:
@@ -269,6 +329,9 @@ class HdlcStation:
                 self.errors += 1
             pos = i
             if n - i < 3:
+                if cut and n - i == 2:
+                    self.errors += 1
+                    pos = n
                 break
             f0 = buf[i + 1]
             if f0 == FLAG:
@@ -287,14 +350,14 @@ class HdlcStation:
             # early header check, so garbage claiming a long length cannot stall the line
             la = _addr_len(buf, i + 3, min(n, end))
             if la == 0:
-                if n - (i + 3) >= 4 or n > end:
+                if n - (i + 3) >= 4 or n > end or cut:
                     self.errors += 1
                     pos = i + 1
                     continue
                 break
             lb = _addr_len(buf, i + 3 + la, min(n, end))
             if lb == 0:
-                if n - (i + 3 + la) >= 4 or n > end:
+                if n - (i + 3 + la) >= 4 or n > end or cut:
                     self.errors += 1
                     pos = i + 1
                     continue
@@ -307,6 +370,10 @@ class HdlcStation:
                     pos = i + 1
                     continue
                 if n < hend + 2:
+                    if cut:
+                        self.errors += 1
+                        pos = i + 1
+                        continue
                     break
                 c = crc16(buf, i + 1, hend)
                 if buf[hend] != c & 0xFF or buf[hend + 1] != c >> 8:
@@ -318,6 +385,10 @@ class HdlcStation:
                 pos = i + 1
                 continue
             if n <= end:
+                if cut:
+                    self.errors += 1
+                    pos = i + 1
+                    continue
                 break
             if buf[end] != FLAG:
                 self.errors += 1
@@ -368,6 +439,8 @@ class HdlcStation:
                 self.errors += 1
                 return
         client = _addr_value(src)
+        if self.connected and client == self.client:
+            self._frame_at = self._now  # the inactivity time-out restarts
         own = dest
         if bcast:
             own = encode_server_address(self.logical, physical if self.physical is None
@@ -429,6 +502,7 @@ class HdlcStation:
         self.rx_window = max(1, min(ctw, self.window))
         self.connected = True
         self.client = client
+        self._frame_at = self._now
         self._own = own
         self._dest = reply_dest
         ua = build_params(self.tx_info, self.rx_info, self.tx_window, self.rx_window)

@@ -342,3 +342,75 @@ def test_wrapper_stream_errors():
     assert s3.error is not None
     raises(FramingError, s3.feed, b"")
     assert s3.pending() == 0
+
+
+# -- IEC 62056-46 time-outs (issue 8 item 3) ------------------------------------------------
+CUT = bytes.fromhex("7ea7f70321106bf0e6")  # a valid I-frame header announcing 2,039 bytes
+SNRM_1 = hdlc.build_frame(b"\x03", C, 0x93)
+
+
+def _ua(st):
+    fr = frames(st.data_to_send())
+    return len(fr) == 1 and fr[0][2] == 0x73
+
+
+def test_a_cut_frame_ends_at_the_inter_octet_timeout_and_the_next_snrm_is_answered():
+    st = hdlc.HdlcStation(logical=1)
+    h = Collector()
+    st.feed(CUT, h, 0)
+    st.poll(20, h)  # silent for 20 ms: still inside the frame
+    st.feed(SNRM_1, h, 21)  # within 25 ms of the last octet: part of the cut frame, for now
+    assert st.data_to_send() == b""
+    st.poll(40, h)  # a read that found nothing 19 ms later: not yet
+    assert st.data_to_send() == b""
+    st.poll(47, h)  # 26 ms of silence: the cut frame is dropped, the SNRM after it is read
+    assert _ua(st) and st.connected and st.cut == 1 and st.errors >= 1
+    # a cut frame followed by silence, then an SNRM much later: answered at once
+    st = hdlc.HdlcStation(logical=1, inter_octet_ms=100)
+    st.feed(CUT, h, 1000)
+    st.poll(1100, h)
+    assert st._buf == CUT and st.cut == 0  # exactly the time-out: not yet
+    st.poll(1101, h)
+    assert st._buf == b"" and st.cut == 1
+    st.feed(SNRM_1, h, 5000)
+    assert _ua(st)
+
+
+def test_a_late_read_is_not_a_silent_line():
+    """Only a read that found nothing proves silence: a loop that reads a frame's second half
+    late (busy elsewhere, or a board polling every 200 ms) keeps the frame."""
+    st = hdlc.HdlcStation(logical=1)
+    h = Collector()
+    st.feed(SNRM_1[:4], h, 0)
+    st.feed(SNRM_1[4:], h, 5000)
+    assert _ua(st)
+    # ticks wrap at 2**30 like MicroPython's: the silence is measured across the wrap
+    st = hdlc.HdlcStation(logical=1)
+    st.feed(CUT, h, (1 << 30) - 10)
+    st.poll(10, h)
+    assert st.data_to_send() == b"" and st.cut == 0
+    st.poll(16, h)
+    assert st.cut == 1 and st._buf == b""
+
+
+def test_the_inactivity_timeout_disconnects_a_silent_client():
+    st = hdlc.HdlcStation(logical=1, inactivity_s=120)
+    h = Collector()
+    st.feed(SNRM_1, h, 0)
+    assert _ua(st)
+    st.feed(hdlc.build_frame(b"\x03", C, rr_ctrl(0)), h, 60000)  # any frame restarts it
+    st.data_to_send()
+    st.poll(180000, h)
+    assert st.connected
+    st.poll(180001, h)
+    assert not st.connected and st.inactive == 1
+    assert h.events[-1] == (hdlc.EV_DISCONNECT, 0x10, None)
+    st.feed(hdlc.build_frame(b"\x03", C, i_ctrl(0, 0), b"\xe6\xe6\x00\x01"), h, 180002)
+    assert frames(st.data_to_send())[0][2] == 0x1F  # DM: the link is gone
+    # 0 switches it off; the IC 23 ranges are enforced
+    st = hdlc.HdlcStation(logical=1, inactivity_s=0)
+    st.feed(SNRM_1, h, 0)
+    st.poll(10 ** 8, h)
+    assert st.connected
+    raises(ValueError, hdlc.HdlcStation, 1, None, 128, 1, 4096, 19)
+    raises(ValueError, hdlc.HdlcStation, 1, None, 128, 1, 4096, 25, 70000)

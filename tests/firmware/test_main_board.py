@@ -180,3 +180,19 @@ def test_failed_associations_stay_locked_across_a_board_reboot():
     hal.clock.advance(11)
     meter.tick()
     assert lls(svc, meter, b"12345678") == 0
+
+
+def test_uart_service_drops_a_cut_frame_after_the_inter_octet_silence():
+    """issue 8 item 3 on the board: `7e a7 f7 03 21 10 6b f0 e6` (a header announcing 2,039
+    bytes, then nothing) must not keep the next SNRM unanswered."""
+    hal, meter, key_rec, counter_rec = _board(MemNVM(65536))
+    svc = board_main.uart_service(hal, meter, {"uart_mode": "dlms"},
+                                  board_main.dlms_keys(key_rec, None)[:3] + (counter_rec,))
+    hal.uart.rx = bytes.fromhex("7ea7f70321106bf0e6")
+    svc.poll(meter)
+    hal.clock.advance_ms(30)
+    svc.poll(meter)  # nothing on the line for 30 ms: the cut frame is gone
+    hal.uart.rx = hdlc.build_frame(b"\x03", dc.client_addr(0x10), 0x93)
+    svc.poll(meter)
+    assert dc.frames(hal.uart.tx)[0][2] == 0x73  # UA
+    assert svc.station.cut == 1
