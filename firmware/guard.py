@@ -11,7 +11,7 @@ BaseException that is not an Exception (KeyboardInterrupt, SystemExit) passes: i
 """
 
 
-def _decade(n):
+def decade(n):
     """True for 1, 10, 100, ..."""
     while n >= 10 and n % 10 == 0:
         n //= 10
@@ -41,6 +41,6 @@ class Guard:
         self.counts[where] = n
         self.total += 1
         self.last = (where, exc)
-        if self.log is not None and _decade(n):
+        if self.log is not None and decade(n):
             self.log("bijli: %s failed (%d so far; the meter keeps serving): %s: %s"
                      % (where, n, type(exc).__name__, exc))

@@ -21,6 +21,7 @@ Ctrl-C (SIGINT) or SIGTERM stop it cleanly: the meter's state is saved to `--sta
 import asyncio
 import os
 import signal
+import socket
 import time
 
 import click
@@ -46,6 +47,7 @@ from firmware.dlms import FramingError, ObjectTable
 from firmware.dlms import hdlc as fw_hdlc
 from firmware.dlms import wrapper as fw_wrapper
 from firmware.guard import Guard
+from firmware.guard import decade as _decade
 from firmware.hal.nvm import FileNVM, MemNVM
 from firmware.hal.sim import SimClock, SimHal, parse_load
 from firmware.meter import Meter
@@ -354,13 +356,43 @@ PUBLIC_SAP = 0x10
 
 
 # ---- asyncio transports ------------------------------------------------------------------
+TCP_IDLE_S = 180  # s: IC 41 TCP-UDP setup's inactivity_time_out default
+MAX_CONNECTIONS = 512
+ACCEPT_BACKLOG = 100  # listen() backlog: asyncio also accepts up to this many in one burst
+# descriptors kept free beyond the cap: one accept burst (taken before the cap can close the
+# extra ones), the NVM, state files, pty/serial, pushes
+FD_RESERVE = ACCEPT_BACKLOG + 32
+
+
+def default_max_connections():
+    """The connection cap: MAX_CONNECTIONS, or fewer when the process may open fewer files
+    (RLIMIT_NOFILE minus FD_RESERVE), so connections never exhaust the descriptors."""
+    try:
+        import resource
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (ImportError, OSError, ValueError):
+        return MAX_CONNECTIONS
+    if soft == resource.RLIM_INFINITY:
+        return MAX_CONNECTIONS
+    return max(1, min(MAX_CONNECTIONS, soft - FD_RESERVE))
+
+
 class MeterService:
     """Serves an EmulatedMeter on TCP and/or a serial line until `stop()`."""
 
     def __init__(self, em, tcp=None, serial_port=None, pty=False, push=None, echo=print,
                  baudrate=9600, hdlc_inter_octet_ms=fw_hdlc.INTER_OCTET_MS,
-                 hdlc_inactivity_s=fw_hdlc.INACTIVITY_S):
+                 hdlc_inactivity_s=fw_hdlc.INACTIVITY_S, tcp_idle_s=TCP_IDLE_S,
+                 max_connections=None):
         self.em = em
+        # TCP: a connection without a request for tcp_idle_s is closed (0: never); beyond
+        # max_connections open ones a new connection is accepted and closed at once
+        self.tcp_idle_s = tcp_idle_s
+        self.max_connections = (default_max_connections() if max_connections is None
+                                else max_connections)
+        self.open_connections = 0
+        self.refused = 0
+        self.idle_closed = 0
         # IEC 62056-46 time-outs of the serial line's HDLC station (defaults: the standard's)
         self.hdlc_inter_octet_ms = hdlc_inter_octet_ms
         self.hdlc_inactivity_s = hdlc_inactivity_s
@@ -384,6 +416,11 @@ class MeterService:
             em.model.push.configure(push)
         em.guard.log = echo
 
+    def _note(self, text, n, peer):
+        """Log a connection event the 1st, 10th, 100th... time (a flood cannot flood the log)."""
+        if _decade(n):
+            self.echo("%s [%s; %d so far]" % (text, "%s:%s" % tuple(peer[:2]) if peer else "?", n))
+
     @property
     def faults(self):
         """Faults the never-raise guard caught so far (see firmware.guard)."""
@@ -395,8 +432,12 @@ class MeterService:
         loop = asyncio.get_running_loop()
         if self.tcp:
             host, port = parse_hostport(self.tcp)
-            self.tcp_server = await asyncio.start_server(self._tcp_client, host, port)
-            self.tcp_address = self.tcp_server.sockets[0].getsockname()[:2]
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            self.tcp_server = socket.create_server((host, port), family=family,
+                                                   backlog=ACCEPT_BACKLOG)
+            self.tcp_server.setblocking(False)
+            self.tcp_address = self.tcp_server.getsockname()[:2]
+            self._spawn(self._accept_loop(self.tcp_server))
         if self.pty:
             self._open_pty(loop)
         elif self.serial_port:
@@ -427,8 +468,6 @@ class MeterService:
     async def close(self):
         """Close endpoints, cancel tasks, save the meter."""
         loop = asyncio.get_running_loop()
-        if self.tcp_server is not None:
-            self.tcp_server.close()
         for fd in self._fds:
             try:
                 loop.remove_reader(fd)
@@ -442,10 +481,7 @@ class MeterService:
             except (asyncio.CancelledError, Exception):  # noqa: BLE001 - shutting down
                 pass
         if self.tcp_server is not None:
-            try:
-                await asyncio.wait_for(self.tcp_server.wait_closed(), 1.0)
-            except (TimeoutError, Exception):  # noqa: BLE001
-                pass
+            self.tcp_server.close()
         if self._serial is not None:
             self._serial.close()
         for fd in self._pty_fds():
@@ -498,15 +534,45 @@ class MeterService:
             self.push_errors += 1
 
     # -- TCP (wrapper) ----------------------------------------------------------------------
-    async def _tcp_client(self, reader, writer):
+    async def _accept_loop(self, lsock):
+        """Accept TCP connections one at a time: beyond the cap a connection is accepted and
+        closed at once (a burst can never take more descriptors than the cap and one)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                conn, peer = await loop.sock_accept(lsock)
+            except OSError as e:  # EMFILE/ENFILE: descriptors short elsewhere; try again soon
+                self.em.guard.caught("TCP accept", e)
+                await asyncio.sleep(0.1)
+                continue
+            if self.open_connections >= self.max_connections:
+                self.refused += 1
+                conn.close()
+                self._note("TCP connection refused: %d connections open (--max-connections)"
+                           % self.open_connections, self.refused, peer)
+                continue
+            self.open_connections += 1  # counted here: the cap holds while the task starts
+            self._spawn(self._tcp_client(conn))
+
+    async def _tcp_client(self, conn):
+        """One TCP (wrapper) connection: one association per connection; closed after
+        tcp_idle_s without a request (IC 41's inactivity time-out)."""
         self.connections += 1
-        me = asyncio.current_task()
-        self._tasks.add(me)  # close() cancels it: an idle peer cannot hold the stop up
+        writer = None
         stream = fw_wrapper.WrapperStream()
-        session = self.em.new_session()
+        session = None
         try:
+            reader, writer = await asyncio.open_connection(sock=conn)
+            session = self.em.new_session()
             while not self._stop.is_set():
-                data = await reader.read(4096)
+                try:
+                    data = await asyncio.wait_for(reader.read(4096), self.tcp_idle_s or None)
+                except TimeoutError:  # the inactivity time-out: the descriptor is freed
+                    self.idle_closed += 1
+                    self._note("TCP connection closed after %g s without a request (--tcp-idle)"
+                               % self.tcp_idle_s, self.idle_closed,
+                               writer.get_extra_info("peername"))
+                    break
                 if not data:
                     break
                 try:
@@ -530,12 +596,18 @@ class MeterService:
                 await writer.drain()
         except (ConnectionError, OSError, asyncio.CancelledError):
             pass
+        except Exception as e:  # noqa: BLE001 - one connection's fault is not the meter's
+            self.em.guard.caught("TCP connection", e)
         finally:
-            self._tasks.discard(me)
-            session.close()
+            self.open_connections -= 1
+            if session is not None:
+                session.close()
             try:
-                writer.close()
-            except Exception:  # noqa: BLE001
+                if writer is None:
+                    conn.close()
+                else:
+                    writer.close()
+            except Exception:  # noqa: BLE001 - closing a broken connection
                 pass
 
     # -- serial (HDLC) ------------------------------------------------------------------------
@@ -729,10 +801,13 @@ class ServiceThread:
     """
 
     def __init__(self, em, tcp="127.0.0.1:0", serial_port=None, pty=False, push=None,
-                 push_listener=False):
+                 push_listener=False, **limits):
+        """`limits`: MeterService's time-outs and connection cap (hdlc_inter_octet_ms,
+        hdlc_inactivity_s, tcp_idle_s, max_connections)."""
         import threading
         self.em = em
-        self.service = MeterService(em, tcp, serial_port, pty, push, echo=lambda *a: None)
+        self.service = MeterService(em, tcp, serial_port, pty, push, echo=lambda *a: None,
+                                    **limits)
         self.push_listener = push_listener
         self.pushes = []
         self.push_address = None
@@ -848,9 +923,10 @@ def banner(service, echo):
 
 
 async def serve_async(em, tcp=None, serial_port=None, pty=False, push=None, echo=print,
-                      ready=None):
-    """Run a MeterService until SIGINT/SIGTERM (or `ready(service)` arranging a stop)."""
-    service = MeterService(em, tcp, serial_port, pty, push, echo)
+                      ready=None, **limits):
+    """Run a MeterService until SIGINT/SIGTERM (or `ready(service)` arranging a stop);
+    `limits` are MeterService's time-outs and connection cap."""
+    service = MeterService(em, tcp, serial_port, pty, push, echo, **limits)
     await service.start()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -904,7 +980,21 @@ def start_meter(state_dir, *args, **kwargs):
 @click.option("--keys", "keys_file", default=None, type=click.Path(dir_okay=False),
               help="JSON key file (block_cipher_key, authentication_key, password), the format "
                    "of `bijli client --keys`. Default: the INSECURE DLMS demo keys.")
-def serve(tcp, serial_port, pty, state_dir, speed, meter_id, load, push, credit, keys_file):
+@click.option("--tcp-idle", "tcp_idle_s", default=TCP_IDLE_S, type=click.IntRange(0, 65535),
+              show_default=True, metavar="S",
+              help="Close a TCP connection after S seconds without a request (0: never).")
+@click.option("--max-connections", default=None, type=click.IntRange(min=1), metavar="N",
+              help="Accept at most N TCP connections at once; more are accepted and closed "
+                   "(default %d, fewer under a low open-files limit)." % MAX_CONNECTIONS)
+@click.option("--hdlc-inter-octet", "hdlc_inter_octet_ms", default=fw_hdlc.INTER_OCTET_MS,
+              type=click.IntRange(20, 6000), show_default=True, metavar="MS",
+              help="Serial line: silence that ends a frame being received (IEC 62056-46).")
+@click.option("--hdlc-inactivity", "hdlc_inactivity_s", default=fw_hdlc.INACTIVITY_S,
+              type=click.IntRange(0, 65535), show_default=True, metavar="S",
+              help="Serial line: drop the HDLC connection after S seconds without a frame "
+                   "(0: never).")
+def serve(tcp, serial_port, pty, state_dir, speed, meter_id, load, push, credit, keys_file,
+          **limits):
     """Run an emulated meter that answers DLMS/COSEM on TCP and/or a serial line."""
     if serial_port and pty:
         raise click.UsageError("--serial and --pty are exclusive")
@@ -935,7 +1025,7 @@ def serve(tcp, serial_port, pty, state_dir, speed, meter_id, load, push, credit,
     em = start_meter(state_dir, speed, meter_id, load, opening_paise=credit * 100, **secrets)
     em.keys_source = keys_file
     try:
-        asyncio.run(serve_async(em, tcp, serial_port, pty, push, click.echo))
+        asyncio.run(serve_async(em, tcp, serial_port, pty, push, click.echo, **limits))
     except OSError as e:
         em.close()
         raise click.ClickException("cannot open endpoint: %s" % e) from None

@@ -837,8 +837,9 @@ class HdlcFraming:
     retransmits = True
 
     def __init__(self, client_sap, server=None, params=None):
+        # time.monotonic gives the link its IEC 62056-46 inter-octet and inactivity time-outs
         self.link = HdlcClientLink(client_sap, server if server is not None else Address(1),
-                                   params)
+                                   params, clock=time.monotonic)
 
     def open(self):
         """Bytes that open the link (SNRM)."""
@@ -856,6 +857,14 @@ class HdlcFraming:
     def feed(self, data):
         """Events from received bytes."""
         return self.link.receive_data(data)
+
+    def read_timeout(self, remaining):
+        """How long one read may wait (short while a frame is partly received)."""
+        return self.link.read_timeout(remaining)
+
+    def silence(self):
+        """Events after a read found nothing (a frame cut by the inter-octet time-out)."""
+        return self.link.silence()
 
     def pending(self):
         """Bytes the link wants sent now (RR polls, next window)."""
@@ -875,7 +884,7 @@ class HdlcFraming:
 
     @property
     def in_frame(self):
-        return self.link.decoder.in_frame or self.link.receiving
+        return self.link.decoder.in_frame or self.link.receiving or self.link.cut
 
     @property
     def needs_open(self):
@@ -914,6 +923,12 @@ class WrapperFraming:
 
     def pending(self):
         return b""
+
+    def read_timeout(self, remaining):
+        return remaining
+
+    def silence(self):
+        return []
 
     def retransmit(self):
         return b""
@@ -1122,12 +1137,13 @@ class DlmsClient(_DriverBase):
                 self.framing.cancel()
                 raise self._timeout_error(what, attempts + 1)
             try:
-                data = self.transport.read(remaining)
+                data = self.transport.read(self.framing.read_timeout(remaining))
             except LinkError as exc:
                 raise self._drop_error(exc) from None
-            if not data:
+            events = self.framing.feed(data) if data else self.framing.silence()
+            if not events and not data:
                 continue
-            ev = self._events(self.framing.feed(data), want)
+            ev = self._events(events, want)
             self._write(self.framing.pending())
             if isinstance(ev, PeerBusy):
                 time.sleep(min(0.2, self.timeout / 10))
@@ -1232,12 +1248,13 @@ class AsyncDlmsClient(_DriverBase):
                 self.framing.cancel()
                 raise self._timeout_error(what, attempts + 1)
             try:
-                data = await self.transport.read(remaining)
+                data = await self.transport.read(self.framing.read_timeout(remaining))
             except LinkError as exc:
                 raise self._drop_error(exc) from None
-            if not data:
+            events = self.framing.feed(data) if data else self.framing.silence()
+            if not events and not data:
                 continue
-            ev = self._events(self.framing.feed(data), want)
+            ev = self._events(events, want)
             await self._write(self.framing.pending())
             if isinstance(ev, PeerBusy):
                 await asyncio.sleep(min(0.2, self.timeout / 10))

@@ -42,6 +42,9 @@ from protocol.hdlc import (
 
 MAX_HEADER = 11  # format 2 + addresses 4 + 4 + control 1
 MAX_APDU = 1 << 20  # refuse to reassemble more than this (a runaway peer)
+# IEC 62056-46 time-outs (defaults of the HDLC setup object, IC 23; docs/decisions.md)
+INTER_OCTET_TIMEOUT = 0.025  # s of silence that ends a frame being received (20 ms .. 6 s)
+INACTIVITY_TIMEOUT = 120.0  # s without a frame after which the server drops the link (0: off)
 
 
 class FrameDecoder:
@@ -76,6 +79,17 @@ class FrameDecoder:
     def reset(self):
         """Forget buffered bytes (after a link reset)."""
         self._buf.clear()
+
+    def expire(self):
+        """The line fell silent for longer than the inter-octet time-out: a partly received
+        frame is judged as it is (dropped, counted in `errors`) and the bytes after its opening
+        flag are read again. Returns the complete frames found there."""
+        out = []
+        while len(self._buf) > 1:
+            out += self.feed(b"")
+            if len(self._buf) > 1:
+                self._drop(1, "inter-octet time-out: frame cut short")
+        return out
 
     def _drop(self, n, error=None):
         del self._buf[:n]
@@ -198,7 +212,19 @@ class HdlcClientLink:
     delivered to get events. Protocol violations raise LinkError.
     """
 
-    def __init__(self, client_sap=0x10, server=None, params=None):
+    def __init__(self, client_sap=0x10, server=None, params=None, clock=None,
+                 inter_octet_timeout=INTER_OCTET_TIMEOUT, inactivity_timeout=INACTIVITY_TIMEOUT):
+        if not 0.02 <= inter_octet_timeout <= 6.0:
+            raise ValueError("inter_octet_timeout must be 0.02..6 s")
+        if not 0 <= inactivity_timeout <= 65535:
+            raise ValueError("inactivity_timeout must be 0..65535 s")
+        # the time-outs need time: `clock()` -> seconds (e.g. time.monotonic); None: no time-outs
+        self.clock = clock
+        self.inter_octet_timeout = inter_octet_timeout
+        self.inactivity_timeout = inactivity_timeout
+        self._rx_at = None  # when bytes last arrived
+        self._sent_at = None  # when we last sent a frame (the server's inactivity timer)
+        self.cut = False  # the last frame begun was cut by the inter-octet time-out
         self.client = Address(client_sap, None, 1)
         self.server = server if server is not None else Address(1, None, 1)
         self.proposed = params if params is not None else HdlcParameters()
@@ -224,6 +250,26 @@ class HdlcClientLink:
         self._last_sent = list(frames)
         for f in frames:
             self._out += encode_frame(f)
+        self._sent()
+
+    def _sent(self):
+        if self.clock is not None:
+            self._sent_at = self.clock()
+
+    @property
+    def expired(self):
+        """True when the connected link has been idle longer than the inactivity time-out: the
+        server has dropped it (a request now would be answered DM)."""
+        return (self.state == CONNECTED and self.clock is not None and self.inactivity_timeout > 0
+                and self._sent_at is not None
+                and self.clock() - self._sent_at > self.inactivity_timeout)
+
+    def read_timeout(self, remaining):
+        """How long the next read may wait: no longer than the inter-octet time-out while a
+        frame is partly received (so the silence that ends it is seen), else `remaining`."""
+        if self.clock is not None and self.decoder.in_frame:
+            return min(remaining, self.inter_octet_timeout)
+        return remaining
 
     def data_to_send(self):
         """The bytes queued for the line (and clear the queue)."""
@@ -252,6 +298,11 @@ class HdlcClientLink:
         information length, sent a window at a time (the rest follows the server's RR)."""
         if self.state != CONNECTED:
             raise LinkError("HDLC link is not connected (state %s)" % self.state)
+        if self.expired:
+            self.state = DISCONNECTED
+            raise LinkError("the HDLC link was idle longer than the meter's inactivity time-out "
+                            "(%g s) and the meter has closed it: connect again"
+                            % self.inactivity_timeout)
         if self.busy:
             raise LinkError("an exchange is already in progress on the HDLC link")
         data = add_llc(apdu)
@@ -290,6 +341,7 @@ class HdlcClientLink:
         """Queue the frames of the last poll cycle again (after a response timeout)."""
         for f in self._last_sent:
             self._out += encode_frame(f)
+        self._sent()
         return self.data_to_send()
 
     # -- incoming ---------------------------------------------------------------------------
@@ -297,8 +349,25 @@ class HdlcClientLink:
     def receive_data(self, data):
         """Feed bytes from the line; return the resulting events (frames are handled in order,
         responses such as RR polls are queued for `data_to_send()`)."""
+        if data and self.clock is not None:
+            self._rx_at = self.clock()
+        return self._frames(self.decoder.feed(data))
+
+    def silence(self):
+        """A read found nothing: if the line has been silent longer than the inter-octet
+        time-out in the middle of a frame, that frame is cut (dropped) and what followed its
+        opening flag is read again; returns the events of the frames found there."""
+        if self.clock is None or self._rx_at is None or not self.decoder.in_frame:
+            return []
+        if self.clock() - self._rx_at <= self.inter_octet_timeout:
+            return []
+        self.cut = True
+        return self._frames(self.decoder.expire())
+
+    def _frames(self, frames):
         events = []
-        for frame in self.decoder.feed(data):
+        for frame in frames:
+            self.cut = False
             if frame.dest != self.client or frame.src != self.server:
                 self.foreign += 1
                 continue

@@ -35,6 +35,8 @@ from protocol.hdlc import (
     strip_llc,
 )
 from protocol.hdlc_link import (
+    INACTIVITY_TIMEOUT,
+    INTER_OCTET_TIMEOUT,
     ApduReceived,
     Connected,
     Disconnected,
@@ -494,3 +496,100 @@ def test_stream_decoder_regression_bad_address_after_partial_header():
     assert [f.kind for f in out] == [RR, I, I]
     assert out == [decode_frame(a), decode_frame(b), decode_frame(c)]
     assert d.errors == 2  # the two garbled headers between them
+
+
+# -- IEC 62056-46 time-outs on the host link (issue 8 item 3) ---------------------------------
+CUT_TO_CLIENT = bytes.fromhex("7ea7f72103106b56e6")  # a header announcing 2,039 bytes, cut
+
+
+class _Clock:
+    def __init__(self):
+        self.t = 100.0
+
+    def __call__(self):
+        return self.t
+
+
+def test_stream_decoder_expire_reads_the_frames_after_a_cut_one():
+    server = HdlcServerPeer(lambda apdu: apdu)
+    ua = server.feed(HdlcClientLink(0x10, Address(1)).connect())
+    dec = FrameDecoder()
+    assert dec.feed(CUT_TO_CLIENT + ua) == []  # the UA looks like part of the long frame
+    assert dec.in_frame
+    frames = dec.expire()
+    assert [f.kind for f in frames] == ["UA"] and dec.errors == 1 and not dec.in_frame
+    assert dec.expire() == []
+
+
+def test_link_inter_octet_timeout_cuts_a_frame_and_reads_what_followed():
+    server = HdlcServerPeer(lambda apdu: apdu)
+    clock = _Clock()
+    link = HdlcClientLink(0x10, Address(1), clock=clock)
+    ua = server.feed(link.connect())
+    assert link.receive_data(CUT_TO_CLIENT + ua) == []
+    assert link.read_timeout(5.0) == INTER_OCTET_TIMEOUT  # short reads while in a frame
+    clock.t += 0.020
+    assert link.silence() == []  # 20 ms: the frame may still come
+    clock.t += 0.010
+    assert link.silence() == [Connected(HdlcParameters())]
+    assert link.read_timeout(5.0) == 5.0
+    # without a clock there are no time-outs (the link is sans-io; time is given to it)
+    plain = HdlcClientLink(0x10, Address(1))
+    plain.connect()
+    plain.receive_data(CUT_TO_CLIENT)
+    assert plain.silence() == [] and plain.read_timeout(5.0) == 5.0
+    with pytest.raises(ValueError):
+        HdlcClientLink(0x10, Address(1), inter_octet_timeout=0.01)
+
+
+def test_link_knows_the_meter_dropped_it_after_the_inactivity_timeout():
+    server = HdlcServerPeer(lambda apdu: b"\xc4" + apdu[1:])
+    clock = _Clock()
+    link = HdlcClientLink(0x10, Address(1), clock=clock)
+    link.receive_data(server.feed(link.connect()))
+    clock.t += 119
+    link.send_apdu(b"\xc0\x01\xc1\x00\x03")  # 119 s: still up (and the timer restarts)
+    assert _pump(link, server) == [ApduReceived(b"\xc4\x01\xc1\x00\x03")]
+    clock.t += INACTIVITY_TIMEOUT + 1
+    assert link.expired
+    with pytest.raises(LinkError, match="inactivity time-out"):
+        link.send_apdu(b"\xc0\x01\xc1\x00\x03")
+    assert link.state == "disconnected"
+
+
+class _ScriptedLine:
+    """A transport whose meter answers the SNRM with a cut frame, then the UA, then nothing."""
+
+    is_open = True
+
+    def __init__(self, answer):
+        self.answer = answer
+        self.chunks = []
+
+    def open(self):
+        return self
+
+    def close(self):
+        pass
+
+    def write(self, data):
+        if data[:1] == b"\x7e" and data[5:6] == b"\x93":  # SNRM
+            self.chunks.append(self.answer)
+
+    def read(self, timeout=None):
+        if self.chunks:
+            return self.chunks.pop(0)
+        import time
+        time.sleep(timeout)  # a line with nothing on it: the read waits its time-out
+        return b""
+
+
+def test_client_connects_when_a_cut_frame_precedes_the_ua():
+    """The client's read loop sees the inter-octet silence and reads the UA after the cut frame
+    (it used to wait for 2,039 bytes that never came and time out)."""
+    from protocol.client import DlmsClient
+    server = HdlcServerPeer(lambda apdu: apdu)
+    ua = server.feed(HdlcClientLink(0x10, Address(1)).connect())
+    client = DlmsClient(_ScriptedLine(CUT_TO_CLIENT + ua), "hdlc", timeout=2, retries=0)
+    client.open(associate=False)
+    assert client.link_open and client.framing.link.state == "connected"

@@ -18,10 +18,10 @@ from protocol.transport import SerialTransport, TcpTransport
 MID = "BJ00000888"
 
 
-def _start(args):
+def _start(args, **popen):
     p = subprocess.Popen([sys.executable, "-m", "headend.cli", "meter", "serve"] + args,
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                         env=dict(os.environ, PYTHONUNBUFFERED="1"))
+                         env=dict(os.environ, PYTHONUNBUFFERED="1"), **popen)
     lines = queue.Queue()
     threading.Thread(target=lambda: [lines.put(x) for x in iter(p.stdout.readline, "")],
                      daemon=True).start()

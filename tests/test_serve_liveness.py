@@ -103,3 +103,79 @@ def test_a_cut_frame_on_the_serial_line_does_not_stall_the_next_snrm():
         finally:
             line.close()
         assert svc.call(lambda: svc.service.hdlc_line.station.cut) >= 1
+
+
+def _idle(port, n):
+    """n TCP connections that never send anything."""
+    import socket
+    out = []
+    for _ in range(n):
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        out.append(s)
+    return out
+
+
+def _until(cond, timeout=10.0):
+    """Wait until cond() holds (polled), or fail after `timeout` s."""
+    import time
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.01)
+
+
+def _closed_by_meter(sock):
+    """True when the meter closed the connection (EOF or reset) within the socket's time-out."""
+    try:
+        return sock.recv(1) == b""
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+    finally:
+        sock.close()
+
+
+def test_idle_tcp_connections_are_dropped_and_the_cap_refuses_cleanly():
+    """issue 8 item 4: idle connections used to be kept for ever (1,060 of them exhausted a
+    1,024-descriptor limit). Beyond the cap a connection is accepted and closed at once; an
+    idle one is closed after the inactivity time-out; a new client is then answered."""
+    em = EmulatedMeter(None, speed=0, start_s=T0, opening_paise=10000)
+    logged = []
+    with ServiceThread(em, tcp_idle_s=1, max_connections=4) as svc:
+        svc.service.echo = logged.append
+        port = svc.address[1]
+        idle = _idle(port, 4)
+        _until(lambda: svc.call(lambda: svc.service.open_connections) == 4)  # all accepted
+        over = _idle(port, 1)[0]
+        assert _closed_by_meter(over)  # the 5th: refused, not left hanging
+        with pytest.raises(Exception):  # noqa: B017 - a refused client fails to associate
+            _public(port).open()
+        assert all(_closed_by_meter(s) for s in idle)  # closed after 1 s without a request
+        with _public(port) as c:  # the meter answers a new client
+            assert c.serial_number() == em.meter_id
+        assert svc.service.refused >= 2 and svc.service.idle_closed >= 4
+    assert any("refused" in t for t in logged) and any("without a request" in t for t in logged)
+
+
+def test_more_idle_connections_than_open_files_leave_the_meter_answering():
+    """The same with the process' descriptor limit lowered to 256 and no explicit cap: the
+    default cap stays below the limit, so accept() never fails for want of descriptors."""
+    import resource
+
+    def low_limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE,
+                           (256, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+
+    p, banner = _start(["--tcp", "127.0.0.1:0", "--speed", "0", "--tcp-idle", "1"],
+                       preexec_fn=low_limit)
+    try:
+        port = int(re.search(r"127\.0\.0\.1:(\d+)", banner).group(1))
+        idle = _idle(port, 300)
+        assert all(_closed_by_meter(s) for s in idle)  # refused at once, or idle for 1 s
+        with _public(port) as c:
+            assert c.serial_number() == "BJ00000001"
+    finally:
+        code, out = _stop(p, signal.SIGTERM)
+    assert code == 0, out
+    assert "refused" in out and "Traceback" not in out, out
