@@ -730,6 +730,11 @@ class ClientCore:
             raise EncodeError("a token is 20 decimal digits (spaces and dashes allowed): empty")
         status = yield from self.action(115, TOKEN_GATEWAY, 1, text.encode("ascii"))
         if status is None:
+            if len(text) != 20:
+                # attribute 6 describes the last *token*: it would answer a service code with
+                # the previous token's status
+                raise DecodeError("the meter answered `enter` of a service code without its "
+                                  "token_status; its result is unknown")
             status = yield from self.get(115, TOKEN_GATEWAY, 6)
         try:
             code = _int(status[0], "token status code")

@@ -683,3 +683,16 @@ def test_transient_association_refusal_says_try_later():
     with pytest.raises(AssociationError) as err:
         gen.send(fa.build_aare(fa.RESULT_REJECTED_PERMANENT, fa.DIAG_AUTH_FAILURE))
     assert "transient" not in str(err.value)
+
+
+def test_service_code_is_never_answered_with_the_last_tokens_status():
+    """Issue 8 item 6, client side: a meter whose `enter` returns no data leaves only
+    token_status (attribute 6), which describes the last token, not a service code."""
+    meter = make_meter()
+    meter.methods[(115, TG, 1)] = lambda params: (0, None)
+    meter.objects[(115, TG, 6)] = Structure([Enum(3), BitString("1100")])  # last token: used
+    c, _, _ = hdlc_client(meter, role="utility", invocation_counter=500)
+    with c:
+        assert c.enter_token("12345678901234567890").name == "used"  # a token: attribute 6
+        with pytest.raises(DecodeError, match="service code"):
+            c.enter_token("\t0016\r\n")  # show-balance
