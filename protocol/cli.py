@@ -1,12 +1,17 @@
-"""`bijli client`: talk DLMS/COSEM to a meter over TCP (wrapper) or a serial line (HDLC).
+"""`bijli client`: talk DLMS/COSEM to a meter over TCP (wrapper) or a serial line (HDLC);
+`bijli decode`: show DLMS octets given in hex.
 
     bijli client --tcp HOST:PORT | --serial PORT [--client public|reader|utility]
-                 [--keys FILE] [--json] COMMAND ...
+                 [--client-sap SAP] [--server-address LOGICAL[:PHYSICAL][/SIZE]]
+                 [--keys FILE [--profile NAME]] [--json] [--trace] COMMAND ...
+    bijli decode [--keys FILE | --demo-keys] [--system-title T] [--json] HEX|-
 
 Commands: read OBIS[:ATTR] | balance | relay | disconnect | reconnect | token DIGITS |
-profile | events. Human-readable output by default, `--json` for scripts (one JSON document on
-stdout). Without `--keys` the reader and utility clients use the well-known DLMS demo keys,
-which are INSECURE: a note says so on stderr.
+profile | events | write OBIS --type T VALUE | action OBIS METHOD [--type T VALUE].
+Human-readable output by default, `--json` for scripts (one JSON document on stdout; warnings
+about tolerated answers on stderr and in the document). Without `--keys` the reader and utility
+clients use the well-known DLMS demo keys, which are INSECURE: a note says so on stderr.
+docs/client.md has the key/connection file format and the details.
 
 Exit status: 0 success; 1 the meter refused a token; 2 usage or key-file error; 3 link error
 (cannot connect, timeout, link dropped); 4 association refused; 5 the meter refused the

@@ -94,3 +94,27 @@ def test_a_turn_keeps_other_holders_out_until_it_ends(tmp_path):
         t.commit(3)  # never backwards
     with store.begin(TITLE) as t:
         assert t.next == 5
+
+
+def test_parallel_asyncio_sessions_sharing_a_store_all_succeed(tmp_path):
+    """The asyncio client takes the same turns (waiting for the lock off the event loop)."""
+    import asyncio
+
+    from protocol.client import AsyncDlmsClient
+    from protocol.transport import AsyncTcpTransport
+
+    store = InvocationCounterStore(str(tmp_path / "ic.json"))
+    em = EmulatedMeter(None, speed=0, meter_id="BJ00000810")
+    with ServiceThread(em, tcp="127.0.0.1:0") as mt:
+        async def session():
+            async with AsyncDlmsClient(AsyncTcpTransport("127.0.0.1", mt.address[1], timeout=10),
+                                       "wrapper", role="utility", timeout=10,
+                                       counter_store=store) as c:
+                return (await c.relay()).control_state
+
+        async def main():
+            return await asyncio.gather(*[session() for _ in range(6)])
+
+        assert asyncio.run(main()) == [1] * 6
+    with store.begin(TITLE) as t:
+        assert 6 * 3 < t.next - 1 <= 6 * 10
