@@ -18,6 +18,8 @@ POWER_UP = 1  # value: seconds the meter was off (0 if unknown)
 POWER_DOWN = 2  # value: 0
 CLOCK_SET = 3  # value: new time - old time (s)
 WATCHDOG_RESET = 4
+NVM_FALLBACK = 5  # a record loaded its older copy (newer one unreadable); value: storage tag,
+# extra: sequence number of the copy loaded
 
 # control (relay) log — value: reason code (REASON_* below)
 RELAY_DISCONNECTED = 20

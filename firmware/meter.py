@@ -30,6 +30,18 @@ anti-replay state are therefore written by one record save. Events of a step are
 written to the event rings **after** the core record, so a power cut never leaves an event
 for a change that did not commit (it can lose the event of a change that did).
 
+Energy journal (`firmware.journal`, docs/decisions.md "Energy journal"): between core saves,
+every 10 Wh of energy moved (import + export) appends an entry with the energy and energy
+charge counted since the last core save, in a region at the end of the NVM (or on the raw
+flash of `hal.journal_nvm` when the HAL has one). A boot replays the
+newest entry that belongs to the core record it loaded, so an unwarned cut (no power-fail
+warning, a kill -9 of the emulator) puts the registers less than 10 Wh below any value read
+before the cut, and the balance back by that energy's charge only, with credits - charges ==
+balance kept exact.
+
+A record that loads its older copy (the newer one unreadable: a save cut after its header,
+or a flipped bit) is logged as NVM_FALLBACK (value: its storage tag) and printed.
+
 Power cycle: constructing a Meter on the same NVM restores every register and logs POWER_UP
 with the outage length (from the last saved time). `power_down()` (power-fail input) saves
 and logs POWER_DOWN first, so the outage is measured exactly. For an existing meter the
@@ -44,6 +56,7 @@ from firmware.account import Account
 from firmware.compat import ticks_add, ticks_diff
 from firmware.config import Config
 from firmware.events import EventLog
+from firmware.journal import DELTA_MAX, Journal
 from firmware.metrology import Metrology
 from firmware.policy import DisconnectPolicy
 from firmware.profiles import STATUS_CLOCK_SET, STATUS_POWER_DOWN, STATUS_RELAY_OPEN, Profile
@@ -59,6 +72,11 @@ TAG_IPROFILE = 40
 TAG_DPROFILE = 41
 CORE_MAX = 2048
 KEYS_MAX = 1 + 17 * 8
+# energy journal at the end of the NVM: 4 sectors of 4 KiB (aligned with the flash sectors and
+# the filesystem blocks of the boards); an entry every 10 Wh (the loss bound of an unwarned cut)
+JOURNAL_STEP_MWH = 10000
+JOURNAL_SECTORS = 4
+JOURNAL_SECTOR = 4096
 
 CORE_VERSION = 1
 # meter state section: version, last_time, tamper latch, tamper inputs, last token (time, code,
@@ -85,7 +103,8 @@ class Meter:
     """A prepaid meter over a HAL (see the module docstring)."""
 
     def __init__(self, hal, config=None, store=None, keys=None, max_step_s=60,
-                 interval_capacity=960, daily_capacity=62, event_capacity=32):
+                 interval_capacity=960, daily_capacity=62, event_capacity=32,
+                 journal_sectors=JOURNAL_SECTORS, journal_sector=JOURNAL_SECTOR):
         if max_step_s < 1:
             raise ValueError("max_step_s must be >= 1")
         self.hal = hal
@@ -93,6 +112,14 @@ class Meter:
         self.max_step_ms = max_step_s * 1000
         self.store = store if store is not None else Store(hal.nvm)
         st = self.store
+        self._fallbacks = []  # records that loaded their older copy during this boot
+        st.on_fallback = self._record_fell_back
+        jnvm = getattr(hal, "journal_nvm", None)  # raw flash (board), else the NVM's tail
+        if jnvm is not None:
+            self.journal = Journal(jnvm, 0, jnvm.size // journal_sector, journal_sector)
+        else:
+            self.journal = Journal(st.nvm, st.reserve_tail(journal_sectors * journal_sector),
+                                   journal_sectors, journal_sector)
         self.core = st.record(TAG_CORE, CORE_MAX)
         self.keys_rec = st.record(TAG_KEYS, KEYS_MAX)
         caps = {}
@@ -133,14 +160,20 @@ class Meter:
         self._ticks = ticks
         self.t_ms = now * 1000
         self._now_s = now
+        got = self.journal.load(self.core.seq if parts is not None else None)
         if parts is not None:
             self._restore(parts)
+            if got is not None:
+                self._replay(got)
             off = now - self.last_time if self.last_time and now >= self.last_time else 0
             self.iprofile.mark(STATUS_POWER_DOWN)
             self.dprofile.mark(STATUS_POWER_DOWN)
         else:
             off = 0
         self.control.sync()
+        for rec in self._fallbacks:
+            self._emit(ec.NVM_FALLBACK, rec.tag, rec.seq)
+        self._fallbacks = None  # from now on a fallback is logged when it happens
         self._emit(ec.POWER_UP, off)
         self._next_save_s = self._save_boundary(now)
         self._after_step(now, True)
@@ -167,6 +200,8 @@ class Meter:
         self.last_token = (0, -1, -1, 0, -1, 0)  # time, code, ttype, value, id, source
         self.disconnections = 0
         self.charged = 0  # paise of energy and fixed charges, cumulative (profiles)
+        self._jbase = (0, 0, 0)  # import mWh, export mWh, energy paise at the last core save
+        self._jmark = 0  # import + export mWh at the last core save or journal entry
         self.power_w = 0
         self.voltage_mv = 0
         self.current_ma = 0
@@ -235,7 +270,55 @@ class Meter:
         """Write the core record now (one atomic record write), then the buffered events."""
         self.core.save(self.dump_core())
         self.last_time = self._now_s
+        imp = self.metrology.import_reg.total_mwh()
+        exp = self.metrology.export_reg.total_mwh()
+        self._jbase = (imp, exp, self.account.energy_charges)  # the journal's new checkpoint
+        self._jmark = imp + exp
         self._flush_events()
+
+    def _journal_step(self):
+        """After a step without a save: journal the energy and charge counted since the last
+        core save once 10 Wh have moved since the last entry (docs/decisions.md)."""
+        imp = self.metrology.import_reg.total_mwh()
+        exp = self.metrology.export_reg.total_mwh()
+        if imp + exp - self._jmark < JOURNAL_STEP_MWH:
+            return
+        b = self._jbase
+        d_imp = imp - b[0]
+        d_exp = exp - b[1]
+        d_paise = self.account.energy_charges - b[2]
+        if d_imp > DELTA_MAX or d_exp > DELTA_MAX or d_paise > DELTA_MAX or d_paise < 0:
+            self.save()  # too much for an entry: a full save is the checkpoint
+            return
+        self.journal.append(self.core.seq, d_imp, d_exp, d_paise, self.account.remainder,
+                            self._now_s)
+        self._jmark = imp + exp
+
+    def _replay(self, entry):
+        """Apply the journal entry of the core record just restored: the energy and the energy
+        charge counted after that save (both, so the account stays conserved)."""
+        d_imp, d_exp, d_paise, rem, t = entry
+        acc = self.account
+        if rem >= 1000000 or t < self.last_time:
+            return  # not an entry this meter wrote after that save
+        self.metrology.import_reg.add_mwh(d_imp)
+        self.metrology.export_reg.add_mwh(d_exp)
+        acc.energy_charges += d_paise
+        acc.total_charges += d_paise
+        acc.balance -= d_paise
+        acc.remainder = rem
+        if d_paise:
+            acc.balance_time = t
+        self.charged += d_paise
+        self.last_time = t  # the outage is measured from the last entry
+
+    def _record_fell_back(self, rec):
+        print("bijli: NVM record %d: the newer copy is unreadable, loaded the older one (seq %d)"
+              % (rec.tag, rec.seq))
+        if self._fallbacks is not None:
+            self._fallbacks.append(rec)  # logged once the boot knows the time
+        else:
+            self._emit(ec.NVM_FALLBACK, rec.tag, rec.seq)
 
     def _save_boundary(self, now):
         p = self.config.persist_interval_s
@@ -462,6 +545,8 @@ class Meter:
             if now >= self._next_save_s:
                 self._next_save_s = self._save_boundary(now)
             self.save()
+        else:
+            self._journal_step()
 
     def _poll_tamper(self):
         inp = self.hal.inputs

@@ -11,6 +11,10 @@ whole slot with one `nvm.write` into the slot that does not hold the newest vali
 with seq = newest + 1; `load()` returns the payload of the valid slot with the highest
 seq. A cut at any byte of a save leaves the torn slot invalid (CRC) and the other slot
 untouched, so the record reads back as exactly the old or the new value.
+A load that finds one slot valid and the other written but unreadable (a save cut after
+its header, or a bit flipped in memory) may be returning the older value: it sets
+`fell_back` and reports the record to the Store's `on_fallback(record)` (the meter logs
+NVM_FALLBACK), so the operator sees it instead of a silently older state.
 
 `Ring` — a bounded log of fixed-size entries. It has `capacity + 1` entry slots of
 
@@ -88,8 +92,9 @@ class StoreError(Exception):
 class Record:
     """One value stored in two slots (see module docstring). Use Store.record() to make one."""
 
-    def __init__(self, nvm, offset, tag, max_len):
+    def __init__(self, nvm, offset, tag, max_len, report=None):
         self.nvm = nvm
+        self.report = report  # called with this record when a load falls back (see fell_back)
         self.offset = offset
         self.tag = tag
         self.max_len = max_len
@@ -99,6 +104,8 @@ class Record:
         self.slot = None  # index (0/1) of the newest valid slot
         self.loads_valid = 0  # how many slots were valid at the last load (0, 1 or 2)
         self.damaged = False  # last load found no valid slot where a saved value had been
+        self.fell_back = False  # last load took the only valid slot; the other was written
+        # but is unreadable now, and nothing shows it older (its value may be newer and lost)
 
     def _read_slot(self, i):
         off = self.offset + i * self.slot_size
@@ -140,7 +147,22 @@ class Record:
         self.damaged = False
         self.seq = best[0]
         self.slot = best[2]
+        self.fell_back = valid == 1 and self._other_unreadable(1 - best[2], best[0])
+        if self.fell_back and self.report is not None:
+            self.report(self)
         return best[1]
+
+    def _other_unreadable(self, i, seq):
+        # The slot not loaded was written (not erased) and fails its check. Its header may
+        # still show it older than the loaded copy (damage to a stale copy: nothing lost);
+        # otherwise it may have held the newest value.
+        hdr = self.nvm.read(self.offset + i * self.slot_size, REC_HDR)
+        if hdr == b"\xff" * REC_HDR:
+            return False
+        if hdr[0:2] == MAGIC and hdr[2] == self.tag:
+            (other,) = struct.unpack(">I", hdr[4:8])
+            return not seq_newer(seq, other)
+        return True
 
     def _lost(self):
         # No valid slot. Erased slots, or only a cut during the very first save (a prefix of a
@@ -307,7 +329,9 @@ class Store:
         self.nvm = nvm
         self.base = base
         self.used = 0
+        self.end = nvm.size  # units end before this (reserve_tail moves it down)
         self.tags = {}
+        self.on_fallback = None  # on_fallback(record): a record load fell back (Record.fell_back)
 
     def _alloc(self, tag, size):
         if not 0 <= tag <= 255:
@@ -315,19 +339,34 @@ class Store:
         if tag in self.tags:
             raise StoreError("tag %d declared twice" % tag)
         off = self.base + self.used
-        if off + size > self.nvm.size:
-            raise StoreError("layout needs %d bytes, NVM has %d" % (off + size, self.nvm.size))
+        if off + size > self.end:
+            raise StoreError("layout needs %d bytes, NVM has %d" % (off + size, self.end))
         self.used += size
+        return off
+
+    def reserve_tail(self, size):
+        """Keep the last `size` bytes of the NVM out of the layout (for a region with its own
+        format, e.g. the energy journal); returns its offset. Units declared earlier or later
+        never reach into it, and the offsets of the other units do not move."""
+        off = self.end - size
+        if off < self.base + self.used:
+            raise StoreError("layout needs %d bytes, NVM has %d" % (self.base + self.used + size,
+                                                                   self.end))
+        self.end = off
         return off
 
     def record(self, tag, max_len):
         """Declare a two-slot record of at most max_len payload bytes."""
         if not 0 < max_len <= 0xFFFF:
             raise StoreError("record max_len must be 1..65535")
-        rec = Record(self.nvm, self.base + self.used, tag, max_len)
+        rec = Record(self.nvm, self.base + self.used, tag, max_len, self._fell_back)
         self._alloc(tag, rec.size)
         self.tags[tag] = rec
         return rec
+
+    def _fell_back(self, rec):
+        if self.on_fallback is not None:
+            self.on_fallback(rec)
 
     def ring(self, tag, entry_len, capacity):
         """Declare a ring of `capacity` visible entries of entry_len bytes."""

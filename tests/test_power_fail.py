@@ -26,7 +26,9 @@ TZ = 19800
 DAY0 = from_fields(2026, 1, 1) - TZ
 KEY = bytes(range(40, 56))  # test key
 MID = "BJPF0001"
-SMALL = {"interval_capacity": 6, "daily_capacity": 3, "event_capacity": 6}
+# small journal sectors (8 entries): the sequences below cross several sector erases
+SMALL = {"interval_capacity": 6, "daily_capacity": 3, "event_capacity": 6,
+         "journal_sectors": 2, "journal_sector": 256}
 
 
 def tok(ttype, qty, tid):
@@ -171,6 +173,114 @@ def test_cut_at_every_byte_of_the_sequence():
     assert credited_states == {False, True}  # cuts before and after the token's commit
     assert completed == set(range(len(golden) + 1))  # a cut after every number of completed saves
 
+
+
+# ---- the energy journal: cut at every byte of appends, sector erases and checkpoints ---------
+JOURNAL_STEP_MWH = 10000
+LOAD_W = 1500  # 25 Wh per 60 s step: every step appends an entry
+
+
+def _journal_steps(m, observe):
+    """Steps of simulated time under load: journal appends, sector erases, the 900 s periodic
+    save and a profile boundary (the checkpoints), with a reading after every step."""
+    for k in range(1, 21):
+        m.advance_to(DAY0 + 60 * k)
+        observe(m)
+
+
+def _reading(m):
+    a = m.account
+    return (m.metrology.import_reg.total_mwh(), a.balance, a.total_charges)
+
+
+def _journal_boot(image, budget=None):
+    inner = MemNVM(len(image))
+    inner.buf[:] = image
+    nvm = FaultNVM(inner)
+    m = Meter(SimHal(SimClock(DAY0, 0), ConstantLoad(LOAD_W), nvm), **SMALL)
+    nvm.arm(budget)
+    return m, inner
+
+
+def _journal_base():
+    nvm = MemNVM(32768)
+    m = Meter(SimHal(SimClock(DAY0, 0), ConstantLoad(0), nvm), Config(meter_id=MID),
+              keys={0: KEY}, **SMALL)
+    m.provision_credit(2000)
+    return bytes(nvm.buf)
+
+
+@pytest.mark.slow
+def test_journal_cut_at_every_byte_keeps_energy_monotonic_and_money_conserved():
+    image = _journal_base()
+    m, inner = _journal_boot(image)
+    start = inner.bytes_written
+    golden = []  # the reading after each step of the uncut run
+    _journal_steps(m, lambda mm: golden.append(_reading(mm)))
+    total = inner.bytes_written - start
+    assert m.journal.appends >= 15 and m.journal.erases >= 3  # the sectors wrapped
+    base = (0, 2000, 0)
+    prev_energy = -1
+    for cut in range(total):
+        m, inner = _journal_boot(image, cut)
+        seen = [base]
+        try:
+            _journal_steps(m, lambda mm, seen=seen: seen.append(_reading(mm)))
+        except PowerCut:
+            pass
+        else:
+            raise AssertionError("no power cut at byte %d of %d" % (cut, total))
+        last = seen[-1]  # the last reading taken before the cut
+        counted = golden[len(seen) - 1]  # what the step in progress had counted
+        r = Meter(SimHal(SimClock(DAY0 + 1300, 0), ConstantLoad(0), inner), **SMALL)
+        a = r.account
+        energy = r.metrology.import_reg.total_mwh()
+        assert a.total_credits - a.total_charges == a.balance, "cut at %d" % cut
+        assert energy >= prev_energy, "energy went backwards from cut %d to %d" % (cut - 1, cut)
+        prev_energy = energy
+        assert last[0] - JOURNAL_STEP_MWH < energy <= counted[0], (cut, last, energy)
+        # money: never more charged than counted; back by the lost energy's charge only
+        assert counted[1] <= a.balance <= base[1] and a.total_charges <= counted[2]
+        assert a.balance - last[1] <= (JOURNAL_STEP_MWH * 700 + 999999) // 1000000, cut
+        r.advance_to(DAY0 + 1400)  # and it goes on from there, conserved
+        assert r.account.total_credits - r.account.total_charges == r.account.balance
+
+
+def test_journal_never_programs_over_written_flash():
+    """NOR flash programs only erased bytes: every journal entry must land on 0xFF (its sector
+    is erased before its first entry, and a boot after a torn entry moves to a fresh sector)."""
+    inner = MemNVM(32768)
+    inner.buf[:] = _journal_base()
+    region = []
+    entries = []
+    plain = inner.write
+
+    def flash_write(offset, data):
+        if region and region[0] <= offset < region[1] and len(data) == 32:
+            assert inner.buf[offset:offset + 32] == b"\xff" * 32, "programmed over data"
+            entries.append(offset)
+        plain(offset, data)
+
+    inner.write = flash_write
+    t = DAY0 + 60
+    moved_on = 0
+    energy = 0
+    for cut in (5, 17, 31, 0):  # torn entries (or erases), then boots that continue the log
+        nvm = FaultNVM(inner)
+        m = Meter(SimHal(SimClock(t, 0), ConstantLoad(LOAD_W), nvm), **SMALL)
+        assert m.metrology.import_reg.total_mwh() >= energy
+        energy = m.metrology.import_reg.total_mwh()
+        j = m.journal
+        region[:] = [j.offset, j.offset + j.size]
+        moved_on += j.next_seq % j.per_sector == 0
+        for _ in range(3):
+            t += 60
+            m.advance_to(t)
+        nvm.arm(cut)
+        t += 60
+        with pytest.raises(PowerCut):
+            m.advance_to(t)
+    assert len(entries) >= 9 and moved_on >= 2
 
 
 # ---- the store alone, against a model (hypothesis) -------------------------------------------

@@ -26,6 +26,13 @@ hal.nvm
     write(offset, data)      may be cut by a power failure after any byte.
     flush()                  make written bytes durable (no-op in memory).
 
+    erase(offset, n)         set n bytes to 0xFF (raw flash: whole blocks).
+
+hal.journal_nvm (optional)
+    An NVM (same interface) on raw flash for the energy journal (firmware/journal.py), e.g.
+    `BlockNVM` over an ESP32 data partition. Absent or None: the journal takes the last
+    16 KiB of hal.nvm.
+
 hal.inputs
     cover_open() -> bool     terminal cover switch.
     magnet() -> bool         magnetic-field tamper sensor.

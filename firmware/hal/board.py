@@ -12,13 +12,16 @@ Parts (see firmware/hal/__init__.py for the interfaces):
 - PinRelay: the contactor driver pin (active high or low).
 - PinInputs: cover switch, magnet sensor and mains-sense pins (each optional).
 - FileNVM (firmware.hal.nvm) on the flash filesystem, and the watchdog (machine.WDT).
+- `journal_nvm`: the energy journal's raw flash (BlockNVM over the ESP32 data partition named by
+  `"journal_partition"` in the pins, e.g. a 32 KiB one in a custom partition table), or None:
+  the journal then takes the tail of the NVM file (docs/decisions.md "Energy journal").
 """
 import time
 
 import machine
 
 from firmware.compat import ticks_diff, ticks_ms
-from firmware.hal.nvm import FileNVM
+from firmware.hal.nvm import BlockNVM, FileNVM
 from firmware.timeutil import to_fields
 
 UNIX_2000 = 946684800
@@ -114,6 +117,19 @@ class PinInputs:
         return self.power is None or self.power.value() == 1
 
 
+def journal_partition(label):
+    """BlockNVM over the ESP32 data partition `label` (raw flash: an energy-journal entry is
+    programmed without an erase), or None without a label."""
+    if not label:
+        return None
+    import esp32  # ESP32 ports only
+
+    found = esp32.Partition.find(esp32.Partition.TYPE_DATA, label=label)
+    if not found:
+        raise ValueError("no data partition %r for the energy journal" % label)
+    return BlockNVM(found[0], 4096)
+
+
 class BoardHal:
     """The board's HAL bundle. `pins` maps: relay, pulse, cover, magnet, power (ints or None);
     plus relay_active_high, uart (id), baud, nvm_path, nvm_size, wdt_ms (0 = no watchdog)."""
@@ -124,6 +140,7 @@ class BoardHal:
         self.measure = PulseMeasure(pins["pulse"], meter_constant)
         self.inputs = PinInputs(pins.get("cover"), pins.get("magnet"), pins.get("power"))
         self.nvm = FileNVM(pins.get("nvm_path", "/bijli.nvm"), pins.get("nvm_size", 65536))
+        self.journal_nvm = journal_partition(pins.get("journal_partition"))
         uart_id = pins.get("uart")
         self.uart = machine.UART(uart_id, pins.get("baud", 9600)) if uart_id is not None else None
         wdt_ms = pins.get("wdt_ms", 8000)

@@ -1,7 +1,9 @@
-"""Non-volatile memory regions: in RAM (bytearray) or in a file (simulator NVM, board flash FS).
+"""Non-volatile memory regions: in RAM (bytearray), in a file (simulator NVM, board flash FS), or
+on a raw flash block device (`BlockNVM`: the board's energy journal).
 
-Both give `size`, `read(offset, n)`, `write(offset, data)` and `flush()`; out-of-range access
-raises ValueError and writes nothing. Erased memory reads as 0xFF, like flash.
+Both give `size`, `read(offset, n)`, `write(offset, data)`, `erase(offset, n)` and `flush()`;
+out-of-range access raises ValueError and writes nothing. Erased memory reads as 0xFF, like
+flash; `erase` sets n bytes to 0xFF (on raw flash: the sectors; a cut may leave it partial).
 """
 
 
@@ -32,6 +34,12 @@ class MemNVM:
         _check(self.size, offset, n)
         self.buf[offset:offset + n] = data
         self.writes += 1
+        self.bytes_written += n
+
+    def erase(self, offset, n):
+        """Set n bytes at offset to the erased value 0xFF."""
+        _check(self.size, offset, n)
+        self.buf[offset:offset + n] = b"\xff" * n
         self.bytes_written += n
 
     def flush(self):
@@ -83,6 +91,18 @@ class FileNVM:
         self.writes += 1
         self.bytes_written += n
 
+    def erase(self, offset, n):
+        """Set n bytes at offset to 0xFF (in 256-byte pieces, one flush)."""
+        _check(self.size, offset, n)
+        self._f.seek(offset)
+        chunk = b"\xff" * 256
+        left = n
+        while left > 0:
+            self._f.write(chunk[:left] if left < 256 else chunk)
+            left -= 256
+        self._f.flush()
+        self.bytes_written += n
+
     def flush(self):
         """Flush the file."""
         self._f.flush()
@@ -90,3 +110,68 @@ class FileNVM:
     def close(self):
         """Close the file (the object is unusable afterwards)."""
         self._f.close()
+
+
+class BlockNVM:
+    """NVM over a raw flash block device with MicroPython's extended block protocol
+    (`esp32.Partition`, `rp2.Flash`): `readblocks(n, buf, off)`, `writeblocks(n, buf, off)`
+    programs without erasing, `ioctl(6, n)` erases block n, `ioctl(4, 0)` counts blocks.
+
+    For append-only users (the energy journal, firmware/journal.py): `write` may only program
+    erased bytes, `erase` takes whole blocks. No filesystem in between, so an append costs no
+    erase (a sector is erased once per `block_size // entry` appends).
+    """
+
+    def __init__(self, bdev, block_size=4096, first=0, blocks=None):
+        if blocks is None:
+            blocks = bdev.ioctl(4, 0) - first
+        if blocks <= 0 or block_size <= 0:
+            raise ValueError("block device region is empty")
+        self.bdev = bdev
+        self.block_size = block_size
+        self.first = first
+        self.size = blocks * block_size
+        self.writes = 0
+        self.bytes_written = 0
+
+    def _spans(self, offset, n):
+        bs = self.block_size
+        i = 0
+        while i < n:
+            blk = (offset + i) // bs
+            off = (offset + i) - blk * bs
+            k = bs - off if bs - off < n - i else n - i
+            yield self.first + blk, off, i, k
+            i += k
+
+    def read(self, offset, n):
+        """n bytes at offset."""
+        _check(self.size, offset, n)
+        buf = bytearray(n)
+        mv = memoryview(buf)
+        for blk, off, i, k in self._spans(offset, n):
+            self.bdev.readblocks(blk, mv[i:i + k], off)
+        return bytes(buf)
+
+    def write(self, offset, data):
+        """Program data at offset (the bytes must have been erased)."""
+        n = len(data)
+        _check(self.size, offset, n)
+        mv = memoryview(data)
+        for blk, off, i, k in self._spans(offset, n):
+            self.bdev.writeblocks(blk, mv[i:i + k], off)
+        self.writes += 1
+        self.bytes_written += n
+
+    def erase(self, offset, n):
+        """Erase the whole blocks covering [offset, offset + n) (must be block-aligned)."""
+        _check(self.size, offset, n)
+        bs = self.block_size
+        if offset % bs or n % bs:
+            raise ValueError("erase must cover whole %d-byte blocks" % bs)
+        for b in range(offset // bs, (offset + n) // bs):
+            self.bdev.ioctl(6, self.first + b)
+        self.bytes_written += n
+
+    def flush(self):
+        """Programmed bytes are durable at once on raw flash."""

@@ -391,6 +391,10 @@ class FaultNVM:
         if self.budget is not None:
             self.budget -= n
 
+    def erase(self, offset, n):
+        """An erase counts as writing n bytes of 0xFF: a cut can leave it partial."""
+        self.write(offset, b"\xff" * n)
+
     def flush(self):
         if self.dead:
             raise PowerCut("flush after power cut")

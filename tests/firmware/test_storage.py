@@ -281,3 +281,62 @@ def test_fault_nvm_dead_after_cut():
     f.arm(None)
     f.write(0, b"zz")
     assert f.inner.read(0, 2) == b"zz"
+
+
+def _flip(nvm, offset):
+    nvm.buf[offset] ^= 0x10
+
+
+def test_record_falling_back_to_its_older_copy_is_reported():
+    nvm = MemNVM(1024)
+    st = Store(nvm)
+    seen = []
+    st.on_fallback = seen.append
+    rec = st.record(5, 16)
+    rec.save(b"old")
+    rec.save(b"new")  # slot 1, seq 2
+    assert rec.load() == b"new" and not rec.fell_back
+    _flip(nvm, rec.offset + rec.slot_size + 12)  # a bit of the newest payload
+    assert rec.load() == b"old"  # the older copy: said, not silent
+    assert rec.fell_back and rec.seq == 1
+    assert seen == [rec]
+
+
+def test_record_fallback_not_reported_for_one_save_or_a_damaged_stale_copy():
+    nvm = MemNVM(1024)
+    st = Store(nvm)
+    seen = []
+    st.on_fallback = seen.append
+    rec = st.record(5, 16)
+    rec.save(b"only")  # slot 1 never written: nothing to fall back from
+    assert rec.load() == b"only" and not rec.fell_back
+    rec.save(b"two")
+    rec.save(b"three")  # slot 0 newest (seq 3), slot 1 stale (seq 2)
+    _flip(nvm, rec.offset + rec.slot_size + 12)  # damage the stale copy's payload
+    assert rec.load() == b"three" and not rec.fell_back
+    assert seen == []
+
+
+def test_record_with_a_damaged_header_on_its_newest_copy_falls_back_and_says_so():
+    nvm = MemNVM(1024)
+    st = Store(nvm)
+    seen = []
+    st.on_fallback = seen.append
+    rec = st.record(5, 16)
+    for v in (b"one", b"two", b"three"):
+        rec.save(v)
+    _flip(nvm, rec.offset + 1)  # the newest copy's magic: its header proves nothing
+    assert rec.load() == b"two" and rec.fell_back
+    assert seen == [rec]
+
+
+def test_cut_save_after_its_header_is_reported_as_a_fallback():
+    base = MemNVM(512)
+    rec = Store(base).record(2, 16)
+    rec.save(b"a")
+    rec.save(b"b")
+    cut = Store(FaultNVM(base, 12)).record(2, 16)
+    cut.load()
+    raises(PowerCut, cut.save, b"c")  # header written, payload and CRC not
+    again = Store(base).record(2, 16)
+    assert again.load() == b"b" and again.fell_back

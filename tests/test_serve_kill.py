@@ -1,0 +1,67 @@
+"""kill -9 of `bijli meter serve` under load: the energy journal bounds what is lost.
+
+A killed emulator gets no chance to save (like a board's unwarned power cut). After the
+restart the energy register must be less than 10 Wh below the last value read before the
+kill (never above what was counted), the balance back by that energy's charge only, and
+credits - charges == balance to the paise (docs/decisions.md "Energy journal").
+"""
+import os
+import re
+
+from firmware.hal.nvm import FileNVM
+from firmware.hal.sim import SimClock, SimHal
+from firmware.meter import Meter
+from hil.serve import NVM_FILE, NVM_SIZE
+from tests.test_serve_cli import MID, _client, _start, _stop
+
+JOURNAL_STEP_WH = 10
+RATE = 700  # paise/kWh, the default tariff
+
+
+def _read(port):
+    with _client(port, "reader") as c:
+        energy = c.energy().wh
+        balance = c.balance().paise
+        with_reader = c.energy().wh  # a second read: the meter moved on meanwhile
+    return energy, balance, with_reader
+
+
+def _port(banner):
+    return int(re.search(r"127\.0\.0\.1:(\d+)", banner).group(1))
+
+
+def test_kill_under_load_loses_less_than_the_journal_step(tmp_path):
+    state = str(tmp_path / "meter")
+    # 5 kW at x60: about 8 Wh per service tick, 83 Wh per simulated minute; the periodic
+    # core save (every 900 simulated s) comes only every 15 real seconds
+    p, banner = _start(["--tcp", "127.0.0.1:0", "--state", state, "--speed", "60",
+                        "--meter-id", MID, "--load", "constant:5000"])
+    try:
+        port = _port(banner)
+        readings = []
+        while len(readings) < 3 or readings[-1][0] < 200:  # well past the boot save
+            readings.append(_read(port))
+        energy, balance, latest = readings[-1]
+    finally:
+        p.kill()  # SIGKILL: nothing is saved at exit
+        p.wait(timeout=20)
+    p, banner = _start(["--tcp", "127.0.0.1:0", "--state", state, "--speed", "0"])
+    try:
+        after_energy, after_balance, _ = _read(_port(banner))
+    finally:
+        _stop(p)
+    # the last value read before the kill, less than one journal step lost (whole Wh read)
+    assert latest - JOURNAL_STEP_WH <= after_energy, (latest, after_energy)
+    assert after_energy >= energy - JOURNAL_STEP_WH
+    # the balance comes back by the lost energy's charge at most (no money from nowhere)
+    lost_wh = max(0, latest - after_energy) + 1
+    assert after_balance <= balance + (lost_wh * RATE + 999) // 1000, (balance, after_balance)
+    # the account on disk is conserved to the paise
+    nvm = FileNVM(os.path.join(state, NVM_FILE), NVM_SIZE)
+    try:
+        m = Meter(SimHal(SimClock(0, 0), nvm=nvm))
+        a = m.account
+        assert a.total_credits - a.total_charges == a.balance
+        assert m.metrology.import_reg.wh == after_energy
+    finally:
+        nvm.close()
