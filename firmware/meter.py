@@ -301,8 +301,7 @@ class Meter:
         acc = self.account
         if rem >= 1000000 or t < self.last_time:
             return  # not an entry this meter wrote after that save
-        self.metrology.import_reg.add_mwh(d_imp)
-        self.metrology.export_reg.add_mwh(d_exp)
+        self.metrology.replay(d_imp, d_exp, t)
         acc.energy_charges += d_paise
         acc.total_charges += d_paise
         acc.balance -= d_paise

@@ -211,6 +211,14 @@ class Metrology:
         self._block = b
         self._block_mwh = 0
 
+    def replay(self, import_mwh, export_mwh, now):
+        """Add energy counted after the state that was restored (the meter's journal replay):
+        the registers, and the open demand block if `now` is still inside it."""
+        self.import_reg.add_mwh(import_mwh)
+        self.export_reg.add_mwh(export_mwh)
+        if self._block >= 0 and self._block_of(now - 1) == self._block:
+            self._block_mwh += import_mwh
+
     def rising_demand_w(self, now):
         """Average import power of the open block so far (W)."""
         if self._block < 0:

@@ -91,6 +91,7 @@ def test_journal_on_raw_flash_every_10_wh_never_programs_over_data():
     r = _meter(flash, SimClock(m.now(), 0), nvm, 0)
     lost = before - r.metrology.import_reg.total_mwh()
     assert 0 <= lost < JOURNAL_STEP_MWH
+    assert r.metrology._block_mwh == m.metrology._block_mwh - lost  # the demand block too
     a = r.account
     assert a.total_credits - a.total_charges == a.balance
     assert 0 <= a.balance - m.account.balance <= (lost * 700 + 999999) // 1000000
