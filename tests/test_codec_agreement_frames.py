@@ -38,6 +38,7 @@ from protocol.apdu import decode_apdu
 from protocol.errors import ProtocolError
 from protocol.errors import SecurityError as HostSecurityError
 from protocol.hdlc_link import FrameDecoder
+from tests.strategies import FRAME_INFO_BOUNDARIES, boundary_binary, boundary_ints
 
 # ---------------------------------------------------------------------------------------------
 # HDLC
@@ -77,7 +78,7 @@ def addresses(draw, size=None):
         upper = draw(st.integers(0, 0x7F))
         return PH.Address(upper, None, 1), FH.encode_server_address(upper, None, 1)
     hi = 0x7F if size == 2 else 0x3FFF
-    upper, lower = draw(st.integers(0, hi)), draw(st.integers(0, hi))
+    upper, lower = draw(boundary_ints(0, hi)), draw(boundary_ints(0, hi))
     return PH.Address(upper, lower, size), FH.encode_server_address(upper, lower, size)
 
 
@@ -104,7 +105,7 @@ def frames(draw, max_info=200):
     ns = draw(st.integers(0, 7)) if kind == PH.I else 0
     nr = draw(st.integers(0, 7)) if kind in (PH.I, PH.RR, PH.RNR) else 0
     pf, seg = draw(st.booleans()), draw(st.booleans())
-    info = draw(st.binary(max_size=max_info))
+    info = draw(boundary_binary(max_info, lengths=FRAME_INFO_BOUNDARIES))
     dest, fw_dest = draw(addresses())
     src, fw_src = draw(addresses())
     frame = PH.Frame(kind, dest, src, info, pf, ns, nr, seg)
@@ -244,7 +245,7 @@ def test_unknown_control_passed_up_by_firmware_only():
 
 # --- SNRM/UA parameters
 
-params = st.builds(PH.HdlcParameters, st.integers(1, 2030), st.integers(1, 2030),
+params = st.builds(PH.HdlcParameters, boundary_ints(1, 2030), boundary_ints(1, 2030),
                    st.integers(1, 7), st.integers(1, 7))
 
 
@@ -261,7 +262,7 @@ def test_parameters_identical_and_cross_decode(p):
 def parameter_fields(draw):
     """Parameter fields with any subset/order of parameters and 1..4-octet values."""
     items = draw(st.lists(st.tuples(st.sampled_from([5, 6, 7, 8]), st.integers(1, 4),
-                                    st.integers(0, 0xFFFFFFFF)), max_size=5))
+                                    boundary_ints(0, 0xFFFFFFFF)), max_size=5))
     body = b"".join(bytes((pid, n)) + (v & ((1 << 8 * n) - 1)).to_bytes(n, "big")
                     for pid, n, v in items)
     return bytes((0x81, 0x80, len(body))) + body
@@ -302,10 +303,10 @@ def test_parameter_range_tolerance():
 # ---------------------------------------------------------------------------------------------
 # TCP wrapper
 
-wports = st.integers(0, 0xFFFF)
+wports = boundary_ints(0, 0xFFFF)
 
 
-@given(wports, wports, st.binary(max_size=600))
+@given(wports, wports, boundary_binary(600, lengths=(127, 128, 255, 256, 65535)))
 def test_wrapper_identical_and_cross_decode(src, dst, apdu):
     raw = FW.encode(src, dst, apdu)
     assert raw == PW.encode(src, dst, apdu)
@@ -354,6 +355,17 @@ def test_wrapper_stream_bad_input_alike(data, pdus, cuts, limit):
     assert fw_out == host_out, stream.hex()
 
 
+def test_wrapper_length_limit_both():
+    # the wrapper length is a 16-bit field: 65535 octets fit, 65536 are refused by both
+    fits = bytes(0xFFFF)
+    assert FW.encode(1, 0x10, fits) == PW.encode(1, 0x10, fits)
+    assert FW.encode(1, 0x10, fits)[6:8] == b"\xff\xff"
+    with pytest.raises(ValueError):
+        FW.encode(1, 0x10, fits + b"x")
+    with pytest.raises(ProtocolError):
+        PW.encode(1, 0x10, fits + b"x")
+
+
 def test_wrapper_default_limits_differ():
     raw = FW.encode(1, 0x10, bytes(5000))
     assert PW.WrapperDecoder().feed(raw)[0].apdu == bytes(5000)
@@ -367,9 +379,12 @@ def test_wrapper_default_limits_differ():
 
 keys16 = st.binary(min_size=16, max_size=16)
 titles = st.binary(min_size=8, max_size=8)
-counters = st.integers(0, 0xFFFFFFFF)
+counters = boundary_ints(0, 0xFFFFFFFF)
 controls = st.sampled_from([Sec.SC_AUTH, Sec.SC_ENC, Sec.SC_AUTH_ENC])
-plaintexts = st.binary(max_size=120)
+# plaintext lengths that put an envelope's length (5 header octets, 12 tag octets) on a
+# 127/128 or 255/256 boundary
+plaintexts = boundary_binary(120, lengths=tuple(
+    b - overhead for b in (127, 128, 255, 256) for overhead in (5, 17)))
 
 
 @given(keys16, keys16, titles, counters, controls, plaintexts)
@@ -522,8 +537,11 @@ def test_ciphered_get_exchange(ek, ak, client, meter, cic, mic, iip, obis, sc, v
     assert (decoded.result, decoded.invoke_id_and_priority) == (value, iip)
     push = s0.wrap_general(sc, meter, (mic + 1) & 0xFFFFFFFF,
                            A_FW.data_notification(7, data))
-    if mic + 1 <= 0xFFFFFFFF:  # the host's replay guard wants a growing counter
+    if mic < 0xFFFFFFFF:
         assert decode_apdu(host.unprotect(push)) == DataNotification(7, value)
+    else:  # the counter wrapped to 0: the host's replay guard wants a growing counter
+        with pytest.raises(HostSecurityError):
+            host.unprotect(push)
 
 
 @given(st.integers(0x10, 0x7F), st.integers(1, 0x7F),

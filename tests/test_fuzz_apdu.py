@@ -35,6 +35,7 @@ from protocol.apdu import (
 )
 from protocol.cosem_types import CosemDateTime
 from protocol.errors import EncodeError, ProtocolError
+from tests.strategies import boundary_binary, boundary_ints
 from tests.test_apdu import AARE_BAD_PASSWORD, AARE_OK, AARQ_LLS, SAMPLES
 from tests.test_axdr import data_values, same
 
@@ -88,23 +89,23 @@ def test_mutated_valid_apdus(seed, data):
 # ---------------------------------------------------------------- generated round trips
 
 obis_values = st.tuples(*[st.integers(0, 255)] * 6)
-attributes = st.builds(AttributeDescriptor, st.integers(0, 0xFFFF), obis_values,
+attributes = st.builds(AttributeDescriptor, boundary_ints(0, 0xFFFF), obis_values,
                        st.integers(0, 255))
-methods = st.builds(MethodDescriptor, st.integers(0, 0xFFFF), obis_values, st.integers(0, 255))
+methods = st.builds(MethodDescriptor, boundary_ints(0, 0xFFFF), obis_values, st.integers(0, 255))
 iips = st.integers(0, 255)
 dar = st.integers(0, 255).map(DataAccessResult)
 results = st.one_of(data_values, dar)
-selections = st.one_of(st.none(), st.builds(entry_descriptor, st.integers(0, 2**32 - 1),
-                                            st.integers(0, 2**32 - 1)))
+selections = st.one_of(st.none(), st.builds(entry_descriptor, boundary_ints(0, 2**32 - 1),
+                                            boundary_ints(0, 2**32 - 1)))
 keys16 = st.one_of(st.none(), st.binary(min_size=16, max_size=16))
 
 apdus = st.one_of(
     st.builds(GetRequestNormal, attributes, selections, iips),
-    st.builds(GetRequestNext, st.integers(0, 2**32 - 1), iips),
+    st.builds(GetRequestNext, boundary_ints(0, 2**32 - 1), iips),
     st.builds(GetRequestWithList, st.lists(st.tuples(attributes, selections), max_size=5), iips),
     st.builds(GetResponseNormal, results, iips),
-    st.builds(GetResponseWithDatablock, st.booleans(), st.integers(0, 2**32 - 1),
-              st.one_of(st.binary(max_size=300), dar), iips),
+    st.builds(GetResponseWithDatablock, st.booleans(), boundary_ints(0, 2**32 - 1),
+              st.one_of(boundary_binary(300), dar), iips),
     st.builds(GetResponseWithList, st.lists(results, max_size=5), iips),
     st.builds(SetRequestNormal, attributes, data_values, selections, iips),
     st.builds(SetRequestWithList, st.lists(st.tuples(attributes, st.none()), max_size=3),
@@ -114,22 +115,21 @@ apdus = st.one_of(
         lambda v: v is not None)), iips),
     st.builds(ActionResponseNormal, st.integers(0, 255).map(ActionResult),
               st.one_of(st.none(), dar, data_values.filter(lambda v: v is not None)), iips),
-    st.builds(DataNotification, st.integers(0, 2**32 - 1), data_values,
+    st.builds(DataNotification, boundary_ints(0, 2**32 - 1), data_values,
               st.one_of(st.none(), st.binary(min_size=12, max_size=12).map(CosemDateTime))),
     st.builds(ExceptionResponse, st.integers(0, 255), st.integers(1, 5)),
-    st.builds(ExceptionResponse, st.integers(0, 255), st.just(6), st.integers(0, 2**32 - 1)),
+    st.builds(ExceptionResponse, st.integers(0, 255), st.just(6), boundary_ints(0, 2**32 - 1)),
     st.builds(CipheredApdu, st.sampled_from([0xC8, 0xCC, 0x21, 0xD0]), st.integers(0, 255),
-              st.integers(0, 2**32 - 1), st.binary(max_size=200)),
+              boundary_ints(0, 2**32 - 1), boundary_binary(200)),
     st.builds(GeneralCiphering, st.binary(max_size=10), st.integers(0, 255),
-              st.integers(0, 2**32 - 1), st.binary(max_size=200)),
-    st.builds(AARQ, st.builds(InitiateRequest, st.integers(0, 2**24 - 1),
-                              st.integers(0, 0xFFFF), st.integers(0, 255), keys16,
+              boundary_ints(0, 2**32 - 1), boundary_binary(200)),
+    st.builds(AARQ, st.builds(InitiateRequest, boundary_ints(0, 2**24 - 1),
+                              boundary_ints(0, 0xFFFF), st.integers(0, 255), keys16,
                               st.booleans()),
               st.sampled_from([acse.LOGICAL_NAME, acse.LOGICAL_NAME_CIPHERED]),
-              st.one_of(st.none(), st.integers(0, 7)), st.one_of(st.none(), st.binary(
-                  max_size=64)), st.one_of(st.none(), st.binary(min_size=8, max_size=8))),
+              st.one_of(st.none(), st.integers(0, 7)), st.one_of(st.none(), boundary_binary(64)), st.one_of(st.none(), st.binary(min_size=8, max_size=8))),
     st.builds(AARE, st.integers(0, 2), st.integers(0, 14), st.sampled_from([1, 2]),
-              st.builds(InitiateResponse, st.integers(0, 2**24 - 1), st.integers(0, 0xFFFF))),
+              st.builds(InitiateResponse, boundary_ints(0, 2**24 - 1), boundary_ints(0, 0xFFFF))),
     st.builds(RLRQ, st.one_of(st.none(), st.integers(0, 30))),
 )
 

@@ -29,6 +29,7 @@ from protocol.hdlc import (
 from protocol.hdlc_link import FrameDecoder, HdlcClientLink
 from protocol.wrapper import WrapperDecoder, WrapperPdu
 from protocol.wrapper import decode as wrapper_decode
+from tests.strategies import FRAME_INFO_BOUNDARIES, boundary_binary, boundary_ints
 
 
 @st.composite
@@ -44,7 +45,7 @@ def addresses(draw):
 def frames(draw, max_info=300):
     kind = draw(st.sampled_from([I, RR, RNR, SNRM, UA, DISC, DM, FRMR, UI]))
     has_info = kind in (I, UI, SNRM, UA, FRMR)
-    info = draw(st.binary(max_size=max_info)) if has_info else b""
+    info = draw(boundary_binary(max_info, lengths=FRAME_INFO_BOUNDARIES)) if has_info else b""
     seq = kind in (I, RR, RNR)
     return Frame(
         kind, draw(addresses()), draw(addresses()), info, draw(st.booleans()),
@@ -145,7 +146,7 @@ def test_parameters_decode_or_error(data):
     assert isinstance(r, HdlcParameters) or issubclass(r, ProtocolError)
 
 
-@given(st.integers(1, 2030), st.integers(1, 2030), st.integers(1, 7), st.integers(1, 7))
+@given(boundary_ints(1, 2030), boundary_ints(1, 2030), st.integers(1, 7), st.integers(1, 7))
 def test_parameters_round_trip(a, b, c, d):
     p = HdlcParameters(a, b, c, d)
     assert decode_parameters(p.encode()) == p
@@ -164,7 +165,8 @@ def test_client_link_never_raises_other_than_protocol_errors(data):
 
 # -- wrapper -----------------------------------------------------------------------------------
 
-pdus = st.builds(WrapperPdu, st.integers(0, 0xFFFF), st.integers(0, 0xFFFF), st.binary(max_size=300))
+pdus = st.builds(WrapperPdu, boundary_ints(0, 0xFFFF), boundary_ints(0, 0xFFFF),
+                 boundary_binary(300, lengths=(127, 128, 255, 256, 65535)))
 
 
 @given(pdus)

@@ -195,6 +195,8 @@ def _enc_desc(out, desc, depth):
     elif desc[0] == ARRAY:
         out.append(ARRAY)
         n = desc[1]
+        if type(n) is not int or n < 0 or n > 0xFFFF:  # a 16-bit field on the wire
+            raise EncodeError("compact-array count out of range")
         out.append(n >> 8)
         out.append(n & 0xFF)
         _enc_desc(out, desc[2], depth + 1)

@@ -62,6 +62,14 @@ def test_long_lengths_canonical_and_tolerant():
     assert x.decode_length(bytes(out), 0) == (0x123456, 4)
 
 
+def test_compact_array_count_keeps_its_high_octet():
+    # the type description's array count is two octets: 256 and 65535 must keep the high one
+    for count, wire in ((255, "00ff"), (256, "0100"), (65535, "ffff")):
+        value = (x.COMPACT_ARRAY, ((x.ARRAY, count, x.NULL), []))
+        assert x.encode(value) == H("1301" + wire + "0000")
+        assert x.decode_all(H("1301" + wire + "0000")) == value
+
+
 def test_visible_string_from_text():
     assert x.encode((x.VISIBLE_STRING, "12345678")) == H("0a08") + b"12345678"
 
@@ -90,6 +98,9 @@ def test_encode_errors():
         (x.COMPACT_ARRAY, (x.UNSIGNED, [(x.LONG, 1)])),
         (x.COMPACT_ARRAY, ((x.ARRAY, 2, x.UNSIGNED), [(x.ARRAY, [(x.UNSIGNED, 1)])])),
         (x.COMPACT_ARRAY, (x.ARRAY, [])),
+        # the count of a compact-array type description is a 16-bit field
+        (x.COMPACT_ARRAY, ((x.ARRAY, 65536, x.UNSIGNED), [])),
+        (x.COMPACT_ARRAY, ((x.ARRAY, -1, x.UNSIGNED), [])),
     ]
     for v in bad:
         raises(EncodeError, x.encode, v)
