@@ -5,7 +5,7 @@ import struct
 
 import construct as cs
 import pytest
-from hypothesis import given
+from hypothesis import event, given
 from hypothesis import strategies as st
 
 from protocol import axdr
@@ -38,6 +38,7 @@ from protocol.axdr import (
 from protocol.cosem_types import CosemDate, CosemDateTime, CosemTime, ScalerUnit
 from protocol.errors import DecodeError, EncodeError, ProtocolError
 from protocol.obis import Obis
+from tests.strategies import LENGTH_BOUNDARIES, boundary_binary
 
 
 def same(a, b):
@@ -277,8 +278,8 @@ def _ints():
 
 
 simple = st.one_of(
-    st.none(), st.booleans(), _ints(), st.binary(max_size=300),
-    st.text(st.characters(max_codepoint=255), max_size=40),
+    st.none(), st.booleans(), _ints(), boundary_binary(300),
+    boundary_binary(40).map(lambda raw: raw.decode("latin-1")),
     st.text(st.characters(exclude_categories=["Cs"]), max_size=20).map(Utf8String),
     st.text("01", max_size=40).map(BitString),
     st.floats(width=32, allow_nan=False).map(Float32),
@@ -288,8 +289,11 @@ simple = st.one_of(
     st.binary(min_size=4, max_size=4).map(CosemTime),
     st.just(DONT_CARE),
 )
+# arrays/structures with a boundary count (127/128, 255/256) of one repeated element
+wide_containers = st.tuples(st.sampled_from([Array, Structure]), st.sampled_from(
+    LENGTH_BOUNDARIES[:4]), st.one_of(st.none(), _ints())).map(lambda a: a[0]([a[2]] * a[1]))
 data_values = st.recursive(
-    simple,
+    st.one_of(simple, wide_containers),
     lambda kids: st.one_of(st.lists(kids, max_size=6).map(Array),
                            st.lists(kids, max_size=6).map(Structure)),
     max_leaves=40,
@@ -315,8 +319,11 @@ def test_arbitrary_bytes_give_value_or_decode_error(raw):
     try:
         v = decode(raw)
     except DecodeError:
+        event("rejected")
         return
-    assert decode(encode(v)) is not None or v is None
+    event("decoded")
+    again = encode(v)  # canonical form: decodes to the same value and re-encodes identically
+    assert same(decode(again), v) and encode(decode(again)) == again
 
 
 @given(data_values, st.data())
@@ -332,9 +339,12 @@ def test_mutated_encodings(value, data):
         else:
             raw.insert(i, data.draw(st.integers(0, 255)))
     try:
-        decode(bytes(raw))
+        v = decode(bytes(raw))
     except DecodeError:
-        pass
+        event("rejected")
+        return
+    event("decoded")
+    assert same(decode(encode(v)), v)
 
 
 # ---------------------------------------------------------------- dlms-cosem as a peer
