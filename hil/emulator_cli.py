@@ -165,6 +165,8 @@ def describe_event(e, tz):
         detail = "%d%%" % value
     elif code == ec.POWER_UP:
         detail = "off %ds" % value
+    elif code == ec.NVM_FALLBACK:
+        detail = "record %d: newer copy unreadable, loaded seq %d" % (value, extra)
     elif code in (ec.DISCONNECT_SUSPENDED, ec.DISCONNECT_RESUMED):
         detail = {1: "by command", 2: "by head-end contact loss" if code == ec.DISCONNECT_SUSPENDED
                   else "head-end contact restored"}.get(value, str(value))

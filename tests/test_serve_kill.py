@@ -1,4 +1,6 @@
-"""kill -9 of `bijli meter serve` under load: the energy journal bounds what is lost.
+"""Unwarned cuts and damaged NVM of the emulated meter (`bijli meter serve`).
+
+kill -9 under load: the energy journal bounds what is lost.
 
 A killed emulator gets no chance to save (like a board's unwarned power cut). After the
 restart the energy register must be less than 10 Wh below the last value read before the
@@ -65,3 +67,36 @@ def test_kill_under_load_loses_less_than_the_journal_step(tmp_path):
         assert m.metrology.import_reg.wh == after_energy
     finally:
         nvm.close()
+
+
+def test_bit_flipped_nvm_says_it_loaded_the_older_copy(tmp_path, capsys):
+    """A flipped bit in the newest copy of the core record: the emulator starts from the
+    older copy, prints so and logs NVM_FALLBACK (was: silently older)."""
+    from firmware import event_codes as ec
+    from firmware.meter import TAG_CORE
+    from hil.emulator_cli import describe_event
+    from hil.serve import EmulatedMeter
+
+    state = str(tmp_path / "meter")
+    em = EmulatedMeter(state, speed=0, meter_id=MID, load="constant:500", opening_paise=10000)
+    em.meter.save()
+    core = em.meter.core
+    em.close()  # saves once more: both copies valid
+    newest, seq = core.slot, core.seq
+    with open(os.path.join(state, NVM_FILE), "r+b") as f:
+        f.seek(core.offset + newest * core.slot_size + 30)
+        b = f.read(1)
+        f.seek(-1, 1)
+        f.write(bytes((b[0] ^ 0x04,)))
+    capsys.readouterr()
+    em = EmulatedMeter(state, speed=0)
+    try:
+        out = capsys.readouterr().out
+        assert "NVM record %d" % TAG_CORE in out and "older" in out
+        e = em.meter.events.find_latest(ec.NVM_FALLBACK)
+        assert e is not None and e[3] == TAG_CORE and e[4] == seq - 1
+        assert "loaded seq %d" % (seq - 1) in describe_event(e, 19800)
+        a = em.meter.account
+        assert a.total_credits - a.total_charges == a.balance
+    finally:
+        em.close()

@@ -196,3 +196,14 @@ def test_uart_service_drops_a_cut_frame_after_the_inter_octet_silence():
     svc.poll(meter)
     assert dc.frames(hal.uart.tx)[0][2] == 0x73  # UA
     assert svc.station.cut == 1
+
+
+def test_board_layout_leaves_the_journal_its_tail_of_the_nvm_file():
+    """The board's 64 KiB NVM: the meter's units and the DLMS records end before the energy
+    journal's last 16 KiB, so adding the journal moved no existing unit."""
+    from firmware.meter import JOURNAL_SECTOR, JOURNAL_SECTORS
+    _hal, meter, _key_rec, _ = _board(MemNVM(65536))
+    st = meter.store
+    assert meter.journal.offset == 65536 - JOURNAL_SECTORS * JOURNAL_SECTOR == st.end
+    assert st.base + st.used <= st.end
+    assert meter.journal.offset % JOURNAL_SECTOR == 0  # flash sectors / filesystem blocks
