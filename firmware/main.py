@@ -39,12 +39,13 @@ DEFAULT_PINS = {
     "power": None,
     "uart": 1,
     "baud": 9600,
-    "nvm_path": "/bijli.nvm",
+    "nvm_path": "bijli.nvm",
     "nvm_size": 65536,
     "wdt_ms": 8000,
 }
-BOARD_FILE = "/bijli_board.json"
-PROVISION_FILE = "/bijli_provision.json"
+# relative to the working directory: "/" on a board, the state directory on the unix port
+BOARD_FILE = "bijli_board.json"
+PROVISION_FILE = "bijli_provision.json"
 LOOP_MS = 200
 TAG_DLMS = 3  # storage tag of the DLMS security record (after the meter's own units)
 DLMS_MAX = 80
@@ -143,14 +144,21 @@ def dlms_keys(rec, prov):
     return DEMO_BLOCK_KEY, DEMO_AUTH_KEY, DEMO_PASSWORD, True
 
 
-def build():
-    """Board HAL, the meter and its DLMS keys (provisioning on first boot)."""
-    from firmware.hal.board import BoardHal  # imports `machine`: boards only
+def hal_class(name):
+    """The HAL class `Hal` of module firmware.hal.<name> ("board": machine.*, "unix", "qemu");
+    imported on demand, so a board loads only its own."""
+    return getattr(__import__("firmware.hal." + name, None, None, ("Hal",)), "Hal")
 
+
+def build(board=None, prov=None):
+    """Board HAL, the meter and its DLMS keys (provisioning on first boot). `board` and `prov`
+    replace the board and provisioning files on a board without a filesystem (QEMU)."""
     pins = dict(DEFAULT_PINS)
-    pins.update(_read_json(BOARD_FILE) or {})
-    hal = BoardHal(pins)
-    prov = _read_json(PROVISION_FILE)
+    pins.update((board if board is not None else _read_json(BOARD_FILE)) or {})
+    hal = hal_class(pins.get("hal", "board"))(pins)
+    prov_file = prov is None
+    if prov_file:
+        prov = _read_json(PROVISION_FILE)
     keys = None
     cfg = Config(meter_id="BJ" + hal.unique_id()[-12:])
     if prov:
@@ -163,7 +171,7 @@ def build():
     meter = Meter(hal, cfg, store, keys)
     key_rec, counter_rec, lockout_rec = _dlms_records(store)
     ek, ak, pw, demo = dlms_keys(key_rec, prov)
-    if prov:
+    if prov and prov_file:
         os.remove(PROVISION_FILE)  # keys now live in the NVM only
     if demo:
         print("bijli: DLMS uses the INSECURE well-known demo keys (provision real ones)")
@@ -179,8 +187,8 @@ def uart_service(hal, meter, pins, dlms, guard=None):
         return LinePort(hal.uart)
     ek, ak, pw, counter_rec = dlms[:4]
     return DlmsUartService(hal.uart, system_title_for(meter.config.meter_id), ek, ak, pw,
-                           counter_store=counter_rec, guard=guard,
-                           lockout_store=dlms[4] if len(dlms) > 4 else None)
+                           rng=getattr(hal, "random_bytes", None), counter_store=counter_rec,
+                           guard=guard, lockout_store=dlms[4] if len(dlms) > 4 else None)
 
 
 def _reboot(hal):
@@ -206,9 +214,9 @@ def loop_pass(hal, meter, services, guard):
     return meter
 
 
-def run(services=None):
-    """The main loop (never returns)."""
-    hal, meter, pins, dlms = build()
+def run(services=None, board=None, prov=None):
+    """The main loop (never returns). `board`, `prov`: see build()."""
+    hal, meter, pins, dlms = build(board, prov)
     services = list(services or [])
     guard = Guard(print)
     port = uart_service(hal, meter, pins, dlms, guard)

@@ -182,8 +182,8 @@ def build(target, frozen=False, heap=None, src=None, cache=None):
         mpy_cross_build = root / "build-mpy-cross"
         _make(["-C", str(tree / "mpy-cross"), "BUILD=" + str(mpy_cross_build)],
               root / "mpy-cross.log")
-        # one build dir per (target, frozen, heap): a new firmware only re-freezes and relinks
-        variant = target + ("-frozen" if frozen else "") + ("-heap%d" % heap if heap else "")
+        # one build dir per (target, frozen): a new firmware only re-freezes and relinks
+        variant = target + ("-frozen" if frozen else "")
         build_dir = root / ("build-" + variant)
         manifest = root / ("manifest-" + variant + ".py")
         _write_manifest(manifest, target, frozen)
@@ -196,8 +196,13 @@ def build(target, frozen=False, heap=None, src=None, cache=None):
                    "MICROPY_VFS_LFS1=0", "MICROPY_VFS_LFS2=0"], root / (variant + ".log"))
             built = build_dir / "micropython"
         else:
+            # the heap size is a -D flag that only main.c uses; make does not track flags
+            stamp = build_dir / "heap.stamp"
+            if not stamp.is_file() or stamp.read_text() != str(heap):
+                (build_dir / "main.o").unlink(missing_ok=True)
             _make(["-C", str(tree / "ports" / "qemu"), "BOARD=MPS2_AN385", *common,
                    "MICROPY_HEAP_SIZE=%d" % heap], root / (variant + ".log"))
+            stamp.write_text(str(heap))
             built = build_dir / "firmware.elf"
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_name(out.name + ".tmp")

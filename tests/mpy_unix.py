@@ -39,10 +39,27 @@ def binary(runtime, frozen=False):
     raise ValueError("unknown runtime %r" % runtime)
 
 
-def run(exe, script, *args, heap=None, timeout=600, path_first=True):
-    """Run `script` under MicroPython `exe` with the project root on sys.path (after the frozen
-    modules when `path_first` is False); returns CompletedProcess (text)."""
-    search = [str(ROOT), ".frozen"] if path_first else [".frozen", str(ROOT)]
+def import_path(kind, staging=None):
+    """MicroPython's import path for how the firmware is stored: "source" (the .py files),
+    "mpy" (compiled with mpy-cross into `staging`, as `bijli board flash --mpy` puts them on a
+    board; main.py stays source) or "frozen" (in the binary). The project root follows, for
+    tests/ and bench/ modules."""
+    if kind == "source":
+        return [str(ROOT), ".frozen"]
+    if kind == "frozen":
+        return [".frozen", str(ROOT)]
+    if kind == "mpy":
+        from hil import deploy
+
+        deploy.stage(staging, mpy=True)
+        return [str(staging), str(ROOT)]
+    raise ValueError("unknown firmware storage %r" % kind)
+
+
+def run(exe, script, *args, heap=None, timeout=600, path=None):
+    """Run `script` under MicroPython `exe` with `path` (default: import_path("source")) as
+    its import path; returns CompletedProcess (text)."""
+    search = path or import_path("source")
     cmd = [str(exe)] + (["-X", "heapsize=%d" % heap] if heap else []) + [str(script), *args]
     env = dict(os.environ, MICROPYPATH=os.pathsep.join(search))
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env)

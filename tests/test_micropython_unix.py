@@ -28,3 +28,19 @@ def _exe(runtime):
 def test_firmware_module_under_micropython_unix(runtime, module):
     result = mpy_unix.run(_exe(runtime), mpy_unix.ROOT / "tests" / "mpy" / "mprunner.py", module)
     mpy_port.assert_runner_passed(result)
+
+
+@pytest.mark.parametrize("runtime", mpy_unix.RUNTIMES)
+def test_board_entry_serves_a_utility_session_with_a_token(runtime, tmp_path):
+    """firmware.main.run() in the unix port (firmware/hal/unix.py): the bijli host client
+    associates (HLS-GMAC), reads ciphered, enters a Rs 100 token, releases, over HDLC on TCP."""
+    from hil import mpy_meter
+
+    meter = mpy_meter.UnixMeter(_exe(runtime), tmp_path / "state").start()
+    try:
+        got = mpy_meter.utility_session(meter.address, meter.meter_id, rupees=100)
+    finally:
+        out, err = meter.stop()
+    assert got["token"].code == 0, (got, out, err)
+    # Rs 100 in, minus a few seconds of a 1 kW load
+    assert 9900 <= got["after"].paise - got["before"].paise <= 10000, (got, out, err)

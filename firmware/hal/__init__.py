@@ -43,6 +43,9 @@ hal.wdt (optional)
 
 hal.uart (board, optional)
     any() / read(n) / write(data)   the serial port for local services (firmware/main.py).
+
+hal.random_bytes(n) (optional)
+    n random bytes for DLMS challenges; without it firmware/main.py uses os.urandom.
 """
 
 from firmware.hal.nvm import FileNVM, MemNVM  # noqa: F401  (re-exported)

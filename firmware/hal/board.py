@@ -150,3 +150,6 @@ class BoardHal:
         """The MCU's unique id as hex text (the default meter id is derived from it)."""
         uid = machine.unique_id()
         return "".join("%02X" % b for b in uid)
+
+
+Hal = BoardHal  # firmware/main.py builds the HAL class named `Hal` of the module "hal" names

@@ -13,13 +13,19 @@ def _check(size, offset, n):
 
 
 class MemNVM:
-    """NVM held in a bytearray (lost when the process ends; survives Meter re-creation)."""
+    """NVM held in a bytearray (lost when the process ends; survives Meter re-creation).
 
-    def __init__(self, size):
+    `buf`: memory to use as it is (e.g. a RAM region outside the GC heap, firmware/hal/qemu.py);
+    by default a new erased bytearray of `size` bytes.
+    """
+
+    def __init__(self, size, buf=None):
         if size <= 0:
             raise ValueError("NVM size must be positive")
+        if buf is not None and len(buf) != size:
+            raise ValueError("NVM buffer is %d bytes, not %d" % (len(buf), size))
         self.size = size
-        self.buf = bytearray(b"\xff" * size)
+        self.buf = buf if buf is not None else bytearray(b"\xff" * size)
         self.writes = 0
         self.bytes_written = 0
 

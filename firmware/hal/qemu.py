@@ -1,0 +1,101 @@
+"""HAL for MicroPython on the ARM Cortex-M3 board QEMU emulates (mps2-an385).
+
+Selected by `"hal": "qemu"` in the board settings. The board has no filesystem, so the host
+passes the settings and the provisioning to the entry point over the raw REPL
+(`firmware.main.run(board={...}, prov={...})`, see hil/mpy_meter.py).
+
+- UART: the board's serial port, which is also the REPL's (QEMU exposes it as a pty or TCP):
+  Ctrl-C is turned off so that HDLC frames may carry 0x03.
+- NVM: `nvm_size` bytes of the board's SSRAM at 0x21000000, outside the GC heap like a board's
+  flash; erased (0xFF) on the first boot, kept over soft resets.
+- Clock: no RTC. The clock starts at `"clock_start"` (Unix seconds) and follows DLMS clock SETs
+  (firmware.hal.virtual.SoftClock), as on a board whose RTC lost power.
+- No metering chip: a steady load of `"load_w"` watts (default 1000).
+- No entropy source (no os.urandom): DLMS challenges come from the `random` module, seeded from
+  the microsecond ticks at boot. PREDICTABLE, so INSECURE: this board is a test target only.
+"""
+import random
+import select
+import sys
+import time
+
+import micropython
+import uctypes
+
+from firmware.hal.nvm import MemNVM
+from firmware.hal.virtual import LatchRelay, QuietInputs, SoftClock, SteadyMeasure
+
+NVM_BASE = 0x21000000
+FORMATTED = b"bijli-nvm"  # written just after the NVM area once it has been erased
+CLOCK_START = 1767225600  # 2026-01-01 00:00 UTC: before any clock SET
+
+
+def region_nvm(size, base=NVM_BASE):
+    """A MemNVM over `size` bytes of raw memory at `base` (erased on first use)."""
+    mark = uctypes.bytearray_at(base + size, len(FORMATTED))
+    buf = uctypes.bytearray_at(base, size)
+    if bytes(mark) != FORMATTED:
+        ff = b"\xff" * 256
+        for i in range(0, size, 256):
+            buf[i:i + 256] = ff[:size - i]
+        mark[:] = FORMATTED
+    return MemNVM(size, buf)
+
+
+class StdioUart:
+    """machine.UART-like access to the serial port behind sys.stdin/sys.stdout."""
+
+    def __init__(self, size=256):
+        micropython.kbd_intr(-1)
+        self.rx = sys.stdin.buffer
+        self.tx = sys.stdout.buffer
+        self.poller = select.poll()
+        self.poller.register(sys.stdin, select.POLLIN)
+        self.buf = bytearray(size)
+        self.one = bytearray(1)
+        self.n = 0
+
+    def any(self):
+        """Bytes waiting (moved from the port into the buffer, as a UART driver's ring)."""
+        while self.n < len(self.buf) and self.poller.poll(0):
+            self.rx.readinto(self.one)
+            self.buf[self.n] = self.one[0]
+            self.n += 1
+        return self.n
+
+    def read(self, n):
+        if not self.any():
+            return None
+        n = min(n, self.n)
+        data = bytes(self.buf[:n])
+        self.buf[:self.n - n] = self.buf[n:self.n]
+        self.n -= n
+        return data
+
+    def write(self, data):
+        try:
+            return self.tx.write(data)
+        except OSError:  # a write error must not stop the meter
+            return 0
+
+
+class Hal:
+    """The QEMU board's HAL bundle (see firmware/hal/__init__.py)."""
+
+    def __init__(self, pins):
+        self.clock = SoftClock(pins.get("clock_start", CLOCK_START))
+        self.measure = SteadyMeasure(pins.get("load_w", 1000))
+        self.relay = LatchRelay()
+        self.inputs = QuietInputs()
+        self.nvm = region_nvm(pins.get("nvm_size", 65536))
+        self.uart = StdioUart()
+        self.wdt = None
+        self.meter_id = pins.get("meter_id", "QEMU00000001")
+        random.seed(time.ticks_us())
+
+    def random_bytes(self, n):
+        """INSECURE: pseudo-random bytes (the emulated board has no entropy source)."""
+        return bytes(random.getrandbits(8) for _ in range(n))
+
+    def unique_id(self):
+        return self.meter_id

@@ -1,0 +1,236 @@
+"""The firmware's board entry (`firmware.main.run`) in real MicroPython, driven from the host.
+
+- `UnixMeter`: a MicroPython unix-port process in a state directory (firmware/hal/unix.py):
+  DLMS/HDLC on a TCP port, NVM in a file, the host's clock.
+- `QemuMeter`: the Cortex-M3 board QEMU emulates (mps2-an385) running an image with the
+  firmware frozen in (hil/mpy_build.py): its serial port on a TCP port; the settings and the
+  provisioning go in over the raw REPL (the board has no filesystem; firmware/hal/qemu.py).
+- `utility_session()`: one full utility DLMS session over HDLC (HLS-GMAC association,
+  ciphered GETs, token entry through IC 115, release) with the bijli host client.
+
+The token key and the DLMS keys used here are INSECURE test keys (the demo keys).
+"""
+import json
+import os
+import pathlib
+import socket
+import subprocess
+import time
+
+from firmware import token_codec as tc
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+INSECURE_TEST_TOKEN_KEY = bytes(range(16))
+ENTRY = "from firmware.main import run\nrun(%s)\n"
+
+
+def free_port():
+    """A TCP port free on 127.0.0.1 right now (the process given it binds it soon after)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def provisioning(meter_id):
+    """The provisioning record of a test meter: its id and the INSECURE test token key."""
+    return {"meter_id": meter_id, "keys": {"0": INSECURE_TEST_TOKEN_KEY.hex()}}
+
+
+class UnixMeter:
+    """`firmware.main.run()` in the MicroPython unix port `exe`, in `state_dir`.
+
+    `heap`: -X heapsize; `path`: the import path (default: the project's sources, then the
+    image's frozen modules); `board`: extra bijli_board.json settings.
+    """
+
+    def __init__(self, exe, state_dir, meter_id="BJ00000901", heap=None, path=None, board=None):
+        self.exe = exe
+        self.state = pathlib.Path(state_dir)
+        self.meter_id = meter_id
+        self.heap = heap
+        self.path = path or [str(ROOT), ".frozen"]
+        self.port = free_port()
+        self.board = dict({"hal": "unix", "tcp": "127.0.0.1:%d" % self.port, "wdt_ms": 0},
+                          **(board or {}))
+        self.proc = None
+
+    @property
+    def address(self):
+        return ("127.0.0.1", self.port)
+
+    def start(self):
+        self.state.mkdir(parents=True, exist_ok=True)
+        (self.state / "bijli_board.json").write_text(json.dumps(self.board))
+        if not (self.state / "bijli.nvm").exists():
+            (self.state / "bijli_provision.json").write_text(
+                json.dumps(provisioning(self.meter_id)))
+        cmd = [str(self.exe)] + (["-X", "heapsize=%d" % self.heap] if self.heap else [])
+        cmd += ["-c", ENTRY % ""]
+        env = dict(os.environ, MICROPYPATH=os.pathsep.join(self.path))
+        self.proc = subprocess.Popen(cmd, cwd=self.state, env=env, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+        return self
+
+    def stop(self):
+        """Stop the process; returns (stdout, stderr)."""
+        if self.proc is None:
+            return "", ""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        try:
+            out, err = self.proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, err = self.proc.communicate()
+        self.proc = None
+        return out, err
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def qemu_command(elf, port):
+    """qemu-system-arm running `elf` on mps2-an385, its serial port a TCP server on `port`."""
+    return ["qemu-system-arm", "-machine", "mps2-an385", "-nographic", "-monitor", "null",
+            "-semihosting", "-serial", "tcp:127.0.0.1:%d,server=on,wait=off" % port,
+            "-kernel", str(elf)]
+
+
+def _read_until(sock, marker, deadline):
+    got = b""
+    while marker not in got:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("board did not answer %r (got %r)" % (marker, got[-200:]))
+        sock.settimeout(left)
+        chunk = sock.recv(512)
+        if not chunk:
+            raise ConnectionError("board closed the serial port (got %r)" % got[-200:])
+        got += chunk
+    return got
+
+
+class QemuBoard:
+    """QEMU running the MicroPython image `elf` on mps2-an385; its REPL on a TCP port."""
+
+    def __init__(self, elf, boot_timeout=60):
+        self.elf = elf
+        self.port = free_port()
+        self.boot_timeout = boot_timeout
+        self.proc = None
+        self.sock = None
+
+    @property
+    def address(self):
+        return ("127.0.0.1", self.port)
+
+    def start(self):
+        self.proc = subprocess.Popen(qemu_command(self.elf, self.port), stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + self.boot_timeout
+        while self.sock is None:  # QEMU opens its serial port's socket shortly after starting
+            try:
+                self.sock = socket.create_connection(self.address, timeout=1)
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("QEMU did not start: %s" % self.stop()[1]) from None
+                time.sleep(0.05)
+        return self
+
+    def raw_exec(self, code, wait=True, timeout=300):
+        """Run `code` through the raw REPL. wait: return (stdout, error text) when it ends;
+        else return None as soon as the board has accepted it (it keeps running)."""
+        deadline = time.monotonic() + timeout
+        self.sock.sendall(b"\r\x03\x03\x01")  # interrupt whatever runs, enter the raw REPL
+        _read_until(self.sock, b"raw REPL; CTRL-B to exit\r\n>", deadline)
+        self.sock.sendall(code.encode() + b"\x04")
+        got = _read_until(self.sock, b"OK", deadline)
+        if not wait:
+            return None
+        got = got[got.index(b"OK") + 2:]
+        while got.count(b"\x04") < 2:
+            got += _read_until(self.sock, b"\x04", deadline)
+        out, err = got.split(b"\x04")[:2]
+        return out.decode(errors="replace"), err.decode(errors="replace")
+
+    def release_serial(self):
+        """Close our connection to the serial port (another client may connect)."""
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+    def stop(self):
+        """Stop QEMU; returns (stdout, stderr) as text."""
+        self.release_serial()
+        if self.proc is None:
+            return "", ""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        try:
+            out, err = self.proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, err = self.proc.communicate()
+        self.proc = None
+        return out.decode(errors="replace"), err.decode(errors="replace")
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+class QemuMeter(QemuBoard):
+    """`firmware.main.run(board=..., prov=...)` on the QEMU board running `elf`; the serial
+    port is left free for a DLMS client (HDLC) once the meter runs.
+
+    `ballast`: bytes allocated (and kept) before the meter starts, to shrink the GC heap the
+    meter can use without rebuilding the image (benches bisect it).
+    """
+
+    def __init__(self, elf, meter_id="BJ00000902", ballast=0, board=None, boot_timeout=60):
+        super().__init__(elf, boot_timeout)
+        self.meter_id = meter_id
+        self.ballast = ballast
+        self.board = dict({"hal": "qemu", "meter_id": meter_id}, **(board or {}))
+
+    def start(self):
+        super().start()
+        code = "_ballast = bytearray(%d)\n" % self.ballast if self.ballast else ""
+        code += ENTRY % ("board=%r, prov=%r" % (self.board, provisioning(self.meter_id)))
+        try:
+            self.raw_exec(code, wait=False, timeout=self.boot_timeout)
+        finally:
+            self.release_serial()
+        return self
+
+
+def credit_token(meter_id, rupees, token_id=1):
+    """A credit token's 20 digits for the test meter (INSECURE test key)."""
+    cipher = tc.TokenCipher(INSECURE_TEST_TOKEN_KEY, meter_id)
+    return cipher.encrypt(tc.TYPE_CREDIT, tc.encode_value(tc.TYPE_CREDIT, rupees), token_id, 0, 0)
+
+
+def utility_session(address, meter_id, rupees=100, timeout=10.0, connect_timeout=30.0):
+    """One utility session over HDLC: associate (HLS-GMAC), read balance and energy (ciphered
+    GETs), enter a credit token, read the balance again, release. Returns a dict of results;
+    raises protocol errors (LinkError on no answer) when the meter cannot serve it."""
+    from protocol.client import DlmsClient
+    from protocol.keys import demo_keys
+    from protocol.transport import TcpTransport
+
+    retries = max(1, int(connect_timeout / 0.2))
+    transport = TcpTransport(address[0], address[1], timeout=timeout, retries=retries,
+                             retry_delay=0.2)
+    client = DlmsClient(transport, framing="hdlc", role="utility", keys=demo_keys(),
+                        timeout=timeout, retries=1)
+    with client:
+        before = client.balance()
+        energy = client.energy()
+        result = client.enter_token(credit_token(meter_id, rupees))
+        after = client.balance()
+    return {"before": before, "after": after, "energy": energy, "token": result}
