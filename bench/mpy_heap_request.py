@@ -3,6 +3,8 @@
 #
 # Run under the MicroPython WebAssembly port (the figure that matters):
 #     node tests/mpy/run_wasm.mjs . bench/mpy_heap_request.py
+# or a real MicroPython (bench/board_fit.py runs it on the 32-bit unix port):
+#     MICROPYPATH=. micropython bench/mpy_heap_request.py
 # or on CPython for a sanity check (no heap figures there):
 #     .venv/bin/python bench/mpy_heap_request.py
 #
@@ -32,18 +34,23 @@ T0 = 1767600000
 HAVE_MEM = hasattr(gc, "mem_alloc")
 
 
-def measure(session, sap, apdu):
+def allocated(fn, *args):
+    """(fn(*args), bytes allocated while it ran with the GC disabled; 0 without gc.mem_alloc)."""
     gc.collect()
     if not HAVE_MEM:
-        return session.handle(sap, apdu), 0
+        return fn(*args), 0
     base = gc.mem_alloc()
     gc.disable()
     try:
-        reply = session.handle(sap, apdu)
+        result = fn(*args)
         peak = gc.mem_alloc() - base
     finally:
         gc.enable()
-    return reply, peak
+    return result, peak
+
+
+def measure(session, sap, apdu):
+    return allocated(session.handle, sap, apdu)
 
 
 def main():
@@ -96,6 +103,11 @@ def main():
         115, T.TOKEN_GATEWAY, 1, (axdr.OCTET_STRING, digits.encode()))))
     run("utility ACTION remote_disconnect", 0x30, cc.wrap(C.action_req(
         70, T.DISCONNECT, 1, (axdr.INTEGER, 0))))
+
+    # one idle pass of the board loop: 200 ms of metering, nothing to save or to answer
+    hal.clock.advance_ms(200)
+    _, idle = allocated(m.tick)
+    rows.append(("idle metering tick (200 ms)", 0, 0, idle))
 
     impl = sys.implementation.name
     print("heap per request on %s (bytes allocated while handling it, GC off):" % impl)
