@@ -33,11 +33,11 @@ def test_build_uses_the_hal_the_board_settings_name(tmp_path, monkeypatch):
 
 def test_board_files_are_read_from_the_working_directory(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "bijli_board.json").write_text(json.dumps({"hal": "unix", "nvm_size": 49152}))
+    (tmp_path / "bijli_board.json").write_text(json.dumps({"hal": "unix", "nvm_size": 81920}))
     (tmp_path / "bijli_provision.json").write_text(json.dumps(PROV))
     hal, meter, _pins, _dlms = board_main.build()
     try:
-        assert hal.nvm.size == 49152
+        assert hal.nvm.size == 81920
         assert meter.config.meter_id == "BJ00000911"
         assert not (tmp_path / "bijli_provision.json").exists()  # keys now in the NVM only
     finally:
