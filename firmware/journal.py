@@ -37,6 +37,7 @@ _FMT = ">IIIIIII"  # seq, core_seq, d_import_mwh, d_export_mwh, d_charge_paise, 
 _SALT = b"BJJ1"  # folded into every CRC: bytes of another layout never validate
 DELTA_MAX = 0x7FFFFFFF  # larger deltas are not journalled (the owner saves its record instead)
 SEQ_MAX = 0xFFFFFF00
+READ_SLOTS = 8  # slots read at once when scanning (a 256-byte temporary at boot)
 
 
 class Journal:
@@ -62,26 +63,33 @@ class Journal:
         per = self.per_sector
         return self.offset + (slot // per) * self.sector_size + (slot % per) * SLOT
 
-    def _read(self, slot):
-        raw = self.nvm.read(self._pos(slot), SLOT)
-        if crc32(raw[:BODY], self._salt) != struct.unpack_from(">I", raw, BODY)[0]:
+    def _entry(self, raw, at, slot):
+        """The fields of the slot at raw[at:at + SLOT] if it is a valid entry of `slot`."""
+        (seq,) = struct.unpack_from(">I", raw, at)
+        if seq % self.slots != slot:  # cheap check first: most erased or stale slots fail it
             return None
-        f = struct.unpack_from(_FMT, raw, 0)
-        if f[0] % self.slots != slot:
+        if crc32(raw[at:at + BODY], self._salt) != struct.unpack_from(">I", raw, at + BODY)[0]:
             return None
-        return f
+        return struct.unpack_from(_FMT, raw, at)
 
     def load(self, core_seq):
         """Scan the region and place the next append. Returns (d_import_mwh, d_export_mwh,
         d_charge_paise, remainder, time) of the newest entry if it belongs to the core record
         with seq `core_seq`, else None."""
         best = None
-        for slot in range(self.slots):
-            f = self._read(slot)
-            if f is not None and (best is None or f[0] > best[0]):
-                best = f
-        nxt = 0 if best is None else best[0] + 1
         per = self.per_sector
+        slot = 0
+        while slot < self.slots:  # a few slots per read, never across a sector (boot time)
+            n = per - slot % per
+            if n > READ_SLOTS:
+                n = READ_SLOTS
+            raw = self.nvm.read(self._pos(slot), n * SLOT)
+            for i in range(n):
+                f = self._entry(raw, i * SLOT, slot + i)
+                if f is not None and (best is None or f[0] > best[0]):
+                    best = f
+            slot += n
+        nxt = 0 if best is None else best[0] + 1
         if nxt % per and self.nvm.read(self._pos(nxt % self.slots), SLOT) != b"\xff" * SLOT:
             nxt += per - nxt % per  # flash cannot program over a torn slot: next sector
         self.next_seq = nxt

@@ -113,3 +113,15 @@ def test_torn_entry_is_skipped_and_the_log_goes_on_in_a_fresh_sector():
     j2.append(8, 1, 0, 0, 0, 120)
     assert flash.overwrites == 0
     assert Journal(nvm, 0, 2, 256).load(8) == (1, 0, 0, 0, 120)
+
+
+def test_scan_finds_the_newest_entry_in_any_sector_shape():
+    for sector_size, sectors, count in ((320, 3, 25), (256, 2, 13), (4096, 2, 200), (64, 4, 9)):
+        nvm = MemNVM(sectors * sector_size)
+        j = Journal(nvm, 0, sectors, sector_size)
+        j.load(None)
+        for k in range(count):
+            j.append(3, k, 0, k, 0, 1000 + k)
+        j2 = Journal(nvm, 0, sectors, sector_size)
+        assert j2.load(3) == (count - 1, 0, count - 1, 0, 1000 + count - 1), sector_size
+        assert j2.next_seq == count
