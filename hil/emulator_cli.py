@@ -28,7 +28,13 @@ import click
 from firmware import event_codes as ec
 from firmware import token_gate as tg
 from firmware.meter import SOURCE_KEYPAD
-from firmware.timeutil import format_local
+from firmware.timeutil import TIME_MAX, TIME_MIN, format_local
+from hil.meter_options import (
+    balance_option,
+    merge_balance,
+    opening_paise,
+    speed_option,
+)
 
 DEFAULT_SPEED = 60.0
 FAST_CHUNK_S = 900  # simulated seconds per pass in --speed 0 mode
@@ -58,14 +64,25 @@ def parse_duration(text, allow_zero=False):
 
 
 def parse_start(text, tz_offset_s):
-    """Unix seconds from an ISO date/time; without a zone it is local time (tz_offset_s)."""
+    """Unix seconds from an ISO date/time; without a zone it is local time (tz_offset_s).
+    ValueError unless it is a time the meter can hold (2000 .. 2099)."""
     try:
         dt = datetime.datetime.fromisoformat(text.strip())
     except ValueError:
-        raise ValueError("bad --start %r (use e.g. 2026-01-05T09:00 or 2026-01-05)" % text) from None
+        raise ValueError("bad time %r (use e.g. 2026-01-05T09:00 or 2026-01-05)" % text) from None
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=datetime.timezone(datetime.timedelta(seconds=tz_offset_s)))
-    return int(dt.timestamp())
+    try:
+        return check_time(int(dt.timestamp()), repr(text))
+    except OverflowError:  # year 1 or 9999 with an offset: outside what datetime can hold
+        raise ValueError("%r is outside 2000 .. 2099" % text) from None
+
+
+def check_time(t, what):
+    """t (Unix s) if the meter can hold it (2000-01-01 .. 2099-12-31 UTC); ValueError."""
+    if not TIME_MIN <= t <= TIME_MAX:
+        raise ValueError("%s is outside 2000 .. 2099 (the meter's time span)" % what)
+    return t
 
 
 def parse_token_spec(text, start_s, tz_offset_s):
@@ -74,13 +91,16 @@ def parse_token_spec(text, start_s, tz_offset_s):
     if not sep or not digits.strip():
         raise ValueError("token must be DIGITS@+DURATION or DIGITS@ISO-TIME: %r" % text)
     when = when.strip()
+    if not when:
+        raise ValueError("%r has no time after '@' (e.g. DIGITS@+2h or DIGITS@2026-01-05T10:30)"
+                         % text)
     try:
         if when.startswith("+"):
-            due = start_s + parse_duration(when[1:], allow_zero=True)
+            due = check_time(start_s + parse_duration(when[1:], allow_zero=True), "the time")
         else:
             due = parse_start(when, tz_offset_s)
     except ValueError as e:
-        raise ValueError("bad time in --token %r: %s" % (text, e)) from None
+        raise ValueError("bad time in %r: %s" % (text, e)) from None
     return due, digits.strip()
 
 
@@ -132,14 +152,11 @@ def parse_config_item(text, tz_offset_s):
 
 
 def saved_clock(state_dir):
-    """The simulated time a state directory's meter stopped at, or None."""
-    from hil.serve import CLOCK_FILE
+    """The simulated time a state directory's meter stopped at, or None if there is none;
+    ValueError if its clock file is unreadable (never silently ignored)."""
+    from hil.serve import CLOCK_FILE, read_clock_file
 
-    try:
-        with open(os.path.join(state_dir, CLOCK_FILE)) as f:
-            return int(f.read().strip())
-    except (OSError, ValueError):
-        return None
+    return read_clock_file(os.path.join(state_dir, CLOCK_FILE))
 
 
 def rupees(paise):
@@ -380,8 +397,7 @@ def meter():
 
 
 @click.command("run")
-@click.option("--speed", default=DEFAULT_SPEED, type=click.FloatRange(min=0), show_default=True,
-              help="Simulated seconds per real second (0: as fast as possible).")
+@speed_option(DEFAULT_SPEED, "as fast as possible")
 @click.option("--load", default="household", show_default=True,
               help="Load model: constant:W, household[:SCALE_PCT[:NOISE_PCT[:SEED]]], csv:PATH.")
 @click.option("--state", "state_dir", default=None, type=click.Path(file_okay=False),
@@ -390,8 +406,7 @@ def meter():
 @click.option("--start", default=None,
               help="Simulated start, ISO local time (e.g. 2026-01-05T09:00). Default: now, "
                    "or where a saved meter stopped.")
-@click.option("--balance", default=None, type=click.IntRange(min=0),
-              help="Opening balance in rupees for a new meter (default 100).")
+@balance_option
 @click.option("--meter-id", default="BJ00000001", show_default=True, help="Meter id (new meters).")
 @click.option("--token", "token_specs", multiple=True, metavar="DIGITS@WHEN",
               help="Enter a token at a simulated time: DIGITS@+2h or DIGITS@2026-01-05T10:30.")
@@ -399,8 +414,8 @@ def meter():
               help="Set a configuration item (e.g. grace_s=3600, comms_loss_s=0, "
                    "tariff_zones=0:600,18:00:900); on an existing meter it is a logged change.")
 @click.option("--quiet", is_flag=True, help="No live view or event lines; only the summary.")
-def run(speed, load, state_dir, duration, start, balance, meter_id, token_specs, config_items,
-        quiet):
+def run(speed, load, state_dir, duration, start, balance, credit_alias, meter_id, token_specs,
+        config_items, quiet):
     """Run an emulated meter and show what it does."""
     from firmware.config import Config
     from firmware.hal.sim import parse_load
@@ -408,23 +423,26 @@ def run(speed, load, state_dir, duration, start, balance, meter_id, token_specs,
     from headend.vending import DEMO_KEY_WARNING
     from hil.serve import demo_vending_key, start_meter
 
+    balance = merge_balance(balance, credit_alias)
     cfg = Config()
     tz = cfg.tz_offset_s
-    try:
+    with _option_error("--config"):
         items = [parse_config_item(c, tz) for c in config_items]
         for name, value in items:
             cfg.set(name, value)
+    with _option_error("--load"):
         parse_load(load, cfg.tz_offset_s)
+    with _option_error("--duration"):
         end_span = parse_duration(duration) if duration else None
+    with _option_error("--start"):
         start_s = parse_start(start, cfg.tz_offset_s) if start else None
-    except (ValueError, OSError) as e:
-        raise click.BadParameter(str(e)) from None
     if start_s is None and state_dir:
-        start_s = saved_clock(state_dir)  # a simulated meter resumes where it stopped
+        with _option_error("--state"):
+            start_s = saved_clock(state_dir)  # a simulated meter resumes where it stopped
     # the clock starts paused; it runs from the first step of the loop (exact start)
     em = start_meter(state_dir, 0, meter_id, load, start_s=start_s,
-                     opening_paise=(100 if balance is None else balance) * 100,
-                     config=cfg, vending_key=demo_vending_key())
+                     opening_paise=opening_paise(balance), config=cfg,
+                     vending_key=demo_vending_key())
     m = em.meter
     tz = m.config.tz_offset_s
     given_id = click.get_current_context().get_parameter_source("meter_id")
@@ -436,11 +454,15 @@ def run(speed, load, state_dir, duration, start, balance, meter_id, token_specs,
             "--meter-id %s, but the meter in %s is %s (a meter id is fixed for life; use "
             "another --state for a new meter)" % (meter_id, state_dir, stored))
     try:
-        tokens = [parse_token_spec(t, m.now(), tz) for t in token_specs]
-    except ValueError as e:
+        with _option_error("--token"):
+            tokens = [parse_token_spec(t, m.now(), tz) for t in token_specs]
+        end_s = m.now() + end_span if end_span else None
+        if end_s is not None:
+            with _option_error("--duration"):
+                check_time(end_s, "the end of the run")
+    except click.BadParameter:
         close_run(em)
-        raise click.BadParameter(str(e)) from None
-    end_s = m.now() + end_span if end_span else None
+        raise
     reader = tty_line_reader(sys.stdin)
     r = Run(em, tokens, end_s, reader)
     if not m.fresh:
@@ -453,7 +475,7 @@ def run(speed, load, state_dir, duration, start, balance, meter_id, token_specs,
                     m.set_config(name, value)
         except ValueError as e:
             close_run(em)
-            raise click.BadParameter(str(e)) from None
+            raise click.BadParameter(str(e), param_hint="--config") from None
     if not quiet:
         click.echo("meter %s (%s), %s, load: %s, speed %s" % (
             m.config.meter_id, "new" if m.fresh else "restored", rupees(m.account.balance),
@@ -473,6 +495,21 @@ def run(speed, load, state_dir, duration, start, balance, meter_id, token_specs,
     for due, digits in r.tokens:
         click.echo("  note: token %s scheduled at %s was not entered (after the end of the run)"
                    % (digits, format_local(due, tz)))
+
+
+class _option_error:
+    """`with _option_error("--x"):` turns a ValueError/OSError into a click error naming --x."""
+
+    def __init__(self, option):
+        self.option = option
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        if kind is not None and issubclass(kind, (ValueError, OSError)):
+            raise click.BadParameter(str(exc), param_hint=self.option) from None
+        return False
 
 
 def close_run(em):

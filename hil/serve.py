@@ -52,6 +52,8 @@ from firmware.hal.nvm import FileNVM, MemNVM
 from firmware.hal.sim import SimClock, SimHal, parse_load
 from firmware.meter import Meter
 from firmware.storage import StoreError
+from firmware.timeutil import TIME_MAX, TIME_MIN
+from hil.meter_options import balance_option, merge_balance, opening_paise, speed_option
 
 DEFAULT_TCP = "127.0.0.1:4059"
 NVM_SIZE = 131072
@@ -87,9 +89,12 @@ def parse_hostport(text, default_port=4059):
     host = host or "127.0.0.1"
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
-    p = int(port)
+    try:
+        p = int(port)
+    except ValueError:
+        p = -1
     if not 0 <= p <= 65535:
-        raise ValueError("port out of range: %r" % text)
+        raise ValueError("bad port in %r (HOST:PORT with a port 0..65535)" % text)
     return host, p
 
 
@@ -109,11 +114,16 @@ class EmulatedMeter:
         if state_dir:
             os.makedirs(state_dir, exist_ok=True)
             lock = _lock_state_dir(state_dir)  # first: nobody else uses this meter now
-            existing = os.path.exists(os.path.join(state_dir, NVM_FILE))
-            saved = _read_clock(os.path.join(state_dir, CLOCK_FILE))
+            nvm_path = os.path.join(state_dir, NVM_FILE)
+            try:
+                existing = _check_nvm_image(nvm_path)
+                saved = read_clock_file(os.path.join(state_dir, CLOCK_FILE))
+            except BaseException:
+                os.close(lock)
+                raise
             if saved is not None and start_s is None and saved > start:
                 start = saved
-            nvm = _LockedFileNVM(os.path.join(state_dir, NVM_FILE), NVM_SIZE, lock)
+            nvm = _LockedFileNVM(nvm_path, NVM_SIZE, lock)
         else:
             nvm = MemNVM(NVM_SIZE)
         self.nvm = nvm
@@ -131,6 +141,8 @@ class EmulatedMeter:
             keys = None if existing else {
                 r: tc.derive_key(vkey, meter_id, r) for r in range(EMULATOR_KEY_REVISIONS)}
             self.meter = Meter(self.hal, cfg, keys=keys)
+            if existing and self.meter.fresh:
+                raise StoreError("%s holds no saved meter (blank image)" % NVM_FILE)
             self.meter_id = self.meter.config.meter_id
             if opening_paise and self.meter.fresh:
                 self.meter.provision_credit(opening_paise)
@@ -150,6 +162,8 @@ class EmulatedMeter:
         except BaseException:
             if isinstance(nvm, FileNVM):
                 nvm.close()  # and release the state directory: nothing of this run is kept
+                if not existing:  # not even the blank image (it would read as a lost meter)
+                    os.remove(nvm.path)
             raise
 
     @property
@@ -241,12 +255,35 @@ class _LockedFileNVM(FileNVM):
                 self._lock_fd = None
 
 
-def _read_clock(path):
+def _check_nvm_image(path):
+    """True if a meter image exists at path, False if none; StoreError for an empty file
+    (starting a new meter over it would pass a lost meter off as a new one)."""
     try:
-        with open(path) as f:
-            return int(f.read().strip())
-    except (OSError, ValueError):
+        size = os.path.getsize(path)
+    except FileNotFoundError:
+        return False
+    if size == 0:
+        raise StoreError("%s is empty (0 bytes): not a meter image" % os.path.basename(path))
+    return True
+
+
+def read_clock_file(path):
+    """The simulated Unix second saved in a clock file; None if there is no file; ValueError
+    naming the file if it holds anything else (a damaged clock is never silently ignored)."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(64)
+    except FileNotFoundError:
         return None
+    try:
+        t = int(raw.decode("ascii").strip())
+    except ValueError:  # also UnicodeDecodeError
+        t = -1
+    if not TIME_MIN <= t <= TIME_MAX:
+        raise ValueError("clock file %s is damaged (%r): it should hold the simulated time in "
+                         "Unix seconds (2000 .. 2099); fix it, or remove it to start from the "
+                         "current time" % (path, raw[:20]))
+    return t
 
 
 def _write_clock(path, t):
@@ -919,7 +956,9 @@ def banner(service, echo):
     echo("  INSECURE demo vending key: tokens from `bijli token vend --meter-id %s`" % em.meter_id)
     if em.state_dir:
         echo("  state: %s" % em.state_dir)
-    echo("Ctrl-C to stop (state is saved).")
+        echo("Ctrl-C to stop (state is saved in %s)." % em.state_dir)
+    else:
+        echo("Ctrl-C to stop (no --state: nothing is saved, the meter is gone when it stops).")
 
 
 async def serve_async(em, tcp=None, serial_port=None, pty=False, push=None, echo=print,
@@ -938,8 +977,9 @@ async def serve_async(em, tcp=None, serial_port=None, pty=False, push=None, echo
     if ready is not None:
         ready(service)
     await service.wait_stopped()
-    echo("stopped: meter %s saved at %s (%d requests, %d connections)" % (
-        em.meter_id, _fmt_time(em), em.requests, service.connections))
+    echo("stopped: meter %s %s %s (%d requests, %d connections)" % (
+        em.meter_id, "saved at" if em.state_dir else "not saved (no --state), stopped at",
+        _fmt_time(em), em.requests, service.connections))
     return service
 
 
@@ -969,14 +1009,12 @@ def start_meter(state_dir, *args, **kwargs):
 @click.option("--pty", is_flag=True, help="Create a pseudo-terminal, serve HDLC on it, print its path.")
 @click.option("--state", "state_dir", default=None, type=click.Path(file_okay=False),
               help="Directory holding the meter's NVM image and clock (kept across runs).")
-@click.option("--speed", default=1.0, type=click.FloatRange(min=0), show_default=True,
-              help="Simulated seconds per real second.")
+@speed_option(1.0, "the clock stands still")
 @click.option("--meter-id", default="BJ00000001", show_default=True, help="Meter id (new meters).")
 @click.option("--load", default="household", show_default=True,
               help="Load model: constant:W, household[:SCALE_PCT[:NOISE_PCT[:SEED]]], csv:PATH.")
 @click.option("--push", default=None, metavar="HOST:PORT", help="Push destination for alerts.")
-@click.option("--credit", default=100, type=click.IntRange(min=0), show_default=True,
-              help="Opening balance in rupees for a new meter (as `bijli meter run`).")
+@balance_option
 @click.option("--keys", "keys_file", default=None, type=click.Path(dir_okay=False),
               help="JSON key file (block_cipher_key, authentication_key, password), the format "
                    "of `bijli client --keys`. Default: the INSECURE DLMS demo keys.")
@@ -993,21 +1031,21 @@ def start_meter(state_dir, *args, **kwargs):
               type=click.IntRange(0, 65535), show_default=True, metavar="S",
               help="Serial line: drop the HDLC connection after S seconds without a frame "
                    "(0: never).")
-def serve(tcp, serial_port, pty, state_dir, speed, meter_id, load, push, credit, keys_file,
-          **limits):
+def serve(tcp, serial_port, pty, state_dir, speed, meter_id, load, push, balance, credit_alias,
+          keys_file, **limits):
     """Run an emulated meter that answers DLMS/COSEM on TCP and/or a serial line."""
+    balance = merge_balance(balance, credit_alias)
     if serial_port and pty:
         raise click.UsageError("--serial and --pty are exclusive")
     if tcp is None and not serial_port and not pty:
         tcp = DEFAULT_TCP
-    try:
-        if tcp:
-            parse_hostport(tcp)
-        if push:
-            parse_hostport(push)
-        parse_load(load)
-    except ValueError as e:
-        raise click.BadParameter(str(e)) from None
+    for option, value, parse in (("--tcp", tcp, parse_hostport), ("--push", push, parse_hostport),
+                                 ("--load", load, parse_load)):
+        try:
+            if value:
+                parse(value)
+        except (ValueError, OSError) as e:
+            raise click.BadParameter(str(e), param_hint=option) from None
     secrets = {}
     if keys_file:
         from protocol.errors import ProtocolError
@@ -1022,8 +1060,11 @@ def serve(tcp, serial_port, pty, state_dir, speed, meter_id, load, push, credit,
                                      "password", param_hint="--keys")
         secrets = {"block_key": k.block_cipher_key, "auth_key": k.authentication_key,
                    "password": k.password}
-    em = start_meter(state_dir, speed, meter_id, load, opening_paise=credit * 100, **secrets)
+    em = start_meter(state_dir, speed, meter_id, load, opening_paise=opening_paise(balance),
+                     **secrets)
     em.keys_source = keys_file
+    if balance is not None and not em.meter.fresh:
+        click.echo("note: --balance ignored, %s is an existing meter" % em.meter_id)
     try:
         asyncio.run(serve_async(em, tcp, serial_port, pty, push, click.echo, **limits))
     except OSError as e:

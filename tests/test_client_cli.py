@@ -358,3 +358,9 @@ def test_token_entry_uses_the_meters_normalisation(meter_server):
                      ("1234", "check digit"), ("123", "got 3")):
         r = run("--tcp", "127.0.0.1:1", "token", bad)
         assert r.exit_code == 2 and why in r.stderr, (bad, r.stderr)
+
+
+@pytest.mark.parametrize("option", ["--from", "--to"])
+def test_bad_profile_time_names_its_option(option):
+    r = CliRunner().invoke(bijli, ["client", "--tcp", "127.0.0.1:1", "profile", option, "soon"])
+    assert r.exit_code == 2 and "Invalid value for %s" % option in r.output

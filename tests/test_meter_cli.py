@@ -42,13 +42,17 @@ def test_parse_start_and_token_spec():
     assert cli.parse_start("2026-01-05T03:30:00+00:00", IST) == from_fields(2026, 1, 5, 3, 30)
     with pytest.raises(ValueError):
         cli.parse_start("yesterday", IST)
-    assert cli.parse_token_spec("1234 5678@+2h", 1000, IST) == (8200, "1234 5678")
-    assert cli.parse_token_spec("99@+0", 1000, IST) == (1000, "99")
-    due, digits = cli.parse_token_spec("42@2026-01-05T10:30", 0, IST)
+    t0 = from_fields(2026, 1, 1)
+    assert cli.parse_token_spec("1234 5678@+2h", t0, IST) == (t0 + 7200, "1234 5678")
+    assert cli.parse_token_spec("99@+0", t0, IST) == (t0, "99")
+    due, digits = cli.parse_token_spec("42@2026-01-05T10:30", t0, IST)
     assert due == from_fields(2026, 1, 5, 10, 30) - IST and digits == "42"
-    for bad in ("12345", "@+2h", "12@+xyz", "12@never"):
+    for bad in ("12345", "@+2h", "12@+xyz", "12@never", "12@", "12@2100-01-02", "12@+99999d"):
         with pytest.raises(ValueError):
-            cli.parse_token_spec(bad, 0, IST)
+            cli.parse_token_spec(bad, t0, IST)
+    for bad in ("1999-12-31", "2100-01-02", "0001-01-01", "9999-12-31T23:59"):
+        with pytest.raises(ValueError, match="2000 .. 2099"):
+            cli.parse_start(bad, IST)
 
 
 def test_parse_config_item():
@@ -167,7 +171,7 @@ def test_non_tty_stdin_is_not_read():
     (("--duration", "abc"), "bad duration"),
     (("--load", "bogus"), "unknown load"),
     (("--load", "csv:/nonexistent.csv"), "nonexistent"),
-    (("--start", "someday"), "bad --start"),
+    (("--start", "someday"), "Invalid value for --start: bad time 'someday'"),
     (("--token", "12345"), "DIGITS@"),
     (("--config", "bogus=1"), "unknown config item"),
     (("--speed", "-1"), "-1"),
@@ -285,3 +289,87 @@ def test_damaged_state_is_refused_and_kept(tmp_path):
     assert r.exit_code == 1
     assert "damaged" in r.output and "move it away" in r.output
     assert nvm.read_bytes() == b"\x55" * nvm.stat().st_size  # nothing overwritten
+
+
+@pytest.mark.parametrize("args,option,message", [
+    (("--speed", "nan"), "--speed", "not a finite number"),
+    (("--speed", "inf"), "--speed", "inf"),
+    (("--speed", "1e12"), "--speed", "0<=x<=100000"),  # a poll would skip 30 years
+    (("--token", "1234@"), "--token", "no time after '@'"),
+    (("--token", "1234@+99999d"), "--token", "2000 .. 2099"),
+    (("--start", "2200-01-01"), "--start", "2000 .. 2099"),
+    (("--start", "0001-01-01"), "--start", "2000 .. 2099"),
+    (("--duration", "100000d"), "--duration", "2000 .. 2099"),
+    (("--load", "constant:99999999999999999"), "--load", "beyond"),
+    (("--load", "household:999999999"), "--load", "scale"),
+    (("--balance", "99999999999"), "--balance", "0<=x<=100000"),
+])
+def test_every_bad_value_is_a_click_error_naming_its_option(args, option, message):
+    # each was a traceback (ValueError, OverflowError, struct.error) or named the wrong option
+    r = CliRunner().invoke(main, ["meter", "run", "--speed", "0", "--duration", "1h", "--quiet",
+                                  *args])
+    assert r.exit_code == 2, r.output
+    assert r.exception is None or isinstance(r.exception, SystemExit), r.exception
+    assert option in r.output and message in r.output, r.output
+
+
+def test_damaged_clock_file_is_refused_not_ignored(tmp_path):
+    state = tmp_path / "m"
+    assert invoke("--speed", "0", "--duration", "1h", "--state", str(state),
+                  "--quiet").exit_code == 0
+    for garbage in (b"garbage\n", b"\xff\xfe\x00", b"", b"99999999999999\n"):
+        (state / "clock.txt").write_bytes(garbage)
+        r = CliRunner().invoke(main, ["meter", "run", "--speed", "0", "--duration", "1h",
+                                      "--state", str(state), "--quiet"])
+        assert r.exit_code == 2, (garbage, r.output)
+        assert "--state" in r.output and "clock.txt is damaged" in r.output, r.output
+        assert (state / "clock.txt").read_bytes() == garbage  # kept for the user to look at
+
+
+def test_empty_nvm_image_is_refused_not_a_new_meter(tmp_path):
+    state = tmp_path / "m"
+    state.mkdir()
+    (state / "meter.nvm").write_bytes(b"")
+    r = CliRunner().invoke(main, ["meter", "run", "--speed", "0", "--duration", "1h", "--state",
+                                  str(state), "--quiet"])
+    assert r.exit_code == 1, r.output
+    assert "meter.nvm is empty" in r.output and "Rs 100" not in r.output
+    assert (state / "meter.nvm").read_bytes() == b""
+
+
+def test_blank_nvm_image_is_refused_not_a_new_meter(tmp_path):
+    state = tmp_path / "m"
+    state.mkdir()
+    from hil.serve import NVM_SIZE
+
+    (state / "meter.nvm").write_bytes(b"\xff" * NVM_SIZE)  # erased flash: no meter was saved
+    r = CliRunner().invoke(main, ["meter", "run", "--speed", "0", "--duration", "1h", "--state",
+                                  str(state), "--quiet"])
+    assert r.exit_code == 1, r.output
+    assert "holds no saved meter" in r.output
+
+
+def test_a_meter_that_fails_to_start_leaves_no_blank_image(tmp_path, monkeypatch):
+    from hil import serve
+
+    def boom(*a, **k):
+        raise ValueError("no table today")
+
+    monkeypatch.setattr(serve.cosem_table, "build", boom)
+    state = tmp_path / "m"
+    r = CliRunner().invoke(main, ["meter", "run", "--speed", "0", "--duration", "1h", "--state",
+                                  str(state), "--quiet"])
+    assert r.exit_code == 1 and "no table today" in r.output
+    assert not (state / "meter.nvm").exists()  # the next start makes a new meter, not a refusal
+
+
+def test_balance_is_one_option_and_credit_its_deprecated_alias(tmp_path):
+    r = CliRunner().invoke(main, ["meter", "run", "--speed", "0", "--duration", "1h", "--quiet",
+                                  "--credit", "60"])
+    assert r.exit_code == 0, r.output
+    assert "balance           Rs 60.00 ->" in r.output and "--credit is deprecated" in r.output
+    r = CliRunner().invoke(main, ["meter", "run", "--balance", "5", "--credit", "6"])
+    assert r.exit_code == 2 and "give one of them" in r.output
+    for cmd in ("run", "serve"):
+        r = CliRunner().invoke(main, ["meter", cmd, "--help"])
+        assert "--balance" in r.output and "--credit" not in r.output

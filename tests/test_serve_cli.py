@@ -63,7 +63,7 @@ def _client(port, role, ic=1):
 def test_serve_tcp_and_pty_then_ctrl_c_keeps_state(tmp_path):
     state = str(tmp_path / "meter")
     p, banner = _start(["--tcp", "127.0.0.1:0", "--pty", "--state", state, "--speed", "0",
-                        "--meter-id", MID, "--credit", "50", "--load", "constant:500"])
+                        "--meter-id", MID, "--balance", "50", "--load", "constant:500"])
     try:
         port = int(re.search(r"TCP \(DLMS wrapper\): 127\.0\.0\.1:(\d+)", banner).group(1))
         pty = re.search(r"serial \(HDLC\) pty:\s+(\S+)", banner).group(1)
@@ -102,12 +102,24 @@ def test_serve_tcp_and_pty_then_ctrl_c_keeps_state(tmp_path):
 
 def test_serve_refuses_bad_options(tmp_path):
     for args, text in ((["--pty", "--serial", "/dev/null"], "exclusive"),
-                       (["--tcp", "127.0.0.1:99999"], "port"),
+                       (["--tcp", "127.0.0.1:99999"], "--tcp"),
+                       (["--tcp", "nonsense:abc"], "Invalid value for --tcp: bad port"),
+                       (["--push", "h:-1"], "--push"),
+                       (["--speed", "nan"], "'--speed': 'nan' is not a finite number"),
+                       (["--balance", "-1"], "--balance"),
                        (["--load", "nuclear"], "unknown load")):
         r = subprocess.run([sys.executable, "-m", "headend.cli", "meter", "serve"] + args,
                            capture_output=True, text=True, timeout=30)
         assert r.returncode == 2, (args, r.stdout, r.stderr)
         assert text in r.stderr, (args, r.stderr)
+
+
+def test_serve_without_state_never_claims_to_save(tmp_path):
+    p, banner = _start(["--tcp", "127.0.0.1:0", "--speed", "0"])
+    code, out = _stop(p)
+    assert code == 0, out
+    assert "state is saved" not in banner and "nothing is saved" in banner, banner
+    assert "saved at" not in out and "not saved (no --state)" in out, out
 
 
 def test_serve_port_in_use_is_a_clean_error(tmp_path):

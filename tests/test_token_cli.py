@@ -141,3 +141,18 @@ def test_service_codes_listing():
     for row in rows:
         code, name = row.split()
         assert tc.parse_entry(code)[0] == tc.KIND_SERVICE and name in tc.SERVICE_NAMES.values()
+
+
+def test_binary_key_file_is_a_clear_error_not_a_traceback(tmp_path):
+    key_file = tmp_path / "garbage.bin"
+    key_file.write_bytes(bytes(range(128, 256)) * 2)  # not UTF-8: was UnicodeDecodeError
+    for args in (["vend", "--meter-id", "X", "--amount", "5"],
+                 ["inspect", "1234", "--meter-id", "X"]):
+        r = _run(*args, "--key-file", str(key_file), *_state(tmp_path))
+        assert r.exit_code == 1, r.output
+        assert isinstance(r.exception, SystemExit), r.exception
+        assert "not hex digits" in r.output
+    big = tmp_path / "big.hex"
+    big.write_text("00" * 5000)
+    r = _run("vend", "--meter-id", "X", "--amount", "5", "--key-file", str(big), *_state(tmp_path))
+    assert r.exit_code == 1 and "too large" in r.output

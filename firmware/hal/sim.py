@@ -105,11 +105,25 @@ class SimClock:
         self.wall_shift_s += int(t) - self.time()
 
 
+# A load model's power stays within +-MAX_LOAD_W (1 MW, far above any single meter's rating):
+# beyond it the meter's registers would be asked to hold figures no meter measures.
+MAX_LOAD_W = 1000000
+MAX_SCALE_PCT = 50000  # household curve: peak 520 W x 500 x (1 + 100 % noise) < MAX_LOAD_W
+MAX_NOISE_PCT = 100
+
+
+def check_watts(watts, what="load"):
+    """watts (int) if within +-MAX_LOAD_W; ValueError naming `what` otherwise."""
+    if watts < -MAX_LOAD_W or watts > MAX_LOAD_W:
+        raise ValueError("%s %d W is beyond +-%d W" % (what, watts, MAX_LOAD_W))
+    return watts
+
+
 class ConstantLoad:
     """A constant load of `watts` (negative = export)."""
 
     def __init__(self, watts):
-        self.watts = int(watts)
+        self.watts = check_watts(int(watts), "constant load")
 
     def power_at(self, t):
         """Power in W at Unix time t."""
@@ -144,6 +158,9 @@ class HouseholdLoad:
     """
 
     def __init__(self, tz_offset_s=19800, scale_pct=100, noise_pct=0, seed=1):
+        if not (0 <= scale_pct <= MAX_SCALE_PCT and 0 <= noise_pct <= MAX_NOISE_PCT):
+            raise ValueError("household load: scale 0..%d %%, noise 0..%d %%"
+                             % (MAX_SCALE_PCT, MAX_NOISE_PCT))
         self.tz = tz_offset_s
         self.scale = scale_pct
         self.noise = noise_pct
@@ -223,7 +240,8 @@ class CsvLoad:
                 else:
                     kind = False
                     t = _whole(fields[0], "time must be HH:MM[:SS] or whole Unix seconds")
-                w = _whole(fields[1], "power must be a whole number of watts")
+                w = check_watts(_whole(fields[1], "power must be a whole number of watts"),
+                                "power")
             except ValueError as e:
                 raise ValueError("%s line %d: %s" % (name, lineno, e))
             if self.daily is None:
@@ -283,9 +301,10 @@ def parse_load(spec, tz_offset_s=19800):
     kind, _, arg = spec.partition(":")
     if kind == "constant":
         try:
-            return ConstantLoad(int(arg))
+            watts = int(arg)
         except ValueError:
             raise ValueError("constant load needs watts, e.g. constant:500")
+        return ConstantLoad(watts)
     if kind == "household":
         parts = arg.split(":") if arg else []
         if len(parts) > 3 or not all(p.isdigit() for p in parts):

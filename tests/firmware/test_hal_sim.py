@@ -2,6 +2,9 @@
 from firmware.compat import TICKS_MAX, TICKS_PERIOD, ticks_add, ticks_diff, ticks_ms
 from firmware.hal.nvm import FileNVM, MemNVM
 from firmware.hal.sim import (
+    MAX_LOAD_W,
+    MAX_NOISE_PCT,
+    MAX_SCALE_PCT,
     ConstantLoad,
     CsvLoad,
     FaultNVM,
@@ -391,3 +394,16 @@ def test_board_line_port():
     port.poll(meter)
     assert uart.tx.endswith(b"ERR line too long\n")
     assert port.handle(meter, "SNAP").startswith("{")
+
+
+def test_load_models_stay_within_what_a_meter_measures():
+    # 1e17 W reached the meter and stopped its save with struct.error (a traceback at the CLI)
+    assert parse_load("constant:%d" % MAX_LOAD_W).power_at(0) == MAX_LOAD_W
+    assert parse_load("constant:-%d" % MAX_LOAD_W).power_at(0) == -MAX_LOAD_W
+    for spec in ("constant:%d" % (MAX_LOAD_W + 1), "constant:99999999999999999",
+                 "household:%d" % (MAX_SCALE_PCT + 1), "household:100:101"):
+        raises(ValueError, parse_load, spec)
+    raises(ValueError, CsvLoad, ["00:00,%d" % (MAX_LOAD_W + 1)], 0)
+    peak = HouseholdLoad(0, MAX_SCALE_PCT, MAX_NOISE_PCT, 7)
+    for t in range(0, 86400, 600):
+        assert 0 <= peak.power_at(t) <= MAX_LOAD_W
