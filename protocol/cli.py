@@ -579,13 +579,14 @@ def token_cmd(digits):
         sys.exit(EXIT_TOKEN_REFUSED)
 
 
-def _parse_when(text):
+def _parse_when(text, option):
     if text is None:
         return None
     try:
         t = _dt.datetime.fromisoformat(text)
     except ValueError:
-        raise click.BadParameter("use ISO 8601, e.g. 2026-01-05T09:00+05:30") from None
+        raise click.BadParameter("use ISO 8601, e.g. 2026-01-05T09:00+05:30",
+                                 param_hint=option) from None
     if t.tzinfo is None:
         t = t.replace(tzinfo=_dt.timezone(_dt.timedelta(hours=5, minutes=30)))  # IST
     return t
@@ -608,7 +609,7 @@ def _column_name(col):
 def profile_cmd(daily, obis, start, end):
     """Read a profile buffer, optionally only a time range (range selection on the clock)."""
     target = Obis(obis) if obis else Obis("1.0.99.2.0.255" if daily else "1.0.99.1.0.255")
-    t_from, t_to = _parse_when(start), _parse_when(end)
+    t_from, t_to = _parse_when(start, "--from"), _parse_when(end, "--to")
     with _Session(_settings()) as c:
         p = c.profile(target, t_from, t_to)
     names = [_column_name(col) for col in p.columns]
@@ -629,7 +630,7 @@ def profile_cmd(daily, obis, start, end):
 def events_cmd(logs, start, end):
     """Read the event logs (power, control, tamper, token, account, config)."""
     with _Session(_settings()) as c:
-        events = c.events(list(logs) or None, _parse_when(start), _parse_when(end))
+        events = c.events(list(logs) or None, _parse_when(start, "--from"), _parse_when(end, "--to"))
     doc = [{"log": e.log, "time": e.time, "code": e.code, "name": e.name, "value": e.value,
             "extra": e.extra, "number": e.number} for e in events]
     lines = ["%d event(s)" % len(events)]
