@@ -631,6 +631,9 @@ class MeterService:
                         writer.write(fw_wrapper.encode(dst, src, reply))
                 self._deliver(self.em.model.push.take())
                 await writer.drain()
+                if stream.error is not None:  # a broken header behind the messages answered
+                    self.dropped += 1
+                    break
         except (ConnectionError, OSError, asyncio.CancelledError):
             pass
         except Exception as e:  # noqa: BLE001 - one connection's fault is not the meter's
