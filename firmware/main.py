@@ -24,7 +24,7 @@ from firmware.cosem.service import (
     DlmsUartService,
     system_title_for,
 )
-from firmware.dlms import throttle
+from firmware.dlms import hdlc, throttle
 from firmware.guard import Guard
 from firmware.meter import SOURCE_SERIAL, Meter
 from firmware.storage import Store
@@ -54,14 +54,20 @@ TAG_DLMS_LOCKOUTS = 5  # failed associations per client SAP (firmware.dlms.throt
 
 
 def _read_json(path):
+    """The JSON in `path`; None if there is no such file; ValueError if it is not JSON."""
     try:
-        with open(path) as f:
-            return json.load(f)
+        f = open(path)
     except OSError:
         return None
+    try:
+        return json.load(f)
+    finally:
+        f.close()
 
 
 def _hex(text):
+    if not isinstance(text, str):
+        raise ValueError("hex digits expected, got %r" % (text,))
     text = text.strip()
     if len(text) % 2:
         raise ValueError("odd number of hex digits")
@@ -131,13 +137,7 @@ def dlms_keys(rec, prov):
     (saved to the NVM on first boot) or, when none were ever provisioned, the INSECURE
     well-known demo keys."""
     if prov and "dlms" in prov:
-        d = prov["dlms"]
-        ek, ak = _hex(d["ek"]), _hex(d["ak"])
-        pw = d.get("password", "").encode()
-        if len(ek) != 16 or len(ak) != 16 or len(pw) > DLMS_MAX - 33:
-            raise ValueError("provisioned DLMS keys must be 16 bytes, password <= %d"
-                             % (DLMS_MAX - 33))
-        rec.save(_pack_dlms(ek, ak, pw))
+        rec.save(_pack_dlms(*_provisioned_dlms(prov["dlms"])))
     saved = _unpack_dlms(rec.load())
     if saved is not None:
         return saved[0], saved[1], saved[2], False
@@ -150,23 +150,100 @@ def hal_class(name):
     return getattr(__import__("firmware.hal." + name, None, None, ("Hal",)), "Hal")
 
 
+def _provisioned_dlms(d):
+    """(ek, ak, password) of a provisioning file's "dlms" entry; ValueError if malformed."""
+    if not isinstance(d, dict) or "ek" not in d or "ak" not in d:
+        raise ValueError('"dlms" must be {"ek": hex, "ak": hex, "password": text}')
+    ek, ak = _hex(d["ek"]), _hex(d["ak"])
+    pw = d.get("password", "")
+    if not isinstance(pw, str):
+        raise ValueError("the DLMS password must be text")
+    pw = pw.encode()
+    if len(ek) != 16 or len(ak) != 16 or len(pw) > DLMS_MAX - 33:
+        raise ValueError("provisioned DLMS keys must be 16 bytes, password <= %d"
+                         % (DLMS_MAX - 33))
+    return ek, ak, pw
+
+
+def check_provisioning(prov):
+    """Everything in a provisioning file, checked before any of it is applied:
+    (meter id or None, {revision: 16-byte token key} or None when the file names none: the
+    stored ones stay). ValueError naming what is wrong: a bad
+    file is refused whole (a half-applied one would leave keys that do not belong together)."""
+    if not isinstance(prov, dict):
+        raise ValueError("the file must hold one JSON object")
+    mid = prov.get("meter_id")
+    if mid is not None:
+        Config(meter_id=mid)  # the configuration's own check of a meter id
+    raw = prov.get("keys", {})
+    if not isinstance(raw, dict):
+        raise ValueError('"keys" must be {"revision": "32 hex digits"}')
+    keys = {} if "keys" in prov else None
+    for rev in raw:
+        try:
+            r = int(rev)
+        except ValueError:
+            raise ValueError("key revision %r is not a number" % (rev,))
+        k = _hex(raw[rev])
+        if not 0 <= r <= 255 or len(k) != 16:
+            raise ValueError("token keys are 16 bytes at revisions 0..255 (revision %r)" % (rev,))
+        keys[r] = k
+    if "dlms" in prov:
+        _provisioned_dlms(prov["dlms"])
+    return mid, keys
+
+
+def _read_provisioning(prov=None):
+    """The checked provisioning (meter id, token keys, raw content) of `prov` or, when None, of
+    the provisioning file; None if there is none. One that is not valid is refused whole and
+    said so, and a file is set aside (renamed .bad): the board boots on its stored state
+    instead of failing on it at every boot."""
+    from_file = prov is None
+    try:
+        if from_file:
+            prov = _read_json(PROVISION_FILE)
+        if prov is None:
+            return None
+        mid, keys = check_provisioning(prov)
+    except ValueError as e:
+        print("bijli: provisioning refused, nothing of it applied: %s" % e)
+        if from_file:
+            try:
+                os.rename(PROVISION_FILE, PROVISION_FILE + ".bad")
+            except OSError:
+                pass
+        return None
+    return mid, keys, prov
+
+
+def _read_pins(board=None):
+    """DEFAULT_PINS updated from `board` or /bijli_board.json (a file that is not valid JSON is
+    said so and ignored: the board runs on its default pins rather than not at all)."""
+    pins = dict(DEFAULT_PINS)
+    try:
+        if board is None:
+            board = _read_json(BOARD_FILE)
+    except ValueError as e:
+        print("bijli: %s ignored (not valid JSON: %s); default pins" % (BOARD_FILE, e))
+        board = None
+    if isinstance(board, dict):
+        pins.update(board)
+    return pins
+
+
 def build(board=None, prov=None):
     """Board HAL, the meter and its DLMS keys (provisioning on first boot). `board` and `prov`
     replace the board and provisioning files on a board without a filesystem (QEMU)."""
-    pins = dict(DEFAULT_PINS)
-    pins.update((board if board is not None else _read_json(BOARD_FILE)) or {})
+    pins = _read_pins(board)
     hal = hal_class(pins.get("hal", "board"))(pins)
     prov_file = prov is None
-    if prov_file:
-        prov = _read_json(PROVISION_FILE)
-    keys = None
+    checked = _read_provisioning(prov)
+    prov = keys = None
     cfg = Config(meter_id="BJ" + hal.unique_id()[-12:])
-    if prov:
-        if "meter_id" in prov:
-            cfg = Config(meter_id=prov["meter_id"])
-        keys = {}
-        for rev in prov.get("keys", {}):
-            keys[int(rev)] = _hex(prov["keys"][rev])
+    if checked is not None:
+        mid, keys, prov = checked
+        if mid is not None:
+            cfg = Config(meter_id=mid)
     store = Store(hal.nvm)
     meter = Meter(hal, cfg, store, keys)
     key_rec, counter_rec, lockout_rec = _dlms_records(store)
@@ -180,7 +257,9 @@ def build(board=None, prov=None):
 
 def uart_service(hal, meter, pins, dlms, guard=None):
     """The service on the board's UART: DLMS/COSEM over HDLC (default) or the text LinePort
-    (`"uart_mode": "line"` in /bijli_board.json, for bench work)."""
+    (`"uart_mode": "line"` in /bijli_board.json, for bench work). The HDLC time-outs of
+    IEC 62056-46 come from `"hdlc_inter_octet_ms"` / `"hdlc_inactivity_s"` there (defaults
+    25 ms / 120 s); a value out of range is said so and the default used."""
     if hal.uart is None:
         return None
     if pins.get("uart_mode", "dlms") == "line":
@@ -188,7 +267,22 @@ def uart_service(hal, meter, pins, dlms, guard=None):
     ek, ak, pw, counter_rec = dlms[:4]
     return DlmsUartService(hal.uart, system_title_for(meter.config.meter_id), ek, ak, pw,
                            rng=getattr(hal, "random_bytes", None), counter_store=counter_rec,
-                           guard=guard, lockout_store=dlms[4] if len(dlms) > 4 else None)
+                           guard=guard,
+                           lockout_store=dlms[4] if len(dlms) > 4 else None,
+                           inter_octet_ms=_pin_int(pins, "hdlc_inter_octet_ms", 20, 6000,
+                                                   hdlc.INTER_OCTET_MS),
+                           inactivity_s=_pin_int(pins, "hdlc_inactivity_s", 0, 65535,
+                                                 hdlc.INACTIVITY_S))
+
+
+def _pin_int(pins, name, lo, hi, default):
+    """An integer setting of /bijli_board.json within lo..hi, else (said so) the default."""
+    v = pins.get(name, default)
+    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+        print("bijli: %s in %s must be an integer %d..%d; %d used" % (name, BOARD_FILE, lo, hi,
+                                                                     default))
+        return default
+    return v
 
 
 def _reboot(hal):

@@ -9,7 +9,7 @@ from firmware.hal.sim import ConstantLoad, SimClock, SimHal
 from firmware.meter import Meter
 from firmware.storage import Store
 from tests.firmware import dlms_client as dc
-from tests.firmware.util import FakeUart
+from tests.firmware.util import FakeUart, raises
 
 T0 = 1767225600
 
@@ -207,3 +207,31 @@ def test_board_layout_leaves_the_journal_its_tail_of_the_nvm_file():
     assert meter.journal.offset == 65536 - JOURNAL_SECTORS * JOURNAL_SECTOR == st.end
     assert st.base + st.used <= st.end
     assert meter.journal.offset % JOURNAL_SECTOR == 0  # flash sectors / filesystem blocks
+
+
+def test_a_bad_provisioning_file_is_refused_whole_before_anything_is_applied():
+    """issue 8 item 2 on the board: a provisioning value the meter cannot take used to raise
+    in the middle of build() (the board never reached its loop, at every boot)."""
+    good = {"meter_id": "BJL0000123", "keys": {"0": "00" * 16, "1": "11" * 16},
+            "dlms": {"ek": "22" * 16, "ak": "33" * 16, "password": "s3cret"}}
+    mid, keys = board_main.check_provisioning(good)
+    assert mid == "BJL0000123" and keys == {0: bytes(16), 1: b"\x11" * 16}
+    assert board_main.check_provisioning({"dlms": good["dlms"]}) == (None, None)
+    for bad in ([1, 2], {"meter_id": "has space"}, {"meter_id": 7}, {"meter_id": "x" * 40},
+                {"keys": ["00" * 16]}, {"keys": {"zero": "00" * 16}}, {"keys": {"0": "0g" * 16}},
+                {"keys": {"0": "00" * 15}}, {"keys": {"256": "00" * 16}}, {"keys": {"0": 5}},
+                {"dlms": "22" * 16}, {"dlms": {"ek": "22" * 16}},
+                {"dlms": {"ek": "22" * 16, "ak": "33" * 16, "password": 12345678}},
+                {"dlms": {"ek": "22" * 15, "ak": "33" * 16}}):
+        raises(ValueError, board_main.check_provisioning, bad)
+
+
+def test_board_file_sets_the_hdlc_timeouts_within_their_ranges():
+    hal, meter, key_rec, counter_rec = _board(MemNVM(65536))
+    dlms = board_main.dlms_keys(key_rec, None)[:3] + (counter_rec,)
+    svc = board_main.uart_service(hal, meter, {"hdlc_inter_octet_ms": 200,
+                                               "hdlc_inactivity_s": 0}, dlms)
+    assert svc.station.inter_octet_ms == 200 and svc.station.inactivity_ms == 0
+    svc = board_main.uart_service(hal, meter, {"hdlc_inter_octet_ms": 5,
+                                               "hdlc_inactivity_s": "x"}, dlms)
+    assert svc.station.inter_octet_ms == 25 and svc.station.inactivity_ms == 120000
