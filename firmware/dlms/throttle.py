@@ -37,7 +37,11 @@ class AssociationThrottle:
         e = self.entries.get(sap)
         if e is None or self.clock is None:
             return 0
-        return lockout.remaining(e[1], self._now())
+        now = self._now()
+        left = lockout.remaining(e[1], now)
+        if left and e[1] - now > left:  # the clock went back: the lock ends LOCK_MAX_S from now
+            e[1] = now + left
+        return left
 
     def failed(self, sap):
         """Count an authentication failure of `sap` (locks it from the LOCK_AFTER-th)."""

@@ -752,6 +752,13 @@ def test_lls_password_guessing_is_throttled_per_sap():
     clock.t += 1280
     assert _lls(srv, PASSWORD) == (0, 0)
     assert srv.throttle.remaining(0x20) == 0 and srv.throttle.dump() == b"\x00"
+    # the clock set back a year while locked: the lock still ends within 1280 s
+    for _ in range(3):
+        _lls(srv, b"wrong")
+    clock.t -= 365 * 86400
+    assert srv.throttle.remaining(0x20) == 1280
+    clock.t += 1280
+    assert _lls(srv, PASSWORD) == (0, 0)
 
 
 def test_association_lockout_survives_a_restart_and_counts_hls_failures():
