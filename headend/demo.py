@@ -189,17 +189,16 @@ def run_demo(say=None, state_dir=None):
             bal = he.balance_paise()
             out, state = he.relay()
             if zero_t is None and bal <= 0:
-                zero_t = t
-                say("event", "%s %s  balance %s: credit exhausted, the grace period runs" % (
-                    _weekday(t), _local(t), _rs(bal)))
+                # the meter's own BALANCE_ZERO time, not this poll's (they are a step apart)
+                zero_t = _first_event_time(he, ec.LOG_ACCOUNT, ec.BALANCE_ZERO, t0, t) or t
+                say("event", "%s %s  credit ran out (balance %s at the %s reading): the grace "
+                    "period runs" % (_weekday(zero_t), _local(zero_t), _rs(bal),
+                                     _local(t)[11:]))
             if not out:
                 cut_t = t
                 break
         if cut_t is None:
             raise RuntimeError("the policy never disconnected within %d s" % MAX_RUN_S)
-        zeros = [e for e in he.events(ec.LOG_ACCOUNT, t0, cut_t) if e[1] == ec.BALANCE_ZERO]
-        if zeros:
-            zero_t = zeros[0][0]
         ctl = he.events(ec.LOG_CONTROL, t0, cut_t)
         cuts = [e for e in ctl if e[1] == ec.RELAY_DISCONNECTED]
         cut_event_t = cuts[-1][0] if cuts else cut_t
@@ -223,6 +222,7 @@ def run_demo(say=None, state_dir=None):
         s["token"] = rec.digits
         before = he.balance_paise()
         t_pay = he.clock()
+        s["token_time"] = t_pay
         r0 = time.monotonic()
         code = he.enter_token(rec.digits)
         out, state = he.relay()
@@ -231,6 +231,10 @@ def run_demo(say=None, state_dir=None):
         s["token_result"] = TOKEN_RESULTS.get(code, str(code))
         s["balance_before_token"] = before
         s["balance_after_token"] = after
+        s["recharge_paise"] = rec.actual * 100
+        s["ec_repaid"] = sum(e[2] for e in he.events(ec.LOG_ACCOUNT, t_pay, he.clock())
+                             if e[1] == ec.EMERGENCY_CREDIT_REPAID)
+        s["recharge_split"] = recharge_split(s["recharge_paise"], before, after, s["ec_repaid"])
         s["relay_after_token"] = CONTROL_STATES[state]
         s["reconnected"] = bool(out)
         s["reconnect_ms"] = reconnect_ms
@@ -240,6 +244,7 @@ def run_demo(say=None, state_dir=None):
             "reconnect command (token sent to relay read back: %.0f ms)" % (
                 rec.digits, s["token_result"].upper(), _rs(before), _rs(after),
                 CONTROL_STATES[state].upper(), reconnect_ms))
+        say("event", explain_recharge(s["recharge_split"], s["zero_time"]))
         again = he.enter_token(rec.digits)
         s["replay_result"] = TOKEN_RESULTS.get(again, str(again))
         s["balance_after_replay"] = he.balance_paise()
@@ -265,6 +270,62 @@ def run_demo(say=None, state_dir=None):
         tmp.cleanup()
     s["real_seconds"] = time.monotonic() - t_real
     return s
+
+
+def _last_recharge_at(s, when):
+    """Paise of the last recharge before `when` in the demo (the opening credit counts)."""
+    t_pay = s.get("token_time")
+    if t_pay is not None and when >= t_pay:
+        return s["recharge_paise"]
+    return s["balance_start"]
+
+
+def _first_event_time(he, log, code, t_from, t_to):
+    """Time of the first `code` event of `log` in [t_from, t_to], or None."""
+    times = [e[0] for e in he.events(log, t_from, t_to) if e[1] == code]
+    return times[0] if times else None
+
+
+def recharge_split(paid, before, after, ec_repaid):
+    """Where a recharge went: {paid, debt, emergency, added, before, after} in paise.
+
+    The debt is what the balance was below zero (energy used after the credit ran out, during
+    the grace period); emergency credit taken is repaid from the recharge too; the rest is added
+    to the balance. ValueError if the figures do not add up (the account conserves money).
+    """
+    debt = -before if before < 0 else 0
+    added = after - (before if before > 0 else 0)
+    if debt + ec_repaid + added != paid:
+        raise ValueError("recharge %d does not add up: debt %d + emergency %d + added %d" % (
+            paid, debt, ec_repaid, added))
+    return {"paid": paid, "debt": debt, "emergency": ec_repaid, "added": added,
+            "before": before, "after": after}
+
+
+def explain_recharge(split, zero_t=None):
+    """One sentence: why the balance after a recharge is not the amount paid."""
+    parts = []
+    if split["debt"]:
+        since = (" (from %s %s, through the grace period, to the cut)"
+                 % (_weekday(zero_t), _local(zero_t)) if zero_t else "")
+        parts.append("%s repaid the debt: energy used after the credit ran out%s"
+                     % (_rs(split["debt"]), since))
+    if split["emergency"]:
+        parts.append("%s repaid the emergency credit" % _rs(split["emergency"]))
+    parts.append("%s went to the balance" % _rs(split["added"]))
+    return "%s paid: %s; balance now %s" % (_rs(split["paid"]), "; ".join(parts),
+                                             _rs(split["after"]))
+
+
+def alert_text(when, name, value, last_recharge):
+    """A pushed alert as a line: local time, name and, for LOW_CREDIT, its threshold."""
+    text = "%s  %s" % (_local(when), name)
+    if name == "LOW_CREDIT":
+        text += " %d%% threshold (balance at or below %s, %d%% of the last recharge %s)" % (
+            value, _rs(last_recharge * value // 100), value, _rs(last_recharge))
+    elif name == "BALANCE_ZERO":
+        text += " (balance %s)" % _rs(value)
+    return text
 
 
 def _dur(seconds):
@@ -322,12 +383,15 @@ def demo(state_dir):
     tab.add_row("recharge token", "%s -> %s" % (s["token"], s["token_result"]))
     tab.add_row("balance after token", "%s -> %s" % (_rs(s["balance_before_token"]),
                                                      _rs(s["balance_after_token"])))
+    tab.add_row("where the recharge went", explain_recharge(s["recharge_split"], s["zero_time"]))
     tab.add_row("relay after token", "%s (reconnected by the meter itself, %.0f ms after "
                 "the token was sent)" % (s["relay_after_token"], s["reconnect_ms"]))
     tab.add_row("same token again", s["replay_result"])
     tab.add_row("public read (no keys)", "balance %s, last recharge %s" % (
         _rs(s["public_balance"]), _rs(s["public_last_recharge"])))
-    tab.add_row("alerts pushed", ", ".join(p[1] for p in s["pushes"]) or "none")
+    tab.add_row("alerts pushed", "\n".join(
+        alert_text(when, name, value, _last_recharge_at(s, when))
+        for when, name, value in s["pushes"]) or "none")
     for row in s["daily"]:
         tab.add_row("daily profile %s" % _local(row[0])[:10],
                     "%d Wh imported, %s charged (%d Wh x Rs 7.00/kWh), closing balance %s" % (
