@@ -262,7 +262,8 @@ def main():
         t.add_row("bytes allocated per check", *([""] * len(cp)), "%d" % w["alloc_bytes_per_check"])
     con.print(t)
     if est:
-        e = Table(title="ESP32 @ 240 MHz estimate (ms per token decode)")
+        e = Table(title="ESP32 @ 240 MHz: an ESTIMATE (WebAssembly time x %d), not a "
+                        "measurement (ms per token decode)" % SLOWDOWN)
         e.add_column("case")
         e.add_column("estimate", justify="right")
         e.add_column("range", justify="right")

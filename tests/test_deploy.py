@@ -208,3 +208,23 @@ def test_readme_by_hand_commands_copy_files_that_exist(tmp_path):
     assert len(sources) == 2
     for src in sources:
         assert pathlib.Path(src).exists(), src
+
+
+def test_readme_mpy_figure_is_the_build_commands_and_all_mpy(tmp_path):
+    # README's .mpy total once counted firmware/main.py as source; it must be the command's
+    # figure (all .mpy) within what later firmware changes move it (+-25 %)
+    readme = (deploy.ROOT / "README.md").read_text()
+    m = re.search(r"firmware compiles to ([\d,]+) bytes .*? of `\.mpy`", readme, re.S)
+    assert m, "README states the .mpy total in bytes"
+    claimed = int(m.group(1).replace(",", ""))
+    result = CliRunner().invoke(deploy.board, ["build", str(tmp_path / "b"), "--mpy"])
+    assert result.exit_code == 0, result.output
+    measured = int(re.search(r"\((\d+) bytes, all \.mpy\)", result.output).group(1))
+    assert 0.75 * measured <= claimed <= 1.25 * measured, (claimed, measured)
+
+
+def test_readme_labels_the_esp32_token_time_as_an_estimate():
+    readme = (deploy.ROOT / "README.md").read_text()
+    sentence = readme[readme.index("For an ESP32 @ 240 MHz"):][:600]
+    assert "no measurement, only an estimate" in sentence and "× 30" in sentence
+    assert "Pystone" in sentence
