@@ -535,7 +535,7 @@ class MeterService:
         while True:
             if self.hdlc_line is not None:  # the inactivity time-out
                 g("serial line", self.hdlc_line.check)
-            self._deliver(g("meter tick", self.em.tick) or ())
+            g("push delivery", self._deliver, g("meter tick", self.em.tick) or ())
             n += 1
             if n % CLOCK_SAVE_TICKS == 0:
                 g("clock save", self.em.save_clock)
