@@ -8,7 +8,6 @@ seen is a replay and is refused).
 import datetime
 import socket
 import tempfile
-import time
 
 import pytest
 
@@ -19,6 +18,7 @@ from protocol import axdr
 from protocol.client import DlmsClient
 from protocol.errors import AssociationError, ServiceError
 from protocol.keys import demo_keys
+from tests.waiting import wait_until
 
 METER_ID = "BJ00000321"
 T0 = 1767587400  # 2026-01-05 10:00 IST, Monday
@@ -200,11 +200,8 @@ def check_pushes(rig):
         c.action(40, "0.4.25.9.0.255", 1, axdr.Int8(0))  # push now
     finally:
         rig.done(c)
-    deadline = time.monotonic() + 5
-    while len(rig.st.pushes) < n + 3 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: len(rig.st.pushes) >= n + 3, "three pushes at the listener")
     got = rig.st.pushes[n:]
-    assert len(got) >= 3
     codes = []
     for apdu in got:
         assert apdu[0] == 0x0F
@@ -272,12 +269,13 @@ def check_hdlc_push_on_the_line(rig):
     try:
         c.set(40, "0.4.25.9.0.255", 3, axdr.Structure([axdr.Enum(5), b"hdlc", axdr.Enum(0)]))
         before = len(c.pushes)
-        # one exchange each, then idle: the meter pushes from its clock loop (<= 0.1 s later)
-        # while the client waits, so a push never shares a read with an answer
-        c.action(70, "0.0.96.3.10.255", 1, axdr.Int8(0))
-        time.sleep(0.4)
-        c.action(70, "0.0.96.3.10.255", 2, axdr.Int8(0))
-        time.sleep(0.4)
+        service = rig.st.service
+        # one exchange each, then wait until the meter has written its alert to the line
+        # (from its clock loop), so a push never shares a read with an answer
+        for method in (1, 2):
+            sent = service.pushes_sent
+            c.action(70, "0.0.96.3.10.255", method, axdr.Int8(0))
+            wait_until(lambda sent=sent: service.pushes_sent > sent, "the relay alert pushed")
         c.serial_number()  # a further exchange lets the client collect the pushes
         got = c.pushes[before:]
         codes = [int(p.body[3][0]) for p in got]

@@ -370,8 +370,9 @@ def test_firmware_replies_decode_in_dlms_cosem():
     dn = xdlms.DataNotification.from_bytes(A.data_notification(5, data))
     assert dn.body == data and dn.long_invoke_id_and_priority.long_invoke_id == 5
     cse = xdlms.ConfirmedServiceError.from_bytes(A.confirmed_service_error(1, 6, 1))
-    assert cse.error is not None
-    assert acse.ReleaseResponse.from_bytes(A.build_rlre()).reason is not None
+    assert cse.error == enumerations.InitiateError.DLMS_VERSION_TOO_LOW  # initiate (6), value 1
+    for reason in enumerations.ReleaseResponseReason:
+        assert acse.ReleaseResponse.from_bytes(A.build_rlre(int(reason))).reason == reason
 
 
 # -- crypto against reference implementations -------------------------------------------------

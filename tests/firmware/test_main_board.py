@@ -2,7 +2,13 @@
 provisioning record, and the DLMS/COSEM server on the UART. Runs under MicroPython too."""
 from firmware import main as board_main
 from firmware.config import Config
-from firmware.cosem.service import DEMO_BLOCK_KEY, DlmsUartService, system_title_for
+from firmware.cosem.service import (
+    DEMO_BLOCK_KEY,
+    IC_AHEAD,
+    DlmsUartService,
+    system_title_for,
+    unpack_counters,
+)
 from firmware.dlms import axdr, hdlc
 from firmware.hal.nvm import MemNVM
 from firmware.hal.sim import ConstantLoad, SimClock, SimHal
@@ -78,7 +84,8 @@ def test_uart_serves_dlms_balance_to_the_public_client():
     value, _end = axdr.decode(info, 7)
     assert value == (axdr.DOUBLE_LONG, 12345), value
     # the server's invocation counter is reserved ahead in the NVM before any use
-    assert counter_rec.load() is not None
+    reserved, clients = unpack_counters(counter_rec.load())
+    assert reserved == svc.server.invocation_counter + IC_AHEAD and clients == {}, reserved
 
 
 def test_line_mode_keeps_the_text_port():
