@@ -53,7 +53,6 @@ from protocol.apdu import (
     SetResponseNormal,
     acse,
     capture_object_definition,
-    decode_apdu,
     decode_apdu_prefix,
     entry_descriptor,
     range_descriptor,
@@ -825,13 +824,6 @@ def _range_bound(value, default):
     raise EncodeError("profile range bounds are datetimes or Unix seconds, not %r" % (value,))
 
 
-def _try_decode(reply):
-    try:
-        return decode_apdu(reply)
-    except DecodeError:
-        return None
-
-
 # ---------------------------------------------------------------------------------------------
 # Sans-io framings
 
@@ -1020,7 +1012,7 @@ class _DriverBase:
         for ev in events:
             if isinstance(ev, ApduReceived):
                 if ev.unsolicited:
-                    self.pushes.append(_try_decode(ev.apdu) or ev.apdu)
+                    self.pushes.append(self._push(ev.apdu))
                 elif want == "apdu" and found is None:
                     found = ev
             elif isinstance(ev, Connected):
@@ -1040,6 +1032,13 @@ class _DriverBase:
             elif isinstance(ev, PeerBusy) and found is None:
                 found = ev
         return found
+
+    def _push(self, apdu):
+        """An unsolicited APDU decoded (octets after it are a warning), else its bytes."""
+        try:
+            return self.core._decode_reply(apdu, "push")
+        except DecodeError:
+            return bytes(apdu)
 
     def _timeout_error(self, what, attempts):
         """`attempts`: how many times the request was actually sent (retransmissions are

@@ -145,3 +145,20 @@ def test_get_response_with_any_value_and_any_trailing_octets_keeps_the_value(val
     got, trailing = decode_apdu_prefix(raw + extra)
     assert got == decode_apdu(raw)
     assert trailing == extra
+
+
+def test_push_with_octets_after_it_is_kept_with_a_warning():
+    push = bytes.fromhex("0F00000001" "00" "1105")  # data-notification, unsigned 5
+    meter = make_meter()
+    srv = MeterServer(meter, trailing_push=push + b"\x00\x01")
+    try:
+        with DlmsClient(TcpTransport("127.0.0.1", srv.port, timeout=5), "wrapper") as c:
+            c.serial_number()
+            c.serial_number()
+            pushes = list(c.pushes)
+            warnings = [(w.what, w.trailing) for w in c.warnings]
+    finally:
+        srv.close()
+    assert pushes and all(type(p).__name__ == "DataNotification" and p.body == 5
+                          for p in pushes)
+    assert ("push", b"\x00\x01") in warnings
