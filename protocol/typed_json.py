@@ -106,8 +106,11 @@ def _simple(tag, value, what):
             return _hex(value, what)
         if tag == axdr.VISIBLE_STRING:
             text = str(value)
-            if not text.isascii():
-                raise EncodeError("%s: a visible-string is ASCII; use utf8-string" % what)
+            try:
+                text.encode("latin-1")
+            except UnicodeError:
+                raise EncodeError("%s: a visible-string holds one octet per character; use "
+                                  "utf8-string" % what) from None
             return text
         if tag == axdr.UTF8_STRING:
             return axdr.Utf8String(str(value))
