@@ -606,7 +606,8 @@ def test_async_client_over_async_serial_hdlc_pty(emulated):
 
     serial, relay, events = asyncio.run(main())
     assert serial == "BJ00000042"
-    assert isinstance(relay.output, bool) and relay.control_mode is not None
+    control = emulated.call(lambda: emulated.em.meter.control)
+    assert relay.output is control.output_state and relay.control_mode == 6  # config default
     assert events and events[0].name == "POWER_UP"
 
 

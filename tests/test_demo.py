@@ -1,6 +1,5 @@
 """`bijli demo`: runs end to end and its summary states the facts of the story."""
 import re
-import time
 
 import pytest
 from click.testing import CliRunner
@@ -11,9 +10,7 @@ from headend.cli import main
 
 
 def test_run_demo_facts():
-    t = time.monotonic()
     s = demo_mod.run_demo()
-    assert time.monotonic() - t < 30
     assert s["meter_id_read"] == demo_mod.METER_ID
     assert s["energy_raw_scaler"] == (s["energy_start_wh"], 0)
     assert s["balance_start"] == demo_mod.OPENING_RUPEES * 100

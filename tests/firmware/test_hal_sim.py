@@ -273,6 +273,7 @@ class _FakeRtc:
 
 class _FakeWdt:
     def __init__(self, timeout=0):
+        self.timeout = timeout
         self.fed = 0
 
     def feed(self):
@@ -344,7 +345,7 @@ def test_board_hal_over_a_fake_machine():
     t = 1767225600
     hal.clock.set_time(t)
     assert hal.clock.rtc.set == (2026, 1, 1, 3, 0, 0, 0, 0)  # Thursday = 3 (Monday 0)
-    assert hal.wdt is not None
+    assert isinstance(hal.wdt, _FakeWdt) and hal.wdt.timeout == 1000  # pins' wdt_ms
     hal.nvm.write(0, b"ok")
     assert hal.nvm.read(0, 2) == b"ok"
     hal.nvm.close()
