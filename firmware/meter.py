@@ -209,6 +209,8 @@ class Meter:
 
     def _load_keys(self, keys):
         stored = self.keys_rec.load()
+        if self.keys_rec.fell_back and keys is None:
+            self.keys_rec.save(stored)  # logged once: the unreadable copy is written over
         if keys is not None:
             keys = dict(keys)
             blob = _pack_keys(keys)

@@ -242,3 +242,20 @@ def test_board_file_sets_the_hdlc_timeouts_within_their_ranges():
     svc = board_main.uart_service(hal, meter, {"hdlc_inter_octet_ms": 5,
                                                "hdlc_inactivity_s": "x"}, dlms)
     assert svc.station.inter_octet_ms == 25 and svc.station.inactivity_ms == 120000
+
+
+def test_dlms_key_record_falling_back_to_its_older_copy_is_logged():
+    """Not only the meter's own records: a DLMS record that loads its older copy (declared by
+    firmware/main.py on the meter's store) is printed and logged as NVM_FALLBACK too."""
+    from firmware import event_codes as ec
+    nvm = MemNVM(65536)
+    _hal, _meter, key_rec, _ = _board(nvm)
+    for k in ("11", "33"):
+        board_main.dlms_keys(key_rec, {"dlms": {"ek": k * 16, "ak": "22" * 16}})
+    nvm.buf[key_rec.offset + key_rec.slot * key_rec.slot_size + 12] ^= 0x40  # newest copy
+    _hal, meter, key_rec, _ = _board(nvm)  # reboot
+    ek = board_main.dlms_keys(key_rec, None)[0]
+    assert ek == b"\x11" * 16  # the older keys: said, not silent
+    meter.advance_to(T0 + 60)  # the event is written with the next save
+    e = meter.events.find_latest(ec.NVM_FALLBACK)
+    assert e is not None and e[3] == board_main.TAG_DLMS and e[4] == key_rec.seq

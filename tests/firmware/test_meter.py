@@ -635,3 +635,18 @@ def test_core_record_falling_back_to_its_older_copy_is_logged():
     assert conserved(m2)
     m3 = reboot(m2)  # logged once: the boot saved a good copy again
     assert len([x for x in m3.events.entries(ec.LOG_POWER) if x[2] == ec.NVM_FALLBACK]) == 1
+
+
+def test_key_record_fallback_is_logged_once_then_healed():
+    from firmware.meter import TAG_KEYS
+    m = make(1000, 100000)
+    keys = m.keys_rec.load()
+    m.keys_rec.save(keys)  # both copies written
+    rec = m.keys_rec
+    m.hal.nvm.buf[rec.offset + rec.slot * rec.slot_size + 14] ^= 0x02
+    m2 = reboot(m)
+    assert m2.keys_rec.load() == keys  # both copies held the same keys
+    m3 = reboot(m2)
+    got = [e for e in m3.events.entries(ec.LOG_POWER) if e[2] == ec.NVM_FALLBACK]
+    assert len(got) == 1 and got[0][3] == TAG_KEYS
+    assert not m3.keys_rec.fell_back
