@@ -165,6 +165,7 @@ class Meter:
             self._restore(parts)
             if got is not None:
                 self._replay(got)
+            self.restored_time = self.last_time  # what the saved state had reached
             off = now - self.last_time if self.last_time and now >= self.last_time else 0
             self.iprofile.mark(STATUS_POWER_DOWN)
             self.dprofile.mark(STATUS_POWER_DOWN)
@@ -200,6 +201,7 @@ class Meter:
         self.last_token = (0, -1, -1, 0, -1, 0)  # time, code, ttype, value, id, source
         self.disconnections = 0
         self.charged = 0  # paise of energy and fixed charges, cumulative (profiles)
+        self.restored_time = 0  # time the state restored at boot had reached (0: a new meter)
         self._jbase = (0, 0, 0)  # import mWh, export mWh, energy paise at the last core save
         self._jmark = 0  # import + export mWh at the last core save or journal entry
         self.power_w = 0

@@ -143,6 +143,10 @@ class EmulatedMeter:
             self.meter = Meter(self.hal, cfg, keys=keys)
             if existing and self.meter.fresh:
                 raise StoreError("%s holds no saved meter (blank image)" % NVM_FILE)
+            if self.meter.restored_time > self.clock.time():
+                # the energy journal outran clock.txt (kill -9): never live that time twice
+                self.clock.set_time(self.meter.restored_time)
+                self.meter.tick()
             self.meter_id = self.meter.config.meter_id
             if opening_paise and self.meter.fresh:
                 self.meter.provision_credit(opening_paise)

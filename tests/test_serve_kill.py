@@ -100,3 +100,34 @@ def test_bit_flipped_nvm_says_it_loaded_the_older_copy(tmp_path, capsys):
         assert a.total_credits - a.total_charges == a.balance
     finally:
         em.close()
+
+
+def test_restart_after_a_kill_never_lives_journalled_time_twice(tmp_path):
+    """clock.txt is saved once a second of real time, the journal every 10 Wh: after a kill the
+    meter's state can be newer than the saved clock. The restart continues from the state's
+    time (was: from the older clock, counting that load again)."""
+    from hil.serve import CLOCK_FILE, EmulatedMeter, _write_clock
+
+    state = str(tmp_path / "meter")
+    em = EmulatedMeter(state, speed=0, meter_id=MID, load="constant:5000", opening_paise=10000)
+    t0 = em.clock.time()
+    em.save_clock()
+    em.clock.advance(300)  # 5 min at 5 kW: journal entries, no periodic save, no clock save
+    em.tick()
+    assert em.meter.journal.appends > 0
+    reached = em.meter.now()
+    energy = em.meter.metrology.import_reg.total_mwh()
+    em.nvm.close()  # killed: nothing saved at exit
+    _write_clock(os.path.join(state, CLOCK_FILE), t0)
+    em = EmulatedMeter(state, speed=0)
+    try:
+        m = em.meter
+        # back to the last journal entry at most (10 Wh at 5 kW: 7.2 s), not to the clock t0
+        assert m.now() >= reached - 8
+        lost = energy - m.metrology.import_reg.total_mwh()
+        assert 0 <= lost < JOURNAL_STEP_WH * 1000
+        em.clock.advance(60)
+        em.tick()  # the next minute counts once: 5 kW x 60 s = 83.3 Wh
+        assert m.metrology.import_reg.total_mwh() - (energy - lost) <= 83334 + 1
+    finally:
+        em.close()
