@@ -31,7 +31,7 @@ class Outcomes:
         self.counts[name] += 1
         event(name)
 
-    def check(self, share=0.05, **shares):
+    def check(self, share=0.01, **shares):
         """Fail unless every outcome was reached by at least its share of the examples (the
         default `share`, or `name=share`) and at least once."""
         total = sum(self.counts.values())

@@ -52,6 +52,7 @@ from tests.firmware.test_dlms_server import (
     make_server,
 )
 from tests.firmware.test_dlms_server import get_req as _get_req
+from tests.outcomes import Outcomes
 
 PASSWORD = b"12345678"  # INSECURE demo password
 CLIENT_TITLE = b"DLMSCOSE"
@@ -434,19 +435,40 @@ VALID = [
 ]
 
 
+def _decode_or_refuse(seen, decoder, data):
+    """A firmware decoder gives a value or a DlmsError, never another exception."""
+    try:
+        decoder(data)
+    except DlmsError:
+        seen.hit("refused")
+    else:
+        seen.hit("decoded")
+
+
+def test_fuzz_decoders_arbitrary_bytes():
+    seen = Outcomes("refused", optional=("decoded",))  # random bytes rarely decode
+    _fuzz_decoders_arbitrary_bytes(seen)
+    seen.check()
+
+
 @FUZZ
 @given(data=st.binary(max_size=120), which=st.integers(0, len(DECODERS) - 1))
-def test_fuzz_decoders_arbitrary_bytes(data, which):
-    try:
-        DECODERS[which](data)
-    except DlmsError:
-        pass
+def _fuzz_decoders_arbitrary_bytes(seen, data, which):
+    _decode_or_refuse(seen, DECODERS[which], data)
+
+
+# the decoder (index in DECODERS) that accepts each VALID input as it is
+VALID_DECODER = [4, 4, 5, 6, 1, 3, 0, 0]
 
 
 @st.composite
 def mutated(draw):
-    base = bytearray(draw(st.sampled_from(VALID)))
-    for _ in range(draw(st.integers(1, 4))):
+    """(decoder index, a VALID input with 0..4 random edits): mostly its own decoder, so
+    that both the accepting and the refusing paths are taken."""
+    k = draw(st.integers(0, len(VALID) - 1))
+    which = draw(st.one_of(st.just(VALID_DECODER[k]), st.integers(0, len(DECODERS) - 1)))
+    base = bytearray(VALID[k])
+    for _ in range(draw(st.integers(0, 4))):
         op = draw(st.integers(0, 2))
         i = draw(st.integers(0, len(base)))
         if op == 0 and i < len(base):
@@ -455,16 +477,23 @@ def mutated(draw):
             base.insert(i, draw(st.integers(0, 255)))
         elif i < len(base):
             del base[i]
-    return bytes(base)
+    return which, bytes(base)
+
+
+def test_fuzz_decoders_mutated():
+    seen = Outcomes("refused", "decoded")
+    _fuzz_decoders_mutated(seen)
+    seen.check()
+
+
+mutated_inputs = mutated().map(lambda case: case[1])
 
 
 @FUZZ
-@given(data=mutated(), which=st.integers(0, len(DECODERS) - 1))
-def test_fuzz_decoders_mutated(data, which):
-    try:
-        DECODERS[which](data)
-    except DlmsError:
-        pass
+@given(case=mutated())
+def _fuzz_decoders_mutated(seen, case):
+    which, data = case
+    _decode_or_refuse(seen, DECODERS[which], data)
 
 
 @FUZZ
@@ -493,7 +522,7 @@ def _fresh_reader(srv):
 
 
 @FUZZ
-@given(apdus=st.lists(st.one_of(st.binary(max_size=60), mutated()), max_size=6),
+@given(apdus=st.lists(st.one_of(st.binary(max_size=60), mutated_inputs), max_size=6),
        sap=st.sampled_from([0x10, 0x20, 0x30, 0x01]))
 def test_fuzz_server_never_raises_and_keeps_state(apdus, sap):
     srv, reg, relay = make_server()
@@ -513,7 +542,7 @@ def test_fuzz_server_never_raises_and_keeps_state(apdus, sap):
 
 
 @FUZZ
-@given(apdus=st.lists(st.one_of(st.binary(max_size=60), mutated()), max_size=4))
+@given(apdus=st.lists(st.one_of(st.binary(max_size=60), mutated_inputs), max_size=4))
 def test_fuzz_ciphered_association(apdus):
     srv, reg, relay = make_server()
     from tests.firmware.test_dlms_server import utility_session
