@@ -201,8 +201,8 @@ def test_single_digit_typos_fail_the_check():
         typo = digits[:pos] + d + digits[pos + 1:]
         assert c.decrypt(typo, 0, 0) is None
     swapped = digits[1] + digits[0] + digits[2:]
-    if swapped != digits:
-        assert c.decrypt(swapped, 0, 0) is None
+    assert swapped != digits  # the fixed token starts with two different digits
+    assert c.decrypt(swapped, 0, 0) is None
 
 
 def test_known_answer_tokens_same_on_every_interpreter():
