@@ -11,9 +11,10 @@ An object is `CosemObject(class_id, obis, version, attrs, methods)`:
   parameter `(tag, value)` (or None) and returns `(result_code, return_bytes_or_None)`.
 
 The server core (firmware/dlms/server.py) calls `get`, `set` and `action`; each checks the
-access rights itself, so a refused request gets READ_WRITE_DENIED (or SCOPE_OF_ACCESS_VIOLATED
-for methods) and the object is never touched. Nothing here raises on bad client input:
-a wrong type gives TYPE_UNMATCHED, anything unexpected OTHER_REASON.
+access rights itself, so a refused request gets READ_WRITE_DENIED (attributes and methods
+alike) and the object is never touched. Nothing here raises on bad client input: a wrong type
+or shape gives TYPE_UNMATCHED, a value out of the attribute's range OTHER_REASON (setters check
+it before changing anything), anything unexpected OTHER_REASON (docs/decisions.md).
 """
 from firmware.compat import const
 from firmware.cosem import data as D
