@@ -12,7 +12,11 @@ in Push setup 0.4.25.9.0.255 (or `--push`), as wrapper messages over TCP (transp
 as HDLC UI frames to the client connected on the serial line (transport 5).
 
 Malformed input never stops the meter: a broken wrapper stream closes that connection, a
-bad HDLC frame is dropped, an APDU the server cannot parse is answered with an error.
+bad HDLC frame is dropped, an APDU the server cannot parse is answered with an error, and
+what the service calls runs under a never-raise guard (firmware.guard) that logs faults.
+Limits (docs/decisions.md): a TCP connection idle for `--tcp-idle` s is closed, beyond
+`--max-connections` one is accepted and closed; the serial line has the HDLC inter-octet and
+inactivity time-outs of IEC 62056-46 (`--hdlc-inter-octet`, `--hdlc-inactivity`).
 Ctrl-C (SIGINT) or SIGTERM stop it cleanly: the meter's state is saved to `--state DIR`
 (NVM image + simulated clock), and the next start continues from it.
 
