@@ -11,6 +11,8 @@ import click
 SUBCOMMANDS = {
     "demo": ("headend.demo", "demo", "Emulated meter + head-end session, end to end (no setup)."),
     "meter": ("hil.emulator_cli", "meter", "Run or serve an emulated meter."),
+    "headend": ("headend.headend_cli", "headend",
+                "Head-end: registry, payments -> recharges, delivery workers."),
     "token": ("headend.token_cli", "token", "Vend and inspect 20-digit recharge tokens."),
     "client": ("protocol.cli", "client", "Talk DLMS/COSEM to a meter over TCP or serial."),
     "decode": ("protocol.cli", "decode_cmd", "Decode DLMS frames or an APDU given in hex."),

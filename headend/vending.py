@@ -139,6 +139,64 @@ def _actual(ttype, value):
     return value
 
 
+def prepare(meter_id, ttype, value):
+    """Check one vend request; returns (meter id text, type code, quantity) or VendingError.
+    Quantities as in the module docstring."""
+    try:
+        mid = tc.meter_id_bytes(meter_id).decode()
+    except (TypeError, ValueError) as e:
+        raise VendingError("bad meter id %r: %s" % (meter_id, e)) from None
+    ttype = parse_type(ttype)
+    if ttype in (tc.TYPE_CLEAR_CREDIT, tc.TYPE_CLEAR_TAMPER):
+        if value not in (None, 0):
+            raise VendingError("%s tokens carry no value" % tc.TYPE_NAMES[ttype])
+        return mid, ttype, 0
+    if ttype == tc.TYPE_ADVANCE_KEY_REVISION:
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise VendingError("key revision must be a whole number, got %r" % (value,))
+        return mid, ttype, value  # checked against the meter's revision when vending
+    if value is None:
+        raise VendingError("%s tokens need a value" % tc.TYPE_NAMES[ttype])
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise VendingError("value must be a whole number, got %r" % (value,))
+    if ttype == tc.TYPE_CREDIT and value <= 0:
+        raise VendingError("credit amount must be at least 1 rupee")
+    try:
+        tc.encode_value(ttype, value)
+    except (TypeError, ValueError) as e:
+        raise VendingError(str(e)) from None
+    return mid, ttype, value
+
+
+def next_token(mid, st, ttype, quantity, cipher_for):
+    """Encrypt the meter's next token and advance its MeterState `st` (in place): the next id,
+    a new epoch when the ids of this one are used up, the key revision after a key-revision
+    token. `cipher_for(meter_id, key_rev)` gives the TokenCipher. Returns the VendRecord; the
+    caller stores `st` and the vend in the same transaction (where the state lives is its
+    business: this module's SQLite file, or the head-end database)."""
+    if ttype == tc.TYPE_ADVANCE_KEY_REVISION:
+        if quantity is None:
+            quantity = st.key_rev + 1
+        if not st.key_rev < quantity <= tc.KEY_REV_MAX:
+            raise VendingError("meter %s is at key revision %d: the new revision must be "
+                               "above it and at most 255" % (mid, st.key_rev))
+    value = tc.encode_value(ttype, quantity)
+    if st.next_id >= tc.ID_COUNT:  # ids of this epoch used up: next epoch, ids from 0
+        if st.epoch >= tc.EPOCH_MAX:
+            raise VendingError("meter %s has used every id of every epoch" % mid)
+        st.epoch += 1
+        st.next_id = 0
+    token_id = st.next_id
+    rev = st.key_rev
+    digits = cipher_for(mid, rev).encrypt(ttype, value, token_id, rev, st.epoch)
+    st.next_id = token_id + 1
+    if ttype == tc.TYPE_ADVANCE_KEY_REVISION:
+        st.key_rev = quantity  # later tokens are encrypted under the new revision
+    return VendRecord(digits=tc.format_digits(digits), meter_id=mid, ttype=ttype, value=value,
+                      quantity=quantity, actual=_actual(ttype, value), token_id=token_id,
+                      epoch=st.epoch, key_rev=rev)
+
+
 class Vendor:
     """Token vending over a persistent SQLite state file (see module docstring)."""
 
@@ -295,57 +353,15 @@ class Vendor:
         return out
 
     def _prepare(self, meter_id, ttype, value):
-        try:
-            mid = tc.meter_id_bytes(meter_id).decode()
-        except (TypeError, ValueError) as e:
-            raise VendingError("bad meter id %r: %s" % (meter_id, e)) from None
-        ttype = parse_type(ttype)
-        if ttype in (tc.TYPE_CLEAR_CREDIT, tc.TYPE_CLEAR_TAMPER):
-            if value not in (None, 0):
-                raise VendingError("%s tokens carry no value" % tc.TYPE_NAMES[ttype])
-            return mid, ttype, 0
-        if ttype == tc.TYPE_ADVANCE_KEY_REVISION:
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-                raise VendingError("key revision must be a whole number, got %r" % (value,))
-            return mid, ttype, value  # checked against the meter's revision when vending
-        if value is None:
-            raise VendingError("%s tokens need a value" % tc.TYPE_NAMES[ttype])
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise VendingError("value must be a whole number, got %r" % (value,))
-        if ttype == tc.TYPE_CREDIT and value <= 0:
-            raise VendingError("credit amount must be at least 1 rupee")
-        try:
-            tc.encode_value(ttype, value)
-        except (TypeError, ValueError) as e:
-            raise VendingError(str(e)) from None
-        return mid, ttype, value
+        return prepare(meter_id, ttype, value)
 
     def _vend_one(self, mid, st, ttype, quantity, now):
-        if ttype == tc.TYPE_ADVANCE_KEY_REVISION:
-            if quantity is None:
-                quantity = st.key_rev + 1
-            if not st.key_rev < quantity <= tc.KEY_REV_MAX:
-                raise VendingError("meter %s is at key revision %d: the new revision must be "
-                                   "above it and at most 255" % (mid, st.key_rev))
-        value = tc.encode_value(ttype, quantity)
-        if st.next_id >= tc.ID_COUNT:  # ids of this epoch used up: next epoch, ids from 0
-            if st.epoch >= tc.EPOCH_MAX:
-                raise VendingError("meter %s has used every id of every epoch" % mid)
-            st.epoch += 1
-            st.next_id = 0
-        token_id = st.next_id
-        rev = st.key_rev
-        digits = self.cipher(mid, rev).encrypt(ttype, value, token_id, rev, st.epoch)
+        rec = next_token(mid, st, ttype, quantity, self.cipher)
         self._db.execute(
             "INSERT INTO vends (meter_id, epoch, token_id, key_rev, ttype, value, quantity, "
             "vended_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (mid, st.epoch, token_id, rev, ttype, value, quantity, now))
-        st.next_id = token_id + 1
-        if ttype == tc.TYPE_ADVANCE_KEY_REVISION:
-            st.key_rev = quantity  # later tokens are encrypted under the new revision
-        return VendRecord(digits=tc.format_digits(digits), meter_id=mid, ttype=ttype, value=value,
-                          quantity=quantity, actual=_actual(ttype, value), token_id=token_id,
-                          epoch=st.epoch, key_rev=rev)
+            (mid, rec.epoch, rec.token_id, rec.key_rev, ttype, rec.value, rec.quantity, now))
+        return rec
 
     # ---- support -----------------------------------------------------------------------------
     def inspect(self, meter_id, text, epochs_back=4):

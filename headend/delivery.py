@@ -1,0 +1,277 @@
+"""The delivery worker: takes recharges from the outbox and enters them into the meters.
+
+    worker = DeliveryWorker("headend.sqlite", keyring.load(), WorkerConfig(sessions=200))
+    asyncio.run(worker.run())
+
+One asyncio loop keeps up to `sessions` meter sessions in flight. Each claimed job (a lease,
+`headend.outbox`) gets a utility association with its meter (HLS-GMAC, suite-0 keys from the
+keyring, invocation counters reserved in the database before use), the token entered through
+IC 115, then balance and relay state read back. Outcome: accepted or used (keyed in by hand
+first) -> delivered; another token result -> refused with its code (lockout, a transient
+refusal, is retried); no answer -> retried with exponential backoff and jitter until
+`give_up_s` after the payment, then stuck. A heartbeat task renews the worker row and the leases
+of its jobs; a session never outlives `session_timeout_s` (< the lease), so a job whose lease
+ran out is no longer being worked on when another worker takes it over.
+
+The database is used from one thread (a single-thread executor) so the event loop never
+blocks on it; a dropped connection is reopened on the next call.
+"""
+import asyncio
+import concurrent.futures
+import os
+import socket
+import time
+import uuid
+
+from headend import db as dbmod
+from headend import outbox, registry
+from protocol.client import UTILITY, AsyncDlmsClient
+from protocol.errors import ProtocolError
+from protocol.transport import AsyncTcpTransport
+
+TOKEN_ACCEPT, TOKEN_USED, TOKEN_LOCKOUT = 0, 3, 5
+IC_BLOCK = 64  # invocation counters reserved per session (a delivery uses about six)
+
+
+class WorkerConfig:
+    """Tunables (seconds unless named otherwise)."""
+
+    def __init__(self, sessions=200, lease_s=30.0, poll_s=0.5, retry_base_s=5.0,
+                 retry_cap_s=600.0, give_up_s=86400.0, session_timeout_s=10.0, io_timeout_s=5.0):
+        if session_timeout_s >= lease_s:
+            raise ValueError("the session time-out must be shorter than the lease")
+        if sessions < 1:
+            raise ValueError("sessions must be at least 1")
+        self.sessions = sessions
+        self.lease_s = lease_s
+        self.poll_s = poll_s
+        self.retry_base_s = retry_base_s
+        self.retry_cap_s = retry_cap_s
+        self.give_up_s = give_up_s
+        self.session_timeout_s = session_timeout_s
+        self.io_timeout_s = io_timeout_s
+
+
+class Outcome:
+    """What one session achieved: kind ('delivered', 'refused', 'retry'), outcome name,
+    result code, error text, balance (paise) and relay (True = connected) when read back."""
+
+    __slots__ = ("kind", "outcome", "code", "error", "balance_paise", "relay_connected")
+
+    def __init__(self, kind, outcome=None, code=None, error=None, balance_paise=None,
+                 relay_connected=None):
+        self.kind = kind
+        self.outcome = outcome
+        self.code = code
+        self.error = error
+        self.balance_paise = balance_paise
+        self.relay_connected = relay_connected
+
+
+async def enter_token(host, port, client_sap, keys, invocation_counter, digits, io_timeout):
+    """One utility session: enter `digits`, read balance and relay; returns an Outcome.
+    ProtocolError / OSError / TimeoutError propagate (the caller retries)."""
+    transport = AsyncTcpTransport(host, port, timeout=io_timeout, connect_timeout=io_timeout,
+                                  retries=0)
+    client = AsyncDlmsClient(transport, framing="wrapper", role=UTILITY, keys=keys,
+                             timeout=io_timeout, retries=0, invocation_counter=invocation_counter,
+                             client_sap=client_sap)
+    await client.open()
+    try:
+        result = await client.enter_token(digits)
+        balance = relay = None
+        if result.code in (TOKEN_ACCEPT, TOKEN_USED):
+            try:  # the read-back is for the record: a failure here does not undo the credit
+                balance = int((await client.balance()).paise)
+                relay = (await client.relay()).output
+            except ProtocolError:
+                pass
+    finally:
+        await client.close()
+    if result.code == TOKEN_ACCEPT:
+        return Outcome(outbox.DELIVERED, outbox.ACCEPTED, 0, None, balance, relay)
+    if result.code == TOKEN_USED:
+        return Outcome(outbox.DELIVERED, outbox.USED, TOKEN_USED, None, balance, relay)
+    if result.code == TOKEN_LOCKOUT:
+        return Outcome("retry", None, result.code, "token entry locked out (too many bad tokens)")
+    return Outcome(outbox.REFUSED, result.name, result.code, "meter refused the token: %s"
+                   % result.name)
+
+
+class DeliveryWorker:
+    """See the module docstring. `run()` until `stop()` (or, with until_idle, until no job is
+    pending or running)."""
+
+    def __init__(self, db_url, keyring, config=None, clock=time.time, echo=None, rng=None):
+        import random
+        self.db_url = db_url
+        self.keyring = keyring
+        self.config = config or WorkerConfig()
+        self.clock = clock
+        self.echo = echo or (lambda text: None)
+        self.rng = rng or random.Random()
+        self.worker_id = "%s:%d:%s" % (socket.gethostname(), os.getpid(), uuid.uuid4().hex[:8])
+        self.counts = {"delivered": 0, "refused": 0, "retried": 0, "stuck": 0, "lost_lease": 0}
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="headend-db")
+        self._conn = None
+        self._inflight = {}  # task -> Job
+        self._stop = None
+
+    # ---- database, on its own thread -----------------------------------------------------
+    def _call(self, fn, args):
+        if self._conn is None:
+            self._conn = dbmod.connect(self.db_url)
+        try:
+            return fn(self._conn, *args)
+        except dbmod.DatabaseError:
+            conn, self._conn = self._conn, None
+            try:
+                conn.close()
+            except Exception:  # noqa: BLE001 - already broken
+                pass
+            raise
+
+    async def _db(self, fn, *args):
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._call, fn, args)
+
+    # ---- lifecycle -------------------------------------------------------------------------
+    def stop(self):
+        """Ask `run()` to stop claiming and return once the sessions in flight are done."""
+        if self._stop is not None:
+            self._stop.set()
+
+    async def run(self, until_idle=False):
+        """Claim and deliver until stopped; returns the counts."""
+        self._stop = asyncio.Event()
+        await self._db(_register, self.worker_id, self.clock())
+        beat = asyncio.create_task(self._heartbeat())
+        try:
+            while not self._stop.is_set():
+                claimed = await self._claim()
+                if until_idle and not claimed and not self._inflight:
+                    if await self._db(lambda d: outbox.unfinished(d)) == 0:
+                        break
+                await self._wait(claimed)
+            if self._inflight:
+                await asyncio.wait(list(self._inflight))
+        finally:
+            beat.cancel()
+            try:
+                await self._db(_unregister, self.worker_id, self.clock(), self.counts["delivered"])
+            except dbmod.DatabaseError as e:
+                self.echo("worker %s: could not record its stop: %s" % (self.worker_id, e))
+            self._executor.shutdown(wait=True)
+            if self._conn is not None:
+                self._conn.close()
+        return dict(self.counts)
+
+    async def _claim(self):
+        free = self.config.sessions - len(self._inflight)
+        if free <= 0:
+            return 0
+        try:
+            jobs = await self._db(outbox.claim, self.worker_id, free, self.config.lease_s,
+                                  self.clock())
+        except dbmod.DatabaseError as e:
+            self.echo("claim failed (will retry): %s" % e)
+            return 0
+        for job in jobs:
+            task = asyncio.create_task(self._deliver(job))
+            self._inflight[task] = job
+            task.add_done_callback(self._inflight.pop)
+        return len(jobs)
+
+    async def _wait(self, claimed):
+        """Until a session ends, the poll interval passes or stop() is called."""
+        if claimed and len(self._inflight) < self.config.sessions:
+            return  # more may be due right now
+        waiters = [asyncio.create_task(self._stop.wait())] + list(self._inflight)
+        done, _ = await asyncio.wait(waiters, timeout=self.config.poll_s,
+                                     return_when=asyncio.FIRST_COMPLETED)
+        waiters[0].cancel()
+
+    async def _heartbeat(self):
+        while True:
+            await asyncio.sleep(self.config.lease_s / 3)
+            leases = [j.lease_id for j in self._inflight.values()]
+            try:
+                await self._db(_beat, self.worker_id, self.clock(), self.counts["delivered"])
+                await self._db(outbox.extend, self.worker_id, leases, self.config.lease_s,
+                               self.clock())
+            except dbmod.DatabaseError as e:
+                self.echo("heartbeat failed (sessions end before their leases): %s" % e)
+
+    # ---- one job -----------------------------------------------------------------------------
+    async def _deliver(self, job):
+        try:
+            outcome = await self._attempt(job)
+            await self._record(job, outcome)
+        except dbmod.DatabaseError as e:
+            # the job stays leased; when the lease runs out another claim retries it (the
+            # meter answers "used" if this attempt did credit it)
+            self.echo("%s: outcome not recorded (database: %s); retried after the lease" % (job, e))
+        except Exception as e:  # noqa: BLE001 - one job's failure never stops the worker
+            self.echo("%s: unexpected %s: %s" % (job, type(e).__name__, e))
+
+    async def _attempt(self, job):
+        meter = await self._db(registry.get, job.meter_id)
+        if meter is None:
+            return Outcome(outbox.REFUSED, "unknown-meter", None, "meter not in the registry")
+        try:
+            host, port = registry.parse_address(meter["address"])
+        except registry.RegistryError as e:
+            return Outcome("retry", None, None, str(e))
+        keys = self.keyring.dlms_keys(meter["meter_id"], meter["key_ref"])
+        ic = await self._db(registry.reserve_invocation_counters, job.meter_id, IC_BLOCK)
+        try:
+            async with asyncio.timeout(self.config.session_timeout_s):
+                return await enter_token(host, port, meter["client_sap"], keys, ic, job.digits,
+                                         self.config.io_timeout_s)
+        except (ProtocolError, OSError, TimeoutError) as e:
+            return Outcome("retry", None, None, "%s: %s" % (type(e).__name__, e))
+
+    async def _record(self, job, oc):
+        now = self.clock()
+        if oc.kind == "retry":
+            if now - job.created_at >= self.config.give_up_s:
+                ok = await self._db(outbox.finish, job, outbox.STUCK, now, None, oc.code, oc.error)
+                kind = "stuck"
+            else:
+                at = now + outbox.backoff(job.attempts, self.config.retry_base_s,
+                                          self.config.retry_cap_s, self.rng)
+                ok = await self._db(outbox.retry, job, at, oc.error)
+                kind = "retried"
+        else:
+            ok = await self._db(outbox.finish, job, oc.kind, now, oc.outcome, oc.code, oc.error,
+                                oc.balance_paise, oc.relay_connected)
+            kind = oc.kind
+        if not ok:
+            self.counts["lost_lease"] += 1
+            self.echo("%s: lease lost before the outcome was recorded (another worker has it)"
+                      % job)
+            return
+        self.counts[kind] += 1
+        detail = oc.outcome or oc.error or ""
+        if oc.balance_paise is not None:
+            detail += ", balance %d paise, relay %s" % (
+                oc.balance_paise, "connected" if oc.relay_connected else "disconnected")
+        self.echo("%s %s %s: %s" % (kind, job.meter_id, job.payment_ref, detail))
+
+
+def _register(db, worker_id, now):
+    with db.transaction():
+        db.execute("INSERT INTO workers (worker_id, host, pid, started_at, heartbeat_at) "
+                   "VALUES (?, ?, ?, ?, ?)", (worker_id, socket.gethostname(), os.getpid(), now, now))
+
+
+def _beat(db, worker_id, now, delivered):
+    with db.transaction():
+        db.execute("UPDATE workers SET heartbeat_at=?, delivered=? WHERE worker_id=?",
+                   (now, delivered, worker_id))
+
+
+def _unregister(db, worker_id, now, delivered):
+    with db.transaction():
+        db.execute("UPDATE workers SET heartbeat_at=?, stopped_at=?, delivered=? WHERE worker_id=?",
+                   (now, now, delivered, worker_id))

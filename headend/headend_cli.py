@@ -1,0 +1,229 @@
+"""`bijli headend ...`: the head-end's database, registry, payments and delivery workers.
+
+    bijli headend init [--db URL]
+    bijli headend import REGISTRY.csv|.json
+    bijli headend pay --meter ID --amount RUPEES --ref PAYMENT_REF [--json]
+    bijli headend serve --workers-only [--sessions N] [--until-idle]
+    bijli headend status [--json]
+
+--db (or BIJLI_HEADEND_DB): a SQLite path (default ./headend.sqlite) or postgresql://...
+Keys: --key-file (or BIJLI_HEADEND_KEYS), else BIJLI_VENDING_KEY / BIJLI_DLMS_MASTER, else the
+INSECURE demo keys (a WARNING line says so). Key bytes are never printed.
+"""
+import asyncio
+import datetime
+import json
+import signal
+
+import click
+
+from headend import db as dbmod
+from headend import keyring as keyring_mod
+from headend import migrations, payments, registry
+from headend import status as status_mod
+
+
+def _db_option(fn):
+    return click.option("--db", "db_url", envvar=dbmod.ENV_DB, default=dbmod.DEFAULT_DB,
+                        show_default=True, metavar="URL",
+                        help="SQLite path or postgresql:// URL (env BIJLI_HEADEND_DB).")(fn)
+
+
+def _key_option(fn):
+    return click.option("--key-file", type=click.Path(dir_okay=False),
+                        envvar=keyring_mod.ENV_KEY_FILE,
+                        help="Head-end key file (JSON; env BIJLI_HEADEND_KEYS). Default: keys "
+                             "from the environment, else the INSECURE demo keys.")(fn)
+
+
+def _open(db_url, check=True):
+    try:
+        db = dbmod.connect(db_url)
+        if check:
+            migrations.require_current(db)
+        return db
+    except dbmod.DatabaseError as e:
+        raise click.ClickException(str(e)) from None
+
+
+def _keys(key_file):
+    try:
+        ring = keyring_mod.load(key_file)
+    except keyring_mod.KeyringError as e:
+        raise click.ClickException(str(e)) from None
+    if ring.insecure:
+        click.echo(keyring_mod.INSECURE_NOTE, err=True)
+    return ring
+
+
+@click.group("headend")
+def headend():
+    """The head-end: registry, payments -> recharges exactly once, delivery workers."""
+
+
+@headend.command("init")
+@_db_option
+def init_cmd(db_url):
+    """Create or upgrade the database schema (safe to run again)."""
+    db = _open(db_url, check=False)
+    try:
+        applied = migrations.migrate(db)
+    except dbmod.DatabaseError as e:
+        raise click.ClickException(str(e)) from None
+    finally:
+        db.close()
+    where = dbmod.describe_url(dbmod.resolve_url(db_url))
+    if applied:
+        click.echo("%s: schema at version %d (applied %s)"
+                   % (where, migrations.LATEST, ", ".join(map(str, applied))))
+    else:
+        click.echo("%s: schema already at version %d" % (where, migrations.LATEST))
+
+
+@headend.command("import")
+@click.argument("path", type=click.Path(dir_okay=False))
+@_db_option
+def import_cmd(path, db_url):
+    """Import meters from a registry CSV (header row, meter id first) or JSON file."""
+    db = _open(db_url)
+    try:
+        rows, ignored = registry.read_file(path)
+        added, updated = registry.upsert(db, rows)
+    except registry.RegistryError as e:
+        raise click.ClickException("%s (nothing imported)" % e) from None
+    finally:
+        db.close()
+    if ignored:
+        click.echo("ignored columns: %s" % ", ".join(ignored), err=True)
+    click.echo("%d meters: %d added, %d updated" % (len(rows), added, updated))
+
+
+@headend.command("pay")
+@click.option("--meter", "meter_id", required=True, help="Meter id (as in the registry).")
+@click.option("--amount", type=int, required=True, help="Whole rupees.")
+@click.option("--ref", required=True, help="Payment reference (idempotency key).")
+@click.option("--json", "as_json", is_flag=True, help="Print the payment as JSON.")
+@_db_option
+@_key_option
+def pay_cmd(meter_id, amount, ref, as_json, db_url, key_file):
+    """Record a payment; prints its 20-digit token at once (same ref: same token)."""
+    ring = _keys(key_file)
+    db = _open(db_url)
+    try:
+        p = payments.record_payment(db, ring, meter_id, amount, ref)
+    except payments.PaymentError as e:
+        raise click.ClickException(str(e)) from None
+    except (dbmod.DatabaseError, keyring_mod.KeyringError) as e:
+        raise click.ClickException(str(e)) from None
+    finally:
+        db.close()
+    if as_json:
+        click.echo(json.dumps(p.as_dict()))
+        return
+    click.echo(p.digits)
+    note = "" if p.new else " (already recorded: the same token)"
+    click.echo("meter %s, %d rupees (token carries %d), ref %s, token id %d%s"
+               % (p.meter_id, p.amount_rupees, p.credit_rupees, p.ref, p.token_id, note), err=True)
+
+
+@headend.command("serve")
+@click.option("--workers-only", is_flag=True,
+              help="Run delivery workers only (needed for now: the HTTP API and push "
+              "listener come later).")
+@click.option("--sessions", type=click.IntRange(1, 100000), default=200, show_default=True,
+              help="Meter sessions in flight at once.")
+@click.option("--lease", type=click.FloatRange(1, 3600), default=30.0, show_default=True,
+              help="Seconds a claimed job stays leased (renewed by heartbeats).")
+@click.option("--retry-base", type=click.FloatRange(0.001, 86400), default=5.0,
+              show_default=True, help="First retry delay of an unreachable meter (doubles).")
+@click.option("--retry-cap", type=click.FloatRange(0.001, 86400), default=600.0,
+              show_default=True, help="Longest retry delay.")
+@click.option("--give-up", type=click.FloatRange(0, 365 * 86400), default=86400.0,
+              show_default=True, help="Seconds after payment after which an undelivered "
+              "recharge is marked stuck.")
+@click.option("--poll", type=click.FloatRange(0.01, 60), default=0.5, show_default=True,
+              help="Seconds between looks at the outbox when idle.")
+@click.option("--timeout", "io_timeout", type=click.FloatRange(0.1, 120), default=5.0,
+              show_default=True, help="Seconds to wait for a meter's answer.")
+@click.option("--until-idle", is_flag=True,
+              help="Exit when no recharge is pending or running.")
+@_db_option
+@_key_option
+def serve_cmd(workers_only, sessions, lease, retry_base, retry_cap, give_up, poll, io_timeout,
+              until_idle, db_url, key_file):
+    """Deliver paid recharges to the meters (Ctrl-C / SIGTERM: finish sessions, then stop)."""
+    from headend.delivery import DeliveryWorker, WorkerConfig
+    if not workers_only:
+        raise click.UsageError("only delivery workers exist so far: give --workers-only")
+    ring = _keys(key_file)
+    _open(db_url).close()
+    try:
+        cfg = WorkerConfig(sessions=sessions, lease_s=lease, poll_s=poll, retry_base_s=retry_base,
+                           retry_cap_s=retry_cap, give_up_s=give_up,
+                           session_timeout_s=min(lease / 2, io_timeout * 4),
+                           io_timeout_s=io_timeout)
+    except ValueError as e:
+        raise click.ClickException(str(e)) from None
+    worker = DeliveryWorker(db_url, ring, cfg, echo=lambda t: click.echo(t, err=True))
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, worker.stop)
+        return await worker.run(until_idle=until_idle)
+
+    click.echo("worker %s: delivering (%d sessions in flight at most)"
+               % (worker.worker_id, sessions), err=True)
+    counts = asyncio.run(main())
+    click.echo("worker %s stopped: %s" % (worker.worker_id, json.dumps(counts)), err=True)
+
+
+def _when(t):
+    if t is None:
+        return "-"
+    return datetime.datetime.fromtimestamp(t, datetime.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+@headend.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_db_option
+def status_cmd(as_json, db_url):
+    """Meters, recharges pending / delivered / stuck, workers."""
+    db = _open(db_url)
+    try:
+        snap = status_mod.snapshot(db)
+    finally:
+        db.close()
+    if as_json:
+        click.echo(json.dumps(snap, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+    console = Console()
+    r = snap["recharges"]
+    console.print("meters %d, payments %d" % (snap["meters"], snap["payments"]))
+    t = Table(title="recharges")
+    for col in ("pending", "running", "delivered", "refused", "stuck", "oldest unfinished"):
+        t.add_column(col, justify="right")
+    age = snap["oldest_unfinished_age_s"]
+    t.add_row(*(str(r[k]) for k in ("pending", "running", "delivered", "refused", "stuck")),
+              "-" if age is None else "%.0f s" % age)
+    console.print(t)
+    if snap["delivered_outcomes"]:
+        console.print("delivered: " + ", ".join(
+            "%s %d" % (k, v) for k, v in sorted(snap["delivered_outcomes"].items())))
+    if snap["stuck"]:
+        st = Table(title="stuck recharges (oldest first)")
+        for col in ("meter", "feeder", "ref", "attempts", "last error"):
+            st.add_column(col)
+        for s in snap["stuck"]:
+            st.add_row(s["meter_id"], s["feeder"], s["payment_ref"], str(s["attempts"]),
+                       s["last_error"] or "")
+        console.print(st)
+    wt = Table(title="workers (%d alive)" % snap["workers_alive"])
+    for col in ("worker", "alive", "delivered", "started", "last heartbeat"):
+        wt.add_column(col)
+    for w in snap["workers"][:10]:
+        wt.add_row(w["worker_id"], "yes" if w["alive"] else "no", str(w["delivered"]),
+                   _when(w["started_at"]), _when(w["heartbeat_at"]))
+    console.print(wt)

@@ -1,0 +1,124 @@
+"""The delivery outbox: claims under leases, heartbeats, outcomes, retry schedule.
+
+A delivery is `pending` (due at `next_attempt_at`), `running` (leased to one worker until
+`lease_expires_at`), or finished: `delivered` (outcome `accepted`, or `used`: the consumer
+keyed the token in first, also a success), `refused` (the meter's result code, e.g. auth) or
+`stuck` (unreachable until the give-up deadline). A claim sets a fresh `lease_id`; every later
+write names it, so a worker whose lease expired and was taken over can no longer record
+anything for that job.
+
+Claims take the earliest due job of each meter that has no job running under a live lease
+(one session per meter at a time: the meter's invocation counter only goes up). On PostgreSQL
+candidates are locked `FOR UPDATE SKIP LOCKED` and claims are serialised by a transaction-level
+advisory lock, so the "no running job on this meter" check cannot race between workers; a
+claim is one short statement batch, so this costs little. On SQLite the claim is one
+`UPDATE … RETURNING` inside `BEGIN IMMEDIATE` (the file lock serialises writers).
+"""
+import random
+import uuid
+
+PENDING, RUNNING, DELIVERED, REFUSED, STUCK = "pending", "running", "delivered", "refused", "stuck"
+ACCEPTED, USED = "accepted", "used"
+CLAIM_LOCK = 1416128884
+
+_CLAIMABLE = ("((d.state='pending' AND d.next_attempt_at <= ?) "
+              "OR (d.state='running' AND d.lease_expires_at < ?))")
+_CANDIDATES = (
+    "SELECT d.id FROM deliveries d WHERE " + _CLAIMABLE +
+    " AND NOT EXISTS (SELECT 1 FROM deliveries r WHERE r.meter_id = d.meter_id "
+    "AND r.state='running' AND r.lease_expires_at >= ?)"
+    " AND NOT EXISTS (SELECT 1 FROM deliveries e WHERE e.meter_id = d.meter_id AND e.id < d.id "
+    "AND ((e.state='pending' AND e.next_attempt_at <= ?) OR (e.state='running' "
+    "AND e.lease_expires_at < ?)))"
+    " ORDER BY d.next_attempt_at, d.id LIMIT ?")
+_RETURNING = "RETURNING id, payment_ref, meter_id, digits, attempts, created_at, lease_id"
+
+
+class Job:
+    """A claimed delivery: id, payment_ref, meter_id, digits, attempts (this one included),
+    created_at, lease_id."""
+
+    __slots__ = ("id", "payment_ref", "meter_id", "digits", "attempts", "created_at", "lease_id")
+
+    def __init__(self, row):
+        for k, v in zip(self.__slots__, row):
+            setattr(self, k, v)
+
+    def __repr__(self):
+        return "Job(%d %s %s attempt %d)" % (self.id, self.meter_id, self.payment_ref, self.attempts)
+
+
+def claim(db, worker_id, limit, lease_s, now):
+    """Claim up to `limit` due jobs for `worker_id` until now + lease_s; returns [Job]."""
+    if limit <= 0:
+        return []
+    lease_id = uuid.uuid4().hex
+    expires = now + lease_s
+    params = (now, now, now, now, now, limit)
+    with db.transaction():
+        if db.dialect == "postgresql":
+            db.execute("SELECT pg_advisory_xact_lock(?)", (CLAIM_LOCK,))
+            ids = [r[0] for r in db.all(_CANDIDATES + " FOR UPDATE OF d SKIP LOCKED", params)]
+            if not ids:
+                return []
+            rows = db.all("UPDATE deliveries SET state='running', attempts=attempts+1, "
+                          "lease_id=?, lease_owner=?, lease_expires_at=? WHERE id = ANY(?) "
+                          + _RETURNING, (lease_id, worker_id, expires, ids))
+        else:
+            rows = db.all("UPDATE deliveries SET state='running', attempts=attempts+1, "
+                          "lease_id=?, lease_owner=?, lease_expires_at=? WHERE id IN ("
+                          + _CANDIDATES + ") " + _RETURNING,
+                          (lease_id, worker_id, expires) + params)
+    return sorted((Job(r) for r in rows), key=lambda j: j.id)
+
+
+def extend(db, worker_id, lease_ids, lease_s, now):
+    """Renew the leases of jobs still running under `lease_ids`; returns how many."""
+    if not lease_ids:
+        return 0
+    marks = ", ".join("?" * len(lease_ids))
+    with db.transaction():
+        cur = db.execute("UPDATE deliveries SET lease_expires_at=? WHERE state='running' "
+                         "AND lease_owner=? AND lease_id IN (%s)" % marks,
+                         (now + lease_s, worker_id) + tuple(lease_ids))
+        return cur.rowcount
+
+
+def finish(db, job, state, now, outcome=None, code=None, error=None, balance_paise=None,
+           relay_connected=None):
+    """Record a final outcome (delivered / refused / stuck); False if the lease was lost."""
+    with db.transaction():
+        cur = db.execute(
+            "UPDATE deliveries SET state=?, outcome=?, result_code=?, last_error=?, "
+            "balance_paise=?, relay_connected=?, finished_at=?, lease_id=NULL, lease_owner=NULL, "
+            "lease_expires_at=NULL WHERE id=? AND lease_id=? AND state='running'",
+            (state, outcome, code, error, balance_paise,
+             None if relay_connected is None else int(relay_connected), now, job.id, job.lease_id))
+        return cur.rowcount == 1
+
+
+def retry(db, job, at, error):
+    """Put the job back as pending, due at `at`; False if the lease was lost."""
+    with db.transaction():
+        cur = db.execute(
+            "UPDATE deliveries SET state='pending', next_attempt_at=?, last_error=?, "
+            "lease_id=NULL, lease_owner=NULL, lease_expires_at=NULL "
+            "WHERE id=? AND lease_id=? AND state='running'", (at, error, job.id, job.lease_id))
+        return cur.rowcount == 1
+
+
+def backoff(attempts, base_s, cap_s, rng=random):
+    """Delay before the next attempt: exponential (base × 2**(attempts-1), at most cap), with
+    full jitter in its upper half, so a feeder's meters coming back are not hit at once."""
+    delay = min(cap_s, base_s * (2 ** min(attempts - 1, 30)))
+    return delay / 2 + rng.random() * delay / 2
+
+
+def next_due(db):
+    """The earliest time a pending job is due, or None."""
+    return db.scalar("SELECT min(next_attempt_at) FROM deliveries WHERE state='pending'")
+
+
+def unfinished(db):
+    """How many jobs are pending or running."""
+    return db.scalar("SELECT count(*) FROM deliveries WHERE state IN ('pending', 'running')")

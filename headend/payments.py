@@ -1,0 +1,127 @@
+"""Payments become recharges exactly once.
+
+`record_payment(db, keyring, meter_id, rupees, ref)` runs ONE transaction: the payment row
+(unique on its reference), the vend (the meter's vending counters in `vend_state`, the rules
+of `headend.vending.next_token`: ids never reused, epochs) and the delivery job in the outbox
+(`deliveries`). Either all three are stored or none is. The 20 digits are returned at once, so
+the consumer can key them in even if delivery is slow.
+
+Idempotent on the reference: the same ref again returns the same token (no second vend); the
+same ref with another meter or amount is a PaymentConflict. Concurrent calls with one ref
+(several processes, either database) give one token: the meter's vending row is locked first
+(PostgreSQL `FOR UPDATE`; SQLite serialises writers), then the ref is looked up, and a unique
+violation from a racing transaction on another meter is retried and then answered as above.
+"""
+import time
+
+from firmware import token_codec as tc
+from headend import registry, vending
+
+MAX_REF_LEN = 128
+
+
+class PaymentError(Exception):
+    """A payment was refused (bad input, unknown meter); nothing was stored."""
+
+
+class PaymentConflict(PaymentError):
+    """The reference is already recorded with another meter or amount."""
+
+
+class Payment:
+    """A recorded payment: ref, meter_id, amount_rupees, credit_rupees (what the token
+    carries: the amount rounded up to the token's step), digits, token_id, epoch, paid_at, and
+    `new` (False when the ref was already recorded)."""
+
+    __slots__ = ("ref", "meter_id", "amount_rupees", "credit_rupees", "digits", "token_id",
+                 "epoch", "paid_at", "new")
+
+    def __init__(self, **kw):
+        for k in self.__slots__:
+            setattr(self, k, kw[k])
+
+    def as_dict(self):
+        """A JSON-ready dict."""
+        return {k: getattr(self, k) for k in self.__slots__}
+
+
+def check_ref(ref):
+    """The reference, stripped; PaymentError when empty, too long or not printable."""
+    if not isinstance(ref, str) or not ref.strip():
+        raise PaymentError("payment reference missing")
+    ref = ref.strip()
+    if len(ref) > MAX_REF_LEN or not ref.isprintable():
+        raise PaymentError("payment reference must be 1..%d printable characters" % MAX_REF_LEN)
+    return ref
+
+
+def _existing(db, ref, meter_id, rupees):
+    row = db.dicts("SELECT ref, meter_id, amount_rupees, credit_rupees, digits, token_id, epoch, "
+                   "paid_at FROM payments WHERE ref=?", (ref,))
+    if not row:
+        return None
+    p = row[0]
+    if p["meter_id"] != meter_id or p["amount_rupees"] != rupees:
+        raise PaymentConflict(
+            "payment %s is already recorded for meter %s, %d rupees (now asked: meter %s, %d "
+            "rupees): a reference names one payment" % (ref, p["meter_id"], p["amount_rupees"],
+                                                         meter_id, rupees))
+    return Payment(new=False, **p)
+
+
+def record_payment(db, keyring, meter_id, rupees, ref, clock=time.time):
+    """Record a payment and vend its token (see module docstring); returns the Payment."""
+    ref = check_ref(ref)
+    if isinstance(rupees, bool) or not isinstance(rupees, int):
+        raise PaymentError("amount must be whole rupees, got %r" % (rupees,))
+    try:
+        mid, ttype, quantity = vending.prepare(meter_id, tc.TYPE_CREDIT, rupees)
+    except vending.VendingError as e:
+        raise PaymentError(str(e)) from None
+    for attempt in range(3):
+        try:
+            return _record(db, keyring, mid, ttype, quantity, ref, clock)
+        except db.integrity_errors:
+            if attempt == 2:
+                raise
+            # a concurrent transaction stored this ref (for another meter) first: look again
+
+
+def _record(db, keyring, mid, ttype, rupees, ref, clock):
+    with db.transaction():
+        meter = registry.get(db, mid)
+        if meter is None:
+            found = _existing(db, ref, mid, rupees)
+            if found is not None:
+                return found
+            raise PaymentError("unknown meter %s (import it with `bijli headend import`)" % mid)
+        db.execute("INSERT INTO vend_state (meter_id, epoch, next_id, key_rev) VALUES (?, 0, 0, 0) "
+                   "ON CONFLICT (meter_id) DO NOTHING", (mid,))
+        lock = " FOR UPDATE" if db.dialect == "postgresql" else ""
+        epoch, next_id, key_rev = db.one(
+            "SELECT epoch, next_id, key_rev FROM vend_state WHERE meter_id=?" + lock, (mid,))
+        found = _existing(db, ref, mid, rupees)  # after the lock: a racing twin has committed
+        if found is not None:
+            return found
+        st = vending.MeterState(epoch, next_id, key_rev)
+        try:
+            rec = vending.next_token(
+                mid, st, ttype, rupees,
+                lambda m, rev: keyring.token_cipher(m, meter["key_ref"], rev))
+        except vending.VendingError as e:
+            raise PaymentError(str(e)) from None
+        now = clock()
+        db.execute("UPDATE vend_state SET epoch=?, next_id=?, key_rev=? WHERE meter_id=?",
+                   (st.epoch, st.next_id, st.key_rev, mid))
+        db.execute("INSERT INTO vends (meter_id, epoch, token_id, key_rev, ttype, value, quantity, "
+                   "payment_ref, vended_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                   (mid, rec.epoch, rec.token_id, rec.key_rev, ttype, rec.value, rupees, ref, now))
+        db.execute("INSERT INTO payments (ref, meter_id, amount_rupees, credit_rupees, digits, "
+                   "epoch, token_id, paid_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                   (ref, mid, rupees, rec.actual, rec.digits, rec.epoch, rec.token_id, now))
+        db.execute("INSERT INTO deliveries (payment_ref, meter_id, digits, state, attempts, "
+                   "next_attempt_at, created_at) VALUES (?, ?, ?, 'pending', 0, ?, ?)",
+                   (ref, mid, rec.digits, now, now))
+    return Payment(ref=ref, meter_id=mid, amount_rupees=rupees, credit_rupees=rec.actual,
+                   digits=rec.digits, token_id=rec.token_id, epoch=rec.epoch, paid_at=now,
+                   new=True)

@@ -1,0 +1,36 @@
+"""What the head-end knows right now: meters, recharges by state, workers."""
+import time
+
+from headend import outbox
+
+STATES = (outbox.PENDING, outbox.RUNNING, outbox.DELIVERED, outbox.REFUSED, outbox.STUCK)
+
+
+def snapshot(db, now=None, alive_s=60.0):
+    """A JSON-ready dict: meters, recharges (per state and per outcome, oldest pending),
+    workers (alive = heartbeat within `alive_s` and not stopped)."""
+    now = time.time() if now is None else now
+    by_state = dict.fromkeys(STATES, 0)
+    for state, n in db.all("SELECT state, count(*) FROM deliveries GROUP BY state"):
+        by_state[state] = n
+    outcomes = {o: n for o, n in db.all(
+        "SELECT outcome, count(*) FROM deliveries WHERE state='delivered' GROUP BY outcome")}
+    oldest = db.scalar("SELECT min(created_at) FROM deliveries WHERE state IN ('pending', 'running')")
+    workers = []
+    for w in db.dicts("SELECT worker_id, host, pid, started_at, heartbeat_at, stopped_at, delivered "
+                      "FROM workers ORDER BY started_at DESC LIMIT 50"):
+        w["alive"] = w["stopped_at"] is None and now - w["heartbeat_at"] <= alive_s
+        workers.append(w)
+    stuck = db.dicts("SELECT d.meter_id, d.payment_ref, d.attempts, d.last_error, m.feeder "
+                     "FROM deliveries d JOIN meters m ON m.meter_id = d.meter_id "
+                     "WHERE d.state='stuck' ORDER BY d.created_at LIMIT 20")
+    return {
+        "meters": db.scalar("SELECT count(*) FROM meters"),
+        "payments": db.scalar("SELECT count(*) FROM payments"),
+        "recharges": by_state,
+        "delivered_outcomes": outcomes,
+        "oldest_unfinished_age_s": None if oldest is None else round(now - oldest, 1),
+        "stuck": stuck,
+        "workers": workers,
+        "workers_alive": sum(1 for w in workers if w["alive"]),
+    }
