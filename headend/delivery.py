@@ -144,7 +144,7 @@ class DeliveryWorker:
     async def run(self, until_idle=False):
         """Claim and deliver until stopped; returns the counts."""
         self._stop = asyncio.Event()
-        await self._db(_register, self.worker_id, self.clock())
+        await self._db(_register, self.worker_id, self.clock(), self.config.lease_s / 3)
         beat = asyncio.create_task(self._heartbeat())
         try:
             while not self._stop.is_set():
@@ -259,10 +259,11 @@ class DeliveryWorker:
         self.echo("%s %s %s: %s" % (kind, job.meter_id, job.payment_ref, detail))
 
 
-def _register(db, worker_id, now):
+def _register(db, worker_id, now, heartbeat_s):
     with db.transaction():
-        db.execute("INSERT INTO workers (worker_id, host, pid, started_at, heartbeat_at) "
-                   "VALUES (?, ?, ?, ?, ?)", (worker_id, socket.gethostname(), os.getpid(), now, now))
+        db.execute("INSERT INTO workers (worker_id, host, pid, started_at, heartbeat_at, "
+                   "heartbeat_s) VALUES (?, ?, ?, ?, ?, ?)",
+                   (worker_id, socket.gethostname(), os.getpid(), now, now, heartbeat_s))
 
 
 def _beat(db, worker_id, now, delivered):

@@ -94,6 +94,9 @@ MIGRATIONS = [
             delivered INTEGER NOT NULL DEFAULT 0
         )""",
     ]),
+    (2, "workers say how often they beat (status tells a dead worker from a slow one)", [
+        "ALTER TABLE workers ADD COLUMN heartbeat_s {real} NOT NULL DEFAULT 10",
+    ]),
 ]
 
 LATEST = MIGRATIONS[-1][0]

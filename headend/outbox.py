@@ -86,10 +86,11 @@ def extend(db, worker_id, lease_ids, lease_s, now):
 
 def finish(db, job, state, now, outcome=None, code=None, error=None, balance_paise=None,
            relay_connected=None):
-    """Record a final outcome (delivered / refused / stuck); False if the lease was lost."""
+    """Record a final outcome (delivered / refused / stuck; the last error stays when none is
+    given); False if the lease was lost."""
     with db.transaction():
         cur = db.execute(
-            "UPDATE deliveries SET state=?, outcome=?, result_code=?, last_error=?, "
+            "UPDATE deliveries SET state=?, outcome=?, result_code=?, last_error=coalesce(?, last_error), "
             "balance_paise=?, relay_connected=?, finished_at=?, lease_id=NULL, lease_owner=NULL, "
             "lease_expires_at=NULL WHERE id=? AND lease_id=? AND state='running'",
             (state, outcome, code, error, balance_paise,

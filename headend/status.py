@@ -6,9 +6,9 @@ from headend import outbox
 STATES = (outbox.PENDING, outbox.RUNNING, outbox.DELIVERED, outbox.REFUSED, outbox.STUCK)
 
 
-def snapshot(db, now=None, alive_s=60.0):
+def snapshot(db, now=None, missed_beats=3):
     """A JSON-ready dict: meters, recharges (per state and per outcome, oldest pending),
-    workers (alive = heartbeat within `alive_s` and not stopped)."""
+    workers (alive = not stopped and no more than `missed_beats` heartbeats missed)."""
     now = time.time() if now is None else now
     by_state = dict.fromkeys(STATES, 0)
     for state, n in db.all("SELECT state, count(*) FROM deliveries GROUP BY state"):
@@ -17,9 +17,10 @@ def snapshot(db, now=None, alive_s=60.0):
         "SELECT outcome, count(*) FROM deliveries WHERE state='delivered' GROUP BY outcome")}
     oldest = db.scalar("SELECT min(created_at) FROM deliveries WHERE state IN ('pending', 'running')")
     workers = []
-    for w in db.dicts("SELECT worker_id, host, pid, started_at, heartbeat_at, stopped_at, delivered "
-                      "FROM workers ORDER BY started_at DESC LIMIT 50"):
-        w["alive"] = w["stopped_at"] is None and now - w["heartbeat_at"] <= alive_s
+    for w in db.dicts("SELECT worker_id, host, pid, started_at, heartbeat_at, heartbeat_s, "
+                      "stopped_at, delivered FROM workers ORDER BY started_at DESC LIMIT 50"):
+        w["alive"] = (w["stopped_at"] is None
+                      and now - w["heartbeat_at"] <= missed_beats * w["heartbeat_s"])
         workers.append(w)
     stuck = db.dicts("SELECT d.meter_id, d.payment_ref, d.attempts, d.last_error, m.feeder "
                      "FROM deliveries d JOIN meters m ON m.meter_id = d.meter_id "

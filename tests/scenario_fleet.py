@@ -106,10 +106,11 @@ class ServedMeter:
     """An EmulatedMeter served over DLMS/TCP on a fixed loopback port (see module docstring)."""
 
     def __init__(self, meter_id, start_s, load="constant:0", opening_paise=0, config=None,
-                 push_listener=False):
+                 push_listener=False, **keys):
+        """`keys`: EmulatedMeter's block_key / auth_key / vending_key (default: demo keys)."""
         self.meter_id = meter_id
         self.em = EmulatedMeter(None, speed=0, meter_id=meter_id, load=load, start_s=start_s,
-                                opening_paise=opening_paise, config=config)
+                                opening_paise=opening_paise, config=config, **keys)
         self.push_listener = push_listener
         self.next_ic = 1
         self.port = 0
