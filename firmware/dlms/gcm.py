@@ -10,7 +10,7 @@ GHASH runs in pure Python with tables precomputed per key. Three variants (`ghas
   CPython (the default there).
 - "shoup4": 128-bit ints, 4-bit Shoup tables (16 entries, 32 steps per block).
 - "words":  small-int words (28/28/28/28/16 bits), one 4-bit table per nibble position
-  (32 x 16 rows x 5 words, 10 KB as array('l')): a product is 32 table rows XORed together,
+  (32 x 16 rows x 5 words, five 2 KB array('l') columns): a product is 32 rows XORed together,
   with no shifts, no reduction and no big ints, so it allocates nothing. The default on
   MicroPython, where every big-int operation allocates (the shoup variants cost 2-4 KB of
   heap per block there).
@@ -21,6 +21,8 @@ from firmware.dlms import SecurityError
 
 try:
     from array import array as _array
+
+    _LSIZE = len(bytes(_array("l", [0])))  # bytes per array('l') item on this port
 except ImportError:  # pragma: no cover - every target port has array
     _array = None
 
@@ -66,39 +68,55 @@ def _mult_table(h, bits):
     return m
 
 
+def _columns(n, rows):
+    """`n` columns of `rows` zero words: on MicroPython arrays ('l') the GC need not scan,
+    copied from one zeroed buffer (not built from a list of `rows` objects)."""
+    if _array is not None and MICROPYTHON:
+        zero = bytearray(rows * _LSIZE)
+        return [_array("l", zero) for _ in range(n)]
+    return [[0] * rows for _ in range(n)]
+
+
 def _word_table(h):
-    """Rows (position p, nibble n) -> 5 words of (n at nibble p, from the top) * H.
+    """Five columns (one per word) of 32 x 16 rows; row p*16+n holds the words of
+    (n at nibble p, from the top) * H.
 
     Words are 28, 28, 28, 28 and 16 bits wide (nibble-aligned, and small ints on 32-bit
-    MicroPython, whose small ints hold 31 bits).
+    MicroPython, whose small ints hold 31 bits). Five 2 KB columns rather than one 10 KB block:
+    a small heap more often has room for them. H is split into words once; the powers of x
+    and the rows are computed on the words, so no big int (garbage) is made per row.
     """
-    size = 32 * 16 * 5
-    t = [0] * size
-    if _array is not None and MICROPYTHON:  # one flat 10 KB buffer the GC need not scan
-        t = _array("l", t)
-    v = h
-    for p in range(32):
-        powers = []
-        for _ in range(4):  # x^(4p), x^(4p+1), x^(4p+2), x^(4p+3)
-            powers.append(v)
-            v = _mul_x(v)
-        for n in range(16):
-            acc = 0
-            if n & 8:
-                acc ^= powers[0]
-            if n & 4:
-                acc ^= powers[1]
-            if n & 2:
-                acc ^= powers[2]
-            if n & 1:
-                acc ^= powers[3]
-            o = (p * 16 + n) * 5
-            t[o] = acc >> 100
-            t[o + 1] = (acc >> 72) & _M28
-            t[o + 2] = (acc >> 44) & _M28
-            t[o + 3] = (acc >> 16) & _M28
-            t[o + 4] = acc & 0xFFFF
-    return t
+    cols = _columns(5, 512)
+    c0, c1, c2, c3, c4 = cols
+    w0, w1, w2, w3, w4 = (h >> 100, (h >> 72) & _M28, (h >> 44) & _M28, (h >> 16) & _M28,
+                          h & 0xFFFF)
+    for o in range(0, 512, 16):  # nibble position p = o // 16
+        i = 8
+        while i:  # rows 8, 4, 2, 1: x^(4p), x^(4p+1), x^(4p+2), x^(4p+3) times H
+            c0[o + i] = w0
+            c1[o + i] = w1
+            c2[o + i] = w2
+            c3[o + i] = w3
+            c4[o + i] = w4
+            low = w4 & 1  # times x: shift right one bit; a bit falling off folds back (R)
+            w4 = (w4 >> 1) | ((w3 & 1) << 15)
+            w3 = (w3 >> 1) | ((w2 & 1) << 27)
+            w2 = (w2 >> 1) | ((w1 & 1) << 27)
+            w1 = (w1 >> 1) | ((w0 & 1) << 27)
+            w0 >>= 1
+            if low:
+                w0 ^= 0xE1 << 20
+            i >>= 1
+        i = 2
+        while i < 16:  # every other row is the XOR of two rows already made
+            for j in range(1, i):
+                c0[o + i + j] = c0[o + i] ^ c0[o + j]
+                c1[o + i + j] = c1[o + i] ^ c1[o + j]
+                c2[o + i + j] = c2[o + i] ^ c2[o + j]
+                c3[o + i + j] = c3[o + i] ^ c3[o + j]
+                c4[o + i + j] = c4[o + i] ^ c4[o + j]
+            i <<= 1
+    return cols
 
 
 class Gcm:
@@ -172,7 +190,6 @@ class Gcm:
     def _mulw(self, b, off):
         """state := (state XOR b[off:off+16]) * H, on 28/28/28/28/16-bit words."""
         z = self._z
-        t = self._t
         z[0] ^= (b[off] << 20) | (b[off + 1] << 12) | (b[off + 2] << 4) | (b[off + 3] >> 4)
         z[1] ^= ((b[off + 3] & 15) << 24) | (b[off + 4] << 16) | (b[off + 5] << 8) | b[off + 6]
         z[2] ^= (b[off + 7] << 20) | (b[off + 8] << 12) | (b[off + 9] << 4) | (b[off + 10] >> 4)
@@ -180,18 +197,19 @@ class Gcm:
                  b[off + 13])
         z[4] ^= (b[off + 14] << 8) | b[off + 15]
         r0 = r1 = r2 = r3 = r4 = 0
+        c0, c1, c2, c3, c4 = self._t
         o = 0
         for k in range(5):
             v = z[k]
             sh = 24 if k < 4 else 12
             while sh >= 0:
-                i = o + ((v >> sh) & 15) * 5
-                r0 ^= t[i]
-                r1 ^= t[i + 1]
-                r2 ^= t[i + 2]
-                r3 ^= t[i + 3]
-                r4 ^= t[i + 4]
-                o += 80
+                i = o + ((v >> sh) & 15)
+                r0 ^= c0[i]
+                r1 ^= c1[i]
+                r2 ^= c2[i]
+                r3 ^= c3[i]
+                r4 ^= c4[i]
+                o += 16
                 sh -= 4
         z[0] = r0
         z[1] = r1
