@@ -7,6 +7,19 @@ flash; `erase` sets n bytes to 0xFF (on raw flash: the sectors; a cut may leave 
 """
 
 
+_FF = b"\xff" * 256
+
+
+def fill_erased(buf, offset, n):
+    """Set buf[offset:offset + n] to 0xFF in 256-byte pieces (no temporary of n bytes: a
+    64 KB NVM must not need a second 64 KB block of heap)."""
+    end = offset + n
+    while offset < end:
+        step = end - offset if end - offset < 256 else 256
+        buf[offset:offset + step] = _FF if step == 256 else _FF[:step]
+        offset += step
+
+
 def _check(size, offset, n):
     if offset < 0 or n < 0 or offset + n > size:
         raise ValueError("NVM access out of range: offset %d, %d bytes, size %d" % (offset, n, size))
@@ -25,7 +38,10 @@ class MemNVM:
         if buf is not None and len(buf) != size:
             raise ValueError("NVM buffer is %d bytes, not %d" % (len(buf), size))
         self.size = size
-        self.buf = buf if buf is not None else bytearray(b"\xff" * size)
+        if buf is None:
+            buf = bytearray(size)
+            fill_erased(buf, 0, size)
+        self.buf = buf
         self.writes = 0
         self.bytes_written = 0
 
@@ -45,7 +61,7 @@ class MemNVM:
     def erase(self, offset, n):
         """Set n bytes at offset to the erased value 0xFF."""
         _check(self.size, offset, n)
-        self.buf[offset:offset + n] = b"\xff" * n
+        fill_erased(self.buf, offset, n)
         self.bytes_written += n
 
     def flush(self):

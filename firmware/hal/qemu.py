@@ -22,7 +22,7 @@ import time
 import micropython
 import uctypes
 
-from firmware.hal.nvm import MemNVM
+from firmware.hal.nvm import MemNVM, fill_erased
 from firmware.hal.virtual import LatchRelay, QuietInputs, SoftClock, SteadyMeasure
 
 NVM_BASE = 0x21000000
@@ -35,9 +35,7 @@ def region_nvm(size, base=NVM_BASE):
     mark = uctypes.bytearray_at(base + size, len(FORMATTED))
     buf = uctypes.bytearray_at(base, size)
     if bytes(mark) != FORMATTED:
-        ff = b"\xff" * 256
-        for i in range(0, size, 256):
-            buf[i:i + 256] = ff[:size - i]
+        fill_erased(buf, 0, size)
         mark[:] = FORMATTED
     return MemNVM(size, buf)
 
