@@ -159,9 +159,10 @@ def per_request(target, staging):
     r = mpy_unix.run(exe, REQUESTS, timeout=300, path=path)
     rows = {}
     for line in r.stdout.splitlines():
-        m = re.match(r"\s+(.+?)\s+req\s+\d+ B\s+reply\s+\d+ B\s+heap\s+(\d+) B", line)
+        m = re.match(r"\s+(.+?)\s+req\s+\d+ B\s+reply\s+\d+ B\s+heap\s+(\d+) B"
+                     r"\s+time\s+(\d+) us", line)
         if m:
-            rows[m.group(1)] = int(m.group(2))
+            rows[m.group(1)] = (int(m.group(2)), int(m.group(3)))
     return rows
 
 
@@ -222,14 +223,15 @@ def main(argv=None):
             cells += [_pair(figs[scenario, t]) for t in targets]
             print(" | ".join("%-20s" % c for c in cells))
         reqs = {t: per_request(t, staging) for t in targets if t != "qemu"}
-        print("\nallocated per request, GC disabled (bytes)")
+        print("\nallocated per request, GC disabled (bytes; then its time in us on this host)")
         names = list(next(iter(reqs.values())).keys()) if reqs else []
-        print("%-40s %9s %9s " % ("request", "baseline", "goal") + " ".join("%14s" % t for t in reqs))
+        print("%-40s %9s %9s " % ("request", "baseline", "goal")
+              + " ".join("%20s" % t for t in reqs))
         for name in names:
             base = BASELINE_REQ.get(name)
             goal = REQ_GOAL.get(name)
             print("%-40s %9s %9s " % (name, "-" if base is None else base, "-" if goal is None else goal)
-                  + " ".join("%14d" % reqs[t].get(name, -1) for t in reqs))
+                  + " ".join("%10d %7d us" % reqs[t].get(name, (-1, -1)) for t in reqs))
         total, board, main_src = mpy_sizes()
         print("\n.mpy total: %.1f KiB (every firmware module but main.py); board set %.1f KiB "
               "(without %s); plus main.py as source %.1f KiB. Baseline 132 KiB, goal 96 KiB."

@@ -12,6 +12,7 @@
 # server handles the APDU: an upper bound of the heap the request needs at its peak.
 import gc
 import sys
+import time
 
 sys.path.insert(0, ".")
 
@@ -34,19 +35,26 @@ T0 = 1767600000
 HAVE_MEM = hasattr(gc, "mem_alloc")
 
 
+def _now_us():
+    if hasattr(time, "ticks_us"):
+        return time.ticks_us()
+    return time.perf_counter_ns() // 1000
+
+
 def allocated(fn, *args):
-    """(fn(*args), bytes allocated while it ran with the GC disabled; 0 without gc.mem_alloc)."""
+    """(fn(*args), bytes allocated while it ran with the GC disabled (0 without gc.mem_alloc),
+    its run time in us (GC off: no collection inside))."""
     gc.collect()
-    if not HAVE_MEM:
-        return fn(*args), 0
-    base = gc.mem_alloc()
+    base = gc.mem_alloc() if HAVE_MEM else 0
     gc.disable()
     try:
+        t0 = _now_us()
         result = fn(*args)
-        peak = gc.mem_alloc() - base
+        us = _now_us() - t0
+        peak = gc.mem_alloc() - base if HAVE_MEM else 0
     finally:
         gc.enable()
-    return result, peak
+    return result, peak, us
 
 
 def measure(session, sap, apdu):
@@ -68,8 +76,8 @@ def main():
     rows = []
 
     def run(name, sap, apdu):
-        reply, peak = measure(ses, sap, apdu)
-        rows.append((name, len(apdu), len(reply or b""), peak))
+        reply, peak, us = measure(ses, sap, apdu)
+        rows.append((name, len(apdu), len(reply or b""), peak, us))
         return reply
 
     # public
@@ -106,14 +114,14 @@ def main():
 
     # one idle pass of the board loop: 200 ms of metering, nothing to save or to answer
     hal.clock.advance_ms(200)
-    _, idle = allocated(m.tick)
-    rows.append(("idle metering tick (200 ms)", 0, 0, idle))
+    _, idle, us = allocated(m.tick)
+    rows.append(("idle metering tick (200 ms)", 0, 0, idle, us))
 
     impl = sys.implementation.name
     print("heap per request on %s (bytes allocated while handling it, GC off):" % impl)
     top = 0
-    for name, q, r, peak in rows:
-        print("  %-40s req %4d B  reply %5d B  heap %7d B" % (name, q, r, peak))
+    for name, q, r, peak, us in rows:
+        print("  %-40s req %4d B  reply %5d B  heap %7d B  time %7d us" % (name, q, r, peak, us))
         if peak > top:
             top = peak
     print("max allocation per request: %d bytes" % top)

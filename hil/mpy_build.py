@@ -36,6 +36,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 MANIFEST = ROOT / "manifest.py"
 TARGETS = ("unix32", "qemu-m3")
 QEMU_DEFAULT_HEAP = 143360
+KEEP_FROZEN = 8  # frozen images kept per target in the cache (newest first)
 # what each target needs on the host, named in the error when it is missing
 TOOLS = {
     "unix32": (("gcc", "gcc-multilib"), ("make", "make")),
@@ -208,7 +209,16 @@ def build(target, frozen=False, heap=None, src=None, cache=None):
         tmp = out.with_name(out.name + ".tmp")
         shutil.copy2(built, tmp)
         tmp.replace(out)
+        if frozen:
+            _prune(out.parent, target + "-frozen-")
     return out
+
+
+def _prune(bin_dir, prefix, keep=KEEP_FROZEN):
+    """Keep the `keep` newest frozen images of a target: each firmware version makes one."""
+    images = sorted(bin_dir.glob(prefix + "*"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in images[keep:]:
+        old.unlink(missing_ok=True)
 
 
 def main(argv=None):

@@ -78,3 +78,16 @@ def test_cli_reports_a_missing_source(monkeypatch, capsys):
     monkeypatch.delenv("BIJLI_MICROPYTHON_SRC", raising=False)
     assert mpy_build.main(["unix32"]) == 2
     assert "BIJLI_MICROPYTHON_SRC" in capsys.readouterr().err
+
+
+def test_old_frozen_images_are_pruned(tmp_path):
+    import os
+
+    for i in range(12):
+        img = tmp_path / ("unix32-frozen-%02d" % i)
+        img.write_text("x")
+        os.utime(img, (1000 + i, 1000 + i))
+    (tmp_path / "unix32").write_text("unfrozen stays")
+    mpy_build._prune(tmp_path, "unix32-frozen-", keep=8)
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == ["unix32"] + ["unix32-frozen-%02d" % i for i in range(4, 12)]
