@@ -232,3 +232,30 @@ def test_database_dropped_under_a_worker_is_reopened(db, db_url, monkeypatch):
         assert balance(m) == OPENING + 10000
     finally:
         m.close()
+
+
+def test_one_worker_keeps_many_sessions_in_flight(db, db_url, monkeypatch):
+    n = 12
+    register(db, [], extra=[{"meter_id": "BJ0000030%d" % i if i < 10 else "BJ000003%d" % i,
+                             "address": "127.0.0.1:9"} for i in range(n)])
+    k = ring()
+    for i, mid in enumerate(r[0] for r in db.all("SELECT meter_id FROM meters")):
+        payments.record_payment(db, k, mid, 10, "C%d" % i)
+    in_flight = []
+
+    async def session(host, port, client_sap, keys, ic, digits, io_timeout):
+        # every session waits until all n are open at once: a worker that ran them one by one
+        # (or blocked its loop) would never get there and time out
+        in_flight.append(digits)
+        while len(in_flight) < n:
+            await asyncio.sleep(0.001)
+        return delivery.Outcome(outbox.DELIVERED, outbox.ACCEPTED, 0)
+
+    monkeypatch.setattr(delivery, "enter_token", session)
+    w = WorkerThread(db_url, sessions=n, lease_s=30, session_timeout_s=20)
+    try:
+        wait_until(lambda: db.scalar("SELECT count(*) FROM deliveries WHERE state='delivered'")
+                   == n, "all delivered", within=30)
+    finally:
+        counts = w.stop()
+    assert counts["delivered"] == n and counts["retried"] == 0 and len(in_flight) == n
