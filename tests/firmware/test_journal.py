@@ -125,3 +125,13 @@ def test_scan_finds_the_newest_entry_in_any_sector_shape():
         j2 = Journal(nvm, 0, sectors, sector_size)
         assert j2.load(3) == (count - 1, 0, count - 1, 0, 1000 + count - 1), sector_size
         assert j2.next_seq == count
+
+
+def test_mem_nvm_erase_sets_exactly_the_range_in_pieces():
+    nvm = MemNVM(1024)
+    nvm.write(0, bytes(1024))
+    nvm.erase(100, 600)  # not a multiple of the 256-byte piece
+    assert nvm.read(0, 100) == bytes(100)
+    assert nvm.read(100, 600) == b"\xff" * 600
+    assert nvm.read(700, 324) == bytes(324)
+    raises(ValueError, nvm.erase, 1000, 100)
