@@ -547,10 +547,11 @@ def test_ciphered_get_exchange(ek, ak, client, meter, cic, mic, iip, obis, sc, v
 
 
 @given(st.integers(0x10, 0x7F), st.integers(1, 0x7F),
-       st.builds(PH.HdlcParameters, st.integers(16, 2030), st.integers(16, 2030),
+       st.builds(PH.HdlcParameters, boundary_ints(16, 2030), boundary_ints(16, 2030),
                  st.integers(1, 7), st.integers(1, 7)),
-       st.integers(32, 300), st.integers(1, 7), st.binary(max_size=700),
-       st.integers(0, 900), st.lists(st.integers(1, 64), min_size=1, max_size=4))
+       boundary_ints(32, 300), st.integers(1, 7),
+       boundary_binary(700, lengths=(127, 128, 255, 256)),
+       boundary_ints(0, 900), st.lists(st.integers(1, 64), min_size=1, max_size=4))
 def test_host_link_against_firmware_station(client_sap, logical, proposed, max_info, window,
                                             request, reply_size, chunking):
     """The host's HDLC client link and the firmware station: SNRM/UA negotiation, segmented
