@@ -1,6 +1,8 @@
 """Board entry point. On the board, /main.py is: `from firmware.main import run; run()`.
 
-Builds the board HAL (pins from /bijli_board.json if present, else DEFAULT_PINS), the meter
+Builds the HAL (pins from /bijli_board.json if present, else DEFAULT_PINS; `"hal"` names the
+module firmware.hal.<hal> whose `Hal` class it builds: "board" (machine.*, the default), "unix"
+or "qemu" for the PC targets; the files are read from the working directory), the meter
 (configuration and keys live in the NVM file; a one-time /bijli_provision.json with
 {"meter_id": "...", "keys": {"0": "32 hex digits"}} is imported and then deleted), and runs
 the loop: tick the meter, poll the services, feed the watchdog.
