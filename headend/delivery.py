@@ -115,6 +115,7 @@ class DeliveryWorker:
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="headend-db")
         self._conn = None
         self._inflight = {}  # task -> Job
+        self._results = []  # (Job, Outcome) not yet written
         self._stop = None
 
     # ---- database, on its own thread -----------------------------------------------------
@@ -148,13 +149,15 @@ class DeliveryWorker:
         beat = asyncio.create_task(self._heartbeat())
         try:
             while not self._stop.is_set():
+                await self._flush()
                 claimed = await self._claim()
-                if until_idle and not claimed and not self._inflight:
+                if until_idle and not claimed and not self._inflight and not self._results:
                     if await self._db(lambda d: outbox.unfinished(d)) == 0:
                         break
                 await self._wait(claimed)
             if self._inflight:
                 await asyncio.wait(list(self._inflight))
+            await self._flush()
         finally:
             beat.cancel()
             try:
@@ -172,7 +175,7 @@ class DeliveryWorker:
             return 0
         try:
             jobs = await self._db(outbox.claim, self.worker_id, free, self.config.lease_s,
-                                  self.clock())
+                                  self.clock(), IC_BLOCK)
         except dbmod.DatabaseError as e:
             self.echo("claim failed (will retry): %s" % e)
             return 0
@@ -195,6 +198,7 @@ class DeliveryWorker:
         while True:
             await asyncio.sleep(self.config.lease_s / 3)
             leases = [j.lease_id for j in self._inflight.values()]
+            leases += [j.lease_id for j, _oc in self._results]
             try:
                 await self._db(_beat, self.worker_id, self.clock(), self.counts["delivered"])
                 await self._db(outbox.extend, self.worker_id, leases, self.config.lease_s,
@@ -206,57 +210,71 @@ class DeliveryWorker:
     async def _deliver(self, job):
         try:
             outcome = await self._attempt(job)
-            await self._record(job, outcome)
-        except dbmod.DatabaseError as e:
-            # the job stays leased; when the lease runs out another claim retries it (the
-            # meter answers "used" if this attempt did credit it)
-            self.echo("%s: outcome not recorded (database: %s); retried after the lease" % (job, e))
         except Exception as e:  # noqa: BLE001 - one job's failure never stops the worker
-            self.echo("%s: unexpected %s: %s" % (job, type(e).__name__, e))
+            outcome = Outcome("retry", None, None, "unexpected %s: %s" % (type(e).__name__, e))
+        self._results.append((job, outcome))  # written by the main loop's next flush
 
     async def _attempt(self, job):
-        meter = await self._db(registry.get, job.meter_id)
-        if meter is None:
-            return Outcome(outbox.REFUSED, "unknown-meter", None, "meter not in the registry")
         try:
-            host, port = registry.parse_address(meter["address"])
+            host, port = registry.parse_address(job.address)
         except registry.RegistryError as e:
             return Outcome("retry", None, None, str(e))
-        keys = self.keyring.dlms_keys(meter["meter_id"], meter["key_ref"])
-        ic = await self._db(registry.reserve_invocation_counters, job.meter_id, IC_BLOCK)
+        keys = self.keyring.dlms_keys(job.meter_id, job.key_ref)
         try:
             async with asyncio.timeout(self.config.session_timeout_s):
-                return await enter_token(host, port, meter["client_sap"], keys, ic, job.digits,
-                                         self.config.io_timeout_s)
+                return await enter_token(host, port, job.client_sap, keys, job.ic_first,
+                                         job.digits, self.config.io_timeout_s)
         except (ProtocolError, OSError, TimeoutError) as e:
             return Outcome("retry", None, None, "%s: %s" % (type(e).__name__, e))
 
-    async def _record(self, job, oc):
-        now = self.clock()
-        if oc.kind == "retry":
-            if now - job.created_at >= self.config.give_up_s:
-                ok = await self._db(outbox.finish, job, outbox.STUCK, now, None, oc.code, oc.error)
-                kind = "stuck"
-            else:
-                at = now + outbox.backoff(job.attempts, self.config.retry_base_s,
-                                          self.config.retry_cap_s, self.rng)
-                ok = await self._db(outbox.retry, job, at, oc.error)
-                kind = "retried"
-        else:
-            ok = await self._db(outbox.finish, job, oc.kind, now, oc.outcome, oc.code, oc.error,
-                                oc.balance_paise, oc.relay_connected)
-            kind = oc.kind
-        if not ok:
-            self.counts["lost_lease"] += 1
-            self.echo("%s: lease lost before the outcome was recorded (another worker has it)"
-                      % job)
+    async def _flush(self):
+        """Write the outcomes gathered since the last flush in one transaction (group commit:
+        one database round-trip for many sessions). On a database error they are kept and
+        written next time (a lease that ran out meanwhile makes them void, see outbox)."""
+        if not self._results:
             return
-        self.counts[kind] += 1
-        detail = oc.outcome or oc.error or ""
-        if oc.balance_paise is not None:
-            detail += ", balance %d paise, relay %s" % (
-                oc.balance_paise, "connected" if oc.relay_connected else "disconnected")
-        self.echo("%s %s %s: %s" % (kind, job.meter_id, job.payment_ref, detail))
+        batch, self._results = self._results, []
+        try:
+            written = await self._db(_record_batch, batch, self.clock(), self.config, self.rng)
+        except dbmod.DatabaseError as e:
+            self._results = batch + self._results
+            self.echo("outcomes not recorded yet (database: %s); will retry" % e)
+            return
+        for (job, oc), kind in zip(batch, written):
+            if kind is None:
+                self.counts["lost_lease"] += 1
+                self.echo("%s: lease lost before the outcome was recorded (another worker has "
+                          "it)" % job)
+                continue
+            self.counts[kind] += 1
+            detail = oc.outcome or oc.error or ""
+            if oc.balance_paise is not None:
+                detail += ", balance %d paise, relay %s" % (
+                    oc.balance_paise, "connected" if oc.relay_connected else "disconnected")
+            self.echo("%s %s %s: %s" % (kind, job.meter_id, job.payment_ref, detail))
+
+
+def _record_batch(db, batch, now, config, rng):
+    """Record [(job, Outcome)] in one transaction; returns per job what was recorded
+    ('delivered', 'refused', 'retried', 'stuck') or None when its lease was lost."""
+    written = []
+    with db.transaction():
+        for job, oc in batch:
+            if oc.kind == "retry":
+                if now - job.created_at >= config.give_up_s:
+                    ok = outbox.finish(db, job, outbox.STUCK, now, None, oc.code, oc.error)
+                    kind = "stuck"
+                else:
+                    at = now + outbox.backoff(job.attempts, config.retry_base_s,
+                                              config.retry_cap_s, rng)
+                    ok = outbox.retry(db, job, at, oc.error)
+                    kind = "retried"
+            else:
+                ok = outbox.finish(db, job, oc.kind, now, oc.outcome, oc.code, oc.error,
+                                   oc.balance_paise, oc.relay_connected)
+                kind = oc.kind
+            written.append(kind if ok else None)
+    return written
 
 
 def _register(db, worker_id, now, heartbeat_s):

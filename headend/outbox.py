@@ -36,20 +36,27 @@ _RETURNING = "RETURNING id, payment_ref, meter_id, digits, attempts, created_at,
 
 class Job:
     """A claimed delivery: id, payment_ref, meter_id, digits, attempts (this one included),
-    created_at, lease_id."""
+    created_at, lease_id; with the claim, the meter's address, client_sap and key_ref, and
+    `ic_first`, the first of the DLMS invocation counters reserved for this session."""
 
-    __slots__ = ("id", "payment_ref", "meter_id", "digits", "attempts", "created_at", "lease_id")
+    __slots__ = ("id", "payment_ref", "meter_id", "digits", "attempts", "created_at", "lease_id",
+                 "address", "client_sap", "key_ref", "ic_first")
 
-    def __init__(self, row):
+    def __init__(self, row, meter=None):
         for k, v in zip(self.__slots__, row):
             setattr(self, k, v)
+        self.address, self.client_sap, self.key_ref, self.ic_first = meter or ("", 0, "", 0)
 
     def __repr__(self):
         return "Job(%d %s %s attempt %d)" % (self.id, self.meter_id, self.payment_ref, self.attempts)
 
 
-def claim(db, worker_id, limit, lease_s, now):
-    """Claim up to `limit` due jobs for `worker_id` until now + lease_s; returns [Job]."""
+def claim(db, worker_id, limit, lease_s, now, ic_block=64):
+    """Claim up to `limit` due jobs for `worker_id` until now + lease_s; returns [Job].
+
+    In the same transaction each claimed job's meter gets `ic_block` DLMS invocation counters
+    reserved (committed before use: a crash wastes counters, never reuses one, which the meter
+    would refuse) and its address is read, so a delivery needs no other query first."""
     if limit <= 0:
         return []
     lease_id = uuid.uuid4().hex
@@ -69,7 +76,15 @@ def claim(db, worker_id, limit, lease_s, now):
                           "lease_id=?, lease_owner=?, lease_expires_at=? WHERE id IN ("
                           + _CANDIDATES + ") " + _RETURNING,
                           (lease_id, worker_id, expires) + params)
-    return sorted((Job(r) for r in rows), key=lambda j: j.id)
+        meters = {}
+        if rows:  # one job per meter was claimed, so one block per job
+            mids = sorted({r[2] for r in rows})
+            for mid, after, address, sap, key_ref in db.all(
+                    "UPDATE meters SET dlms_ic_next = dlms_ic_next + ? WHERE meter_id IN (%s) "
+                    "RETURNING meter_id, dlms_ic_next, address, client_sap, key_ref"
+                    % ", ".join("?" * len(mids)), [ic_block] + mids):
+                meters[mid] = (address, sap, key_ref, after - ic_block)
+    return sorted((Job(r, meters.get(r[2])) for r in rows), key=lambda j: j.id)
 
 
 def extend(db, worker_id, lease_ids, lease_s, now):
