@@ -156,3 +156,19 @@ def test_binary_key_file_is_a_clear_error_not_a_traceback(tmp_path):
     big.write_text("00" * 5000)
     r = _run("vend", "--meter-id", "X", "--amount", "5", "--key-file", str(big), *_state(tmp_path))
     assert r.exit_code == 1 and "too large" in r.output
+
+
+def test_readme_inspect_example_decodes(tmp_path):
+    # README's example token once did not decode for the meter it named
+    import re
+
+    from tests.mpy_port import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    m = re.search(r'bijli token inspect "([\d ]+)" --meter-id (\S+)', readme)
+    assert m, "README has a token inspect example"
+    r = _run("inspect", m.group(1), "--meter-id", m.group(2), "--json",
+             "--state", str(tmp_path / "none.db"))
+    assert r.exit_code == 0, r.output
+    info = json.loads(r.output.splitlines()[-1])
+    assert info["ok"] and info["type_name"] == "credit" and info["quantity"] == 500
