@@ -514,15 +514,12 @@ class _option_error:
 
 def close_run(em):
     """Save the meter where it stopped (its own time, not the running clock's) and the clock."""
-    from hil.serve import CLOCK_FILE
+    from hil.serve import CLOCK_FILE, write_clock_file
 
     em.clock.set_speed(0)
     em.meter.save()
     if em.state_dir:
-        path = os.path.join(em.state_dir, CLOCK_FILE)
-        with open(path + ".tmp", "w") as f:
-            f.write("%d\n" % em.meter.now())
-        os.replace(path + ".tmp", path)
+        write_clock_file(os.path.join(em.state_dir, CLOCK_FILE), em.meter.now())
     close = getattr(em.nvm, "close", None)
     if close is not None:
         close()

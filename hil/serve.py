@@ -128,6 +128,8 @@ class EmulatedMeter:
             if saved is not None and start_s is None and saved > start:
                 start = saved
             nvm = _LockedFileNVM(nvm_path, NVM_SIZE, lock)
+            if not existing:  # the image holds the meter's token keys: owner only
+                os.chmod(nvm_path, 0o600)
         else:
             nvm = MemNVM(NVM_SIZE)
         self.nvm = nvm
@@ -205,7 +207,7 @@ class EmulatedMeter:
         restarts from at most a second behind, never from the wall clock (which a fast
         simulated clock has left far behind: time would run backwards)."""
         if self.state_dir:
-            _write_clock(os.path.join(self.state_dir, CLOCK_FILE), self.clock.time())
+            write_clock_file(os.path.join(self.state_dir, CLOCK_FILE), self.clock.time())
 
     def new_session(self):
         """A DLMS association endpoint: `.handle(client_sap, apdu) -> reply or None`."""
@@ -218,7 +220,7 @@ class EmulatedMeter:
         g("final tick", self.meter.tick)
         g("final save", self.meter.save)
         if self.state_dir:
-            g("clock save", _write_clock, os.path.join(self.state_dir, CLOCK_FILE),
+            g("clock save", write_clock_file, os.path.join(self.state_dir, CLOCK_FILE),
               self.clock.time())
             if self._server is not None:
                 g("DLMS counter save", _write_dlms_state, self.state_dir, self._server)
@@ -294,7 +296,8 @@ def read_clock_file(path):
     return t
 
 
-def _write_clock(path, t):
+def write_clock_file(path, t):
+    """Save the simulated Unix second `t` to a clock file atomically (temp file + rename)."""
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
         f.write("%d\n" % t)

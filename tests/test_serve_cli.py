@@ -297,3 +297,21 @@ def test_serve_rejects_an_incomplete_key_file(tmp_path):
     r = subprocess.run([sys.executable, "-m", "headend.cli", "meter", "serve", "--keys",
                         str(key_file)], capture_output=True, text=True, timeout=30)
     assert r.returncode == 2 and "--keys" in r.stderr
+
+
+def test_a_new_meter_image_is_readable_by_its_owner_only(tmp_path):
+    """meter.nvm holds the meter's token keys: a new image is created mode 0600 whatever the
+    umask; an existing image keeps the mode its owner gave it."""
+    from hil.serve import NVM_FILE, EmulatedMeter
+
+    state = tmp_path / "meter"
+    old = os.umask(0o022)
+    try:
+        EmulatedMeter(str(state), speed=0).close()
+    finally:
+        os.umask(old)
+    image = state / NVM_FILE
+    assert image.stat().st_mode & 0o777 == 0o600
+    os.chmod(image, 0o640)
+    EmulatedMeter(str(state), speed=0).close()
+    assert image.stat().st_mode & 0o777 == 0o640

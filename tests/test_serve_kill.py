@@ -106,7 +106,7 @@ def test_restart_after_a_kill_never_lives_journalled_time_twice(tmp_path):
     """clock.txt is saved once a second of real time, the journal every 10 Wh: after a kill the
     meter's state can be newer than the saved clock. The restart continues from the state's
     time (was: from the older clock, counting that load again)."""
-    from hil.serve import CLOCK_FILE, EmulatedMeter, _write_clock
+    from hil.serve import CLOCK_FILE, EmulatedMeter, write_clock_file
 
     state = str(tmp_path / "meter")
     em = EmulatedMeter(state, speed=0, meter_id=MID, load="constant:5000", opening_paise=10000)
@@ -118,7 +118,7 @@ def test_restart_after_a_kill_never_lives_journalled_time_twice(tmp_path):
     reached = em.meter.now()
     energy = em.meter.metrology.import_reg.total_mwh()
     em.nvm.close()  # killed: nothing saved at exit
-    _write_clock(os.path.join(state, CLOCK_FILE), t0)
+    write_clock_file(os.path.join(state, CLOCK_FILE), t0)
     em = EmulatedMeter(state, speed=0)
     try:
         m = em.meter
