@@ -21,14 +21,19 @@ class Apdu:
     _compiled = None
 
     @classmethod
+    def _grammar(cls, end):
+        """The APDU's whole grammar: its tag (and choice) octets, `SPEC`'s fields, then `end`."""
+        header = [cs.Const(bytes((cls.TAG,)))]
+        if cls.CHOICE is not None:
+            header.append(cs.Const(bytes((cls.CHOICE,))))
+        return cs.Struct(*[("_h%d" % i) / h for i, h in enumerate(header)],
+                         *cls.SPEC.subcons, end)
+
+    @classmethod
     def _spec(cls):
         compiled = cls.__dict__.get("_compiled_spec")
         if compiled is None:
-            header = [cs.Const(bytes((cls.TAG,)))]
-            if cls.CHOICE is not None:
-                header.append(cs.Const(bytes((cls.CHOICE,))))
-            full = cs.Struct(*[("_h%d" % i) / h for i, h in enumerate(header)],
-                             *cls.SPEC.subcons, cs.Terminated)
+            full = cls._grammar(cs.Terminated)
             try:
                 compiled = full.compile()
             except Exception:  # pragma: no cover - fall back to the interpreted grammar
@@ -63,12 +68,7 @@ class Apdu:
         belongs to nobody: see `protocol.apdu.decode_apdu_prefix`). DecodeError if none."""
         spec = cls.__dict__.get("_prefix_spec")
         if spec is None:
-            header = [cs.Const(bytes((cls.TAG,)))]
-            if cls.CHOICE is not None:
-                header.append(cs.Const(bytes((cls.CHOICE,))))
-            spec = cs.Struct(*[("_h%d" % i) / h for i, h in enumerate(header)],
-                             *cls.SPEC.subcons, "_end" / cs.Tell)
-            cls._prefix_spec = spec
+            spec = cls._prefix_spec = cls._grammar("_end" / cs.Tell)
         return parse(spec, bytes(data), cls.__name__)["_end"]
 
     @classmethod
