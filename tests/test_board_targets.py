@@ -2,13 +2,13 @@
 provisioning given in code (boards without a filesystem), and the unix port's TCP "UART"."""
 import json
 import socket
-import time
 
 import pytest
 
 from firmware import main as board_main
 from firmware.hal import unix as unix_hal
 from firmware.hal.nvm import FileNVM
+from tests.waiting import wait_until
 
 PROV = {"meter_id": "BJ00000911", "keys": {"0": "00" * 16}}
 
@@ -65,17 +65,6 @@ def test_an_unknown_hal_is_an_import_error():
         board_main.hal_class("no_such_board")
 
 
-def _poll_until(fn, what, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting for " + what)
-        time.sleep(0.01)
-
-
 def test_tcp_uart_serves_one_client_after_another_and_survives_a_broken_one():
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -85,17 +74,17 @@ def test_tcp_uart_serves_one_client_after_another_and_survives_a_broken_one():
         assert uart.any() == 0 and uart.write(b"nobody") == 0
         first = socket.create_connection(("127.0.0.1", port), timeout=5)
         first.sendall(b"\x7e\x03\x7e")  # 0x03 too: bytes, not a keyboard interrupt
-        _poll_until(uart.any, "the first client's bytes")
+        wait_until(uart.any, "the first client's bytes")
         assert uart.read(512) == b"\x7e\x03\x7e"
         assert uart.write(b"back") == 4
         assert first.recv(16) == b"back"
         first.close()
-        _poll_until(uart.any, "the close to be seen")
+        wait_until(uart.any, "the close to be seen")
         assert uart.read(512) is None  # closed: dropped
         assert uart.write(b"lost") == 0  # a write with no client neither raises nor blocks
         second = socket.create_connection(("127.0.0.1", port), timeout=5)
         second.sendall(b"hi")
-        _poll_until(uart.any, "the second client's bytes")
+        wait_until(uart.any, "the second client's bytes")
         assert uart.read(512) == b"hi"
         second.close()
     finally:

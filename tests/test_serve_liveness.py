@@ -13,6 +13,7 @@ from protocol.cosem_types import CosemDateTime
 from protocol.errors import ServiceError
 from protocol.transport import TcpTransport
 from tests.test_serve_cli import _client, _start, _stop
+from tests.waiting import wait_until
 
 T0 = 1767225600  # 2026-01-01 00:00:00 UTC
 
@@ -115,15 +116,6 @@ def _idle(port, n):
     return out
 
 
-def _until(cond, timeout=10.0):
-    """Wait until cond() holds (polled), or fail after `timeout` s."""
-    import time
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.01)
-
-
 def _closed_by_meter(sock):
     """True when the meter closed the connection (EOF or reset) within the socket's time-out."""
     try:
@@ -146,7 +138,8 @@ def test_idle_tcp_connections_are_dropped_and_the_cap_refuses_cleanly():
         svc.service.echo = logged.append
         port = svc.address[1]
         idle = _idle(port, 4)
-        _until(lambda: svc.call(lambda: svc.service.open_connections) == 4)  # all accepted
+        wait_until(lambda: svc.call(lambda: svc.service.open_connections) == 4,
+                   "the 4 idle connections accepted")
         over = _idle(port, 1)[0]
         assert _closed_by_meter(over)  # the 5th: refused, not left hanging
         with pytest.raises(Exception):  # noqa: B017 - a refused client fails to associate
