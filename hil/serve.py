@@ -122,6 +122,7 @@ class EmulatedMeter:
             try:
                 existing = _check_nvm_image(nvm_path)
                 saved = read_clock_file(os.path.join(state_dir, CLOCK_FILE))
+                dlms_saved = _read_dlms_state(state_dir)  # damaged: refused before anything runs
             except BaseException:
                 os.close(lock)
                 raise
@@ -132,7 +133,9 @@ class EmulatedMeter:
                 os.chmod(nvm_path, 0o600)
         else:
             nvm = MemNVM(NVM_SIZE)
+            dlms_saved = _read_dlms_state(None)
         self.nvm = nvm
+        self.dlms_saved = dlms_saved  # (our counter, client counters, lockouts) to start from
         try:
             self.clock = SimClock(start, speed)
             cfg = config.copy() if config is not None else Config()
@@ -314,7 +317,7 @@ def _make_server(em):
     The saved counter is a bound: no counter above it was ever used (see save_dlms_ahead),
     so the meter continues from there after a clean stop, a crash or a power cut alike."""
     from firmware.dlms import server as fw_server
-    ic, counters, lockouts = _read_dlms_state(em.state_dir)
+    ic, counters, lockouts = em.dlms_saved
     server = fw_server.DlmsServer(
         em.table, em.system_title, os.urandom, ek=em.block_key, ak=em.auth_key,
         password=em.password, invocation_counter=ic, counters=counters,
@@ -332,25 +335,45 @@ DLMS_FILE = "dlms.txt"
 
 def _read_dlms_state(state_dir):
     """(our invocation counter, {client title: last counter}, association lockouts or None)
-    saved in state_dir."""
-    ic = 0
+    saved in state_dir; (0, {}, None) when there is no file (a meter that never served DLMS).
+    StoreError naming the file when it is damaged: read as 0 and none, our counter would
+    reuse GCM IVs under the same keys and clients' replayed requests would be accepted."""
+    ic = None
     counters = {}
     lockouts = None
     if not state_dir:
-        return ic, counters, lockouts
+        return 0, counters, lockouts
+    path = os.path.join(state_dir, DLMS_FILE)
     try:
-        with open(os.path.join(state_dir, DLMS_FILE)) as f:
-            for line in f:
-                parts = line.split()
-                if len(parts) == 2 and parts[0] == "ic":
-                    ic = int(parts[1])
-                elif len(parts) == 3 and parts[0] == "client":
-                    counters[bytes.fromhex(parts[1])] = int(parts[2])
-                elif len(parts) == 2 and parts[0] == "lockouts":
-                    lockouts = bytes.fromhex(parts[1])
-    except (OSError, ValueError):
-        pass
+        with open(path, "rb") as f:
+            raw = f.read()
+    except FileNotFoundError:
+        return 0, counters, lockouts
+    try:
+        for line in raw.decode("ascii").splitlines():
+            parts = line.split()
+            if len(parts) == 2 and parts[0] == "ic" and ic is None:
+                ic = _u32(parts[1])
+            elif len(parts) == 3 and parts[0] == "client" and len(parts[1]) == 16:
+                counters[bytes.fromhex(parts[1])] = _u32(parts[2])
+            elif len(parts) == 2 and parts[0] == "lockouts":
+                lockouts = bytes.fromhex(parts[1])
+            else:
+                raise ValueError(line[:40])
+        if ic is None:
+            raise ValueError("no 'ic' line")
+    except ValueError as e:  # also UnicodeDecodeError
+        raise StoreError("%s is damaged (%s): it holds the meter's invocation counter bound and "
+                         "its clients' counters, which must never go back; restore it, or move "
+                         "the state away for a new meter" % (DLMS_FILE, e)) from None
     return ic, counters, lockouts
+
+
+def _u32(text):
+    n = int(text)
+    if not 0 <= n <= 0xFFFFFFFF:
+        raise ValueError("%s is not a 32-bit counter" % text)
+    return n
 
 
 def _write_dlms_state(state_dir, server, ic=None, sync=False):

@@ -131,3 +131,40 @@ def test_restart_after_a_kill_never_lives_journalled_time_twice(tmp_path):
         assert m.metrology.import_reg.total_mwh() - (energy - lost) <= 83334 + 1
     finally:
         em.close()
+
+
+def test_damaged_dlms_state_is_refused_not_read_as_zero(tmp_path):
+    """dlms.txt holds the bound of the meter's own invocation counter and the last counter of
+    each client. Read as 0 / none after damage (as it was), the meter would reuse GCM IVs
+    under its keys and accept replayed requests: a damaged file is refused at start and kept
+    as it is; a missing one is a meter that never served DLMS."""
+    import click
+    import pytest
+
+    from hil.serve import EmulatedMeter, start_meter
+
+    state = str(tmp_path / "m")
+    em = EmulatedMeter(state, speed=0, start_s=1767225600)
+    assert em.server.invocation_counter == 0  # first use writes the reservation
+    em.server.counters.accept(b"HEADEND1", 41)
+    used = [em.server.next_ic() for _ in range(3)]
+    em.close()
+    path = os.path.join(state, "dlms.txt")
+    with open(path, "rb") as f:
+        good = f.read()
+    assert good.startswith(b"ic ") and b"client 48454144454e4431 41" in good
+    em = start_meter(state, speed=0, start_s=1767225600)
+    assert em.server.next_ic() > max(used) and em.server.counters.last[b"HEADEND1"] == 41
+    em.close()
+    damaged = (b"", b"\xff\xfe\n", b"ic\n", b"ic 12x\n", b"ic -1\n", b"ic 4294967296\n",
+               good.replace(b"ic ", b"ix "), good + b"client zz 5\n", good[:len(good) // 2])
+    for garbage in damaged:
+        with open(path, "wb") as f:
+            f.write(garbage)
+        with pytest.raises(click.ClickException, match="dlms.txt is damaged"):
+            start_meter(state, speed=0, start_s=1767225600)
+        with open(path, "rb") as f:
+            assert f.read() == garbage  # kept for the user to look at
+    os.remove(path)
+    em = start_meter(state, speed=0, start_s=1767225600)
+    em.close()
