@@ -13,6 +13,8 @@ import subprocess
 import sys
 import threading
 
+import pytest
+
 from headend import db as dbmod
 from headend import delivery, keyring, outbox, payments, registry
 from headend import status as status_mod
@@ -259,3 +261,27 @@ def test_one_worker_keeps_many_sessions_in_flight(db, db_url, monkeypatch):
     finally:
         counts = w.stop()
     assert counts["delivered"] == n and counts["retried"] == 0 and len(in_flight) == n
+
+
+def test_postgres_connection_terminated_under_a_worker_is_reopened(db, db_url):
+    if not db_url.startswith("postgresql"):
+        pytest.skip("SQLite has no server connection to drop (the flaky-claim test covers both)")
+    m = served("BJ00000301")
+    try:
+        register(db, [m])
+        k = ring()
+        payments.record_payment(db, k, m.meter_id, 40, "T1")
+        w = WorkerThread(db_url, lease_s=5, session_timeout_s=2, io_timeout_s=1)
+        try:
+            wait_until(lambda: rows(db)["T1"]["state"] == "delivered", "T1", within=60)
+            killed = db.scalar("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                               "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+            assert killed >= 1  # the worker's connection
+            payments.record_payment(db, k, m.meter_id, 60, "T2")
+            wait_until(lambda: rows(db)["T2"]["state"] == "delivered", "T2 after the drop",
+                       within=60)
+        finally:
+            w.stop()
+        assert balance(m) == OPENING + 10000
+    finally:
+        m.close()
