@@ -5,6 +5,7 @@
     bijli headend pay --meter ID --amount RUPEES --ref PAYMENT_REF [--json]
     bijli headend serve --workers-only [--sessions N] [--until-idle]
     bijli headend status [--json]
+    bijli headend requeue (--meter ID | --feeder NAME | --all)
 
 --db (or BIJLI_HEADEND_DB): a SQLite path (default ./headend.sqlite) or postgresql://...
 Keys: --key-file (or BIJLI_HEADEND_KEYS), else BIJLI_VENDING_KEY / BIJLI_DLMS_MASTER, else the
@@ -19,7 +20,7 @@ import click
 
 from headend import db as dbmod
 from headend import keyring as keyring_mod
-from headend import migrations, payments, registry
+from headend import migrations, outbox, payments, registry
 from headend import status as status_mod
 
 
@@ -176,6 +177,26 @@ def serve_cmd(workers_only, sessions, lease, retry_base, retry_cap, give_up, pol
                % (worker.worker_id, sessions), err=True)
     counts = asyncio.run(main())
     click.echo("worker %s stopped: %s" % (worker.worker_id, json.dumps(counts)), err=True)
+
+
+@headend.command("requeue")
+@click.option("--meter", "meter_ids", multiple=True, help="Only this meter (repeatable).")
+@click.option("--feeder", help="Only meters of this feeder.")
+@click.option("--all", "all_stuck", is_flag=True, help="Every stuck recharge.")
+@_db_option
+def requeue_cmd(meter_ids, feeder, all_stuck, db_url):
+    """Retry stuck recharges again (a fresh give-up deadline), e.g. after an outage ended."""
+    if not (meter_ids or feeder or all_stuck):
+        raise click.UsageError("say which: --meter ID, --feeder NAME or --all")
+    import time
+    db = _open(db_url)
+    try:
+        n = outbox.requeue_stuck(db, time.time(), meter_ids, feeder)
+    except dbmod.DatabaseError as e:
+        raise click.ClickException(str(e)) from None
+    finally:
+        db.close()
+    click.echo("%d stuck recharge(s) queued again" % n)
 
 
 def _when(t):

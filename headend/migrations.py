@@ -97,6 +97,9 @@ MIGRATIONS = [
     (2, "workers say how often they beat (status tells a dead worker from a slow one)", [
         "ALTER TABLE workers ADD COLUMN heartbeat_s {real} NOT NULL DEFAULT 10",
     ]),
+    (3, "a re-queued stuck recharge gets a new give-up deadline (created_at stays the payment's)", [
+        "ALTER TABLE deliveries ADD COLUMN requeued_at {real}",
+    ]),
 ]
 
 LATEST = MIGRATIONS[-1][0]

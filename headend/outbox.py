@@ -31,7 +31,9 @@ _CANDIDATES = (
     "AND ((e.state='pending' AND e.next_attempt_at <= ?) OR (e.state='running' "
     "AND e.lease_expires_at < ?)))"
     " ORDER BY d.next_attempt_at, d.id LIMIT ?")
-_RETURNING = "RETURNING id, payment_ref, meter_id, digits, attempts, created_at, lease_id"
+# `created_at` of a job is where its give-up deadline counts from: the payment, or the re-queue
+_RETURNING = ("RETURNING id, payment_ref, meter_id, digits, attempts, "
+              "coalesce(requeued_at, created_at), lease_id")
 
 
 class Job:
@@ -128,6 +130,22 @@ def backoff(attempts, base_s, cap_s, rng=random):
     full jitter in its upper half, so a feeder's meters coming back are not hit at once."""
     delay = min(cap_s, base_s * (2 ** min(attempts - 1, 30)))
     return delay / 2 + rng.random() * delay / 2
+
+
+def requeue_stuck(db, now, meter_ids=(), feeder=None):
+    """Make stuck recharges pending again, due now, with a fresh give-up deadline (e.g. after a
+    feeder outage ends). Only the named meters / feeder when given; returns how many."""
+    where, params = ["state='stuck'"], [now, now]
+    if meter_ids:
+        where.append("meter_id IN (%s)" % ", ".join("?" * len(meter_ids)))
+        params += list(meter_ids)
+    if feeder is not None:
+        where.append("meter_id IN (SELECT meter_id FROM meters WHERE feeder=?)")
+        params.append(feeder)
+    with db.transaction():
+        return db.execute("UPDATE deliveries SET state='pending', next_attempt_at=?, "
+                          "requeued_at=?, finished_at=NULL WHERE " + " AND ".join(where),
+                          params).rowcount
 
 
 def next_due(db):

@@ -192,3 +192,25 @@ def test_keyring_from_file_and_environment_never_shows_keys(tmp_path):
     p.write_text(json.dumps({"vending_key": "zz"}))
     with pytest.raises(keyring.KeyringError, match="vending_key is not hex"):
         keyring.load(str(p), environ={})
+
+
+def test_stuck_recharges_requeued_by_meter_or_feeder_with_a_fresh_deadline(db, tmp_path):
+    registry.upsert(db, [registry._row({"meter_id": m, "address": "127.0.0.1:1", "feeder": f},
+                                       "t") for m, f in [("BJ00000001", "F1"),
+                                                         ("BJ00000002", "F2")]])
+    k = ring()
+    payments.record_payment(db, k, "BJ00000001", 10, "A")
+    payments.record_payment(db, k, "BJ00000002", 10, "B")
+    t0 = db.scalar("SELECT max(created_at) FROM deliveries") + 1
+    for job in outbox.claim(db, "W", 10, 30, t0):
+        assert outbox.finish(db, job, outbox.STUCK, t0 + 1, None, None, "unreachable")
+    assert outbox.requeue_stuck(db, t0 + 100, feeder="F9") == 0
+    assert outbox.requeue_stuck(db, t0 + 100, feeder="F2") == 1
+    assert db.all("SELECT payment_ref, state FROM deliveries ORDER BY id") == [
+        ("A", "stuck"), ("B", "pending")]
+    again = outbox.claim(db, "W", 10, 30, t0 + 100)
+    assert [(j.payment_ref, j.attempts, j.created_at) for j in again] == [("B", 2, t0 + 100)]
+    assert outbox.requeue_stuck(db, t0 + 200, ["BJ00000001"]) == 1
+    env = dict(os.environ, BIJLI_HEADEND_DB=str(tmp_path / "x.sqlite"))
+    r = subprocess.run([BIJLI, "headend", "requeue"], env=env, capture_output=True, text=True)
+    assert r.returncode == 2 and "--meter ID, --feeder NAME or --all" in r.stderr
