@@ -43,13 +43,18 @@ def describe_url(url):
     return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
 
 
-def connect(url=None):
-    """A Database for `url` (see resolve_url). DatabaseError when it cannot be opened."""
+def connect(url=None, create=True):
+    """A Database for `url` (see resolve_url). DatabaseError when it cannot be opened; with
+    create=False also when a SQLite file does not exist yet (a typo must not leave an empty
+    database behind: `bijli headend init` creates it)."""
     url = resolve_url(url)
     if is_postgres_url(url):
         return PostgresDatabase(url)
     if url.startswith("sqlite:///"):
         url = url[len("sqlite:///"):]
+    if not create and not os.path.exists(url):
+        raise DatabaseError("no head-end database at %s: run `bijli headend init` (or give --db "
+                            "/ BIJLI_HEADEND_DB)" % url)
     return SqliteDatabase(url)
 
 

@@ -39,7 +39,7 @@ def _key_option(fn):
 
 def _open(db_url, check=True):
     try:
-        db = dbmod.connect(db_url)
+        db = dbmod.connect(db_url, create=not check)
         if check:
             migrations.require_current(db)
         return db

@@ -214,3 +214,17 @@ def test_stuck_recharges_requeued_by_meter_or_feeder_with_a_fresh_deadline(db, t
     env = dict(os.environ, BIJLI_HEADEND_DB=str(tmp_path / "x.sqlite"))
     r = subprocess.run([BIJLI, "headend", "requeue"], env=env, capture_output=True, text=True)
     assert r.returncode == 2 and "--meter ID, --feeder NAME or --all" in r.stderr
+
+
+def test_commands_on_a_missing_database_say_init_and_create_nothing(tmp_path):
+    missing = tmp_path / "typo.sqlite"
+    for args in (["status"], ["import", str(tmp_path / "reg.csv")],
+                 ["pay", "--meter", "BJ00000001", "--amount", "5", "--ref", "X"]):
+        r = subprocess.run([BIJLI, "headend"] + args + ["--db", str(missing)],
+                           capture_output=True, text=True)
+        assert r.returncode == 1 and "run `bijli headend init`" in r.stderr, r.stderr
+    assert not missing.exists()
+    r = subprocess.run([BIJLI, "headend", "init", "--db", str(missing)], capture_output=True,
+                       text=True)
+    assert r.returncode == 0 and "schema at version %d" % migrations.LATEST in r.stdout
+    assert missing.exists()
