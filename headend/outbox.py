@@ -38,7 +38,8 @@ _RETURNING = ("RETURNING id, payment_ref, meter_id, digits, attempts, "
 
 class Job:
     """A claimed delivery: id, payment_ref, meter_id, digits, attempts (this one included),
-    created_at, lease_id; with the claim, the meter's address, client_sap and key_ref, and
+    created_at (where its give-up deadline counts from: the payment, or the last re-queue),
+    lease_id; with the claim, the meter's address, client_sap and key_ref, and
     `ic_first`, the first of the DLMS invocation counters reserved for this session."""
 
     __slots__ = ("id", "payment_ref", "meter_id", "digits", "attempts", "created_at", "lease_id",
