@@ -89,8 +89,8 @@ def test_worker_delivers_each_recharge_once_down_meter_later_hand_entry_as_used(
             ("P4", "BJ00000001", 30), ("P5", "BJ00000004", 70)]}
         # the consumer of meter 3 keys the printed token in before the head-end delivers
         assert m3.call(m3.meter.enter_token, pay["P3"].digits).code == 0
-        w = WorkerThread(db_url, retry_base_s=0.05, retry_cap_s=0.2, lease_s=5,
-                         session_timeout_s=2, io_timeout_s=1)
+        w = WorkerThread(db_url, retry_base_s=0.05, retry_cap_s=0.2, lease_s=10,
+                         session_timeout_s=4, io_timeout_s=2)
         try:
             wait_until(lambda: all(rows(db)[r]["state"] not in ("pending", "running")
                                    for r in ("P1", "P3", "P4", "P5")), "deliveries", within=60)
@@ -150,16 +150,19 @@ def test_unreachable_past_the_deadline_is_stuck_and_shown(db, db_url):
         gone.close()
 
 
-def _start_worker(db_url, *extra):
+def _start_worker(db_url, log, *extra):
+    """A `bijli headend serve` process; its output goes to the file `log` (a pipe nobody reads
+    could fill up and stall it). Time-outs leave room for a loaded 2-core machine."""
     env = dict(os.environ, BIJLI_HEADEND_DB=db_url, BIJLI_VENDING_KEY=VK.hex(),
                BIJLI_DLMS_MASTER=MASTER.hex())
-    cmd = [BIJLI, "headend", "serve", "--workers-only", "--sessions", "3", "--lease", "2",
-           "--poll", "0.02", "--retry-base", "0.05", "--retry-cap", "0.2", "--timeout", "0.5"]
-    return subprocess.Popen(cmd + list(extra), env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+    cmd = [BIJLI, "headend", "serve", "--workers-only", "--sessions", "3", "--lease", "6",
+           "--poll", "0.02", "--retry-base", "0.05", "--retry-cap", "0.2", "--timeout", "2"]
+    with open(log, "a") as f:  # the child keeps its own descriptor
+        return subprocess.Popen(cmd + list(extra), env=env, stdout=subprocess.DEVNULL, stderr=f)
 
 
-def test_kill_9_mid_backlog_then_restart_loses_nothing_and_credits_nothing_twice(db, db_url):
+def test_kill_9_mid_backlog_then_restart_loses_nothing_and_credits_nothing_twice(db, db_url,
+                                                                               tmp_path):
     rng = random.Random(14)
     fleet = [served("BJ0000010%d" % i) for i in range(5)]
     try:
@@ -174,18 +177,18 @@ def test_kill_9_mid_backlog_then_restart_loses_nothing_and_credits_nothing_twice
                 expected[m.meter_id] += p.credit_rupees * 100
                 n += 1
         total = n
+        log = tmp_path / "workers.log"
         for kill_at in sorted(rng.sample(range(3, total - 5), 2)):
-            proc = _start_worker(db_url)
+            proc = _start_worker(db_url, log)
             try:
                 wait_until(lambda n=kill_at: db.scalar("SELECT count(*) FROM deliveries WHERE "
                                                        "state='delivered'") >= n,
-                           "%d deliveries before the kill" % kill_at, within=120, every=0.002)
+                           "%d deliveries before the kill" % kill_at, within=240, every=0.005)
             finally:
                 os.kill(proc.pid, signal.SIGKILL)
                 proc.wait(30)
-        proc = _start_worker(db_url, "--until-idle")
-        _out, err = proc.communicate(timeout=300)
-        assert proc.returncode == 0, err
+        proc = _start_worker(db_url, log, "--until-idle")
+        assert proc.wait(300) == 0, log.read_text()[-3000:]
         states = db.all("SELECT state, count(*) FROM deliveries GROUP BY state")
         assert states == [("delivered", total)]
         used = db.scalar("SELECT count(*) FROM deliveries WHERE outcome='used'")
@@ -224,7 +227,7 @@ def test_database_dropped_under_a_worker_is_reopened(db, db_url, monkeypatch):
             return real_claim(conn, *args)
 
         monkeypatch.setattr(outbox, "claim", flaky_claim)
-        w = WorkerThread(db_url, lease_s=5, session_timeout_s=2, io_timeout_s=1)
+        w = WorkerThread(db_url, lease_s=10, session_timeout_s=4, io_timeout_s=2)
         try:
             wait_until(lambda: db.scalar("SELECT count(*) FROM deliveries WHERE "
                                          "state='delivered'") == 2, "deliveries", within=60)
@@ -271,7 +274,7 @@ def test_postgres_connection_terminated_under_a_worker_is_reopened(db, db_url):
         register(db, [m])
         k = ring()
         payments.record_payment(db, k, m.meter_id, 40, "T1")
-        w = WorkerThread(db_url, lease_s=5, session_timeout_s=2, io_timeout_s=1)
+        w = WorkerThread(db_url, lease_s=10, session_timeout_s=4, io_timeout_s=2)
         try:
             wait_until(lambda: rows(db)["T1"]["state"] == "delivered", "T1", within=60)
             killed = db.scalar("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
