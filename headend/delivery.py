@@ -152,7 +152,7 @@ class DeliveryWorker:
                 await self._flush()
                 claimed = await self._claim()
                 if until_idle and not claimed and not self._inflight and not self._results:
-                    if await self._db(lambda d: outbox.unfinished(d)) == 0:
+                    if await self._idle():
                         break
                 await self._wait(claimed)
             if self._inflight:
@@ -168,6 +168,14 @@ class DeliveryWorker:
             if self._conn is not None:
                 self._conn.close()
         return dict(self.counts)
+
+    async def _idle(self):
+        """True when no job is pending or running (False when the database cannot say)."""
+        try:
+            return await self._db(outbox.unfinished) == 0
+        except dbmod.DatabaseError as e:
+            self.echo("cannot look at the outbox (will retry): %s" % e)
+            return False
 
     async def _claim(self):
         free = self.config.sessions - len(self._inflight)
@@ -190,8 +198,8 @@ class DeliveryWorker:
         if claimed and len(self._inflight) < self.config.sessions:
             return  # more may be due right now
         waiters = [asyncio.create_task(self._stop.wait())] + list(self._inflight)
-        done, _ = await asyncio.wait(waiters, timeout=self.config.poll_s,
-                                     return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(waiters, timeout=self.config.poll_s,
+                           return_when=asyncio.FIRST_COMPLETED)
         waiters[0].cancel()
 
     async def _heartbeat(self):

@@ -175,7 +175,10 @@ def serve_cmd(workers_only, sessions, lease, retry_base, retry_cap, give_up, pol
 
     click.echo("worker %s: delivering (%d sessions in flight at most)"
                % (worker.worker_id, sessions), err=True)
-    counts = asyncio.run(main())
+    try:
+        counts = asyncio.run(main())
+    except dbmod.DatabaseError as e:
+        raise click.ClickException(str(e)) from None
     click.echo("worker %s stopped: %s" % (worker.worker_id, json.dumps(counts)), err=True)
 
 

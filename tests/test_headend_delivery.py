@@ -288,3 +288,23 @@ def test_postgres_connection_terminated_under_a_worker_is_reopened(db, db_url):
         assert balance(m) == OPENING + 10000
     finally:
         m.close()
+
+
+def test_until_idle_survives_a_database_error_while_looking_at_the_outbox(db, db_url,
+                                                                          monkeypatch):
+    failures = {"left": 2}
+    real = outbox.unfinished
+
+    def flaky(conn):
+        if failures["left"]:
+            failures["left"] -= 1
+            raise dbmod.DatabaseError("connection dropped (test)")
+        return real(conn)
+
+    monkeypatch.setattr(outbox, "unfinished", flaky)
+    said = []
+    w = delivery.DeliveryWorker(db_url, ring(), delivery.WorkerConfig(poll_s=0.01),
+                                echo=said.append)
+    counts = asyncio.run(w.run(until_idle=True))
+    assert counts["delivered"] == 0 and failures["left"] == 0
+    assert sum("cannot look at the outbox" in s for s in said) == 2
