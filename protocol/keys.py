@@ -280,7 +280,9 @@ class InvocationCounterStore:
         try:
             with open(self.path, encoding="utf-8") as f:
                 doc = json.load(f)
-            return {k: int(v) for k, v in doc.items()} if isinstance(doc, dict) else {}
+            if not isinstance(doc, dict):  # read as empty, every title would start over at 1
+                raise TypeError("not a JSON object")
+            return {k: int(v) for k, v in doc.items()}
         except FileNotFoundError:
             return {}
         except (OSError, ValueError, TypeError) as exc:

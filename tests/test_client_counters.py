@@ -118,3 +118,18 @@ def test_parallel_asyncio_sessions_sharing_a_store_all_succeed(tmp_path):
         assert asyncio.run(main()) == [1] * 6
     with store.begin(TITLE) as t:
         assert 6 * 3 < t.next - 1 <= 6 * 10
+
+
+def test_a_store_that_is_not_a_json_object_is_refused_not_started_afresh(tmp_path):
+    """A store file holding valid JSON of another shape ([], null, a number) was read as an
+    empty table: the next session started at counter 1 again, reusing GCM IVs (title +
+    counter) under the same key. It is refused like unparsable JSON, and kept as it is."""
+    from protocol.keys import InvocationCounterStore, KeyFileError
+
+    path = tmp_path / "ic.json"
+    store = InvocationCounterStore(str(path))
+    for doc in ("[]", "null", "7", '"x"', '{"4a": "many"}', '{"4a": [1]}'):
+        path.write_text(doc)
+        with pytest.raises(KeyFileError, match="unreadable"):
+            store.begin(TITLE)
+        assert path.read_text() == doc
