@@ -218,9 +218,6 @@ def _json_where(exc):
 # it sends (about four for associate, one request, release), and a crash can only skip
 # counters, never reuse one.
 
-RESERVE = 1000
-
-
 def default_state_dir():
     """$BIJLI_STATE_DIR, else $XDG_STATE_HOME/bijli, else ~/.local/state/bijli."""
     env = os.environ.get("BIJLI_STATE_DIR")
@@ -269,8 +266,6 @@ class InvocationCounterStore:
 
     `begin(title)` waits for the title's turn and returns a CounterTurn (use it per request:
     take counters from `turn.next`, `commit` before sending, `end` once the meter answered).
-    `reserve(title, count)` hands out a whole block at once for a caller that runs the only
-    session of that identity; `release(title, next_ic)` records the counter it reached.
     """
 
     def __init__(self, path=None):
@@ -333,15 +328,3 @@ class InvocationCounterStore:
             os.close(fd)
             raise
 
-    def reserve(self, system_title, count=RESERVE):
-        """The next counter to use for `system_title`; `count` counters are reserved."""
-        with self.begin(system_title) as turn:
-            first = turn.next
-            turn.commit(first + count)
-        return first
-
-    def release(self, system_title, next_ic):
-        """Record the next unused counter (keeps the higher of the stored and given values
-        only when the session used more than it reserved)."""
-        with self.begin(system_title) as turn:
-            turn.commit(next_ic)

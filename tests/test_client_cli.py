@@ -245,19 +245,21 @@ def test_keys_repr_hides_secrets_and_parse_rules():
 def test_invocation_counter_store(tmp_path):
     from protocol.keys import InvocationCounterStore, KeyFileError
     store = InvocationCounterStore(str(tmp_path / "ic.json"))
-    first = store.reserve(b"TITLE001")
-    assert first == 1
-    # A crash before release: the next session starts above the whole reservation.
-    second = store.reserve(b"TITLE001")
-    assert second == 1001
-    store.release(b"TITLE001", second + 5)  # lower than reserved: kept at the reservation
-    assert store.reserve(b"TITLE001") == 2001
-    store.release(b"TITLE001", 10 ** 6)
-    assert store.reserve(b"TITLE001") == 10 ** 6
-    assert store.reserve(b"OTHERTTL") == 1
+    with store.begin(b"TITLE001") as turn:
+        assert turn.next == 1
+        turn.commit(1001)
+    # a crash after the commit, before the counters were all sent: the next turn starts above
+    with store.begin(b"TITLE001") as turn:
+        assert turn.next == 1001
+        turn.commit(10 ** 6)
+        turn.commit(1005)  # never backwards
+    with store.begin(b"TITLE001") as turn:
+        assert turn.next == 10 ** 6
+    with store.begin(b"OTHERTTL") as turn:
+        assert turn.next == 1
     (tmp_path / "ic.json").write_text("{broken")
     with pytest.raises(KeyFileError, match="unreadable"):
-        store.reserve(b"TITLE001")
+        store.begin(b"TITLE001")
 
 
 def test_refused_method_hints_at_the_utility_client(meter_server):
@@ -279,7 +281,12 @@ def _reserve_many(args):
     path, n = args
     from protocol.keys import InvocationCounterStore
     store = InvocationCounterStore(path)
-    return [store.reserve(b"BJLHE001", 10) for _ in range(n)]
+    firsts = []
+    for _ in range(n):
+        with store.begin(b"BJLHE001") as turn:
+            firsts.append(turn.next)
+            turn.commit(turn.next + 10)
+    return firsts
 
 
 def test_invocation_counter_store_never_hands_out_a_block_twice(tmp_path):
@@ -296,7 +303,8 @@ def test_invocation_counter_store_never_hands_out_a_block_twice(tmp_path):
     assert len(firsts) == 150
     assert all(b - a >= 10 for a, b in zip(firsts, firsts[1:])), firsts
     from protocol.keys import InvocationCounterStore
-    assert InvocationCounterStore(path).reserve(b"BJLHE001", 10) == firsts[-1] + 10
+    with InvocationCounterStore(path).begin(b"BJLHE001") as turn:
+        assert turn.next == firsts[-1] + 10
 
 
 def test_read_json_gives_date_times_in_iso_8601(meter_server):
