@@ -575,6 +575,9 @@ class MeterService:
                 g("clock save", self.em.save_clock)
             await asyncio.sleep(TICK_S)
 
+    def _deliver_pending(self):
+        self._deliver(self.em.model.push.take())
+
     def _deliver(self, pushes):
         for dest, transport, apdu in pushes:
             line = self.hdlc_line
@@ -663,7 +666,7 @@ class MeterService:
                         reply = None
                     if reply:
                         writer.write(fw_wrapper.encode(dst, src, reply))
-                self._deliver(self.em.model.push.take())
+                self.em.guard.run("push delivery", self._deliver_pending)
                 await writer.drain()
                 if stream.error is not None:  # a broken header behind the messages answered
                     self.dropped += 1

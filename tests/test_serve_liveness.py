@@ -85,6 +85,24 @@ def test_faults_in_tick_save_and_contact_are_logged_and_the_meter_keeps_serving(
     assert not svc.thread.is_alive()
 
 
+def test_a_fault_delivering_pushes_keeps_the_tcp_connection_answering(tmp_path):
+    """Pushes are delivered after each TCP request too: a fault there used to drop the
+    connection (caught as a connection fault, the association lost); it is logged and the
+    same connection is answered on."""
+    em, svc, logged = _serve(tmp_path)
+
+    def broken(*_args):
+        raise OSError("push destination unreachable")
+
+    with svc:
+        svc.call(setattr, svc.service, "_deliver", broken)
+        with _public(svc.address[1]) as c:  # associate, then two reads on one connection
+            assert c.serial_number() == em.meter_id
+            assert c.serial_number() == em.meter_id
+        assert svc.call(lambda: em.guard.counts.get("push delivery", 0)) >= 3
+    assert any("push delivery failed" in t for t in logged), logged
+
+
 CUT_FRAME = bytes.fromhex("7ea7f70321106bf0e6")  # an I-frame header announcing 2,039 bytes
 
 
