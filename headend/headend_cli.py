@@ -3,7 +3,7 @@
     bijli headend init [--db URL]
     bijli headend import REGISTRY.csv|.json
     bijli headend pay --meter ID --amount RUPEES --ref PAYMENT_REF [--json]
-    bijli headend serve --workers-only [--sessions N] [--until-idle]
+    bijli headend serve --workers-only [--workers N] [--sessions N] [--until-idle]
     bijli headend status [--json]
     bijli headend requeue (--meter ID | --feeder NAME | --all)
 
@@ -14,6 +14,7 @@ INSECURE demo keys (a WARNING line says so). Key bytes are never printed.
 import asyncio
 import datetime
 import json
+import os
 import signal
 
 import click
@@ -131,8 +132,10 @@ def pay_cmd(meter_id, amount, ref, as_json, db_url, key_file):
 @click.option("--workers-only", is_flag=True,
               help="Run delivery workers only (needed for now: the HTTP API and push "
               "listener come later).")
+@click.option("--workers", type=click.IntRange(1, 256), default=1, show_default=True,
+              help="Worker processes (each with its own sessions; they share the outbox).")
 @click.option("--sessions", type=click.IntRange(1, 100000), default=200, show_default=True,
-              help="Meter sessions in flight at once.")
+              help="Meter sessions in flight at once, per worker process.")
 @click.option("--lease", type=click.FloatRange(1, 3600), default=30.0, show_default=True,
               help="Seconds a claimed job stays leased (renewed by heartbeats).")
 @click.option("--retry-base", type=click.FloatRange(0.001, 86400), default=5.0,
@@ -150,10 +153,10 @@ def pay_cmd(meter_id, amount, ref, as_json, db_url, key_file):
               help="Exit when no recharge is pending or running.")
 @_db_option
 @_key_option
-def serve_cmd(workers_only, sessions, lease, retry_base, retry_cap, give_up, poll, io_timeout,
-              until_idle, db_url, key_file):
+def serve_cmd(workers_only, workers, sessions, lease, retry_base, retry_cap, give_up, poll,
+              io_timeout, until_idle, db_url, key_file):
     """Deliver paid recharges to the meters (Ctrl-C / SIGTERM: finish sessions, then stop)."""
-    from headend.delivery import DeliveryWorker, WorkerConfig
+    from headend.delivery import WorkerConfig
     if not workers_only:
         raise click.UsageError("only delivery workers exist so far: give --workers-only")
     ring = _keys(key_file)
@@ -165,21 +168,61 @@ def serve_cmd(workers_only, sessions, lease, retry_base, retry_cap, give_up, pol
                            io_timeout_s=io_timeout)
     except ValueError as e:
         raise click.ClickException(str(e)) from None
-    worker = DeliveryWorker(db_url, ring, cfg, echo=lambda t: click.echo(t, err=True))
+    import multiprocessing
+    ctx = multiprocessing.get_context("spawn")
+    children = [ctx.Process(target=_worker_process, args=(db_url, ring, cfg, until_idle),
+                            name="bijli-headend-worker-%d" % i) for i in range(1, workers)]
+    for c in children:
+        c.start()
+
+    def stop_children():
+        for c in children:
+            if c.is_alive():
+                os.kill(c.pid, signal.SIGTERM)
+
+    try:
+        ok = _worker_process(db_url, ring, cfg, until_idle, on_stop=stop_children)
+    finally:
+        for c in children:
+            c.join()
+    failed = [c.name for c in children if c.exitcode != 0]
+    if not ok or failed:
+        raise click.ClickException("worker(s) failed: %s" % ", ".join(
+            (["main"] if not ok else []) + failed))
+
+
+def _worker_process(db_url, ring, cfg, until_idle, on_stop=None):
+    """Run one DeliveryWorker until stopped (SIGINT / SIGTERM) or idle; True when it ended
+    cleanly. A child process of `serve --workers N` runs this as its target."""
+    from headend.delivery import DeliveryWorker
+
+    def echo(text):
+        click.echo(text, err=True)
+
+    worker = DeliveryWorker(db_url, ring, cfg, echo=echo)
+
+    def stop():
+        worker.stop()
+        if on_stop is not None:
+            on_stop()
 
     async def main():
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, worker.stop)
+            loop.add_signal_handler(sig, stop)
         return await worker.run(until_idle=until_idle)
 
-    click.echo("worker %s: delivering (%d sessions in flight at most)"
-               % (worker.worker_id, sessions), err=True)
+    echo("worker %s: delivering (%d sessions in flight at most)" % (worker.worker_id,
+                                                                     cfg.sessions))
     try:
         counts = asyncio.run(main())
     except dbmod.DatabaseError as e:
-        raise click.ClickException(str(e)) from None
-    click.echo("worker %s stopped: %s" % (worker.worker_id, json.dumps(counts)), err=True)
+        echo("worker %s: %s" % (worker.worker_id, e))
+        if on_stop is None:
+            raise SystemExit(1) from None
+        return False
+    echo("worker %s stopped: %s" % (worker.worker_id, json.dumps(counts)))
+    return True
 
 
 @headend.command("requeue")

@@ -308,3 +308,35 @@ def test_until_idle_survives_a_database_error_while_looking_at_the_outbox(db, db
     counts = asyncio.run(w.run(until_idle=True))
     assert counts["delivered"] == 0 and failures["left"] == 0
     assert sum("cannot look at the outbox" in s for s in said) == 2
+
+
+def test_serve_with_two_worker_processes_credits_each_recharge_once(db, db_url, tmp_path):
+    fleet = [served("BJ0000040%d" % i) for i in range(4)]
+    try:
+        register(db, fleet)
+        k = ring()
+        for i in range(20):
+            payments.record_payment(db, k, fleet[i % 4].meter_id, 10 + i, "W%d" % i)
+        log = tmp_path / "workers.log"
+        proc = _start_worker(db_url, log, "--workers", "2", "--until-idle")
+        assert proc.wait(300) == 0, log.read_text()[-3000:]
+        assert db.all("SELECT state, count(*) FROM deliveries GROUP BY state") == [
+            ("delivered", 20)]
+        workers = db.all("SELECT delivered, stopped_at IS NOT NULL FROM workers")
+        assert len(workers) == 2 and all(stopped for _n, stopped in workers)
+        assert sum(n for n, _s in workers) == 20
+        for i, m in enumerate(fleet):
+            assert balance(m) == OPENING + sum((10 + j) * 100 for j in range(i, 20, 4))
+    finally:
+        for m in fleet:
+            m.close()
+
+
+def test_sigterm_stops_serve_and_its_worker_processes(db, db_url, tmp_path):
+    log = tmp_path / "workers.log"
+    proc = _start_worker(db_url, log, "--workers", "3")
+    wait_until(lambda: db.scalar("SELECT count(*) FROM workers") == 3, "3 workers registered",
+               within=60)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(60) == 0, log.read_text()[-3000:]
+    assert db.scalar("SELECT count(*) FROM workers WHERE stopped_at IS NOT NULL") == 3
