@@ -68,12 +68,22 @@ def _read_json(path):
 
 
 def _hex(text):
+    # a key's value: what is wrong is said, never the value or a piece of it (the message is
+    # printed on the console)
     if not isinstance(text, str):
-        raise ValueError("hex digits expected, got %r" % (text,))
+        raise ValueError("hex digits expected, got a %s" % type(text).__name__)
     text = text.strip()
     if len(text) % 2:
         raise ValueError("odd number of hex digits")
-    return bytes(int(text[i:i + 2], 16) for i in range(0, len(text), 2))
+    out = bytearray()
+    for i in range(0, len(text), 2):
+        try:
+            out.append(int(text[i:i + 2], 16))
+        except ValueError:
+            out = None
+        if out is None:  # outside the handler: no chained traceback holding the digits
+            raise ValueError("not hex digits (at character %d)" % (i + 1))
+    return bytes(out)
 
 
 class LinePort:

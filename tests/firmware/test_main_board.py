@@ -233,6 +233,22 @@ def test_a_bad_provisioning_file_is_refused_whole_before_anything_is_applied():
         raises(ValueError, board_main.check_provisioning, bad)
 
 
+def test_a_refused_provisioning_file_never_shows_its_keys():
+    """The refusal is printed on the board's console: it says what is wrong with a key, never
+    the key's value or a piece of it (a number, a list of bytes, the digits that are not hex)."""
+    ok = "33" * 16
+    cases = (
+        ({"keys": {"0": 123456789012345678901234567890}}, "1234567890"),
+        ({"dlms": {"ek": [171] * 16, "ak": ok}}, "171"),
+        ({"dlms": {"ek": "c0ffee" * 5 + "zq", "ak": ok}}, "zq"),
+        ({"keys": {"0": "c0ffee" * 5 + "zq"}}, "zq"),
+        ({"keys": {"0": "c0ffee" * 5 + "zq"}}, "c0ffee"),
+    )
+    for prov, piece in cases:
+        e = raises(ValueError, board_main.check_provisioning, prov)
+        assert piece not in str(e), (piece, str(e))
+
+
 def test_board_file_sets_the_hdlc_timeouts_within_their_ranges():
     hal, meter, key_rec, counter_rec = _board(MemNVM(65536))
     dlms = board_main.dlms_keys(key_rec, None)[:3] + (counter_rec,)
