@@ -24,6 +24,7 @@ import time
 import uuid
 
 from headend import db as dbmod
+from headend import keyring as keyring_mod
 from headend import outbox, registry
 from protocol.client import UTILITY, AsyncDlmsClient
 from protocol.errors import ProtocolError
@@ -227,7 +228,10 @@ class DeliveryWorker:
             host, port = registry.parse_address(job.address)
         except registry.RegistryError as e:
             return Outcome("retry", None, None, str(e))
-        keys = self.keyring.dlms_keys(job.meter_id, job.key_ref)
+        try:
+            keys = self.keyring.dlms_keys(job.meter_id, job.key_ref)
+        except keyring_mod.KeyringError as e:  # fixed by giving the key set: retry until then
+            return Outcome("retry", None, None, str(e))
         try:
             async with asyncio.timeout(self.config.session_timeout_s):
                 return await enter_token(host, port, job.client_sap, keys, job.ic_first,

@@ -130,10 +130,17 @@ def test_unreachable_past_the_deadline_is_stuck_and_shown(db, db_url):
     gone = served("BJ00000009")
     gone.down()
     try:
-        register(db, [gone], extra=[{"meter_id": "BJ0000000A", "address": ""}])
+        register(db, [gone], extra=[{"meter_id": "BJ0000000A", "address": ""},
+                                    {"meter_id": "BJ0000000B", "address": "127.0.0.1:9",
+                                     "key_ref": "zone-x"}])
         k = ring()
         payments.record_payment(db, k, "BJ00000009", 10, "S1")
         payments.record_payment(db, k, "BJ0000000A", 10, "S2")  # no address known
+        with db.transaction():  # its key set is given to the vendor, not to the worker
+            db.execute("INSERT INTO payments VALUES ('S3', 'BJ0000000B', 1, 1, '1', 0, 0, 0)")
+            db.execute("INSERT INTO deliveries (payment_ref, meter_id, digits, state, "
+                       "next_attempt_at, created_at) VALUES ('S3', 'BJ0000000B', "
+                       "'12345678901234567890', 'pending', 0, 0)")
         w = WorkerThread(db_url, retry_base_s=0.01, retry_cap_s=0.02, give_up_s=0.0,
                          session_timeout_s=1, io_timeout_s=0.5)
         try:
@@ -142,9 +149,10 @@ def test_unreachable_past_the_deadline_is_stuck_and_shown(db, db_url):
         finally:
             w.stop()
         snap = status_mod.snapshot(db)
-        assert snap["recharges"]["stuck"] == 2
-        assert sorted(s["payment_ref"] for s in snap["stuck"]) == ["S1", "S2"]
+        assert snap["recharges"]["stuck"] == 3
+        assert sorted(s["payment_ref"] for s in snap["stuck"]) == ["S1", "S2", "S3"]
         assert "address must be HOST:PORT" in rows(db)["S2"]["last_error"]
+        assert rows(db)["S3"]["last_error"] == "no key set 'zone-x' in test keys"
         assert balance(gone) == OPENING
     finally:
         gone.close()
