@@ -630,17 +630,22 @@ class MeterService:
 
     async def _tcp_client(self, conn):
         """One TCP (wrapper) connection: one association per connection; closed after
-        tcp_idle_s without a request (IC 41's inactivity time-out)."""
+        tcp_idle_s without a complete request (IC 41's inactivity time-out: a peer trickling
+        bytes that never make a message does not keep its slot)."""
         self.connections += 1
         writer = None
         stream = fw_wrapper.WrapperStream()
         session = None
+        loop = asyncio.get_running_loop()
+        idle = self.tcp_idle_s or None
+        deadline = None if idle is None else loop.time() + idle
         try:
             reader, writer = await asyncio.open_connection(sock=conn)
             session = self.em.new_session()
             while not self._stop.is_set():
+                left = None if deadline is None else max(0.0, deadline - loop.time())
                 try:
-                    data = await asyncio.wait_for(reader.read(4096), self.tcp_idle_s or None)
+                    data = await asyncio.wait_for(reader.read(4096), left)
                 except TimeoutError:  # the inactivity time-out: the descriptor is freed
                     self.idle_closed += 1
                     self._note("TCP connection closed after %g s without a request (--tcp-idle)"
@@ -654,6 +659,8 @@ class MeterService:
                 except FramingError:
                     self.dropped += 1
                     break
+                if msgs and idle is not None:
+                    deadline = loop.time() + idle
                 for src, dst, apdu in msgs:
                     if dst != SERVER_WPORT:
                         self.dropped += 1

@@ -190,3 +190,29 @@ def test_more_idle_connections_than_open_files_leave_the_meter_answering():
         code, out = _stop(p, signal.SIGTERM)
     assert code == 0, out
     assert "refused" in out and "Traceback" not in out, out
+
+
+def test_a_peer_trickling_bytes_without_a_request_is_closed_at_the_idle_time_out():
+    """The inactivity time-out counts from the last complete request, not the last byte: a
+    peer sending one byte of a wrapper header every 0.25 s (never a whole message) held its
+    connection slot for as long as it liked."""
+    em = EmulatedMeter(None, speed=0, start_s=T0, opening_paise=10000)
+    with ServiceThread(em, tcp_idle_s=1) as svc:
+        sock = _idle(svc.address[1], 1)[0]
+        sock.settimeout(0.25)
+        # a wrapper header announcing 65,535 bytes, then a few of them
+        trickle = bytes((0, 1, 0, 0x10, 0, 1, 0xFF, 0xFF)) + bytes(32)
+        closed = False
+        for i in range(len(trickle)):  # 10 s of trickle: the 1 s time-out ends it long before
+            try:
+                sock.send(trickle[i:i + 1])
+                closed = sock.recv(1) == b""
+            except (TimeoutError, BlockingIOError):
+                continue
+            except OSError:  # reset / broken pipe: closed by the meter
+                closed = True
+            if closed:
+                break
+        sock.close()
+        assert closed, "a trickling peer kept its connection past the idle time-out"
+        assert svc.service.idle_closed == 1
