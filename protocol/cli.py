@@ -54,7 +54,8 @@ from protocol.keys import (
     load_keys,
 )
 from protocol.obis import Obis
-from protocol.trace import Describer, TracingTransport, render, split_frames
+from protocol.secret_fields import is_secret_attribute, is_secret_method
+from protocol.trace import HIDDEN, Describer, TracingTransport, render, split_frames
 from protocol.transport import SerialTransport, TcpTransport, parse_host_port
 from protocol.typed_json import TEXT_TYPES, from_text, to_json
 
@@ -677,9 +678,11 @@ def write_cmd(target, value, attr, type_name):
         if class_id is None:
             class_id = c.class_of(obis)
         c.set(class_id, obis, attr, data)
-    shown = to_json(data)
+    shown, encoded = to_json(data), encoded.hex()
+    if is_secret_attribute(class_id, attr):  # a password or key: never echoed
+        shown = encoded = HIDDEN
     _emit({"class_id": class_id, "obis": obis.dotted(), "attribute": attr, "value": shown,
-           "encoded": encoded.hex(), "result": "success"},
+           "encoded": encoded, "result": "success"},
           "SET %d/%s:%d = %s: success" % (class_id, obis.dotted(), attr,
                                           json.dumps(shown, sort_keys=True)))
 
@@ -701,6 +704,8 @@ def action_cmd(target, method, value, type_name):
             class_id = c.class_of(obis)
         returned = c.action(class_id, obis, method, params)
     shown = None if type_name is None else to_json(params)
+    if shown is not None and is_secret_method(class_id, method):  # wrapped keys, secrets
+        shown = HIDDEN
     back = None if returned is None else to_json(returned)
     human = "ACTION %d/%s method %d: success" % (class_id, obis.dotted(), method)
     if back is not None:

@@ -3,7 +3,9 @@
 Used by `bijli client --trace` (every frame of a session) and `bijli decode` (frames or APDUs
 given in hex). One `Describer` keeps what it learns on the way (the client's and the meter's
 system titles from AARQ/AARE, HDLC segments) so that later ciphered APDUs can be deciphered
-when it holds the keys. Key bytes are never part of a document; an LLS password in an AARQ is
+when it holds the keys. Key bytes are never part of a document; an LLS password in an AARQ, a
+value written to a secret attribute and the parameters of a secret method (see
+protocol.secret_fields: IC 15 attribute 7, IC 15 change_HLS_secret, IC 64 key_transfer) are
 shown as "(hidden)" and masked in the hex dump.
 
     d = Describer(keys)                 # keys: protocol.keys.ClientKeys or None
@@ -12,13 +14,19 @@ shown as "(hidden)" and masked in the hex dump.
 """
 import dataclasses
 
-from protocol import security
+from protocol import axdr, security
 from protocol.apdu import (
     AARE,
     AARQ,
+    ActionRequestNormal,
+    ActionRequestWithList,
     CipheredApdu,
     GeneralCiphering,
     InitiateRequest,
+    SetRequestNormal,
+    SetRequestWithDatablock,
+    SetRequestWithFirstDatablock,
+    SetRequestWithList,
     acse,
     decode_apdu_prefix,
 )
@@ -37,6 +45,7 @@ from protocol.hdlc import (
     strip_llc,
 )
 from protocol.obis import Obis
+from protocol.secret_fields import is_secret_attribute, is_secret_method
 from protocol.typed_json import to_json
 from protocol.wrapper import HEADER_SIZE, VERSION
 from protocol.wrapper import decode as decode_wrapper
@@ -129,6 +138,7 @@ class Describer:
         self.client_title = client_title
         self.server_title = server_title
         self._segments = {}  # (src, dest) -> HDLC information octets so far
+        self._secret_blocks = False  # a SET of a secret attribute continues in further blocks
 
     # -- frames ------------------------------------------------------------------------------
 
@@ -237,8 +247,33 @@ class Describer:
                 obj.calling_authentication_value:
             secrets.append(bytes(obj.calling_authentication_value))
             fields["calling_authentication_value"] = HIDDEN
+        self._hide_written_secrets(obj, fields, secrets)
         doc["fields"] = fields
         return doc
+
+    def _hide_written_secrets(self, obj, fields, secrets):
+        """Hide values written to secret attributes and parameters of secret methods."""
+        if isinstance(obj, SetRequestNormal):
+            if _secret_attr(obj.attribute):
+                fields["value"] = _hide(obj.value, secrets)
+        elif isinstance(obj, SetRequestWithFirstDatablock):
+            self._secret_blocks = _secret_attr(obj.attribute) and not obj.last_block
+            if _secret_attr(obj.attribute):
+                fields["raw_data"] = _hide_octets(obj.raw_data, secrets)
+        elif isinstance(obj, SetRequestWithDatablock):
+            if self._secret_blocks:
+                fields["raw_data"] = _hide_octets(obj.raw_data, secrets)
+                self._secret_blocks = not obj.last_block
+        elif isinstance(obj, SetRequestWithList):
+            fields["values"] = [_hide(v, secrets) if _secret_attr(a[0]) else _data("value", v)
+                                for a, v in zip(obj.attributes, obj.values)]
+        elif isinstance(obj, ActionRequestNormal):
+            if _secret_method(obj.method) and obj.parameters not in (None, NULL_PRESENT):
+                fields["parameters"] = _hide(obj.parameters, secrets)
+        elif isinstance(obj, ActionRequestWithList):
+            fields["parameters"] = [_hide(p, secrets) if _secret_method(m)
+                                    else _data("parameters", p)
+                                    for m, p in zip(obj.methods, obj.parameters)]
 
     def _ciphered(self, env, secrets):
         doc = {"type": type(env).__name__,
@@ -270,6 +305,28 @@ class Describer:
             else:
                 doc["deciphered"] = self.apdu(plain, secrets)
         return doc
+
+
+def _secret_attr(descriptor):
+    return is_secret_attribute(descriptor.class_id, descriptor.attribute_id)
+
+
+def _secret_method(descriptor):
+    return is_secret_method(descriptor.class_id, descriptor.method_id)
+
+
+def _hide(value, secrets):
+    """HIDDEN, after noting the value's A-XDR octets (exactly as on the wire) for the hex mask."""
+    try:
+        secrets.append(axdr.encode(value))
+    except ProtocolError:
+        pass  # not re-encodable: the decoded form is hidden all the same
+    return HIDDEN
+
+
+def _hide_octets(raw, secrets):
+    secrets.append(bytes(raw))
+    return HIDDEN
 
 
 def _address(a):
