@@ -20,6 +20,7 @@ CLOCK_SET = 3  # value: new time - old time (s)
 WATCHDOG_RESET = 4
 NVM_FALLBACK = 5  # a record loaded its older copy (newer one unreadable); value: storage tag,
 # extra: sequence number of the copy loaded
+NVM_DAMAGED = 6  # a record's saved value is lost (neither copy readable); value: storage tag
 
 # control (relay) log — value: reason code (REASON_* below)
 RELAY_DISCONNECTED = 20

@@ -54,6 +54,7 @@ from firmware.guard import Guard
 from firmware.guard import decade as _decade
 from firmware.hal.nvm import FileNVM, MemNVM
 from firmware.hal.sim import SimClock, SimHal, parse_load
+from firmware.lockout import LOCK_MAX_S
 from firmware.meter import Meter
 from firmware.storage import StoreError
 from firmware.timeutil import TIME_MAX, TIME_MIN
@@ -185,6 +186,9 @@ class EmulatedMeter:
         if self._server is None:
             self._server, self._counters = _make_server(self)
             self._lockouts_saved = self._server.throttle.dump()
+            if self._server.throttle.started_locked and self.guard.log is not None:
+                self.guard.log("bijli: the association lockouts in %s are damaged: the LLS/HLS "
+                               "clients stay locked for %d s" % (DLMS_FILE, LOCK_MAX_S))
             self.save_dlms_ahead()
         return self._server
 

@@ -10,6 +10,8 @@ server are (re)built when the meter object changes (a new boot after a power ret
 The UART needs `any() -> int`, `read(n) -> bytes` and `write(bytes)` (machine.UART has them).
 Keys are per meter and provisioned; nothing here prints or logs them.
 """
+from firmware import event_codes as ec
+from firmware import lockout
 from firmware.cosem import push as push_mod
 from firmware.cosem import table as cosem_table
 from firmware.dlms import ObjectTable, hdlc
@@ -141,15 +143,27 @@ class DlmsUartService:
                 IC_AHEAD, ic, counters)
         else:
             ic, counters = 0, None
+        lockouts_damaged = False
         if lockouts is None and self.lockout_store is not None:
             lockouts = self.lockout_store.load()
+            lockouts_damaged = self.lockout_store.damaged
         self.server = DlmsServer(table, self.system_title, self.rng, ek=self.ek, ak=self.ak,
                                  password=self.password, invocation_counter=ic,
-                                 counters=counters, clock=meter.now, lockouts=lockouts)
+                                 counters=counters, clock=meter.now, lockouts=lockouts,
+                                 lockouts_damaged=lockouts_damaged)
+        if self.server.throttle.started_locked:
+            self._damaged(self.lockout_store, "failed-association lockouts",
+                          "LLS/HLS client SAPs locked for %d s" % lockout.LOCK_MAX_S)
         if self._lockouts_saved is None:
             self._lockouts_saved = self.server.throttle.dump()  # what the record holds
         self.session = self.server.session()
         self._save_ahead()
+
+    def _damaged(self, record, what, consequence):
+        """Say on the console and in the event log (NVM_DAMAGED) that a record was lost."""
+        tag = getattr(record, "tag", 0)
+        print("bijli: NVM record %d (%s) is damaged: %s" % (tag, what, consequence))
+        self.meter.events.log(self.meter.now(), ec.NVM_DAMAGED, tag)
 
     def _save_ahead(self):
         """Keep the counter record ahead of use (after every request; see CounterReservation)."""

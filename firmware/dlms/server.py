@@ -98,7 +98,7 @@ class DlmsServer:
 
     def __init__(self, table, system_title, rng, ek=None, ak=None, password=None,
                  policies=None, max_pdu=1024, invocation_counter=0, counters=None,
-                 clock=None, lockouts=None):
+                 clock=None, lockouts=None, lockouts_damaged=False):
         if len(system_title) != 8:
             raise ValueError("system title must be 8 bytes")
         self.table = table
@@ -111,8 +111,11 @@ class DlmsServer:
         self.invocation_counter = invocation_counter
         self.counters = CounterGuard(counters)
         # failed associations per client SAP, timed by clock() (the meter's Unix seconds);
-        # `lockouts` is its saved dump(). Without a clock nothing is throttled.
-        self.throttle = AssociationThrottle(clock, lockouts)
+        # `lockouts` is its saved dump(). Without a clock nothing is throttled. A damaged
+        # record (`lockouts_damaged`, or bytes that do not parse) locks every authenticated SAP.
+        self.throttle = AssociationThrottle(
+            clock, lockouts, lockouts_damaged,
+            [sap for sap in self.policies if self.policies[sap][0] != A.MECH_NONE])
         self.conformance = SERVER_CONFORMANCE
         self._push_id = 0
         self.stats = {"requests": 0, "refused": 0, "security_errors": 0}

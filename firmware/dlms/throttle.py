@@ -10,6 +10,13 @@ The rule is the token lockout's (`firmware.lockout`): the 3rd consecutive failur
 SAP for 10 s, each further one doubles that, up to 1280 s. While locked, an AARQ is refused
 without looking at its password and does not count. Without a clock nothing is throttled.
 Saved form: n u8, then n x (sap u8 | failures u8 | lock end u32, Unix s).
+
+A damaged saved record (`damaged=True` from the owner's store, or bytes that do not parse)
+must never unlock a locked SAP: every SAP in `saps` (the authenticated ones) then starts
+locked for LOCK_MAX_S, as at the worst step of the rule, and `started_locked` tells the owner
+to log it (docs/decisions.md, "A damaged lockout record locks").
+
+    t = AssociationThrottle(clock, saved, damaged=True, saps=(0x20, 0x30))
 """
 from firmware import lockout
 
@@ -20,14 +27,28 @@ DUMP_MAX = 1 + 6 * MAX_SAPS
 class AssociationThrottle:
     """Consecutive authentication failures and lock end per client SAP."""
 
-    def __init__(self, clock=None, saved=None):
+    def __init__(self, clock=None, saved=None, damaged=False, saps=()):
         self.clock = clock
         self.entries = {}  # sap -> [failures, lock_until]
+        self.started_locked = False  # a damaged record locked every SAP of `saps`
         if saved:
             try:
                 self.load(saved)
-            except ValueError:  # a damaged record: start counting afresh
-                self.entries = {}
+            except ValueError:  # damaged: what it held (a lock?) is unknown
+                damaged = True
+        if damaged:
+            self.lock_all(saps)
+
+    def lock_all(self, saps):
+        """Lock every SAP of `saps` for LOCK_MAX_S (a damaged record: no lock may end early)."""
+        self.entries = {}
+        self.started_locked = True
+        if self.clock is None:
+            return
+        until = self._now() + lockout.LOCK_MAX_S
+        for sap in sorted(saps)[:MAX_SAPS]:
+            # the count that locks for LOCK_MAX_S: a wrong try after the lock locks as long
+            self.entries[sap] = [lockout.LOCK_AFTER + 8, until]
 
     def _now(self):
         return int(self.clock())

@@ -771,9 +771,18 @@ def test_association_lockout_survives_a_restart_and_counts_hls_failures():
     assert _lls(srv2, PASSWORD) == (A.RESULT_REJECTED_TRANSIENT, A.DIAG_AUTH_FAILURE)
     clock.t += 10
     assert _lls(srv2, PASSWORD) == (0, 0)
-    # a damaged saved state starts afresh instead of failing the meter
-    srv3, _r3, _l3 = make_server(clock=clock, lockouts=b"\x05\x01")
-    assert srv3.throttle.dump() == b"\x00"
+    # a damaged saved state never unlocks: every authenticated SAP starts locked (the
+    # meter keeps serving; the public SAP is not affected)
+    for damaged in ({"lockouts": b"\x05\x01"}, {"lockouts": None, "lockouts_damaged": True}):
+        srv3, _r3, _l3 = make_server(clock=clock, **damaged)
+        assert srv3.throttle.started_locked
+        assert _lls(srv3, PASSWORD) == (A.RESULT_REJECTED_TRANSIENT, A.DIAG_AUTH_FAILURE)
+        assert srv3.throttle.remaining(0x20) == srv3.throttle.remaining(0x30) == 1280
+        assert srv3.throttle.remaining(0x10) == 0
+        public_session(srv3)
+    # a record never written (a fresh meter) locks nothing
+    srv4, _r4, _l4 = make_server(clock=clock, lockouts=None)
+    assert not srv4.throttle.started_locked and _lls(srv4, PASSWORD) == (0, 0)
     # HLS: a wrong f(StoC) counts for the utility SAP
     c = CipherClient(EK, AK)
     for _ in range(3):

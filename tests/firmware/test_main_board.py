@@ -189,6 +189,56 @@ def test_failed_associations_stay_locked_across_a_board_reboot():
     assert lls(svc, meter, b"12345678") == 0
 
 
+def test_a_damaged_lockout_record_keeps_the_authenticated_saps_locked():
+    """A lockout record whose both copies are unreadable must not unlock a locked SAP: after
+    the reboot every LLS/HLS SAP starts locked for LOCK_MAX_S, said and logged (NVM_DAMAGED);
+    the public client is not affected."""
+    from firmware import event_codes as ec
+    from firmware import lockout
+    hal = SimHal(SimClock(T0), ConstantLoad(300), MemNVM(65536))
+    hal.uart = FakeUart()
+    meter, svc = _lockout_boot(hal, Config(meter_id="BRD01"))
+    for _ in range(3):
+        assert _lls(hal, svc, meter, b"wrong!!!") == 1
+    assert _lls(hal, svc, meter, b"12345678") == 2  # locked
+    rec = svc.lockout_store
+    for slot in (0, 1):
+        hal.nvm.buf[rec.offset + slot * rec.slot_size + 12] ^= 0x40  # both copies damaged
+    meter, svc = _lockout_boot(hal, None)  # power cut and reboot
+    assert _lls(hal, svc, meter, b"12345678") == 2  # still locked: not read as "no lockouts"
+    assert svc.lockout_store.damaged
+    assert svc.server.throttle.remaining(0x30) == lockout.LOCK_MAX_S  # utility too
+    e = meter.events.find_latest(ec.NVM_DAMAGED)
+    assert e is not None and e[3] == board_main.TAG_DLMS_LOCKOUTS, e
+    hal.clock.advance(lockout.LOCK_MAX_S + 1)
+    meter.tick()
+    assert _lls(hal, svc, meter, b"12345678") == 0
+
+
+def _lockout_boot(hal, cfg):
+    store = Store(hal.nvm)
+    meter = Meter(hal, cfg, store, {0: bytes(16)})
+    key_rec, counter_rec, lockout_rec = board_main._dlms_records(store)
+    dlms = board_main.dlms_keys(key_rec, None)[:3] + (counter_rec, lockout_rec)
+    return meter, board_main.uart_service(hal, meter, {"uart_mode": "dlms"}, dlms)
+
+
+def _lls(hal, svc, meter, password):
+    """The AARE result of an LLS AARQ from the reader SAP over a fresh HDLC connection."""
+    client = dc.client_addr(0x20)
+    hal.uart.rx = hdlc.build_frame(dc.SERVER, client, 0x93)  # SNRM
+    svc.poll(meter)
+    hal.uart.tx = b""
+    aarq = dc.build_aarq(mechanism=1, auth_value=password, user_info=dc.initiate_request())
+    hal.uart.rx = hdlc.build_frame(dc.SERVER, client, dc.i_ctrl(0, 0), b"\xE6\xE6\x00" + aarq)
+    svc.poll(meter)
+    aare = dc.frames(hal.uart.tx)[0][3][3:]
+    hal.uart.rx = hdlc.build_frame(dc.SERVER, client, 0x53)  # DISC
+    svc.poll(meter)
+    hal.uart.tx = b""
+    return aare[aare.index(b"\xa2\x03\x02\x01") + 4]  # the AARE result
+
+
 def test_uart_service_drops_a_cut_frame_after_the_inter_octet_silence():
     """issue 8 item 3 on the board: `7e a7 f7 03 21 10 6b f0 e6` (a header announcing 2,039
     bytes, then nothing) must not keep the next SNRM unanswered."""
