@@ -176,22 +176,47 @@ class Config:
 
     def dump(self):
         """Compact TLV form (see module docstring)."""
-        out = b""
+        buf = bytearray(len(ITEMS) * 257)  # room for every item at its largest
+        return bytes(buf[:self.dump_into(buf, 0)])
+
+    def dump_into(self, buf, off):
+        """Write dump() into the bytearray buf at off, in place (no TLV bytes allocated);
+        returns the end offset. ValueError if an item is too large for its TLV or for buf."""
         for it in ITEMS:
-            ident, name, kind = it[0], it[1], it[2]
+            name, kind = it[1], it[2]
             v = getattr(self, name)
             if kind == K_INT:
-                body = struct.pack(">q", v)
+                n = 8
             elif kind == K_INTS:
-                body = bytes((len(v),)) + b"".join(struct.pack(">i", x) for x in v)
+                n = 1 + 4 * len(v)
             elif kind == K_ZONES:
-                body = bytes((len(v),)) + b"".join(struct.pack(">II", z[0], z[1]) for z in v)
+                n = 1 + 8 * len(v)
             else:
-                body = v.encode()
-            if len(body) > 255:
+                v = v.encode()
+                n = len(v)
+            if n > 255:
                 raise ValueError("%s too large to store" % name)
-            out += bytes((ident, len(body))) + body
-        return out
+            if off + 2 + n > len(buf):
+                raise ValueError("config does not fit its record")
+            buf[off] = it[0]
+            buf[off + 1] = n
+            o = off + 2
+            if kind == K_INT:
+                struct.pack_into(">q", buf, o, v)
+            elif kind == K_INTS:
+                buf[o] = len(v)
+                for x in v:
+                    o += 4
+                    struct.pack_into(">i", buf, o - 3, x)
+            elif kind == K_ZONES:
+                buf[o] = len(v)
+                for z in v:
+                    o += 8
+                    struct.pack_into(">II", buf, o - 7, z[0], z[1])
+            else:
+                buf[o:o + n] = v
+            off += 2 + n
+        return off
 
     def load(self, data):
         """Restore from dump() bytes; ValueError (nothing changed) on malformed data."""

@@ -61,7 +61,7 @@ from firmware.metrology import Metrology
 from firmware.policy import DisconnectPolicy
 from firmware.profiles import STATUS_CLOCK_SET, STATUS_POWER_DOWN, STATUS_RELAY_OPEN, Profile
 from firmware.relay import DisconnectControl, LoadLimiter
-from firmware.storage import Store, StoreError
+from firmware.storage import REC_HDR, Store, StoreError
 from firmware.timeutil import TIME_MAX, TIME_MIN
 from firmware.validate import check_int
 
@@ -262,17 +262,38 @@ class Meter:
 
     def dump_core(self):
         """The core record as bytes (what save() writes)."""
-        sections = (self.config.dump(), self.metrology.dump(), self.account.dump(), self.gate.dump(),
-                    self.control.dump(), self.limiter.dump(), self.policy.dump(), self.iprofile.dump(),
-                    self.dprofile.dump(), self._dump_state())
-        out = bytes((CORE_VERSION,))
-        for s in sections:
-            out += struct.pack(">H", len(s)) + s
-        return out
+        n = self._fill_core()
+        return bytes(self.core.buffer()[REC_HDR:REC_HDR + n])
+
+    def _fill_core(self):
+        """Serialise the core record in place into the core Record's slot buffer (payload at
+        REC_HDR): version byte, then each section as u16 length + bytes. Returns the payload
+        length. In place because a board's heap cannot spare the copies that concatenating
+        the sections costs (~15 KB per save on a 32-bit port, docs/decisions.md)."""
+        buf = self.core.buffer()
+        buf[REC_HDR] = CORE_VERSION
+        o = REC_HDR + 1
+        try:  # the config first, written straight into the buffer
+            end = self.config.dump_into(buf, o + 2)
+        except ValueError as e:
+            raise StoreError("core record: %s" % e)
+        struct.pack_into(">H", buf, o, end - o - 2)
+        o = end
+        for s in (self.metrology.dump(), self.account.dump(), self.gate.dump(),
+                  self.control.dump(), self.limiter.dump(), self.policy.dump(),
+                  self.iprofile.dump(), self.dprofile.dump(), self._dump_state()):
+            n = len(s)
+            if o + 2 + n > REC_HDR + CORE_MAX:
+                raise StoreError("core record > %d bytes" % CORE_MAX)
+            struct.pack_into(">H", buf, o, n)
+            buf[o + 2:o + 2 + n] = s
+            o += 2 + n
+        return o - REC_HDR
 
     def save(self):
         """Write the core record now (one atomic record write), then the buffered events."""
-        self.core.save(self.dump_core())
+        n = self._fill_core()
+        self.core.save(memoryview(self.core.buffer())[REC_HDR:REC_HDR + n])
         self.last_time = self._now_s
         imp = self.metrology.import_reg.total_mwh()
         exp = self.metrology.export_reg.total_mwh()

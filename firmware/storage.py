@@ -106,6 +106,7 @@ class Record:
         self.damaged = False  # last load found no valid slot where a saved value had been
         self.fell_back = False  # last load took the only valid slot; the other was written
         # but is unreadable now, and nothing shows it older (its value may be newer and lost)
+        self._buf = None  # slot buffer of save()/commit(), made at the first save
 
     def _read_slot(self, i):
         off = self.offset + i * self.slot_size
@@ -180,7 +181,10 @@ class Record:
         return k < len(first) and h0[k:] != b"\xff" * (REC_HDR - k)
 
     def save(self, payload):
-        """Write payload atomically (old or new value survives any cut). Returns the new seq."""
+        """Write payload atomically (old or new value survives any cut). Returns the new seq.
+
+        payload may be a view of `buffer()[REC_HDR:REC_HDR + n]` (a payload serialised in
+        place): the slot is then built without a payload-sized copy."""
         n = len(payload)
         if n > self.max_len:
             raise StoreError("record %d: %d bytes > max %d" % (self.tag, n, self.max_len))
@@ -192,12 +196,28 @@ class Record:
         else:
             seq = (self.seq + 1) & SEQ_MASK
             target = 1 - self.slot
-        body = MAGIC + bytes((self.tag, 0)) + struct.pack(">IH", seq, n) + bytes(payload)
-        data = body + struct.pack(">I", crc32(body))
-        self.nvm.write(self.offset + target * self.slot_size, data)
+        buf = self.buffer()
+        buf[REC_HDR:REC_HDR + n] = payload  # in place already: a move onto itself
+        buf[0] = MAGIC[0]
+        buf[1] = MAGIC[1]
+        buf[2] = self.tag
+        buf[3] = 0
+        struct.pack_into(">IH", buf, 4, seq, n)
+        end = REC_HDR + n
+        mv = memoryview(buf)
+        struct.pack_into(">I", buf, end, crc32(mv[:end]))
+        self.nvm.write(self.offset + target * self.slot_size, mv[:end + REC_TRAILER])
         self.seq = seq
         self.slot = target
         return seq
+
+    def buffer(self):
+        """The record's slot buffer (a bytearray of slot_size, made at the first use and
+        kept): a payload serialised at offset REC_HDR can be saved as a view of it, so a save
+        allocates no slot-sized bytes (a board's heap cannot spare a copy per save)."""
+        if self._buf is None:
+            self._buf = bytearray(self.slot_size)
+        return self._buf
 
 
 class Ring:
