@@ -45,6 +45,7 @@ policy starts at `zero_time`).
 import struct
 
 from firmware import event_codes as ev
+from firmware.storage import dumped
 from firmware.tariff import Tariff, tariff_from_bytes
 from firmware.timeutil import IST_OFFSET_S, local_day
 from firmware.validate import check_int as _check_int
@@ -59,6 +60,7 @@ MAX_THRESHOLDS = 4
 # recharged, energy_charges, fixed_charges, ec_granted, ec_repaid
 _FMT = "<BqQQIQIIIiIIIBBB4B5Q"
 _VERSION = 1
+_SIZE = struct.calcsize(_FMT)
 _FLAG_EC_TAKEN = 1
 
 
@@ -312,15 +314,22 @@ class Account:
 
     def dump(self):
         """Persistent form: fixed struct (version 1) followed by the tariff record."""
-        thr = list(self.thresholds) + [255] * (MAX_THRESHOLDS - len(self.thresholds))
+        return dumped(self, _SIZE + 6 + 8 * len(self.tariff.zones))
+
+    def dump_into(self, buf, off):
+        """Write dump() into the bytearray buf at off (no bytes allocated); returns the end."""
+        thr = self.thresholds
+        n = len(thr)
         flags = _FLAG_EC_TAKEN if self.ec_taken else 0
-        return struct.pack(
-            _FMT, _VERSION, self.balance, self.total_credits, self.total_charges, self.remainder,
-            self.last_credit, self.last_credit_time, self.balance_time, self.zero_time,
-            self.last_daily_day, self.ec_limit, self.ec_owed, self.ec_time, flags, self._low_fired,
-            len(self.thresholds), thr[0], thr[1], thr[2], thr[3],
+        struct.pack_into(
+            _FMT, buf, off, _VERSION, self.balance, self.total_credits, self.total_charges,
+            self.remainder, self.last_credit, self.last_credit_time, self.balance_time,
+            self.zero_time, self.last_daily_day, self.ec_limit, self.ec_owed, self.ec_time, flags,
+            self._low_fired, n, thr[0] if n > 0 else 255, thr[1] if n > 1 else 255,
+            thr[2] if n > 2 else 255, thr[3] if n > 3 else 255,
             self.recharged, self.energy_charges, self.fixed_charges, self.ec_granted, self.ec_repaid,
-        ) + self.tariff.dump()
+        )
+        return self.tariff.dump_into(buf, off + _SIZE)
 
     def load(self, data):
         """Restore from `dump()` output; ValueError (state untouched) on bad data."""

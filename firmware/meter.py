@@ -61,7 +61,7 @@ from firmware.metrology import Metrology
 from firmware.policy import DisconnectPolicy
 from firmware.profiles import STATUS_CLOCK_SET, STATUS_POWER_DOWN, STATUS_RELAY_OPEN, Profile
 from firmware.relay import DisconnectControl, LoadLimiter
-from firmware.storage import REC_HDR, Store, StoreError
+from firmware.storage import REC_HDR, Store, StoreError, dumped
 from firmware.timeutil import TIME_MAX, TIME_MIN
 from firmware.validate import check_int
 
@@ -82,6 +82,7 @@ CORE_VERSION = 1
 # meter state section: version, last_time, tamper latch, tamper inputs, last token (time, code,
 # type, value, id, source), disconnections, charged (energy + fixed charges, paise, cumulative)
 _STATE_FMT = ">BIBBIBBqiBIq"
+_STATE_LEN = struct.calcsize(_STATE_FMT)
 
 # token sources (how the digits reached the meter)
 SOURCE_KEYPAD = 0
@@ -240,10 +241,15 @@ class Meter:
 
     # ---- persistence -----------------------------------------------------------------------
     def _dump_state(self):
+        return dumped(self, _STATE_LEN)
+
+    def dump_into(self, buf, off):
+        """Write the meter's own state section (_dump_state) into buf at off; returns the end."""
         lt = self.last_token
-        return struct.pack(_STATE_FMT, 1, self._now_s & 0xFFFFFFFF, self.tamper_latch,
-                           self.tamper_inputs, lt[0], lt[1] & 0xFF, lt[2] & 0xFF, lt[3], lt[4],
-                           lt[5], self.disconnections, self.charged)
+        struct.pack_into(_STATE_FMT, buf, off, 1, self._now_s & 0xFFFFFFFF, self.tamper_latch,
+                         self.tamper_inputs, lt[0], lt[1] & 0xFF, lt[2] & 0xFF, lt[3], lt[4],
+                         lt[5], self.disconnections, self.charged)
+        return off + _STATE_LEN
 
     def _load_state(self, data):
         if len(data) != struct.calcsize(_STATE_FMT):
@@ -268,26 +274,21 @@ class Meter:
     def _fill_core(self):
         """Serialise the core record in place into the core Record's slot buffer (payload at
         REC_HDR): version byte, then each section as u16 length + bytes. Returns the payload
-        length. In place because a board's heap cannot spare the copies that concatenating
-        the sections costs (~15 KB per save on a 32-bit port, docs/decisions.md)."""
+        length. In place (each section's dump_into) because a board's heap cannot spare the
+        copies that concatenating the sections cost: ~17 KB per save on a 32-bit port."""
         buf = self.core.buffer()
         buf[REC_HDR] = CORE_VERSION
         o = REC_HDR + 1
-        try:  # the config first, written straight into the buffer
-            end = self.config.dump_into(buf, o + 2)
-        except ValueError as e:
-            raise StoreError("core record: %s" % e)
-        struct.pack_into(">H", buf, o, end - o - 2)
-        o = end
-        for s in (self.metrology.dump(), self.account.dump(), self.gate.dump(),
-                  self.control.dump(), self.limiter.dump(), self.policy.dump(),
-                  self.iprofile.dump(), self.dprofile.dump(), self._dump_state()):
-            n = len(s)
-            if o + 2 + n > REC_HDR + CORE_MAX:
+        for part in (self.config, self.metrology, self.account, self.gate, self.control,
+                     self.limiter, self.policy, self.iprofile, self.dprofile, self):
+            try:
+                end = part.dump_into(buf, o + 2)
+            except ValueError as e:  # a config item too large for its TLV
+                raise StoreError("core record: %s" % e)
+            if end > REC_HDR + CORE_MAX:
                 raise StoreError("core record > %d bytes" % CORE_MAX)
-            struct.pack_into(">H", buf, o, n)
-            buf[o + 2:o + 2 + n] = s
-            o += 2 + n
+            struct.pack_into(">H", buf, o, end - o - 2)
+            o = end
         return o - REC_HDR
 
     def save(self):

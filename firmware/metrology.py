@@ -17,6 +17,7 @@ Persistence: `dump() -> bytes` / `load(bytes)` (leading version byte, fixed stru
 """
 import struct
 
+from firmware.storage import dumped
 from firmware.timeutil import IST_OFFSET_S
 from firmware.validate import check_int as _check_int
 
@@ -82,6 +83,7 @@ class EnergyRegister:
 # block index, block mWh, last demand W, max demand W, max demand time
 _MET_FMT = "<BQHQHIIQQiQIII"
 _MET_VERSION = 1
+_MET_SIZE = struct.calcsize(_MET_FMT)
 
 
 class Metrology:
@@ -252,12 +254,17 @@ class Metrology:
 
     def dump(self):
         """Persistent form (registers, carried remainders, demand); instantaneous values excluded."""
-        return struct.pack(
-            _MET_FMT, _MET_VERSION,
+        return dumped(self, _MET_SIZE)
+
+    def dump_into(self, buf, off):
+        """Write dump() into the bytearray buf at off (no bytes allocated); returns the end."""
+        struct.pack_into(
+            _MET_FMT, buf, off, _MET_VERSION,
             self.import_reg.wh, self.import_reg.mwh, self.export_reg.wh, self.export_reg.mwh,
             self._pulse_rem[0], self._pulse_rem[1], self._sample_rem[0], self._sample_rem[1],
             self._block, self._block_mwh, self.last_demand_w, self.max_demand_w, self.max_demand_time,
         )
+        return off + _MET_SIZE
 
     def load(self, data):
         """Restore from `dump()` output; ValueError (state untouched) on bad data."""

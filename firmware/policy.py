@@ -42,6 +42,7 @@ that went negative the evening before is not cut until the following day's windo
 import struct
 
 from firmware import event_codes as ev
+from firmware.storage import dumped
 from firmware.timeutil import (
     DAY_MAX,
     DAY_MIN,
@@ -68,6 +69,7 @@ MAX_HOLIDAYS = 63  # as many as the meter's config record stores (firmware.confi
 # weekend mask, comms_loss_s, reconnect_threshold, n_holidays  (+ n x u32 local day)
 _FMT = "<BBIIBIIIBIiB"
 _VERSION = 1
+_SIZE = struct.calcsize(_FMT)
 _F_SUSPENDED = 1
 _F_COMMS = 2
 
@@ -264,13 +266,20 @@ class DisconnectPolicy:
 
     def dump(self):
         """Persistent form: fixed struct (version 1) then the holiday days (u32 each)."""
+        return dumped(self, _SIZE + 4 * len(self.holidays))
+
+    def dump_into(self, buf, off):
+        """Write dump() into the bytearray buf at off (no bytes allocated); returns the end."""
         flags = (_F_SUSPENDED if self.suspended else 0) | (_F_COMMS if self.comms_suspended else 0)
-        out = struct.pack(_FMT, _VERSION, flags, self.suspend_until, self.last_contact, self.last_deferred,
-                          self.grace_s, self.window[0], self.window[1], self.weekend_mask, self.comms_loss_s,
-                          self.reconnect_threshold, len(self.holidays))
+        struct.pack_into(_FMT, buf, off, _VERSION, flags, self.suspend_until, self.last_contact,
+                         self.last_deferred, self.grace_s, self.window[0], self.window[1],
+                         self.weekend_mask, self.comms_loss_s, self.reconnect_threshold,
+                         len(self.holidays))
+        off += _SIZE
         for d in self.holidays:
-            out += struct.pack("<I", d)
-        return out
+            struct.pack_into("<I", buf, off, d)
+            off += 4
+        return off
 
     def load(self, data):
         """Restore from `dump()` output; ValueError (state untouched) on bad data."""

@@ -24,6 +24,8 @@ demand block does), so every Wh and paise lands in exactly one entry, in time or
 """
 import struct
 
+from firmware.storage import dumped
+
 FMT = ">IIIIqH"
 ENTRY_LEN = 26
 STATE_FMT = ">IqqqH"
@@ -57,7 +59,13 @@ class Profile:
 
     def dump(self):
         """Open-period state for the core record."""
-        return struct.pack(STATE_FMT, self.start or 0, self.imp0, self.exp0, self.chg0, self.status)
+        return dumped(self, STATE_LEN)
+
+    def dump_into(self, buf, off):
+        """Write dump() into the bytearray buf at off (no bytes allocated); returns the end."""
+        struct.pack_into(STATE_FMT, buf, off, self.start or 0, self.imp0, self.exp0, self.chg0,
+                         self.status)
+        return off + STATE_LEN
 
     def load(self, data):
         """Restore the open-period state (bytes from dump())."""

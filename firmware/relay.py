@@ -56,6 +56,7 @@ Calling a method whose target state already holds is True with no event.
 import struct
 
 from firmware import event_codes as ev
+from firmware.storage import dumped
 from firmware.validate import noop as _noop
 
 DISCONNECTED = 0
@@ -206,8 +207,13 @@ class DisconnectControl:
 
     def dump(self):
         """Persistent form: version, output, state, mode, last reason, local causes."""
-        return struct.pack(_DC_FMT, _DC_VERSION, 1 if self.output_state else 0, self.control_state,
-                           self.control_mode, self.last_reason, self.local_causes)
+        return dumped(self, struct.calcsize(_DC_FMT))
+
+    def dump_into(self, buf, off):
+        """Write dump() into the bytearray buf at off (no bytes allocated); returns the end."""
+        struct.pack_into(_DC_FMT, buf, off, _DC_VERSION, 1 if self.output_state else 0,
+                         self.control_state, self.control_mode, self.last_reason, self.local_causes)
+        return off + struct.calcsize(_DC_FMT)
 
     def load(self, data):
         """Restore from `dump()` output (does not drive the relay: call sync()). ValueError on bad data."""
@@ -303,9 +309,15 @@ class LoadLimiter:
 
     def dump(self):
         """Persistent form (configuration and trip state)."""
-        return struct.pack(_LL_FMT, _LL_VERSION, self.threshold_w, self.min_over_s, self.min_under_s,
-                           1 if self.tripped else 0, self.over_since if self.over_since >= 0 else 0xFFFFFFFF,
-                           self.trip_time, self.trips)
+        return dumped(self, struct.calcsize(_LL_FMT))
+
+    def dump_into(self, buf, off):
+        """Write dump() into the bytearray buf at off (no bytes allocated); returns the end."""
+        struct.pack_into(_LL_FMT, buf, off, _LL_VERSION, self.threshold_w, self.min_over_s,
+                         self.min_under_s, 1 if self.tripped else 0,
+                         self.over_since if self.over_since >= 0 else 0xFFFFFFFF,
+                         self.trip_time, self.trips)
+        return off + struct.calcsize(_LL_FMT)
 
     def load(self, data):
         """Restore from `dump()` output; ValueError (state untouched) on bad data."""

@@ -85,6 +85,13 @@ def seq_newer(a, b):
     return d != 0 and d < 0x80000000
 
 
+def dumped(section, size):
+    """The bytes `section.dump_into(buf, 0)` writes into a fresh buffer of `size` (the `dump()`
+    of a core-record section; the meter's save writes the sections in place instead)."""
+    buf = bytearray(size)
+    return bytes(buf[:section.dump_into(buf, 0)])
+
+
 class StoreError(Exception):
     """Layout does not fit the NVM, or a value does not fit its record."""
 

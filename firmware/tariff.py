@@ -10,6 +10,7 @@ Bad configuration raises ValueError with the reason; a Tariff never changes afte
 """
 import struct
 
+from firmware.storage import dumped
 from firmware.timeutil import IST_OFFSET_S, SECONDS_PER_DAY
 from firmware.validate import check_int as _int_in
 
@@ -87,10 +88,16 @@ class Tariff:
 
     def dump(self):
         """Persistent form: version, zone count, daily charge, then (start u32, rate u32) pairs."""
-        out = struct.pack("<BBI", _VERSION, len(self.zones), self.daily_charge)
-        for start, rate in self.zones:
-            out += struct.pack("<II", start, rate)
-        return out
+        return dumped(self, 6 + 8 * len(self.zones))
+
+    def dump_into(self, buf, off):
+        """Write dump() into the bytearray buf at off (no bytes allocated); returns the end."""
+        struct.pack_into("<BBI", buf, off, _VERSION, len(self.zones), self.daily_charge)
+        off += 6
+        for z in self.zones:
+            struct.pack_into("<II", buf, off, z[0], z[1])
+            off += 8
+        return off
 
 
 def tariff_from_bytes(data):

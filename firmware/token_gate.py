@@ -23,8 +23,11 @@ Rules (docs/tokens.md):
 - Service codes (4 digits) are answered ACCEPT with ttype TYPE_SERVICE and value = function
   number, also while locked; they change nothing and commit() ignores them.
 """
+import struct
+
 from firmware import lockout
 from firmware import token_codec as tc
+from firmware.storage import dumped
 
 ACCEPT = 0
 FORMAT = 1
@@ -51,6 +54,7 @@ LOCK_BASE_S = lockout.LOCK_BASE_S
 LOCK_MAX_S = lockout.LOCK_MAX_S
 STATE_VERSION = 1
 STATE_LEN = 21
+_STATE_FMT = ">BBHIQBI"  # version, key rev, epoch, hwm + 1, window bitmap, failures, lock until
 _U32 = 0xFFFFFFFF
 _MASK64 = (1 << WINDOW) - 1
 
@@ -125,14 +129,18 @@ class TokenGate:
     # ---- persistence -------------------------------------------------------------------------
     def dump(self):
         """Persistent state as STATE_LEN bytes (version, key rev, epoch, window, lockout)."""
+        return dumped(self, STATE_LEN)
+
+    def dump_into(self, buf, off):
+        """Write dump() into the bytearray buf at off (no bytes allocated); returns the end."""
         lock = self.lock_until
         if lock < 0:
             lock = 0
         if lock > _U32:
             lock = _U32
-        return (bytes((STATE_VERSION, self.key_rev)) + self.epoch.to_bytes(2, "big")
-                + (self.hwm + 1).to_bytes(4, "big") + self.bitmap.to_bytes(8, "big")
-                + bytes((self.failures,)) + lock.to_bytes(4, "big"))
+        struct.pack_into(_STATE_FMT, buf, off, STATE_VERSION, self.key_rev, self.epoch,
+                         self.hwm + 1, self.bitmap, self.failures, lock)
+        return off + STATE_LEN
 
     def load(self, state):
         """Restore dump() bytes; raises ValueError (state unchanged) if they are malformed."""
