@@ -11,7 +11,9 @@ Services are objects with `poll(meter)`, called on every loop pass. The UART car
 DLMS/COSEM server over HDLC (`firmware.cosem.service.DlmsUartService`) by default, or the text
 `LinePort` with `"uart_mode": "line"`; more can be passed with `run(services=[...])`.
 DLMS keys come from `"dlms": {"ek": hex, "ak": hex, "password": "..."}` in the provisioning
-file (kept in the NVM afterwards); without them the board uses the INSECURE demo keys.
+file (kept in the NVM afterwards); without them the board uses the INSECURE demo keys. A lost
+DLMS counter record (ciphered associations refused, see DlmsUartService) is re-provisioned by
+`"dlms_counters": {"invocation_counter": N, "clients": {"title hex": N}}` there.
 """
 import json
 import os
@@ -23,8 +25,11 @@ from firmware.cosem.service import (
     DEMO_AUTH_KEY,
     DEMO_BLOCK_KEY,
     DEMO_PASSWORD,
+    MAX_TITLES,
     DlmsUartService,
+    pack_counters,
     system_title_for,
+    unpack_counters,
 )
 from firmware.dlms import hdlc, throttle
 from firmware.guard import Guard
@@ -156,6 +161,48 @@ def dlms_keys(rec, prov):
     return DEMO_BLOCK_KEY, DEMO_AUTH_KEY, DEMO_PASSWORD, True
 
 
+def _u32(v, what):
+    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 0xFFFFFFFF:
+        raise ValueError("%s must be an integer 0..4294967295" % what)
+    return v
+
+
+def _provisioned_counters(d):
+    """(our counter bound, {client title: last counter}) of a provisioning file's
+    "dlms_counters" entry; ValueError if malformed."""
+    if not isinstance(d, dict) or "invocation_counter" not in d:
+        raise ValueError('"dlms_counters" must be {"invocation_counter": N, '
+                         '"clients": {"16 hex digits": N}}')
+    ic = _u32(d["invocation_counter"], "dlms_counters invocation_counter")
+    clients = d.get("clients", {})
+    if not isinstance(clients, dict) or len(clients) > MAX_TITLES:
+        raise ValueError('"dlms_counters" "clients" must map at most %d system titles to '
+                         'counters' % MAX_TITLES)
+    last = {}
+    for t in clients:
+        title = _hex(t)
+        if len(title) != 8:
+            raise ValueError("a client system title is 16 hex digits")
+        last[title] = _u32(clients[t], "a client's last invocation counter")
+    return ic, last
+
+
+def provision_counters(rec, prov):
+    """Write the DLMS counter record `rec` from the provisioning's "dlms_counters" (how a lost
+    record is re-provisioned). Counters only move up: a readable record's higher values win,
+    so a stale file can never make the meter reuse a GCM IV or accept a replay."""
+    if not prov or "dlms_counters" not in prov:
+        return
+    ic, last = _provisioned_counters(prov["dlms_counters"])
+    saved = unpack_counters(rec.load())
+    if saved is not None and not rec.damaged:
+        ic = max(ic, saved[0])
+        for title in saved[1]:
+            last[title] = max(last.get(title, 0), saved[1][title])
+    rec.save(pack_counters(ic, last))
+    print("bijli: DLMS counters provisioned (ciphered associations allowed)")
+
+
 def hal_class(name):
     """The HAL class `Hal` of module firmware.hal.<name> ("board": machine.*, "unix", "qemu");
     imported on demand, so a board loads only its own."""
@@ -202,6 +249,8 @@ def check_provisioning(prov):
         keys[r] = k
     if "dlms" in prov:
         _provisioned_dlms(prov["dlms"])
+    if "dlms_counters" in prov:
+        _provisioned_counters(prov["dlms_counters"])
     return mid, keys
 
 
@@ -260,6 +309,7 @@ def build(board=None, prov=None):
     meter = Meter(hal, cfg, store, keys)
     key_rec, counter_rec, lockout_rec = _dlms_records(store)
     ek, ak, pw, demo = dlms_keys(key_rec, prov)
+    provision_counters(counter_rec, prov)
     if prov and prov_file:
         os.remove(PROVISION_FILE)  # keys now live in the NVM only
     if demo:

@@ -67,9 +67,12 @@ def pack_counters(ic, counters):
 
 
 def unpack_counters(raw):
-    """(reserved counter, {title: last}) from a record payload; (0, {}) when None/invalid."""
-    if raw is None or len(raw) < 5 or len(raw) != 5 + 12 * raw[4]:
+    """(reserved counter, {title: last}) from a record payload; (0, {}) for None (a record never
+    written: a new meter); None when the payload is malformed (damaged: the counters are lost)."""
+    if raw is None:
         return 0, {}
+    if len(raw) < 5 or len(raw) != 5 + 12 * raw[4]:
+        return None
     counters = {}
     for i in range(raw[4]):
         p = 5 + 12 * i
@@ -131,16 +134,26 @@ class DlmsUartService:
         self.model = cosem_table.build(meter, self.system_title)
         table = self.model.register(ObjectTable())
         lockouts = None
-        if self.server is not None:
+        suspended = False
+        first = self.server is None  # a boot (not a new meter object of the same boot)
+        if not first:
             ic = self.server.invocation_counter
             counters = self.server.counters.last
             lockouts = self.server.throttle.dump()
+            suspended = self.server.ciphering_suspended
         elif self.counter_store is not None:
-            ic, counters = unpack_counters(self.counter_store.load())
-            store = self.counter_store
-            self._keeper = CounterReservation(
-                lambda reserved, last, _moved: store.save(pack_counters(reserved, last)),
-                IC_AHEAD, ic, counters)
+            saved = unpack_counters(self.counter_store.load())
+            if saved is None or self.counter_store.damaged:
+                # lost, not never written: ciphering stays off until the record is
+                # re-provisioned, and the record is left as it is (a value saved now would
+                # read as valid at the next boot)
+                ic, counters, suspended = 0, None, True
+            else:
+                ic, counters = saved
+                store = self.counter_store
+                self._keeper = CounterReservation(
+                    lambda reserved, last, _moved: store.save(pack_counters(reserved, last)),
+                    IC_AHEAD, ic, counters)
         else:
             ic, counters = 0, None
         lockouts_damaged = False
@@ -150,7 +163,12 @@ class DlmsUartService:
         self.server = DlmsServer(table, self.system_title, self.rng, ek=self.ek, ak=self.ak,
                                  password=self.password, invocation_counter=ic,
                                  counters=counters, clock=meter.now, lockouts=lockouts,
-                                 lockouts_damaged=lockouts_damaged)
+                                 lockouts_damaged=lockouts_damaged,
+                                 ciphering_suspended=suspended)
+        if suspended and first:
+            self._damaged(self.counter_store, "DLMS invocation counters",
+                          'ciphered (HLS) associations refused until "dlms_counters" is '
+                          "provisioned")
         if self.server.throttle.started_locked:
             self._damaged(self.lockout_store, "failed-association lockouts",
                           "LLS/HLS client SAPs locked for %d s" % lockout.LOCK_MAX_S)

@@ -27,6 +27,10 @@ Failed associations are throttled per client SAP (`server.throttle`, see
 the SAP for 10 s, doubling up to 1280 s of the meter clock (`clock`); a locked SAP's AARQ
 gets AARE rejected-transient, authentication-failure, whatever its password.
 
+With `ciphering_suspended` (the owner lost the saved counters) nothing is ciphered: an AARQ of
+a ciphered or HLS policy gets AARE rejected-permanent with confirmed-service-error initiate /
+application-reference application-unreachable, and a ciphered push raises SecurityError.
+
 State the owner should persist (power-fail safe, see docs/design.md): `server.invocation_counter`
 (our own counter; persist a value ahead of use), `server.counters.last` (last counter
 accepted per client system title) and `server.throttle.dump()` (given back as `lockouts`).
@@ -98,7 +102,7 @@ class DlmsServer:
 
     def __init__(self, table, system_title, rng, ek=None, ak=None, password=None,
                  policies=None, max_pdu=1024, invocation_counter=0, counters=None,
-                 clock=None, lockouts=None, lockouts_damaged=False):
+                 clock=None, lockouts=None, lockouts_damaged=False, ciphering_suspended=False):
         if len(system_title) != 8:
             raise ValueError("system title must be 8 bytes")
         self.table = table
@@ -110,6 +114,10 @@ class DlmsServer:
         self.max_pdu = max_pdu
         self.invocation_counter = invocation_counter
         self.counters = CounterGuard(counters)
+        # the saved counters are lost (a damaged record): our counter could reuse a GCM IV under
+        # these keys and a client's replayed request could pass, so nothing is ciphered or
+        # deciphered (HLS/ciphered AARQs refused, no ciphered push) until re-provisioned
+        self.ciphering_suspended = ciphering_suspended
         # failed associations per client SAP, timed by clock() (the meter's Unix seconds);
         # `lockouts` is its saved dump(). Without a clock nothing is throttled. A damaged
         # record (`lockouts_damaged`, or bytes that do not parse) locks every authenticated SAP.
@@ -130,6 +138,8 @@ class DlmsServer:
         SecurityError once the 32-bit counter is spent: an IV must never repeat under one
         key, so the meter stops ciphering until its keys are changed.
         """
+        if self.ciphering_suspended:
+            raise SecurityError("invocation counter record lost: re-provision it")
         if self.invocation_counter >= 0xFFFFFFFF:
             raise SecurityError("invocation counter exhausted: change the keys")
         self.invocation_counter += 1
@@ -291,6 +301,11 @@ class Session:
             if got == A.MECH_NONE:
                 return self._reject(A.DIAG_MECHANISM_REQUIRED, ctx)
             return self._reject(A.DIAG_MECHANISM_NOT_RECOGNISED, ctx)
+        if srv.ciphering_suspended and (ciphered or mech == A.MECH_HLS_GMAC):
+            # our counters are lost: refused before anything is deciphered or counted
+            srv.stats["security_errors"] += 1
+            return self._reject(A.DIAG_NO_REASON, ctx, A.confirmed_service_error(
+                A.CSE_INITIATE, A.ERR_APPLICATION_REFERENCE, A.APPREF_APPLICATION_UNREACHABLE))
         if mech != A.MECH_NONE and srv.throttle.remaining(sap):
             # locked after failed attempts: refused without looking at the password, not
             # counted; transient: the same AARQ may succeed once the lock ends

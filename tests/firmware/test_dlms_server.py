@@ -7,7 +7,7 @@ import gc
 from firmware.dlms import READ, READ_WRITE, ObjectTable, hdlc, wrapper
 from firmware.dlms import apdu as A
 from firmware.dlms import axdr as x
-from firmware.dlms.security import Suite0
+from firmware.dlms.security import SecurityError, Suite0
 from firmware.dlms.server import (
     DlmsServer,
     hdlc_handler,
@@ -858,3 +858,20 @@ def test_long_with_list_get_holds_one_attribute_at_a_time():
     s.handle(0x20, req)
     assert s.handle(0x20, _with_list_get([(3, ENERGY, 2)]))[:4] == H("c403c101")
     assert s.association(0x20)._get_blocks is None
+
+
+def test_with_ciphering_suspended_only_the_ciphered_association_is_refused():
+    """The owner lost the saved counters: HLS/ciphered AARQs get a clear AARE (rejected-
+    permanent, confirmed-service-error application-unreachable) before anything is
+    deciphered or counted; no ciphered push; public and LLS still associate."""
+    srv, _reg, _relay = make_server(ciphering_suspended=True)
+    c = CipherClient(EK, AK)
+    r = srv.session().handle(0x30, build_aarq(A.CTX_LN_CIPHERED, A.MECH_HLS_GMAC, b"ClientCh",
+                                              c.title, c.wrap(initiate_request(), general=False)))
+    assert aare_fields(r)[:2] == (A.RESULT_REJECTED_PERMANENT, A.DIAG_NO_REASON)
+    assert bytes((0x0E, A.CSE_INITIATE, A.ERR_APPLICATION_REFERENCE,
+                  A.APPREF_APPLICATION_UNREACHABLE)) in r
+    assert srv.counters.last == {} and srv.invocation_counter == 0
+    assert _lls(srv, PASSWORD) == (0, 0)
+    public_session(srv)
+    raises(SecurityError, srv.push, (x.UNSIGNED, 1), None, True)

@@ -215,6 +215,88 @@ def test_a_damaged_lockout_record_keeps_the_authenticated_saps_locked():
     assert _lls(hal, svc, meter, b"12345678") == 0
 
 
+def _aarq_reply(hal, svc, meter, sap, aarq):
+    """The AARE (after the LLC header) to `aarq` from `sap` over a fresh HDLC connection."""
+    client = dc.client_addr(sap)
+    hal.uart.rx = hdlc.build_frame(dc.SERVER, client, 0x93)  # SNRM
+    svc.poll(meter)
+    hal.uart.tx = b""
+    hal.uart.rx = hdlc.build_frame(dc.SERVER, client, dc.i_ctrl(0, 0), b"\xE6\xE6\x00" + aarq)
+    svc.poll(meter)
+    aare = dc.frames(hal.uart.tx)[0][3][3:]
+    hal.uart.rx = hdlc.build_frame(dc.SERVER, client, 0x53)  # DISC
+    svc.poll(meter)
+    hal.uart.tx = b""
+    return aare
+
+
+def _hls_aarq():
+    from firmware.dlms import apdu as A
+    return dc.build_aarq(A.CTX_LN_CIPHERED, A.MECH_HLS_GMAC, b"ClientCh", b"HEADEND1",
+                         b"\x21\x1f\x30" + bytes(30))  # refused before it is deciphered
+
+
+UNREACHABLE = b"\xbe\x06\x04\x04\x0e\x01\x00\x02"  # confirmed-service-error: app unreachable
+
+
+def test_a_damaged_counter_record_refuses_ciphering_until_it_is_reprovisioned():
+    """Both copies of the DLMS counter record unreadable: read as counter 0 and no clients,
+    the meter would reuse GCM IVs under its keys and accept replays. Now the utility (HLS,
+    ciphered) association is refused with a clear AARE, said and logged (NVM_DAMAGED), while
+    public and reader keep working, until "dlms_counters" is provisioned."""
+    from firmware import event_codes as ec
+    hal = SimHal(SimClock(T0), ConstantLoad(300), MemNVM(65536))
+    hal.uart = FakeUart()
+    meter, svc = _lockout_boot(hal, Config(meter_id="BRD01"))
+    svc.poll(meter)  # the first poll builds the server and reserves our counter ahead
+    assert not svc.server.ciphering_suspended
+    aare = _aarq_reply(hal, svc, meter, 0x30, _hls_aarq())
+    assert UNREACHABLE not in aare  # refused for its made-up ciphering, not for lost counters
+    rec = svc.counter_store
+    reserved = unpack_counters(rec.load())[0]
+    assert reserved >= IC_AHEAD
+    rec.save(rec.load())  # as a later reservation does: both copies written (seq 1 and 2)
+    for slot in (0, 1):
+        hal.nvm.buf[rec.offset + slot * rec.slot_size + 12] ^= 0x40  # both copies damaged
+    meter, svc = _lockout_boot(hal, None)  # reboot
+    aare = _aarq_reply(hal, svc, meter, 0x30, _hls_aarq())
+    assert svc.server.ciphering_suspended
+    assert aare[aare.index(b"\xa2\x03\x02\x01") + 4] == 1  # rejected-permanent
+    assert UNREACHABLE in aare, aare.hex()
+    assert svc.counter_store.load() is None and svc.counter_store.damaged  # left as found
+    e = meter.events.find_latest(ec.NVM_DAMAGED)
+    assert e is not None and e[3] == board_main.TAG_DLMS_COUNTERS, e
+    assert _lls(hal, svc, meter, b"12345678") == 0  # the reader still works
+    public = _aarq_reply(hal, svc, meter, 0x10, dc.build_aarq(user_info=dc.initiate_request()))
+    assert public[public.index(b"\xa2\x03\x02\x01") + 4] == 0
+    raises(ValueError, board_main.check_provisioning,
+           {"dlms_counters": {"invocation_counter": -1}})
+    raises(ValueError, board_main.check_provisioning,
+           {"dlms_counters": {"invocation_counter": 1, "clients": {"abcd": 5}}})
+    # re-provisioned through the provisioning file: ciphering again, from the given bound
+    board_main.provision_counters(svc.counter_store, {"dlms_counters": {
+        "invocation_counter": reserved + 1, "clients": {b"HEADEND1".hex(): 77}}})
+    meter, svc = _lockout_boot(hal, None)  # reboot
+    svc.poll(meter)
+    assert not svc.server.ciphering_suspended
+    assert svc.server.invocation_counter == reserved + 1
+    assert svc.server.counters.last == {b"HEADEND1": 77}
+    # a stale file never moves a readable record's counters back
+    board_main.provision_counters(svc.counter_store, {"dlms_counters": {"invocation_counter": 5}})
+    assert unpack_counters(svc.counter_store.load())[0] >= reserved + 1
+
+
+def test_a_new_meters_never_written_counter_record_is_not_damaged():
+    hal = SimHal(SimClock(T0), ConstantLoad(300), MemNVM(65536))
+    hal.uart = FakeUart()
+    meter, svc = _lockout_boot(hal, Config(meter_id="BRD01"))
+    assert svc.counter_store.load() is None and not svc.counter_store.damaged
+    svc.poll(meter)
+    assert not svc.server.ciphering_suspended
+    from firmware import event_codes as ec
+    assert meter.events.find_latest(ec.NVM_DAMAGED) is None
+
+
 def _lockout_boot(hal, cfg):
     store = Store(hal.nvm)
     meter = Meter(hal, cfg, store, {0: bytes(16)})
