@@ -36,6 +36,20 @@ def provisioning(meter_id):
     return {"meter_id": meter_id, "keys": {"0": INSECURE_TEST_TOKEN_KEY.hex()}}
 
 
+
+def _end(proc):
+    """Terminate `proc` (kill it if it has not gone after 10 s); its (stdout, stderr), or
+    ("", "") when there is no process."""
+    if proc is None:
+        return "", ""
+    if proc.poll() is None:
+        proc.terminate()
+    try:
+        return proc.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.communicate()
+
 class UnixMeter:
     """`firmware.main.run()` in the MicroPython unix port `exe`, in `state_dir`.
 
@@ -73,15 +87,7 @@ class UnixMeter:
 
     def stop(self):
         """Stop the process; returns (stdout, stderr)."""
-        if self.proc is None:
-            return "", ""
-        if self.proc.poll() is None:
-            self.proc.terminate()
-        try:
-            out, err = self.proc.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            out, err = self.proc.communicate()
+        out, err = _end(self.proc)
         self.proc = None
         return out, err
 
@@ -165,17 +171,11 @@ class QemuBoard:
     def stop(self):
         """Stop QEMU; returns (stdout, stderr) as text."""
         self.release_serial()
-        if self.proc is None:
-            return "", ""
-        if self.proc.poll() is None:
-            self.proc.terminate()
-        try:
-            out, err = self.proc.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            out, err = self.proc.communicate()
+        out, err = _end(self.proc)
         self.proc = None
-        return out.decode(errors="replace"), err.decode(errors="replace")
+        if isinstance(out, bytes):
+            out, err = out.decode(errors="replace"), err.decode(errors="replace")
+        return out, err
 
     def __enter__(self):
         return self.start()
