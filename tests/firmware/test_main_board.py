@@ -153,40 +153,17 @@ def test_failed_associations_stay_locked_across_a_board_reboot():
     """Issue 8 item 4: the LLS lockout is kept in the NVM like the token lockout."""
     hal = SimHal(SimClock(T0), ConstantLoad(300), MemNVM(65536))
     hal.uart = FakeUart()
-
-    def boot(cfg):
-        store = Store(hal.nvm)
-        meter = Meter(hal, cfg, store, {0: bytes(16)})
-        key_rec, counter_rec, lockout_rec = board_main._dlms_records(store)
-        dlms = board_main.dlms_keys(key_rec, None)[:3] + (counter_rec, lockout_rec)
-        return meter, board_main.uart_service(hal, meter, {"uart_mode": "dlms"}, dlms)
-
-    def lls(svc, meter, password):
-        client = dc.client_addr(0x20)
-        hal.uart.rx = hdlc.build_frame(dc.SERVER, client, 0x93)  # SNRM
-        svc.poll(meter)
-        hal.uart.tx = b""
-        aarq = dc.build_aarq(mechanism=1, auth_value=password, user_info=dc.initiate_request())
-        hal.uart.rx = hdlc.build_frame(dc.SERVER, client, dc.i_ctrl(0, 0),
-                                       b"\xE6\xE6\x00" + aarq)
-        svc.poll(meter)
-        aare = dc.frames(hal.uart.tx)[0][3][3:]
-        hal.uart.rx = hdlc.build_frame(dc.SERVER, client, 0x53)  # DISC
-        svc.poll(meter)
-        hal.uart.tx = b""
-        return aare[aare.index(b"\xa2\x03\x02\x01") + 4]  # the AARE result
-
-    meter, svc = boot(Config(meter_id="BRD01"))
-    assert lls(svc, meter, b"12345678") == 0
+    meter, svc = _lockout_boot(hal, Config(meter_id="BRD01"))
+    assert _lls(hal, svc, meter, b"12345678") == 0
     for _ in range(3):
-        assert lls(svc, meter, b"wrong!!!") == 1
-    assert lls(svc, meter, b"12345678") == 2  # locked: rejected-transient
+        assert _lls(hal, svc, meter, b"wrong!!!") == 1
+    assert _lls(hal, svc, meter, b"12345678") == 2  # locked: rejected-transient
     # power cut and reboot: a new meter and service over the same NVM
-    meter, svc = boot(None)
-    assert lls(svc, meter, b"12345678") == 2
+    meter, svc = _lockout_boot(hal, None)
+    assert _lls(hal, svc, meter, b"12345678") == 2
     hal.clock.advance(11)
     meter.tick()
-    assert lls(svc, meter, b"12345678") == 0
+    assert _lls(hal, svc, meter, b"12345678") == 0
 
 
 def test_a_damaged_lockout_record_keeps_the_authenticated_saps_locked():
