@@ -284,17 +284,8 @@ def _lockout_boot(hal, cfg):
 
 def _lls(hal, svc, meter, password):
     """The AARE result of an LLS AARQ from the reader SAP over a fresh HDLC connection."""
-    client = dc.client_addr(0x20)
-    hal.uart.rx = hdlc.build_frame(dc.SERVER, client, 0x93)  # SNRM
-    svc.poll(meter)
-    hal.uart.tx = b""
     aarq = dc.build_aarq(mechanism=1, auth_value=password, user_info=dc.initiate_request())
-    hal.uart.rx = hdlc.build_frame(dc.SERVER, client, dc.i_ctrl(0, 0), b"\xE6\xE6\x00" + aarq)
-    svc.poll(meter)
-    aare = dc.frames(hal.uart.tx)[0][3][3:]
-    hal.uart.rx = hdlc.build_frame(dc.SERVER, client, 0x53)  # DISC
-    svc.poll(meter)
-    hal.uart.tx = b""
+    aare = _aarq_reply(hal, svc, meter, 0x20, aarq)
     return aare[aare.index(b"\xa2\x03\x02\x01") + 4]  # the AARE result
 
 
