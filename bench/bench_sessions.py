@@ -1,6 +1,6 @@
 """Secured sessions per second against one emulated meter over TCP.
 
-One emulated meter (`hil.serve`, the same service as `bijli meter serve`) in this process;
+One emulated meter (`hil.emulator`, the same service as `bijli meter serve`) in this process;
 client processes open sessions in a loop for a fixed time. A session is what a head-end
 does to read a meter securely:
 
@@ -112,7 +112,8 @@ def main():
     ap.add_argument("--client", default="lean", choices=["lean", "bijli"],
                     help="lean suite-0 client (measures the meter) or the bijli client")
     args = ap.parse_args()
-    from hil.serve import EmulatedMeter, ServiceThread
+    from hil.emulator.meter import EmulatedMeter
+    from hil.emulator.thread import ServiceThread
     em = EmulatedMeter(None, speed=0, meter_id="BJ00000555", load="constant:1000",
                        start_s=1767600000)
     with ServiceThread(em) as st:

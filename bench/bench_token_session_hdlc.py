@@ -18,7 +18,8 @@ sys.path.insert(0, ".")
 
 from firmware.cosem import table as T  # noqa: E402
 from headend.vending import Vendor  # noqa: E402
-from hil.serve import DEMO_AUTH_KEY, DEMO_BLOCK_KEY, EmulatedMeter, ServiceThread  # noqa: E402
+from hil.emulator.meter import DEMO_AUTH_KEY, DEMO_BLOCK_KEY, EmulatedMeter  # noqa: E402
+from hil.emulator.thread import ServiceThread  # noqa: E402
 
 MID = "BJ00000101"
 T0 = 1767600000

@@ -44,7 +44,8 @@ CONTROL_STATES = {0: "disconnected", 1: "connected", 2: "ready for reconnection"
 # ---- the meter, served in a background thread -----------------------------------------------
 def start_meter(state_dir=None):
     """The demo meter served on a free loopback port, with a push listener; started."""
-    from hil.serve import EmulatedMeter, ServiceThread
+    from hil.emulator.meter import EmulatedMeter
+    from hil.emulator.thread import ServiceThread
     em = EmulatedMeter(state_dir, speed=0, meter_id=METER_ID, load="constant:%d" % LOAD_W,
                        start_s=START, opening_paise=OPENING_RUPEES * 100)
     mt = ServiceThread(em, tcp="127.0.0.1:0", push_listener=True)

@@ -2,7 +2,7 @@
 
     bijli meter run   [--speed N] [--load MODEL] [--state DIR] [--duration 2d] [--start ISO]
                       [--balance RUPEES] [--meter-id ID] [--token DIGITS@+2h ...] [--quiet]
-    bijli meter serve ...   (DLMS/COSEM on TCP or serial: hil/serve.py)
+    bijli meter serve ...   (DLMS/COSEM on TCP or serial: hil/emulator/service.py)
 
 `run` shows a live view (time, power, energy, balance, relay, last events) while the meter
 runs on the simulator HAL, with its clock `--speed` times faster than real time (`--speed 0`:
@@ -16,6 +16,7 @@ The state directory format (NVM image + clock) is the one of `bijli meter serve`
 can be run, served and run again. Subcommands are imported on first use, so a problem in one
 never stops the other.
 """
+import asyncio
 import datetime
 import importlib
 import os
@@ -27,8 +28,19 @@ import click
 
 from firmware import event_codes as ec
 from firmware import token_gate as tg
+from firmware.dlms import hdlc as fw_hdlc
+from firmware.hal.sim import parse_load
 from firmware.meter import SOURCE_KEYPAD
+from firmware.storage import StoreError
 from firmware.timeutil import TIME_MAX, TIME_MIN, format_local
+from hil.emulator.meter import EmulatedMeter
+from hil.emulator.service import (
+    DEFAULT_TCP,
+    MAX_CONNECTIONS,
+    TCP_IDLE_S,
+    parse_hostport,
+    serve_async,
+)
 from hil.meter_options import (
     balance_option,
     merge_balance,
@@ -154,7 +166,7 @@ def parse_config_item(text, tz_offset_s):
 def saved_clock(state_dir):
     """The simulated time a state directory's meter stopped at, or None if there is none;
     ValueError if its clock file is unreadable (never silently ignored)."""
-    from hil.serve import CLOCK_FILE, read_clock_file
+    from hil.emulator.state import CLOCK_FILE, read_clock_file
 
     return read_clock_file(os.path.join(state_dir, CLOCK_FILE))
 
@@ -372,7 +384,7 @@ _ITEM_NAMES = _item_names()
 
 _COMMANDS = {
     "run": ("hil.emulator_cli", "run", "Run an emulated meter with a live view."),
-    "serve": ("hil.serve", "serve", "Serve an emulated meter over DLMS/COSEM (TCP or serial)."),
+    "serve": ("hil.emulator_cli", "serve", "Serve an emulated meter over DLMS/COSEM (TCP or serial)."),
 }
 
 
@@ -421,7 +433,7 @@ def run(speed, load, state_dir, duration, start, balance, credit_alias, meter_id
     from firmware.hal.sim import parse_load
     from firmware.timeutil import format_local
     from headend.vending import DEMO_KEY_WARNING
-    from hil.serve import demo_vending_key, start_meter
+    from hil.emulator.meter import demo_vending_key
 
     balance = merge_balance(balance, credit_alias)
     cfg = Config()
@@ -514,7 +526,7 @@ class _option_error:
 
 def close_run(em):
     """Save the meter where it stopped (its own time, not the running clock's) and the clock."""
-    from hil.serve import CLOCK_FILE, write_clock_file
+    from hil.emulator.state import CLOCK_FILE, write_clock_file
 
     em.clock.set_speed(0)
     em.meter.save()
@@ -559,3 +571,87 @@ def _drive(r, speed, quiet):
         for e in r.events[printed:]:
             click.echo(describe_event(e, tz))
 
+
+# ---- bijli meter serve --------------------------------------------------------------------
+def start_meter(state_dir, *args, **kwargs):
+    """EmulatedMeter(state_dir, ...) for a command line: a state it cannot open or a bad
+    setting becomes a ClickException (the state on disk is kept as it is)."""
+    try:
+        return EmulatedMeter(state_dir, *args, **kwargs)
+    except StoreError as e:
+        raise click.ClickException(
+            "cannot start the meter: %s; the state in %s is kept as it is (move it away to "
+            "start a new meter)" % (e, state_dir)) from None
+    except (ValueError, OSError) as e:
+        raise click.ClickException("cannot start the meter: %s" % e) from None
+
+
+@click.command("serve")
+@click.option("--tcp", "tcp", default=None, metavar="HOST:PORT",
+              help="Serve the DLMS wrapper on TCP (default %s unless a serial line is given)." % DEFAULT_TCP)
+@click.option("--serial", "serial_port", default=None, metavar="PORT",
+              help="Serve HDLC on a serial port (device or pyserial URL).")
+@click.option("--pty", is_flag=True, help="Create a pseudo-terminal, serve HDLC on it, print its path.")
+@click.option("--state", "state_dir", default=None, type=click.Path(file_okay=False),
+              help="Directory holding the meter's NVM image and clock (kept across runs).")
+@speed_option(1.0, "the clock stands still")
+@click.option("--meter-id", default="BJ00000001", show_default=True, help="Meter id (new meters).")
+@click.option("--load", default="household", show_default=True,
+              help="Load model: constant:W, household[:SCALE_PCT[:NOISE_PCT[:SEED]]], csv:PATH.")
+@click.option("--push", default=None, metavar="HOST:PORT", help="Push destination for alerts.")
+@balance_option
+@click.option("--keys", "keys_file", default=None, type=click.Path(dir_okay=False),
+              help="JSON key file (block_cipher_key, authentication_key, password), the format "
+                   "of `bijli client --keys`. Default: the INSECURE DLMS demo keys.")
+@click.option("--tcp-idle", "tcp_idle_s", default=TCP_IDLE_S, type=click.IntRange(0, 65535),
+              show_default=True, metavar="S",
+              help="Close a TCP connection after S seconds without a request (0: never).")
+@click.option("--max-connections", default=None, type=click.IntRange(min=1), metavar="N",
+              help="Accept at most N TCP connections at once; more are accepted and closed "
+                   "(default %d, fewer under a low open-files limit)." % MAX_CONNECTIONS)
+@click.option("--hdlc-inter-octet", "hdlc_inter_octet_ms", default=fw_hdlc.INTER_OCTET_MS,
+              type=click.IntRange(20, 6000), show_default=True, metavar="MS",
+              help="Serial line: silence that ends a frame being received (IEC 62056-46).")
+@click.option("--hdlc-inactivity", "hdlc_inactivity_s", default=fw_hdlc.INACTIVITY_S,
+              type=click.IntRange(0, 65535), show_default=True, metavar="S",
+              help="Serial line: drop the HDLC connection after S seconds without a frame "
+                   "(0: never).")
+def serve(tcp, serial_port, pty, state_dir, speed, meter_id, load, push, balance, credit_alias,
+          keys_file, **limits):
+    """Run an emulated meter that answers DLMS/COSEM on TCP and/or a serial line."""
+    balance = merge_balance(balance, credit_alias)
+    if serial_port and pty:
+        raise click.UsageError("--serial and --pty are exclusive")
+    if tcp is None and not serial_port and not pty:
+        tcp = DEFAULT_TCP
+    for option, value, parse in (("--tcp", tcp, parse_hostport), ("--push", push, parse_hostport),
+                                 ("--load", load, parse_load)):
+        try:
+            if value:
+                parse(value)
+        except (ValueError, OSError) as e:
+            raise click.BadParameter(str(e), param_hint=option) from None
+    secrets = {}
+    if keys_file:
+        from protocol.errors import ProtocolError
+        from protocol.keys import load_keys
+
+        try:
+            k = load_keys(keys_file)
+        except (ProtocolError, OSError) as e:
+            raise click.BadParameter(str(e), param_hint="--keys") from None
+        if k.block_cipher_key is None or k.authentication_key is None or k.password is None:
+            raise click.BadParameter("a meter needs block_cipher_key, authentication_key and "
+                                     "password", param_hint="--keys")
+        secrets = {"block_key": k.block_cipher_key, "auth_key": k.authentication_key,
+                   "password": k.password}
+    em = start_meter(state_dir, speed, meter_id, load, opening_paise=opening_paise(balance),
+                     **secrets)
+    em.keys_source = keys_file
+    if balance is not None and not em.meter.fresh:
+        click.echo("note: --balance ignored, %s is an existing meter" % em.meter_id)
+    try:
+        asyncio.run(serve_async(em, tcp, serial_port, pty, push, click.echo, **limits))
+    except OSError as e:
+        em.close()
+        raise click.ClickException("cannot open endpoint: %s" % e) from None

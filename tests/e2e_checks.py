@@ -1,6 +1,6 @@
 """End-to-end checks shared by tests/test_e2e_tcp.py and tests/test_e2e_pty.py.
 
-A `Rig` holds an emulated meter served by `hil.serve.ServiceThread` and makes bijli DLMS
+A `Rig` holds an emulated meter served by `hil.emulator.thread.ServiceThread` and makes bijli DLMS
 clients (`protocol.client.DlmsClient`) for one transport. Utility clients share one system
 title, so the rig hands out increasing invocation counters (a counter the meter has already
 seen is a replay and is refused).
@@ -13,7 +13,8 @@ import pytest
 
 from firmware import event_codes as ec
 from headend.vending import Vendor
-from hil.serve import EmulatedMeter, ServiceThread
+from hil.emulator.meter import EmulatedMeter
+from hil.emulator.thread import ServiceThread
 from protocol import axdr
 from protocol.client import DlmsClient
 from protocol.errors import AssociationError, ServiceError

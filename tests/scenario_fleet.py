@@ -3,7 +3,7 @@
 - `SimMeter`: a `firmware.meter.Meter` on the simulator HAL (its own SimClock at speed 0,
   stepped by `advance_to`), keyed for the demo vending key, recording every event it logs
   (unbounded, unlike the meter's 32-entry rings) as (time, code, value, extra).
-- `ServedMeter`: a `hil.serve.EmulatedMeter` behind a `ServiceThread` on a fixed loopback
+- `ServedMeter`: a `hil.emulator.meter.EmulatedMeter` behind a `ServiceThread` on a fixed loopback
   port; `down()` / `up()` take its DLMS link away and bring it back on the same address (a
   head-end that cannot reach it), and `client(role)` hands out `protocol.client.DlmsClient`s
   whose utility invocation counters keep increasing (a counter the meter has seen is a replay).
@@ -21,7 +21,8 @@ from firmware.hal.sim import ConstantLoad, SimClock, SimHal
 from firmware.meter import Meter
 from firmware.timeutil import IST_OFFSET_S, local_day, weekday
 from headend.vending import DEMO_VENDING_KEY
-from hil.serve import EmulatedMeter, ServiceThread
+from hil.emulator.meter import EmulatedMeter
+from hil.emulator.thread import ServiceThread
 from protocol.client import DlmsClient
 from protocol.errors import LinkError, ProtocolError, ServiceError
 from protocol.transport import TcpTransport

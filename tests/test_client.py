@@ -499,7 +499,7 @@ def test_async_client_over_asyncio_tcp():
 
 
 # ---------------------------------------------------------------------------------------------
-# End to end against the emulated bijli meter (firmware DLMS server, hil/serve.py)
+# End to end against the emulated bijli meter (firmware DLMS server, hil/emulator/)
 
 
 def _keys_with_title(title):
@@ -509,7 +509,8 @@ def _keys_with_title(title):
 
 @pytest.fixture(scope="module")
 def emulated():
-    from hil.serve import EmulatedMeter, ServiceThread
+    from hil.emulator.meter import EmulatedMeter
+    from hil.emulator.thread import ServiceThread
     em = EmulatedMeter(None, speed=0, meter_id="BJ00000042", load="constant:1000",
                        start_s=int(T0.timestamp()), opening_paise=1000)
     mt = ServiceThread(em, tcp="127.0.0.1:0", pty=True).start()

@@ -205,7 +205,8 @@ def test_registered_in_bijli_and_help():
 
 
 def test_serial_pty_against_emulated_meter():
-    from hil.serve import EmulatedMeter, ServiceThread
+    from hil.emulator.meter import EmulatedMeter
+    from hil.emulator.thread import ServiceThread
     em = EmulatedMeter(None, speed=0, meter_id="BJ00000077", start_s=int(T0.timestamp()),
                        opening_paise=2500)
     with ServiceThread(em, tcp="127.0.0.1:0", pty=True) as mt:

@@ -10,7 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from headend.cli import main as bijli
-from hil.serve import EmulatedMeter, ServiceThread
+from hil.emulator.meter import EmulatedMeter
+from hil.emulator.thread import ServiceThread
 from protocol.apdu import GeneralCiphering
 from protocol.keys import InvocationCounterStore
 from tests.fake_meter import MeterServer

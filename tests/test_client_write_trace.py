@@ -8,7 +8,8 @@ from click.testing import CliRunner
 from hypothesis import given
 
 from headend.cli import main as bijli
-from hil.serve import EmulatedMeter, ServiceThread
+from hil.emulator.meter import EmulatedMeter
+from hil.emulator.thread import ServiceThread
 from protocol import axdr
 from protocol.apdu import (
     AARQ,

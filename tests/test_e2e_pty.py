@@ -27,7 +27,8 @@ def test_serve_on_an_existing_serial_port():
     import tty
 
     from firmware.dlms import hdlc
-    from hil.serve import EmulatedMeter, ServiceThread
+    from hil.emulator.meter import EmulatedMeter
+    from hil.emulator.thread import ServiceThread
     master, slave = os.openpty()
     tty.setraw(master)
     path = os.ttyname(slave)

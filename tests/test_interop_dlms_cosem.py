@@ -23,7 +23,8 @@ from dlms_cosem.security import (
     NoSecurityAuthentication,
 )
 
-from hil.serve import DEMO_AUTH_KEY, DEMO_BLOCK_KEY, EmulatedMeter, ServiceThread
+from hil.emulator.meter import DEMO_AUTH_KEY, DEMO_BLOCK_KEY, EmulatedMeter
+from hil.emulator.thread import ServiceThread
 
 structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
 

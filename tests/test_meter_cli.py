@@ -190,7 +190,7 @@ def test_csv_load_curve_file():
 
 
 def test_run_core_typed_lines():
-    from hil.serve import EmulatedMeter
+    from hil.emulator.meter import EmulatedMeter
 
     em = EmulatedMeter(None, 0, MID, "constant:1000", start_s=from_fields(2026, 1, 1) - IST,
                        opening_paise=100, vending_key=DEMO_VENDING_KEY)
@@ -235,7 +235,7 @@ def test_tty_line_reader_reads_typed_lines_without_blocking():
 def test_live_view_renders():
     from rich.console import Console
 
-    from hil.serve import EmulatedMeter
+    from hil.emulator.meter import EmulatedMeter
 
     em = EmulatedMeter(None, 0, MID, "constant:750", start_s=from_fields(2026, 1, 1) - IST,
                        opening_paise=100, vending_key=DEMO_VENDING_KEY)
@@ -340,7 +340,7 @@ def test_empty_nvm_image_is_refused_not_a_new_meter(tmp_path):
 def test_blank_nvm_image_is_refused_not_a_new_meter(tmp_path):
     state = tmp_path / "m"
     state.mkdir()
-    from hil.serve import NVM_SIZE
+    from hil.emulator.meter import NVM_SIZE
 
     (state / "meter.nvm").write_bytes(b"\xff" * NVM_SIZE)  # erased flash: no meter was saved
     r = CliRunner().invoke(main, ["meter", "run", "--speed", "0", "--duration", "1h", "--state",
@@ -350,12 +350,12 @@ def test_blank_nvm_image_is_refused_not_a_new_meter(tmp_path):
 
 
 def test_a_meter_that_fails_to_start_leaves_no_blank_image(tmp_path, monkeypatch):
-    from hil import serve
+    from hil.emulator import meter as emulated
 
     def boom(*a, **k):
         raise ValueError("no table today")
 
-    monkeypatch.setattr(serve.cosem_table, "build", boom)
+    monkeypatch.setattr(emulated.cosem_table, "build", boom)
     state = tmp_path / "m"
     r = CliRunner().invoke(main, ["meter", "run", "--speed", "0", "--duration", "1h", "--state",
                                   str(state), "--quiet"])

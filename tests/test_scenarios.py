@@ -1,7 +1,7 @@
 """Acceptance suite: the five field scenarios of docs/scenarios.md replayed against emulated meters.
 
 Simulated time runs far faster than real time (clocks stepped by hand, or at speed 60 where
-real-time latency is the point). Scenarios about the wire go through `hil.serve` (EmulatedMeter
+real-time latency is the point). Scenarios about the wire go through `hil.emulator` (EmulatedMeter
 + ServiceThread) and `protocol.client.DlmsClient`; scenarios about the meter's rules go through
 `firmware.meter.Meter` on the simulator HAL (tests/scenario_fleet.py). Tokens come from
 `headend.vending.Vendor` with the INSECURE demo vending key.
@@ -421,7 +421,8 @@ def test_s3_balance_and_recharges_readable_from_the_meter_without_keys(vendor):
 def test_s3_balance_readable_on_the_local_serial_port_without_keys():
     """The meter's local port (HDLC over a pseudo-terminal, as an optical probe or USB serial
     adapter): a public client with no keys reads the balance and the last recharge."""
-    from hil.serve import EmulatedMeter, ServiceThread
+    from hil.emulator.meter import EmulatedMeter
+    from hil.emulator.thread import ServiceThread
     from protocol.client import DlmsClient
     from protocol.transport import SerialTransport
 

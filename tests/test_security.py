@@ -327,7 +327,7 @@ def test_forged_counter_is_not_saved_across_a_restart(tmp_path):
     """Issue 8 item 1 as reported: a 0x20 general-glo APDU with counter 0xFFFFFFF0 in a
     utility association is refused, and the client title still works, also after the
     emulator restarts from its state directory (where client counters are persisted)."""
-    from hil.serve import DEMO_AUTH_KEY, DEMO_BLOCK_KEY, EmulatedMeter
+    from hil.emulator.meter import DEMO_AUTH_KEY, DEMO_BLOCK_KEY, EmulatedMeter
     from tests.firmware.dlms_client import CipherClient, get_req
 
     state = str(tmp_path / "meter")
@@ -351,7 +351,7 @@ def test_lls_lockout_is_kept_in_the_emulator_state_across_a_restart(tmp_path):
     """Issue 8 item 4: failed LLS associations lock the reader SAP (10 s doubling, like the
     token lockout), and the lock survives a restart from the state directory."""
     from firmware.dlms import apdu as fa
-    from hil.serve import EmulatedMeter
+    from hil.emulator.meter import EmulatedMeter
     from tests.firmware.dlms_client import build_aarq, initiate_request
     from tests.firmware.test_dlms_server import aare_fields
 

@@ -144,7 +144,8 @@ def test_stop_with_a_client_still_connected_is_prompt_and_closes_it(tmp_path):
     connection and stops at once (no waiting for the peer, no pending connection task)."""
     import socket
 
-    from hil.serve import EmulatedMeter, ServiceThread
+    from hil.emulator.meter import EmulatedMeter
+    from hil.emulator.thread import ServiceThread
 
     em = EmulatedMeter(str(tmp_path / "m"), speed=0, load="constant:100")
     st = ServiceThread(em).start()
@@ -238,7 +239,7 @@ def test_a_second_meter_on_the_same_state_is_refused(tmp_path):
     finally:
         code, out = _stop(p)
     assert code == 0, out
-    from hil.serve import EmulatedMeter
+    from hil.emulator.meter import EmulatedMeter
     em = EmulatedMeter(state, speed=0)
     em.close()
     EmulatedMeter(state, speed=0).close()  # released by close(): usable again in-process
@@ -248,7 +249,7 @@ def test_emulated_meter_follows_a_key_revision_token(tmp_path):
     """A new emulated meter is provisioned with token key revisions 0..3, so the vending
     flow 'advance key revision, then vend under the new one' works against it."""
     from firmware import token_codec as tc
-    from hil.serve import EmulatedMeter
+    from hil.emulator.meter import EmulatedMeter
 
     em = EmulatedMeter(None, 0, MID, "constant:0", start_s=1767225600)
     vendor = Vendor(str(tmp_path / "vend.db"))
@@ -302,7 +303,8 @@ def test_serve_rejects_an_incomplete_key_file(tmp_path):
 def test_a_new_meter_image_is_readable_by_its_owner_only(tmp_path):
     """meter.nvm holds the meter's token keys: a new image is created mode 0600 whatever the
     umask; an existing image keeps the mode its owner gave it."""
-    from hil.serve import NVM_FILE, EmulatedMeter
+    from hil.emulator.meter import EmulatedMeter
+    from hil.emulator.state import NVM_FILE
 
     state = tmp_path / "meter"
     old = os.umask(0o022)

@@ -13,7 +13,8 @@ import re
 from firmware.hal.nvm import FileNVM
 from firmware.hal.sim import SimClock, SimHal
 from firmware.meter import Meter
-from hil.serve import NVM_FILE, NVM_SIZE
+from hil.emulator.meter import NVM_SIZE
+from hil.emulator.state import NVM_FILE
 from tests.test_serve_cli import MID, _client, _start, _stop
 
 JOURNAL_STEP_WH = 10
@@ -74,8 +75,8 @@ def test_bit_flipped_nvm_says_it_loaded_the_older_copy(tmp_path, capsys):
     older copy, prints so and logs NVM_FALLBACK (was: silently older)."""
     from firmware import event_codes as ec
     from firmware.meter import TAG_CORE
+    from hil.emulator.meter import EmulatedMeter
     from hil.emulator_cli import describe_event
-    from hil.serve import EmulatedMeter
 
     state = str(tmp_path / "meter")
     em = EmulatedMeter(state, speed=0, meter_id=MID, load="constant:500", opening_paise=10000)
@@ -106,7 +107,8 @@ def test_restart_after_a_kill_never_lives_journalled_time_twice(tmp_path):
     """clock.txt is saved once a second of real time, the journal every 10 Wh: after a kill the
     meter's state can be newer than the saved clock. The restart continues from the state's
     time (was: from the older clock, counting that load again)."""
-    from hil.serve import CLOCK_FILE, EmulatedMeter, write_clock_file
+    from hil.emulator.meter import EmulatedMeter
+    from hil.emulator.state import CLOCK_FILE, write_clock_file
 
     state = str(tmp_path / "meter")
     em = EmulatedMeter(state, speed=0, meter_id=MID, load="constant:5000", opening_paise=10000)
@@ -141,7 +143,8 @@ def test_damaged_dlms_state_is_refused_not_read_as_zero(tmp_path):
     import click
     import pytest
 
-    from hil.serve import EmulatedMeter, start_meter
+    from hil.emulator.meter import EmulatedMeter
+    from hil.emulator_cli import start_meter
 
     state = str(tmp_path / "m")
     em = EmulatedMeter(state, speed=0, start_s=1767225600)

@@ -7,7 +7,8 @@ import signal
 
 import pytest
 
-from hil.serve import EmulatedMeter, ServiceThread
+from hil.emulator.meter import EmulatedMeter
+from hil.emulator.thread import ServiceThread
 from protocol.client import DlmsClient
 from protocol.cosem_types import CosemDateTime
 from protocol.errors import ServiceError

@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from firmware.dlms import hdlc, wrapper
 from firmware.hal.sim import SimClock, SimHal
 from firmware.meter import Meter
-from hil.serve import EmulatedMeter, ServiceThread
+from hil.emulator.meter import EmulatedMeter
+from hil.emulator.thread import ServiceThread
 from tests.outcomes import Outcomes
 
 T0 = 1767600000

@@ -9,7 +9,7 @@ import tracemalloc
 
 from firmware.dlms import apdu as fa
 from firmware.dlms import axdr
-from hil.serve import EmulatedMeter
+from hil.emulator.meter import EmulatedMeter
 from tests.firmware.dlms_client import build_aarq, get_next, get_req, initiate_request
 
 OBJECT_LIST = bytes((0, 0, 40, 0, 0, 255))

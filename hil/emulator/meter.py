@@ -1,0 +1,240 @@
+"""The emulated meter's wiring: the firmware Meter on the simulator HAL, its NVM (a state
+directory's image, or memory), its COSEM object table and the firmware DLMS server — no I/O.
+
+`EmulatedMeter` is the meter of `bijli meter run|serve`, of `bijli demo` and of the end-to-end
+tests; `hil.emulator.service` serves it on TCP / serial / pty and `hil.emulator.thread` runs
+that service in a background thread.
+"""
+import os
+import time
+
+from firmware import token_codec as tc
+from firmware.config import Config
+from firmware.cosem import table as cosem_table
+from firmware.cosem.service import (  # noqa: F401 - re-exported for the demo and tests
+    DEMO_AUTH_KEY,
+    DEMO_BLOCK_KEY,
+    DEMO_PASSWORD,
+    CounterReservation,
+    system_title_for,
+)
+from firmware.dlms import ObjectTable
+from firmware.guard import Guard
+from firmware.hal.nvm import FileNVM, MemNVM
+from firmware.hal.sim import SimClock, SimHal, parse_load
+from firmware.lockout import LOCK_MAX_S
+from firmware.meter import Meter
+from firmware.storage import StoreError
+from hil.emulator.state import (
+    CLOCK_FILE,
+    DLMS_FILE,
+    NVM_FILE,
+    LockedFileNVM,
+    check_nvm_image,
+    lock_state_dir,
+    read_clock_file,
+    read_dlms_state,
+    write_clock_file,
+    write_dlms_state,
+)
+
+NVM_SIZE = 131072
+EMULATOR_KEY_REVISIONS = 4  # token key revisions 0..3 provisioned in a new emulated meter
+IC_AHEAD = 100000  # our invocation counter is saved this far ahead of use (never reused)
+ASSOCIATED = 2  # firmware.dlms.server.ASSOCIATED
+PUBLIC_SAP = 0x10
+
+# The well-known DLMS test keys (INSECURE, demos and tests only) come from the firmware,
+# so a board without provisioned keys and the emulator answer the same way.
+
+
+def demo_vending_key():
+    """The INSECURE demo vending key of headend/vending.py."""
+    from headend.vending import DEMO_VENDING_KEY
+    return DEMO_VENDING_KEY
+
+
+def system_title(meter_id):
+    """8-byte server system title: the firmware's rule (the board derives the same one)."""
+    return system_title_for(meter_id)
+
+
+class EmulatedMeter:
+    """A Meter on the simulator HAL, its COSEM model and the DLMS server, without I/O.
+
+    `tick()` advances the meter to the simulated clock and returns pushes to deliver;
+    `new_session()` gives one DLMS association endpoint (per TCP connection / HDLC link).
+    """
+
+    def __init__(self, state_dir=None, speed=1.0, meter_id="BJ00000001", load=None,
+                 start_s=None, opening_paise=None, config=None, block_key=DEMO_BLOCK_KEY,
+                 auth_key=DEMO_AUTH_KEY, password=DEMO_PASSWORD, vending_key=None):
+        self.state_dir = state_dir
+        start = int(time.time()) if start_s is None else int(start_s)
+        existing = False
+        if state_dir:
+            os.makedirs(state_dir, exist_ok=True)
+            lock = lock_state_dir(state_dir)  # first: nobody else uses this meter now
+            nvm_path = os.path.join(state_dir, NVM_FILE)
+            try:
+                existing = check_nvm_image(nvm_path)
+                saved = read_clock_file(os.path.join(state_dir, CLOCK_FILE))
+                dlms_saved = read_dlms_state(state_dir)  # damaged: refused before anything runs
+            except BaseException:
+                os.close(lock)
+                raise
+            if saved is not None and start_s is None and saved > start:
+                start = saved
+            nvm = LockedFileNVM(nvm_path, NVM_SIZE, lock)
+            if not existing:  # the image holds the meter's token keys: owner only
+                os.chmod(nvm_path, 0o600)
+        else:
+            nvm = MemNVM(NVM_SIZE)
+            dlms_saved = read_dlms_state(None)
+        self.nvm = nvm
+        self.dlms_saved = dlms_saved  # (our counter, client counters, lockouts) to start from
+        try:
+            self.clock = SimClock(start, speed)
+            cfg = config.copy() if config is not None else Config()
+            cfg.set("meter_id", meter_id)
+            tz = cfg.tz_offset_s
+            self.hal = SimHal(self.clock, load=parse_load(load, tz) if isinstance(load, str) else load,
+                              nvm=nvm)
+            vkey = demo_vending_key() if vending_key is None else vending_key
+            # an existing meter keeps its identity and its stored token keys; a new one is
+            # provisioned like a factory would: revision 0 and the next ones, so that an
+            # "advance key revision" token has a key to move to
+            keys = None if existing else {
+                r: tc.derive_key(vkey, meter_id, r) for r in range(EMULATOR_KEY_REVISIONS)}
+            self.meter = Meter(self.hal, cfg, keys=keys)
+            if existing and self.meter.fresh:
+                raise StoreError("%s holds no saved meter (blank image)" % NVM_FILE)
+            if self.meter.restored_time > self.clock.time():
+                # the energy journal outran clock.txt (kill -9): never live that time twice
+                self.clock.set_time(self.meter.restored_time)
+                self.meter.tick()
+            self.meter_id = self.meter.config.meter_id
+            if opening_paise and self.meter.fresh:
+                self.meter.provision_credit(opening_paise)
+            self.system_title = system_title(self.meter_id)
+            self.model = cosem_table.build(self.meter, self.system_title)
+            self.table = self.model.register(ObjectTable())
+            self.block_key = block_key
+            self.auth_key = auth_key
+            self.password = password
+            self.keys_source = None  # where non-demo keys came from (for the banner)
+            self._server = None
+            self._counters = None  # CounterReservation over the state dir's DLMS file
+            self._lockouts_saved = None  # the association lockouts last written there
+            self.requests = 0
+            # the service loop's never-raise guard (logs through the service's echo)
+            self.guard = Guard()
+        except BaseException:
+            if isinstance(nvm, FileNVM):
+                nvm.close()  # and release the state directory: nothing of this run is kept
+                if not existing:  # not even the blank image (it would read as a lost meter)
+                    os.remove(nvm.path)
+            raise
+
+    @property
+    def server(self):
+        """The DLMS server core (created on first use)."""
+        if self._server is None:
+            self._server, self._counters = _make_server(self)
+            self._lockouts_saved = self._server.throttle.dump()
+            if self._server.throttle.started_locked and self.guard.log is not None:
+                self.guard.log("bijli: the association lockouts in %s are damaged: the LLS/HLS "
+                               "clients stay locked for %d s" % (DLMS_FILE, LOCK_MAX_S))
+            self.save_dlms_ahead()
+        return self._server
+
+    def save_dlms_ahead(self):
+        """Keep the saved DLMS state ahead of use (called after every request; the rule is the
+        firmware's CounterReservation): our invocation counter is reserved IC_AHEAD beyond the
+        one in use before it is used, so a crash or a kill -9 can never make the meter reuse a
+        GCM IV under its keys; client counters accepted since the last save are written too."""
+        if self._server is not None and self.state_dir:
+            self._counters.update(self._server)
+            lockouts = self._server.throttle.dump()
+            if lockouts != self._lockouts_saved:  # failed associations moved it
+                write_dlms_state(self.state_dir, self._server, self._counters.reserved)
+                self._lockouts_saved = lockouts
+
+    def tick(self):
+        """Advance the meter to the simulated clock; returns pushes [(dest, transport, apdu)]."""
+        self.meter.tick()
+        return self.model.push.take()
+
+    def save_clock(self):
+        """Save the simulated clock (state dir only): after a crash or kill -9 the meter
+        restarts from at most a second behind, never from the wall clock (which a fast
+        simulated clock has left far behind: time would run backwards)."""
+        if self.state_dir:
+            write_clock_file(os.path.join(self.state_dir, CLOCK_FILE), self.clock.time())
+
+    def new_session(self):
+        """A DLMS association endpoint: `.handle(client_sap, apdu) -> reply or None`."""
+        return _Session(self)
+
+    def close(self):
+        """Save the meter state (simulated clock, DLMS counters) and release the NVM file.
+        Each step runs under the guard: a failing one is logged, the others still run."""
+        g = self.guard.run
+        g("final tick", self.meter.tick)
+        g("final save", self.meter.save)
+        if self.state_dir:
+            g("clock save", write_clock_file, os.path.join(self.state_dir, CLOCK_FILE),
+              self.clock.time())
+            if self._server is not None:
+                g("DLMS counter save", write_dlms_state, self.state_dir, self._server)
+        if isinstance(self.nvm, FileNVM):
+            self.nvm.close()
+
+
+def _make_server(em):
+    """(the firmware DLMS server over the object table with the association keys, the
+    CounterReservation that keeps its counters saved in the state dir).
+
+    The saved counter is a bound: no counter above it was ever used (see save_dlms_ahead),
+    so the meter continues from there after a clean stop, a crash or a power cut alike."""
+    from firmware.dlms import server as fw_server
+    ic, counters, lockouts = em.dlms_saved
+    server = fw_server.DlmsServer(
+        em.table, em.system_title, os.urandom, ek=em.block_key, ak=em.auth_key,
+        password=em.password, invocation_counter=ic, counters=counters,
+        clock=em.meter.now, lockouts=lockouts,
+    )
+    state_dir = em.state_dir
+    keeper = CounterReservation(
+        lambda reserved, _last, moved: write_dlms_state(state_dir, server, reserved, sync=moved),
+        IC_AHEAD, ic, counters)
+    return server, keeper
+
+
+class _Session:
+    """One link's associations over the shared server (per TCP connection or HDLC line)."""
+
+    def __init__(self, em):
+        self.em = em
+        self.session = em.server.session()
+
+    def handle(self, client_sap, apdu):
+        """Reply APDU (bytes) to one request APDU, or None when nothing is to be answered."""
+        em = self.em
+        em.requests += 1
+        g = em.guard.run  # the bookkeeping around a request never costs its answer
+        g("meter tick", em.meter.tick)
+        reply = self.session.handle(client_sap, apdu)
+        g("DLMS counter save", em.save_dlms_ahead)
+        a = self.session.association(client_sap)
+        if a is not None and a.state == ASSOCIATED and client_sap != PUBLIC_SAP:
+            g("head-end contact", em.meter.note_headend_contact)
+        return reply
+
+    def release(self, client_sap=None):
+        """Forget the associations of the link (all, or one client SAP)."""
+        self.session.release(client_sap)
+
+    def close(self):
+        """The link dropped."""
+        self.session.release()
