@@ -38,9 +38,10 @@ from hypothesis import strategies as st
 from firmware.dlms import DlmsError, hdlc, wrapper
 from firmware.dlms import apdu as A
 from firmware.dlms import axdr as x
+from firmware.dlms.endpoint import DlmsEndpoint
 from firmware.dlms.gcm import Gcm
 from firmware.dlms.security import Suite0
-from firmware.dlms.server import ASSOCIATED, IDLE, PENDING_HLS, hdlc_handler, serve_wrapper
+from firmware.dlms.server import ASSOCIATED, IDLE, PENDING_HLS
 from tests.firmware.dlms_client import build_aarq, initiate_request
 from tests.firmware.test_dlms_server import (
     AK,
@@ -93,15 +94,16 @@ class LoopIO:
 
 
 def tcp_meter(srv):
-    sess = srv.session()
+    link = DlmsEndpoint(srv).link()
     stream = wrapper.WrapperStream()
-    return sess, LoopIO(lambda data: serve_wrapper(sess, stream, data))
+    return link.session, LoopIO(lambda data: link.feed_wrapper(stream, data))
 
 
 def hdlc_meter(srv, **kw):
-    sess = srv.session()
+    link = DlmsEndpoint(srv).link()
+    sess = link.session
     station = hdlc.HdlcStation(**kw)
-    handler = hdlc_handler(sess)
+    handler = link.hdlc_event
 
     def feed(data):
         station.feed(data, handler)
@@ -254,9 +256,10 @@ def _gurux_exchange(client, station, handler, frames):
 
 def test_gurux_lls_over_hdlc_reads_register_and_profile():
     srv, reg, relay = make_server()
-    sess = srv.session()
+    link = DlmsEndpoint(srv).link()
+    sess = link.session
     st_ = hdlc.HdlcStation()
-    h = hdlc_handler(sess)
+    h = link.hdlc_event
     c = GXDLMSSecureClient(True, 0x20, 1, Authentication.LOW, "12345678", InterfaceType.HDLC)
     c.parseUAResponse(_gurux_exchange(c, st_, h, c.snrmRequest()).data)
     c.parseAareResponse(_gurux_exchange(c, st_, h, c.aarqRequest()).data)
@@ -274,9 +277,10 @@ def test_gurux_lls_over_hdlc_reads_register_and_profile():
 
 def test_gurux_hls_gmac_glo_ciphering_over_hdlc_with_relay_methods():
     srv, reg, relay = make_server()
-    sess = srv.session()
+    link = DlmsEndpoint(srv).link()
+    sess = link.session
     st_ = hdlc.HdlcStation()
-    h = hdlc_handler(sess)
+    h = link.hdlc_event
     c = GXDLMSSecureClient(True, 0x30, 1, Authentication.HIGH_GMAC, None, InterfaceType.HDLC)
     c.settings.cipher.security = Security.AUTHENTICATION_ENCRYPTION
     c.settings.cipher.systemTitle = b"GURUXCLT"
@@ -566,9 +570,9 @@ def test_fuzz_ciphered_association(apdus):
 @given(chunks=st.lists(st.binary(max_size=40), max_size=8))
 def test_fuzz_hdlc_station_and_wrapper_streams(chunks):
     srv, reg, relay = make_server()
-    sess = srv.session()
+    link = DlmsEndpoint(srv).link()
     station = hdlc.HdlcStation()
-    h = hdlc_handler(sess)
+    h = link.hdlc_event
     snrm = hdlc.build_frame(b"\x03", b"\x21", 0x93)
     for ch in [snrm] + chunks:
         station.feed(ch, h)
@@ -580,7 +584,7 @@ def test_fuzz_hdlc_station_and_wrapper_streams(chunks):
     stream = wrapper.WrapperStream()
     try:
         for ch in chunks:
-            serve_wrapper(sess, stream, ch)
+            link.feed_wrapper(stream, ch)
     except DlmsError:
         pass
 
@@ -597,9 +601,9 @@ def test_hdlc_split_anywhere_gives_same_output(garbage, cuts):
     stream = garbage.replace(b"\x7e", b"") + frames_
 
     def run(parts):
-        sess = srv.session()
+        link = DlmsEndpoint(srv).link()
         station = hdlc.HdlcStation()
-        h = hdlc_handler(sess)
+        h = link.hdlc_event
         out = b""
         for p in parts:
             station.feed(p, h)

@@ -3,56 +3,30 @@
     svc = DlmsUartService(uart, system_title, ek, ak, password)
     run(services=[svc])              # firmware/main.py calls svc.poll(meter) every pass
 
-`poll(meter)` reads what the UART has, feeds the HDLC secondary station (one server session
-per HDLC connection), writes the answers, and sends queued alert pushes as UI frames to the
-connected client when the push destination's transport is HDLC. The COSEM model and the
+`poll(meter)` reads what the UART has, feeds the HDLC secondary station, whose requests go
+through the meter's DLMS endpoint (`firmware.dlms.endpoint`: the request sequence the emulator
+shares; one link, a client's association dropped at its HDLC connect and disconnect), writes
+the answers, and sends queued alert pushes as UI frames to the connected client when the push
+destination's transport is HDLC. The COSEM model and the
 server are (re)built when the meter object changes (a new boot after a power return).
 The UART needs `any() -> int`, `read(n) -> bytes` and `write(bytes)` (machine.UART has them).
 Keys are per meter and provisioned; nothing here prints or logs them.
 """
 from firmware import event_codes as ec
 from firmware import lockout
-from firmware.cosem import push as push_mod
 from firmware.cosem import table as cosem_table
 from firmware.dlms import ObjectTable, hdlc
-from firmware.dlms.server import ASSOCIATED, DlmsServer
+from firmware.dlms.endpoint import CounterReservation, DlmsEndpoint, deliver_pushes
+from firmware.dlms.server import DlmsServer
 from firmware.guard import Guard
 
 MAX_READ = 512
 
-# DLMS counters kept in the NVM (the `counter_store` record): our invocation counter is saved
-# IC_AHEAD beyond the one in use before it is used (a reboot never reuses a GCM IV under the
-# same keys), and the last counter accepted from each client system title (a replay stays
-# refused across a power cut). Record payload: reserved u32 | n u8 | n x (title 8 | last u32).
-IC_AHEAD = 4096
+# DLMS counters kept in the NVM (the `counter_store` record), saved ahead of use by the
+# endpoint's CounterReservation (firmware.dlms.endpoint). Record payload:
+# reserved u32 | n u8 | n x (title 8 | last u32).
 MAX_TITLES = 8
 COUNTER_RECORD_MAX = 5 + 12 * MAX_TITLES
-
-
-class CounterReservation:
-    """The rule that keeps the DLMS counters persisted ahead of use, whatever the medium.
-
-    `save(reserved_ic, client_counters, reservation_moved)` persists them; `update(server)`
-    (after every request) calls it when our invocation counter comes within `ahead // 2` of the
-    reserved bound (the bound then moves `ahead` beyond the counter in use, so no counter above
-    a saved bound was ever used: a crash never reuses a GCM IV) or a client counter changed."""
-
-    def __init__(self, save, ahead=IC_AHEAD, reserved=0, counters=None):
-        self.save = save
-        self.ahead = ahead
-        self.reserved = reserved
-        self.saved = dict(counters or {})
-
-    def update(self, server):
-        """Persist if the reservation must move or a client counter changed."""
-        reserve = self.reserved
-        if server.invocation_counter + self.ahead // 2 > reserve:
-            reserve = min(server.invocation_counter + self.ahead, 0xFFFFFFFF)
-        moved = reserve != self.reserved
-        if moved or server.counters.last != self.saved:
-            self.save(reserve, server.counters.last, moved)
-            self.reserved = reserve
-            self.saved = dict(server.counters.last)
 
 
 def pack_counters(ic, counters):
@@ -117,9 +91,11 @@ class DlmsUartService:
         self.meter = None
         self.model = None
         self.server = None
-        self.session = None
-        self.requests = 0
+        self.endpoint = None  # the DLMS request sequence over `server` (firmware.dlms.endpoint)
+        self.link = None  # the HDLC line's associations
         self.errors = 0
+        self.pushes_sent = 0
+        self.push_errors = 0  # alerts that could not go (no client on the line, too long...)
         # the never-raise guard: what a request's bookkeeping raises is logged, the reply sent
         self.guard = guard if guard is not None else Guard()
         # a storage.Record (load/save, max_len >= COUNTER_RECORD_MAX) for the DLMS counters
@@ -127,7 +103,11 @@ class DlmsUartService:
         self._keeper = None  # CounterReservation over counter_store
         # a storage.Record (max_len >= throttle.DUMP_MAX) for the failed-association lockouts
         self.lockout_store = lockout_store
-        self._lockouts_saved = None
+
+    @property
+    def requests(self):
+        """DLMS requests served since the service started."""
+        return self.endpoint.requests if self.endpoint is not None else 0
 
     def _build(self, meter):
         self.meter = meter
@@ -153,7 +133,7 @@ class DlmsUartService:
                 store = self.counter_store
                 self._keeper = CounterReservation(
                     lambda reserved, last, _moved: store.save(pack_counters(reserved, last)),
-                    IC_AHEAD, ic, counters)
+                    reserved=ic, counters=counters)
         else:
             ic, counters = 0, None
         lockouts_damaged = False
@@ -172,38 +152,21 @@ class DlmsUartService:
         if self.server.throttle.started_locked:
             self._damaged(self.lockout_store, "failed-association lockouts",
                           "LLS/HLS client SAPs locked for %d s" % lockout.LOCK_MAX_S)
-        if self._lockouts_saved is None:
-            self._lockouts_saved = self.server.throttle.dump()  # what the record holds
-        self.session = self.server.session()
-        self._save_ahead()
+        old = self.endpoint
+        rec = self.lockout_store
+        self.endpoint = DlmsEndpoint(self.server, meter, self.guard, self._keeper,
+                                     None if rec is None else rec.save)
+        if old is not None:  # the same boot: the record holds what the last endpoint saved
+            self.endpoint.requests = old.requests
+            self.endpoint.lockouts_saved = old.lockouts_saved
+        self.link = self.endpoint.link()
+        self.endpoint.save_ahead()
 
     def _damaged(self, record, what, consequence):
         """Say on the console and in the event log (NVM_DAMAGED) that a record was lost."""
         tag = getattr(record, "tag", 0)
         print("bijli: NVM record %d (%s) is damaged: %s" % (tag, what, consequence))
         self.meter.events.log(self.meter.now(), ec.NVM_DAMAGED, tag)
-
-    def _save_ahead(self):
-        """Keep the counter record ahead of use (after every request; see CounterReservation)."""
-        if self._keeper is not None:
-            self._keeper.update(self.server)
-        if self.lockout_store is not None:  # written only when a failure or success moved it
-            raw = self.server.throttle.dump()
-            if raw != self._lockouts_saved:
-                self.lockout_store.save(raw)
-                self._lockouts_saved = raw
-
-    def _handler(self, event, client, apdu):
-        if event != hdlc.EV_APDU:
-            self.session.release(client)
-            return None
-        self.requests += 1
-        reply = self.session.handle(client, apdu)
-        self.guard.run("DLMS counter save", self._save_ahead)
-        a = self.session.association(client)
-        if a is not None and a.state == ASSOCIATED and client != 0x10:
-            self.guard.run("head-end contact", self.meter.note_headend_contact)
-        return reply
 
     def poll(self, meter):
         """Serve what arrived on the UART; send answers and pending pushes."""
@@ -214,18 +177,16 @@ class DlmsUartService:
         data = self.uart.read(n if n < MAX_READ else MAX_READ) if n else None
         try:
             if data:
-                self.station.feed(data, self._handler, now)
+                self.station.feed(data, self.link.hdlc_event, now)
             else:  # the line had nothing: the HDLC time-outs may run out
-                self.station.poll(now, self._handler)
+                self.station.poll(now, self.link.hdlc_event)
         except Exception as e:  # noqa: BLE001 - a bad frame must never stop the meter
             self.errors += 1
             self.guard.caught("DLMS request", e)
-        for _dest, transport, apdu in self.model.push.take():
-            if transport == push_mod.TRANSPORT_HDLC and self.station.connected:
-                try:
-                    self.station.send_ui(apdu)
-                except ValueError:  # longer than the negotiated info field
-                    self.errors += 1
+        # a UART board has only the HDLC line: pushes to a TCP destination cannot go
+        sent, unsent = deliver_pushes(self.model.push.take(), self.station)
+        self.pushes_sent += sent
+        self.push_errors += unsent
         out = self.station.data_to_send()
         if out:
             self.uart.write(out)

@@ -42,17 +42,17 @@ from firmware.dlms import (
     SecurityError,
     attr_access,
     axdr,
-    hdlc,
     method_access,
-    wrapper,
 )
 from firmware.dlms import apdu as A
 from firmware.dlms.security import KIND_GENERAL, PLAIN_TAGS, CounterGuard, Suite0
 from firmware.dlms.throttle import AssociationThrottle
 
-PUBLIC = 0x10
-READER = 0x20
-UTILITY = 0x30
+# client SAPs (the client's HDLC address / wPort), one association policy each; not the
+# access levels of firmware.cosem.base, which grade what a SAP may do
+PUBLIC_SAP = 0x10
+READER_SAP = 0x20
+UTILITY_SAP = 0x30
 
 # the security control every ciphered APDU of a ciphered association must carry (and that
 # replies use): authenticated and encrypted, suite 0
@@ -60,9 +60,9 @@ POLICY_SC = 0x30
 
 # policy: (mechanism, ciphered)
 DEFAULT_POLICIES = {
-    PUBLIC: (A.MECH_NONE, False),
-    READER: (A.MECH_LLS, False),
-    UTILITY: (A.MECH_HLS_GMAC, True),
+    PUBLIC_SAP: (A.MECH_NONE, False),
+    READER_SAP: (A.MECH_LLS, False),
+    UTILITY_SAP: (A.MECH_HLS_GMAC, True),
 }
 
 SERVER_CONFORMANCE = (A.CONF_GENERAL_PROTECTION | A.CONF_BLOCK_GET | A.CONF_BLOCK_SET |
@@ -659,32 +659,3 @@ class _LongAnswer:
 
 def _cse(code):
     return A.confirmed_service_error(A.CSE_INITIATE, A.ERR_INITIATE, code)
-
-
-# -- transport glue ---------------------------------------------------------------------------
-def hdlc_handler(session):
-    """A `HdlcStation.feed` handler that serves `session` (link events drop associations)."""
-
-    def handler(event, client, apdu):
-        if event == hdlc.EV_APDU:
-            return session.handle(client, apdu)
-        session.release(client)
-        return None
-
-    return handler
-
-
-def serve_wrapper(session, stream, data, server_wport=1):
-    """Feed TCP bytes through `stream` (a WrapperStream) into `session`; returns bytes to send.
-
-    Messages for another wPort are ignored. FramingError propagates: close the connection
-    and call `session.release()`.
-    """
-    out = b""
-    for src, dst, apdu in stream.feed(data):
-        if dst != server_wport:
-            continue
-        reply = session.handle(src, apdu)
-        if reply:
-            out += wrapper.encode(dst, src, reply)
-    return out

@@ -7,12 +7,9 @@ import gc
 from firmware.dlms import READ, READ_WRITE, ObjectTable, hdlc, wrapper
 from firmware.dlms import apdu as A
 from firmware.dlms import axdr as x
+from firmware.dlms.endpoint import DlmsEndpoint
 from firmware.dlms.security import SecurityError, Suite0
-from firmware.dlms.server import (
-    DlmsServer,
-    hdlc_handler,
-    serve_wrapper,
-)
+from firmware.dlms.server import DlmsServer
 from tests.firmware.dlms_client import (
     SERVER,
     CipherClient,
@@ -546,9 +543,10 @@ def test_push_data_notification():
 
 def test_over_hdlc_link():
     srv, reg, _l = make_server()
-    sess = srv.session()
+    link = DlmsEndpoint(srv).link()
+    sess = link.session
     st = hdlc.HdlcStation()
-    h = hdlc_handler(sess)
+    h = link.hdlc_event
     ca = client_addr(0x20)
     st.feed(hdlc.build_frame(SERVER, ca, 0x93), h)
     assert frames(st.data_to_send())[0][2] == 0x73
@@ -580,12 +578,12 @@ def test_over_hdlc_link():
 
 def test_over_wrapper():
     srv, _r, _l = make_server()
-    sess = srv.session()
+    link = DlmsEndpoint(srv).link()
     stream = wrapper.WrapperStream()
     aarq = build_aarq(user_info=initiate_request())
     data = wrapper.encode(0x10, 1, aarq) + wrapper.encode(0x10, 1, get_req(3, ENERGY, 2))
     data += wrapper.encode(0x10, 2, get_req(3, ENERGY, 2))  # another logical device: ignored
-    out = serve_wrapper(sess, stream, data[:5]) + serve_wrapper(sess, stream, data[5:])
+    out = link.feed_wrapper(stream, data[:5]) + link.feed_wrapper(stream, data[5:])
     msgs = wrapper.WrapperStream().feed(out)
     assert [(m[0], m[1]) for m in msgs] == [(1, 0x10), (1, 0x10)]
     assert msgs[0][2][0] == 0x61 and msgs[1][2][:4] == H("c401c100")

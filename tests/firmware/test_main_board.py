@@ -4,12 +4,12 @@ from firmware import main as board_main
 from firmware.config import Config
 from firmware.cosem.service import (
     DEMO_BLOCK_KEY,
-    IC_AHEAD,
     DlmsUartService,
     system_title_for,
     unpack_counters,
 )
 from firmware.dlms import axdr, hdlc
+from firmware.dlms.endpoint import COUNTER_SAVE_AHEAD
 from firmware.hal.nvm import MemNVM
 from firmware.hal.sim import ConstantLoad, SimClock, SimHal
 from firmware.meter import Meter
@@ -85,7 +85,7 @@ def test_uart_serves_dlms_balance_to_the_public_client():
     assert value == (axdr.DOUBLE_LONG, 12345), value
     # the server's invocation counter is reserved ahead in the NVM before any use
     reserved, clients = unpack_counters(counter_rec.load())
-    assert reserved == svc.server.invocation_counter + IC_AHEAD and clients == {}, reserved
+    assert reserved == svc.server.invocation_counter + COUNTER_SAVE_AHEAD and clients == {}, reserved
 
 
 def test_line_mode_keeps_the_text_port():
@@ -231,7 +231,7 @@ def test_a_damaged_counter_record_refuses_ciphering_until_it_is_reprovisioned():
     assert UNREACHABLE not in aare  # refused for its made-up ciphering, not for lost counters
     rec = svc.counter_store
     reserved = unpack_counters(rec.load())[0]
-    assert reserved >= IC_AHEAD
+    assert reserved >= COUNTER_SAVE_AHEAD
     rec.save(rec.load())  # as a later reservation does: both copies written (seq 1 and 2)
     for slot in (0, 1):
         hal.nvm.buf[rec.offset + slot * rec.slot_size + 12] ^= 0x40  # both copies damaged
