@@ -110,7 +110,7 @@ def main():
     run("utility ACTION token enter (ciphered)", 0x30, cc.wrap(C.action_req(
         115, T.TOKEN_GATEWAY, 1, (axdr.OCTET_STRING, digits.encode()))))
     run("utility ACTION remote_disconnect", 0x30, cc.wrap(C.action_req(
-        70, T.DISCONNECT, 1, (axdr.INTEGER, 0))))
+        70, T.DISCONNECT_CONTROL, 1, (axdr.INTEGER, 0))))
 
     # one idle pass of the board loop: 200 ms of metering, nothing to save or to answer
     hal.clock.advance_ms(200)

@@ -28,6 +28,7 @@ import struct
 from firmware import lockout
 from firmware import token_codec as tc
 from firmware.storage import dumped
+from firmware.vocabulary import TOKEN_RESULT_NAMES
 
 ACCEPT = 0
 FORMAT = 1
@@ -37,16 +38,7 @@ OLD = 4
 LOCKOUT = 5
 OVERFLOW = 6
 TYPE = 7
-CODE_NAMES = {
-    ACCEPT: "accept",
-    FORMAT: "format",
-    AUTH: "auth",
-    USED: "used",
-    OLD: "old",
-    LOCKOUT: "lockout",
-    OVERFLOW: "overflow",
-    TYPE: "type",
-}
+CODE_NAMES = TOKEN_RESULT_NAMES  # code -> its one name (firmware/vocabulary.py)
 
 WINDOW = 64
 LOCK_AFTER = lockout.LOCK_AFTER

@@ -21,10 +21,11 @@ import threading
 import time
 
 from firmware import token_codec as tc
+from firmware.demo_keys import INSECURE_DEMO_VENDING_KEY
 
 # INSECURE: a well-known demo vending key, for emulators, tests and demos only. Anyone can
 # mint tokens for every meter keyed from it. Real deployments load their key from a file/HSM.
-DEMO_VENDING_KEY = b"bijli-demo-vending-key-INSECURE!"
+DEMO_VENDING_KEY = INSECURE_DEMO_VENDING_KEY
 DEMO_KEY_WARNING = "WARNING: using the INSECURE demo vending key (public; for demos and tests only)"
 
 DEFAULT_STATE = os.path.join(os.path.expanduser("~"), ".bijli", "vending.sqlite3")

@@ -15,6 +15,11 @@ Keys are per meter and provisioned; nothing here prints or logs them.
 from firmware import event_codes as ec
 from firmware import lockout
 from firmware.cosem import table as cosem_table
+from firmware.demo_keys import (
+    INSECURE_DEMO_AUTHENTICATION_KEY,
+    INSECURE_DEMO_BLOCK_CIPHER_KEY,
+    INSECURE_DEMO_PASSWORD,
+)
 from firmware.dlms import ObjectTable, hdlc
 from firmware.dlms.endpoint import CounterReservation, DlmsEndpoint, deliver_pushes
 from firmware.dlms.server import DlmsServer
@@ -54,10 +59,11 @@ def unpack_counters(raw):
     return int.from_bytes(raw[:4], "big"), counters
 
 # The well-known DLMS test keys. INSECURE: public, for demo meters and tests only; a board
-# provisioned with its own keys (firmware/main.py) never uses them.
-DEMO_BLOCK_KEY = bytes(range(16))  # 000102...0F
-DEMO_AUTH_KEY = bytes(range(0xD0, 0xE0))  # D0D1...DF
-DEMO_PASSWORD = b"12345678"
+# provisioned with its own keys (firmware/main.py) never uses them. Defined once in
+# firmware/demo_keys.py; these older names stay until their importers switch to that module.
+DEMO_BLOCK_KEY = INSECURE_DEMO_BLOCK_CIPHER_KEY
+DEMO_AUTH_KEY = INSECURE_DEMO_AUTHENTICATION_KEY
+DEMO_PASSWORD = INSECURE_DEMO_PASSWORD
 
 
 def system_title_for(meter_id):

@@ -3,6 +3,7 @@
 `build(meter)` returns a `CosemModel` holding every object (see docs/design.md "COSEM objects");
 `model.register(table)` adds them to the DLMS server's `firmware.dlms.ObjectTable` with the
 access rights of each association (client SAP 0x10 public, 0x20 reader, 0x30 utility).
+The OBIS codes are bijli's shared names from firmware/vocabulary.py (host tools use them too).
 
 Levels (lowest association allowed; higher associations inherit):
 - public: clock, identity, balance (Account available_credit, IS 15959 balance registers),
@@ -37,65 +38,54 @@ from firmware import event_codes as ec
 from firmware import timeutil
 from firmware.cosem import base, bind, dtime
 from firmware.cosem import data as D
-from firmware.cosem.base import NOBODY, PUBLIC, READER, UTILITY, Attr, Method, obis
+from firmware.cosem.base import NOBODY, PUBLIC, READER, UTILITY, Attr, Method
 from firmware.cosem.profile import COL_DT, COL_I32, COL_U16, COL_U32, ProfileGeneric, capture_def
 from firmware.cosem.push import PushSetup
+from firmware.vocabulary import (
+    ACCOUNT,
+    ALERT,
+    BALANCE,
+    BALANCE_TIME,
+    BLOCK_CHARGE,
+    BLOCK_EXPORT,
+    BLOCK_IMPORT,
+    CHARGE_DAILY,
+    CHARGE_ENERGY,
+    CLOCK,
+    CREDIT_EMERGENCY,
+    CREDIT_TOKEN,
+    CURRENT,
+    CURRENT_ASSOCIATION,
+    DAILY_PROFILE,
+    DAY_CHARGE,
+    DAY_EXPORT,
+    DAY_IMPORT,
+    DISCONNECT_CONTROL,
+    ENERGY_EXPORT,
+    ENERGY_IMPORT,
+    FIRMWARE_VERSION,
+    HOLIDAYS,
+    LAST_RECHARGE_AMOUNT,
+    LAST_RECHARGE_TIME,
+    LIMITER,
+    LOAD_PROFILE,
+    LOGICAL_DEVICE_NAME,
+    POLICY,
+    POWER,
+    PUSH_SETUP,
+    RELAY_DECISION,
+    SECURITY_SETUP,
+    SERIAL_NUMBER,
+    SUSPENSION,
+    TOKEN_GATEWAY,
+    TOTAL_AT_LAST_RECHARGE,
+    VOLTAGE,
+    event_code_obis,
+    event_log_obis,
+)
 
 R = RAW = base.RAW
 OK = base.SUCCESS
-
-# --- OBIS codes --------------------------------------------------------------------------
-CLOCK = obis(0, 0, 1, 0, 0)
-LDN = obis(0, 0, 42, 0, 0)
-SERIAL = obis(0, 0, 96, 1, 0)
-FIRMWARE = obis(1, 0, 0, 2, 0)
-ENERGY_IMPORT = obis(1, 0, 1, 8, 0)
-ENERGY_EXPORT = obis(1, 0, 2, 8, 0)
-BLOCK_IMPORT = obis(1, 0, 1, 29, 0)
-BLOCK_EXPORT = obis(1, 0, 2, 29, 0)
-VOLTAGE = obis(1, 0, 32, 7, 0)
-CURRENT = obis(1, 0, 31, 7, 0)
-POWER = obis(1, 0, 1, 7, 0)
-DISCONNECT = obis(0, 0, 96, 3, 10)
-LIMITER = obis(0, 0, 17, 0, 0)
-ACCOUNT = obis(0, 0, 19, 0, 0)
-CREDIT_TOKEN = obis(0, 0, 19, 10, 0)
-CREDIT_EMERGENCY = obis(0, 0, 19, 10, 1)
-CHARGE_ENERGY = obis(0, 0, 19, 20, 0)
-CHARGE_DAILY = obis(0, 0, 19, 20, 1)
-TOKEN_GATEWAY = obis(0, 0, 19, 40, 0)
-LAST_RECHARGE_AMOUNT = obis(0, 0, 94, 96, 21)
-LAST_RECHARGE_TIME = obis(0, 0, 94, 96, 22)
-TOTAL_AT_LAST_RECHARGE = obis(0, 0, 94, 96, 23)
-BALANCE = obis(0, 0, 94, 96, 24)
-BALANCE_TIME = obis(0, 0, 94, 96, 25)
-# manufacturer-specific (E = 128..): profile column registers (see the module docstring)
-DAY_IMPORT = obis(1, 0, 1, 29, 128)
-DAY_EXPORT = obis(1, 0, 2, 29, 128)
-DAY_CHARGE = obis(0, 0, 19, 20, 128)
-BLOCK_CHARGE = obis(0, 0, 19, 20, 129)
-LOAD_PROFILE = obis(1, 0, 99, 1, 0)
-DAILY_PROFILE = obis(1, 0, 99, 2, 0)
-PUSH_SETUP = obis(0, 4, 25, 9, 0)
-ALERT = obis(0, 0, 96, 11, 128)  # manufacturer-specific E: the latest alert (pushed)
-CURRENT_ASSOCIATION = obis(0, 0, 40, 0, 0)
-SECURITY_SETUP = obis(0, 0, 43, 0, 0)
-# manufacturer-specific (E = 128..): the meter's own disconnection policy
-SUSPENSION = obis(0, 0, 96, 3, 128)
-RELAY_DECISION = obis(0, 0, 96, 3, 129)
-HOLIDAYS = obis(0, 0, 96, 3, 130)
-POLICY = obis(0, 0, 96, 3, 131)
-
-
-def event_log_obis(log):
-    """OBIS of event log `log` (firmware.event_codes.LOG_*): 0.0.99.98.log.255."""
-    return obis(0, 0, 99, 98, log)
-
-
-def event_code_obis(log):
-    """OBIS of the last-event-code object of a log: 0.0.96.11.log.255."""
-    return obis(0, 0, 96, 11, log)
-
 
 # unit codes (DLMS unit enum)
 UNIT_CURRENCY = 10
@@ -242,7 +232,7 @@ def disconnect_object(m):
     ready_for_reconnection in modes 1, 3, 5, 6; anything in mode 0) answers temporary-failure
     and changes nothing (see firmware/relay.py).
     """
-    return base.CosemObject(70, DISCONNECT, 0, (
+    return base.CosemObject(70, DISCONNECT_CONTROL, 0, (
         Attr(2, D.BOOLEAN, PUBLIC, get=lambda o: bind.relay(o.ctx).output_state),
         Attr(3, D.ENUM, PUBLIC, get=lambda o: bind.relay(o.ctx).control_state),
         Attr(4, D.ENUM, READER, UTILITY, lambda o: bind.relay(o.ctx).control_mode, _dc_set_mode),
@@ -1049,11 +1039,11 @@ def build(meter, system_title=None):
     m = meter
     add = model.add
     add(clock_object(m))
-    add(data_object(LDN, D.OCTET_STRING, PUBLIC, lambda o: bind.device_name(o.ctx).encode(), m,
-                    "logical device name"))
-    add(data_object(SERIAL, D.OCTET_STRING, PUBLIC, lambda o: bind.meter_id(o.ctx).encode(), m,
-                    "serial number"))
-    add(data_object(FIRMWARE, D.OCTET_STRING, PUBLIC,
+    add(data_object(LOGICAL_DEVICE_NAME, D.OCTET_STRING, PUBLIC,
+                    lambda o: bind.device_name(o.ctx).encode(), m, "logical device name"))
+    add(data_object(SERIAL_NUMBER, D.OCTET_STRING, PUBLIC,
+                    lambda o: bind.meter_id(o.ctx).encode(), m, "serial number"))
+    add(data_object(FIRMWARE_VERSION, D.OCTET_STRING, PUBLIC,
                     lambda o: bind.firmware_version(o.ctx).encode(), m, "firmware version"))
     met = bind.metrology
     add(register_object(ENERGY_IMPORT, D.DOUBLE_LONG_UNSIGNED, READER,
@@ -1089,11 +1079,11 @@ def build(meter, system_title=None):
     model.alert = add(AlertData(m))
     push_list = [
         (40, PUSH_SETUP, 1, 0),
-        (1, SERIAL, 2, 0),
+        (1, SERIAL_NUMBER, 2, 0),
         (8, CLOCK, 2, 0),
         (1, ALERT, 2, 0),
         (3, BALANCE, 2, 0),
-        (70, DISCONNECT, 2, 0),
+        (70, DISCONNECT_CONTROL, 2, 0),
     ]
     model.push = add(PushSetup(PUSH_SETUP, push_list, model.resolve, lambda: bind.now(m),
                                bind.tz(m), READER, UTILITY, m, "push setup"))

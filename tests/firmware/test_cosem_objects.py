@@ -45,16 +45,16 @@ def test_every_object_readable_by_utility():
 def test_public_sees_clock_identity_balance_relay_only():
     m, model = make()
     public_ok = [
-        (8, table.CLOCK, 2), (1, table.LDN, 2), (1, table.SERIAL, 2), (3, table.BALANCE, 2),
-        (1, table.BALANCE_TIME, 2), (3, table.LAST_RECHARGE_AMOUNT, 2),
-        (1, table.LAST_RECHARGE_TIME, 2), (111, table.ACCOUNT, 5), (70, table.DISCONNECT, 2),
-        (70, table.DISCONNECT, 3),
+        (8, table.CLOCK, 2), (1, table.LOGICAL_DEVICE_NAME, 2), (1, table.SERIAL_NUMBER, 2),
+        (3, table.BALANCE, 2), (1, table.BALANCE_TIME, 2), (3, table.LAST_RECHARGE_AMOUNT, 2),
+        (1, table.LAST_RECHARGE_TIME, 2), (111, table.ACCOUNT, 5),
+        (70, table.DISCONNECT_CONTROL, 2), (70, table.DISCONNECT_CONTROL, 3),
     ]
     for c, o, a in public_ok:
         assert isinstance(model.find(c, o).get(a, 0, None, 0x10), bytes), (c, o, a)
     denied = [
         (3, table.ENERGY_IMPORT, 2), (7, table.LOAD_PROFILE, 2), (7, table.event_log_obis(0), 2),
-        (115, table.TOKEN_GATEWAY, 2), (70, table.DISCONNECT, 4), (111, table.ACCOUNT, 6),
+        (115, table.TOKEN_GATEWAY, 2), (70, table.DISCONNECT_CONTROL, 4), (111, table.ACCOUNT, 6),
     ]
     for c, o, a in denied:
         assert model.find(c, o).get(a, 0, None, 0x10) == base.READ_WRITE_DENIED, (c, o, a)
@@ -67,7 +67,7 @@ def test_public_sees_clock_identity_balance_relay_only():
 
 def test_rights_for_dlms_table():
     m, model = make()
-    dc = model.find(70, table.DISCONNECT)
+    dc = model.find(70, table.DISCONNECT_CONTROL)
     r = model.rights(dc)
     assert r[0x10][0][2] == 1 and r[0x10][0][4] == 0  # output_state read, control_mode hidden
     assert r[0x10][1] == [0, 0, 0]
@@ -79,7 +79,7 @@ def test_rights_for_dlms_table():
 
 def test_methods_refused_below_utility():
     m, model = make()
-    dc = model.find(70, table.DISCONNECT)
+    dc = model.find(70, table.DISCONNECT_CONTROL)
     assert dc.action(1, (D.INTEGER, 0), 0x20) == (base.READ_WRITE_DENIED, None)
     assert dc.action(1, (D.INTEGER, 0), 0x10) == (base.READ_WRITE_DENIED, None)
     assert m.control.output_state
@@ -120,13 +120,13 @@ def test_clock_encoding_ist_and_set():
 
 def test_disconnect_control_transitions():
     m, model = make()
-    dc = model.find(70, table.DISCONNECT)
+    dc = model.find(70, table.DISCONNECT_CONTROL)
     assert dc.action(1, (D.INTEGER, 0), 0x30) == (base.SUCCESS, None)
-    assert val(model, 70, table.DISCONNECT, 2) == (D.BOOLEAN, False)
-    assert val(model, 70, table.DISCONNECT, 3) == (D.ENUM, 0)
+    assert val(model, 70, table.DISCONNECT_CONTROL, 2) == (D.BOOLEAN, False)
+    assert val(model, 70, table.DISCONNECT_CONTROL, 3) == (D.ENUM, 0)
     assert not m.hal.relay.closed
     assert dc.action(2, (D.INTEGER, 0), 0x30) == (base.SUCCESS, None)
-    assert val(model, 70, table.DISCONNECT, 3) == (D.ENUM, 1)
+    assert val(model, 70, table.DISCONNECT_CONTROL, 3) == (D.ENUM, 1)
     assert m.hal.relay.closed
     # mode 0: every method refused
     assert dc.set(4, (D.ENUM, 0), 0x30) == base.SUCCESS
@@ -320,39 +320,39 @@ def test_remote_reconnect_from_ready_for_reconnection_is_a_temporary_failure():
     (ready_for_reconnection) the method answers temporary-failure and changes nothing; the
     credit cut ends when credit arrives, and a remote disconnection is still undone remotely."""
     m, model = make()
-    dc = model.find(70, table.DISCONNECT)
+    dc = model.find(70, table.DISCONNECT_CONTROL)
     m.set_config("grace_s", 0)
     m.hal.set_load(ConstantLoad(1200))
     m.advance_to(T0 + 16200 + 60)  # 10:01 IST on a Thursday: inside the window, no credit
     assert m.account.balance < 0
-    assert val(model, 70, table.DISCONNECT, 3) == (D.ENUM, READY_FOR_RECONNECTION)
+    assert val(model, 70, table.DISCONNECT_CONTROL, 3) == (D.ENUM, READY_FOR_RECONNECTION)
     assert m.control.has_cause(ec.REASON_CREDIT_EXHAUSTED) and not m.hal.relay.closed
     n_events = m.events.count(ec.LOG_CONTROL)
     assert dc.action(2, (D.INTEGER, 0), 0x30) == (base.TEMPORARY_FAILURE, None)
-    assert val(model, 70, table.DISCONNECT, 2) == (D.BOOLEAN, False)
-    assert val(model, 70, table.DISCONNECT, 3) == (D.ENUM, READY_FOR_RECONNECTION)
+    assert val(model, 70, table.DISCONNECT_CONTROL, 2) == (D.BOOLEAN, False)
+    assert val(model, 70, table.DISCONNECT_CONTROL, 3) == (D.ENUM, READY_FOR_RECONNECTION)
     assert m.control.has_cause(ec.REASON_CREDIT_EXHAUSTED) and not m.hal.relay.closed
     assert m.events.count(ec.LOG_CONTROL) == n_events  # nothing happened, nothing logged
     # credit reconnects at once (transition h), with no head-end
     digits = cosem_meter.credit_token(m, 500, 1)
     code, ret = model.find(115, table.TOKEN_GATEWAY).action(1, (D.OCTET_STRING, digits.encode()), 0x30)
     assert code == base.SUCCESS and D.decode_all(ret)[1][0] == (D.ENUM, 0)
-    assert val(model, 70, table.DISCONNECT, 3) == (D.ENUM, 1) and m.hal.relay.closed
+    assert val(model, 70, table.DISCONNECT_CONTROL, 3) == (D.ENUM, 1) and m.hal.relay.closed
     # connected: remote_reconnect is a success with nothing to do
     assert dc.action(2, (D.INTEGER, 0), 0x30) == (base.SUCCESS, None)
-    assert val(model, 70, table.DISCONNECT, 3) == (D.ENUM, 1)
+    assert val(model, 70, table.DISCONNECT_CONTROL, 3) == (D.ENUM, 1)
     # disconnected (remote): remote_reconnect is transition d in mode 6
     assert dc.action(1, (D.INTEGER, 0), 0x30) == (base.SUCCESS, None)
-    assert val(model, 70, table.DISCONNECT, 3) == (D.ENUM, 0)
+    assert val(model, 70, table.DISCONNECT_CONTROL, 3) == (D.ENUM, 0)
     assert dc.action(2, (D.INTEGER, 0), 0x30) == (base.SUCCESS, None)
-    assert val(model, 70, table.DISCONNECT, 3) == (D.ENUM, 1) and m.hal.relay.closed
+    assert val(model, 70, table.DISCONNECT_CONTROL, 3) == (D.ENUM, 1) and m.hal.relay.closed
     # mode 4 (remote reconnection only enables manual reconnection): state 2 is a's target
     assert dc.set(4, (D.ENUM, 4), 0x30) == base.SUCCESS
     assert dc.action(1, (D.INTEGER, 0), 0x30) == (base.SUCCESS, None)
     assert dc.action(2, (D.INTEGER, 0), 0x30) == (base.SUCCESS, None)
-    assert val(model, 70, table.DISCONNECT, 3) == (D.ENUM, READY_FOR_RECONNECTION)
+    assert val(model, 70, table.DISCONNECT_CONTROL, 3) == (D.ENUM, READY_FOR_RECONNECTION)
     assert dc.action(2, (D.INTEGER, 0), 0x30) == (base.SUCCESS, None)  # already there
-    assert val(model, 70, table.DISCONNECT, 3) == (D.ENUM, READY_FOR_RECONNECTION)
+    assert val(model, 70, table.DISCONNECT_CONTROL, 3) == (D.ENUM, READY_FOR_RECONNECTION)
 
 
 def test_event_log_and_push_on_alert():
