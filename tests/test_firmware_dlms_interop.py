@@ -96,7 +96,7 @@ class LoopIO:
 def tcp_meter(srv):
     link = DlmsEndpoint(srv).link()
     stream = wrapper.WrapperStream()
-    return link.session, LoopIO(lambda data: link.feed_wrapper(stream, data))
+    return link.session, LoopIO(lambda data: link.feed_wrapper(stream, data)[0])
 
 
 def hdlc_meter(srv, **kw):

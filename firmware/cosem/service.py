@@ -190,8 +190,8 @@ class DlmsUartService:
             self.errors += 1
             self.guard.caught("DLMS request", e)
         # a UART board has only the HDLC line: pushes to a TCP destination cannot go
-        sent, unsent = deliver_pushes(self.model.push.take(), self.station)
-        self.pushes_sent += sent
+        framed, unsent = deliver_pushes(self.model.push.take(), self.station)
+        self.pushes_sent += framed
         self.push_errors += unsent
         out = self.station.data_to_send()
         if out:

@@ -4,8 +4,8 @@ the emulator's asyncio service).
     endpoint = DlmsEndpoint(server, meter, guard, counters=reservation, save_lockouts=save)
     link = endpoint.link()                    # one per HDLC connection line / TCP connection
     station.feed(data, link.hdlc_event, now)  # HDLC: APDUs answered, (dis)connect releases
-    out = link.feed_wrapper(stream, data)     # TCP: wrapper messages to our wPort answered
-    sent, unsent = deliver_pushes(model.push.take(), station, send_tcp)
+    out, n = link.feed_wrapper(stream, data)  # TCP: wrapper messages to our wPort answered
+    framed, unsent = deliver_pushes(model.push.take(), station, send_tcp)
 
 Every request, in this order (`Link.handle`):
 1. (`tick`) the meter is brought to its clock first: the emulator's clock runs ahead between
@@ -132,41 +132,42 @@ class Link:
         return None
 
     def feed_wrapper(self, stream, data, server_wport=1):
-        """Feed TCP bytes through `stream` (a WrapperStream); the wrapper messages to send back.
+        """Feed TCP bytes through `stream` (a WrapperStream): (the wrapper messages to send
+        back, how many complete messages `data` finished).
 
         Messages for another wPort are ignored (counted in `foreign`). FramingError
         propagates: close the connection and call `release()`."""
         out = b""
-        for src, dst, apdu in stream.feed(data):
+        msgs = stream.feed(data)
+        for src, dst, apdu in msgs:
             if dst != server_wport:
                 self.foreign += 1
                 continue
             reply = self.handle(src, apdu)
             if reply:
                 out += wrapper.encode(dst, src, reply)
-        return out
+        return out, len(msgs)
 
 
 def deliver_pushes(pushes, station, send=None):
     """Hand the queued pushes [(destination, transport, apdu)] to their transports: an HDLC
     one becomes a UI frame on `station` (the caller writes `station.data_to_send()`) while a
-    client is connected; any other goes to send(destination, apdu) (None: it cannot go).
-    (sent, unsent): unsent counts pushes without a connected client or sender, or longer
-    than the HDLC information field."""
-    sent = unsent = 0
+    client is connected; any other goes to send(destination, apdu) (None: it cannot go), which
+    counts its own outcome. (framed, unsent): the UI frames queued, and the pushes that could
+    not go (no connected client or no sender, or longer than the HDLC information field)."""
+    framed = unsent = 0
     for dest, transport, apdu in pushes:
         if transport != TRANSPORT_HDLC:
             if send is None:
                 unsent += 1
             else:
                 send(dest, apdu)
-                sent += 1
         elif station is not None and station.connected:
             try:
                 station.send_ui(apdu)
-                sent += 1
+                framed += 1
             except ValueError:  # longer than the negotiated information field
                 unsent += 1
         else:
             unsent += 1
-    return sent, unsent
+    return framed, unsent

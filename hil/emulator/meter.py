@@ -15,10 +15,11 @@ from firmware.cosem.service import (  # noqa: F401 - re-exported for the demo an
     DEMO_AUTH_KEY,
     DEMO_BLOCK_KEY,
     DEMO_PASSWORD,
-    CounterReservation,
     system_title_for,
 )
 from firmware.dlms import ObjectTable
+from firmware.dlms.endpoint import CounterReservation, DlmsEndpoint
+from firmware.dlms.server import DlmsServer
 from firmware.guard import Guard
 from firmware.hal.nvm import FileNVM, MemNVM
 from firmware.hal.sim import SimClock, SimHal, parse_load
@@ -40,9 +41,6 @@ from hil.emulator.state import (
 
 NVM_SIZE = 131072
 EMULATOR_KEY_REVISIONS = 4  # token key revisions 0..3 provisioned in a new emulated meter
-IC_AHEAD = 100000  # our invocation counter is saved this far ahead of use (never reused)
-ASSOCIATED = 2  # firmware.dlms.server.ASSOCIATED
-PUBLIC_SAP = 0x10
 
 # The well-known DLMS test keys (INSECURE, demos and tests only) come from the firmware,
 # so a board without provisioned keys and the emulator answer the same way.
@@ -63,7 +61,8 @@ class EmulatedMeter:
     """A Meter on the simulator HAL, its COSEM model and the DLMS server, without I/O.
 
     `tick()` advances the meter to the simulated clock and returns pushes to deliver;
-    `new_session()` gives one DLMS association endpoint (per TCP connection / HDLC link).
+    `new_session()` gives one link of the firmware's DLMS endpoint (per TCP connection / HDLC
+    line: `firmware.dlms.endpoint.Link`).
     """
 
     def __init__(self, state_dir=None, speed=1.0, meter_id="BJ00000001", load=None,
@@ -123,10 +122,7 @@ class EmulatedMeter:
             self.auth_key = auth_key
             self.password = password
             self.keys_source = None  # where non-demo keys came from (for the banner)
-            self._server = None
-            self._counters = None  # CounterReservation over the state dir's DLMS file
-            self._lockouts_saved = None  # the association lockouts last written there
-            self.requests = 0
+            self._endpoint = None  # the firmware's DLMS endpoint, created on first use
             # the service loop's never-raise guard (logs through the service's echo)
             self.guard = Guard()
         except BaseException:
@@ -137,28 +133,25 @@ class EmulatedMeter:
             raise
 
     @property
-    def server(self):
-        """The DLMS server core (created on first use)."""
-        if self._server is None:
-            self._server, self._counters = _make_server(self)
-            self._lockouts_saved = self._server.throttle.dump()
-            if self._server.throttle.started_locked and self.guard.log is not None:
+    def endpoint(self):
+        """The firmware's DLMS endpoint over the server core (created on first use)."""
+        if self._endpoint is None:
+            self._endpoint = _make_endpoint(self)
+            if self._endpoint.server.throttle.started_locked and self.guard.log is not None:
                 self.guard.log("bijli: the association lockouts in %s are damaged: the LLS/HLS "
                                "clients stay locked for %d s" % (DLMS_FILE, LOCK_MAX_S))
-            self.save_dlms_ahead()
-        return self._server
+            self._endpoint.save_ahead()
+        return self._endpoint
 
-    def save_dlms_ahead(self):
-        """Keep the saved DLMS state ahead of use (called after every request; the rule is the
-        firmware's CounterReservation): our invocation counter is reserved IC_AHEAD beyond the
-        one in use before it is used, so a crash or a kill -9 can never make the meter reuse a
-        GCM IV under its keys; client counters accepted since the last save are written too."""
-        if self._server is not None and self.state_dir:
-            self._counters.update(self._server)
-            lockouts = self._server.throttle.dump()
-            if lockouts != self._lockouts_saved:  # failed associations moved it
-                write_dlms_state(self.state_dir, self._server, self._counters.reserved)
-                self._lockouts_saved = lockouts
+    @property
+    def server(self):
+        """The DLMS server core (created on first use)."""
+        return self.endpoint.server
+
+    @property
+    def requests(self):
+        """DLMS requests served so far."""
+        return 0 if self._endpoint is None else self._endpoint.requests
 
     def tick(self):
         """Advance the meter to the simulated clock; returns pushes [(dest, transport, apdu)]."""
@@ -173,8 +166,8 @@ class EmulatedMeter:
             write_clock_file(os.path.join(self.state_dir, CLOCK_FILE), self.clock.time())
 
     def new_session(self):
-        """A DLMS association endpoint: `.handle(client_sap, apdu) -> reply or None`."""
-        return _Session(self)
+        """A link of the DLMS endpoint: `.handle(client_sap, apdu) -> reply or None`."""
+        return self.endpoint.link()
 
     def close(self):
         """Save the meter state (simulated clock, DLMS counters) and release the NVM file.
@@ -185,56 +178,30 @@ class EmulatedMeter:
         if self.state_dir:
             g("clock save", write_clock_file, os.path.join(self.state_dir, CLOCK_FILE),
               self.clock.time())
-            if self._server is not None:
-                g("DLMS counter save", write_dlms_state, self.state_dir, self._server)
+            if self._endpoint is not None:
+                g("DLMS counter save", write_dlms_state, self.state_dir, self._endpoint.server)
         if isinstance(self.nvm, FileNVM):
             self.nvm.close()
 
 
-def _make_server(em):
-    """(the firmware DLMS server over the object table with the association keys, the
-    CounterReservation that keeps its counters saved in the state dir).
+def _make_endpoint(em):
+    """The firmware's DLMS endpoint over a server with the association keys, ticking the meter
+    before each request (the simulated clock runs on between the service's ticks), its counters
+    and lockouts saved in the state dir (nothing saved without one).
 
-    The saved counter is a bound: no counter above it was ever used (see save_dlms_ahead),
-    so the meter continues from there after a clean stop, a crash or a power cut alike."""
-    from firmware.dlms import server as fw_server
+    The saved counter is a bound: no counter above it was ever used (the firmware's
+    CounterReservation, the board's margin), so the meter continues from there after a clean
+    stop, a crash, a kill -9 or a power cut alike: it never reuses a GCM IV under its keys."""
     ic, counters, lockouts = em.dlms_saved
-    server = fw_server.DlmsServer(
-        em.table, em.system_title, os.urandom, ek=em.block_key, ak=em.auth_key,
-        password=em.password, invocation_counter=ic, counters=counters,
-        clock=em.meter.now, lockouts=lockouts,
-    )
+    server = DlmsServer(em.table, em.system_title, os.urandom, ek=em.block_key, ak=em.auth_key,
+                        password=em.password, invocation_counter=ic, counters=counters,
+                        clock=em.meter.now, lockouts=lockouts)
     state_dir = em.state_dir
+    if not state_dir:
+        return DlmsEndpoint(server, em.meter, em.guard, tick=True)
     keeper = CounterReservation(
         lambda reserved, _last, moved: write_dlms_state(state_dir, server, reserved, sync=moved),
-        IC_AHEAD, ic, counters)
-    return server, keeper
-
-
-class _Session:
-    """One link's associations over the shared server (per TCP connection or HDLC line)."""
-
-    def __init__(self, em):
-        self.em = em
-        self.session = em.server.session()
-
-    def handle(self, client_sap, apdu):
-        """Reply APDU (bytes) to one request APDU, or None when nothing is to be answered."""
-        em = self.em
-        em.requests += 1
-        g = em.guard.run  # the bookkeeping around a request never costs its answer
-        g("meter tick", em.meter.tick)
-        reply = self.session.handle(client_sap, apdu)
-        g("DLMS counter save", em.save_dlms_ahead)
-        a = self.session.association(client_sap)
-        if a is not None and a.state == ASSOCIATED and client_sap != PUBLIC_SAP:
-            g("head-end contact", em.meter.note_headend_contact)
-        return reply
-
-    def release(self, client_sap=None):
-        """Forget the associations of the link (all, or one client SAP)."""
-        self.session.release(client_sap)
-
-    def close(self):
-        """The link dropped."""
-        self.session.release()
+        reserved=ic, counters=counters)
+    return DlmsEndpoint(server, em.meter, em.guard, keeper,
+                        lambda _raw: write_dlms_state(state_dir, server, keeper.reserved),
+                        tick=True)

@@ -22,10 +22,10 @@ import socket
 import time
 
 from firmware.compat import ticks_ms
-from firmware.cosem.push import TRANSPORT_HDLC
 from firmware.dlms import FramingError
 from firmware.dlms import hdlc as fw_hdlc
 from firmware.dlms import wrapper as fw_wrapper
+from firmware.dlms.endpoint import deliver_pushes
 from firmware.guard import decade as _decade
 from hil.emulator.meter import DEMO_AUTH_KEY, DEMO_BLOCK_KEY, DEMO_PASSWORD
 
@@ -206,22 +206,20 @@ class MeterService:
         self._deliver(self.em.model.push.take())
 
     def _deliver(self, pushes):
-        for dest, transport, apdu in pushes:
-            line = self.hdlc_line
-            if transport == TRANSPORT_HDLC:
-                if line is not None and line.station.connected:
-                    try:
-                        line.station.send_ui(apdu)
-                        out = line.station.data_to_send()
-                        line.tx_bytes += len(out)
-                        line.write(out)
-                        self.pushes_sent += 1
-                    except (ValueError, OSError):
-                        self.push_errors += 1
-                else:
-                    self.push_errors += 1
-                continue
-            self._spawn(self._push(dest, apdu))
+        """Send pushes the firmware's way (firmware.dlms.endpoint.deliver_pushes): HDLC ones
+        as UI frames on the serial line, the others over TCP to their destination."""
+        line = self.hdlc_line
+        framed, unsent = deliver_pushes(pushes, None if line is None else line.station,
+                                        lambda dest, apdu: self._spawn(self._push(dest, apdu)))
+        self.push_errors += unsent
+        if framed:
+            out = line.station.data_to_send()
+            line.tx_bytes += len(out)
+            try:
+                line.write(out)
+                self.pushes_sent += framed
+            except OSError:
+                self.push_errors += framed
 
     async def _push(self, dest, apdu):
         try:
@@ -282,24 +280,14 @@ class MeterService:
                 if not data:
                     break
                 try:
-                    msgs = stream.feed(data)
+                    out, msgs = session.feed_wrapper(stream, data, SERVER_WPORT)
                 except FramingError:
                     self.dropped += 1
                     break
                 if msgs and idle is not None:
                     deadline = loop.time() + idle
-                for src, dst, apdu in msgs:
-                    if dst != SERVER_WPORT:
-                        self.dropped += 1
-                        continue
-                    try:
-                        reply = session.handle(src, apdu)
-                    except Exception as e:  # noqa: BLE001 - one bad request must not stop the meter
-                        self.dropped += 1
-                        self.em.guard.caught("DLMS request", e)
-                        reply = None
-                    if reply:
-                        writer.write(fw_wrapper.encode(dst, src, reply))
+                if out:
+                    writer.write(out)
                 self.em.guard.run("push delivery", self._deliver_pending)
                 await writer.drain()
                 if stream.error is not None:  # a broken header behind the messages answered
@@ -312,7 +300,8 @@ class MeterService:
         finally:
             self.open_connections -= 1
             if session is not None:
-                session.close()
+                self.dropped += session.foreign  # messages for another wPort
+                session.release()
             try:
                 if writer is None:
                     conn.close()
@@ -437,24 +426,11 @@ class _HdlcLine:
         self.tx_bytes = 0  # bytes sent to the line
 
     def _handler(self, event, client_sap, apdu):
-        if event == fw_hdlc.EV_CONNECT:
-            if self.session is None:
-                self.session = self.service.em.new_session()
-            self.session.release(client_sap)
-            self.service.connections += 1
-            return None
-        if event == fw_hdlc.EV_DISCONNECT:
-            if self.session is not None:
-                self.session.release(client_sap)
-            return None
-        if self.session is None:
+        if self.session is None:  # the endpoint's link of this line
             self.session = self.service.em.new_session()
-        try:
-            return self.session.handle(client_sap, apdu)
-        except Exception as e:  # noqa: BLE001 - never let a request stop the line
-            self.service.dropped += 1
-            self.service.em.guard.caught("DLMS request", e)
-            return None
+        if event == fw_hdlc.EV_CONNECT:
+            self.service.connections += 1
+        return self.session.hdlc_event(event, client_sap, apdu)
 
     def check(self):
         """Apply the HDLC time-outs: read the line without blocking; only a read that finds

@@ -583,7 +583,10 @@ def test_over_wrapper():
     aarq = build_aarq(user_info=initiate_request())
     data = wrapper.encode(0x10, 1, aarq) + wrapper.encode(0x10, 1, get_req(3, ENERGY, 2))
     data += wrapper.encode(0x10, 2, get_req(3, ENERGY, 2))  # another logical device: ignored
-    out = link.feed_wrapper(stream, data[:5]) + link.feed_wrapper(stream, data[5:])
+    first, n = link.feed_wrapper(stream, data[:5])
+    assert (first, n) == (b"", 0)
+    out, n = link.feed_wrapper(stream, data[5:])
+    assert n == 3
     msgs = wrapper.WrapperStream().feed(out)
     assert [(m[0], m[1]) for m in msgs] == [(1, 0x10), (1, 0x10)]
     assert msgs[0][2][0] == 0x61 and msgs[1][2][:4] == H("c401c100")
