@@ -15,6 +15,11 @@ ran out is no longer being worked on when another worker takes it over.
 
 The database is used from one thread (a single-thread executor) so the event loop never
 blocks on it; a dropped connection is reopened on the next call.
+
+The same loop runs bulk-job steps (headend.job_worker, unless `WorkerConfig(bulk=False)`):
+recharges are claimed first, bulk steps take the sessions left; the kill switch cancels the
+bulk sessions in flight (their steps go back to queued). Outcomes of both are written in one
+transaction per flush, each with its audit row (headend.audit).
 """
 import asyncio
 import concurrent.futures
@@ -23,9 +28,9 @@ import socket
 import time
 import uuid
 
+from headend import audit, job_worker, jobs, outbox, registry
 from headend import db as dbmod
 from headend import keyring as keyring_mod
-from headend import outbox, registry
 from protocol.client import UTILITY, AsyncDlmsClient
 from protocol.errors import ProtocolError
 from protocol.transport import AsyncTcpTransport
@@ -38,7 +43,8 @@ class WorkerConfig:
     """Tunables (seconds unless named otherwise)."""
 
     def __init__(self, sessions=200, lease_s=30.0, poll_s=0.5, retry_base_s=5.0,
-                 retry_cap_s=600.0, give_up_s=86400.0, session_timeout_s=10.0, io_timeout_s=5.0):
+                 retry_cap_s=600.0, give_up_s=86400.0, session_timeout_s=10.0, io_timeout_s=5.0,
+                 bulk=True):
         if session_timeout_s >= lease_s:
             raise ValueError("the session time-out must be shorter than the lease")
         if sessions < 1:
@@ -51,6 +57,7 @@ class WorkerConfig:
         self.give_up_s = give_up_s
         self.session_timeout_s = session_timeout_s
         self.io_timeout_s = io_timeout_s
+        self.bulk = bulk  # also run bulk-job steps (headend.jobs)
 
 
 class Outcome:
@@ -113,10 +120,15 @@ class DeliveryWorker:
         self.rng = rng or random.Random()
         self.worker_id = "%s:%d:%s" % (socket.gethostname(), os.getpid(), uuid.uuid4().hex[:8])
         self.counts = {"delivered": 0, "refused": 0, "retried": 0, "stuck": 0, "lost_lease": 0}
+        self.counts.update({"steps_" + k: 0 for k in (
+            "done", "failed", "skipped", "retried", "halted", "cancelled", "lost_lease")})
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="headend-db")
         self._conn = None
-        self._inflight = {}  # task -> Job
+        self._inflight = {}  # task -> Job (a recharge) or jobs.Step (a bulk step)
         self._results = []  # (Job, Outcome) not yet written
+        self._step_results = []  # (jobs.Step, jobs.StepOutcome) not yet written
+        self._bulk = job_worker.BulkQueue(self) if self.config.bulk else None
+        self._bulk_look = 0.0  # monotonic time of the last bulk claim
         self._stop = None
 
     # ---- database, on its own thread -----------------------------------------------------
@@ -152,7 +164,9 @@ class DeliveryWorker:
             while not self._stop.is_set():
                 await self._flush()
                 claimed = await self._claim()
-                if until_idle and not claimed and not self._inflight and not self._results:
+                claimed += await self._claim_bulk()
+                if until_idle and not claimed and not self._inflight and not self._results \
+                        and not self._step_results:
                     if await self._idle():
                         break
                 await self._wait(claimed)
@@ -173,7 +187,9 @@ class DeliveryWorker:
     async def _idle(self):
         """True when no job is pending or running (False when the database cannot say)."""
         try:
-            return await self._db(outbox.unfinished) == 0
+            if await self._db(outbox.unfinished):
+                return False
+            return self._bulk is None or await self._db(jobs.runnable) == 0
         except dbmod.DatabaseError as e:
             self.echo("cannot look at the outbox (will retry): %s" % e)
             return False
@@ -183,17 +199,43 @@ class DeliveryWorker:
         if free <= 0:
             return 0
         try:
-            jobs = await self._db(outbox.claim, self.worker_id, free, self.config.lease_s,
-                                  self.clock(), IC_BLOCK)
+            claimed = await self._db(outbox.claim, self.worker_id, free, self.config.lease_s,
+                                     self.clock(), IC_BLOCK)
         except dbmod.DatabaseError as e:
             self.echo("claim failed (will retry): %s" % e)
             return 0
-        for job in jobs:
+        for job in claimed:
             task = asyncio.create_task(self._deliver(job))
             self._inflight[task] = job
             task.add_done_callback(self._inflight.pop)
-        return len(jobs)
+        return len(claimed)
 
+    async def _claim_bulk(self):
+        """Claim bulk steps with the sessions left. Also where the kill switch is seen: then
+        the bulk sessions in flight are cancelled. Claims are spaced by a few tens of ms unless
+        the last one found work (each is a transaction; recharges must not pay for them)."""
+        if self._bulk is None:
+            return 0
+        free = self.config.sessions - len(self._inflight)
+        mono = time.monotonic()
+        if mono - self._bulk_look < min(self.config.poll_s, 0.05):
+            return 0
+        try:
+            steps, halted = await self._db(self._bulk.claim, max(free, 0), self.clock(),
+                                           IC_BLOCK)
+        except dbmod.DatabaseError as e:
+            self.echo("bulk claim failed (will retry): %s" % e)
+            return 0
+        self._bulk_look = 0.0 if steps else mono
+        if halted:
+            for task, item in list(self._inflight.items()):
+                if isinstance(item, jobs.Step):
+                    task.cancel()
+        for step in steps:
+            task = asyncio.create_task(self._run_step(step))
+            self._inflight[task] = step
+            task.add_done_callback(self._inflight.pop)
+        return len(steps)
     async def _wait(self, claimed):
         """Until a session ends, the poll interval passes or stop() is called."""
         if claimed and len(self._inflight) < self.config.sessions:
@@ -206,12 +248,17 @@ class DeliveryWorker:
     async def _heartbeat(self):
         while True:
             await asyncio.sleep(self.config.lease_s / 3)
-            leases = [j.lease_id for j in self._inflight.values()]
+            items = list(self._inflight.values())
+            leases = [j.lease_id for j in items if not isinstance(j, jobs.Step)]
             leases += [j.lease_id for j, _oc in self._results]
+            step_leases = sorted({s.lease_id for s in items if isinstance(s, jobs.Step)}
+                                 | {s.lease_id for s, _oc in self._step_results})
             try:
                 await self._db(_beat, self.worker_id, self.clock(), self.counts["delivered"])
                 await self._db(outbox.extend, self.worker_id, leases, self.config.lease_s,
                                self.clock())
+                if step_leases:
+                    await self._db(self._bulk.extend, step_leases, self.clock())
             except dbmod.DatabaseError as e:
                 self.echo("heartbeat failed (sessions end before their leases): %s" % e)
 
@@ -222,6 +269,15 @@ class DeliveryWorker:
         except Exception as e:  # noqa: BLE001 - one job's failure never stops the worker
             outcome = Outcome("retry", None, None, "unexpected %s: %s" % (type(e).__name__, e))
         self._results.append((job, outcome))  # written by the main loop's next flush
+
+    async def _run_step(self, step):
+        try:
+            outcome = await self._bulk.attempt(step)
+        except asyncio.CancelledError:  # the kill switch
+            outcome = self._bulk.halted()
+        except Exception as e:  # noqa: BLE001 - one step's failure never stops the worker
+            outcome = jobs.StepOutcome("retry", error="unexpected %s: %s" % (type(e).__name__, e))
+        self._step_results.append((step, outcome))
 
     async def _attempt(self, job):
         try:
@@ -243,15 +299,25 @@ class DeliveryWorker:
         """Write the outcomes gathered since the last flush in one transaction (group commit:
         one database round-trip for many sessions). On a database error they are kept and
         written next time (a lease that ran out meanwhile makes them void, see outbox)."""
-        if not self._results:
+        if not self._results and not self._step_results:
             return
         batch, self._results = self._results, []
+        steps, self._step_results = self._step_results, []
         try:
-            written = await self._db(_record_batch, batch, self.clock(), self.config, self.rng)
+            written, steps_written = await self._db(
+                _record_all, batch, steps, self.clock(), self.config, self.rng, self.worker_id,
+                self._bulk)
         except dbmod.DatabaseError as e:
             self._results = batch + self._results
+            self._step_results = steps + self._step_results
             self.echo("outcomes not recorded yet (database: %s); will retry" % e)
             return
+        for (step, oc), kind in zip(steps, steps_written):
+            self.counts["steps_" + (kind or "lost_lease")] += 1
+            self.echo("%s %s job %d: %s%s" % (step.kind, step.meter_id, step.job_id,
+                                               kind or "lease lost",
+                                               ": %s" % (oc.reason or oc.error) if
+                                               (oc.reason or oc.error) else ""))
         for (job, oc), kind in zip(batch, written):
             if kind is None:
                 self.counts["lost_lease"] += 1
@@ -266,25 +332,44 @@ class DeliveryWorker:
             self.echo("%s %s %s: %s" % (kind, job.meter_id, job.payment_ref, detail))
 
 
-def _record_batch(db, batch, now, config, rng):
-    """Record [(job, Outcome)] in one transaction; returns per job what was recorded
-    ('delivered', 'refused', 'retried', 'stuck') or None when its lease was lost."""
+def _record_all(db, batch, steps, now, config, rng, actor, bulk):
+    """Recharge outcomes and bulk-step outcomes in one transaction (one commit)."""
+    with db.transaction():
+        written = _record_batch(db, batch, now, config, rng, actor)
+        steps_written = bulk.record(db, steps, now) if steps else []
+    return written, steps_written
+
+
+def _record_batch(db, batch, now, config, rng, actor="worker"):
+    """Record [(job, Outcome)] in one transaction, each with its audit row; returns per job
+    what was recorded ('delivered', 'refused', 'retried', 'stuck') or None when its lease was
+    lost."""
     written = []
     with db.transaction():
         for job, oc in batch:
+            detail = {"attempt": job.attempts}
             if oc.kind == "retry":
                 if now - job.created_at >= config.give_up_s:
                     ok = outbox.finish(db, job, outbox.STUCK, now, None, oc.code, oc.error)
-                    kind = "stuck"
+                    kind = outcome = "stuck"
                 else:
                     at = now + outbox.backoff(job.attempts, config.retry_base_s,
                                               config.retry_cap_s, rng)
                     ok = outbox.retry(db, job, at, oc.error)
-                    kind = "retried"
+                    kind, outcome = "retried", "retry"
+                    detail["next_attempt_at"] = at
             else:
                 ok = outbox.finish(db, job, oc.kind, now, oc.outcome, oc.code, oc.error,
                                    oc.balance_paise, oc.relay_connected)
-                kind = oc.kind
+                kind, outcome = oc.kind, oc.outcome
+            if ok:
+                if oc.error:
+                    detail["error"] = oc.error
+                if oc.balance_paise is not None:
+                    detail.update(balance_paise=oc.balance_paise,
+                                  relay_connected=bool(oc.relay_connected))
+                audit.record(db, actor, "recharge", now, meter_id=job.meter_id,
+                             outcome=outcome, reason=job.payment_ref, detail=detail)
             written.append(kind if ok else None)
     return written
 

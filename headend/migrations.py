@@ -100,6 +100,68 @@ MIGRATIONS = [
     (3, "a re-queued stuck recharge gets a new give-up deadline (created_at stays the payment's)", [
         "ALTER TABLE deliveries ADD COLUMN requeued_at {real}",
     ]),
+    (4, "audit trail; bulk jobs with per-meter steps; controls (kill switch, session rate, "
+        "disconnection calendar)", [
+        # who did what to which meter, when and why (headend.audit)
+        """CREATE TABLE audit (
+            id {pk},
+            at {real} NOT NULL,
+            actor TEXT NOT NULL,
+            action TEXT NOT NULL,
+            meter_id TEXT,
+            job_id {bigint},
+            outcome TEXT,
+            reason TEXT,
+            detail TEXT
+        )""",
+        "CREATE INDEX audit_at ON audit (at)",
+        "CREATE INDEX audit_meter ON audit (meter_id, at)",
+        "CREATE INDEX audit_action ON audit (action, at)",
+        # bulk jobs (headend.jobs): one row per job, one step per meter
+        """CREATE TABLE jobs (
+            id {pk},
+            kind TEXT NOT NULL,
+            state TEXT NOT NULL,
+            selector TEXT NOT NULL,
+            reason TEXT NOT NULL DEFAULT '',
+            created_by TEXT NOT NULL,
+            created_at {real} NOT NULL,
+            finished_at {real},
+            max_attempts INTEGER NOT NULL,
+            retry_base_s {real} NOT NULL,
+            retry_cap_s {real} NOT NULL,
+            segment_limit INTEGER NOT NULL,
+            calendar TEXT
+        )""",
+        """CREATE TABLE job_steps (
+            id {pk},
+            job_id {bigint} NOT NULL REFERENCES jobs (id),
+            meter_id TEXT NOT NULL REFERENCES meters (meter_id),
+            segment TEXT NOT NULL DEFAULT '',
+            state TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at {real} NOT NULL,
+            last_started_at {real},
+            lease_id TEXT,
+            lease_owner TEXT,
+            lease_expires_at {real},
+            last_error TEXT,
+            reason TEXT,
+            result TEXT,
+            finished_at {real},
+            UNIQUE (job_id, meter_id)
+        )""",
+        "CREATE INDEX job_steps_due ON job_steps (state, next_attempt_at)",
+        "CREATE INDEX job_steps_meter ON job_steps (meter_id, state)",
+        "CREATE INDEX job_steps_started ON job_steps (last_started_at)",
+        """CREATE TABLE controls (
+            name TEXT PRIMARY KEY,
+            value TEXT NOT NULL,
+            set_by TEXT NOT NULL,
+            set_at {real} NOT NULL,
+            reason TEXT NOT NULL DEFAULT ''
+        )""",
+    ]),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -8,7 +8,8 @@ write names it, so a worker whose lease expired and was taken over can no longer
 anything for that job.
 
 Claims take the earliest due job of each meter that has no job running under a live lease
-(one session per meter at a time: the meter's invocation counter only goes up). On PostgreSQL
+(one session per meter at a time: the meter's invocation counter only goes up), and no
+bulk-job step running either (headend.jobs claims under the same lock and checks the same). On PostgreSQL
 candidates are locked `FOR UPDATE SKIP LOCKED` and claims are serialised by a transaction-level
 advisory lock, so the "no running job on this meter" check cannot race between workers; a
 claim is one short statement batch, so this costs little. On SQLite the claim is one
@@ -16,6 +17,8 @@ claim is one short statement batch, so this costs little. On SQLite the claim is
 """
 import random
 import uuid
+
+from headend import registry
 
 PENDING, RUNNING, DELIVERED, REFUSED, STUCK = "pending", "running", "delivered", "refused", "stuck"
 ACCEPTED, USED = "accepted", "used"
@@ -27,6 +30,9 @@ _CANDIDATES = (
     "SELECT d.id FROM deliveries d WHERE " + _CLAIMABLE +
     " AND NOT EXISTS (SELECT 1 FROM deliveries r WHERE r.meter_id = d.meter_id "
     "AND r.state='running' AND r.lease_expires_at >= ?)"
+    # nor a bulk-job step (headend.jobs) in a session with the meter: one session per meter
+    " AND NOT EXISTS (SELECT 1 FROM job_steps s WHERE s.meter_id = d.meter_id "
+    "AND s.state='running' AND s.lease_expires_at >= ?)"
     " AND NOT EXISTS (SELECT 1 FROM deliveries e WHERE e.meter_id = d.meter_id AND e.id < d.id "
     "AND ((e.state='pending' AND e.next_attempt_at <= ?) OR (e.state='running' "
     "AND e.lease_expires_at < ?)))"
@@ -64,7 +70,7 @@ def claim(db, worker_id, limit, lease_s, now, ic_block=64):
         return []
     lease_id = uuid.uuid4().hex
     expires = now + lease_s
-    params = (now, now, now, now, now, limit)
+    params = (now, now, now, now, now, now, limit)
     with db.transaction():
         if db.dialect == "postgresql":
             db.execute("SELECT pg_advisory_xact_lock(?)", (CLAIM_LOCK,))
@@ -79,14 +85,8 @@ def claim(db, worker_id, limit, lease_s, now, ic_block=64):
                           "lease_id=?, lease_owner=?, lease_expires_at=? WHERE id IN ("
                           + _CANDIDATES + ") " + _RETURNING,
                           (lease_id, worker_id, expires) + params)
-        meters = {}
-        if rows:  # one job per meter was claimed, so one block per job
-            mids = sorted({r[2] for r in rows})
-            for mid, after, address, sap, key_ref in db.all(
-                    "UPDATE meters SET dlms_ic_next = dlms_ic_next + ? WHERE meter_id IN (%s) "
-                    "RETURNING meter_id, dlms_ic_next, address, client_sap, key_ref"
-                    % ", ".join("?" * len(mids)), [ic_block] + mids):
-                meters[mid] = (address, sap, key_ref, after - ic_block)
+        # one job per meter was claimed, so one block per job
+        meters = registry.reserve_sessions(db, [r[2] for r in rows], ic_block)
     return sorted((Job(r, meters.get(r[2])) for r in rows), key=lambda j: j.id)
 
 

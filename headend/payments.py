@@ -15,7 +15,7 @@ violation from a racing transaction on another meter is retried and then answere
 import time
 
 from firmware import token_codec as tc
-from headend import registry, vending
+from headend import audit, registry, vending
 
 MAX_REF_LEN = 128
 
@@ -69,8 +69,10 @@ def _existing(db, ref, meter_id, rupees):
     return Payment(new=False, **p)
 
 
-def record_payment(db, keyring, meter_id, rupees, ref, clock=time.time):
-    """Record a payment and vend its token (see module docstring); returns the Payment."""
+def record_payment(db, keyring, meter_id, rupees, ref, clock=time.time, actor=None):
+    """Record a payment and vend its token (see module docstring); returns the Payment. The
+    audit trail gets a "payment" row by `actor` (default: audit.default_actor())."""
+    actor = actor or audit.default_actor()
     ref = check_ref(ref)
     if isinstance(rupees, bool) or not isinstance(rupees, int):
         raise PaymentError("amount must be whole rupees, got %r" % (rupees,))
@@ -80,14 +82,14 @@ def record_payment(db, keyring, meter_id, rupees, ref, clock=time.time):
         raise PaymentError(str(e)) from None
     for attempt in range(3):
         try:
-            return _record(db, keyring, mid, ttype, quantity, ref, clock)
+            return _record(db, keyring, mid, ttype, quantity, ref, clock, actor)
         except db.integrity_errors:
             if attempt == 2:
                 raise
             # a concurrent transaction stored this ref (for another meter) first: look again
 
 
-def _record(db, keyring, mid, ttype, rupees, ref, clock):
+def _record(db, keyring, mid, ttype, rupees, ref, clock, actor):
     with db.transaction():
         meter = registry.get(db, mid)
         if meter is None:
@@ -122,6 +124,9 @@ def _record(db, keyring, mid, ttype, rupees, ref, clock):
         db.execute("INSERT INTO deliveries (payment_ref, meter_id, digits, state, attempts, "
                    "next_attempt_at, created_at) VALUES (?, ?, ?, 'pending', 0, ?, ?)",
                    (ref, mid, rec.digits, now, now))
+        audit.record(db, actor, "payment", now, meter_id=mid, outcome="recorded", reason=ref,
+                     detail={"amount_rupees": rupees, "credit_rupees": rec.actual,
+                             "token_id": rec.token_id, "epoch": rec.epoch})
     return Payment(ref=ref, meter_id=mid, amount_rupees=rupees, credit_rupees=rec.actual,
                    digits=rec.digits, token_id=rec.token_id, epoch=rec.epoch, paid_at=now,
                    new=True)

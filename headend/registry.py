@@ -189,3 +189,19 @@ def reserve_invocation_counters(db, meter_id, count):
     if after is None:
         raise RegistryError("unknown meter %s" % meter_id)
     return after - count
+
+
+def reserve_sessions(db, meter_ids, ic_block):
+    """For a claim: reserve `ic_block` DLMS invocation counters on each meter (one session
+    each) and read how to reach it, in one statement of the caller's transaction; returns
+    {meter_id: (address, client_sap, key_ref, first reserved counter)}."""
+    mids = sorted(set(meter_ids))
+    if not mids:
+        return {}
+    out = {}
+    for mid, after, address, sap, key_ref in db.all(
+            "UPDATE meters SET dlms_ic_next = dlms_ic_next + ? WHERE meter_id IN (%s) "
+            "RETURNING meter_id, dlms_ic_next, address, client_sap, key_ref"
+            % ", ".join("?" * len(mids)), [ic_block] + mids):
+        out[mid] = (address, sap, key_ref, after - ic_block)
+    return out

@@ -1,0 +1,208 @@
+"""Bulk-job steps over DLMS: one utility session per step, and the worker's bulk queue.
+
+The steps run inside the head-end's asyncio worker (headend.delivery.DeliveryWorker) beside
+recharge deliveries, not in a worker of their own: one event loop, one budget of sessions in
+flight, one database thread and one heartbeat serve both queues, so `bijli headend serve`
+runs bulk jobs without another process, recharges are claimed first when sessions are scarce
+(a payment should reconnect a consumer before a bulk job reads a register), and the "one DLMS
+session per meter" rule is one check in the database for both queues rather than two
+processes negotiating.
+
+Every step reads the meter's state first and acts only when needed (disconnect only a
+connected relay, suspend only a meter not suspended, set the clock only when it is off), so a
+step that is run again -- its worker killed after the meter acted but before the outcome was
+written, or its session cut by the kill switch -- records "done (already)" instead of acting a
+second time. A disconnect re-checks the job's calendar right before the ACTION (the claim
+checked it too, but a session may start a few seconds before 18:00).
+"""
+import asyncio
+import datetime
+import time
+
+from headend import jobs, registry
+from headend import keyring as keyring_mod
+from protocol import axdr
+from protocol.client import UTILITY, AsyncDlmsClient
+from protocol.cosem_types import CosemDateTime
+from protocol.errors import ProtocolError, ServiceError
+from protocol.obis import Obis
+from protocol.transport import AsyncTcpTransport
+
+DISCONNECT_CONTROL = Obis("0.0.96.3.10.255")  # IC 70: methods 1 remote_disconnect, 2 reconnect
+SUSPENSION = Obis("0.0.96.3.128.255")  # bijli's disconnection suspension (IC 1, Unix time)
+CLOCK = Obis("0.0.1.0.0.255")
+SUSPENDED_UNTIL_RESUME = 0xFFFFFFFF
+CONTROL_STATES = {0: "disconnected", 1: "connected", 2: "ready_for_reconnection"}
+CLOCK_TOLERANCE_S = 5.0  # a meter clock off by less is left alone (one session takes ~1 s)
+
+
+async def _relay(c):
+    output = await c.get(70, DISCONNECT_CONTROL, 2)
+    state = await c.get(70, DISCONNECT_CONTROL, 3)
+    return bool(output), int(state)
+
+
+def _relay_result(output, state, already):
+    return {"relay": "connected" if output else "disconnected",
+            "control_state": CONTROL_STATES.get(state, str(state)), "already": already}
+
+
+async def _disconnect(c, step, clock):
+    output, state = await _relay(c)
+    if not output and state == 0:
+        return jobs.StepOutcome(jobs.DONE, result=_relay_result(output, state, True))
+    if step.calendar is not None:
+        why = step.calendar.verdict(clock())
+        if why is not None:
+            return jobs.StepOutcome(jobs.SKIPPED, reason=why,
+                                    result=_relay_result(output, state, False))
+    await c.action(70, DISCONNECT_CONTROL, 1, axdr.Int8(0))
+    output, state = await _relay(c)
+    if output:
+        return jobs.StepOutcome(jobs.FAILED, error="relay still connected after "
+                                "remote_disconnect (control state %s)"
+                                % CONTROL_STATES.get(state, state))
+    return jobs.StepOutcome(jobs.DONE, result=_relay_result(output, state, False))
+
+
+async def _reconnect(c, step, clock):
+    output, state = await _relay(c)
+    if state == 1:
+        return jobs.StepOutcome(jobs.DONE, result=_relay_result(output, state, True))
+    await c.action(70, DISCONNECT_CONTROL, 2, axdr.Int8(0))
+    output, state = await _relay(c)
+    if state == 0:
+        return jobs.StepOutcome(jobs.FAILED, error="relay still disconnected after "
+                                "remote_reconnect")
+    # ready_for_reconnection (modes 2, 4): the consumer closes it at the meter; that is done
+    return jobs.StepOutcome(jobs.DONE, result=_relay_result(output, state, False))
+
+
+def _suspension(value):
+    return {0: "not suspended", SUSPENDED_UNTIL_RESUME: "until resumed"}.get(
+        value, "until %d" % value)
+
+
+async def _set_suspension(c, target):
+    now = int(await c.get(1, SUSPENSION, 2))
+    if now == target:
+        return jobs.StepOutcome(jobs.DONE, result={"suspension": _suspension(now),
+                                                   "already": True})
+    await c.set(1, SUSPENSION, 2, axdr.UInt32(target))
+    return jobs.StepOutcome(jobs.DONE, result={"suspension": _suspension(target),
+                                               "was": _suspension(now), "already": False})
+
+
+async def _suspend(c, step, clock):
+    return await _set_suspension(c, SUSPENDED_UNTIL_RESUME)
+
+
+async def _resume(c, step, clock):
+    return await _set_suspension(c, 0)
+
+
+def _number(v):
+    return v if isinstance(v, int) else float(v)
+
+
+async def _meter_time(c):
+    """The meter's clock as Unix seconds, None when it is not a definite time."""
+    t = await c.clock()
+    if not isinstance(t, datetime.datetime) or t.tzinfo is None:
+        return None
+    return t.timestamp()
+
+
+async def _read(c, step, clock):
+    balance = await c.balance()
+    energy = await c.energy()
+    output, state = await _relay(c)
+    meter_time = await _meter_time(c)
+    result = _relay_result(output, state, False)
+    del result["already"]
+    result.update(balance_paise=_number(balance.paise), energy_wh=_number(energy.wh),
+                  clock=meter_time, clock_drift_s=None if meter_time is None
+                  else round(meter_time - clock(), 1))
+    return jobs.StepOutcome(jobs.DONE, result=result)
+
+
+async def _clock_sync(c, step, clock):
+    meter_time = await _meter_time(c)
+    drift = None if meter_time is None else round(meter_time - clock(), 1)
+    if drift is not None and abs(drift) <= CLOCK_TOLERANCE_S:
+        return jobs.StepOutcome(jobs.DONE, result={"drift_s": drift, "set": False})
+    now = int(round(clock()))
+    # IC 8 time is an octet-string holding the 12-byte date-time (Blue Book), not tag 25
+    await c.set(8, CLOCK, 2, CosemDateTime.from_unix(now, deviation=0).raw)
+    return jobs.StepOutcome(jobs.DONE, result={"drift_s": drift, "set": True,
+                                               "set_to": datetime.datetime.fromtimestamp(
+                                                   now, datetime.UTC).isoformat()})
+
+
+OPERATIONS = {"disconnect": _disconnect, "reconnect": _reconnect, "read": _read,
+              "suspend": _suspend, "resume": _resume, "clock_sync": _clock_sync}
+assert set(OPERATIONS) == set(jobs.KINDS)
+
+
+async def run_step(step, keys, io_timeout, clock=time.time):
+    """One utility session with the step's meter doing its job's operation; a StepOutcome.
+    The meter answering with a DLMS error is a failure (no retry); ProtocolError / OSError /
+    TimeoutError of the link propagate (the caller retries)."""
+    host, port = registry.parse_address(step.address)
+    transport = AsyncTcpTransport(host, port, timeout=io_timeout, connect_timeout=io_timeout,
+                                  retries=0)
+    client = AsyncDlmsClient(transport, framing="wrapper", role=UTILITY, keys=keys,
+                             timeout=io_timeout, retries=0, invocation_counter=step.ic_first,
+                             client_sap=step.client_sap)
+    await client.open()
+    outcome = None
+    try:
+        try:
+            outcome = await OPERATIONS[step.kind](client, step, clock)
+        except ServiceError as e:
+            outcome = jobs.StepOutcome(jobs.FAILED, error="meter refused: %s" % e)
+    finally:
+        try:
+            await client.close()
+        except ProtocolError:
+            if outcome is None:
+                raise  # nothing to keep: the caller retries (the step re-reads the state)
+    return outcome
+
+
+class BulkQueue:
+    """The bulk-job queue of a DeliveryWorker: claims steps, runs them, records outcomes."""
+
+    def __init__(self, worker):
+        self.worker = worker
+
+    def claim(self, db, limit, now, ic_block):
+        """(steps, halted): see headend.jobs.claim."""
+        w = self.worker
+        return jobs.claim(db, w.worker_id, limit, w.config.lease_s, now, ic_block)
+
+    async def attempt(self, step):
+        """Run one step; link trouble, bad addresses and missing keys become retries."""
+        w = self.worker
+        try:
+            keys = w.keyring.dlms_keys(step.meter_id, step.key_ref)
+            async with asyncio.timeout(w.config.session_timeout_s):
+                return await run_step(step, keys, w.config.io_timeout_s, w.clock)
+        except (registry.RegistryError, keyring_mod.KeyringError) as e:
+            return jobs.StepOutcome("retry", error=str(e))
+        except (ProtocolError, OSError, TimeoutError) as e:
+            return jobs.StepOutcome("retry", error="%s: %s" % (type(e).__name__, e))
+
+    @staticmethod
+    def halted():
+        """The outcome of a session the kill switch cut short."""
+        return jobs.StepOutcome("halted", error="stopped by the kill switch")
+
+    def record(self, db, batch, now):
+        """Record outcomes in the caller's transaction; see headend.jobs.record."""
+        return jobs.record(db, batch, now, self.worker.worker_id, self.worker.rng)
+
+    def extend(self, db, lease_ids, now):
+        """Renew the leases of the steps in flight."""
+        w = self.worker
+        return jobs.extend(db, w.worker_id, lease_ids, w.config.lease_s, now)
