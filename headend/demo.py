@@ -19,8 +19,6 @@ import datetime
 import tempfile
 import time
 
-import click
-
 from firmware import event_codes as ec
 from firmware import timeutil
 from firmware.cosem import data as D
@@ -351,52 +349,32 @@ def _push_summary(apdus):
     return out
 
 
-@click.command("demo")
-@click.option("--state", "state_dir", default=None, type=click.Path(file_okay=False),
-              help="Keep the demo meter's NVM image here (default: in memory).")
-def demo(state_dir):
-    """Emulated meter + head-end session, end to end (no setup)."""
-    from rich.console import Console
-    from rich.table import Table
-
-    con = Console()
-    con.rule("[bold]bijli demo[/bold]: a prepaid meter that keeps its own balance")
-    styles = {"step": "bold cyan", "read": "", "event": "yellow"}
-
-    def say(kind, text):
-        prefix = "==> " if kind == "step" else "    "
-        con.print(prefix + text, style=styles.get(kind, ""), highlight=False)
-
-    try:
-        s = run_demo(say, state_dir)
-    except Exception as e:  # noqa: BLE001 - tell the user what broke, not a traceback
-        raise click.ClickException("demo failed: %s" % e) from None
-    tab = Table(title="Summary", show_header=False)
-    tab.add_column("fact", style="bold")
-    tab.add_column("value")
-    tab.add_row("meter", "%s at %s (DLMS wrapper over TCP)" % (s["meter_id_read"], s["meter_address"]))
-    tab.add_row("energy import", "%s Wh at start, %s Wh at end (scaler %d, unit Wh)" % (
-        s["energy_start_wh"], s["energy_end_wh"], s["energy_raw_scaler"][1]))
-    tab.add_row("balance", "%s at start" % _rs(s["balance_start"]))
-    tab.add_row("credit ran out", _local(s["zero_time"]) + " local")
-    tab.add_row("disconnection", "%s local by the meter's policy (%s): 1 day grace, inside "
-                "10:00-13:00" % (s["cut_local"], s["cut_reason"]))
-    tab.add_row("recharge token", "%s -> %s" % (s["token"], s["token_result"]))
-    tab.add_row("balance after token", "%s -> %s" % (_rs(s["balance_before_token"]),
-                                                     _rs(s["balance_after_token"])))
-    tab.add_row("where the recharge went", explain_recharge(s["recharge_split"], s["zero_time"]))
-    tab.add_row("relay after token", "%s (reconnected by the meter itself, %.0f ms after "
-                "the token was sent)" % (s["relay_after_token"], s["reconnect_ms"]))
-    tab.add_row("same token again", s["replay_result"])
-    tab.add_row("public read (no keys)", "balance %s, last recharge %s" % (
-        _rs(s["public_balance"]), _rs(s["public_last_recharge"])))
-    tab.add_row("alerts pushed", "\n".join(
-        alert_text(when, name, value, _last_recharge_at(s, when))
-        for when, name, value in s["pushes"]) or "none")
+def summary_rows(s):
+    """The summary of `run_demo` as (fact, value) text rows, in the order a reader follows."""
+    rows = [
+        ("meter", "%s at %s (DLMS wrapper over TCP)" % (s["meter_id_read"], s["meter_address"])),
+        ("energy import", "%s Wh at start, %s Wh at end (scaler %d, unit Wh)" % (
+            s["energy_start_wh"], s["energy_end_wh"], s["energy_raw_scaler"][1])),
+        ("balance", "%s at start" % _rs(s["balance_start"])),
+        ("credit ran out", _local(s["zero_time"]) + " local"),
+        ("disconnection", "%s local by the meter's policy (%s): 1 day grace, inside "
+         "10:00-13:00" % (s["cut_local"], s["cut_reason"])),
+        ("recharge token", "%s -> %s" % (s["token"], s["token_result"])),
+        ("balance after token", "%s -> %s" % (_rs(s["balance_before_token"]),
+                                              _rs(s["balance_after_token"]))),
+        ("where the recharge went", explain_recharge(s["recharge_split"], s["zero_time"])),
+        ("relay after token", "%s (reconnected by the meter itself, %.0f ms after "
+         "the token was sent)" % (s["relay_after_token"], s["reconnect_ms"])),
+        ("same token again", s["replay_result"]),
+        ("public read (no keys)", "balance %s, last recharge %s" % (
+            _rs(s["public_balance"]), _rs(s["public_last_recharge"]))),
+        ("alerts pushed", "\n".join(
+            alert_text(when, name, value, _last_recharge_at(s, when))
+            for when, name, value in s["pushes"]) or "none"),
+    ]
     for row in s["daily"]:
-        tab.add_row("daily profile %s" % _local(row[0])[:10],
-                    "%d Wh imported, %s charged (%d Wh x Rs 7.00/kWh), closing balance %s" % (
-                        row[1], _rs(row[3]), row[1], _rs(row[4])))
-    tab.add_row("run time", "%.1f s real" % s["real_seconds"])
-    con.print(tab)
-    con.print("Keys and the vending key used here are the INSECURE public demo keys.", style="dim")
+        rows.append(("daily profile %s" % _local(row[0])[:10],
+                     "%d Wh imported, %s charged (%d Wh x Rs 7.00/kWh), closing balance %s" % (
+                         row[1], _rs(row[3]), row[1], _rs(row[4]))))
+    rows.append(("run time", "%.1f s real" % s["real_seconds"]))
+    return rows

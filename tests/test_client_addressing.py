@@ -5,7 +5,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from headend.cli import main as bijli
+from cli import main as bijli
 from protocol.client import DlmsClient
 from protocol.errors import EncodeError
 from protocol.hdlc import SNRM, Address

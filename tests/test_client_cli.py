@@ -1,13 +1,13 @@
-"""`bijli client` (protocol/cli.py): output, --json, keys, INSECURE note, exit codes."""
+"""`bijli client` (cli/client.py): output, --json, keys, INSECURE note, exit codes."""
 import json
 import socket
 
 import pytest
 from click.testing import CliRunner
 
-from headend.cli import main as bijli
+from cli import main as bijli
+from cli.client import parse_target
 from protocol.apdu import ActionRequestNormal, GetRequestNormal
-from protocol.cli import parse_target
 from protocol.obis import Obis
 from tests.fake_meter import MeterServer
 from tests.test_client import T0, make_meter

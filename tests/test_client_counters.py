@@ -9,7 +9,7 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from headend.cli import main as bijli
+from cli import main as bijli
 from hil.emulator.meter import EmulatedMeter
 from hil.emulator.thread import ServiceThread
 from protocol.apdu import GeneralCiphering
@@ -21,7 +21,7 @@ TITLE = b"BJLHE001"
 
 
 def _bijli_process(args, state_dir):
-    return subprocess.Popen([sys.executable, "-m", "headend.cli", *args],
+    return subprocess.Popen([sys.executable, "-m", "cli", *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=dict(os.environ, BIJLI_STATE_DIR=str(state_dir)))
 

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
 
-from headend.cli import main as bijli
+from cli import main as bijli
 from protocol import axdr
 from protocol.apdu import (
     AARE,

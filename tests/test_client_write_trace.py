@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 from hypothesis import given
 
-from headend.cli import main as bijli
+from cli import main as bijli
 from hil.emulator.meter import EmulatedMeter
 from hil.emulator.thread import ServiceThread
 from protocol import axdr

@@ -4,9 +4,9 @@ import re
 import pytest
 from click.testing import CliRunner
 
+from cli import main
 from firmware import timeutil
 from headend import demo as demo_mod
-from headend.cli import main
 
 
 def test_run_demo_facts():

@@ -13,6 +13,7 @@ import tempfile
 import pytest
 from click.testing import CliRunner
 
+from cli import board as board_cli
 from firmware import token_codec
 from headend.vending import DEMO_VENDING_KEY
 from hil import deploy
@@ -50,7 +51,7 @@ def test_provision_record_holds_the_derived_key():
 
 def test_flash_dry_run_prints_the_mpremote_command_and_never_the_key(tmp_path):
     staging = tmp_path / "stage"
-    result = CliRunner().invoke(deploy.board, [
+    result = CliRunner().invoke(board_cli.board, [
         "flash", "--port", "/dev/ttyUSB9", "--meter-id", "BJL7", "--staging", str(staging),
         "--dry-run"])
     assert result.exit_code == 0, result.output
@@ -65,7 +66,7 @@ def test_flash_dry_run_prints_the_mpremote_command_and_never_the_key(tmp_path):
 def test_flash_rejects_a_bad_key_file(tmp_path):
     key_file = tmp_path / "k.hex"
     key_file.write_text("not hex")
-    result = CliRunner().invoke(deploy.board, [
+    result = CliRunner().invoke(board_cli.board, [
         "flash", "--port", "x", "--meter-id", "M1", "--key-file", str(key_file),
         "--staging", str(tmp_path / "s"), "--dry-run"])
     assert result.exit_code != 0
@@ -73,7 +74,7 @@ def test_flash_rejects_a_bad_key_file(tmp_path):
 
 
 def test_flash_reports_an_unreachable_port(tmp_path):
-    result = CliRunner().invoke(deploy.board, [
+    result = CliRunner().invoke(board_cli.board, [
         "flash", "--port", str(tmp_path / "no-such-tty"), "--staging", str(tmp_path / "s")])
     assert result.exit_code != 0
     assert "mpremote failed" in result.output
@@ -95,7 +96,7 @@ def _printed_command(output):
 
 def test_dry_run_command_runs_as_printed(tmp_path):
     staging = tmp_path / "stage dir"  # a space: the printed command must quote it
-    result = CliRunner().invoke(deploy.board, [
+    result = CliRunner().invoke(board_cli.board, [
         "flash", "--port", str(tmp_path / "no-such-tty"), "--meter-id", "BJL7",
         "--staging", str(staging), "--dry-run"])
     assert result.exit_code == 0, result.output
@@ -112,13 +113,13 @@ def test_dry_run_command_runs_as_printed(tmp_path):
 
 def test_dry_run_without_staging_keeps_a_keyless_tree_for_its_command(tmp_path, monkeypatch):
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    result = CliRunner().invoke(deploy.board, ["flash", "--port", "/dev/ttyUSB9", "--dry-run"])
+    result = CliRunner().invoke(board_cli.board, ["flash", "--port", "/dev/ttyUSB9", "--dry-run"])
     assert result.exit_code == 0, result.output
     kept = list(tmp_path.glob(deploy.TEMP_PREFIX + "*"))
     assert len(kept) == 1 and str(kept[0]) in _printed_command(result.output)
     assert not list(kept[0].rglob(deploy.PROVISION_NAME))
     # with a key to write, a dry run needs a directory the user chose
-    result = CliRunner().invoke(deploy.board, [
+    result = CliRunner().invoke(board_cli.board, [
         "flash", "--port", "/dev/ttyUSB9", "--meter-id", "BJL7", "--dry-run"])
     assert result.exit_code == 2 and "--staging" in result.output
     assert len(list(tmp_path.glob(deploy.TEMP_PREFIX + "*"))) == 1
@@ -131,7 +132,7 @@ def test_failed_flash_leaves_no_temporary_tree(tmp_path, monkeypatch, case):
     if case == "bad key file":
         (tmp_path / "k.bin").write_bytes(bytes(range(256)))
         args += ["--key-file", str(tmp_path / "k.bin")]
-    result = CliRunner().invoke(deploy.board, args)
+    result = CliRunner().invoke(board_cli.board, args)
     assert result.exit_code != 0
     assert not list(tmp_path.glob(deploy.TEMP_PREFIX + "*")), result.output
 
@@ -144,7 +145,7 @@ def test_provisioning_file_is_owner_only_even_over_an_old_one(tmp_path):
     old.chmod(0o644)
     mask = os.umask(0)  # the mode must not depend on the umask
     try:
-        result = CliRunner().invoke(deploy.board, [
+        result = CliRunner().invoke(board_cli.board, [
             "flash", "--port", "x", "--meter-id", "BJL7", "--staging", str(staging), "--dry-run"])
     finally:
         os.umask(mask)
@@ -164,7 +165,7 @@ def test_missing_board_tool_is_named_with_its_install_command(tmp_path, monkeypa
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name == module else real(name, *a))
     args = [str(tmp_path / "out") if a == "OUT" else a for a in args]
-    result = CliRunner().invoke(deploy.board, args)
+    result = CliRunner().invoke(board_cli.board, args)
     assert result.exit_code == 1, result.output
     assert "%s is not installed" % tool in result.output
     assert "pip install 'bijli[board]'" in result.output
@@ -183,7 +184,7 @@ def test_board_extra_holds_the_tools():
 def test_binary_key_file_is_a_clear_error(tmp_path):
     key_file = tmp_path / "garbage.bin"
     key_file.write_bytes(bytes(range(128, 256)) * 2)
-    result = CliRunner().invoke(deploy.board, [
+    result = CliRunner().invoke(board_cli.board, [
         "flash", "--port", "x", "--meter-id", "M1", "--key-file", str(key_file),
         "--staging", str(tmp_path / "s"), "--dry-run"])
     assert result.exit_code == 2, result.output
@@ -200,7 +201,7 @@ def test_readme_by_hand_commands_copy_files_that_exist(tmp_path):
     assert build_args[:3] == [".venv/bin/bijli", "board", "build"]
     staged = build_args[3]
     outdir = tmp_path / "stage"
-    result = CliRunner().invoke(deploy.board, ["build", str(outdir), *build_args[4:]])
+    result = CliRunner().invoke(board_cli.board, ["build", str(outdir), *build_args[4:]])
     assert result.exit_code == 0, result.output
     words = shlex.split(copy_line.replace(staged, str(outdir)))
     sources = [words[i + 1] if words[i + 1] != "-r" else words[i + 2]
@@ -217,7 +218,7 @@ def test_readme_mpy_figure_is_the_build_commands_and_all_mpy(tmp_path):
     m = re.search(r"firmware compiles to ([\d,]+) bytes .*? of `\.mpy`", readme, re.S)
     assert m, "README states the .mpy total in bytes"
     claimed = int(m.group(1).replace(",", ""))
-    result = CliRunner().invoke(deploy.board, ["build", str(tmp_path / "b"), "--mpy"])
+    result = CliRunner().invoke(board_cli.board, ["build", str(tmp_path / "b"), "--mpy"])
     assert result.exit_code == 0, result.output
     measured = int(re.search(r"\((\d+) bytes, all \.mpy\)", result.output).group(1))
     assert 0.75 * measured <= claimed <= 1.25 * measured, (claimed, measured)

@@ -2,11 +2,12 @@
 import pytest
 from click.testing import CliRunner
 
+from cli import main
+from cli import meter as meter_cli
 from firmware import token_codec as tc
 from firmware.timeutil import from_fields
-from headend.cli import main
 from headend.vending import DEMO_VENDING_KEY
-from hil import emulator_cli as cli
+from hil.emulator import run as emulated_run
 
 MID = "BJ00000001"
 IST = 19800
@@ -22,51 +23,51 @@ def invoke(*args, input=None):
 
 
 def test_parse_duration():
-    assert cli.parse_duration("90") == 90
-    assert cli.parse_duration("45s") == 45
-    assert cli.parse_duration("30m") == 1800
-    assert cli.parse_duration("2h") == 7200
-    assert cli.parse_duration("2d") == 172800
-    assert cli.parse_duration("1d12h") == 129600
-    assert cli.parse_duration(" 1h 30m ") == 5400
-    assert cli.parse_duration("0", allow_zero=True) == 0
+    assert emulated_run.parse_duration("90") == 90
+    assert emulated_run.parse_duration("45s") == 45
+    assert emulated_run.parse_duration("30m") == 1800
+    assert emulated_run.parse_duration("2h") == 7200
+    assert emulated_run.parse_duration("2d") == 172800
+    assert emulated_run.parse_duration("1d12h") == 129600
+    assert emulated_run.parse_duration(" 1h 30m ") == 5400
+    assert emulated_run.parse_duration("0", allow_zero=True) == 0
     for bad in ("", "abc", "2w", "0", "h", "1.5h", "-2h", "1h30", "2d4"):
         with pytest.raises(ValueError):
-            cli.parse_duration(bad)
+            emulated_run.parse_duration(bad)
 
 
 def test_parse_start_and_token_spec():
-    t = cli.parse_start("2026-01-05T09:00", IST)
+    t = emulated_run.parse_start("2026-01-05T09:00", IST)
     assert t == from_fields(2026, 1, 5, 9, 0) - IST
-    assert cli.parse_start("2026-01-05", IST) == from_fields(2026, 1, 5) - IST
-    assert cli.parse_start("2026-01-05T03:30:00+00:00", IST) == from_fields(2026, 1, 5, 3, 30)
+    assert emulated_run.parse_start("2026-01-05", IST) == from_fields(2026, 1, 5) - IST
+    assert emulated_run.parse_start("2026-01-05T03:30:00+00:00", IST) == from_fields(2026, 1, 5, 3, 30)
     with pytest.raises(ValueError):
-        cli.parse_start("yesterday", IST)
+        emulated_run.parse_start("yesterday", IST)
     t0 = from_fields(2026, 1, 1)
-    assert cli.parse_token_spec("1234 5678@+2h", t0, IST) == (t0 + 7200, "1234 5678")
-    assert cli.parse_token_spec("99@+0", t0, IST) == (t0, "99")
-    due, digits = cli.parse_token_spec("42@2026-01-05T10:30", t0, IST)
+    assert emulated_run.parse_token_spec("1234 5678@+2h", t0, IST) == (t0 + 7200, "1234 5678")
+    assert emulated_run.parse_token_spec("99@+0", t0, IST) == (t0, "99")
+    due, digits = emulated_run.parse_token_spec("42@2026-01-05T10:30", t0, IST)
     assert due == from_fields(2026, 1, 5, 10, 30) - IST and digits == "42"
     for bad in ("12345", "@+2h", "12@+xyz", "12@never", "12@", "12@2100-01-02", "12@+99999d"):
         with pytest.raises(ValueError):
-            cli.parse_token_spec(bad, t0, IST)
+            emulated_run.parse_token_spec(bad, t0, IST)
     for bad in ("1999-12-31", "2100-01-02", "0001-01-01", "9999-12-31T23:59"):
         with pytest.raises(ValueError, match="2000 .. 2099"):
-            cli.parse_start(bad, IST)
+            emulated_run.parse_start(bad, IST)
 
 
 def test_parse_config_item():
-    assert cli.parse_config_item("grace_s=3600", IST) == ("grace_s", 3600)
-    assert cli.parse_config_item("weekend_days=6,7", IST) == ("weekend_days", (6, 7))
-    assert cli.parse_config_item("holidays=", IST) == ("holidays", ())
-    assert cli.parse_config_item("holidays=2026-01-26", IST) == (
+    assert emulated_run.parse_config_item("grace_s=3600", IST) == ("grace_s", 3600)
+    assert emulated_run.parse_config_item("weekend_days=6,7", IST) == ("weekend_days", (6, 7))
+    assert emulated_run.parse_config_item("holidays=", IST) == ("holidays", ())
+    assert emulated_run.parse_config_item("holidays=2026-01-26", IST) == (
         "holidays", (from_fields(2026, 1, 26) // 86400,))
-    assert cli.parse_config_item("tariff_zones=0:600,18:00:900", IST) == (
+    assert emulated_run.parse_config_item("tariff_zones=0:600,18:00:900", IST) == (
         "tariff_zones", ((0, 600), (64800, 900)))
     for bad in ("grace_s", "nope=1", "grace_s=-5", "grace_s=x", "weekend_days=8",
                 "tariff_zones=5:100,1:100"):
         with pytest.raises(ValueError):
-            cli.parse_config_item(bad, IST)
+            emulated_run.parse_config_item(bad, IST)
 
 
 def test_run_two_days_cut_in_window_and_reconnect_on_token():
@@ -150,7 +151,7 @@ def test_real_time_mode_is_exact_however_late_the_polls(monkeypatch, per_read):
 
     host = BusyHost(per_read)
     monkeypatch.setattr(sim, "_real_ms_fn", lambda: host)
-    monkeypatch.setattr(cli, "time", types.SimpleNamespace(sleep=host.sleep, monotonic=lambda: 0.0))
+    monkeypatch.setattr(meter_cli, "time", types.SimpleNamespace(sleep=host.sleep, monotonic=lambda: 0.0))
     r = invoke("--speed", "72000", "--duration", "6h", "--start", "2026-01-01T00:00",
                "--load", "constant:1000")
     assert r.exit_code == 0, r.output
@@ -194,7 +195,7 @@ def test_run_core_typed_lines():
 
     em = EmulatedMeter(None, 0, MID, "constant:1000", start_s=from_fields(2026, 1, 1) - IST,
                        opening_paise=100, vending_key=DEMO_VENDING_KEY)
-    run = cli.Run(em, [], em.meter.now() + 86400, None)
+    run = emulated_run.Run(em, [], em.meter.now() + 86400, None)
     while not run.done():
         run.step(fast=True)
     assert run.handle_line("e") == 5000  # default emergency credit Rs 50
@@ -204,7 +205,7 @@ def test_run_core_typed_lines():
     summ = run.summary()
     assert summ["credits"] == 5000 + 2000
     assert [t[1] for t in summ["tokens"]] == ["emergency", "typed"]
-    lines = cli.summary_lines(summ, IST)
+    lines = meter_cli.summary_lines(summ, IST)
     assert any("emergency credit  granted" in line for line in lines)
     em.close()
 
@@ -213,11 +214,11 @@ def test_tty_line_reader_reads_typed_lines_without_blocking():
     import io
     import os
 
-    assert cli.tty_line_reader(io.StringIO("x\n")) is None  # not a terminal: never read
+    assert meter_cli.tty_line_reader(io.StringIO("x\n")) is None  # not a terminal: never read
     master, slave = os.openpty()
     try:
         stream = os.fdopen(slave, "r")
-        read = cli.tty_line_reader(stream)
+        read = meter_cli.tty_line_reader(stream)
         assert read is not None
         assert read() == []  # nothing typed: returns at once
         os.write(master, b"12345\n")
@@ -239,17 +240,17 @@ def test_live_view_renders():
 
     em = EmulatedMeter(None, 0, MID, "constant:750", start_s=from_fields(2026, 1, 1) - IST,
                        opening_paise=100, vending_key=DEMO_VENDING_KEY)
-    run = cli.Run(em, [], em.meter.now() + 2 * 86400, None)
+    run = emulated_run.Run(em, [], em.meter.now() + 2 * 86400, None)
     while not run.done():
         run.step(fast=True)
     console = Console(record=True, width=120)
-    console.print(cli.live_table(em.meter, run))
+    console.print(meter_cli.live_table(em.meter, run))
     text = console.export_text()
     assert "BJ00000001" in text
     assert " 0 W" in text  # nothing flows through the open relay
     assert "DISCONNECTED" in text and "credit_exhausted" in text
     assert "RELAY_DISCONNECTED" in text
-    cli.close_run(em)
+    emulated_run.close_run(em)
 
 
 def test_bad_token_time_names_the_token_option():

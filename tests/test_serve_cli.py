@@ -20,7 +20,7 @@ MID = "BJ00000888"
 
 
 def _start(args, **popen):
-    p = subprocess.Popen([sys.executable, "-m", "headend.cli", "meter", "serve"] + args,
+    p = subprocess.Popen([sys.executable, "-m", "cli", "meter", "serve"] + args,
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                          env=dict(os.environ, PYTHONUNBUFFERED="1"), **popen)
     lines = queue.Queue()
@@ -109,7 +109,7 @@ def test_serve_refuses_bad_options(tmp_path):
                        (["--speed", "nan"], "'--speed': 'nan' is not a finite number"),
                        (["--balance", "-1"], "--balance"),
                        (["--load", "nuclear"], "unknown load")):
-        r = subprocess.run([sys.executable, "-m", "headend.cli", "meter", "serve"] + args,
+        r = subprocess.run([sys.executable, "-m", "cli", "meter", "serve"] + args,
                            capture_output=True, text=True, timeout=30)
         assert r.returncode == 2, (args, r.stdout, r.stderr)
         assert text in r.stderr, (args, r.stderr)
@@ -130,7 +130,7 @@ def test_serve_port_in_use_is_a_clean_error(tmp_path):
     s.listen(1)
     port = s.getsockname()[1]
     try:
-        r = subprocess.run([sys.executable, "-m", "headend.cli", "meter", "serve", "--tcp",
+        r = subprocess.run([sys.executable, "-m", "cli", "meter", "serve", "--tcp",
                             "127.0.0.1:%d" % port, "--state", str(tmp_path / "m")],
                            capture_output=True, text=True, timeout=30)
     finally:
@@ -231,7 +231,7 @@ def test_a_second_meter_on_the_same_state_is_refused(tmp_path):
     state = str(tmp_path / "meter")
     p, banner = _start(["--tcp", "127.0.0.1:0", "--state", state, "--speed", "0"])
     try:
-        r = subprocess.run([sys.executable, "-m", "headend.cli", "meter", "serve", "--tcp",
+        r = subprocess.run([sys.executable, "-m", "cli", "meter", "serve", "--tcp",
                             "127.0.0.1:0", "--state", state], capture_output=True, text=True,
                            timeout=30)
         assert r.returncode == 1
@@ -295,7 +295,7 @@ def test_serve_with_a_key_file_uses_it_and_never_prints_it(tmp_path):
 def test_serve_rejects_an_incomplete_key_file(tmp_path):
     key_file = tmp_path / "k.json"
     key_file.write_text('{"password": "x"}')
-    r = subprocess.run([sys.executable, "-m", "headend.cli", "meter", "serve", "--keys",
+    r = subprocess.run([sys.executable, "-m", "cli", "meter", "serve", "--keys",
                         str(key_file)], capture_output=True, text=True, timeout=30)
     assert r.returncode == 2 and "--keys" in r.stderr
 

@@ -73,10 +73,10 @@ def test_kill_under_load_loses_less_than_the_journal_step(tmp_path):
 def test_bit_flipped_nvm_says_it_loaded_the_older_copy(tmp_path, capsys):
     """A flipped bit in the newest copy of the core record: the emulator starts from the
     older copy, prints so and logs NVM_FALLBACK (was: silently older)."""
+    from cli.meter import describe_event
     from firmware import event_codes as ec
     from firmware.meter import TAG_CORE
     from hil.emulator.meter import EmulatedMeter
-    from hil.emulator_cli import describe_event
 
     state = str(tmp_path / "meter")
     em = EmulatedMeter(state, speed=0, meter_id=MID, load="constant:500", opening_paise=10000)
@@ -143,8 +143,8 @@ def test_damaged_dlms_state_is_refused_not_read_as_zero(tmp_path):
     import click
     import pytest
 
+    from cli.meter import start_meter
     from hil.emulator.meter import EmulatedMeter
-    from hil.emulator_cli import start_meter
 
     state = str(tmp_path / "m")
     em = EmulatedMeter(state, speed=0, start_s=1767225600)

@@ -3,10 +3,10 @@ import json
 
 from click.testing import CliRunner
 
+from cli import main
 from firmware import token_codec as tc
 from firmware import token_gate as tg
 from headend import vending
-from headend.cli import main
 
 T0 = 1790000000
 

@@ -4,7 +4,7 @@ change_HLS_secret) and wrapped keys (IC 64 key_transfer), in the hex and the dec
 import pytest
 from click.testing import CliRunner
 
-from headend.cli import main as bijli
+from cli import main as bijli
 from protocol import axdr
 from protocol.apdu import (
     ActionRequestNormal,

@@ -13,27 +13,34 @@ Tokens: `--token DIGITS@+2h` enters DIGITS two simulated hours after the start (
 entered as a token and `e` takes the emergency credit. Non-terminal stdin is never read.
 
 The state directory format (NVM image + clock) is the one of `bijli meter serve`, so a meter
-can be run, served and run again. Subcommands are imported on first use, so a problem in one
-never stops the other.
+can be run, served and run again. The library under both: `hil/emulator/` (`run.py` drives
+`meter run`, `service.py` is `meter serve`).
 """
 import asyncio
-import datetime
-import importlib
-import os
-import re
 import sys
 import time
 
 import click
 
+from cli.options import FiniteFloatRange
 from firmware import event_codes as ec
 from firmware import token_gate as tg
+from firmware.config import Config
 from firmware.dlms import hdlc as fw_hdlc
 from firmware.hal.sim import parse_load
-from firmware.meter import SOURCE_KEYPAD
 from firmware.storage import StoreError
-from firmware.timeutil import TIME_MAX, TIME_MIN, format_local
+from firmware.timeutil import format_local
 from hil.emulator.meter import EmulatedMeter
+from hil.emulator.run import (
+    Run,
+    check_time,
+    close_run,
+    parse_config_item,
+    parse_duration,
+    parse_start,
+    parse_token_spec,
+    saved_clock,
+)
 from hil.emulator.service import (
     DEFAULT_TCP,
     MAX_CONNECTIONS,
@@ -41,134 +48,56 @@ from hil.emulator.service import (
     parse_hostport,
     serve_async,
 )
-from hil.meter_options import (
-    balance_option,
-    merge_balance,
-    opening_paise,
-    speed_option,
-)
 
 DEFAULT_SPEED = 60.0
-FAST_CHUNK_S = 900  # simulated seconds per pass in --speed 0 mode
 REFRESH_S = 0.25  # real seconds between live-view refreshes
-_DURATION = re.compile(r"(\d+)\s*([smhd]?)")
-_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-# ---- parsing -------------------------------------------------------------------------------
-def parse_duration(text, allow_zero=False):
-    """Seconds from '90', '45s', '30m', '2h', '2d' or combinations like '1d12h'; ValueError."""
-    t = text.strip().lower().replace(" ", "")
-    if not t:
-        raise ValueError("empty duration")
-    pos = 0
-    total = 0
-    while pos < len(t):
-        m = _DURATION.match(t, pos)
-        # a bare number is seconds only on its own: '1h30' is ambiguous (30 s? 30 min?)
-        if not m or m.end() == pos or (not m.group(2) and (pos or m.end() < len(t))):
-            raise ValueError("bad duration %r (use e.g. 90s, 30m, 2h, 2d, 1d12h)" % text)
-        total += int(m.group(1)) * _UNITS[m.group(2)]
-        pos = m.end()
-    if total <= 0 and not allow_zero:
-        raise ValueError("duration must be positive: %r" % text)
-    return total
+# ---- options both commands share (one name, one meaning each) -------------------------------
+#   --speed N       simulated seconds per real second: finite, 0 .. MAX_SPEED
+#   --balance RS    opening balance of a new meter, whole rupees (`--credit`: hidden old name)
+
+# Above this a real-time run skips more than a day between two polls of the clock; the meter's
+# monotonic ticks wrap after 12.4 days, so faster would read as clock jumps. `--speed 0` runs
+# as fast as the CPU allows instead.
+MAX_SPEED = 100000
+DEFAULT_OPENING_RUPEES = 100
+MAX_OPENING_RUPEES = Config().max_balance // 100  # a new meter holds at most its max_balance
 
 
-def parse_start(text, tz_offset_s):
-    """Unix seconds from an ISO date/time; without a zone it is local time (tz_offset_s).
-    ValueError unless it is a time the meter can hold (2000 .. 2099)."""
-    try:
-        dt = datetime.datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise ValueError("bad time %r (use e.g. 2026-01-05T09:00 or 2026-01-05)" % text) from None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=datetime.timezone(datetime.timedelta(seconds=tz_offset_s)))
-    try:
-        return check_time(int(dt.timestamp()), repr(text))
-    except OverflowError:  # year 1 or 9999 with an offset: outside what datetime can hold
-        raise ValueError("%r is outside 2000 .. 2099" % text) from None
+def speed_option(default, zero_means):
+    """--speed: simulated seconds per real second (a finite number in 0..MAX_SPEED)."""
+    return click.option(
+        "--speed", default=default, type=FiniteFloatRange(min=0, max=MAX_SPEED),
+        show_default=True,
+        help="Simulated seconds per real second, at most %d (0: %s)." % (MAX_SPEED, zero_means))
 
 
-def check_time(t, what):
-    """t (Unix s) if the meter can hold it (2000-01-01 .. 2099-12-31 UTC); ValueError."""
-    if not TIME_MIN <= t <= TIME_MAX:
-        raise ValueError("%s is outside 2000 .. 2099 (the meter's time span)" % what)
-    return t
+def balance_option(fn):
+    """--balance RUPEES for a new meter, and the hidden deprecated `--credit` (its old name in
+    `meter serve`). The command receives `balance` (None: not given)."""
+    fn = click.option("--credit", "credit_alias", default=None,
+                      type=click.IntRange(0, MAX_OPENING_RUPEES),
+                      hidden=True, help="Deprecated name of --balance.")(fn)
+    return click.option(
+        "--balance", default=None, type=click.IntRange(0, MAX_OPENING_RUPEES),
+        help="Opening balance in rupees for a new meter (default %d); ignored, with a note, "
+             "for an existing one." % DEFAULT_OPENING_RUPEES)(fn)
 
 
-def parse_token_spec(text, start_s, tz_offset_s):
-    """(due_s, digits) from 'DIGITS@+2h' (after the start) or 'DIGITS@ISO' (local time)."""
-    digits, sep, when = text.rpartition("@")
-    if not sep or not digits.strip():
-        raise ValueError("token must be DIGITS@+DURATION or DIGITS@ISO-TIME: %r" % text)
-    when = when.strip()
-    if not when:
-        raise ValueError("%r has no time after '@' (e.g. DIGITS@+2h or DIGITS@2026-01-05T10:30)"
-                         % text)
-    try:
-        if when.startswith("+"):
-            due = check_time(start_s + parse_duration(when[1:], allow_zero=True), "the time")
-        else:
-            due = parse_start(when, tz_offset_s)
-    except ValueError as e:
-        raise ValueError("bad time in %r: %s" % (text, e)) from None
-    return due, digits.strip()
+def merge_balance(balance, credit_alias):
+    """The --balance value, taking the deprecated --credit (with a note on stderr)."""
+    if credit_alias is None:
+        return balance
+    if balance is not None:
+        raise click.UsageError("--credit is the old name of --balance: give one of them")
+    click.echo("note: --credit is deprecated; use --balance", err=True)
+    return credit_alias
 
 
-def parse_config_item(text, tz_offset_s):
-    """(name, value) from NAME=VALUE for a config item (firmware/config.py ITEMS).
-
-    ints: `grace_s=3600`; lists: `weekend_days=6,7` (empty: `holidays=`), holidays may be
-    dates (`holidays=2026-01-26,2026-03-14`); tariff zones: `tariff_zones=0:700,18:00:900`
-    (start as seconds or HH:MM, then the rate in paise/kWh); text: `meter_id=BJ1`.
-    ValueError with the reason.
-    """
-    from firmware import config as fc
-    from firmware.timeutil import parse_date
-
-    name, sep, raw = text.partition("=")
-    name = name.strip()
-    if not sep:
-        raise ValueError("config must be NAME=VALUE: %r" % text)
-    item = None
-    for it in fc.ITEMS:
-        if it[1] == name:
-            item = it
-    if item is None:
-        raise ValueError("unknown config item %r (items: %s)" % (name, ", ".join(i[1] for i in fc.ITEMS)))
-    kind = item[2]
-    raw = raw.strip()
-    try:
-        if kind == fc.K_INT:
-            value = int(raw)
-        elif kind == fc.K_STR:
-            value = raw
-        elif kind == fc.K_INTS:
-            parts = [p.strip() for p in raw.split(",") if p.strip()]
-            value = tuple(parse_date(p) if "-" in p[1:] else int(p) for p in parts)
-        else:
-            zones = []
-            for z in raw.split(","):
-                start, _, rate = z.strip().rpartition(":")
-                if ":" in start:
-                    hh, mm = start.split(":")
-                    start_s = int(hh) * 3600 + int(mm) * 60
-                else:
-                    start_s = int(start)
-                zones.append((start_s, int(rate)))
-            value = tuple(zones)
-    except ValueError as e:
-        raise ValueError("bad value for %s: %s" % (name, e)) from None
-    return name, fc.check_item(name, value)
-
-
-def saved_clock(state_dir):
-    """The simulated time a state directory's meter stopped at, or None if there is none;
-    ValueError if its clock file is unreadable (never silently ignored)."""
-    from hil.emulator.state import CLOCK_FILE, read_clock_file
-
-    return read_clock_file(os.path.join(state_dir, CLOCK_FILE))
+def opening_paise(balance):
+    """Paise a new meter opens with for a --balance value (None: the default)."""
+    return (DEFAULT_OPENING_RUPEES if balance is None else balance) * 100
 
 
 def rupees(paise):
@@ -204,90 +133,6 @@ def describe_event(e, tz):
     else:
         detail = str(value)
     return "%s  %-28s %s" % (format_local(t, tz), name, detail)
-
-
-# ---- the run ------------------------------------------------------------------------------
-class Run:
-    """One `bijli meter run`: the emulated meter, scheduled tokens, the run's record of events.
-
-    Sans-terminal core: `step()` advances the meter and enters due tokens/input lines;
-    `summary()` gives the closing figures. The click command adds the view around it.
-    """
-
-    def __init__(self, em, tokens, end_s=None, read_lines=None):
-        self.em = em
-        self.meter = em.meter
-        self.tz = self.meter.config.tz_offset_s
-        self.tokens = sorted(tokens)
-        self.end_s = end_s
-        self.read_lines = read_lines
-        self.start_snap = self.meter.snapshot()
-        self.start_s = self.meter.now()
-        self.events = []
-        self.results = []  # (time, source, digits, result code)
-        self.meter.events.listeners.append(self.events.append)
-
-    def done(self):
-        """True once the simulated end time is reached."""
-        return self.end_s is not None and self.meter.now() >= self.end_s
-
-    def step(self, fast=False):
-        """Advance: to the simulated clock (real-time mode) or one chunk (fast mode)."""
-        m = self.meter
-        target = m.now() + FAST_CHUNK_S if fast else self.em.clock.time()
-        if self.end_s is not None and target > self.end_s:
-            target = self.end_s
-        while self.tokens and self.tokens[0][0] <= target:
-            due, digits = self.tokens.pop(0)
-            m.advance_to(max(due, m.now()))
-            self._enter(digits, "scheduled")
-        if fast:
-            m.advance_to(target)
-        else:
-            # follow the clock, never past the end: exact however late this poll comes
-            m.tick(self.end_s)
-        if self.read_lines is not None:
-            for line in self.read_lines():
-                self.handle_line(line)
-
-    def handle_line(self, line):
-        """A typed line: digits -> token, 'e' -> emergency credit."""
-        line = line.strip()
-        if not line:
-            return None
-        if line.lower() in ("e", "emergency"):
-            got = self.meter.take_emergency_credit()
-            self.results.append((self.meter.now(), "emergency", "", 0 if got else -1))
-            return got
-        return self._enter(line, "typed")
-
-    def _enter(self, digits, how):
-        res = self.meter.enter_token(digits, SOURCE_KEYPAD)
-        self.results.append((self.meter.now(), how, digits, res.code))
-        return res
-
-    def summary(self):
-        """Closing figures of the run (dict)."""
-        s0 = self.start_snap
-        s1 = self.meter.snapshot()
-        relay = [e for e in self.events if e[2] in (ec.RELAY_CONNECTED, ec.RELAY_DISCONNECTED,
-                                                    ec.RELAY_READY_FOR_RECONNECTION)]
-        cuts = [e for e in self.events if e[2] == ec.RELAY_DISCONNECTED]
-        return {
-            "start": self.start_s,
-            "end": s1["time"],
-            "energy_wh": s1["import_wh"] - s0["import_wh"],
-            "export_wh": s1["export_wh"] - s0["export_wh"],
-            "charges": s1["charged"] - s0["charged"],
-            "credits": s1["total_credits"] - s0["total_credits"],
-            "balance_start": s0["balance"],
-            "balance_end": s1["balance"],
-            "relay_changes": len(relay),
-            "disconnections": [(e[1], ec.REASON_NAMES.get(e[3], str(e[3]))) for e in cuts],
-            "tokens": list(self.results),
-            "relay_closed": s1["relay_closed"],
-            "events": len(self.events),
-        }
 
 
 def summary_lines(summ, tz):
@@ -382,33 +227,12 @@ def _item_names():
 
 _ITEM_NAMES = _item_names()
 
-_COMMANDS = {
-    "run": ("hil.emulator_cli", "run", "Run an emulated meter with a live view."),
-    "serve": ("hil.emulator_cli", "serve", "Serve an emulated meter over DLMS/COSEM (TCP or serial)."),
-}
-
-
-class _LazyMeterGroup(click.Group):
-    def list_commands(self, ctx):
-        return sorted(_COMMANDS)
-
-    def get_command(self, ctx, name):
-        entry = _COMMANDS.get(name)
-        if entry is None:
-            return None
-        return getattr(importlib.import_module(entry[0]), entry[1])
-
-    def format_commands(self, ctx, formatter):
-        with formatter.section("Commands"):
-            formatter.write_dl([(n, _COMMANDS[n][2]) for n in self.list_commands(ctx)])
-
-
-@click.group(cls=_LazyMeterGroup)
+@click.group()
 def meter():
     """Run or serve an emulated meter."""
 
 
-@click.command("run")
+@meter.command("run", short_help="Run an emulated meter with a live view.")
 @speed_option(DEFAULT_SPEED, "as fast as possible")
 @click.option("--load", default="household", show_default=True,
               help="Load model: constant:W, household[:SCALE_PCT[:NOISE_PCT[:SEED]]], csv:PATH.")
@@ -524,19 +348,6 @@ class _option_error:
         return False
 
 
-def close_run(em):
-    """Save the meter where it stopped (its own time, not the running clock's) and the clock."""
-    from hil.emulator.state import CLOCK_FILE, write_clock_file
-
-    em.clock.set_speed(0)
-    em.meter.save()
-    if em.state_dir:
-        write_clock_file(os.path.join(em.state_dir, CLOCK_FILE), em.meter.now())
-    close = getattr(em.nvm, "close", None)
-    if close is not None:
-        close()
-
-
 def _drive(r, speed, quiet):
     """The loop around Run.step(): live view on a terminal, event lines otherwise."""
     from rich.console import Console
@@ -586,7 +397,7 @@ def start_meter(state_dir, *args, **kwargs):
         raise click.ClickException("cannot start the meter: %s" % e) from None
 
 
-@click.command("serve")
+@meter.command("serve", short_help="Serve an emulated meter over DLMS/COSEM (TCP or serial).")
 @click.option("--tcp", "tcp", default=None, metavar="HOST:PORT",
               help="Serve the DLMS wrapper on TCP (default %s unless a serial line is given)." % DEFAULT_TCP)
 @click.option("--serial", "serial_port", default=None, metavar="PORT",

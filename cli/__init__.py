@@ -1,4 +1,7 @@
-"""The `bijli` command: one click group; each subcommand lives in the module of its concern.
+"""The `bijli` command: one click group, one module of this package per command group.
+
+`cli/` only parses options, calls the library (firmware, protocol, hil, headend) and renders;
+no click import lives outside it.
 
 Subcommands are imported lazily so `bijli --help` stays fast and a broken optional
 part cannot stop the others from working.
@@ -9,14 +12,14 @@ import click
 
 # name -> (module, attribute, one-line help)
 SUBCOMMANDS = {
-    "demo": ("headend.demo", "demo", "Emulated meter + head-end session, end to end (no setup)."),
-    "meter": ("hil.emulator_cli", "meter", "Run or serve an emulated meter."),
-    "headend": ("headend.headend_cli", "headend",
+    "demo": ("cli.demo", "demo", "Emulated meter + head-end session, end to end (no setup)."),
+    "meter": ("cli.meter", "meter", "Run or serve an emulated meter."),
+    "headend": ("cli.headend", "headend",
                 "Head-end: registry, payments -> recharges, delivery workers."),
-    "token": ("headend.token_cli", "token", "Vend and inspect 20-digit recharge tokens."),
-    "client": ("protocol.cli", "client", "Talk DLMS/COSEM to a meter over TCP or serial."),
-    "decode": ("protocol.cli", "decode_cmd", "Decode DLMS frames or an APDU given in hex."),
-    "board": ("hil.deploy", "board", "Stage and flash the firmware on a MicroPython board."),
+    "token": ("cli.token", "token", "Vend and inspect 20-digit recharge tokens."),
+    "client": ("cli.client", "client", "Talk DLMS/COSEM to a meter over TCP or serial."),
+    "decode": ("cli.decode", "decode_cmd", "Decode DLMS frames or an APDU given in hex."),
+    "board": ("cli.board", "board", "Stage and flash the firmware on a MicroPython board."),
 }
 
 
@@ -44,6 +47,3 @@ class LazyGroup(click.Group):
 def main():
     """bijli: an open smart prepaid electricity meter and its host tools."""
 
-
-if __name__ == "__main__":
-    main()

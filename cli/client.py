@@ -1,10 +1,8 @@
-"""`bijli client`: talk DLMS/COSEM to a meter over TCP (wrapper) or a serial line (HDLC);
-`bijli decode`: show DLMS octets given in hex.
+"""`bijli client`: talk DLMS/COSEM to a meter over TCP (wrapper) or a serial line (HDLC).
 
     bijli client --tcp HOST:PORT | --serial PORT [--client public|reader|utility]
                  [--client-sap SAP] [--server-address LOGICAL[:PHYSICAL][/SIZE]]
                  [--keys FILE [--profile NAME]] [--json] [--trace] COMMAND ...
-    bijli decode [--keys FILE | --demo-keys] [--system-title T] [--json] HEX|-
 
 Commands: read OBIS[:ATTR] | balance | relay | disconnect | reconnect | token DIGITS |
 profile | events | write OBIS --type T VALUE | action OBIS METHOD [--type T VALUE].
@@ -25,6 +23,7 @@ from fractions import Fraction
 
 import click
 
+from cli.options import AnyBaseInt, Seconds
 from firmware.token_codec import parse_entry
 from protocol import axdr
 from protocol.apdu.common import TEMPORARY_FAILURE
@@ -55,7 +54,7 @@ from protocol.keys import (
 )
 from protocol.obis import Obis
 from protocol.secret_fields import is_secret_attribute, is_secret_method
-from protocol.trace import HIDDEN, Describer, TracingTransport, render, split_frames
+from protocol.trace import HIDDEN, Describer, TracingTransport, render
 from protocol.transport import SerialTransport, TcpTransport, parse_host_port
 from protocol.typed_json import TEXT_TYPES, from_text, to_json
 
@@ -105,40 +104,6 @@ def _exit_code(exc):
     return EXIT_PROTOCOL
 
 
-class _AnyBaseInt(click.ParamType):
-    """An integer in decimal or with a 0x / 0o / 0b prefix, within [lo, hi]."""
-
-    name = "integer"
-
-    def __init__(self, lo, hi):
-        self.lo, self.hi = lo, hi
-
-    def convert(self, value, param, ctx):
-        try:
-            v = value if isinstance(value, int) and not isinstance(value, bool) \
-                else int(str(value), 0)
-        except ValueError:
-            self.fail("%r is not an integer (decimal or 0x..)" % (value,), param, ctx)
-        if not self.lo <= v <= self.hi:
-            self.fail("%d is not in %d..%d" % (v, self.lo, self.hi), param, ctx)
-        return v
-
-
-class _Seconds(click.ParamType):
-    """A finite number of seconds in (0, 3600]."""
-
-    name = "seconds"
-
-    def convert(self, value, param, ctx):
-        try:
-            v = float(value)
-        except (TypeError, ValueError):
-            self.fail("%r is not a number of seconds" % (value,), param, ctx)
-        if not 0 < v <= 3600:  # also refuses nan
-            self.fail("%r is not in (0, 3600] seconds" % (value,), param, ctx)
-        return v
-
-
 @click.group("client")
 @click.option("--tcp", "tcp", metavar="HOST:PORT", help="Meter on TCP (DLMS wrapper, port 4059).")
 @click.option("--serial", "serial", metavar="PORT",
@@ -146,7 +111,7 @@ class _Seconds(click.ParamType):
 @click.option("--client", "role", type=click.Choice([PUBLIC, READER, UTILITY]), default=PUBLIC,
               show_default=True, help="Association: public 0x10, reader 0x20 (LLS), utility 0x30 "
               "(HLS-GMAC + ciphering).")
-@click.option("--client-sap", type=_AnyBaseInt(0, 0x7F), default=None, metavar="SAP",
+@click.option("--client-sap", type=AnyBaseInt(0, 0x7F), default=None, metavar="SAP",
               help="Client SAP for the association (HDLC client address, wrapper source "
               "wPort), e.g. 0x01 where a meter serves HLS there. Default: the --client's.")
 @click.option("--server-address", "--server", "server", default="1", show_default=True,
@@ -164,7 +129,7 @@ class _Seconds(click.ParamType):
 @click.option("--trace", is_flag=True, help="Show every frame on stderr, in hex and decoded "
               "(ciphered APDUs deciphered with the session's keys; key bytes are never shown). "
               "With --json: one JSON object per frame.")
-@click.option("--timeout", type=_Seconds(), default=5.0, show_default=True,
+@click.option("--timeout", type=Seconds(), default=5.0, show_default=True,
               help="Seconds to wait for each answer.")
 @click.option("--retries", type=click.IntRange(0, 100), default=2, show_default=True,
               help="Retransmissions (HDLC) / connection attempts (TCP).")
@@ -714,90 +679,4 @@ def action_cmd(target, method, value, type_name):
            "returned": back, "result": "success"}, human)
 
 
-# ---------------------------------------------------------------------------------------------
-# bijli decode (a top-level command)
-
-
-def _read_hex(data):
-    text = sys.stdin.read() if data == "-" else data
-    cleaned = "".join(text.split()).replace(":", "").replace("-", "")
-    if cleaned[:2].lower() == "0x":
-        cleaned = cleaned[2:]
-    if not cleaned:
-        raise click.BadParameter("no octets given", param_hint="HEX")
-    try:
-        return bytes.fromhex(cleaned)
-    except ValueError:
-        raise click.BadParameter("not hex: give the octets as hex digits (spaces, colons "
-                                 "and newlines allowed), or - to read them from stdin",
-                                 param_hint="HEX") from None
-
-
-def _has_error(doc):
-    if isinstance(doc, dict):
-        if "error" in doc or doc.get("type") == "undecodable":
-            return True
-        return any(_has_error(v) for v in doc.values())
-    if isinstance(doc, list):
-        return any(_has_error(v) for v in doc)
-    return False
-
-
-@click.command("decode")
-@click.argument("data", metavar="HEX|-")
-@click.option("--keys", "keys_file", metavar="FILE", type=click.Path(dir_okay=False),
-              help="Key file (as for bijli client) to decipher ciphered APDUs.")
-@click.option("--demo-keys", "use_demo", is_flag=True,
-              help="Decipher with the INSECURE well-known DLMS demo keys (emulated meters).")
-@click.option("--system-title", default=None, metavar="HEX|TEXT",
-              help="The sender's system title (16 hex digits or 8 characters), for "
-              "service-specific ciphered APDUs, which do not carry it.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
-def decode_cmd(data, keys_file, use_demo, system_title, as_json):
-    """Decode DLMS octets: HDLC frames (7E ...), wrapper PDUs (00 01 ...) or one APDU.
-
-    Exit status: 0 decoded, 2 bad input or key file, 6 something did not decode.
-    """
-    raw = _read_hex(data)
-    keys = None
-    try:
-        if keys_file:
-            keys = load_keys(keys_file)
-        elif use_demo:
-            keys = demo_keys()
-            click.echo(INSECURE_NOTE, err=True)
-    except KeyFileError as exc:
-        _fail(EXIT_USAGE, str(exc))
-    title = None
-    if system_title is not None:
-        try:
-            title = system_title.encode("latin-1") if len(system_title) == 8 else \
-                bytes.fromhex(system_title)
-        except (ValueError, UnicodeError):
-            title = b""
-        if len(title) != 8:
-            raise click.BadParameter("8 characters or 16 hex digits", param_hint="--system-title")
-    describer = Describer(keys, client_title=title, server_title=title)
-    if raw[0] == 0x7E:
-        frames, rest = split_frames(raw, "hdlc")
-    elif raw[:2] == b"\x00\x01" and len(raw) >= 8:
-        frames, rest = split_frames(raw, "wrapper")
-    else:
-        frames, rest = [raw], b""
-    docs = [describer.frame(f) for f in frames]
-    if rest:
-        docs.append({"frame": "incomplete", "octets": len(rest), "hex": rest.hex(" "),
-                     "error": "%d octet(s) do not make a whole frame" % len(rest)})
-    if as_json:
-        click.echo(json.dumps({"frames": docs}, sort_keys=True))
-    else:
-        for doc in docs:
-            if doc["frame"] == "incomplete":
-                click.echo("%s (%d octets)\n  %s" % (doc["hex"], doc["octets"], doc["error"]))
-            else:
-                click.echo("\n".join(render(doc)))
-    if _has_error(docs):
-        sys.exit(EXIT_PROTOCOL)
-
-
-__all__ = ["client", "decode_cmd", "parse_target", "CONTROL_STATES"]
+__all__ = ["client", "parse_target", "CONTROL_STATES"]
