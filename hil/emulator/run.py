@@ -138,7 +138,7 @@ class Run:
     """One `bijli meter run`: the emulated meter, scheduled tokens, the run's record of events.
 
     Sans-terminal core: `step()` advances the meter and enters due tokens/input lines;
-    `summary()` gives the closing figures. The click command adds the view around it.
+    `summary()` gives the closing figures. `cli/meter.py` adds the view around it.
     """
 
     def __init__(self, em, tokens, end_s=None, read_lines=None):
