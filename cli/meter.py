@@ -26,6 +26,7 @@ from cli.options import FiniteFloatRange
 from firmware import event_codes as ec
 from firmware import token_gate as tg
 from firmware.config import Config
+from firmware.demo_keys import INSECURE_DEMO_VENDING_KEY
 from firmware.dlms import hdlc as fw_hdlc
 from firmware.hal.sim import parse_load
 from firmware.storage import StoreError
@@ -257,7 +258,6 @@ def run(speed, load, state_dir, duration, start, balance, credit_alias, meter_id
     from firmware.hal.sim import parse_load
     from firmware.timeutil import format_local
     from headend.vending import DEMO_KEY_WARNING
-    from hil.emulator.meter import demo_vending_key
 
     balance = merge_balance(balance, credit_alias)
     cfg = Config()
@@ -278,7 +278,7 @@ def run(speed, load, state_dir, duration, start, balance, credit_alias, meter_id
     # the clock starts paused; it runs from the first step of the loop (exact start)
     em = start_meter(state_dir, 0, meter_id, load, start_s=start_s,
                      opening_paise=opening_paise(balance), config=cfg,
-                     vending_key=demo_vending_key())
+                     vending_key=INSECURE_DEMO_VENDING_KEY)
     m = em.meter
     tz = m.config.tz_offset_s
     given_id = click.get_current_context().get_parameter_source("meter_id")

@@ -21,10 +21,11 @@ import time
 
 from firmware import event_codes as ec
 from firmware import timeutil
-from firmware.cosem import data as D
-from firmware.cosem import dtime
 from firmware.cosem import table as T
 from firmware.cosem.base import obis_text
+from protocol.apdu.notification import DATA_NOTIFICATION, DataNotification
+from protocol.cosem_types import CosemDateTime
+from protocol.errors import ProtocolError
 
 METER_ID = "BJ00000042"
 START = timeutil.from_fields(2026, 1, 5, 9, 0) - timeutil.IST_OFFSET_S  # Monday 09:00 IST
@@ -34,9 +35,6 @@ RECHARGE_RUPEES = 200
 STEP_S = 900
 MAX_RUN_S = 3 * 86400
 
-TOKEN_RESULTS = {0: "accepted", 1: "format", 2: "auth", 3: "used", 4: "old", 5: "lockout",
-                 6: "overflow", 7: "type"}
-CONTROL_STATES = {0: "disconnected", 1: "connected", 2: "ready for reconnection"}
 
 
 # ---- the meter, served in a background thread -----------------------------------------------
@@ -106,9 +104,9 @@ class HeadEnd:
         return int(self.client.balance().paise)
 
     def relay(self):
-        """(output_state, control_state) of IC 70."""
+        """(output_state, control state name) of IC 70, e.g. (False, "ready for reconnection")."""
         r = self.client.relay()
-        return r.output, r.control_state
+        return r.output, r.control_state_name.replace("_", " ")
 
     def set_push(self, host, port):
         """Make this head-end the push destination (IC 40 attribute 3)."""
@@ -118,8 +116,9 @@ class HeadEnd:
                         axdr.Structure([axdr.Enum(0), dest, axdr.Enum(0)]))
 
     def enter_token(self, digits):
-        """Deliver 20 digits via IC 115 enter; returns the token result code."""
-        return self.client.enter_token(digits).code
+        """Deliver 20 digits via IC 115 enter; returns the token result's name (the meter's
+        word for it, e.g. "accept" or "used")."""
+        return self.client.enter_token(digits).name
 
     def events(self, log, t_from, t_to):
         """Rows (time, code, value, extra, number) of an event log in [t_from, t_to]."""
@@ -163,99 +162,16 @@ def run_demo(say=None, state_dir=None):
         from headend.vending import Vendor
         vendor = Vendor(tmp.name + "/vending.sqlite3")
         he = HeadEnd(address).open()
-        say("step", "Head-end associates with meter %s at %s as the utility client "
-            "(HLS-GMAC, AES-GCM suite 0, INSECURE demo keys)" % (METER_ID, s["meter_address"]))
-        he.set_push(*mt.push_address)
-        s["meter_id_read"] = he.meter_id()
-        t0 = he.clock()
-        wh, raw, scaler = he.energy()
-        s["energy_start_wh"] = wh
-        s["energy_raw_scaler"] = (raw, scaler)
-        s["balance_start"] = he.balance_paise()
-        out, state = he.relay()
-        say("read", "%s %s  energy %s Wh (register %d, scaler %d, unit Wh)  balance %s  "
-            "relay %s" % (_weekday(t0), _local(t0), wh, raw, scaler, _rs(s["balance_start"]),
-                          CONTROL_STATES[state]))
-
-        say("step", "A day at high clock speed: %d W load, tariff Rs 7.00/kWh; the meter's own "
-            "policy decides (1 day grace after zero, cut only 10:00-13:00, not on Sunday)" % LOAD_W)
-        zero_t = cut_t = None
-        timeline = []
-        t = t0
-        while t - t0 < MAX_RUN_S:
-            mt.advance(STEP_S)
-            t = he.clock()
-            bal = he.balance_paise()
-            out, state = he.relay()
-            if zero_t is None and bal <= 0:
-                # the meter's own BALANCE_ZERO time, not this poll's (they are a step apart)
-                zero_t = _first_event_time(he, ec.LOG_ACCOUNT, ec.BALANCE_ZERO, t0, t) or t
-                say("event", "%s %s  credit ran out (balance %s at the %s reading): the grace "
-                    "period runs" % (_weekday(zero_t), _local(zero_t), _rs(bal),
-                                     _local(t)[11:]))
-            if not out:
-                cut_t = t
-                break
-        if cut_t is None:
-            raise RuntimeError("the policy never disconnected within %d s" % MAX_RUN_S)
-        ctl = he.events(ec.LOG_CONTROL, t0, cut_t)
-        cuts = [e for e in ctl if e[1] == ec.RELAY_DISCONNECTED]
-        cut_event_t = cuts[-1][0] if cuts else cut_t
-        reason = ec.REASON_NAMES.get(cuts[-1][2], "?") if cuts else "?"
-        deferred = [e for e in ctl if e[1] == ec.DISCONNECT_DEFERRED]
-        s["zero_time"] = zero_t
-        timeline.append((zero_t, "balance reached zero"))
-        s["cut_time"] = cut_event_t
-        s["cut_reason"] = reason
-        s["cut_local"] = _local(cut_event_t)
-        s["deferred_reasons"] = sorted(set(ec.REASON_NAMES.get(e[2], "?") for e in deferred))
-        s["balance_at_cut"] = he.balance_paise()
-        timeline.append((cut_event_t, "supply cut by the meter's policy (%s)" % reason))
-        say("event", "%s %s  relay DISCONNECTED by the meter (reason: %s) after %s of grace, "
-            "inside the 10:00-13:00 window" % (_weekday(cut_event_t), _local(cut_event_t), reason,
-                                               _dur(cut_event_t - (zero_t or cut_event_t))))
-
-        say("step", "Consumer pays Rs %d: head-end vends a 20-digit token and delivers it via the "
-            "Token gateway (IC 115 enter)" % RECHARGE_RUPEES)
-        rec = vendor.vend_record(METER_ID, "credit", RECHARGE_RUPEES)
-        s["token"] = rec.digits
-        before = he.balance_paise()
-        t_pay = he.clock()
-        s["token_time"] = t_pay
-        r0 = time.monotonic()
-        code = he.enter_token(rec.digits)
-        out, state = he.relay()
-        reconnect_ms = (time.monotonic() - r0) * 1000
-        after = he.balance_paise()
-        s["token_result"] = TOKEN_RESULTS.get(code, str(code))
-        s["balance_before_token"] = before
-        s["balance_after_token"] = after
-        s["recharge_paise"] = rec.actual * 100
-        s["ec_repaid"] = sum(e[2] for e in he.events(ec.LOG_ACCOUNT, t_pay, he.clock())
-                             if e[1] == ec.EMERGENCY_CREDIT_REPAID)
-        s["recharge_split"] = recharge_split(s["recharge_paise"], before, after, s["ec_repaid"])
-        s["relay_after_token"] = CONTROL_STATES[state]
-        s["reconnected"] = bool(out)
-        s["reconnect_ms"] = reconnect_ms
-        timeline.append((t_pay, "token %s: %s, balance %s -> %s, relay %s" % (
-            rec.digits, s["token_result"], _rs(before), _rs(after), CONTROL_STATES[state])))
-        say("event", "token %s %s: balance %s -> %s; relay %s by the meter itself, no "
-            "reconnect command (token sent to relay read back: %.0f ms)" % (
-                rec.digits, s["token_result"].upper(), _rs(before), _rs(after),
-                CONTROL_STATES[state].upper(), reconnect_ms))
-        say("event", explain_recharge(s["recharge_split"], s["zero_time"]))
-        again = he.enter_token(rec.digits)
-        s["replay_result"] = TOKEN_RESULTS.get(again, str(again))
-        s["balance_after_replay"] = he.balance_paise()
-        say("event", "the same token again: %s (balance stays %s)" % (
-            s["replay_result"].upper(), _rs(s["balance_after_replay"])))
-
+        t0 = _first_reading(say, he, mt, s)
+        _run_until_cut(say, he, mt, s, t0)
+        timeline = [(s["zero_time"], "balance reached zero"),
+                    (s["cut_time"], "supply cut by the meter's policy (%s)" % s["cut_reason"]),
+                    _pay(say, he, vendor, s)]
         say("step", "The consumer's app reads the meter itself, no head-end and no keys "
             "(public association)")
         s["public_balance"], s["public_last_recharge"] = public_view(address)
         say("read", "balance %s, last recharge %s" % (_rs(s["public_balance"]),
                                                       _rs(s["public_last_recharge"])))
-
         mt.advance(1)
         s["energy_end_wh"] = he.energy()[0]
         s["daily"] = he.daily_profile()
@@ -269,6 +185,99 @@ def run_demo(say=None, state_dir=None):
         tmp.cleanup()
     s["real_seconds"] = time.monotonic() - t_real
     return s
+
+
+def _first_reading(say, he, mt, s):
+    """Step 1: associate, become the push destination, read id, clock, energy, balance, relay.
+    Returns the meter's time."""
+    say("step", "Head-end associates with meter %s at %s as the utility client "
+        "(HLS-GMAC, AES-GCM suite 0, INSECURE demo keys)" % (METER_ID, s["meter_address"]))
+    he.set_push(*mt.push_address)
+    s["meter_id_read"] = he.meter_id()
+    t0 = he.clock()
+    wh, raw, scaler = he.energy()
+    s["energy_start_wh"] = wh
+    s["energy_raw_scaler"] = (raw, scaler)
+    s["balance_start"] = he.balance_paise()
+    _out, state = he.relay()
+    say("read", "%s %s  energy %s Wh (register %d, scaler %d, unit Wh)  balance %s  "
+        "relay %s" % (_weekday(t0), _local(t0), wh, raw, scaler, _rs(s["balance_start"]), state))
+    return t0
+
+
+def _run_until_cut(say, he, mt, s, t0):
+    """Step 2: let simulated time run until the meter's policy cuts the supply; the facts
+    (when the credit ran out, when and why the supply was cut) go into `s`."""
+    say("step", "A day at high clock speed: %d W load, tariff Rs 7.00/kWh; the meter's own "
+        "policy decides (1 day grace after zero, cut only 10:00-13:00, not on Sunday)" % LOAD_W)
+    zero_t = cut_t = None
+    t = t0
+    while t - t0 < MAX_RUN_S:
+        mt.advance(STEP_S)
+        t = he.clock()
+        bal = he.balance_paise()
+        out, _state = he.relay()
+        if zero_t is None and bal <= 0:
+            # the meter's own BALANCE_ZERO time, not this poll's (they are a step apart)
+            zero_t = _first_event_time(he, ec.LOG_ACCOUNT, ec.BALANCE_ZERO, t0, t) or t
+            say("event", "%s %s  credit ran out (balance %s at the %s reading): the grace "
+                "period runs" % (_weekday(zero_t), _local(zero_t), _rs(bal), _local(t)[11:]))
+        if not out:
+            cut_t = t
+            break
+    if cut_t is None:
+        raise RuntimeError("the policy never disconnected within %d s" % MAX_RUN_S)
+    ctl = he.events(ec.LOG_CONTROL, t0, cut_t)
+    cuts = [e for e in ctl if e[1] == ec.RELAY_DISCONNECTED]
+    cut_event_t = cuts[-1][0] if cuts else cut_t
+    reason = ec.REASON_NAMES.get(cuts[-1][2], "?") if cuts else "?"
+    deferred = [e for e in ctl if e[1] == ec.DISCONNECT_DEFERRED]
+    s["zero_time"] = zero_t
+    s["cut_time"] = cut_event_t
+    s["cut_reason"] = reason
+    s["cut_local"] = _local(cut_event_t)
+    s["deferred_reasons"] = sorted(set(ec.REASON_NAMES.get(e[2], "?") for e in deferred))
+    s["balance_at_cut"] = he.balance_paise()
+    say("event", "%s %s  relay DISCONNECTED by the meter (reason: %s) after %s of grace, "
+        "inside the 10:00-13:00 window" % (_weekday(cut_event_t), _local(cut_event_t), reason,
+                                           _dur(cut_event_t - (zero_t or cut_event_t))))
+
+
+def _pay(say, he, vendor, s):
+    """Step 3: vend a token, deliver it, see the meter reconnect itself; deliver it again
+    (refused). The facts go into `s`; returns the timeline entry."""
+    say("step", "Consumer pays Rs %d: head-end vends a 20-digit token and delivers it via the "
+        "Token gateway (IC 115 enter)" % RECHARGE_RUPEES)
+    rec = vendor.vend_record(METER_ID, "credit", RECHARGE_RUPEES)
+    s["token"] = rec.digits
+    before = he.balance_paise()
+    t_pay = he.clock()
+    s["token_time"] = t_pay
+    r0 = time.monotonic()
+    s["token_result"] = he.enter_token(rec.digits)
+    out, state = he.relay()
+    reconnect_ms = (time.monotonic() - r0) * 1000
+    after = he.balance_paise()
+    s["balance_before_token"] = before
+    s["balance_after_token"] = after
+    s["recharge_paise"] = rec.actual * 100
+    s["ec_repaid"] = sum(e[2] for e in he.events(ec.LOG_ACCOUNT, t_pay, he.clock())
+                         if e[1] == ec.EMERGENCY_CREDIT_REPAID)
+    s["recharge_split"] = recharge_split(s["recharge_paise"], before, after, s["ec_repaid"])
+    s["relay_after_token"] = state
+    s["reconnected"] = bool(out)
+    s["reconnect_ms"] = reconnect_ms
+    say("event", "token %s %s: balance %s -> %s; relay %s by the meter itself, no "
+        "reconnect command (token sent to relay read back: %.0f ms)" % (
+            rec.digits, s["token_result"].upper(), _rs(before), _rs(after), state.upper(),
+            reconnect_ms))
+    say("event", explain_recharge(s["recharge_split"], s["zero_time"]))
+    s["replay_result"] = he.enter_token(rec.digits)
+    s["balance_after_replay"] = he.balance_paise()
+    say("event", "the same token again: %s (balance stays %s)" % (
+        s["replay_result"].upper(), _rs(s["balance_after_replay"])))
+    return (t_pay, "token %s: %s, balance %s -> %s, relay %s" % (
+        rec.digits, s["token_result"], _rs(before), _rs(after), state))
 
 
 def _last_recharge_at(s, when):
@@ -334,17 +343,20 @@ def _dur(seconds):
 
 
 def _push_summary(apdus):
-    """[(meter time, event name, value)] of the data-notifications received."""
+    """[(meter time, event name, value)] of the data-notifications received (bijli's push:
+    a structure whose 4th element is the alert (code, value, ...))."""
     out = []
     for apdu in apdus:
         try:
-            if apdu[0] != 0x0F or apdu[5] != 12:
+            if apdu[:1] != bytes((DATA_NOTIFICATION,)):
                 continue
-            when = dtime.decode(apdu[6:18], 0)
-            tag, body = D.decode_all(apdu[18:])
-            alert = body[3][1]
-            out.append((when, ec.name(alert[0][1]), alert[1][1]))
-        except (ValueError, IndexError, TypeError):
+            push = DataNotification.decode(apdu)
+            if not isinstance(push.date_time, CosemDateTime):
+                continue  # not one of bijli's pushes (they carry the meter's date-time)
+            alert = push.body[3]
+            when = int(push.date_time.to_datetime().timestamp())
+            out.append((when, ec.name(int(alert[0])), int(alert[1])))
+        except (ProtocolError, ValueError, IndexError, TypeError, AttributeError):
             out.append((0, "undecodable push", 0))
     return out
 

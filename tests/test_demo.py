@@ -22,7 +22,7 @@ def test_run_demo_facts():
     sod = timeutil.local_second_of_day(s["cut_time"])
     assert 10 * 3600 <= sod < 13 * 3600
     # the token: accepted, balance up by the recharge, relay reconnected by the meter at once
-    assert s["token_result"] == "accepted"
+    assert s["token_result"] == "accept"  # the meter's word (firmware/vocabulary.py)
     assert s["balance_after_token"] - s["balance_before_token"] == demo_mod.RECHARGE_RUPEES * 100
     assert s["reconnected"] and s["relay_after_token"] == "connected"
     assert s["reconnect_ms"] < 5000  # one request-response, seconds at worst (S2)
@@ -51,7 +51,7 @@ def test_demo_command_prints_summary():
     res = CliRunner().invoke(main, ["demo"], terminal_width=120)
     assert res.exit_code == 0, res.output
     out = res.output
-    for text in ("Summary", "accepted", "used", "credit_exhausted", "INSECURE",
+    for text in ("Summary", "accept", "used", "credit_exhausted", "INSECURE",
                  "reconnected by the meter itself", "RELAY_DISCONNECTED"):
         assert text in out, text
 

@@ -17,6 +17,7 @@ from firmware.cosem.service import (  # noqa: F401 - re-exported for the demo an
     DEMO_PASSWORD,
     system_title_for,
 )
+from firmware.demo_keys import INSECURE_DEMO_VENDING_KEY
 from firmware.dlms import ObjectTable
 from firmware.dlms.endpoint import CounterReservation, DlmsEndpoint
 from firmware.dlms.server import DlmsServer
@@ -44,12 +45,6 @@ EMULATOR_KEY_REVISIONS = 4  # token key revisions 0..3 provisioned in a new emul
 
 # The well-known DLMS test keys (INSECURE, demos and tests only) come from the firmware,
 # so a board without provisioned keys and the emulator answer the same way.
-
-
-def demo_vending_key():
-    """The INSECURE demo vending key of headend/vending.py."""
-    from headend.vending import DEMO_VENDING_KEY
-    return DEMO_VENDING_KEY
 
 
 def system_title(meter_id):
@@ -99,7 +94,7 @@ class EmulatedMeter:
             tz = cfg.tz_offset_s
             self.hal = SimHal(self.clock, load=parse_load(load, tz) if isinstance(load, str) else load,
                               nvm=nvm)
-            vkey = demo_vending_key() if vending_key is None else vending_key
+            vkey = INSECURE_DEMO_VENDING_KEY if vending_key is None else vending_key
             # an existing meter keeps its identity and its stored token keys; a new one is
             # provisioned like a factory would: revision 0 and the next ones, so that an
             # "advance key revision" token has a key to move to
