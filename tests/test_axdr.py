@@ -35,9 +35,10 @@ from protocol.axdr import (
     from_spec,
     to_python,
 )
-from protocol.cosem_types import CosemDate, CosemDateTime, CosemTime, ScalerUnit
+from protocol.cosem_types import CosemDate, CosemDateTime, CosemTime
 from protocol.errors import DecodeError, EncodeError, ProtocolError
 from protocol.obis import Obis
+from protocol.scaler_unit import ScalerUnit
 from tests.strategies import LENGTH_BOUNDARIES, boundary_binary
 
 

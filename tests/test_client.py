@@ -25,6 +25,7 @@ from protocol.apdu import (
 from protocol.axdr import Array, BitString, Enum, Int8, Int32, Structure, UInt16, UInt32
 from protocol.client import (
     AsyncDlmsClient,
+    BijliClientCore,
     ClientCore,
     DlmsClient,
     Energy,
@@ -595,7 +596,7 @@ def test_core_operations_raise_only_protocol_errors():
        op=st.sampled_from(["get", "energy", "balance", "relay", "enter_token", "profile",
                            "events", "action", "set", "release"]))
 def _core_operations_raise_only_protocol_errors(seen, replies, op):
-    core = ClientCore()
+    core = BijliClientCore()
     core.associated = True
     args = {"get": (1, "0.0.96.1.0.255", 2), "enter_token": ("12345678901234567890",),
             "action": (70, "0.0.96.3.10.255", 1), "set": (1, "0.0.96.1.0.255", 2, b"x")}
