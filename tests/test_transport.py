@@ -11,6 +11,7 @@ from protocol.errors import LinkError
 from protocol.hdlc import Address, Frame, I
 from protocol.hdlc_link import FrameDecoder
 from protocol.transport import (
+    AddressError,
     AsyncSerialTransport,
     AsyncTcpTransport,
     SerialTransport,
@@ -110,6 +111,35 @@ def test_parse_host_port():
         with pytest.raises(LinkError):
             parse_host_port(bad)
 
+
+
+def test_parse_host_port_bare_ipv6_is_a_host_without_port():
+    assert parse_host_port("::1") == ("::1", 4059)
+    assert parse_host_port("fe80::1", 4060) == ("fe80::1", 4060)
+
+
+def test_parse_host_port_listener_rules():
+    """A listener may leave the host out (loopback, never all interfaces) and take port 0;
+    a connection may not."""
+    assert parse_host_port(":4060", listen=True) == ("127.0.0.1", 4060)
+    assert parse_host_port("[]:4060", listen=True) == ("127.0.0.1", 4060)
+    assert parse_host_port("", listen=True) == ("127.0.0.1", 4059)
+    assert parse_host_port("127.0.0.1:0", listen=True) == ("127.0.0.1", 0)
+    assert parse_host_port("[::]:0", listen=True) == ("::", 0)
+    assert parse_host_port("0.0.0.0:4059", listen=True) == ("0.0.0.0", 4059)
+    for bad in [":4060", "[]:4060", "", "127.0.0.1:0"]:
+        with pytest.raises(LinkError):
+            parse_host_port(bad)
+    for bad in ["host:-1", "host:70000", "host:x", "[::1"]:
+        with pytest.raises(LinkError):
+            parse_host_port(bad, listen=True)
+
+
+def test_parse_host_port_errors_are_value_errors_too():
+    """Option parsers that catch ValueError for bad text catch a bad address as well."""
+    with pytest.raises(ValueError, match="port"):
+        parse_host_port("host:abc")
+    assert issubclass(AddressError, LinkError)
 
 class OneShotServer:
     """A TCP server thread that runs `script(conn)` for the first connection."""

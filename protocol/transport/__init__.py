@@ -10,9 +10,10 @@ Every transport has the same small interface, so the client does not care which 
   with a message that says what happened; no other exception escapes.
 """
 from protocol.transport.serial import AsyncSerialTransport, SerialTransport
-from protocol.transport.tcp import AsyncTcpTransport, TcpTransport, parse_host_port
+from protocol.transport.tcp import AddressError, AsyncTcpTransport, TcpTransport, parse_host_port
 
 __all__ = [
+    "AddressError",
     "AsyncSerialTransport",
     "AsyncTcpTransport",
     "SerialTransport",

@@ -7,30 +7,49 @@ import time
 from protocol.errors import LinkError
 
 DEFAULT_PORT = 4059
+LOOPBACK = "127.0.0.1"  # where a listener given no host listens
 READ_SIZE = 4096
 
 
-def parse_host_port(text, default_port=DEFAULT_PORT):
-    """Split "host:port", "host" or "[v6addr]:port" into (host, port); LinkError if malformed."""
-    text = text.strip()
+class AddressError(LinkError, ValueError):
+    """A TCP address text is malformed (a ValueError too, like any bad text argument)."""
+
+
+def parse_host_port(text, default_port=DEFAULT_PORT, listen=False):
+    """(host, port) from the text of a TCP address; AddressError (a LinkError and a
+    ValueError) if malformed. The one rule for every TCP address bijli takes:
+
+    - "HOST:PORT", "HOST" (the default port), "[V6ADDR]:PORT", "[V6ADDR]"; an address with
+      more than one colon and no brackets is an IPv6 address without a port ("::1").
+    - For a connection (`listen=False`) a host is required and the port is 1..65535.
+    - For a listener (`listen=True`) the host may be left out (":PORT", "" or "[]:PORT"):
+      it then means the loopback interface 127.0.0.1, never all interfaces (say "0.0.0.0"
+      or "[::]" for those); the port may be 0 (any free port).
+    """
+    text = str(text).strip()
     host, port = text, default_port
     if text.startswith("["):
         end = text.find("]")
         if end < 0:
-            raise LinkError("bad TCP address %r" % text)
+            raise AddressError("bad TCP address %r: no ']' after the IPv6 address" % text)
         host, rest = text[1:end], text[end + 1:]
         if rest:
             if not rest.startswith(":"):
-                raise LinkError("bad TCP address %r" % text)
+                raise AddressError("bad TCP address %r: ':PORT' expected after ']'" % text)
             port = rest[1:]
     elif text.count(":") == 1:
         host, port = text.split(":")
     try:
         port = int(port)
     except ValueError:
-        raise LinkError("bad TCP port in %r" % text) from None
-    if not host or not 0 < port < 65536:
-        raise LinkError("bad TCP address %r" % text)
+        raise AddressError("bad TCP port in %r" % text) from None
+    lowest = 0 if listen else 1
+    if not lowest <= port <= 65535:
+        raise AddressError("bad TCP port in %r (%d..65535)" % (text, lowest))
+    if not host:
+        if not listen:
+            raise AddressError("bad TCP address %r: a host is required" % text)
+        host = LOOPBACK
     return host, port
 
 
