@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from protocol import security  # noqa: E402
+from protocol import keys, security  # noqa: E402
 from protocol.apdu import (  # noqa: E402
     AttributeDescriptor,
     GetRequestNormal,
@@ -40,8 +40,8 @@ try:
 except ImportError:  # pragma: no cover - HDLC is another engineer's module
     hdlc = None
 
-EK = security.INSECURE_DEMO_BLOCK_CIPHER_KEY
-AK = security.INSECURE_DEMO_AUTHENTICATION_KEY
+EK = keys.INSECURE_DEMO_BLOCK_CIPHER_KEY
+AK = keys.INSECURE_DEMO_AUTHENTICATION_KEY
 CLIENT_ST = bytes.fromhex("4d4d4d0000000001")
 ROWS = 1000
 START = 1_700_000_000

@@ -3,7 +3,7 @@
 The generic client (`protocol.client_core`) speaks the Blue Book and IS 15959; what only a
 bijli meter means -- which OBIS holds the prepaid balance, what token-status code 3 is called,
 which event log is number 2, what event code 60 is -- is here, taken from the firmware's own
-definitions (`firmware/event_codes.py`, `firmware/token_gate.py`) so host and meter spell them
+definitions (`firmware/vocabulary.py`, `firmware/event_codes.py`) so host and meter spell them
 one way. `BijliClientCore` is the client core with the typed helpers of the prepaid meter
 (`balance`, `enter_token`, `events`); the drivers in `protocol.client` run it.
 """
@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from firmware import event_codes
+from firmware import vocabulary as V
 from firmware.token_codec import normalize as normalize_entry
-from firmware.token_gate import ACCEPT, CODE_NAMES
+from firmware.token_gate import ACCEPT
 from protocol.client_core import (
     CLOCK,
     CURRENT_ASSOCIATION,
@@ -30,33 +31,34 @@ from protocol.errors import DecodeError, EncodeError, ServiceError
 from protocol.obis import Obis
 from protocol.results import Balance
 
-ACCOUNT = Obis("0.0.19.0.0.255")
-TOKEN_GATEWAY = Obis("0.0.19.40.0.255")
-BALANCE = Obis("0.0.94.96.24.255")
-BALANCE_TIME = Obis("0.0.94.96.25.255")
-DAILY_PROFILE = Obis("1.0.99.2.0.255")
+ACCOUNT = Obis(V.ACCOUNT)
+TOKEN_GATEWAY = Obis(V.TOKEN_GATEWAY)
+BALANCE = Obis(V.BALANCE)
+BALANCE_TIME = Obis(V.BALANCE_TIME)
+DAILY_PROFILE = Obis(V.DAILY_PROFILE)
 EVENT_LOGS = {event_codes.LOG_POWER: "power", event_codes.LOG_CONTROL: "control",
               event_codes.LOG_TAMPER: "tamper", event_codes.LOG_TOKEN: "token",
               event_codes.LOG_ACCOUNT: "account", event_codes.LOG_CONFIG: "config"}
-TOKEN_RESULTS = CODE_NAMES  # token_status code -> name, the firmware's spelling
+TOKEN_RESULTS = V.TOKEN_RESULT_NAMES  # token_status code -> its one name
 
 
 def event_log_obis(log):
     """OBIS of event log `log` (0 power .. 5 config): 0.0.99.98.log.255."""
-    return Obis(0, 0, 99, 98, log, 255)
+    return Obis(V.event_log_obis(log))
 
 
 # The class ids of the bijli meter's objects, so `read("1.0.1.8.0.255")` needs no object-list
 # lookup.
 KNOWN_CLASSES = {
-    CLOCK: 8, SERIAL_NUMBER: 1, LOGICAL_DEVICE_NAME: 1, Obis("1.0.0.2.0.255"): 1,
-    ENERGY_IMPORT: 3, ENERGY_EXPORT: 3, Obis("1.0.32.7.0.255"): 3, Obis("1.0.31.7.0.255"): 3,
-    Obis("1.0.1.7.0.255"): 3, Obis("1.0.1.29.0.255"): 3, Obis("1.0.2.29.0.255"): 3,
-    DISCONNECT_CONTROL: 70, Obis("0.0.17.0.0.255"): 71, ACCOUNT: 111,
-    Obis("0.0.19.10.0.255"): 112, Obis("0.0.19.10.1.255"): 112, Obis("0.0.19.20.0.255"): 113,
-    Obis("0.0.19.20.1.255"): 113, TOKEN_GATEWAY: 115, Obis("0.0.94.96.21.255"): 3,
-    Obis("0.0.94.96.22.255"): 1, Obis("0.0.94.96.23.255"): 3, BALANCE: 3, BALANCE_TIME: 1,
-    LOAD_PROFILE: 7, DAILY_PROFILE: 7, Obis("0.4.25.9.0.255"): 40, CURRENT_ASSOCIATION: 15,
+    **{Obis(name): class_id for name, class_id in (
+        (V.FIRMWARE_VERSION, 1), (V.VOLTAGE, 3), (V.CURRENT, 3), (V.POWER, 3),
+        (V.BLOCK_IMPORT, 3), (V.BLOCK_EXPORT, 3), (V.LIMITER, 71), (V.CREDIT_TOKEN, 112),
+        (V.CREDIT_EMERGENCY, 112), (V.CHARGE_ENERGY, 113), (V.CHARGE_DAILY, 113),
+        (V.LAST_RECHARGE_AMOUNT, 3), (V.LAST_RECHARGE_TIME, 1), (V.TOTAL_AT_LAST_RECHARGE, 3),
+        (V.PUSH_SETUP, 40))},
+    CLOCK: 8, SERIAL_NUMBER: 1, LOGICAL_DEVICE_NAME: 1, ENERGY_IMPORT: 3, ENERGY_EXPORT: 3,
+    DISCONNECT_CONTROL: 70, ACCOUNT: 111, TOKEN_GATEWAY: 115, BALANCE: 3, BALANCE_TIME: 1,
+    LOAD_PROFILE: 7, DAILY_PROFILE: 7, CURRENT_ASSOCIATION: 15,
     **{event_log_obis(k): 7 for k in EVENT_LOGS},
 }
 

@@ -31,11 +31,14 @@ try:
 except ImportError:  # pragma: no cover - Windows: no advisory locks, one client at a time
     fcntl = None
 
+# the INSECURE demo keys are bijli's, defined once for the meter and the host
+from firmware.demo_keys import (
+    INSECURE_DEMO_AUTHENTICATION_KEY,
+    INSECURE_DEMO_BLOCK_CIPHER_KEY,
+    INSECURE_DEMO_PASSWORD,
+)
 from protocol.errors import ProtocolError
 
-INSECURE_DEMO_BLOCK_CIPHER_KEY = bytes.fromhex("000102030405060708090A0B0C0D0E0F")
-INSECURE_DEMO_AUTHENTICATION_KEY = bytes.fromhex("D0D1D2D3D4D5D6D7D8D9DADBDCDDDEDF")
-INSECURE_DEMO_PASSWORD = b"12345678"
 DEMO_CLIENT_SYSTEM_TITLE = b"BJLHE001"
 
 INSECURE_NOTE = ("INSECURE: using the well-known public DLMS demo keys and LLS password; anyone "

@@ -4,6 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from protocol import keys
 from protocol import security as sec
 from protocol.apdu import (
     ActionResponseNormal,
@@ -18,8 +19,8 @@ from protocol.axdr import UInt32
 from protocol.errors import DecodeError, EncodeError, ProtocolError, SecurityError
 
 H = bytes.fromhex
-EK = sec.INSECURE_DEMO_BLOCK_CIPHER_KEY
-AK = sec.INSECURE_DEMO_AUTHENTICATION_KEY
+EK = keys.INSECURE_DEMO_BLOCK_CIPHER_KEY
+AK = keys.INSECURE_DEMO_AUTHENTICATION_KEY
 CLIENT_ST = H("4d4d4d0000000001")
 SERVER_ST = H("4d4d4d0000bc614e")
 
