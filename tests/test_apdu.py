@@ -539,11 +539,8 @@ def test_gurux_hls_gmac_aarq_with_glo_initiate_deciphers_here():
     from gurux_dlms.enums import Authentication, InterfaceType, Security
     from gurux_dlms.secure import GXDLMSSecureClient
 
-    from protocol.security import (
-        INSECURE_DEMO_AUTHENTICATION_KEY,
-        INSECURE_DEMO_BLOCK_CIPHER_KEY,
-        SecurityContext,
-    )
+    from protocol.keys import INSECURE_DEMO_AUTHENTICATION_KEY, INSECURE_DEMO_BLOCK_CIPHER_KEY
+    from protocol.security import SecurityContext
 
     g = GXDLMSSecureClient(True, 0x30, 1, Authentication.HIGH_GMAC, None, InterfaceType.PDU)
     g.settings.cipher.security = Security.AUTHENTICATION_ENCRYPTION
