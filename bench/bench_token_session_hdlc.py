@@ -44,7 +44,7 @@ def session_dlms_cosem(pty, digits):
                                          Obis(*T.TOKEN_GATEWAY), 1),
                        b"\x09\x14" + digits.encode())
     # (dlms-cosem's session() ends with RLRQ and then DISC on the HDLC link)
-    from firmware.cosem import data as D
+    from firmware.dlms import axdr as D
     return D.decode_all(ret)[1][0][1]
 
 

@@ -7,7 +7,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from firmware.cosem import base, table
-from firmware.cosem import data as D
+from firmware.dlms import axdr as D
 from tests.firmware import cosem_meter
 
 T0 = 1767225600  # 2026-01-01 00:00:00 UTC

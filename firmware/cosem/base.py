@@ -3,7 +3,7 @@
 An object is `CosemObject(class_id, obis, version, attrs, methods)`:
 
 - `attrs` is a tuple of `Attr(id, type, read, write, get, set, selectors)`. `type` is an
-  A-XDR tag from `firmware.cosem.data` (the getter returns a plain int / bytes / str /
+  A-XDR tag from `firmware.dlms.axdr` (the getter returns a plain int / bytes / str /
   bool that is encoded with it) or `RAW` (the getter returns encoded A-XDR bytes).
   `read`/`write` are the lowest association level allowed (PUBLIC < READER < UTILITY;
   NOBODY denies). Attribute 1 (logical_name) is implicit: readable by everyone.
@@ -17,7 +17,7 @@ or shape gives TYPE_UNMATCHED, a value out of the attribute's range OTHER_REASON
 it before changing anything), anything unexpected OTHER_REASON (docs/decisions.md).
 """
 from firmware.compat import const
-from firmware.cosem import data as D
+from firmware.dlms import axdr as D
 
 # association levels (client SAP 0x10 public, 0x20 reader, 0x30 utility)
 PUBLIC = const(1)

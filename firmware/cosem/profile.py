@@ -25,7 +25,7 @@ An empty `selected_values` means all columns.
 """
 from firmware import timeutil
 from firmware.cosem import base, dtime
-from firmware.cosem import data as D
+from firmware.dlms import axdr as D
 
 CLOCK_OBIS = b"\x00\x00\x01\x00\x00\xff"
 

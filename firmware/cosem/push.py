@@ -14,7 +14,7 @@ where the body is a structure of the captured values. The transport drains `take
 The queue is bounded (oldest dropped first, counted in `dropped`).
 """
 from firmware.cosem import base, dtime
-from firmware.cosem import data as D
+from firmware.dlms import axdr as D
 from firmware.dlms.apdu import data_notification
 
 TRANSPORT_TCP = 0

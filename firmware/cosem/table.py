@@ -37,10 +37,10 @@ scaler_unit, readable by the reader and utility associations.
 from firmware import event_codes as ec
 from firmware import timeutil
 from firmware.cosem import base, bind, dtime
-from firmware.cosem import data as D
 from firmware.cosem.base import NOBODY, PUBLIC, READER, UTILITY, Attr, Method
 from firmware.cosem.profile import COL_DT, COL_I32, COL_U16, COL_U32, ProfileGeneric, capture_def
 from firmware.cosem.push import PushSetup
+from firmware.dlms import axdr as D
 from firmware.vocabulary import (
     ACCOUNT,
     ALERT,

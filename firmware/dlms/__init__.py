@@ -3,7 +3,8 @@
 Modules (all sans-io: bytes in, bytes/events out):
 - `hdlc`     HDLC secondary station (IEC 62056-46, frame format type 3, segmentation, SNRM/UA).
 - `wrapper`  TCP wrapper (version 1, wPorts, length), streaming.
-- `axdr`     A-XDR data: tagged values `(tag, value)`, encode/decode, date-time helpers.
+- `axdr`     A-XDR data, the firmware's one codec: tagged values `(tag, value)`, encode/decode,
+             the byte helpers the COSEM objects build answers with, date-time helpers.
 - `apdu`     AARQ/AARE, RLRQ/RLRE, GET/SET/ACTION, data-notification, exception and
              confirmed-service-error APDUs, selective access descriptors.
 - `gcm`      AES-GCM-128 and GMAC over `firmware.cipher.aes_ecb` (pure-Python GHASH tables).
@@ -46,8 +47,11 @@ handled by the server itself; the rest of IC 15 (object_list...) is an ordinary 
 """
 
 
-class DlmsError(Exception):
-    """Base class: bad input for the firmware DLMS codec."""
+class DlmsError(ValueError):
+    """Base class: bad input for the firmware DLMS codec.
+
+    A ValueError (as json's JSONDecodeError is): data that cannot be decoded is a bad value,
+    so code that refuses bad values (the COSEM objects answer type-unmatched) covers it."""
 
 
 class FramingError(DlmsError):

@@ -1,4 +1,4 @@
-"""A-XDR encoding of DLMS data (Green Book `Data` CHOICE), compact and exact.
+"""A-XDR encoding of DLMS data (Green Book `Data` CHOICE): the firmware's one codec.
 
 A value is a tagged tuple `(tag, value)`:
 - (NULL, None); (BOOLEAN, True/False); integers (INTEGER, LONG, ..., ENUM) -> int;
@@ -9,6 +9,14 @@ A value is a tagged tuple `(tag, value)`:
   (ARRAY, count, desc) or (STRUCTURE, [desc, ...]).
 `encode(v)` gives canonical bytes (minimal lengths); `decode(buf, pos)` -> (value, next pos)
 and raises DecodeError on any bad input. `encode_into(out, v)` appends to a bytearray.
+
+The COSEM objects build their answers with the byte helpers below (`u16(5)`, `octets(b)`,
+`structure(...)`, ...): each returns the A-XDR bytes of one value, exactly what `encode` gives
+for the same tagged value, so a GET answer is a concatenation of bytes built without
+intermediate tuples (this matters for the heap on a board).
+
+Errors: DecodeError / EncodeError (firmware.dlms; every DlmsError is a ValueError, so the
+object model's "bad value" handling covers them). Limit: MAX_DEPTH.
 """
 from firmware.dlms import DecodeError, EncodeError
 
@@ -38,14 +46,23 @@ DATE = 26
 TIME = 27
 DONT_CARE = 255
 
+# The decode limit: arrays, structures and compact-array type descriptions nest at most
+# MAX_DEPTH deep (the innermost container at depth MAX_DEPTH - 1); deeper data is refused, and
+# so is encoding it. The host (protocol/axdr.py) uses the same value; real meters nest about 6
+# deep (IC 15 object_list; a profile buffer of rows of structures of arrays), see
+# docs/decisions.md "One A-XDR codec per side".
 MAX_DEPTH = 12
 
-# tag -> (size in bytes, signed)
-_INTS = {
-    DOUBLE_LONG: (4, 1), DOUBLE_LONG_UNSIGNED: (4, 0), BCD: (1, 1), INTEGER: (1, 1),
-    LONG: (2, 1), UNSIGNED: (1, 0), LONG_UNSIGNED: (2, 0), LONG64: (8, 1),
-    LONG64_UNSIGNED: (8, 0), ENUM: (1, 0),
+# the integer types of COSEM attribute values: tag -> (size in bytes, signed)
+INT_TAGS = {
+    DOUBLE_LONG: (4, 1), DOUBLE_LONG_UNSIGNED: (4, 0), INTEGER: (1, 1), LONG: (2, 1),
+    UNSIGNED: (1, 0), LONG_UNSIGNED: (2, 0), LONG64: (8, 1), LONG64_UNSIGNED: (8, 0),
+    ENUM: (1, 0),
 }
+# ...and every fixed-size integer the codec reads and writes (bcd too)
+_INTS = dict(INT_TAGS)
+_INTS[BCD] = (1, 1)
+NULL_DATA = b"\x00"
 # tag -> fixed byte length of raw (bytes) values
 _FIXED = {FLOAT32: 4, FLOAT64: 8, DATE_TIME: 12, DATE: 5, TIME: 4}
 _STRINGS = (OCTET_STRING, VISIBLE_STRING, UTF8_STRING)
@@ -234,6 +251,109 @@ def _enc_untagged(out, desc, value, depth):
             _enc_untagged(out, d, item, depth + 1)
 
 
+
+# -- the object model's byte helpers (each: the A-XDR bytes of one value) --------------------
+def length(n):
+    """A-XDR length prefix of n (one byte below 128, else 0x81..0x84 + bytes)."""
+    if n < 0x80:
+        return bytes((n,))
+    out = bytearray()
+    encode_length(out, n)
+    return bytes(out)
+
+
+def integer(tag, value):
+    """Fixed-width integer of type `tag` (range-checked: EncodeError when out of range)."""
+    return bytes((tag,)) + _int_bytes(tag, value)
+
+
+def u8(v):
+    """unsigned (tag 17)."""
+    return integer(UNSIGNED, v)
+
+
+def i8(v):
+    """integer (tag 15)."""
+    return integer(INTEGER, v)
+
+
+def u16(v):
+    """long-unsigned (tag 18)."""
+    return integer(LONG_UNSIGNED, v)
+
+
+def i16(v):
+    """long (tag 16)."""
+    return integer(LONG, v)
+
+
+def u32(v):
+    """double-long-unsigned (tag 6)."""
+    return integer(DOUBLE_LONG_UNSIGNED, v)
+
+
+def i32(v):
+    """double-long (tag 5)."""
+    return integer(DOUBLE_LONG, v)
+
+
+def u64(v):
+    """long64-unsigned (tag 21)."""
+    return integer(LONG64_UNSIGNED, v)
+
+
+def i64(v):
+    """long64 (tag 20)."""
+    return integer(LONG64, v)
+
+
+def enum(v):
+    """enum (tag 22)."""
+    return integer(ENUM, v)
+
+
+def boolean(v):
+    """boolean (tag 3)."""
+    return b"\x03\x01" if v else b"\x03\x00"
+
+
+def octets(b):
+    """octet-string (tag 9)."""
+    return b"\x09" + length(len(b)) + bytes(b)
+
+
+def visible(s):
+    """visible-string (tag 10) from str or bytes."""
+    if isinstance(s, str):
+        s = s.encode()
+    return b"\x0a" + length(len(s)) + s
+
+
+def bits(nbits, value):
+    """bit-string (tag 4) of `nbits` bits, most significant bit first, from an int."""
+    nbytes = (nbits + 7) // 8
+    if nbytes == 0:
+        return b"\x04\x00"
+    pad = nbytes * 8 - nbits
+    body = ((value << pad) & ((1 << (8 * nbytes)) - 1)).to_bytes(nbytes, "big")
+    return b"\x04" + length(nbits) + body
+
+
+def structure(*items):
+    """structure (tag 2) of already-encoded items."""
+    return b"\x02" + length(len(items)) + b"".join(items)
+
+
+def array(items):
+    """array (tag 1) of already-encoded items (a list)."""
+    return b"\x01" + length(len(items)) + b"".join(items)
+
+
+def array_header(count):
+    """The header of an array of `count` items (the items follow, encoded)."""
+    return b"\x01" + length(count)
+
+
 # -- decode -----------------------------------------------------------------------------------
 def decode(buf, pos=0):
     """(tagged value, next pos) decoded from buf[pos:]."""
@@ -362,8 +482,8 @@ def _dec_untagged(buf, pos, desc, depth):
 
 # -- helpers ----------------------------------------------------------------------------------
 def as_int(value):
-    """The int of any tagged integer type (DecodeError otherwise)."""
-    if isinstance(value, tuple) and len(value) == 2 and value[0] in _INTS:
+    """The int of a tagged integer (an INT_TAGS type; DecodeError otherwise)."""
+    if isinstance(value, tuple) and len(value) == 2 and value[0] in INT_TAGS:
         return value[1]
     raise DecodeError("expected an integer value")
 

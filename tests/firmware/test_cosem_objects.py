@@ -5,8 +5,8 @@ Plain functions (run under pytest and the MicroPython WebAssembly port).
 from firmware import event_codes as ec
 from firmware import timeutil
 from firmware.cosem import base, dtime, profile, table
-from firmware.cosem import data as D
 from firmware.cosem.base import UTILITY
+from firmware.dlms import axdr as D
 from firmware.hal.sim import ConstantLoad
 from firmware.relay import READY_FOR_RECONNECTION
 from tests.firmware import cosem_meter
@@ -142,7 +142,7 @@ def test_token_gateway_enter():
     digits = cosem_meter.credit_token(m, 100, 1)  # Rs 100
     code, ret = gw.action(1, (D.OCTET_STRING, digits.encode()), 0x30)
     assert code == base.SUCCESS
-    assert D.decode_all(ret) == (D.STRUCTURE, [(D.ENUM, 0), (D.BIT_STRING, (4, 0xF))])
+    assert D.decode_all(ret) == (D.STRUCTURE, [(D.ENUM, 0), (D.BIT_STRING, (4, b"\xf0"))])
     assert m.account.balance == 10000
     assert val(model, 3, table.BALANCE, 2, 0x10) == (D.DOUBLE_LONG, 10000)
     assert val(model, 3, table.LAST_RECHARGE_AMOUNT, 2, 0x10) == (D.DOUBLE_LONG, 10000)
@@ -406,8 +406,8 @@ def test_data_codec_roundtrip_and_errors():
     v = D.structure(D.u8(1), D.i16(-2), D.octets(b"ab"), D.array([D.boolean(True), D.enum(3)]),
                     D.bits(12, 0xABC), D.i64(-5), D.u32(0xFFFFFFFF))
     tag, items = D.decode_all(v)
-    assert items == [(17, 1), (16, -2), (9, b"ab"), (1, [(3, True), (22, 3)]), (4, (12, 0xABC)),
-                     (20, -5), (6, 0xFFFFFFFF)]
+    assert items == [(17, 1), (16, -2), (9, b"ab"), (1, [(3, True), (22, 3)]),
+                     (4, (12, b"\xab\xc0")), (20, -5), (6, 0xFFFFFFFF)]
     long_str = D.octets(b"x" * 300)
     assert long_str[:4] == b"\x09\x82\x01\x2c" and D.decode_all(long_str)[1] == b"x" * 300
     for bad in (b"", b"\x11", b"\x09\x05ab", b"\x02\x02\x11\x01", b"\x63", b"\x11\x01\x00",
@@ -621,3 +621,25 @@ def test_token_gateway_enter_ignores_surrounding_whitespace_like_every_path():
     port.poll(m)
     assert uart.tx == b"OK accept\nOK used\n", uart.tx
     assert m.account.balance == 4000
+
+
+def test_object_values_decode_with_the_codec_limit():
+    """A SET value reaching an object as bytes decodes under the one codec's MAX_DEPTH, as a
+    value the server decoded would (the object model had its own, shallower limit)."""
+    seen = []
+
+    def setter(o, tv):
+        seen.append(tv)
+        return base.SUCCESS
+
+    obj = base.CosemObject(1, bytes((0, 0, 96, 3, 200, 255)), 0,
+                           (base.Attr(2, base.RAW, UTILITY, UTILITY, lambda o: b"\x00", setter),))
+
+    def nested(k):
+        return b"\x01\x01" * k + b"\x00"
+
+    assert obj.set(2, nested(D.MAX_DEPTH), UTILITY) == base.SUCCESS
+    assert seen[-1] == D.decode_all(nested(D.MAX_DEPTH))
+    assert obj.set(2, nested(D.MAX_DEPTH + 1), UTILITY) == base.TYPE_UNMATCHED
+    assert obj.set(2, b"\x09\x05ab", UTILITY) == base.TYPE_UNMATCHED
+    assert len(seen) == 1

@@ -126,3 +126,50 @@ def test_datetime_helpers():
     raises(DecodeError, x.decode_datetime, bytes(11))
     v = (x.OCTET_STRING, b)
     assert x.decode_all(x.encode(v)) == v
+
+
+def test_byte_helpers_are_the_tagged_encoder():
+    """The COSEM objects' byte helpers give exactly the bytes encode() gives (one codec:
+    booleans, lengths at every boundary, nested containers)."""
+    for n in (0, 1, 127, 128, 255, 256, 65535, 65536):
+        assert x.length(n) == x.encode((x.OCTET_STRING, bytes(n)))[1:-n or None], n
+        assert x.octets(bytes(n)) == x.encode((x.OCTET_STRING, bytes(n))), n
+        assert x.visible(b"a" * n) == x.encode((x.VISIBLE_STRING, b"a" * n)), n
+        assert x.array_header(n) + bytes(n) == x.encode((x.ARRAY, [(x.NULL, None)] * n)), n
+    for v in (True, False):
+        assert x.boolean(v) == x.encode((x.BOOLEAN, v))
+    for fn, tag in ((x.u8, x.UNSIGNED), (x.i8, x.INTEGER), (x.u16, x.LONG_UNSIGNED),
+                    (x.i16, x.LONG), (x.u32, x.DOUBLE_LONG_UNSIGNED), (x.i32, x.DOUBLE_LONG),
+                    (x.u64, x.LONG64_UNSIGNED), (x.i64, x.LONG64), (x.enum, x.ENUM)):
+        size, signed = x.INT_TAGS[tag]
+        lo = -(1 << (8 * size - 1)) if signed else 0
+        hi = (1 << (8 * size - signed)) - 1
+        for v in (lo, 0, 1, hi):
+            assert fn(v) == x.encode((tag, v)), (tag, v)
+        raises(EncodeError, fn, hi + 1)
+        raises(EncodeError, fn, lo - 1)
+    for nbits, value, raw in ((0, 0, b""), (4, 0xF, b"\xf0"), (12, 0xABC, b"\xab\xc0"),
+                              (24, 0x12345, b"\x01\x23\x45")):
+        assert x.bits(nbits, value) == x.encode((x.BIT_STRING, (nbits, raw))), nbits
+    inner = (x.STRUCTURE, [(x.INTEGER, -2), (x.ENUM, 30)])
+    assert (x.array([x.structure(x.i8(-2), x.enum(30))] * 2)
+            == x.encode((x.ARRAY, [inner, inner])))
+    assert x.structure() == x.encode((x.STRUCTURE, []))
+    assert x.NULL_DATA == x.encode((x.NULL, None))
+
+
+def test_codec_errors_are_value_errors():
+    """Every codec error is a ValueError too (the object model refuses bad values that way)."""
+    for bad in (b"", b"\x63", b"\x09\x05ab"):
+        try:
+            x.decode_all(bad)
+        except ValueError as e:
+            assert isinstance(e, DecodeError)
+        else:
+            raise AssertionError(bad)
+    try:
+        x.u8(256)
+    except ValueError as e:
+        assert isinstance(e, EncodeError)
+    else:
+        raise AssertionError("u8(256)")

@@ -9,8 +9,8 @@ push destination, configuration items. Plain functions (also run under MicroPyth
 from firmware import timeutil
 from firmware.config import Config
 from firmware.cosem import base, table
-from firmware.cosem import data as D
 from firmware.cosem import push as P
+from firmware.dlms import axdr as D
 from tests.firmware import cosem_meter
 from tests.firmware.util import raises
 
