@@ -212,6 +212,10 @@ class Account:
         self._after_change(now)
         return paise - repay
 
+    def below_low_credit_threshold(self):
+        """True when the balance has reached a low-credit threshold since the last credit."""
+        return self._low_fired != 0
+
     def emergency_available(self):
         """True if `take_emergency` would grant credit now."""
         return (self.ec_limit > 0 and not self.ec_taken and self.ec_owed == 0

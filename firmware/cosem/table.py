@@ -291,7 +291,7 @@ def _credit_status_bits(a):
     v = 0
     if a.balance > 0:
         v |= 0x80
-    if a.balance > 0 and a._low_fired:
+    if a.balance > 0 and a.below_low_credit_threshold():
         v |= 0x40
     if a.emergency_available():
         v |= 0x10
