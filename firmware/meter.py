@@ -644,13 +644,13 @@ class Meter:
             elif t == tc.TYPE_CLEAR_CREDIT:
                 self.account.clear_credit(now)
             elif t == tc.TYPE_SET_EMERGENCY_LIMIT:
-                self.config.set("emergency_limit", v)
+                ident = self.config.set("emergency_limit", v)
                 self.account.set_emergency_limit(v)
-                self._emit(ec.CONFIG_CHANGED, 6)
+                self._emit(ec.CONFIG_CHANGED, ident)
             elif t == tc.TYPE_SET_LOAD_LIMIT:
-                self.config.set("load_limit_w", v)
+                ident = self.config.set("load_limit_w", v)
                 self.limiter.configure(v)
-                self._emit(ec.CONFIG_CHANGED, 16)
+                self._emit(ec.CONFIG_CHANGED, ident)
             elif t == tc.TYPE_CLEAR_TAMPER:
                 self.tamper_latch = 0
                 self.control.local_reconnect(ec.REASON_TAMPER)

@@ -6,7 +6,7 @@ from firmware import event_codes as ec
 from firmware import token_codec as tc
 from firmware import token_gate as tg
 from firmware.compat import TICKS_MAX
-from firmware.config import Config
+from firmware.config import Config, item_id
 from firmware.hal.nvm import MemNVM
 from firmware.hal.sim import ConstantLoad, HouseholdLoad, SimClock, SimHal
 from firmware.meter import SOURCE_DLMS, Meter
@@ -675,3 +675,13 @@ def test_save_allocation_is_bounded():
     gc.enable()
     print("alloc per Meter.save(): %d B (core record %d B)" % (used, len(saved)))
     assert used < 1024, used
+
+
+def test_limit_tokens_log_the_config_item_they_change():
+    """A load-limit or emergency-limit token logs CONFIG_CHANGED with the id the configuration
+    gives that item (as set_config does), not a number of its own."""
+    m = make(0, 5000)
+    assert m.enter_token(token(tc.TYPE_SET_LOAD_LIMIT, 2000, 1), 0).code == tg.ACCEPT
+    assert m.events.find_latest(ec.CONFIG_CHANGED)[3] == item_id("load_limit_w")
+    assert m.enter_token(token(tc.TYPE_SET_EMERGENCY_LIMIT, 30, 2), 0).code == tg.ACCEPT
+    assert m.events.find_latest(ec.CONFIG_CHANGED)[3] == item_id("emergency_limit")
