@@ -31,9 +31,10 @@ def free_port():
         return s.getsockname()[1]
 
 
-def provisioning(meter_id):
-    """The provisioning record of a test meter: its id and the INSECURE test token key."""
-    return {"meter_id": meter_id, "keys": {"0": INSECURE_TEST_TOKEN_KEY.hex()}}
+def provisioning(meter_id, token_key=INSECURE_TEST_TOKEN_KEY):
+    """The provisioning record of a test meter: its id and its token key (revision 0; by
+    default the INSECURE test token key)."""
+    return {"meter_id": meter_id, "keys": {"0": token_key.hex()}}
 
 
 
@@ -54,13 +55,16 @@ class UnixMeter:
     """`firmware.main.run()` in the MicroPython unix port `exe`, in `state_dir`.
 
     `heap`: -X heapsize; `path`: the import path (default: the project's sources, then the
-    image's frozen modules); `board`: extra bijli_board.json settings.
+    image's frozen modules); `board`: extra bijli_board.json settings; `token_key`: the
+    meter's token key (default: the INSECURE test token key).
     """
 
-    def __init__(self, exe, state_dir, meter_id="BJ00000901", heap=None, path=None, board=None):
+    def __init__(self, exe, state_dir, meter_id="BJ00000901", heap=None, path=None, board=None,
+                 token_key=INSECURE_TEST_TOKEN_KEY):
         self.exe = exe
         self.state = pathlib.Path(state_dir)
         self.meter_id = meter_id
+        self.token_key = token_key
         self.heap = heap
         self.path = path or [str(ROOT), ".frozen"]
         self.port = free_port()
@@ -77,7 +81,7 @@ class UnixMeter:
         (self.state / "bijli_board.json").write_text(json.dumps(self.board))
         if not (self.state / "bijli.nvm").exists():
             (self.state / "bijli_provision.json").write_text(
-                json.dumps(provisioning(self.meter_id)))
+                json.dumps(provisioning(self.meter_id, self.token_key)))
         cmd = [str(self.exe)] + (["-X", "heapsize=%d" % self.heap] if self.heap else [])
         cmd += ["-c", ENTRY % ""]
         env = dict(os.environ, MICROPYPATH=os.pathsep.join(self.path))

