@@ -50,6 +50,10 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers", "bijli_needs(*capabilities): skip unless the target has these "
                    "(%s)" % ", ".join(hil_targets.CAPABILITIES))
+    try:
+        selected_targets(config)
+    except ValueError as e:
+        raise pytest.UsageError("--bijli-target: %s" % e) from None
     config._bijli_targets = _Targets(config)
     config.add_cleanup(config._bijli_targets.close)
 
@@ -69,10 +73,7 @@ def selected_targets(config):
 def pytest_generate_tests(metafunc):
     # only tests whose fixtures reach `target` (a test's own fixture of the same name wins)
     if "bijli_target_spec" in metafunc.fixturenames:
-        try:
-            specs = selected_targets(metafunc.config)
-        except ValueError as e:
-            raise pytest.UsageError("--bijli-target: %s" % e) from None
+        specs = selected_targets(metafunc.config)  # checked in pytest_configure
         metafunc.parametrize("bijli_target_spec", specs, indirect=True, scope="session",
                              ids=specs)
 
@@ -95,9 +96,9 @@ class _Targets:
             opts["keys"] = load_keys(keys)
         vkey = self.config.getoption("--bijli-vending-key")
         if vkey:
-            from headend.vending import load_key_file
+            from hil.targets.tokens import read_key_file
 
-            opts["vending_key"] = load_key_file(vkey)
+            opts["vending_key"] = read_key_file(vkey)
         return opts
 
     def get(self, spec):

@@ -58,7 +58,7 @@ class TcpTarget(AttachedTarget):
     def __init__(self, address, **options):
         from protocol.transport.tcp import parse_host_port
 
-        super().__init__(**_persistent(options, "hil-vending.sqlite3"))
+        super().__init__(**_persistent(options, "hil-token-ids.json"))
         self.address = parse_host_port(address)
         self.name = "tcp:%s:%d" % self.address
 
@@ -75,7 +75,7 @@ class SerialTarget(AttachedTarget):
     framing = "hdlc"
 
     def __init__(self, port, **options):
-        super().__init__(**_persistent(options, "hil-vending.sqlite3"))
+        super().__init__(**_persistent(options, "hil-token-ids.json"))
         port, sep, baud = port.rpartition("@") if "@" in port else (port, "", "")
         self.port = port
         self.baudrate = int(baud) if sep else SERIAL_BAUD

@@ -69,7 +69,7 @@ class Target:
         self.workdir = workdir
         self.counter_store = counter_store or InvocationCounterStore(
             os.path.join(workdir, "invocation-counters.json"))
-        self.vending_state = vending_state or os.path.join(workdir, "vending.sqlite3")
+        self.vending_state = vending_state or os.path.join(workdir, "token-ids.json")
         self._vendor = None
         self._listener = None
         self.sessions = []  # open MeterSessions (closed around power cycles and at stop)
@@ -89,9 +89,6 @@ class Target:
             if self._listener is not None:
                 self._listener.close()
                 self._listener = None
-            if self._vendor is not None:
-                self._vendor.close()
-                self._vendor = None
             if self.running:
                 self._stop()
         finally:
@@ -206,12 +203,12 @@ class Target:
     # ---- tokens --------------------------------------------------------------------------------
     @property
     def vendor(self):
-        """The target's vending state (headend.vending.Vendor): token ids never repeat within
-        it. The demo vending key is INSECURE; a target given a key file uses that key."""
+        """The target's TestVending (hil/targets/tokens.py): token ids never repeat within
+        it. The demo vending key is INSECURE; a target given a vending key uses that key."""
         if self._vendor is None:
-            from headend.vending import Vendor
+            from hil.targets.tokens import TestVending
 
-            self._vendor = Vendor(self.vending_state, vending_key=self.vending_key)
+            self._vendor = TestVending(self.vending_state, vending_key=self.vending_key)
         return self._vendor
 
     @property

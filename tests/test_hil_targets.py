@@ -1,0 +1,137 @@
+"""The HIL targets (hil/targets) and the pytest plugin (hil/pytest_plugin.py): target specs,
+unavailable targets and missing capabilities skipped with their reason, a test engineer's own
+test file run on several targets, the tcp attach target, token vending."""
+import pathlib
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from hil import targets
+from hil.targets.tokens import TestVending
+from protocol.keys import InvocationCounterStore
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+USER_TESTS = '''
+import pytest
+
+def test_a_recharge(meter, vend):
+    before = meter.balance()
+    assert meter.enter_token(vend(200)).name == "accept"
+    assert meter.balance() == before + 20000
+
+@pytest.mark.bijli_needs("fast_clock")
+def test_a_day_passes(clock, meter):
+    clock.advance(86400)
+
+def test_power(power, meter):
+    power.cycle()
+    assert meter.relay().output
+'''
+
+
+@pytest.mark.parametrize("spec, error", [
+    ("nonsense", "unknown target"),
+    ("tcp", "needs an argument"),
+    ("emulator:x", "takes no argument"),
+    ("tcp:10.0.0.1:notaport", "bad TCP"),
+    ("serial:/dev/ttyUSB0@fast", r"PORT\[@BAUD\]"),
+    ("micropython:unix16", "unknown MicroPython runtime"),
+])
+def test_malformed_specs_are_refused(spec, error):
+    with pytest.raises(ValueError, match=error):
+        targets.make(spec)
+
+
+def test_serial_spec_takes_a_port_and_a_baud_rate():
+    t = targets.make("serial:rfc2217://bench-7:4000@19200")
+    assert (t.port, t.baudrate, t.name) == ("rfc2217://bench-7:4000", 19200,
+                                            "serial:rfc2217://bench-7:4000@19200")
+    assert targets.make("serial:/dev/ttyUSB0").baudrate == 9600
+    t.stop()
+
+
+def test_micropython_without_a_source_is_unavailable_with_the_reason(monkeypatch):
+    monkeypatch.delenv("BIJLI_MICROPYTHON_SRC", raising=False)
+    with pytest.raises(targets.TargetUnavailable, match="BIJLI_MICROPYTHON_SRC"):
+        targets.make("micropython")
+
+
+def test_vending_never_repeats_an_id_and_binds_tokens_to_the_meter(tmp_path):
+    from firmware import token_codec as tc
+    from firmware.demo_keys import INSECURE_DEMO_VENDING_KEY
+
+    path = str(tmp_path / "ids.json")
+    first = TestVending(path).vend("BJ00000007", "credit", 100)
+    second = TestVending(path).vend("BJ00000007", "credit", 100)  # a new run, same file
+    assert first != second
+    cipher = tc.TokenCipher(tc.derive_key(INSECURE_DEMO_VENDING_KEY, "BJ00000007", 0),
+                            "BJ00000007")
+    ids = [cipher.decrypt(d.replace(" ", ""), 0, 0)[2] for d in (first, second)]
+    assert ids == [0, 1]
+    other = tc.TokenCipher(tc.derive_key(INSECURE_DEMO_VENDING_KEY, "BJ00000008", 0),
+                           "BJ00000008")
+    assert other.decrypt(first.replace(" ", ""), 0, 0) is None
+
+
+def _run_pytest(args, tmp_path):
+    junit = tmp_path / "junit.xml"
+    run = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rs",
+                          "--junitxml", str(junit), *args],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    outcomes = {}
+    if junit.exists():
+        for case in ET.parse(junit).getroot().iter("testcase"):
+            kind, message = "passed", ""
+            for child in case:
+                if child.tag in ("failure", "error", "skipped"):
+                    kind, message = child.tag, child.get("message", "")
+            outcomes[case.get("name")] = (kind, message)
+    return run, outcomes
+
+
+def test_a_user_test_file_runs_on_each_target_and_skips_with_reasons(tmp_path):
+    (tmp_path / "test_mine.py").write_text(USER_TESTS)
+    run, got = _run_pytest(["test_mine.py", "-p", "hil.pytest_plugin", "--bijli-target",
+                            "emulator", "--bijli-target", "pty", "--bijli-target", "qemu"],
+                           tmp_path)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    for spec in ("emulator", "pty"):
+        assert got["test_a_recharge[%s]" % spec][0] == "passed"
+        assert got["test_power[%s]" % spec][0] == "passed"
+    assert got["test_a_day_passes[emulator]"][0] == "passed"
+    assert got["test_a_day_passes[pty]"] == ("skipped", "target pty has no fast_clock")
+    for name in ("test_a_recharge", "test_a_day_passes", "test_power"):
+        kind, why = got["%s[qemu]" % name]
+        assert kind == "skipped" and "target qemu unavailable" in why, why
+
+
+def test_a_bad_target_is_a_usage_error(tmp_path):
+    (tmp_path / "test_mine.py").write_text(USER_TESTS)
+    run, _ = _run_pytest(["test_mine.py", "-p", "hil.pytest_plugin", "--bijli-target", "tpc"],
+                         tmp_path)
+    assert run.returncode == 4, run.stdout[-2000:] + run.stderr[-2000:]
+    assert "unknown target 'tpc'" in run.stdout + run.stderr
+
+
+def test_tcp_attaches_to_a_running_meter(tmp_path):
+    """tcp:HOST:PORT: the meter id is read from the meter, pushes offered because its object
+    list has a push setup, nothing started or stopped."""
+    with targets.make("emulator") as served:
+        host, port = served.thread.address
+        t = targets.make("tcp:%s:%d" % (host, port), workdir=str(tmp_path),
+                         vending_state=str(tmp_path / "ids.json"),
+                         counter_store=InvocationCounterStore(str(tmp_path / "ic.json")))
+        with t:
+            assert t.meter_id == served.meter_id
+            assert targets.PUSHES in t.capabilities
+            assert targets.POWER_CYCLE not in t.capabilities
+            m = t.session("utility")
+            before = m.balance()
+            assert m.enter_token(t.vend(10)).name == "accept"
+            assert m.balance() == before + 1000
+            with pytest.raises(targets.NotCapable, match="power_cycle"):
+                t.power_cycle()
+        assert served.session("public").balance() == before + 1000  # still served
