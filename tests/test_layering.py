@@ -11,6 +11,7 @@ The rules read the source with `ast`; nothing is imported, so a violation is rep
 file and line even when the module would fail to import.
 """
 import ast
+import functools
 
 from tests.mpy_port import ROOT
 
@@ -90,6 +91,7 @@ def _imports(name, path, modules):
     return found
 
 
+@functools.cache
 def _graph():
     modules = _modules()
     return modules, {name: _imports(name, path, modules) for name, path in modules.items()}
