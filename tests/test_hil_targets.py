@@ -135,3 +135,20 @@ def test_tcp_attaches_to_a_running_meter(tmp_path):
             with pytest.raises(targets.NotCapable, match="power_cycle"):
                 t.power_cycle()
         assert served.session("public").balance() == before + 1000  # still served
+
+
+def test_the_micropython_target_runs_the_board_entry(tmp_path):
+    """micropython:unix64 (the test extra's port): a vended token is accepted by the board
+    entry, and is "used" after a power cycle (the process stopped and started again)."""
+    try:
+        t = targets.make("micropython:unix64")
+    except targets.TargetUnavailable as e:
+        pytest.skip(str(e))
+    with t:
+        m = t.session("utility")
+        before = m.balance()
+        token = t.vend(25)
+        assert m.enter_token(token).name == "accept"
+        t.power_cycle()
+        assert m.enter_token(token).name == "used"
+        assert m.balance() == before + 2500

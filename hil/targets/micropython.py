@@ -63,11 +63,11 @@ class MicroPythonTarget(Target):
 
     def _start(self):
         from firmware import token_codec as tc
+        from firmware.demo_keys import INSECURE_DEMO_VENDING_KEY
         from hil import mpy_meter
-        from hil.emulator.meter import demo_vending_key
 
         if self.unix is None:
-            vkey = self.vending_key if self.vending_key is not None else demo_vending_key()
+            vkey = INSECURE_DEMO_VENDING_KEY if self.vending_key is None else self.vending_key
             self.unix = mpy_meter.UnixMeter(
                 self.exe, os.path.join(self.workdir, "meter"), meter_id=self.meter_id,
                 board={"load_w": 0}, token_key=tc.derive_key(vkey, self.meter_id, 0))
