@@ -97,9 +97,9 @@ async def enter_token(host, port, client_sap, keys, invocation_counter, digits, 
     finally:
         await client.close()
     if result.code == TOKEN_ACCEPT:
-        return Outcome(outbox.DELIVERED, outbox.ACCEPTED, 0, None, balance, relay)
+        return Outcome(outbox.DELIVERED, outbox.OUTCOME_ACCEPTED, 0, None, balance, relay)
     if result.code == TOKEN_USED:
-        return Outcome(outbox.DELIVERED, outbox.USED, TOKEN_USED, None, balance, relay)
+        return Outcome(outbox.DELIVERED, outbox.OUTCOME_USED, TOKEN_USED, None, balance, relay)
     if result.code == TOKEN_LOCKOUT:
         return Outcome("retry", None, result.code, "token entry locked out (too many bad tokens)")
     return Outcome(outbox.REFUSED, result.name, result.code, "meter refused the token: %s"

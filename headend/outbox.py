@@ -21,7 +21,10 @@ import uuid
 from headend import registry
 
 PENDING, RUNNING, DELIVERED, REFUSED, STUCK = "pending", "running", "delivered", "refused", "stuck"
-ACCEPTED, USED = "accepted", "used"
+# outcomes of a delivered job (stored text): the head-end's words for how a delivery ended,
+# not the meter's token result names (firmware/vocabulary.py TOKEN_RESULT_NAMES: "accept",
+# "used", ...); "used" is delivered too: the consumer keyed the token in first
+OUTCOME_ACCEPTED, OUTCOME_USED = "accepted", "used"
 CLAIM_LOCK = 1416128884
 
 _CLAIMABLE = ("((d.state='pending' AND d.next_attempt_at <= ?) "

@@ -262,7 +262,7 @@ def test_one_worker_keeps_many_sessions_in_flight(db, db_url, monkeypatch):
         in_flight.append(digits)
         while len(in_flight) < n:
             await asyncio.sleep(0.001)
-        return delivery.Outcome(outbox.DELIVERED, outbox.ACCEPTED, 0)
+        return delivery.Outcome(outbox.DELIVERED, outbox.OUTCOME_ACCEPTED, 0)
 
     monkeypatch.setattr(delivery, "enter_token", session)
     w = WorkerThread(db_url, sessions=n, lease_s=30, session_timeout_s=20)

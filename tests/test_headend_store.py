@@ -149,7 +149,7 @@ def test_claims_lease_jobs_one_session_per_meter_and_reclaim_expired_leases(db):
     a = outbox.claim(db, "A", 10, 30, t0)
     assert [(j.meter_id, j.payment_ref) for j in a] == [("BJ00000001", "R0"), ("BJ00000002", "R2")]
     assert outbox.claim(db, "B", 10, 30, t0 + 1) == []  # R1 waits: its meter is in a session
-    assert outbox.finish(db, a[0], outbox.DELIVERED, t0 + 2, outbox.ACCEPTED)
+    assert outbox.finish(db, a[0], outbox.DELIVERED, t0 + 2, outbox.OUTCOME_ACCEPTED)
     b = outbox.claim(db, "B", 10, 30, t0 + 3)
     assert [j.payment_ref for j in b] == ["R1"]
     # A dies holding R2: after its lease expires B takes it over; A can no longer record
@@ -157,9 +157,9 @@ def test_claims_lease_jobs_one_session_per_meter_and_reclaim_expired_leases(db):
     assert outbox.extend(db, "B", [b[0].lease_id], 30, t0 + 20) == 1
     taken = outbox.claim(db, "B", 10, 30, t0 + 31)
     assert [(j.payment_ref, j.attempts) for j in taken] == [("R2", 2)]
-    assert not outbox.finish(db, a[1], outbox.DELIVERED, t0 + 32, outbox.ACCEPTED)
+    assert not outbox.finish(db, a[1], outbox.DELIVERED, t0 + 32, outbox.OUTCOME_ACCEPTED)
     assert not outbox.retry(db, a[1], t0 + 40, "late")
-    assert outbox.finish(db, b[0], outbox.DELIVERED, t0 + 33, outbox.USED)
+    assert outbox.finish(db, b[0], outbox.DELIVERED, t0 + 33, outbox.OUTCOME_USED)
     assert outbox.retry(db, taken[0], t0 + 100, "unreachable")
     assert outbox.claim(db, "B", 10, 30, t0 + 99) == []
     assert [j.payment_ref for j in outbox.claim(db, "C", 10, 30, t0 + 100)] == ["R2"]
