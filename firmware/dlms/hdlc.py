@@ -125,6 +125,47 @@ def _addr_len(buf, pos, end):
     return 0
 
 
+_FORMAT_TYPE3 = 0xA0  # high nibble of the frame format's first byte
+_SEGMENTED = 0x08  # its segmentation bit
+_WAIT = -1  # _frame_end: the frame's bytes are still to come
+_BAD = 0  # _frame_end: no valid frame opens here
+
+
+def _frame_end(buf, i, cut):
+    """Index of the closing flag of the frame whose opening flag is buf[i], once the frame is
+    whole and its format, addresses and check sequences are right; _BAD when no valid frame
+    opens there; _WAIT while its bytes may still come (never when the line fell silent,
+    `cut`: then an incomplete frame is _BAD). The header is checked as soon as it is in, so
+    garbage claiming a long length cannot stall the line."""
+    n = len(buf)
+    incomplete = _BAD if cut else _WAIT
+    f0 = buf[i + 1]
+    end = i + 1 + (((f0 & 7) << 8) | buf[i + 2])
+    if f0 & 0xF0 != _FORMAT_TYPE3 or end - i - 1 < 7:
+        return _BAD
+    a = i + 3
+    for _address in (0, 1):  # destination, then source
+        la = _addr_len(buf, a, min(n, end))
+        if la == 0:
+            return _BAD if n - a >= 4 or n > end else incomplete
+        a += la
+    hend = a + 1  # after the control byte
+    if end - hend > 2:  # an information field: the header check sequence comes first
+        if n < hend + 2:
+            return incomplete
+        c = crc16(buf, i + 1, hend)
+        if buf[hend] != c & 0xFF or buf[hend + 1] != c >> 8:
+            return _BAD
+    elif end - hend != 2:
+        return _BAD
+    if n <= end:
+        return incomplete
+    c = crc16(buf, i + 1, end - 2)
+    if buf[end] != FLAG or buf[end - 2] != c & 0xFF or buf[end - 1] != c >> 8:
+        return _BAD
+    return end
+
+
 def decode_server_address(b):
     """(logical, physical or None) from 1, 2 or 4 address bytes."""
     n = len(b)
@@ -337,74 +378,20 @@ class HdlcStation:
             if f0 == FLAG:
                 pos = i + 1
                 continue
-            if f0 & 0xF0 != 0xA0:
-                self.errors += 1
-                pos = i + 1
-                continue
-            length = ((f0 & 7) << 8) | buf[i + 2]
-            if length < 7:
-                self.errors += 1
-                pos = i + 1
-                continue
-            end = i + 1 + length  # index of the closing flag
-            # early header check, so garbage claiming a long length cannot stall the line
-            la = _addr_len(buf, i + 3, min(n, end))
-            if la == 0:
-                if n - (i + 3) >= 4 or n > end or cut:
-                    self.errors += 1
-                    pos = i + 1
-                    continue
+            end = _frame_end(buf, i, cut)
+            if end == _WAIT:
                 break
-            lb = _addr_len(buf, i + 3 + la, min(n, end))
-            if lb == 0:
-                if n - (i + 3 + la) >= 4 or n > end or cut:
-                    self.errors += 1
-                    pos = i + 1
-                    continue
-                break
-            hend = i + 3 + la + lb + 1  # index after the control byte
-            has_info = end - hend > 2
-            if has_info:
-                if hend + 2 > end:
-                    self.errors += 1
-                    pos = i + 1
-                    continue
-                if n < hend + 2:
-                    if cut:
-                        self.errors += 1
-                        pos = i + 1
-                        continue
-                    break
-                c = crc16(buf, i + 1, hend)
-                if buf[hend] != c & 0xFF or buf[hend + 1] != c >> 8:
-                    self.errors += 1
-                    pos = i + 1
-                    continue
-            elif end - hend != 2:
+            if end == _BAD:  # resynchronise on the next flag
                 self.errors += 1
                 pos = i + 1
                 continue
-            if n <= end:
-                if cut:
-                    self.errors += 1
-                    pos = i + 1
-                    continue
-                break
-            if buf[end] != FLAG:
-                self.errors += 1
-                pos = i + 1
-                continue
-            c = crc16(buf, i + 1, end - 2)
-            if buf[end - 2] != c & 0xFF or buf[end - 1] != c >> 8:
-                self.errors += 1
-                pos = i + 1
-                continue
-            dest = buf[i + 3:i + 3 + la]
-            src = buf[i + 3 + la:hend - 1]
-            info = buf[hend + 2:end - 2] if has_info else b""
+            la = _addr_len(buf, i + 3, end)
+            hend = i + 3 + la + _addr_len(buf, i + 3 + la, end) + 1  # after the control byte
+            info = buf[hend + 2:end - 2] if end - hend > 2 else b""
             pos = end  # the closing flag may open the next frame
             try:
-                self._frame(dest, src, buf[hend - 1], info, bool(f0 & 0x08), handler)
+                self._frame(buf[i + 3:i + 3 + la], buf[i + 3 + la:hend - 1], buf[hend - 1], info,
+                            bool(f0 & _SEGMENTED), handler)
             except Exception:
                 self._buf = buf[pos:]  # a failing handler must not replay this frame
                 raise

@@ -12,6 +12,10 @@ Associations (policies, after IS 15959), by client SAP:
 - 0x30 utility: HLS-GMAC (mechanism 5, pass 3/4 through the current association's
   reply_to_HLS_authentication) and LN-with-ciphering: every xDLMS APDU must be ciphered with
   suite 0, security control 0x30 (glo or general-glo; the reply uses the same form).
+An association is non-associated, pending HLS or associated (IC 15 association_status); it
+moves only along the table `_STATES` (accepted, HLS passed or failed, released), which also
+says what each state lets through. A GET or SET sent in blocks is held as a `_LongAnswer` /
+`_LongSet` on its association.
 Security state (client invocation counters, associations) changes only on authenticated
 input: a ciphered APDU, initiate request or RLRQ user-information with another security
 control is refused (exception-response deciphering-error, in clear) before its counter is
@@ -45,7 +49,7 @@ from firmware.dlms import (
     method_access,
 )
 from firmware.dlms import apdu as A
-from firmware.dlms.security import KIND_GENERAL, PLAIN_TAGS, CounterGuard, Suite0
+from firmware.dlms.security import KIND_GENERAL, PLAIN_TAGS, SC_AUTH_ENC, CounterGuard, Suite0
 from firmware.dlms.throttle import AssociationThrottle
 
 # client SAPs (the client's HDLC address / wPort), one association policy each; not the
@@ -55,8 +59,8 @@ READER_SAP = 0x20
 UTILITY_SAP = 0x30
 
 # the security control every ciphered APDU of a ciphered association must carry (and that
-# replies use): authenticated and encrypted, suite 0
-POLICY_SC = 0x30
+# replies and ciphered pushes use): authenticated and encrypted, suite 0
+POLICY_SC = SC_AUTH_ENC
 
 # policy: (mechanism, ciphered)
 DEFAULT_POLICIES = {
@@ -71,17 +75,60 @@ SERVER_CONFORMANCE = (A.CONF_GENERAL_PROTECTION | A.CONF_BLOCK_GET | A.CONF_BLOC
 
 CURRENT_ASSOCIATION = b"\x00\x00\x28\x00\x00\xff"  # 0.0.40.0.0.255
 
-IDLE = 0
-PENDING_HLS = 1
+# Association states (the values of IC 15 association_status)
+IDLE = 0  # non-associated: released, or its HLS authentication failed
+PENDING_HLS = 1  # association-pending: AARQ accepted, HLS pass 3/4 not done yet
 ASSOCIATED = 2
+
+# What moves an association (Association.go)
+ACCEPT = 0  # AARQ accepted: no authentication, or LLS with the right password
+ACCEPT_HLS = 1  # AARQ accepted with HLS-GMAC: the client's f(StoC) must come first
+HLS_PASS = 2  # reply_to_HLS_authentication: the client's f(StoC) verified
+HLS_FAIL = 3  # it did not: the association ends
+RELEASE = 4  # RLRQ, the link dropped, or another AARQ of the SAP replaced it
+
+ANY = None  # every xDLMS request (unknown ones get exception-response service-unknown)
+# Per state: ({event: next state}, the xDLMS requests the state lets through). An event
+# missing from a state's row is refused (ValueError: a server bug, answered other-reason).
+# PENDING_HLS lets only ACTION through, and of it only reply_to_HLS_authentication (_invoke);
+# negotiated conformance applies in ASSOCIATED only (the HLS reply needs no ACTION
+# conformance).
+_STATES = (
+    ({ACCEPT: ASSOCIATED, ACCEPT_HLS: PENDING_HLS, RELEASE: IDLE}, ()),  # IDLE
+    ({HLS_PASS: ASSOCIATED, HLS_FAIL: IDLE, RELEASE: IDLE}, (A.ACTION_REQUEST,)),  # PENDING_HLS
+    ({RELEASE: IDLE}, ANY),  # ASSOCIATED
+)
+
+# the negotiated conformance bit each xDLMS request needs, and the Session method serving it
+_SERVICES = {
+    A.GET_REQUEST: (A.CONF_GET, "_get"),
+    A.SET_REQUEST: (A.CONF_SET, "_set"),
+    A.ACTION_REQUEST: (A.CONF_ACTION, "_action"),
+}
+
+# replies whose service-specific glo form answers a glo request (the others, e.g.
+# exception-response, only have general-glo-ciphering)
+_GLO_REPLIES = (A.GET_RESPONSE, A.SET_RESPONSE, A.ACTION_RESPONSE)
+
+ASSOCIATION_LN_CLASS = 15  # IC 15, of the current association 0.0.40.0.0.255
+REPLY_TO_HLS_AUTHENTICATION = 1  # its method 1
+SYSTEM_TITLE_LEN = 8
+DLMS_VERSION = 6  # the lowest proposed DLMS version accepted
+STOC_LEN = 16  # our HLS challenge
+CTOS_MIN = 8  # the client's HLS challenge (IEC 62056-5-3: 8..64 octets)
+CTOS_MAX = 64
+RELEASE_NORMAL = 0  # RLRE release-response-reason
 
 _BLOCK_HEADER = 12  # C4 02 invoke last block(4) choice length(<=3) and spare
 _CIPHER_OVERHEAD = 31  # general-glo: tag, title(9), length(3), SC, IC(4), GCM tag(12)
+MIN_BLOCK = 16  # the smallest GET block we cut, whatever the client's PDU size
 MIN_CLIENT_PDU = 12
+LONG_SET_PDUS = 4  # a long SET may gather up to this many of our max PDUs
 
 
 class Association:
-    """One application association of a client SAP on a session."""
+    """One application association of a client SAP on a session; `state` moves only by
+    `go(event)`, along _STATES."""
 
     def __init__(self, client_sap, mechanism, ciphered):
         self.client_sap = client_sap
@@ -93,8 +140,20 @@ class Association:
         self.max_pdu = 0  # the client's max receive PDU size
         self.stoc = None  # our HLS challenge
         self.ctos = None  # the client's HLS challenge
-        self._get_blocks = None  # (raw bytes, next block number, block size) of a long GET
-        self._set_blocks = None  # (descriptor, received bytes, last block number)
+        self.long_get = None  # a _LongAnswer being sent in blocks
+        self.long_set = None  # a _LongSet being received in blocks
+
+    def go(self, event):
+        """Move along _STATES; ValueError for an event the state has no transition for."""
+        nxt = _STATES[self.state][0].get(event)
+        if nxt is None:
+            raise ValueError("association event %d in state %d" % (event, self.state))
+        self.state = nxt
+
+    def lets(self, tag):
+        """True if the state lets the xDLMS request `tag` through."""
+        allowed = _STATES[self.state][1]
+        return allowed is ANY or tag in allowed
 
 
 class DlmsServer:
@@ -157,7 +216,8 @@ class DlmsServer:
         if ciphered:
             if self.suite is None:
                 raise ValueError("no keys for a ciphered push")
-            return self.suite.wrap_general(0x30, self.system_title, self.next_ic(), apdu)
+            return self.suite.wrap_general(POLICY_SC, self.system_title, self.next_ic(),
+                                           apdu)
         return apdu
 
 
@@ -175,9 +235,11 @@ class Session:
     def release(self, client_sap=None):
         """Forget the association of `client_sap` (all of them when None): link lost."""
         if client_sap is None:
+            for sap in self.assocs:
+                self.assocs[sap].go(RELEASE)
             self.assocs = {}
         elif client_sap in self.assocs:
-            del self.assocs[client_sap]
+            self.assocs.pop(client_sap).go(RELEASE)
 
     def association(self, client_sap):
         """The established or pending association of `client_sap`, or None."""
@@ -212,7 +274,7 @@ class Session:
         if assoc is None or assoc.state == IDLE:
             srv.stats["refused"] += 1
             return _exc(A.STATE_SERVICE_NOT_ALLOWED, A.EXC_OPERATION_NOT_POSSIBLE)
-        if tag == 0xDB or tag in PLAIN_TAGS:
+        if tag == A.GENERAL_GLO_CIPHERING or tag in PLAIN_TAGS:
             return self._ciphered(assoc, apdu)
         if assoc.ciphered:
             srv.stats["refused"] += 1
@@ -253,29 +315,23 @@ class Session:
         except SecurityError:
             srv.stats["security_errors"] += 1
             return _exc(A.STATE_SERVICE_NOT_ALLOWED, A.EXC_OPERATION_NOT_POSSIBLE)
-        if kind == KIND_GENERAL or reply[0] not in (0xC4, 0xC5, 0xC7):
+        if kind == KIND_GENERAL or reply[0] not in _GLO_REPLIES:
             return srv.suite.wrap_general(POLICY_SC, srv.system_title, ic, reply)
         return srv.suite.wrap(POLICY_SC, srv.system_title, ic, reply)
 
     def _xdlms(self, assoc, apdu):
         tag = apdu[0]
-        if assoc.state == PENDING_HLS and tag != A.ACTION_REQUEST:
+        if not assoc.lets(tag):
             self.server.stats["refused"] += 1
             return _exc(A.STATE_SERVICE_NOT_ALLOWED, A.EXC_OPERATION_NOT_POSSIBLE)
-        if tag == A.GET_REQUEST:
-            if not assoc.conformance & A.CONF_GET:
-                return _exc(A.STATE_SERVICE_NOT_ALLOWED, A.EXC_SERVICE_NOT_SUPPORTED)
-            return self._get(assoc, apdu)
-        if tag == A.SET_REQUEST:
-            if not assoc.conformance & A.CONF_SET:
-                return _exc(A.STATE_SERVICE_NOT_ALLOWED, A.EXC_SERVICE_NOT_SUPPORTED)
-            return self._set(assoc, apdu)
-        if tag == A.ACTION_REQUEST:
-            if not assoc.conformance & A.CONF_ACTION and assoc.state != PENDING_HLS:
-                return _exc(A.STATE_SERVICE_NOT_ALLOWED, A.EXC_SERVICE_NOT_SUPPORTED)
-            return self._action(assoc, apdu)
-        self.server.stats["refused"] += 1
-        return _exc(A.STATE_SERVICE_UNKNOWN, A.EXC_SERVICE_NOT_SUPPORTED)
+        service = _SERVICES.get(tag)
+        if service is None:
+            self.server.stats["refused"] += 1
+            return _exc(A.STATE_SERVICE_UNKNOWN, A.EXC_SERVICE_NOT_SUPPORTED)
+        conformance, method = service
+        if assoc.state == ASSOCIATED and not assoc.conformance & conformance:
+            return _exc(A.STATE_SERVICE_NOT_ALLOWED, A.EXC_SERVICE_NOT_SUPPORTED)
+        return getattr(self, method)(assoc, apdu)
 
     # -- ACSE --------------------------------------------------------------------------------
     def _reject(self, diag, context=A.CTX_LN, user_info=None):
@@ -283,9 +339,10 @@ class Session:
         return A.build_aare(A.RESULT_REJECTED_PERMANENT, diag, context, user_info=user_info)
 
     def _aarq(self, sap, apdu):
-        srv = self.server
-        # an accepted AARQ replaces whatever this SAP had; a refused one changes nothing
-        policy = srv.policies.get(sap)
+        """The AARE to an AARQ, in three steps that each may refuse it (_authenticate,
+        _initiate, then _accept). An accepted AARQ replaces whatever this SAP had; a refused
+        one changes nothing."""
+        policy = self.server.policies.get(sap)
         try:
             q = A.parse_aarq(apdu)
         except DecodeError:
@@ -294,6 +351,18 @@ class Session:
             return self._reject(A.DIAG_NO_REASON)
         mech, ciphered = policy
         ctx = A.CTX_LN_CIPHERED if ciphered else A.CTX_LN
+        refusal = self._authenticate(sap, q, mech, ciphered, ctx)
+        if refusal is not None:
+            return refusal
+        initiate = self._initiate(q, ciphered, ctx)
+        if isinstance(initiate, bytes):
+            return initiate
+        return self._accept(sap, q, mech, ciphered, ctx, initiate[0], initiate[1])
+
+    def _authenticate(self, sap, q, mech, ciphered, ctx):
+        """The AARE refusing the AARQ `q` for the SAP's policy (context, mechanism, lockout,
+        LLS password, HLS challenge, calling title), or None when it may go on."""
+        srv = self.server
         if q.context != ctx:
             return self._reject(A.DIAG_CONTEXT_NOT_SUPPORTED, ctx)
         got = q.mechanism or A.MECH_NONE
@@ -309,23 +378,30 @@ class Session:
         if mech != A.MECH_NONE and srv.throttle.remaining(sap):
             # locked after failed attempts: refused without looking at the password, not
             # counted; transient: the same AARQ may succeed once the lock ends
-            self.server.stats["refused"] += 1
+            srv.stats["refused"] += 1
             return A.build_aare(A.RESULT_REJECTED_TRANSIENT, A.DIAG_AUTH_FAILURE, ctx)
         if mech == A.MECH_LLS:
             if srv.password is None or q.auth_value is None or q.auth_value != srv.password:
                 srv.throttle.failed(sap)
                 return self._reject(A.DIAG_AUTH_FAILURE, ctx)
         elif mech == A.MECH_HLS_GMAC:
-            if q.auth_value is None or not 8 <= len(q.auth_value) <= 64:
+            if q.auth_value is None or not CTOS_MIN <= len(q.auth_value) <= CTOS_MAX:
                 return self._reject(A.DIAG_AUTH_FAILURE, ctx)
-        if ciphered and (q.calling_title is None or len(q.calling_title) != 8
+        if ciphered and (q.calling_title is None or len(q.calling_title) != SYSTEM_TITLE_LEN
                          or srv.suite is None):
             return self._reject(A.DIAG_NO_REASON, ctx)
+        return None
+
+    def _initiate(self, q, ciphered, ctx):
+        """(negotiated conformance, client max PDU) of the AARQ's initiate request, deciphered
+        on a ciphered policy (the client's counter recorded only once its tag verified), or
+        the AARE refusing it (with a confirmed-service-error)."""
+        srv = self.server
         ui = q.user_info
         if ui is None:
             return self._reject(A.DIAG_NO_REASON, ctx, _cse(A.INIT_OTHER))
         if ciphered:
-            if ui[0] != 0x21:
+            if ui[0] != A.GLO_INITIATE_REQUEST:
                 return self._reject(A.DIAG_NO_REASON, ctx, _cse(A.INIT_OTHER))
             try:
                 _kind, title, _sc, ic, ui = srv.suite.unwrap(ui, q.calling_title, POLICY_SC)
@@ -341,13 +417,19 @@ class Session:
             _key, _allowed, version, conf, max_pdu = A.parse_initiate_request(ui)
         except DecodeError:
             return self._reject(A.DIAG_NO_REASON, ctx, _cse(A.INIT_OTHER))
-        if version < 6:
+        if version < DLMS_VERSION:
             return self._reject(A.DIAG_NO_REASON, ctx, _cse(A.INIT_DLMS_VERSION_TOO_LOW))
         if max_pdu and max_pdu < MIN_CLIENT_PDU:
             return self._reject(A.DIAG_NO_REASON, ctx, _cse(A.INIT_PDU_SIZE_TOO_SHORT))
         neg = conf & srv.conformance
         if not neg & (A.CONF_GET | A.CONF_SET | A.CONF_ACTION):
             return self._reject(A.DIAG_NO_REASON, ctx, _cse(A.INIT_INCOMPATIBLE_CONFORMANCE))
+        return neg, max_pdu
+
+    def _accept(self, sap, q, mech, ciphered, ctx, neg, max_pdu):
+        """The new association of `sap` (replacing its old one) and the AARE accepting it:
+        established, or pending HLS with our challenge."""
+        srv = self.server
         assoc = Association(sap, mech, ciphered)
         assoc.conformance = neg
         assoc.max_pdu = min(max_pdu or 0xFFFF, srv.max_pdu)
@@ -355,22 +437,23 @@ class Session:
         ir = A.build_initiate_response(neg, srv.max_pdu)
         if ciphered:
             try:
-                ir = srv.suite.wrap(0x30, srv.system_title, srv.next_ic(), ir)
+                ir = srv.suite.wrap(POLICY_SC, srv.system_title, srv.next_ic(), ir)
             except SecurityError:
                 return self._reject(A.DIAG_NO_REASON, ctx, _cse(A.INIT_OTHER))
         diag = A.DIAG_NULL
         stoc = None
         if mech == A.MECH_HLS_GMAC:
-            stoc = bytes(srv.rng(16))
+            stoc = bytes(srv.rng(STOC_LEN))
             assoc.stoc = stoc
             assoc.ctos = q.auth_value
-            assoc.state = PENDING_HLS
+            assoc.go(ACCEPT_HLS)
             diag = A.DIAG_AUTH_REQUIRED
         else:
-            assoc.state = ASSOCIATED
+            assoc.go(ACCEPT)
             if mech == A.MECH_LLS:
                 srv.throttle.succeeded(sap)
-        self.assocs[sap] = assoc  # replaces (and so releases) the SAP's previous association
+        self.release(sap)  # the SAP's previous association ends
+        self.assocs[sap] = assoc
         return A.build_aare(A.RESULT_ACCEPTED, diag, ctx,
                             mechanism=mech if mech != A.MECH_NONE else None,
                             responding_title=srv.system_title if ciphered else None,
@@ -390,7 +473,7 @@ class Session:
             # association stays, no counter moves). An RLRQ without it releases, as dropping
             # the link would.
             try:
-                if ui[:1] != b"\x21":
+                if ui[0] != A.GLO_INITIATE_REQUEST:
                     raise SecurityError("RLRQ user-information not ciphered")
                 _kind, title, _sc, ic, _plain = srv.suite.unwrap(ui, assoc.client_title,
                                                                   POLICY_SC)
@@ -407,7 +490,7 @@ class Session:
         elif assoc is not None and ui is not None:
             reply_ui = A.build_initiate_response(assoc.conformance, srv.max_pdu)
         self.release(sap)
-        return A.build_rlre(0, reply_ui)
+        return A.build_rlre(RELEASE_NORMAL, reply_ui)
 
     # -- GET ---------------------------------------------------------------------------------
     def _attribute(self, assoc, class_id, obis, attr, need):
@@ -452,7 +535,7 @@ class Session:
         choice, invoke, body = A.parse_get_request(apdu)
         if choice == A.NEXT:
             return self._get_next(assoc, invoke, body)
-        assoc._get_blocks = None  # a new request aborts a long GET (and frees its answer)
+        assoc.long_get = None  # a new request aborts a long GET (and frees its answer)
         limit = assoc.max_pdu - (_CIPHER_OVERHEAD if assoc.ciphered else 0)
         if choice == A.NORMAL:
             data = self._read(assoc, body)
@@ -480,22 +563,25 @@ class Session:
             parts = None
         if not assoc.conformance & A.CONF_BLOCK_GET:
             return A.get_response_normal(invoke, A.OTHER_REASON)
-        assoc._get_blocks = (answer, 1, max(16, limit - _BLOCK_HEADER))
+        answer.size = max(MIN_BLOCK, limit - _BLOCK_HEADER)
+        assoc.long_get = answer
         return self._get_block(assoc, invoke)
 
     def _get_block(self, assoc, invoke):
-        answer, number, size = assoc._get_blocks
-        chunk = answer.take(size)
+        answer = assoc.long_get
+        answer.number += 1
+        chunk = answer.take(answer.size)
         last = answer.done()
-        reply = A.get_response_block(invoke, last, number, chunk)
-        assoc._get_blocks = None if last else (answer, number + 1, size)
-        return reply
+        if last:
+            assoc.long_get = None
+        return A.get_response_block(invoke, last, answer.number, chunk)
 
     def _get_next(self, assoc, invoke, block):
-        if assoc._get_blocks is None:
+        answer = assoc.long_get
+        if answer is None:
             return A.get_response_block(invoke, True, block, A.NO_LONG_GET_IN_PROGRESS)
-        if block != assoc._get_blocks[1] - 1:
-            assoc._get_blocks = None
+        if block != answer.number:  # the client acknowledges the block it received last
+            assoc.long_get = None
             return A.get_response_block(invoke, True, block, A.DATA_BLOCK_NUMBER_INVALID)
         return self._get_block(assoc, invoke)
 
@@ -513,43 +599,45 @@ class Session:
 
     def _set(self, assoc, apdu):
         choice, invoke, body = A.parse_set_request(apdu)
+        if choice == A.SET_WITH_DATABLOCK:
+            return self._set_block(assoc, invoke, body)
+        if choice not in (A.NORMAL, A.SET_WITH_LIST, A.SET_FIRST_DATABLOCK):
+            return _exc(A.STATE_SERVICE_NOT_ALLOWED, A.EXC_SERVICE_NOT_SUPPORTED)
+        assoc.long_set = None  # a new SET aborts a long one
         if choice == A.NORMAL:
-            assoc._set_blocks = None
             return A.set_response_normal(invoke, self._write(assoc, body[0], body[1]))
         if choice == A.SET_WITH_LIST:
-            assoc._set_blocks = None
             descs, values = body
             if len(descs) != len(values):
                 raise DecodeError("SET with-list counts differ")
             return A.set_response_with_list(
                 invoke, [self._write(assoc, d, v) for d, v in zip(descs, values)])
-        if choice == A.SET_FIRST_DATABLOCK:
-            desc, last, block, raw = body
-            assoc._set_blocks = None
-            if block != 1:
-                return A.set_response_last_datablock(invoke, A.DATA_BLOCK_NUMBER_INVALID, block)
-            if not last:
-                assoc._set_blocks = (desc, raw, 1)
-                return A.set_response_datablock(invoke, block)
-            return self._set_done(assoc, invoke, desc, raw, block)
-        if choice == A.SET_WITH_DATABLOCK:
-            last, block, raw = body
-            st = assoc._set_blocks
-            if st is None:
-                return A.set_response_last_datablock(invoke, A.NO_LONG_SET_IN_PROGRESS, block)
-            if block != st[2] + 1:
-                assoc._set_blocks = None
-                return A.set_response_last_datablock(invoke, A.DATA_BLOCK_NUMBER_INVALID, block)
-            data = st[1] + raw
-            if len(data) > self.server.max_pdu * 4:
-                assoc._set_blocks = None
-                return A.set_response_last_datablock(invoke, A.LONG_SET_ABORTED, block)
-            if not last:
-                assoc._set_blocks = (st[0], data, block)
-                return A.set_response_datablock(invoke, block)
-            assoc._set_blocks = None
-            return self._set_done(assoc, invoke, st[0], data, block)
-        return _exc(A.STATE_SERVICE_NOT_ALLOWED, A.EXC_SERVICE_NOT_SUPPORTED)
+        desc, last, block, raw = body  # SET with-first-datablock
+        if block != 1:
+            return A.set_response_last_datablock(invoke, A.DATA_BLOCK_NUMBER_INVALID, block)
+        if not last:
+            assoc.long_set = _LongSet(desc, raw)
+            return A.set_response_datablock(invoke, block)
+        return self._set_done(assoc, invoke, desc, raw, block)
+
+    def _set_block(self, assoc, invoke, body):
+        """SET with-datablock: the next block of the long SET in progress."""
+        last, block, raw = body
+        long_set = assoc.long_set
+        if long_set is None:
+            return A.set_response_last_datablock(invoke, A.NO_LONG_SET_IN_PROGRESS, block)
+        assoc.long_set = None  # ended here unless it goes on below
+        if block != long_set.number + 1:
+            return A.set_response_last_datablock(invoke, A.DATA_BLOCK_NUMBER_INVALID, block)
+        data = long_set.data + raw
+        if len(data) > self.server.max_pdu * LONG_SET_PDUS:
+            return A.set_response_last_datablock(invoke, A.LONG_SET_ABORTED, block)
+        if not last:
+            long_set.data = data
+            long_set.number = block
+            assoc.long_set = long_set
+            return A.set_response_datablock(invoke, block)
+        return self._set_done(assoc, invoke, long_set.desc, data, block)
 
     def _set_done(self, assoc, invoke, desc, raw, block):
         try:
@@ -561,8 +649,8 @@ class Session:
     # -- ACTION ------------------------------------------------------------------------------
     def _invoke(self, assoc, class_id, obis, method, params):
         """(action_result, encoded data / int dar / None)."""
-        if class_id == 15 and method == 1 and obis == CURRENT_ASSOCIATION and \
-                assoc.mechanism == A.MECH_HLS_GMAC:
+        if class_id == ASSOCIATION_LN_CLASS and method == REPLY_TO_HLS_AUTHENTICATION and \
+                obis == CURRENT_ASSOCIATION and assoc.mechanism == A.MECH_HLS_GMAC:
             return self._hls(assoc, params)
         if assoc.state == PENDING_HLS:
             return A.READ_WRITE_DENIED, None
@@ -598,11 +686,11 @@ class Session:
         except (DecodeError, SecurityError):
             srv.stats["security_errors"] += 1
             srv.throttle.failed(assoc.client_sap)
+            assoc.go(HLS_FAIL)
             self.release(assoc.client_sap)  # authentication failed: the association is gone
-            assoc.state = IDLE
             return A.READ_WRITE_DENIED, None
         srv.throttle.succeeded(assoc.client_sap)
-        assoc.state = ASSOCIATED
+        assoc.go(HLS_PASS)
         reply = srv.suite.hls_response(srv.system_title, srv.next_ic(), assoc.ctos)
         assoc.stoc = None
         return A.SUCCESS, axdr.encode((axdr.OCTET_STRING, reply))
@@ -630,6 +718,8 @@ class _LongAnswer:
         self.buf = head
         self.off = 0
         self.more = more
+        self.number = 0  # the last block sent
+        self.size = 0  # bytes of raw data a block carries
 
     def _refill(self):
         while self.off >= len(self.buf) and self.more is not None:
@@ -655,6 +745,16 @@ class _LongAnswer:
     def done(self):
         """True once every byte has been taken."""
         return self.off >= len(self.buf) and self.more is None
+
+
+class _LongSet:
+    """A SET received in blocks: the attribute descriptor, the raw data so far and the number
+    of the last block received."""
+
+    def __init__(self, desc, data):
+        self.desc = desc
+        self.data = data
+        self.number = 1
 
 
 def _cse(code):

@@ -9,7 +9,7 @@ from firmware.dlms import apdu as A
 from firmware.dlms import axdr as x
 from firmware.dlms.endpoint import DlmsEndpoint
 from firmware.dlms.security import SecurityError, Suite0
-from firmware.dlms.server import DlmsServer
+from firmware.dlms.server import ASSOCIATED, HLS_PASS, IDLE, PENDING_HLS, DlmsServer
 from tests.firmware.dlms_client import (
     SERVER,
     CipherClient,
@@ -503,6 +503,34 @@ def test_release():
     assert s2.handle(0x30, H("62")) == H("d80203")  # malformed RLRQ
 
 
+def test_association_states_move_only_along_the_table():
+    """Association.go follows server._STATES: a released or replaced association reads
+    non-associated, an HLS failure ends a pending one, an event a state has no transition for
+    is refused (and the request answered, the server serving on)."""
+    srv, _r, _l = make_server()
+    s = public_session(srv)
+    first = s.association(0x10)
+    assert first.state == ASSOCIATED and first.lets(A.GET_REQUEST)
+    public_session_again = s.handle(0x10, build_aarq(user_info=initiate_request()))
+    assert aare_fields(public_session_again)[:2] == (0, 0)
+    assert first.state == IDLE and s.association(0x10).state == ASSOCIATED  # replaced
+    raises(ValueError, s.association(0x10).go, HLS_PASS)
+    assert s.association(0x10).state == ASSOCIATED
+    s.handle(0x10, H("6203800100"))
+    assert s.association(0x10) is None
+    c = CipherClient(EK, AK)
+    ui = c.wrap(initiate_request(), general=False)
+    aare = s.handle(0x30, build_aarq(A.CTX_LN_CIPHERED, A.MECH_HLS_GMAC, b"ClientCh", c.title,
+                                     ui))
+    assert aare_fields(aare)[:2] == (0, A.DIAG_AUTH_REQUIRED)
+    pending = s.association(0x30)
+    assert pending.state == PENDING_HLS and pending.lets(A.ACTION_REQUEST)
+    assert not pending.lets(A.GET_REQUEST)
+    req = action_req(15, CUR_ASSOC, 1, (x.OCTET_STRING, bytes(17)))  # a wrong f(StoC)
+    s.handle(0x30, c.wrap(req))
+    assert pending.state == IDLE and s.association(0x30) is None
+
+
 def test_malformed_and_unsupported_apdus():
     srv, _r, _l = make_server(max_pdu=256)
     s = reader_session(srv)
@@ -837,7 +865,7 @@ def test_long_with_list_get_holds_one_attribute_at_a_time():
     r = s.handle(0x20, req)
     assert r[:8] == H("c402c10000000001"), r[:8]
     assert prof.reads <= 2, prof.reads  # not 60 reads (and 60 encodings) up front
-    held = s.association(0x20)._get_blocks[0]
+    held = s.association(0x20).long_get
     assert len(held.buf) <= one + 8, len(held.buf)  # one result (and the count)
     got = bytearray()
     block = 1
@@ -850,7 +878,7 @@ def test_long_with_list_get_holds_one_attribute_at_a_time():
         r = s.handle(0x20, get_next(block))
         block += 1
     assert prof.reads == 60
-    assert s.association(0x20)._get_blocks is None  # dropped once the last block went out
+    assert s.association(0x20).long_get is None  # dropped once the last block went out
     expect = A.get_response_with_list(0xC1, [x.encode(ProfileObj(200).get(2, 0, None, None))]
                                       * 60 + [x.encode((x.DOUBLE_LONG_UNSIGNED, 123456)),
                                               A.OTHER_REASON])[3:]
@@ -858,7 +886,7 @@ def test_long_with_list_get_holds_one_attribute_at_a_time():
     # a short with-list still answers in one APDU, a new request drops a transfer
     s.handle(0x20, req)
     assert s.handle(0x20, _with_list_get([(3, ENERGY, 2)]))[:4] == H("c403c101")
-    assert s.association(0x20)._get_blocks is None
+    assert s.association(0x20).long_get is None
 
 
 def test_with_ciphering_suspended_only_the_ciphered_association_is_refused():
