@@ -24,6 +24,7 @@ beyond the one in use before it is used, so a reboot, a crash or a kill never re
 under the same keys; the last counter accepted from each client system title is saved as it
 moves, so a replayed request stays refused across a power cut.
 """
+from firmware.compat import const
 from firmware.cosem.push import TRANSPORT_HDLC
 from firmware.dlms import hdlc, wrapper
 from firmware.dlms.server import ASSOCIATED, PUBLIC_SAP
@@ -33,7 +34,7 @@ from firmware.guard import Guard
 # reservation moves when half of it is used: one NVM write per 2048 ciphered replies, cheap on
 # flash wear, and a reboot skips at most 4096 of the 2^32 counters (a million reboots before
 # the keys must change).
-COUNTER_SAVE_AHEAD = 4096
+COUNTER_SAVE_AHEAD = const(4096)
 
 
 class CounterReservation:

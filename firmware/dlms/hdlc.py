@@ -32,7 +32,7 @@ ms, wrapping as firmware.compat's; the station itself reads no clock):
 - inactivity time-out (`inactivity_s`, default 120 s, 0 = off): a connected client that sends
   no frame for this long is disconnected (EV_DISCONNECT; the next client can SNRM at once).
 """
-from firmware.compat import ticks_diff
+from firmware.compat import const, ticks_diff
 from firmware.dlms import FramingError
 
 EV_CONNECT = 1
@@ -125,10 +125,10 @@ def _addr_len(buf, pos, end):
     return 0
 
 
-_FORMAT_TYPE3 = 0xA0  # high nibble of the frame format's first byte
-_SEGMENTED = 0x08  # its segmentation bit
-_WAIT = -1  # _frame_end: the frame's bytes are still to come
-_BAD = 0  # _frame_end: no valid frame opens here
+_FORMAT_TYPE3 = const(0xA0)  # high nibble of the frame format's first byte
+_SEGMENTED = const(0x08)  # its segmentation bit
+_WAIT = const(-1)  # _frame_end: the frame's bytes are still to come
+_BAD = const(0)  # _frame_end: no valid frame opens here
 
 
 def _frame_end(buf, i, cut):

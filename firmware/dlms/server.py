@@ -39,6 +39,7 @@ State the owner should persist (power-fail safe, see docs/design.md): `server.in
 (our own counter; persist a value ahead of use), `server.counters.last` (last counter
 accepted per client system title) and `server.throttle.dump()` (given back as `lockouts`).
 """
+from firmware.compat import const
 from firmware.dlms import (
     READ,
     WRITE,
@@ -76,54 +77,47 @@ SERVER_CONFORMANCE = (A.CONF_GENERAL_PROTECTION | A.CONF_BLOCK_GET | A.CONF_BLOC
 CURRENT_ASSOCIATION = b"\x00\x00\x28\x00\x00\xff"  # 0.0.40.0.0.255
 
 # Association states (the values of IC 15 association_status)
-IDLE = 0  # non-associated: released, or its HLS authentication failed
-PENDING_HLS = 1  # association-pending: AARQ accepted, HLS pass 3/4 not done yet
-ASSOCIATED = 2
+IDLE = const(0)  # non-associated: released, or its HLS authentication failed
+PENDING_HLS = const(1)  # association-pending: AARQ accepted, HLS pass 3/4 not done yet
+ASSOCIATED = const(2)
 
 # What moves an association (Association.go)
-ACCEPT = 0  # AARQ accepted: no authentication, or LLS with the right password
-ACCEPT_HLS = 1  # AARQ accepted with HLS-GMAC: the client's f(StoC) must come first
-HLS_PASS = 2  # reply_to_HLS_authentication: the client's f(StoC) verified
-HLS_FAIL = 3  # it did not: the association ends
-RELEASE = 4  # RLRQ, the link dropped, or another AARQ of the SAP replaced it
+_ACCEPT = const(0)  # AARQ accepted: no authentication, or LLS with the right password
+_ACCEPT_HLS = const(1)  # AARQ accepted with HLS-GMAC: the client's f(StoC) must come first
+_HLS_PASS = const(2)  # reply_to_HLS_authentication: the client's f(StoC) verified
+_HLS_FAIL = const(3)  # it did not: the association ends
+_RELEASE = const(4)  # RLRQ, the link dropped, or another AARQ of the SAP replaced it
 
-ANY = None  # every xDLMS request (unknown ones get exception-response service-unknown)
+_ANY = None  # every xDLMS request (unknown ones get exception-response service-unknown)
 # Per state: ({event: next state}, the xDLMS requests the state lets through). An event
 # missing from a state's row is refused (ValueError: a server bug, answered other-reason).
 # PENDING_HLS lets only ACTION through, and of it only reply_to_HLS_authentication (_invoke);
 # negotiated conformance applies in ASSOCIATED only (the HLS reply needs no ACTION
 # conformance).
 _STATES = (
-    ({ACCEPT: ASSOCIATED, ACCEPT_HLS: PENDING_HLS, RELEASE: IDLE}, ()),  # IDLE
-    ({HLS_PASS: ASSOCIATED, HLS_FAIL: IDLE, RELEASE: IDLE}, (A.ACTION_REQUEST,)),  # PENDING_HLS
-    ({RELEASE: IDLE}, ANY),  # ASSOCIATED
+    ({_ACCEPT: ASSOCIATED, _ACCEPT_HLS: PENDING_HLS, _RELEASE: IDLE}, ()),  # IDLE
+    ({_HLS_PASS: ASSOCIATED, _HLS_FAIL: IDLE, _RELEASE: IDLE}, (A.ACTION_REQUEST,)),  # PENDING
+    ({_RELEASE: IDLE}, _ANY),  # ASSOCIATED
 )
-
-# the negotiated conformance bit each xDLMS request needs, and the Session method serving it
-_SERVICES = {
-    A.GET_REQUEST: (A.CONF_GET, "_get"),
-    A.SET_REQUEST: (A.CONF_SET, "_set"),
-    A.ACTION_REQUEST: (A.CONF_ACTION, "_action"),
-}
 
 # replies whose service-specific glo form answers a glo request (the others, e.g.
 # exception-response, only have general-glo-ciphering)
 _GLO_REPLIES = (A.GET_RESPONSE, A.SET_RESPONSE, A.ACTION_RESPONSE)
 
-ASSOCIATION_LN_CLASS = 15  # IC 15, of the current association 0.0.40.0.0.255
-REPLY_TO_HLS_AUTHENTICATION = 1  # its method 1
-SYSTEM_TITLE_LEN = 8
-DLMS_VERSION = 6  # the lowest proposed DLMS version accepted
-STOC_LEN = 16  # our HLS challenge
-CTOS_MIN = 8  # the client's HLS challenge (IEC 62056-5-3: 8..64 octets)
-CTOS_MAX = 64
-RELEASE_NORMAL = 0  # RLRE release-response-reason
+_ASSOCIATION_LN_CLASS = const(15)  # IC 15, of the current association 0.0.40.0.0.255
+_REPLY_TO_HLS = const(1)  # its method 1, reply_to_HLS_authentication
+_TITLE_LEN = const(8)  # a system title
+_DLMS_VERSION = const(6)  # the lowest proposed DLMS version accepted
+_STOC_LEN = const(16)  # our HLS challenge
+_CTOS_MIN = const(8)  # the client's HLS challenge (IEC 62056-5-3: 8..64 octets)
+_CTOS_MAX = const(64)
+_RELEASE_NORMAL = const(0)  # RLRE release-response-reason
 
-_BLOCK_HEADER = 12  # C4 02 invoke last block(4) choice length(<=3) and spare
-_CIPHER_OVERHEAD = 31  # general-glo: tag, title(9), length(3), SC, IC(4), GCM tag(12)
-MIN_BLOCK = 16  # the smallest GET block we cut, whatever the client's PDU size
-MIN_CLIENT_PDU = 12
-LONG_SET_PDUS = 4  # a long SET may gather up to this many of our max PDUs
+_BLOCK_HEADER = const(12)  # C4 02 invoke last block(4) choice length(<=3) and spare
+_CIPHER_OVERHEAD = const(31)  # general-glo: tag, title(9), length(3), SC, IC(4), GCM tag(12)
+_MIN_BLOCK = const(16)  # the smallest GET block we cut, whatever the client's PDU size
+MIN_CLIENT_PDU = const(12)
+_LONG_SET_PDUS = const(4)  # a long SET may gather up to this many of our max PDUs
 
 
 class Association:
@@ -153,7 +147,7 @@ class Association:
     def lets(self, tag):
         """True if the state lets the xDLMS request `tag` through."""
         allowed = _STATES[self.state][1]
-        return allowed is ANY or tag in allowed
+        return allowed is _ANY or tag in allowed
 
 
 class DlmsServer:
@@ -236,10 +230,10 @@ class Session:
         """Forget the association of `client_sap` (all of them when None): link lost."""
         if client_sap is None:
             for sap in self.assocs:
-                self.assocs[sap].go(RELEASE)
+                self.assocs[sap].go(_RELEASE)
             self.assocs = {}
         elif client_sap in self.assocs:
-            self.assocs.pop(client_sap).go(RELEASE)
+            self.assocs.pop(client_sap).go(_RELEASE)
 
     def association(self, client_sap):
         """The established or pending association of `client_sap`, or None."""
@@ -328,10 +322,9 @@ class Session:
         if service is None:
             self.server.stats["refused"] += 1
             return _exc(A.STATE_SERVICE_UNKNOWN, A.EXC_SERVICE_NOT_SUPPORTED)
-        conformance, method = service
-        if assoc.state == ASSOCIATED and not assoc.conformance & conformance:
+        if assoc.state == ASSOCIATED and not assoc.conformance & service[0]:
             return _exc(A.STATE_SERVICE_NOT_ALLOWED, A.EXC_SERVICE_NOT_SUPPORTED)
-        return getattr(self, method)(assoc, apdu)
+        return service[1](self, assoc, apdu)
 
     # -- ACSE --------------------------------------------------------------------------------
     def _reject(self, diag, context=A.CTX_LN, user_info=None):
@@ -354,10 +347,8 @@ class Session:
         refusal = self._authenticate(sap, q, mech, ciphered, ctx)
         if refusal is not None:
             return refusal
-        initiate = self._initiate(q, ciphered, ctx)
-        if isinstance(initiate, bytes):
-            return initiate
-        return self._accept(sap, q, mech, ciphered, ctx, initiate[0], initiate[1])
+        assoc = Association(sap, mech, ciphered)
+        return self._initiate(assoc, q, ctx) or self._accept(assoc, q, ctx)
 
     def _authenticate(self, sap, q, mech, ciphered, ctx):
         """The AARE refusing the AARQ `q` for the SAP's policy (context, mechanism, lockout,
@@ -385,22 +376,22 @@ class Session:
                 srv.throttle.failed(sap)
                 return self._reject(A.DIAG_AUTH_FAILURE, ctx)
         elif mech == A.MECH_HLS_GMAC:
-            if q.auth_value is None or not CTOS_MIN <= len(q.auth_value) <= CTOS_MAX:
+            if q.auth_value is None or not _CTOS_MIN <= len(q.auth_value) <= _CTOS_MAX:
                 return self._reject(A.DIAG_AUTH_FAILURE, ctx)
-        if ciphered and (q.calling_title is None or len(q.calling_title) != SYSTEM_TITLE_LEN
+        if ciphered and (q.calling_title is None or len(q.calling_title) != _TITLE_LEN
                          or srv.suite is None):
             return self._reject(A.DIAG_NO_REASON, ctx)
         return None
 
-    def _initiate(self, q, ciphered, ctx):
-        """(negotiated conformance, client max PDU) of the AARQ's initiate request, deciphered
-        on a ciphered policy (the client's counter recorded only once its tag verified), or
-        the AARE refusing it (with a confirmed-service-error)."""
+    def _initiate(self, assoc, q, ctx):
+        """Negotiate the AARQ's initiate request into the new `assoc` (conformance, client max
+        PDU), deciphered on a ciphered policy (the client's counter recorded only once its tag
+        verified); the AARE refusing it (with a confirmed-service-error), or None."""
         srv = self.server
         ui = q.user_info
         if ui is None:
             return self._reject(A.DIAG_NO_REASON, ctx, _cse(A.INIT_OTHER))
-        if ciphered:
+        if assoc.ciphered:
             if ui[0] != A.GLO_INITIATE_REQUEST:
                 return self._reject(A.DIAG_NO_REASON, ctx, _cse(A.INIT_OTHER))
             try:
@@ -417,24 +408,26 @@ class Session:
             _key, _allowed, version, conf, max_pdu = A.parse_initiate_request(ui)
         except DecodeError:
             return self._reject(A.DIAG_NO_REASON, ctx, _cse(A.INIT_OTHER))
-        if version < DLMS_VERSION:
+        if version < _DLMS_VERSION:
             return self._reject(A.DIAG_NO_REASON, ctx, _cse(A.INIT_DLMS_VERSION_TOO_LOW))
         if max_pdu and max_pdu < MIN_CLIENT_PDU:
             return self._reject(A.DIAG_NO_REASON, ctx, _cse(A.INIT_PDU_SIZE_TOO_SHORT))
         neg = conf & srv.conformance
         if not neg & (A.CONF_GET | A.CONF_SET | A.CONF_ACTION):
             return self._reject(A.DIAG_NO_REASON, ctx, _cse(A.INIT_INCOMPATIBLE_CONFORMANCE))
-        return neg, max_pdu
-
-    def _accept(self, sap, q, mech, ciphered, ctx, neg, max_pdu):
-        """The new association of `sap` (replacing its old one) and the AARE accepting it:
-        established, or pending HLS with our challenge."""
-        srv = self.server
-        assoc = Association(sap, mech, ciphered)
         assoc.conformance = neg
         assoc.max_pdu = min(max_pdu or 0xFFFF, srv.max_pdu)
+        return None
+
+    def _accept(self, assoc, q, ctx):
+        """The AARE accepting `assoc`, which replaces the SAP's association: established, or
+        pending HLS with our challenge."""
+        srv = self.server
+        sap = assoc.client_sap
+        mech = assoc.mechanism
+        ciphered = assoc.ciphered
         assoc.client_title = q.calling_title
-        ir = A.build_initiate_response(neg, srv.max_pdu)
+        ir = A.build_initiate_response(assoc.conformance, srv.max_pdu)
         if ciphered:
             try:
                 ir = srv.suite.wrap(POLICY_SC, srv.system_title, srv.next_ic(), ir)
@@ -443,13 +436,13 @@ class Session:
         diag = A.DIAG_NULL
         stoc = None
         if mech == A.MECH_HLS_GMAC:
-            stoc = bytes(srv.rng(STOC_LEN))
+            stoc = bytes(srv.rng(_STOC_LEN))
             assoc.stoc = stoc
             assoc.ctos = q.auth_value
-            assoc.go(ACCEPT_HLS)
+            assoc.go(_ACCEPT_HLS)
             diag = A.DIAG_AUTH_REQUIRED
         else:
-            assoc.go(ACCEPT)
+            assoc.go(_ACCEPT)
             if mech == A.MECH_LLS:
                 srv.throttle.succeeded(sap)
         self.release(sap)  # the SAP's previous association ends
@@ -490,7 +483,7 @@ class Session:
         elif assoc is not None and ui is not None:
             reply_ui = A.build_initiate_response(assoc.conformance, srv.max_pdu)
         self.release(sap)
-        return A.build_rlre(RELEASE_NORMAL, reply_ui)
+        return A.build_rlre(_RELEASE_NORMAL, reply_ui)
 
     # -- GET ---------------------------------------------------------------------------------
     def _attribute(self, assoc, class_id, obis, attr, need):
@@ -563,7 +556,7 @@ class Session:
             parts = None
         if not assoc.conformance & A.CONF_BLOCK_GET:
             return A.get_response_normal(invoke, A.OTHER_REASON)
-        answer.size = max(MIN_BLOCK, limit - _BLOCK_HEADER)
+        answer.size = max(_MIN_BLOCK, limit - _BLOCK_HEADER)
         assoc.long_get = answer
         return self._get_block(assoc, invoke)
 
@@ -630,7 +623,7 @@ class Session:
         if block != long_set.number + 1:
             return A.set_response_last_datablock(invoke, A.DATA_BLOCK_NUMBER_INVALID, block)
         data = long_set.data + raw
-        if len(data) > self.server.max_pdu * LONG_SET_PDUS:
+        if len(data) > self.server.max_pdu * _LONG_SET_PDUS:
             return A.set_response_last_datablock(invoke, A.LONG_SET_ABORTED, block)
         if not last:
             long_set.data = data
@@ -649,7 +642,7 @@ class Session:
     # -- ACTION ------------------------------------------------------------------------------
     def _invoke(self, assoc, class_id, obis, method, params):
         """(action_result, encoded data / int dar / None)."""
-        if class_id == ASSOCIATION_LN_CLASS and method == REPLY_TO_HLS_AUTHENTICATION and \
+        if class_id == _ASSOCIATION_LN_CLASS and method == _REPLY_TO_HLS and \
                 obis == CURRENT_ASSOCIATION and assoc.mechanism == A.MECH_HLS_GMAC:
             return self._hls(assoc, params)
         if assoc.state == PENDING_HLS:
@@ -686,11 +679,11 @@ class Session:
         except (DecodeError, SecurityError):
             srv.stats["security_errors"] += 1
             srv.throttle.failed(assoc.client_sap)
-            assoc.go(HLS_FAIL)
+            assoc.go(_HLS_FAIL)
             self.release(assoc.client_sap)  # authentication failed: the association is gone
             return A.READ_WRITE_DENIED, None
         srv.throttle.succeeded(assoc.client_sap)
-        assoc.go(HLS_PASS)
+        assoc.go(_HLS_PASS)
         reply = srv.suite.hls_response(srv.system_title, srv.next_ic(), assoc.ctos)
         assoc.stoc = None
         return A.SUCCESS, axdr.encode((axdr.OCTET_STRING, reply))
@@ -707,6 +700,14 @@ class Session:
             results = [self._invoke(assoc, d[0], d[1], d[2], p) for d, p in zip(descs, params)]
             return A.action_response_with_list(invoke, results)
         return _exc(A.STATE_SERVICE_NOT_ALLOWED, A.EXC_SERVICE_NOT_SUPPORTED)
+
+
+# the negotiated conformance bit each xDLMS request needs, and the Session method serving it
+_SERVICES = {
+    A.GET_REQUEST: (A.CONF_GET, Session._get),
+    A.SET_REQUEST: (A.CONF_SET, Session._set),
+    A.ACTION_REQUEST: (A.CONF_ACTION, Session._action),
+}
 
 
 class _LongAnswer:
