@@ -193,19 +193,23 @@ class QemuMeter(QemuBoard):
     port is left free for a DLMS client (HDLC) once the meter runs.
 
     `ballast`: bytes allocated (and kept) before the meter starts, to shrink the GC heap the
-    meter can use without rebuilding the image (benches bisect it).
+    meter can use without rebuilding the image (benches bisect it); `token_key`: the meter's
+    token key (default: the INSECURE test token key).
     """
 
-    def __init__(self, elf, meter_id="BJ00000902", ballast=0, board=None, boot_timeout=60):
+    def __init__(self, elf, meter_id="BJ00000902", ballast=0, board=None, boot_timeout=60,
+                 token_key=INSECURE_TEST_TOKEN_KEY):
         super().__init__(elf, boot_timeout)
         self.meter_id = meter_id
+        self.token_key = token_key
         self.ballast = ballast
         self.board = dict({"hal": "qemu", "meter_id": meter_id}, **(board or {}))
 
     def start(self):
         super().start()
         code = "_ballast = bytearray(%d)\n" % self.ballast if self.ballast else ""
-        code += ENTRY % ("board=%r, prov=%r" % (self.board, provisioning(self.meter_id)))
+        code += ENTRY % ("board=%r, prov=%r" % (self.board, provisioning(self.meter_id,
+                                                                       self.token_key)))
         try:
             self.raw_exec(code, wait=False, timeout=self.boot_timeout)
         finally:

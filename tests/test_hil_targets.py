@@ -1,6 +1,7 @@
 """The HIL targets (hil/targets) and the pytest plugin (hil/pytest_plugin.py): target specs,
 unavailable targets and missing capabilities skipped with their reason, a test engineer's own
 test file run on several targets, the tcp attach target, token vending."""
+import os
 import pathlib
 import subprocess
 import sys
@@ -78,9 +79,10 @@ def test_vending_never_repeats_an_id_and_binds_tokens_to_the_meter(tmp_path):
 
 def _run_pytest(args, tmp_path):
     junit = tmp_path / "junit.xml"
+    env = {k: v for k, v in os.environ.items() if k != "BIJLI_MICROPYTHON_SRC"}
     run = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rs",
                           "--junitxml", str(junit), *args],
-                         cwd=tmp_path, capture_output=True, text=True, timeout=300)
+                         cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
     outcomes = {}
     if junit.exists():
         for case in ET.parse(junit).getroot().iter("testcase"):
@@ -95,7 +97,8 @@ def _run_pytest(args, tmp_path):
 def test_a_user_test_file_runs_on_each_target_and_skips_with_reasons(tmp_path):
     (tmp_path / "test_mine.py").write_text(USER_TESTS)
     run, got = _run_pytest(["test_mine.py", "-p", "hil.pytest_plugin", "--bijli-target",
-                            "emulator", "--bijli-target", "pty", "--bijli-target", "qemu"],
+                            "emulator", "--bijli-target", "pty", "--bijli-target",
+                            "micropython"],
                            tmp_path)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     for spec in ("emulator", "pty"):
@@ -103,9 +106,10 @@ def test_a_user_test_file_runs_on_each_target_and_skips_with_reasons(tmp_path):
         assert got["test_power[%s]" % spec][0] == "passed"
     assert got["test_a_day_passes[emulator]"][0] == "passed"
     assert got["test_a_day_passes[pty]"] == ("skipped", "target pty has no fast_clock")
-    for name in ("test_a_recharge", "test_a_day_passes", "test_power"):
-        kind, why = got["%s[qemu]" % name]
-        assert kind == "skipped" and "target qemu unavailable" in why, why
+    for name in ("test_a_recharge", "test_a_day_passes", "test_power"):  # no MicroPython source
+        kind, why = got["%s[micropython]" % name]
+        assert kind == "skipped" and "target micropython unavailable" in why, why
+        assert "BIJLI_MICROPYTHON_SRC" in why, why
 
 
 def test_a_bad_target_is_a_usage_error(tmp_path):

@@ -8,7 +8,8 @@ A target spec names one:
                           BIJLI_MICROPYTHON_SRC; unix64: the pip package)
     tcp:HOST:PORT         attach to any DLMS meter over TCP (the wrapper)
     serial:PORT[@BAUD]    attach to a board over a serial line or pyserial URL (9,600 baud)
-    qemu                  not built yet: unavailable with that reason
+    qemu                  the firmware frozen into MicroPython on QEMU's Cortex-M3 board
+                          (needs BIJLI_MICROPYTHON_SRC, the ARM toolchain, qemu-system-arm)
 
 `make(spec, **options)` returns a Target (not started: `start()` / `stop()`, or `with`); it
 raises TargetUnavailable (the reason) when the target cannot run here and ValueError for a
@@ -113,8 +114,9 @@ def _serial(arg, **options):
 
 
 def _qemu(arg, **options):
-    raise TargetUnavailable("qemu: not implemented yet as a HIL target (hil/mpy_meter.QemuMeter "
-                            "runs the frozen firmware; the target around it is missing)")
+    from hil.targets.qemu import QemuTarget
+
+    return QemuTarget(**options)
 
 
 register("emulator", _emulator, "in-process emulated meter, fast clock")

@@ -1,0 +1,73 @@
+"""`qemu`: the firmware frozen into MicroPython on the Cortex-M3 board QEMU emulates
+(mps2-an385, hil/mpy_meter.QemuMeter) with a board-sized GC heap: the nearest thing to a board
+without hardware. Its serial port (HDLC) is a TCP server of QEMU's.
+
+The image is built by hil/mpy_build.py from BIJLI_MICROPYTHON_SRC (cached); without a source,
+the build tools or qemu-system-arm the target is unavailable with that reason. The board has
+no RTC (its clock starts at 2026-01-01 and follows DLMS clock SETs), measures a steady 0 W
+load, keeps its NVM in RAM (lost when QEMU stops: no power cycle or reset here yet), and
+sends no pushes. Its DLMS challenges are predictable: a test target only.
+"""
+import shutil
+
+from hil.targets.base import Target, TargetUnavailable
+from hil.targets.emulator import METER_ID
+
+HEAP = 192 * 1024  # the GC heap tests/test_qemu_board.py gives the frozen firmware
+CONNECT_TIMEOUT_S = 60
+
+
+class QemuTarget(Target):
+    """The frozen firmware on QEMU's Cortex-M3 board."""
+
+    name = "qemu"
+    framing = "hdlc"
+    exclusive = True
+    capabilities = frozenset()
+
+    def __init__(self, meter_id=METER_ID, heap=HEAP, **options):
+        from hil import mpy_build
+
+        if shutil.which("qemu-system-arm") is None:
+            raise TargetUnavailable("qemu-system-arm not installed "
+                                    "(apt-get install -y qemu-system-arm)")
+        try:
+            self.elf = mpy_build.build("qemu-m3", frozen=True, heap=heap)
+        except mpy_build.Unavailable as e:
+            raise TargetUnavailable("qemu-m3: %s" % e) from None
+        super().__init__(**options)
+        self.meter_id = meter_id
+        self.board = None
+
+    def _start(self):
+        from firmware import token_codec as tc
+        from firmware.demo_keys import INSECURE_DEMO_VENDING_KEY
+        from hil import mpy_meter
+        from protocol.client import DlmsClient
+        from protocol.transport import TcpTransport
+
+        vkey = INSECURE_DEMO_VENDING_KEY if self.vending_key is None else self.vending_key
+        self.board = mpy_meter.QemuMeter(self.elf, meter_id=self.meter_id,
+                                         board={"load_w": 0},
+                                         token_key=tc.derive_key(vkey, self.meter_id, 0))
+        self.board.start()
+        tr = TcpTransport(*self.board.address, timeout=self.timeout,
+                          retries=int(CONNECT_TIMEOUT_S / 0.2), retry_delay=0.2)
+        c = DlmsClient(tr, framing="hdlc", role="public", keys=self.keys, timeout=self.timeout,
+                       retries=int(CONNECT_TIMEOUT_S / self.timeout))
+        try:
+            c.open()  # the board boots and imports the firmware before it answers
+        except Exception:
+            out, err = self.board.stop()
+            raise RuntimeError("the QEMU board did not answer: %s"
+                               % (err or out)[-2000:]) from None
+        c.close()
+
+    def _stop(self):
+        self.board.stop()
+
+    def transport(self):
+        from protocol.transport import TcpTransport
+
+        return TcpTransport(*self.board.address, timeout=self.timeout)
+
