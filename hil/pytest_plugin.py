@@ -142,6 +142,7 @@ def _need(target, capability):
 @pytest.fixture
 def target(request, bijli_target_spec):
     """The started hil.targets.Target for this test (shared by the session)."""
+    request.node.user_properties.append(("bijli_target", bijli_target_spec))  # for reports
     t = request.config._bijli_targets.get(bijli_target_spec)
     for mark in request.node.iter_markers("bijli_needs"):
         for capability in mark.args:

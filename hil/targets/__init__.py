@@ -28,22 +28,30 @@ from hil.targets.base import (  # noqa: F401 - the package's public names
     Target,
     TargetUnavailable,
 )
+from hil.targets.emulator import EmulatorTarget
+from hil.targets.micropython import MicroPythonTarget
+from hil.targets.pty import PtyTarget, bijli_command
+from hil.targets.qemu import QemuTarget
 
 
 class _Entry:
-    def __init__(self, factory, summary, argument):
+    def __init__(self, factory, summary, argument, capabilities, check):
         self.factory = factory
         self.summary = summary
         self.argument = argument  # None: takes no argument; else "required" or "optional"
+        self.capabilities = capabilities
+        self.check = check
 
 
 _REGISTRY = {}
 
 
-def register(name, factory, summary="", argument=None):
+def register(name, factory, summary="", argument=None, capabilities=(), check=None):
     """Add (or replace) the target `name`: `factory(arg, **options)` makes a Target;
-    `argument`: None (no `:ARG`), "optional" or "required"."""
-    _REGISTRY[name] = _Entry(factory, summary, argument)
+    `argument`: None (no `:ARG`), "optional" or "required"; `capabilities`: what its targets
+    declare (for listings); `check()`: a cheap look whether it can run here, returning the
+    reason it cannot, or None."""
+    _REGISTRY[name] = _Entry(factory, summary, argument, tuple(capabilities), check)
 
 
 def names():
@@ -53,6 +61,19 @@ def names():
 
 def summary(name):
     return _REGISTRY[name].summary
+
+
+def listing():
+    """[(name, summary, capabilities, reason it cannot run here or None)] of every target,
+    without starting (or building) anything."""
+    rows = []
+    for name, e in _REGISTRY.items():
+        try:
+            reason = e.check() if e.check is not None else None
+        except Exception as exc:  # noqa: BLE001 - a listing reports, it never fails
+            reason = "%s: %s" % (type(exc).__name__, exc)
+        rows.append((name, e.summary, e.capabilities, reason))
+    return rows
 
 
 def parse(spec):
@@ -76,20 +97,14 @@ def make(spec, **options):
 
 # ---- the built-in targets ---------------------------------------------------------------------
 def _emulator(arg, **options):
-    from hil.targets.emulator import EmulatorTarget
-
     return EmulatorTarget(**options)
 
 
 def _pty(arg, **options):
-    from hil.targets.pty import PtyTarget
-
     return PtyTarget(**options)
 
 
 def _micropython(arg, **options):
-    from hil.targets.micropython import MicroPythonTarget
-
     return MicroPythonTarget(arg or "unix32", **options)
 
 
@@ -114,16 +129,55 @@ def _serial(arg, **options):
 
 
 def _qemu(arg, **options):
-    from hil.targets.qemu import QemuTarget
-
     return QemuTarget(**options)
 
 
-register("emulator", _emulator, "in-process emulated meter, fast clock")
-register("pty", _pty, "bijli meter serve --pty in a subprocess (HDLC on a pseudo-terminal)")
+def _bijli_missing():
+    try:
+        bijli_command()
+    except TargetUnavailable as e:
+        return str(e)
+    return None
+
+
+def _micropython_missing():
+    from hil import mpy_build
+
+    try:
+        mpy_build.source_from_env()
+    except mpy_build.Unavailable as e:
+        return "unix32: %s (micropython:unix64 needs none)" % e
+    return None
+
+
+def _qemu_missing():
+    import shutil
+
+    from hil import mpy_build
+
+    if shutil.which("qemu-system-arm") is None:
+        return "qemu-system-arm not installed"
+    try:
+        mpy_build.source_from_env()
+    except mpy_build.Unavailable as e:
+        return str(e)
+    return None
+
+
+def _declared(cls):
+    return tuple(c for c in CAPABILITIES if c in cls.capabilities)
+
+
+register("emulator", _emulator, "in-process emulated meter, fast clock",
+         capabilities=_declared(EmulatorTarget))
+register("pty", _pty, "bijli meter serve --pty in a subprocess (HDLC on a pseudo-terminal)",
+         capabilities=_declared(PtyTarget), check=_bijli_missing)
 register("micropython", _micropython, "board entry in the MicroPython unix port "
-         "[:unix32 (default, needs BIJLI_MICROPYTHON_SRC) | :unix64]", argument="optional")
-register("tcp", _tcp, "HOST:PORT of a DLMS meter (wrapper), attach only", argument="required")
+         "[:unix32 (default, needs BIJLI_MICROPYTHON_SRC) | :unix64]", argument="optional",
+         capabilities=_declared(MicroPythonTarget), check=_micropython_missing)
+register("tcp", _tcp, "HOST:PORT of a DLMS meter (wrapper), attach only", argument="required",
+         capabilities=("pushes if in its object list",))
 register("serial", _serial, "PORT[@BAUD] of a board (device or pyserial URL), attach only",
-         argument="required")
-register("qemu", _qemu, "the firmware frozen into MicroPython on QEMU's Cortex-M3 board")
+         argument="required", capabilities=("pushes if in its object list",))
+register("qemu", _qemu, "the firmware frozen into MicroPython on QEMU's Cortex-M3 board",
+         capabilities=_declared(QemuTarget), check=_qemu_missing)

@@ -27,6 +27,7 @@ CAPABILITIES = (FAST_CLOCK, POWER_CYCLE, HARD_RESET, TAMPER_INPUTS, LOAD_CONTROL
 ROLES = ("public", "reader", "utility")
 PUSH_SETUP = "0.4.25.9.0.255"
 CLOCK = "0.0.1.0.0.255"
+FIRMWARE_VERSION = "1.0.0.2.0.255"
 
 
 class TargetUnavailable(Exception):
@@ -72,6 +73,7 @@ class Target:
         self.vending_state = vending_state or os.path.join(workdir, "token-ids.json")
         self._vendor = None
         self._listener = None
+        self._version = None
         self.sessions = []  # open MeterSessions (closed around power cycles and at stop)
         self.running = False
 
@@ -110,10 +112,29 @@ class Target:
         raise NotImplementedError
 
     def describe(self):
-        """What the run reports about the target: name, meter id, capabilities, keys."""
+        """What the run reports about the target: name, meter id, firmware version (read
+        from the meter once), capabilities, keys."""
         return {"target": self.name, "meter_id": self.meter_id,
+                "firmware_version": self.firmware_version(),
                 "capabilities": sorted(self.capabilities),
                 "keys": "INSECURE demo keys" if self.insecure_keys else "given keys"}
+
+    def firmware_version(self):
+        """The meter's firmware version object (1.0.0.2.0.255) as text, or None when the meter
+        does not offer it to the public association."""
+        if self._version is None and self.running:
+            from protocol.errors import ProtocolError
+
+            try:
+                c = self.client("public")
+                try:
+                    v = c.get(1, FIRMWARE_VERSION, 2)
+                finally:
+                    c.close()
+                self._version = v.decode("latin-1") if isinstance(v, bytes) else str(v)
+            except ProtocolError:
+                self._version = ""
+        return self._version or None
 
     # ---- DLMS --------------------------------------------------------------------------------
     def transport(self):

@@ -1,0 +1,158 @@
+"""Run the conformance suite (hil/conformance) on HIL targets and collect what `bijli hil run`
+shows: one outcome and time per test and target, each target's meter id and firmware
+version, the hash of the firmware tree the local targets run; JUnit XML on request, with the
+firmware hash and the targets as properties.
+
+    run = run_suite(["emulator", "pty"], keyword="token", junit="out.xml")
+    run.exit_code, run.tests(), run.outcome("test_x", "pty"), run.targets["pty"]
+
+pytest runs in this process (`pytest.main`); it is needed at run time (the `hil` extra).
+"""
+import hashlib
+import re
+import xml.etree.ElementTree as ET
+
+SUITE = "hil.conformance"
+_PARAM = re.compile(r"^(?P<test>[^\[]+)(\[(?P<param>.*)\])?$")
+
+
+def firmware_hash():
+    """SHA-256 (hex) of the firmware tree as `bijli board flash` stages it: every
+    firmware/*.py file's path and bytes, in order. Local targets run exactly this tree."""
+    from hil.deploy import ROOT, firmware_sources
+
+    h = hashlib.sha256()
+    for rel in firmware_sources():
+        h.update(str(rel.as_posix()).encode() + b"\0")
+        h.update((ROOT / rel).read_bytes())
+    return h.hexdigest()
+
+
+class Result:
+    """One test on one target: outcome (passed / failed / skipped / error), seconds, why."""
+
+    def __init__(self, test, target, outcome, seconds, message=""):
+        self.test = test
+        self.target = target
+        self.outcome = outcome
+        self.seconds = seconds
+        self.message = message
+
+
+class SuiteRun:
+    """The results of one run; `exit_code` is pytest's (0: nothing failed)."""
+
+    def __init__(self, specs):
+        self.specs = list(specs)
+        self.results = {}  # (test, target) -> Result
+        self.targets = {}  # spec -> Target.describe() (or {"error": why})
+        self.firmware_hash = None
+        self.exit_code = None
+
+    def tests(self):
+        """Test names (module::function) in the order they ran."""
+        seen = []
+        for test, _ in self.results:
+            if test not in seen:
+                seen.append(test)
+        return seen
+
+    def outcome(self, test, target):
+        return self.results.get((test, target))
+
+    @property
+    def failed(self):
+        return self.exit_code != 0
+
+
+class _Collector:
+    """A pytest plugin object gathering per-phase reports into a SuiteRun."""
+
+    def __init__(self, run):
+        self.run = run
+
+    def pytest_runtest_logreport(self, report):
+        m = _PARAM.match(report.nodeid)
+        test = m.group("test").split("/")[-1] if m else report.nodeid
+        target = dict(report.user_properties).get("bijli_target") \
+            or (m.group("param") if m and m.group("param") else "-")
+        r = self.run.results.get((test, target))
+        if r is None:
+            r = self.run.results[(test, target)] = Result(test, target, "passed", 0.0)
+        r.seconds += report.duration
+        if report.failed and r.outcome not in ("failed", "error"):
+            r.outcome = "failed" if report.when == "call" else "error"
+            lines = str(report.longrepr).strip().splitlines() if report.longrepr else [""]
+            r.message = lines[-1][:200]
+        elif report.skipped and r.outcome == "passed":
+            r.outcome = "skipped"
+            if isinstance(report.longrepr, tuple):
+                r.message = report.longrepr[2].replace("Skipped: ", "")
+
+    def pytest_sessionfinish(self, session):
+        # the targets still run here (they stop when pytest unconfigures)
+        started = getattr(session.config, "_bijli_targets", None)
+        for spec in self.run.specs:
+            if started is None:
+                break
+            t = started.started.get(spec)
+            if t is not None:
+                try:
+                    self.run.targets[spec] = t.describe()
+                except Exception as e:  # noqa: BLE001 - the report says why, the run stands
+                    self.run.targets[spec] = {"error": "%s: %s" % (type(e).__name__, e)}
+            elif spec in started.unavailable:
+                self.run.targets[spec] = {"error": started.unavailable[spec]}
+            elif spec in started.failed:
+                self.run.targets[spec] = {"error": started.failed[spec]}
+
+
+def run_suite(specs, keyword=None, junit=None, keys_file=None, vending_key_file=None,
+              pytest_args=()):
+    """Run the conformance suite on every target spec; returns the SuiteRun."""
+    import pytest
+
+    run = SuiteRun(specs)
+    run.firmware_hash = firmware_hash()
+    # -W: hil is imported already (this process), pytest says it cannot rewrite it: it need not
+    args = ["--pyargs", SUITE, "-p", "hil.pytest_plugin", "-p", "no:cacheprovider", "-q",
+            "-rfE", "-W", "ignore::pytest.PytestAssertRewriteWarning"]
+    for spec in specs:
+        args += ["--bijli-target", spec]
+    if keyword:
+        args += ["-k", keyword]
+    if junit:
+        args += ["--junitxml", str(junit)]
+    if keys_file:
+        args += ["--bijli-keys", str(keys_file)]
+    if vending_key_file:
+        args += ["--bijli-vending-key", str(vending_key_file)]
+    args += list(pytest_args)
+    run.exit_code = int(pytest.main(args, plugins=[_Collector(run)]))
+    if junit:
+        add_junit_properties(junit, run)
+    return run
+
+
+def add_junit_properties(path, run):
+    """Write the firmware hash and each target's identity into the JUnit file's test suites
+    as <properties> (testcases carry their target as the `bijli_target` property)."""
+    try:
+        tree = ET.parse(path)
+    except (OSError, ET.ParseError):
+        return
+    root = tree.getroot()
+    suites = [root] if root.tag == "testsuite" else list(root.iter("testsuite"))
+    for suite in suites:
+        props = suite.find("properties")
+        if props is None:
+            props = ET.Element("properties")
+            suite.insert(0, props)
+        ET.SubElement(props, "property", name="firmware_hash", value=run.firmware_hash)
+        for spec in run.specs:
+            info = run.targets.get(spec, {})
+            ET.SubElement(props, "property", name="target",
+                          value="%s meter=%s firmware=%s" % (
+                              spec, info.get("meter_id", "-"),
+                              info.get("firmware_version") or "-"))
+    tree.write(path, encoding="utf-8", xml_declaration=True)
