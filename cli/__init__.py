@@ -20,6 +20,7 @@ SUBCOMMANDS = {
     "client": ("cli.client", "client", "Talk DLMS/COSEM to a meter over TCP or serial."),
     "decode": ("cli.decode", "decode_cmd", "Decode DLMS frames or an APDU given in hex."),
     "board": ("cli.board", "board", "Stage and flash the firmware on a MicroPython board."),
+    "hil": ("cli.hil", "hil", "Hardware-in-loop: the conformance suite on meter targets."),
 }
 
 

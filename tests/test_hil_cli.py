@@ -1,0 +1,67 @@
+"""`bijli hil targets` and `bijli hil run` (cli/hil.py over hil/runner.py): the listing, the
+table test x target, JUnit properties, the exit status."""
+import os
+import pathlib
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+
+from hil import runner
+
+BIJLI = [str(pathlib.Path(sys.executable).parent / "bijli")]
+
+
+def _bijli(*args, timeout=300):
+    env = {k: v for k, v in os.environ.items() if k != "BIJLI_MICROPYTHON_SRC"}
+    env["COLUMNS"] = "200"  # rich wraps to the terminal's width
+    return subprocess.run(BIJLI + list(args), capture_output=True, text=True, timeout=timeout,
+                          env=env)
+
+
+def test_targets_lists_every_target_with_capabilities_and_why_not():
+    run = _bijli("hil", "targets")
+    assert run.returncode == 0, run.stderr
+    out = run.stdout
+    for name in ("emulator", "pty", "micropython", "qemu", "tcp", "serial"):
+        assert name in out
+    assert "PORT[@BAUD]" in out  # not eaten as markup
+    assert "fast_clock" in out and "BIJLI_MICROPYTHON_SRC" in out
+
+
+def test_run_prints_a_table_and_writes_junit_with_the_firmware_hash(tmp_path):
+    junit = tmp_path / "out.xml"
+    run = _bijli("hil", "run", "--target", "emulator", "--target", "pty", "--target",
+                 "micropython", "-k", "relay_state_survives", "--junit", str(junit))
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    out = run.stdout
+    assert "test_the_relay_state_survives_a_power_cycle" in out
+    assert out.count("passed") >= 2 and "BJ00000321" in out and "skipped" in out
+    assert "INSECURE" in run.stderr
+    props = {(p.get("name"), p.get("value")) for p in ET.parse(junit).getroot().iter("property")}
+    assert ("firmware_hash", runner.firmware_hash()) in props
+    assert any(n == "target" and v.startswith("pty meter=BJ00000321") for n, v in props)
+
+
+def test_run_exits_non_zero_when_a_target_fails():
+    run = _bijli("hil", "run", "--target", "tcp:127.0.0.1:9", "-k", "balance_and_energy")
+    assert run.returncode == 1, run.stdout[-3000:]
+    assert "error" in run.stdout
+
+
+def test_run_refuses_a_bad_target():
+    run = _bijli("hil", "run", "--target", "pyt")
+    assert run.returncode == 2 and "unknown target" in run.stderr
+
+
+def test_the_runner_sees_a_planted_defect(tmp_path):
+    """The library under `bijli hil run`: failures are reported per test and target."""
+    code = ("from hil import runner\n"
+            "r = runner.run_suite(['emulator-defect'], keyword='credited_once',\n"
+            "                     pytest_args=['-p', 'tests.hil_defects'])\n"
+            "print(r.exit_code, sorted((t, x.outcome) for (t, _), x in r.results.items()))\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300, cwd=pathlib.Path(__file__).resolve().parent.parent)
+    last = run.stdout.strip().splitlines()[-1]
+    assert last.startswith("1 "), run.stdout[-3000:] + run.stderr[-2000:]
+    assert "('test_tokens.py::test_a_token_is_credited_once_across_a_power_cycle', " \
+           "'failed')" in last
