@@ -6,6 +6,7 @@
     bijli headend serve --workers-only [--workers N] [--sessions N] [--until-idle]
     bijli headend status [--json]
     bijli headend requeue (--meter ID | --feeder NAME | --all)
+    bijli headend jobs | kill-switch | audit | calendar   (cli/headend_jobs.py)
 
 --db (or BIJLI_HEADEND_DB): a SQLite path (default ./headend.sqlite) or postgresql://...
 Keys: --key-file (or BIJLI_HEADEND_KEYS), else BIJLI_VENDING_KEY / BIJLI_DLMS_MASTER, else the
@@ -287,6 +288,11 @@ def status_cmd(as_json, db_url):
             st.add_row(s["meter_id"], s["feeder"], s["payment_ref"], str(s["attempts"]),
                        s["last_error"] or "")
         console.print(st)
+    if snap["jobs"] or snap["kill_switch"]:
+        console.print("bulk jobs: %s; steps of unfinished jobs: %s%s" % (
+            ", ".join("%s %d" % kv for kv in sorted(snap["jobs"].items())) or "none",
+            ", ".join("%s %d" % kv for kv in sorted(snap["bulk_steps"].items())) or "none",
+            "; KILL SWITCH ON" if snap["kill_switch"] else ""))
     wt = Table(title="workers (%d alive)" % snap["workers_alive"])
     for col in ("worker", "alive", "delivered", "started", "last heartbeat"):
         wt.add_column(col)
@@ -294,3 +300,10 @@ def status_cmd(as_json, db_url):
         wt.add_row(w["worker_id"], "yes" if w["alive"] else "no", str(w["delivered"]),
                    _when(w["started_at"]), _when(w["heartbeat_at"]))
     console.print(wt)
+
+
+# bulk jobs, the kill switch, the audit trail and the calendar: cli/headend_jobs.py (it
+# imports the helpers above, so it is loaded once they exist)
+from cli import headend_jobs  # noqa: E402
+
+headend_jobs.register(headend)

@@ -76,11 +76,11 @@ class DisconnectCalendar:
         if not isinstance(tz_offset_s, int) or not -14 * 3600 <= tz_offset_s <= 14 * 3600:
             raise CalendarError("time zone offset must be whole seconds within +-14 h")
         self.tz_offset_s = tz_offset_s
-        self._tz = datetime.timezone(datetime.timedelta(seconds=tz_offset_s))
+        self.tz = datetime.timezone(datetime.timedelta(seconds=tz_offset_s))
 
     def local(self, t):
         """Unix second t as a local datetime."""
-        return datetime.datetime.fromtimestamp(t, self._tz)
+        return datetime.datetime.fromtimestamp(t, self.tz)
 
     def verdict(self, t):
         """None when a cut at Unix second t is allowed, else the reason why not."""

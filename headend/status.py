@@ -1,14 +1,15 @@
-"""What the head-end knows right now: meters, recharges by state, workers."""
+"""What the head-end knows right now: meters, recharges by state, bulk jobs, workers."""
 import time
 
-from headend import outbox
+from headend import jobs, outbox
 
 STATES = (outbox.PENDING, outbox.RUNNING, outbox.DELIVERED, outbox.REFUSED, outbox.STUCK)
 
 
 def snapshot(db, now=None, missed_beats=3):
     """A JSON-ready dict: meters, recharges (per state and per outcome, oldest pending),
-    workers (alive = not stopped and no more than `missed_beats` heartbeats missed)."""
+    workers (alive = not stopped and no more than `missed_beats` heartbeats missed), jobs by
+    state, the steps of unfinished jobs by state, and whether the kill switch is on."""
     now = time.time() if now is None else now
     by_state = dict.fromkeys(STATES, 0)
     for state, n in db.all("SELECT state, count(*) FROM deliveries GROUP BY state"):
@@ -34,4 +35,9 @@ def snapshot(db, now=None, missed_beats=3):
         "stuck": stuck,
         "workers": workers,
         "workers_alive": sum(1 for w in workers if w["alive"]),
+        "jobs": {state: n for state, n in db.all("SELECT state, count(*) FROM jobs GROUP BY state")},
+        "bulk_steps": {state: n for state, n in db.all(
+            "SELECT s.state, count(*) FROM job_steps s JOIN jobs j ON j.id = s.job_id "
+            "WHERE j.state IN ('running', 'paused') GROUP BY s.state")},
+        "kill_switch": jobs.kill_switch(db) is not None,
     }
