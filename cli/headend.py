@@ -20,43 +20,12 @@ import signal
 
 import click
 
+from cli import headend_jobs
+from cli.headend_common import db_option, key_option, load_keys, open_db
 from headend import db as dbmod
 from headend import keyring as keyring_mod
 from headend import migrations, outbox, payments, registry
 from headend import status as status_mod
-
-
-def _db_option(fn):
-    return click.option("--db", "db_url", envvar=dbmod.ENV_DB, default=dbmod.DEFAULT_DB,
-                        show_default=True, metavar="URL",
-                        help="SQLite path or postgresql:// URL (env BIJLI_HEADEND_DB).")(fn)
-
-
-def _key_option(fn):
-    return click.option("--key-file", type=click.Path(dir_okay=False),
-                        envvar=keyring_mod.ENV_KEY_FILE,
-                        help="Head-end key file (JSON; env BIJLI_HEADEND_KEYS). Default: keys "
-                             "from the environment, else the INSECURE demo keys.")(fn)
-
-
-def _open(db_url, check=True):
-    try:
-        db = dbmod.connect(db_url, create=not check)
-        if check:
-            migrations.require_current(db)
-        return db
-    except dbmod.DatabaseError as e:
-        raise click.ClickException(str(e)) from None
-
-
-def _keys(key_file):
-    try:
-        ring = keyring_mod.load(key_file)
-    except keyring_mod.KeyringError as e:
-        raise click.ClickException(str(e)) from None
-    if ring.insecure:
-        click.echo(keyring_mod.INSECURE_NOTE, err=True)
-    return ring
 
 
 @click.group("headend")
@@ -65,10 +34,10 @@ def headend():
 
 
 @headend.command("init")
-@_db_option
+@db_option
 def init_cmd(db_url):
     """Create or upgrade the database schema (safe to run again)."""
-    db = _open(db_url, check=False)
+    db = open_db(db_url, check=False)
     try:
         applied = migrations.migrate(db)
     except dbmod.DatabaseError as e:
@@ -85,10 +54,10 @@ def init_cmd(db_url):
 
 @headend.command("import")
 @click.argument("path", type=click.Path(dir_okay=False))
-@_db_option
+@db_option
 def import_cmd(path, db_url):
     """Import meters from a registry CSV (header row, meter id first) or JSON file."""
-    db = _open(db_url)
+    db = open_db(db_url)
     try:
         rows, ignored = registry.read_file(path)
         added, updated = registry.upsert(db, rows)
@@ -106,12 +75,12 @@ def import_cmd(path, db_url):
 @click.option("--amount", type=int, required=True, help="Whole rupees.")
 @click.option("--ref", required=True, help="Payment reference (idempotency key).")
 @click.option("--json", "as_json", is_flag=True, help="Print the payment as JSON.")
-@_db_option
-@_key_option
+@db_option
+@key_option
 def pay_cmd(meter_id, amount, ref, as_json, db_url, key_file):
     """Record a payment; prints its 20-digit token at once (same ref: same token)."""
-    ring = _keys(key_file)
-    db = _open(db_url)
+    ring = load_keys(key_file)
+    db = open_db(db_url)
     try:
         p = payments.record_payment(db, ring, meter_id, amount, ref)
     except payments.PaymentError as e:
@@ -152,16 +121,16 @@ def pay_cmd(meter_id, amount, ref, as_json, db_url, key_file):
               show_default=True, help="Seconds to wait for a meter's answer.")
 @click.option("--until-idle", is_flag=True,
               help="Exit when no recharge is pending or running.")
-@_db_option
-@_key_option
+@db_option
+@key_option
 def serve_cmd(workers_only, workers, sessions, lease, retry_base, retry_cap, give_up, poll,
               io_timeout, until_idle, db_url, key_file):
     """Deliver paid recharges to the meters (Ctrl-C / SIGTERM: finish sessions, then stop)."""
     from headend.delivery import WorkerConfig
     if not workers_only:
         raise click.UsageError("only delivery workers exist so far: give --workers-only")
-    ring = _keys(key_file)
-    _open(db_url).close()
+    ring = load_keys(key_file)
+    open_db(db_url).close()
     try:
         cfg = WorkerConfig(sessions=sessions, lease_s=lease, poll_s=poll, retry_base_s=retry_base,
                            retry_cap_s=retry_cap, give_up_s=give_up,
@@ -230,13 +199,13 @@ def _worker_process(db_url, ring, cfg, until_idle, on_stop=None):
 @click.option("--meter", "meter_ids", multiple=True, help="Only this meter (repeatable).")
 @click.option("--feeder", help="Only meters of this feeder.")
 @click.option("--all", "all_stuck", is_flag=True, help="Every stuck recharge.")
-@_db_option
+@db_option
 def requeue_cmd(meter_ids, feeder, all_stuck, db_url):
     """Retry stuck recharges again (a fresh give-up deadline), e.g. after an outage ended."""
     if not (meter_ids or feeder or all_stuck):
         raise click.UsageError("say which: --meter ID, --feeder NAME or --all")
     import time
-    db = _open(db_url)
+    db = open_db(db_url)
     try:
         n = outbox.requeue_stuck(db, time.time(), meter_ids, feeder)
     except dbmod.DatabaseError as e:
@@ -254,10 +223,10 @@ def _when(t):
 
 @headend.command("status")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@_db_option
+@db_option
 def status_cmd(as_json, db_url):
     """Meters, recharges pending / delivered / stuck, workers."""
-    db = _open(db_url)
+    db = open_db(db_url)
     try:
         snap = status_mod.snapshot(db)
     finally:
@@ -302,8 +271,5 @@ def status_cmd(as_json, db_url):
     console.print(wt)
 
 
-# bulk jobs, the kill switch, the audit trail and the calendar: cli/headend_jobs.py (it
-# imports the helpers above, so it is loaded once they exist)
-from cli import headend_jobs  # noqa: E402
-
+# bulk jobs, the kill switch, the audit trail and the calendar: cli/headend_jobs.py
 headend_jobs.register(headend)

@@ -12,7 +12,7 @@ Every command takes --json. Times given without an offset are the utility's loca
 disconnection calendar's time zone, India by default); tables show local time. Who acts is
 $BIJLI_OPERATOR, else the OS user. The workers of `bijli headend serve` run the jobs.
 These commands live beside cli/headend.py (which registers them on `bijli headend`) to keep
-each module to one concern.
+each module to one concern; both take their shared options from cli/headend_common.py.
 """
 import datetime
 import json
@@ -20,7 +20,7 @@ import time
 
 import click
 
-from cli.headend import _db_option, _open
+from cli.headend_common import db_option, open_db
 from headend import audit, jobs
 from headend import db as dbmod
 from headend.disconnect_calendar import CalendarError, DisconnectCalendar
@@ -38,7 +38,7 @@ def _reason_option(fn):
 
 def _run(db_url, fn):
     """fn(db) with the database open; library errors become clear messages."""
-    db = _open(db_url)
+    db = open_db(db_url)
     try:
         return fn(db)
     except (jobs.JobError, CalendarError, dbmod.DatabaseError) as e:
@@ -119,7 +119,7 @@ def jobs_group(ctx):
 @jobs_group.command("list")
 @click.option("--limit", type=click.IntRange(1, 10000), default=50, show_default=True)
 @_json_option
-@_db_option
+@db_option
 def list_cmd(limit, as_json, db_url):
     """The latest jobs with their step counts."""
     def go(db):
@@ -156,7 +156,7 @@ def list_cmd(limit, as_json, db_url):
 @click.option("--segment-limit", type=click.IntRange(1, 100000), default=None,
               help="Sessions at once per segment [default %d]." % jobs.DEFAULTS["segment_limit"])
 @_json_option
-@_db_option
+@db_option
 def create_cmd(kind, meters_file, where, reason, dry_run, at_text, max_attempts, retry_base,
                retry_cap, segment_limit, as_json, db_url):
     """Create a bulk job (or preview it with --dry-run)."""
@@ -203,7 +203,7 @@ def create_cmd(kind, meters_file, where, reason, dry_run, at_text, max_attempts,
 @jobs_group.command("show")
 @click.argument("job_id", type=int)
 @_json_option
-@_db_option
+@db_option
 def show_cmd(job_id, as_json, db_url):
     """A job's settings and every meter's step (state, attempts, next try, error, result)."""
     job, tz = _run(db_url, lambda db: (jobs.show(db, job_id), _tz(db)))
@@ -231,7 +231,7 @@ def _transition_cmd(name, fn, help_text):
     @click.argument("job_id", type=int)
     @_reason_option
     @_json_option
-    @_db_option
+    @db_option
     def cmd(job_id, reason, as_json, db_url):
         actor = audit.default_actor()
         job = _run(db_url, lambda db: (fn(db, job_id, actor, time.time(), reason),
@@ -255,7 +255,7 @@ _transition_cmd("cancel", jobs.cancel, "Cancel the job: queued steps are cancell
 @click.argument("rate", type=click.FloatRange(1, 1e6), required=False)
 @_reason_option
 @_json_option
-@_db_option
+@db_option
 def rate_cmd(rate, reason, as_json, db_url):
     """Show or set the global bulk session rate (new sessions per second, all workers)."""
     def go(db):
@@ -274,7 +274,7 @@ def rate_cmd(rate, reason, as_json, db_url):
 @click.argument("state", type=click.Choice(["on", "off"]), required=False)
 @_reason_option
 @_json_option
-@_db_option
+@db_option
 def kill_switch_cmd(state, reason, as_json, db_url):
     """Stop all bulk work at once (on) or let it run again (off); no argument: show it.
     Recharge deliveries are not bulk work and go on."""
@@ -310,7 +310,7 @@ def kill_switch_cmd(state, reason, as_json, db_url):
               metavar="HOURS", help="Instead: recharges whose payment -> credit took longer "
               "(paid in the --since/--until/--on range; with --meter, only that meter).")
 @_json_option
-@_db_option
+@db_option
 def audit_cmd(meter_id, on_day, since, until, action, outcome, job_id, limit, recharges_over,
               as_json, db_url):
     """Who did what to which meter, when and why (e.g. who was cut on a day, and why)."""
@@ -361,7 +361,7 @@ def audit_cmd(meter_id, on_day, since, until, action, outcome, job_id, limit, re
               help="Local time zone, minutes east of UTC (India: 330).")
 @_reason_option
 @_json_option
-@_db_option
+@db_option
 def calendar_cmd(quiet, no_quiet, weekend, holidays, utc_offset, reason, as_json, db_url):
     """Show or change the disconnection calendar new disconnect jobs apply."""
     if quiet and no_quiet:
