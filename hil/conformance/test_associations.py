@@ -46,6 +46,26 @@ def test_every_readable_attribute_of_the_object_list_reads(meter):
     assert read > 50
 
 
+def test_public_is_refused_what_its_object_list_does_not_grant(public_meter, meter):
+    """Objects of the utility list missing from the public one, and public attributes
+    declared without read access, are refused to the public association."""
+    def rights(objects):
+        return {bytes(o[2]): (int(o[0]), {int(a[0]): int(a[1]) for a in o[3][0]})
+                for o in objects}
+    public = rights(public_meter.read("0.0.40.0.0.255", 2))
+    utility = rights(meter.read("0.0.40.0.0.255", 2))
+    assert set(public) < set(utility)
+    refused = 0
+    for obis, (class_id, attrs) in utility.items():
+        granted = public.get(obis, (class_id, {}))[1]
+        for attr in attrs:
+            if not granted.get(attr, 0) & 1:
+                with pytest.raises(ServiceError):
+                    public_meter.get(class_id, obis, attr)
+                refused += 1
+    assert refused > 20
+
+
 def test_a_wrong_password_is_refused(target):
     bad = _keys(target, password=b"00000000")
     with pytest.raises(AssociationError, match="authentication failure"):

@@ -100,3 +100,16 @@ def test_a_token_is_credited_once_across_an_unwarned_reset(meter, vend, power):
     assert meter.balance() == before + 10000  # credit and anti-replay committed together
     assert meter.enter_token(digits).name == "used"
     assert meter.balance() == before + 10000
+
+
+def test_token_entries_are_logged_with_their_result(meter, reader_meter, vend):
+    from firmware import event_codes as ec
+
+    digits = vend(5)
+    got = [meter.enter_token(digits).code, meter.enter_token(digits).code,
+           meter.enter_token(vend(5, meter_id=OTHER_METER)).code]
+    assert got == [0, 3, 2]  # accept, used, auth
+    clear_token_failures(meter, vend)
+    logged = [e for e in reader_meter.events(["token"])
+              if e.code in (ec.TOKEN_ACCEPTED, ec.TOKEN_REJECTED)]
+    assert [e.extra for e in logged[-4:]] == [0, 3, 2, 0]  # the result codes, in order
