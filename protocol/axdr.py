@@ -27,14 +27,23 @@ Encoding plain Python values: None, bool, bytes, str (visible-string), float (fl
 list → array, tuple → structure, Obis → octet-string(6). A plain `int` is refused (the width matters on the wire):
 wrap it, e.g. `UInt32(5)`.
 
-`DATA_SPEC` is the declarative `construct` grammar of the same encoding; the hand-written
-codec below is the fast path and is tested to agree with it. Every decoder raises only
+The normative description of the encoding is the `construct` grammar
+`protocol.axdr_spec.DATA_SPEC`; the hand-written codec here is the one fast path, proven by
+tests/test_axdr.py to read every input as the grammar does. The decoder raises only
 `DecodeError` on bad input; the encoder raises only `EncodeError`.
+
+Decode limits (the firmware's codec, firmware/dlms/axdr.py, has the same ones;
+tests/test_codec_agreement.py holds them equal): arrays and structures nest at most
+MAX_DEPTH levels, a compact-array's type description MAX_DEPTH + 1; a length takes at most
+MAX_LENGTH_OCTETS octets after its 0x8n octet (so at most 2**32 - 1); a count or length must
+fit in the input that is left.
 """
 
 import math
 import operator
 import struct
+from functools import partial
+from itertools import repeat
 
 import construct as cs
 
@@ -79,7 +88,10 @@ TAG_NAMES = {
     255: "dont-care",
 }
 
-MAX_DEPTH = 32  # nesting limit for arrays/structures (protects the decoder's stack)
+# ---------------------------------------------------------------- decode limits (see above)
+
+MAX_DEPTH = 32  # arrays/structures nest at most this deep (protects the decoder's stack)
+MAX_LENGTH_OCTETS = 4  # a long-form length is 0x81..0x84 and that many big-endian octets
 
 # ---------------------------------------------------------------- typed wrappers
 
@@ -263,7 +275,7 @@ def decode_length(buf, pos):
         if n < 0x80:
             return n, pos + 1
         k = n & 0x7F
-        if k == 0 or k > 4:
+        if k == 0 or k > MAX_LENGTH_OCTETS:
             raise DecodeError("unsupported length form 0x%02X at offset %d" % (n, pos))
         if pos + 1 + k > len(buf):
             raise DecodeError("truncated length at offset %d" % pos)
@@ -272,16 +284,15 @@ def decode_length(buf, pos):
         raise DecodeError("truncated: length expected at offset %d" % pos) from None
 
 
-# ---------------------------------------------------------------- decoder (fast path)
+# ---------------------------------------------------------------- decoder (the fast path)
+#
+# `_dec` is the one hand-written decoder. It must read every input exactly as the normative
+# grammar `protocol.axdr_spec.DATA_SPEC` does (same value and end, or DecodeError from both):
+# tests/test_axdr.py proves it on generated and arbitrary bytes. It may raise IndexError /
+# struct.error on truncated input; `decode_from` turns those into DecodeError.
 
 _u16 = struct.Struct(">H").unpack_from
-_s16 = struct.Struct(">h").unpack_from
 _u32 = struct.Struct(">I").unpack_from
-_s32 = struct.Struct(">i").unpack_from
-_u64 = struct.Struct(">Q").unpack_from
-_s64 = struct.Struct(">q").unpack_from
-_f32 = struct.Struct(">f").unpack_from
-_f64 = struct.Struct(">d").unpack_from
 _new_int = int.__new__
 _new_float = float.__new__
 _new_str = str.__new__
@@ -289,20 +300,12 @@ _DT_NEW = CosemDateTime._trusted
 _D_NEW = CosemDate._trusted
 _T_NEW = CosemTime._trusted
 
-# tag -> (struct unpacker, size, wrapper) for the fixed-size integer/float types
-_FIXED = {
-    DOUBLE_LONG: (_s32, 4, Int32, _new_int), DOUBLE_LONG_UNSIGNED: (_u32, 4, UInt32, _new_int),
-    LONG: (_s16, 2, Int16, _new_int), LONG_UNSIGNED: (_u16, 2, UInt16, _new_int),
-    LONG64: (_s64, 8, Int64, _new_int), LONG64_UNSIGNED: (_u64, 8, UInt64, _new_int),
-    FLOAT32: (_f32, 4, Float32, _new_float), FLOAT64: (_f64, 8, Float64, _new_float),
-}
-
 
 def _dec(buf, pos, depth):
-    """Decode one tagged value at `pos`; returns (value, new_pos). May raise IndexError /
-    struct.error on truncation; the public wrappers turn those into DecodeError."""
+    """Decode one tagged value at `pos`; returns (value, new_pos)."""
     tag = buf[pos]
     pos += 1
+    # the commonest tags in meter answers (profile rows, registers) are tested first, inline
     if tag == OCTET_STRING:
         n = buf[pos]
         if n < 0x80:
@@ -318,47 +321,74 @@ def _dec(buf, pos, depth):
             raise IndexError
         return _new_int(UInt32, _u32(buf, pos)[0]), pos + 4
     if tag == STRUCTURE or tag == ARRAY:
-        n = buf[pos]
-        if n < 0x80:
-            pos += 1
-        else:
-            n, pos = decode_length(buf, pos)
-        if depth >= MAX_DEPTH:
-            raise DecodeError("data nested deeper than %d levels" % MAX_DEPTH)
-        if n > len(buf) - pos:  # every element takes at least one octet
-            raise DecodeError("%s of %d elements overruns the input" % (TAG_NAMES[tag], n))
-        items = Structure() if tag == STRUCTURE else Array()
-        append = items.append
-        depth += 1
-        if tag == ARRAY and n >= _ROW_MIN and buf[pos] == STRUCTURE:
-            return _dec_rows(buf, pos, n, depth, items)
-        for _ in range(n):
-            v, pos = _dec(buf, pos, depth)
-            append(v)
-        return items, pos
-    if tag == UNSIGNED:
-        return _new_int(UInt8, buf[pos]), pos + 1
-    if tag == ENUM:
-        return _new_int(Enum, buf[pos]), pos + 1
-    if tag == INTEGER:
-        v = buf[pos]
-        return _new_int(Int8, v - 256 if v > 127 else v), pos + 1
-    fixed = _FIXED.get(tag)
-    if fixed is not None:
-        unpack, size, cls, new = fixed
+        return _dec_list(tag, buf, pos, depth)
+    decoder = _DECODERS.get(tag)
+    if decoder is None:
+        raise DecodeError("unknown data tag %d at offset %d" % (tag, pos - 1))
+    return decoder(buf, pos)
+
+
+def _dec_list(tag, buf, pos, depth):
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = decode_length(buf, pos)
+    if depth >= MAX_DEPTH:
+        raise DecodeError("data nested deeper than %d levels" % MAX_DEPTH)
+    if n > len(buf) - pos:  # every element takes at least one octet
+        raise DecodeError("%s of %d elements overruns the input" % (TAG_NAMES[tag], n))
+    items = Structure() if tag == STRUCTURE else Array()
+    depth += 1
+    if tag == ARRAY and n >= _ROWS_MIN and buf[pos] == STRUCTURE:
+        return _dec_rows(buf, pos, n, depth, items)
+    append = items.append
+    for _ in range(n):
+        v, pos = _dec(buf, pos, depth)
+        append(v)
+    return items, pos
+
+
+def _fixed(fmt, cls):
+    """Decoder of a fixed-size number: struct format `fmt`, wrapper type `cls`."""
+    unpack = struct.Struct(fmt).unpack_from
+    size = struct.calcsize(fmt)
+    new = _new_float if issubclass(cls, float) else _new_int
+
+    def dec(buf, pos):
         if pos + size > len(buf):
             raise IndexError
         return new(cls, unpack(buf, pos)[0]), pos + size
-    if tag == DATE_TIME:
-        end = pos + 12
+
+    return dec
+
+
+def _octets(size, new):
+    """Decoder of a fixed-size octet value (date-time, date, time)."""
+
+    def dec(buf, pos):
+        end = pos + size
         if end > len(buf):
             raise IndexError
-        return _DT_NEW(bytes(buf[pos:end])), end
-    if tag == BOOLEAN:
-        return buf[pos] != 0, pos + 1
-    if tag == NULL_DATA:
-        return None, pos
-    if tag == VISIBLE_STRING or tag == UTF8_STRING:
+        return new(bytes(buf[pos:end])), end
+
+    return dec
+
+
+def _dec_boolean(buf, pos):
+    return buf[pos] != 0, pos + 1
+
+
+def _dec_null(buf, pos):
+    return None, pos
+
+
+def _dec_dont_care(buf, pos):
+    return DONT_CARE, pos
+
+
+def _dec_string(tag):
+    def dec(buf, pos):
         n, pos = decode_length(buf, pos)
         end = pos + n
         if end > len(buf):
@@ -370,140 +400,118 @@ def _dec(buf, pos, depth):
             return _new_str(Utf8String, raw.decode("utf-8")), end
         except UnicodeDecodeError:
             raise DecodeError("utf8-string is not valid UTF-8") from None
-    if tag == BIT_STRING:
-        nbits, pos = decode_length(buf, pos)
-        nbytes = (nbits + 7) >> 3
-        end = pos + nbytes
-        if end > len(buf):
-            raise DecodeError("bit-string of %d bits overruns the input" % nbits)
-        bits = "".join([format(b, "08b") for b in buf[pos:end]])[:nbits]
-        return _new_str(BitString, bits), end
-    if tag == DATE:
-        end = pos + 5
-        if end > len(buf):
-            raise IndexError
-        return _D_NEW(bytes(buf[pos:end])), end
-    if tag == TIME:
-        end = pos + 4
-        if end > len(buf):
-            raise IndexError
-        return _T_NEW(bytes(buf[pos:end])), end
-    if tag == BCD:
-        return _new_int(Bcd, buf[pos]), pos + 1
-    if tag == DONT_CARE_TAG:
-        return DONT_CARE, pos
-    if tag == COMPACT_ARRAY:
-        return _dec_compact(buf, pos)
-    raise DecodeError("unknown data tag %d at offset %d" % (tag, pos - 1))
+
+    return dec
 
 
-# ---------------------------------------------------------------- array-of-rows fast path
+def _dec_bit_string(buf, pos):
+    nbits, pos = decode_length(buf, pos)
+    end = pos + ((nbits + 7) >> 3)
+    if end > len(buf):
+        raise DecodeError("bit-string of %d bits overruns the input" % nbits)
+    bits = "".join([format(b, "08b") for b in buf[pos:end]])[:nbits]
+    return _new_str(BitString, bits), end
+
+
+# tag -> decoder(buf, pos) of every tag `_dec` does not handle inline
+_DECODERS = {
+    NULL_DATA: _dec_null, BOOLEAN: _dec_boolean, BIT_STRING: _dec_bit_string,
+    DOUBLE_LONG: _fixed(">i", Int32), LONG: _fixed(">h", Int16),
+    LONG_UNSIGNED: _fixed(">H", UInt16), LONG64: _fixed(">q", Int64),
+    LONG64_UNSIGNED: _fixed(">Q", UInt64), INTEGER: _fixed(">b", Int8),
+    UNSIGNED: _fixed(">B", UInt8), ENUM: _fixed(">B", Enum), BCD: _fixed(">B", Bcd),
+    FLOAT32: _fixed(">f", Float32), FLOAT64: _fixed(">d", Float64),
+    VISIBLE_STRING: _dec_string(VISIBLE_STRING), UTF8_STRING: _dec_string(UTF8_STRING),
+    DATE_TIME: _octets(12, _DT_NEW), DATE: _octets(5, _D_NEW), TIME: _octets(4, _T_NEW),
+    DONT_CARE_TAG: _dec_dont_care,  # and COMPACT_ARRAY: _dec_compact, below
+}
+
+
+# ---------------------------------------------------------------- arrays of like rows
 #
 # Profile buffers are arrays of structures that all share one flat layout (e.g. clock
-# octet-string(12), uint32, uint32). After the first row is decoded the generic way, its
-# layout is compiled into one struct format plus a row builder, and the following rows are
-# read with a single unpack each, falling back to the generic decoder for any row that does
-# not match (different lengths, nested data, null clock, ...). The result is identical.
+# octet-string(12), uint32, uint32). The first row is decoded the generic way; its layout
+# gives one struct format that reads all the other rows -- tags and lengths included -- in
+# one unpack, and their values column by column. Unless every row has the first row's tags
+# and lengths, the rows are decoded the generic way, so the result is always `_dec`'s
+# (tests/test_axdr.py proves it).
 
-_ROW_MIN = 8
-_ROW_FIELD = {  # tag -> (struct code, builder expression for value v)
-    OCTET_STRING: (None, "{v}"),
-    DOUBLE_LONG_UNSIGNED: ("I", "_new_int(UInt32, {v})"),
-    DOUBLE_LONG: ("i", "_new_int(Int32, {v})"),
-    LONG_UNSIGNED: ("H", "_new_int(UInt16, {v})"),
-    LONG: ("h", "_new_int(Int16, {v})"),
-    UNSIGNED: ("B", "_new_int(UInt8, {v})"),
-    INTEGER: ("b", "_new_int(Int8, {v})"),
-    ENUM: ("B", "_new_int(Enum, {v})"),
-    LONG64_UNSIGNED: ("Q", "_new_int(UInt64, {v})"),
-    LONG64: ("q", "_new_int(Int64, {v})"),
-    BOOLEAN: ("B", "{v} != 0"),
-    DATE_TIME: ("12s", "_DT_NEW({v})"),
-    NULL_DATA: ("", "None"),
+_ROWS_MIN = 8  # shorter arrays are not worth working out a layout
+# tag -> (struct code of the value, column maker: values of that tag from the unpacked ones)
+_ROW_FIELDS = {
+    DOUBLE_LONG_UNSIGNED: ("I", partial(map, partial(_new_int, UInt32))),
+    DOUBLE_LONG: ("i", partial(map, partial(_new_int, Int32))),
+    LONG_UNSIGNED: ("H", partial(map, partial(_new_int, UInt16))),
+    LONG: ("h", partial(map, partial(_new_int, Int16))),
+    UNSIGNED: ("B", partial(map, partial(_new_int, UInt8))),
+    INTEGER: ("b", partial(map, partial(_new_int, Int8))),
+    ENUM: ("B", partial(map, partial(_new_int, Enum))),
+    LONG64_UNSIGNED: ("Q", partial(map, partial(_new_int, UInt64))),
+    LONG64: ("q", partial(map, partial(_new_int, Int64))),
+    BOOLEAN: ("B", partial(map, bool)),
+    DATE_TIME: ("12s", partial(map, _DT_NEW)),
+    OCTET_STRING: (None, iter),  # "B%ds": its length octet, then the octets, kept as bytes
+    NULL_DATA: ("", lambda tags: repeat(None, len(tags))),  # no value octets: the tags stand in
 }
-_row_cache = {}
 
 
-def _row_decoder(buf, start, end):
-    """Compile the layout of the row buf[start:end] (a structure) or return None."""
-    k = buf[start + 1]
-    if k >= 0x80 or k == 0:
+def _row_layout(buf, start, end):
+    """The layout of the structure at buf[start:end] as (struct format, [(index in the
+    unpacked row, expected tag or length)], [(index of a value, column maker)]), or None
+    when it is not flat (nested data, long lengths, other tags)."""
+    count = buf[start + 1]
+    if count == 0 or count >= 0x80:
         return None
     fmt = [">BB"]
-    checks = ["t[0] == 2", "t[1] == %d" % k]
-    values = []
-    i = 2  # index into the unpacked tuple
-    p = start + 2
-    for _ in range(k):
-        ftag = buf[p]
-        spec = _ROW_FIELD.get(ftag)
-        if spec is None:
+    checks = [(0, STRUCTURE), (1, count)]
+    columns = []
+    i, p = 2, start + 2  # index into the unpacked row, offset in buf
+    for _ in range(count):
+        tag = buf[p]
+        field = _ROW_FIELDS.get(tag)
+        if field is None:
             return None
-        code, expr = spec
+        code, maker = field
         fmt.append("B")
-        checks.append("t[%d] == %d" % (i, ftag))
-        i += 1
-        p += 1
-        if ftag == OCTET_STRING:
-            ln = buf[p]
-            if ln >= 0x80:
+        checks.append((i, tag))
+        if tag == OCTET_STRING:
+            n = buf[p + 1]
+            if n >= 0x80:
                 return None
-            fmt.append("B%ds" % ln)
-            checks.append("t[%d] == %d" % (i, ln))
-            values.append(expr.format(v="t[%d]" % (i + 1)))
-            i += 2
-            p += 1 + ln
-        elif code:
-            fmt.append(code)
-            values.append(expr.format(v="t[%d]" % i))
-            i += 1
-            p += struct.calcsize(">" + code)
+            fmt.append("B%ds" % n)
+            checks.append((i + 1, n))
+            columns.append((i + 2, maker))
+            i, p = i + 3, p + 2 + n
+        elif tag == NULL_DATA:
+            columns.append((i, maker))
+            i, p = i + 1, p + 1
         else:
-            values.append(expr)
+            fmt.append(code)
+            columns.append((i + 1, maker))
+            i, p = i + 2, p + 1 + struct.calcsize(">" + code)
     if p != end:
         return None
-    key = "".join(fmt)
-    cached = _row_cache.get((key, tuple(checks)))
-    if cached is not None:
-        return cached
-    src = ("def row(buf, pos, _unpack=_unpack):\n"
-           "    t = _unpack(buf, pos)\n"
-           "    if %s:\n"
-           "        return _Structure((%s,))\n"
-           "    return None\n" % (" and ".join(checks), ", ".join(values)))
-    unpack = struct.Struct(key).unpack_from
-    env = {"_unpack": unpack, "_Structure": Structure, "_new_int": _new_int, "_DT_NEW": _DT_NEW,
-           "UInt32": UInt32, "Int32": Int32, "UInt16": UInt16, "Int16": Int16, "UInt8": UInt8,
-           "Int8": Int8, "Enum": Enum, "UInt64": UInt64, "Int64": Int64}
-    exec(compile(src, "<axdr row %s>" % key, "exec"), env)  # noqa: S102 - generated above
-    decoder = (env["row"], struct.calcsize(key))
-    if len(_row_cache) < 256:
-        _row_cache[(key, tuple(checks))] = decoder
-    return decoder
+    return "".join(fmt), checks, columns
 
 
 def _dec_rows(buf, pos, n, depth, items):
-    append = items.append
-    v, end = _dec(buf, pos, depth)
-    append(v)
-    compiled = _row_decoder(buf, pos, end)
+    first, end = _dec(buf, pos, depth)
+    items.append(first)
+    rest = n - 1
+    layout = _row_layout(buf, pos, end)
+    if layout is not None:
+        fmt, checks, columns = layout
+        size = end - pos
+        if end + size * rest <= len(buf):
+            t = struct.unpack_from(">" + fmt[1:] * rest, buf, end)
+            width = len(t) // rest
+            if all(t[i::width].count(v) == rest for i, v in checks):
+                items.extend(map(Structure, zip(*[make(t[i::width]) for i, make in columns])))
+                return items, end + size * rest
     pos = end
-    if compiled is None:
-        for _ in range(n - 1):
-            v, pos = _dec(buf, pos, depth)
-            append(v)
-        return items, pos
-    row, size = compiled
-    limit = len(buf) - size
-    for _ in range(n - 1):
-        if pos <= limit:
-            v = row(buf, pos)
-            if v is not None:
-                append(v)
-                pos += size
-                continue
+    for _ in range(rest):
         v, pos = _dec(buf, pos, depth)
-        append(v)
+        items.append(v)
     return items, pos
 
 
@@ -630,6 +638,9 @@ def _dec_compact(buf, pos):
     return out, end
 
 
+_DECODERS[COMPACT_ARRAY] = _dec_compact
+
+
 def _enc_td(td, out):
     if isinstance(td, int):
         out.append(td)
@@ -739,6 +750,8 @@ def _enc_list(value, out, depth):
 def _enc_compact(value, out, depth):
     td = value.type_description
     _check_type_description(td, 0)
+    if _td_min_size(td) == 0:  # no decoder could tell where one element ends
+        raise EncodeError("compact-array element type %r has no size" % (td,))
     body = bytearray()
     for v in value:
         _enc_untagged(td, v, body)
@@ -901,7 +914,7 @@ def to_python(value):
     return value
 
 
-# ---------------------------------------------------------------- construct grammar
+# ---------------------------------------------------------------- construct fields
 
 
 class _VarLength(cs.Construct):
@@ -912,7 +925,7 @@ class _VarLength(cs.Construct):
         if first < 0x80:
             return first
         k = first & 0x7F
-        if k == 0 or k > 4:
+        if k == 0 or k > MAX_LENGTH_OCTETS:
             raise cs.ExplicitError("unsupported length form 0x%02X" % first, path=path)
         return int.from_bytes(cs.stream_read(stream, k, path), "big")
 
@@ -923,57 +936,6 @@ class _VarLength(cs.Construct):
 
 VarLength = _VarLength()
 """construct: A-XDR / BER definite length."""
-
-DATA_SPEC = cs.Struct(
-    "tag" / cs.Int8ub,
-    "value" / cs.Switch(cs.this.tag, {
-        NULL_DATA: cs.Pass,
-        ARRAY: cs.PrefixedArray(VarLength, cs.LazyBound(lambda: DATA_SPEC)),
-        STRUCTURE: cs.PrefixedArray(VarLength, cs.LazyBound(lambda: DATA_SPEC)),
-        BOOLEAN: cs.Int8ub,
-        BIT_STRING: cs.Struct("bits" / VarLength,
-                              "octets" / cs.Bytes((cs.this.bits + 7) // 8)),
-        DOUBLE_LONG: cs.Int32sb, DOUBLE_LONG_UNSIGNED: cs.Int32ub,
-        OCTET_STRING: cs.Prefixed(VarLength, cs.GreedyBytes),
-        VISIBLE_STRING: cs.Prefixed(VarLength, cs.GreedyBytes),
-        UTF8_STRING: cs.PascalString(VarLength, "utf8"),
-        BCD: cs.Int8ub, INTEGER: cs.Int8sb, LONG: cs.Int16sb, UNSIGNED: cs.Int8ub,
-        LONG_UNSIGNED: cs.Int16ub, LONG64: cs.Int64sb, LONG64_UNSIGNED: cs.Int64ub,
-        ENUM: cs.Int8ub, FLOAT32: cs.Float32b, FLOAT64: cs.Float64b,
-        DATE_TIME: cs.Bytes(12), DATE: cs.Bytes(5), TIME: cs.Bytes(4),
-        DONT_CARE_TAG: cs.Pass,
-    }, default=cs.Error),
-)
-"""The declarative grammar of A-XDR Data (reference; compact-array excluded).
-
-Parsing gives nested `Container(tag=..., value=...)`; `from_spec` converts that to the
-Python representation so the two decoders can be compared."""
-
-
-def from_spec(c):
-    """Convert a `DATA_SPEC` parse result to the Python representation of `decode`."""
-    tag, v = c.tag, c.value
-    if tag in (ARRAY, STRUCTURE):
-        return (Array if tag == ARRAY else Structure)(from_spec(x) for x in v)
-    if tag == NULL_DATA:
-        return None
-    if tag == BOOLEAN:
-        return v != 0
-    if tag == BIT_STRING:
-        return BitString("".join(format(b, "08b") for b in v.octets)[:v.bits])
-    if tag == OCTET_STRING:
-        return bytes(v)
-    if tag == VISIBLE_STRING:
-        return bytes(v).decode("latin-1")
-    if tag == DATE_TIME:
-        return CosemDateTime(v)
-    if tag == DATE:
-        return CosemDate(v)
-    if tag == TIME:
-        return CosemTime(v)
-    if tag == DONT_CARE_TAG:
-        return DONT_CARE
-    return TAG_TO_TYPE[tag](v)
 
 
 class _AxdrData(cs.Construct):

@@ -10,7 +10,6 @@ from hypothesis import strategies as st
 
 from protocol import axdr
 from protocol.axdr import (
-    DATA_SPEC,
     DONT_CARE,
     Array,
     Bcd,
@@ -32,9 +31,9 @@ from protocol.axdr import (
     decode,
     decode_from,
     encode,
-    from_spec,
     to_python,
 )
+from protocol.axdr_spec import DATA_SPEC, from_spec, spec_decode_from
 from protocol.cosem_types import CosemDate, CosemDateTime, CosemTime
 from protocol.errors import DecodeError, EncodeError, ProtocolError
 from protocol.obis import Obis
@@ -458,3 +457,147 @@ def test_row_fast_path_on_damaged_profiles(value, where, xor):
         return
     if "CompactArray" not in repr(back):
         assert same(from_spec(DATA_SPEC.parse(bytes(raw))), back)
+
+
+# ---------------------------------------------------------------- the fast path is the grammar
+#
+# protocol.axdr_spec.DATA_SPEC is the normative description; protocol.axdr's hand-written
+# decoder must read any bytes as it does: the same value and end, or DecodeError from both.
+
+def _read(decoder, raw):
+    try:
+        return decoder(raw, 0)
+    except DecodeError:
+        return DecodeError  # any other exception fails the test
+
+
+def assert_fast_path_is_grammar(raw):
+    """Returns what both did: "refused" or "decoded"."""
+    fast, spec = _read(decode_from, raw), _read(spec_decode_from, raw)
+    if fast is DecodeError or spec is DecodeError:
+        assert fast is spec, (raw.hex(), fast, spec)
+        return "refused"
+    assert same(fast[0], spec[0]) and fast[1] == spec[1], raw.hex()
+    return "decoded"
+
+
+_ELEMENT_VALUES = {
+    axdr.BOOLEAN: st.booleans(), axdr.BCD: st.integers(0, 255).map(Bcd),
+    axdr.BIT_STRING: st.text("01", max_size=20).map(BitString),
+    axdr.OCTET_STRING: st.binary(max_size=5),
+    axdr.VISIBLE_STRING: st.binary(max_size=5).map(lambda raw: raw.decode("latin-1")),
+    axdr.UTF8_STRING: st.text(st.characters(exclude_categories=["Cs"]), max_size=4).map(
+        Utf8String),
+    axdr.FLOAT32: st.floats(width=32).map(Float32), axdr.FLOAT64: st.floats().map(Float64),
+    axdr.DATE_TIME: st.binary(min_size=12, max_size=12).map(CosemDateTime),
+    axdr.DATE: st.binary(min_size=5, max_size=5).map(CosemDate),
+    axdr.TIME: st.binary(min_size=4, max_size=4).map(CosemTime),
+    **{c.TAG: st.integers(c.LO, c.HI).map(c)
+       for c in (Int8, Int16, Int32, Int64, UInt8, UInt16, UInt32, UInt64, Enum)},
+}
+type_descriptions = st.recursive(
+    st.sampled_from(sorted(_ELEMENT_VALUES)),
+    lambda sub: st.one_of(st.tuples(st.just(axdr.ARRAY), st.integers(1, 3), sub),
+                          st.lists(sub, min_size=1, max_size=3).map(
+                              lambda subs: (axdr.STRUCTURE, tuple(subs)))),
+    max_leaves=6)
+
+
+def _element_of(td):
+    if isinstance(td, int):
+        return _ELEMENT_VALUES[td]
+    if td[0] == axdr.ARRAY:
+        return st.lists(_element_of(td[2]), min_size=td[1], max_size=td[1]).map(Array)
+    return st.tuples(*[_element_of(sub) for sub in td[1]]).map(lambda t: Structure(list(t)))
+
+
+compact_arrays = type_descriptions.flatmap(
+    lambda td: st.lists(_element_of(td), max_size=4).map(lambda xs: CompactArray(xs, td)))
+all_values = st.one_of(data_values, compact_arrays, profiles(),
+                       st.lists(compact_arrays, max_size=3).map(Structure))
+
+# octets that steer random input into the interesting paths: tags, counts, long lengths
+_TOKENS = st.sampled_from([bytes([t]) for t in range(29)] + [
+    b"\x02\x01", b"\x01\x08", b"\x13\x01\x00\x01", b"\x13\x02\x01\x11", b"\x81\x80",
+    b"\x82\x00\x01", b"\x84\xff\xff\xff\xff", b"\x80", b"\x85", b"\x09\x0c", b"\xff"])
+
+
+@given(st.one_of(st.binary(max_size=80), st.lists(_TOKENS, max_size=30).map(b"".join)))
+def test_fast_path_reads_arbitrary_bytes_as_the_grammar(raw):
+    event(assert_fast_path_is_grammar(raw))
+
+
+@given(all_values, st.data())
+def test_fast_path_reads_damaged_encodings_as_the_grammar(value, data):
+    raw = bytearray(encode(value))
+    for _ in range(data.draw(st.integers(0, 3))):
+        i = data.draw(st.integers(0, max(0, len(raw) - 1)))
+        op = data.draw(st.sampled_from(["flip", "cut", "insert"]))
+        if op == "flip" and raw:
+            raw[i] ^= data.draw(st.integers(1, 255))
+        elif op == "cut":
+            del raw[i:]
+        else:
+            raw.insert(i, data.draw(st.integers(0, 255)))
+    event(assert_fast_path_is_grammar(bytes(raw)))
+
+
+@given(all_values)
+def test_grammar_reads_back_what_the_codec_writes(value):
+    raw = encode(value)
+    back, end = spec_decode_from(raw)
+    assert same(back, value) and end == len(raw)
+    assert encode(decode(raw)) == raw
+
+
+@pytest.mark.parametrize("levels", [axdr.MAX_DEPTH - 1, axdr.MAX_DEPTH, axdr.MAX_DEPTH + 1,
+                                    axdr.MAX_DEPTH + 2])
+def test_fast_path_and_grammar_share_the_depth_limits(levels):
+    nested = bytes.fromhex("0201") * levels + b"\x00"
+    assert_fast_path_is_grammar(nested)
+    assert (_read(decode_from, nested) is DecodeError) == (levels > axdr.MAX_DEPTH)
+    description = b"\x01\x00\x01" * levels + b"\x11"  # array[1] of ... of unsigned
+    compact = b"\x13" + description + b"\x01\x05"
+    assert_fast_path_is_grammar(compact)
+    assert (_read(decode_from, compact) is DecodeError) == (levels > axdr.MAX_DEPTH)
+
+
+def test_encode_refuses_a_compact_array_whose_element_type_has_no_size():
+    """No decoder can tell such elements apart (the grammar refuses them), so the encoder
+    must not write one."""
+    with pytest.raises(EncodeError, match="no size"):
+        encode(CompactArray([], (axdr.ARRAY, 0, axdr.UNSIGNED)))
+    with pytest.raises(EncodeError, match="no size"):
+        encode(CompactArray([], (axdr.STRUCTURE, ((axdr.ARRAY, 0, axdr.LONG),))))
+
+
+# fields of one width that differ only in their tag (or an octet-string in its length): rows of
+# these look alike to the row fast path until it checks every tag and length
+_LOOK_ALIKES = [
+    [st.integers(0, 0xFFFFFFFF).map(UInt32), st.integers(-(1 << 31), (1 << 31) - 1).map(Int32),
+     st.floats(width=32, allow_nan=False).map(Float32)],
+    [st.integers(0, 0xFFFF).map(UInt16), st.integers(-(1 << 15), (1 << 15) - 1).map(Int16)],
+    [st.integers(0, 255).map(UInt8), st.integers(-128, 127).map(Int8),
+     st.integers(0, 255).map(Enum), st.booleans(), st.integers(0, 255).map(Bcd)],
+    [st.integers(0, (1 << 64) - 1).map(UInt64), st.integers(-(1 << 63), (1 << 63) - 1).map(Int64)],
+    [st.binary(min_size=12, max_size=12), st.binary(min_size=12, max_size=12).map(CosemDateTime),
+     st.binary(min_size=11, max_size=11), st.none()],
+]
+
+
+@given(st.data())
+def test_row_fast_path_tells_look_alike_rows_apart(data):
+    groups = data.draw(st.lists(st.sampled_from(_LOOK_ALIKES), min_size=1, max_size=4))
+    first = [data.draw(st.integers(0, len(g) - 1)) for g in groups]
+
+    def row(kinds):
+        return Structure([data.draw(g[k]) for g, k in zip(groups, kinds)])
+
+    rows = [row(first)]
+    for _ in range(data.draw(st.integers(7, 12))):
+        kinds = [k if data.draw(st.booleans()) else data.draw(st.integers(0, len(g) - 1))
+                 for g, k in zip(groups, first)]
+        rows.append(row(kinds))
+    raw = encode(Array(rows))
+    assert same(decode(raw), Array(rows))
+    assert assert_fast_path_is_grammar(raw) == "decoded"
