@@ -32,11 +32,15 @@ The normative description of the encoding is the `construct` grammar
 tests/test_axdr.py to read every input as the grammar does. The decoder raises only
 `DecodeError` on bad input; the encoder raises only `EncodeError`.
 
-Decode limits (the firmware's codec, firmware/dlms/axdr.py, has the same ones;
-tests/test_codec_agreement.py holds them equal): arrays and structures nest at most
-MAX_DEPTH levels, a compact-array's type description MAX_DEPTH + 1; a length takes at most
-MAX_LENGTH_OCTETS octets after its 0x8n octet (so at most 2**32 - 1); a count or length must
-fit in the input that is left.
+Decode limits, the same in the firmware's codec (firmware/dlms/axdr.py; tests/
+test_codec_agreement.py holds them equal):
+- depth: arrays, structures and compact-arrays nest at most MAX_DEPTH (12) deep -- a
+  container at depth MAX_DEPTH or below (the top is depth 0) is refused; the nodes of a
+  compact-array's type description continue its depth (the top node one below the
+  compact-array) and every one of them, simple types too, must be above depth MAX_DEPTH.
+  Encoding follows the same rule.
+- lengths: a length is one octet below 0x80 or 0x81..0x84 and at most MAX_LENGTH_OCTETS (4)
+  big-endian octets; a count or length must fit in the input that is left.
 """
 
 import math
@@ -90,7 +94,7 @@ TAG_NAMES = {
 
 # ---------------------------------------------------------------- decode limits (see above)
 
-MAX_DEPTH = 32  # arrays/structures nest at most this deep (protects the decoder's stack)
+MAX_DEPTH = 12  # containers nest at most this deep (the rule is in the module docstring)
 MAX_LENGTH_OCTETS = 4  # a long-form length is 0x81..0x84 and that many big-endian octets
 
 # ---------------------------------------------------------------- typed wrappers
@@ -224,7 +228,7 @@ class CompactArray(list):
 
     def __init__(self, items=(), type_description=None):
         list.__init__(self, items)
-        _check_type_description(type_description, 0)
+        _check_type_description(type_description, 1)  # as at the top level
         self.type_description = type_description
 
     def __eq__(self, other):
@@ -323,9 +327,11 @@ def _dec(buf, pos, depth):
     if tag == STRUCTURE or tag == ARRAY:
         return _dec_list(tag, buf, pos, depth)
     decoder = _DECODERS.get(tag)
-    if decoder is None:
-        raise DecodeError("unknown data tag %d at offset %d" % (tag, pos - 1))
-    return decoder(buf, pos)
+    if decoder is not None:
+        return decoder(buf, pos)
+    if tag == COMPACT_ARRAY:
+        return _dec_compact(buf, pos, depth)
+    raise DecodeError("unknown data tag %d at offset %d" % (tag, pos - 1))
 
 
 def _dec_list(tag, buf, pos, depth):
@@ -423,7 +429,7 @@ _DECODERS = {
     FLOAT32: _fixed(">f", Float32), FLOAT64: _fixed(">d", Float64),
     VISIBLE_STRING: _dec_string(VISIBLE_STRING), UTF8_STRING: _dec_string(UTF8_STRING),
     DATE_TIME: _octets(12, _DT_NEW), DATE: _octets(5, _D_NEW), TIME: _octets(4, _T_NEW),
-    DONT_CARE_TAG: _dec_dont_care,  # and COMPACT_ARRAY: _dec_compact, below
+    DONT_CARE_TAG: _dec_dont_care,
 }
 
 
@@ -548,7 +554,8 @@ _VARIABLE = (BIT_STRING, OCTET_STRING, VISIBLE_STRING, UTF8_STRING)
 
 
 def _check_type_description(td, depth):
-    if depth > MAX_DEPTH:
+    """EncodeError unless `td` is a type description whose top is at `depth`."""
+    if depth >= MAX_DEPTH:
         raise EncodeError("type description nested too deeply")
     if isinstance(td, int) and not isinstance(td, bool):
         if td not in _SIMPLE_SIZES and td not in _VARIABLE:
@@ -567,7 +574,7 @@ def _check_type_description(td, depth):
 
 
 def _dec_td(buf, pos, depth):
-    if depth > MAX_DEPTH:
+    if depth >= MAX_DEPTH:
         raise DecodeError("type description nested too deeply")
     tag = buf[pos]
     pos += 1
@@ -621,8 +628,10 @@ def _dec_untagged(td, buf, pos, end, depth):
     return items, pos
 
 
-def _dec_compact(buf, pos):
-    td, pos = _dec_td(buf, pos, 0)
+def _dec_compact(buf, pos, depth):
+    if depth >= MAX_DEPTH:
+        raise DecodeError("data nested deeper than %d levels" % MAX_DEPTH)
+    td, pos = _dec_td(buf, pos, depth + 1)
     n, pos = decode_length(buf, pos)
     end = pos + n
     if end > len(buf):
@@ -637,8 +646,6 @@ def _dec_compact(buf, pos):
         out.append(v)
     return out, end
 
-
-_DECODERS[COMPACT_ARRAY] = _dec_compact
 
 
 def _enc_td(td, out):
@@ -748,8 +755,10 @@ def _enc_list(value, out, depth):
 
 
 def _enc_compact(value, out, depth):
+    if depth >= MAX_DEPTH:
+        raise EncodeError("data nested deeper than %d levels" % MAX_DEPTH)
     td = value.type_description
-    _check_type_description(td, 0)
+    _check_type_description(td, depth + 1)
     if _td_min_size(td) == 0:  # no decoder could tell where one element ends
         raise EncodeError("compact-array element type %r has no size" % (td,))
     body = bytearray()

@@ -17,8 +17,9 @@ from protocol.errors import DecodeError
 
 # ---------------------------------------------------------------- nesting levels
 #
-# Every Data value and every type description records its level (1 at the top) in a hidden
-# field, so the limits are part of the grammar rather than of one decoder.
+# Every Data value and every node of a type description records its level in a hidden field
+# (the top value is level 1, a compact-array's type description continues its level), so
+# the depth limit (protocol.axdr's docstring states it) is part of the grammar.
 
 
 def _nearest(ctx, key):
@@ -63,8 +64,8 @@ COMPACT_ELEMENT_TYPES = frozenset(A._SIMPLE_SIZES) | frozenset(A._VARIABLE)
 # ---------------------------------------------------------------- compact-array
 
 TYPE_DESCRIPTION = cs.Struct(
-    "_td_level" / _level("_td_level"),
-    _within_depth("_td_level", A.MAX_DEPTH),
+    "_level" / _level("_level"),
+    _within_depth("_level", A.MAX_DEPTH - 1),
     "type" / cs.Int8ub,
     "element" / cs.Switch(cs.this.type, {
         A.ARRAY: cs.Struct("count" / cs.Int16ub,
@@ -75,7 +76,7 @@ TYPE_DESCRIPTION = cs.Struct(
     }, default=cs.Check(lambda ctx: ctx.type in COMPACT_ELEMENT_TYPES)),
 )
 """The type description of a compact-array: a simple type tag, array {count uint16, type},
-or structure {count >= 1, types}; at most MAX_DEPTH + 1 levels (the top one is level 1)."""
+or structure {count >= 1, types}; every node above depth MAX_DEPTH."""
 
 
 def type_description(c):
@@ -107,6 +108,7 @@ class _Untagged(cs.Construct):
 
 
 COMPACT_ARRAY_VALUE = cs.Struct(
+    _within_depth("_level", A.MAX_DEPTH - 1),
     "type_description" / TYPE_DESCRIPTION,
     cs.Check(lambda ctx: A._td_min_size(type_description(ctx.type_description)) > 0),
     "elements" / cs.Prefixed(A.VarLength, cs.FocusedSeq(
@@ -131,8 +133,8 @@ DATA_SPEC = cs.Struct(
         A.COMPACT_ARRAY: COMPACT_ARRAY_VALUE,
     }, default=cs.Error),
 )
-"""One A-XDR Data value: a tag, then the value of that type. An array or structure is at most
-at level MAX_DEPTH (a value at the top is level 1)."""
+"""One A-XDR Data value: a tag, then the value of that type. An array, structure or
+compact-array is above depth MAX_DEPTH (a value at the top is at depth 0)."""
 
 
 def simple_value(tag, v):

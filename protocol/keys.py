@@ -244,12 +244,12 @@ class CounterTurn:
         self._key = key
         self.next = max(1, table.get(key, 1))
 
-    def commit(self, next_ic):
-        """Record `next_ic` as the next unused counter (never moves backwards)."""
-        if next_ic > self.next:
-            self._table[self._key] = next_ic
+    def commit(self, next_counter):
+        """Record `next_counter` as the next unused counter (never moves backwards)."""
+        if next_counter > self.next:
+            self._table[self._key] = next_counter
             self._store._save_or_fail(self._table)
-            self.next = next_ic
+            self.next = next_counter
 
     def end(self):
         """Release the turn (idempotent)."""

@@ -151,8 +151,8 @@ def decrypt(block_cipher_key, authentication_key, system_title, invocation_count
 class InvocationCounterTracker:
     """Highest accepted invocation counter per peer system title.
 
-    `check(st, ic)` raises SecurityError unless ic is above the last accepted one;
-    `accept(st, ic)` records it (call only after the tag verified). `last(st)` gives the
+    `check(st, counter)` raises SecurityError unless counter is above the last accepted one;
+    `accept(st, counter)` records it (call only after the tag verified). `last(st)` gives the
     recorded value (None if none), `dump()/load()` persist the table."""
 
     def __init__(self, initial=None):
@@ -203,19 +203,19 @@ class SecurityContext:
         self.tracker = tracker if tracker is not None else InvocationCounterTracker()
 
     def __repr__(self):
-        return "<SecurityContext st=%s sc=0x%02X ic=%d keys hidden>" % (
+        return "<SecurityContext st=%s sc=0x%02X counter=%d keys hidden>" % (
             self.own_system_title.hex(), self.security_control, self.invocation_counter)
 
     def set_dedicated_key(self, key):
         """Use `key` for ded- envelopes (from the InitiateRequest dedicated-key)."""
         self._ded = _Keys(key, self._keys.ak) if key else None
 
-    def _next_ic(self):
-        ic = self.invocation_counter
-        if ic > MAX_INVOCATION_COUNTER:
+    def _next_counter(self):
+        counter = self.invocation_counter
+        if counter > MAX_INVOCATION_COUNTER:
             raise SecurityError("invocation counter exhausted: the keys must be changed")
-        self.invocation_counter = ic + 1
-        return ic
+        self.invocation_counter = counter + 1
+        return counter
 
     # ------------------------------------------------------------ outgoing
 
@@ -239,12 +239,12 @@ class SecurityContext:
             if self._ded is None:
                 raise SecurityError("no dedicated key in this association")
             keys = self._ded
-        ic = self._next_ic() if invocation_counter is None else invocation_counter
-        if not 0 <= ic <= MAX_INVOCATION_COUNTER:
+        counter = self._next_counter() if invocation_counter is None else invocation_counter
+        if not 0 <= counter <= MAX_INVOCATION_COUNTER:
             raise SecurityError("invocation counter out of range")
         sc = self.security_control
-        icb = ic.to_bytes(4, "big")
-        iv = self.own_system_title + icb
+        counter_octets = counter.to_bytes(4, "big")
+        iv = self.own_system_title + counter_octets
         if sc == SC_AUTH_ENC:  # the common case, inlined
             payload = keys.aead.encrypt(iv, apdu, keys.aad30)[:-4]
         else:
@@ -252,9 +252,9 @@ class SecurityContext:
         n = 5 + len(payload)
         length = bytes((n,)) if n < 0x80 else encode_length(n)
         if general:
-            return (bytes((tag, 8)) + self.own_system_title + length + bytes((sc,)) + icb
-                    + payload)
-        return bytes((tag,)) + length + bytes((sc,)) + icb + payload
+            return (bytes((tag, 8)) + self.own_system_title + length + bytes((sc,))
+                    + counter_octets + payload)
+        return bytes((tag,)) + length + bytes((sc,)) + counter_octets + payload
 
     # ------------------------------------------------------------ incoming
 
@@ -314,8 +314,8 @@ class SecurityContext:
 
     def hls_response(self, challenge, invocation_counter=None):
         """f(challenge) for the peer's challenge, with our system title (pass 3 or 4)."""
-        ic = self._next_ic() if invocation_counter is None else invocation_counter
-        return _hls_gmac(self._keys, self.own_system_title, ic, challenge)
+        counter = self._next_counter() if invocation_counter is None else invocation_counter
+        return _hls_gmac(self._keys, self.own_system_title, counter, challenge)
 
     def verify_hls_response(self, reply, our_challenge, peer_system_title=None):
         """Check the peer's f(our challenge); returns its invocation counter."""
@@ -338,11 +338,11 @@ def _verify_hls(keys, system_title, challenge, reply):
     sc = reply[0]
     if sc != SC_AUTH:
         raise SecurityError("HLS-GMAC reply security control must be 0x10, got 0x%02X" % sc)
-    ic = int.from_bytes(reply[1:5], "big")
-    expect = _hls_gmac(keys, system_title, ic, challenge, sc)
+    counter = int.from_bytes(reply[1:5], "big")
+    expect = _hls_gmac(keys, system_title, counter, challenge, sc)
     if not hmac.compare_digest(expect, reply):
         raise SecurityError("HLS-GMAC authentication failed (wrong key or challenge)")
-    return ic
+    return counter
 
 
 def hls_gmac(block_cipher_key, authentication_key, system_title, invocation_counter,

@@ -36,7 +36,7 @@ INT_RANGES = {
     F.LONG64_UNSIGNED: (0, (1 << 64) - 1), F.ENUM: (0, 0xFF), F.BCD: (-0x80, 0x7F),
 }
 FIXED_SIZES = {F.DATE_TIME: 12, F.DATE: 5, F.TIME: 4}
-# every firmware container nests at most this deep (firmware MAX_DEPTH; the host allows 32)
+# every container nests at most this deep (MAX_DEPTH, the same for firmware and host)
 MAX_NEST = F.MAX_DEPTH
 
 # where a length or count changes form: one octet / 0x81 / 0x82 / 0x83, an 8-bit field / a

@@ -550,16 +550,17 @@ def test_grammar_reads_back_what_the_codec_writes(value):
     assert encode(decode(raw)) == raw
 
 
-@pytest.mark.parametrize("levels", [axdr.MAX_DEPTH - 1, axdr.MAX_DEPTH, axdr.MAX_DEPTH + 1,
-                                    axdr.MAX_DEPTH + 2])
+@pytest.mark.parametrize("levels", range(axdr.MAX_DEPTH - 3, axdr.MAX_DEPTH + 3))
 def test_fast_path_and_grammar_share_the_depth_limits(levels):
     nested = bytes.fromhex("0201") * levels + b"\x00"
     assert_fast_path_is_grammar(nested)
     assert (_read(decode_from, nested) is DecodeError) == (levels > axdr.MAX_DEPTH)
-    description = b"\x01\x00\x01" * levels + b"\x11"  # array[1] of ... of unsigned
+    # a compact-array at depth 0 whose type description is `levels` arrays above an unsigned:
+    # its nodes are at depths 1 .. levels + 1, each must be above MAX_DEPTH
+    description = b"\x01\x00\x01" * levels + b"\x11"
     compact = b"\x13" + description + b"\x01\x05"
     assert_fast_path_is_grammar(compact)
-    assert (_read(decode_from, compact) is DecodeError) == (levels > axdr.MAX_DEPTH)
+    assert (_read(decode_from, compact) is DecodeError) == (levels + 1 >= axdr.MAX_DEPTH)
 
 
 def test_encode_refuses_a_compact_array_whose_element_type_has_no_size():
