@@ -4,8 +4,11 @@ Layout: year u16, month, day, day-of-week (1 = Monday), hour, minute, second, hu
 deviation s16, clock status. The date and time fields are **local** time; `deviation` is
 the Blue Book's "minutes of local time to UTC", so UTC = local + deviation: India
 (UTC+05:30) sends -330. 0x8000 means "not specified" (then the meter's own offset applies).
+The bytes are packed and unpacked by the one codec (firmware/dlms/axdr.py); this module adds
+the Unix-seconds side.
 """
 from firmware import timeutil
+from firmware.dlms.axdr import decode_datetime, encode_datetime
 
 DEVIATION_UNSPECIFIED = 0x8000
 STATUS_OK = 0x00
@@ -16,8 +19,7 @@ STATUS_DOUBTFUL = 0x02
 def encode(t, tz_offset_s, status=STATUS_OK):
     """12 bytes for Unix seconds t shown in local time at tz_offset_s (seconds east of UTC)."""
     y, mo, d, hh, mm, ss, wd = timeutil.to_fields(t + tz_offset_s)
-    dev = (-(tz_offset_s // 60)) & 0xFFFF
-    return bytes((y >> 8, y & 0xFF, mo, d, wd, hh, mm, ss, 0, dev >> 8, dev & 0xFF, status))
+    return encode_datetime(y, mo, d, hh, mm, ss, 0, -(tz_offset_s // 60), status, wd)
 
 
 def decode(b, tz_offset_s):
@@ -26,24 +28,17 @@ def decode(b, tz_offset_s):
     Unspecified hour/minute/second/hundredths (0xFF) count as 0; an unspecified year,
     month or day cannot be placed in time and is refused.
     """
-    if len(b) != 12:
-        raise ValueError("date-time must be 12 bytes")
-    y = (b[0] << 8) | b[1]
-    mo = b[2]
-    d = b[3]
+    y, mo, d, _wd, hh, mm, ss, _hs, dev, _st = decode_datetime(b)
     if y == 0xFFFF or not timeutil.valid_date(y, mo, d):
         raise ValueError("date-time date not specified or no such date")
-    hh = 0 if b[5] == 0xFF else b[5]
-    mm = 0 if b[6] == 0xFF else b[6]
-    ss = 0 if b[7] == 0xFF else b[7]
+    hh = 0 if hh == 0xFF else hh
+    mm = 0 if mm == 0xFF else mm
+    ss = 0 if ss == 0xFF else ss
     if hh > 23 or mm > 59 or ss > 59:
         raise ValueError("date-time time out of range")
-    dev = (b[9] << 8) | b[10]
     local = timeutil.from_fields(y, mo, d, hh, mm, ss)
-    if dev == DEVIATION_UNSPECIFIED:
+    if dev == -DEVIATION_UNSPECIFIED:
         return local - tz_offset_s
-    if dev >= 0x8000:
-        dev -= 0x10000
     if dev < -720 or dev > 720:
         raise ValueError("date-time deviation out of range")
     return local + dev * 60
