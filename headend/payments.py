@@ -99,13 +99,10 @@ def _record(db, keyring, mid, ttype, rupees, ref, clock, actor):
             raise PaymentError("unknown meter %s (import it with `bijli headend import`)" % mid)
         db.execute("INSERT INTO vend_state (meter_id, epoch, next_id, key_rev) VALUES (?, 0, 0, 0) "
                    "ON CONFLICT (meter_id) DO NOTHING", (mid,))
-        lock = " FOR UPDATE" if db.dialect == "postgresql" else ""
-        epoch, next_id, key_rev = db.one(
-            "SELECT epoch, next_id, key_rev FROM vend_state WHERE meter_id=?" + lock, (mid,))
+        st = vending.read_state(db, mid, for_update=True)
         found = _existing(db, ref, mid, rupees)  # after the lock: a racing twin has committed
         if found is not None:
             return found
-        st = vending.MeterState(epoch, next_id, key_rev)
         try:
             rec = vending.next_token(
                 mid, st, ttype, rupees,
@@ -113,11 +110,8 @@ def _record(db, keyring, mid, ttype, rupees, ref, clock, actor):
         except vending.VendingError as e:
             raise PaymentError(str(e)) from None
         now = clock()
-        db.execute("UPDATE vend_state SET epoch=?, next_id=?, key_rev=? WHERE meter_id=?",
-                   (st.epoch, st.next_id, st.key_rev, mid))
-        db.execute("INSERT INTO vends (meter_id, epoch, token_id, key_rev, ttype, value, quantity, "
-                   "payment_ref, vended_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                   (mid, rec.epoch, rec.token_id, rec.key_rev, ttype, rec.value, rupees, ref, now))
+        vending.write_state(db, mid, st)
+        vending.log_vend(db, rec, now, payment_ref=ref)
         db.execute("INSERT INTO payments (ref, meter_id, amount_rupees, credit_rupees, digits, "
                    "epoch, token_id, paid_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                    (ref, mid, rupees, rec.actual, rec.digits, rec.epoch, rec.token_id, now))

@@ -5,8 +5,10 @@
     rec = v.vend_record("BJL0000123", TYPE_CREDIT, 500)   # digits + id, epoch, rupees vended...
 
 State: one SQLite file (transactions give atomic, power-safe updates; several processes may vend
-at once). Table `meters` holds, per meter, the epoch, the next id and the key revision; table
-`vends` is the audit log of every token handed out. An id is committed to the file before its
+at once) in the head-end's schema (headend/migrations.py, the one definition of these tables):
+`vend_state` holds, per meter, the epoch, the next id and the key revision (a meter vended to
+gets a bare `meters` registry row); `vends` is the audit log of every token handed out. A file
+of the earlier stand-alone schema is converted in place on first open (same counters, same log). An id is committed to the file before its
 token is returned, so a crash can waste an id but never hand out one twice. When the ids of an
 epoch run out (2**20), vending moves to epoch + 1 and restarts at id 0; the meter follows on the
 first token of the new epoch (docs/tokens.md).
@@ -16,12 +18,13 @@ to the amount encoding's step, see `VendRecord.actual`), load limit in watts, ke
 the new revision (default: current + 1), clear credit / clear tamper: none.
 """
 import os
-import sqlite3
 import threading
 import time
 
 from firmware import token_codec as tc
 from firmware.demo_keys import INSECURE_DEMO_VENDING_KEY
+from headend import db as dbmod
+from headend import migrations
 
 # INSECURE: a well-known demo vending key, for emulators, tests and demos only. Anyone can
 # mint tokens for every meter keyed from it. Real deployments load their key from a file/HSM.
@@ -34,27 +37,6 @@ TYPES_BY_NAME = {}
 for _code, _name in tc.TYPE_NAMES.items():
     if _code != tc.TYPE_SERVICE:
         TYPES_BY_NAME[_name] = _code
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meters (
-    meter_id TEXT PRIMARY KEY,
-    epoch INTEGER NOT NULL,
-    next_id INTEGER NOT NULL,
-    key_rev INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS vends (
-    meter_id TEXT NOT NULL,
-    epoch INTEGER NOT NULL,
-    token_id INTEGER NOT NULL,
-    key_rev INTEGER NOT NULL,
-    ttype INTEGER NOT NULL,
-    value INTEGER NOT NULL,
-    quantity INTEGER NOT NULL,
-    vended_at INTEGER NOT NULL,
-    PRIMARY KEY (meter_id, epoch, token_id)
-);
-"""
-
 
 class VendingError(Exception):
     """Vending refused: bad state file, exhausted ids, invalid request."""
@@ -198,6 +180,74 @@ def next_token(mid, st, ttype, quantity, cipher_for):
                       epoch=st.epoch, key_rev=rev)
 
 
+# ---- the vending state in the head-end schema: one definition for Vendor and payments ---------
+def read_state(db, mid, for_update=False):
+    """The MeterState stored for meter `mid`, or None; `for_update` locks its row (PostgreSQL)."""
+    lock = " FOR UPDATE" if for_update and db.dialect == "postgresql" else ""
+    row = db.one("SELECT epoch, next_id, key_rev FROM vend_state WHERE meter_id=?" + lock, (mid,))
+    return MeterState(*row) if row else None
+
+
+def write_state(db, mid, st):
+    """Store meter `mid`'s MeterState (insert or update)."""
+    db.execute("INSERT INTO vend_state (meter_id, epoch, next_id, key_rev) VALUES (?, ?, ?, ?) "
+               "ON CONFLICT (meter_id) DO UPDATE SET epoch=excluded.epoch, "
+               "next_id=excluded.next_id, key_rev=excluded.key_rev",
+               (mid, st.epoch, st.next_id, st.key_rev))
+
+
+def log_vend(db, rec, now, payment_ref=None):
+    """Add a vended token (VendRecord) to the vend log."""
+    db.execute("INSERT INTO vends (meter_id, epoch, token_id, key_rev, ttype, value, quantity, "
+               "payment_ref, vended_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+               (rec.meter_id, rec.epoch, rec.token_id, rec.key_rev, rec.ttype, rec.value,
+                rec.quantity, payment_ref, now))
+
+
+def _is_standalone_schema(db):
+    """True for a vending file of the earlier stand-alone schema (`meters` held the counters)."""
+    if db.dialect != "sqlite":
+        return False
+    return any(row[1] == "next_id" for row in db.all("PRAGMA table_info(meters)"))
+
+
+def _convert_standalone(db, now):
+    """Move an earlier stand-alone vending file's counters and log into the head-end schema
+    (inside the caller's transaction, with the migrations: all or nothing)."""
+    db.execute("ALTER TABLE meters RENAME TO standalone_meters")
+    db.execute("ALTER TABLE vends RENAME TO standalone_vends")
+    migrations.migrate(db)
+    db.execute("INSERT INTO meters (meter_id, created_at, updated_at) SELECT meter_id, ?, ? FROM "
+               "(SELECT meter_id FROM standalone_meters UNION SELECT meter_id FROM "
+               "standalone_vends)", (now, now))
+    db.execute("INSERT INTO vend_state (meter_id, epoch, next_id, key_rev) "
+               "SELECT meter_id, epoch, next_id, key_rev FROM standalone_meters")
+    db.execute("INSERT INTO vends (meter_id, epoch, token_id, key_rev, ttype, value, quantity, "
+               "vended_at) SELECT meter_id, epoch, token_id, key_rev, ttype, value, quantity, "
+               "vended_at FROM standalone_vends")
+    db.execute("DROP TABLE standalone_vends")
+    db.execute("DROP TABLE standalone_meters")
+
+
+def open_store(path, clock=time.time):
+    """The vending state database at `path`, in the head-end schema (created, migrated or
+    converted from the earlier stand-alone schema). VendingError if it cannot be used."""
+    try:
+        db = dbmod.connect(path)
+        try:
+            with db.transaction():
+                if _is_standalone_schema(db):
+                    _convert_standalone(db, clock())
+                else:
+                    migrations.migrate(db, clock)
+        except BaseException:
+            db.close()
+            raise
+    except dbmod.DatabaseError as e:
+        raise VendingError("vending state %s unusable: %s" % (path, e)) from None
+    return db
+
+
 class Vendor:
     """Token vending over a persistent SQLite state file (see module docstring)."""
 
@@ -216,14 +266,7 @@ class Vendor:
             os.makedirs(parent, exist_ok=True)
         except OSError as e:
             raise VendingError("cannot create %s: %s" % (parent, e.strerror)) from None
-        try:
-            self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None,
-                                       check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(_SCHEMA)
-        except sqlite3.DatabaseError as e:
-            raise VendingError("vending state %s unusable: %s" % (self.path, e)) from None
+        self._db = open_store(self.path, clock)
 
     def close(self):
         """Close the state file."""
@@ -274,54 +317,50 @@ class Vendor:
         if not (0 <= epoch <= tc.EPOCH_MAX and 0 <= next_id <= tc.ID_COUNT
                 and (key_rev is None or 0 <= key_rev <= tc.KEY_REV_MAX)):
             raise VendingError("counters out of range")
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                cur = self._read(mid)
-                if cur is not None and (cur.epoch, cur.next_id) > (epoch, next_id):
-                    raise VendingError("meter %s already at epoch %d id %d: ids are never reused"
-                                       % (mid, cur.epoch, cur.next_id))
-                rev = key_rev
-                if rev is None:
-                    rev = cur.key_rev if cur is not None else 0
-                self._write(mid, MeterState(epoch, next_id, rev))
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        with self._lock, self._db.transaction():
+            cur = read_state(self._db, mid)
+            if cur is not None and (cur.epoch, cur.next_id) > (epoch, next_id):
+                raise VendingError("meter %s already at epoch %d id %d: ids are never reused"
+                                   % (mid, cur.epoch, cur.next_id))
+            rev = key_rev
+            if rev is None:
+                rev = cur.key_rev if cur is not None else 0
+            self._write(mid, MeterState(epoch, next_id, rev))
 
     def history(self, meter_id, limit=20):
         """The last `limit` vends to a meter, newest first, as dicts."""
         mid = tc.meter_id_bytes(meter_id).decode()
         with self._lock:
-            rows = self._db.execute(
+            rows = self._db.all(
                 "SELECT epoch, token_id, key_rev, ttype, value, quantity, vended_at FROM vends "
-                "WHERE meter_id=? ORDER BY epoch DESC, token_id DESC LIMIT ?",
-                (mid, limit)).fetchall()
+                "WHERE meter_id=? ORDER BY epoch DESC, token_id DESC LIMIT ?", (mid, limit))
         keys = ("epoch", "token_id", "key_rev", "ttype", "value", "quantity", "vended_at")
-        return [dict(zip(keys, r)) for r in rows]
+        return [dict(zip(keys, r[:-1] + (int(r[-1]),))) for r in rows]
 
     def lookup(self, meter_id, epoch, token_id):
         """The vend log entry of (meter, epoch, id) as a dict, or None if never vended here."""
         mid = tc.meter_id_bytes(meter_id).decode()
         with self._lock:
-            row = self._db.execute(
+            row = self._db.one(
                 "SELECT key_rev, ttype, value, quantity, vended_at FROM vends "
-                "WHERE meter_id=? AND epoch=? AND token_id=?", (mid, epoch, token_id)).fetchone()
+                "WHERE meter_id=? AND epoch=? AND token_id=?", (mid, epoch, token_id))
         if row is None:
             return None
-        return dict(zip(("key_rev", "ttype", "value", "quantity", "vended_at"), row))
+        return dict(zip(("key_rev", "ttype", "value", "quantity", "vended_at"),
+                        row[:-1] + (int(row[-1]),)))
 
     def _read(self, mid):
-        row = self._db.execute("SELECT epoch, next_id, key_rev FROM meters WHERE meter_id=?",
-                               (mid,)).fetchone()
-        return MeterState(*row) if row else None
+        return read_state(self._db, mid)
 
     def _write(self, mid, st):
-        self._db.execute(
-            "INSERT INTO meters (meter_id, epoch, next_id, key_rev) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT(meter_id) DO UPDATE SET epoch=excluded.epoch, next_id=excluded.next_id, "
-            "key_rev=excluded.key_rev", (mid, st.epoch, st.next_id, st.key_rev))
+        self._add_meter(mid)
+        write_state(self._db, mid, st)
+
+    def _add_meter(self, mid):
+        """A meter vended to here is a bare registry row of the head-end schema (no address)."""
+        now = self._clock()
+        self._db.execute("INSERT INTO meters (meter_id, created_at, updated_at) VALUES (?, ?, ?) "
+                         "ON CONFLICT (meter_id) DO NOTHING", (mid, now, now))
 
     # ---- vending -----------------------------------------------------------------------------
     def vend(self, meter_id, ttype, value=None):
@@ -337,20 +376,15 @@ class Vendor:
         prepared = [self._prepare(*r) for r in requests]  # validate everything first
         now = int(self._clock())
         out = []
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                states = {}
-                for mid, ttype, quantity in prepared:
-                    st = states.get(mid) or self._read(mid) or MeterState()
-                    out.append(self._vend_one(mid, st, ttype, quantity, now))
-                    states[mid] = st
-                for mid, st in states.items():
-                    self._write(mid, st)
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        with self._lock, self._db.transaction():
+            states = {}
+            for mid, ttype, quantity in prepared:
+                st = states.get(mid) or self._read(mid) or MeterState()
+                self._add_meter(mid)  # before its vend log entry (which refers to it)
+                out.append(self._vend_one(mid, st, ttype, quantity, now))
+                states[mid] = st
+            for mid, st in states.items():
+                self._write(mid, st)
         return out
 
     def _prepare(self, meter_id, ttype, value):
@@ -358,10 +392,7 @@ class Vendor:
 
     def _vend_one(self, mid, st, ttype, quantity, now):
         rec = next_token(mid, st, ttype, quantity, self.cipher)
-        self._db.execute(
-            "INSERT INTO vends (meter_id, epoch, token_id, key_rev, ttype, value, quantity, "
-            "vended_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (mid, rec.epoch, rec.token_id, rec.key_rev, ttype, rec.value, rec.quantity, now))
+        log_vend(self._db, rec, now)
         return rec
 
     # ---- support -----------------------------------------------------------------------------

@@ -240,3 +240,53 @@ def test_unwritable_state_directory_is_a_clear_error(tmp_path):
     blocker.write_text("x")
     with pytest.raises(VendingError, match="cannot create"):
         Vendor(blocker / "sub" / "v.db")
+
+
+def test_vending_state_is_the_headend_schema(tmp_path):
+    """One schema: a vending file is a head-end database at the latest migration, its counters
+    in `vend_state` and its log in `vends` (was: a stand-alone copy of those tables)."""
+    from headend import db as dbmod
+    from headend import migrations
+
+    path = tmp_path / "v.db"
+    with Vendor(path, clock=lambda: T0) as v:
+        v.vend("M1", "credit", 100)
+    db = dbmod.connect(str(path))
+    assert migrations.current_version(db) == migrations.LATEST
+    assert db.one("SELECT epoch, next_id, key_rev FROM vend_state WHERE meter_id='M1'") == (0, 1, 0)
+    assert db.scalar("SELECT count(*) FROM vends WHERE meter_id='M1'") == 1
+    db.close()
+
+
+# the stand-alone vending schema before the head-end's schema was the one definition
+STANDALONE_SCHEMA = """
+CREATE TABLE meters (meter_id TEXT PRIMARY KEY, epoch INTEGER NOT NULL,
+    next_id INTEGER NOT NULL, key_rev INTEGER NOT NULL);
+CREATE TABLE vends (meter_id TEXT NOT NULL, epoch INTEGER NOT NULL, token_id INTEGER NOT NULL,
+    key_rev INTEGER NOT NULL, ttype INTEGER NOT NULL, value INTEGER NOT NULL,
+    quantity INTEGER NOT NULL, vended_at INTEGER NOT NULL,
+    PRIMARY KEY (meter_id, epoch, token_id));
+"""
+
+
+def test_a_standalone_vending_file_keeps_its_counters_and_log(tmp_path):
+    """A vending file of the earlier stand-alone schema is converted on first open: ids go on
+    where they stopped (never reused), the log and the key revision are kept."""
+    import sqlite3
+
+    path = tmp_path / "old.sqlite3"
+    con = sqlite3.connect(path)
+    con.executescript(STANDALONE_SCHEMA)
+    con.execute("INSERT INTO meters VALUES ('M1', 2, 41, 1)")
+    con.execute("INSERT INTO vends VALUES ('M1', 2, 40, 1, 0, 100, 100, %d)" % T0)
+    con.commit()
+    con.close()
+    with Vendor(path) as v:
+        assert v.meter_state("M1") == vending.MeterState(2, 41, 1)
+        assert v.lookup("M1", 2, 40) == {"key_rev": 1, "ttype": 0, "value": 100,
+                                         "quantity": 100, "vended_at": T0}
+        rec = v.vend_record("M1", "credit", 100)
+        assert (rec.epoch, rec.token_id, rec.key_rev) == (2, 41, 1)
+    with Vendor(path) as v:  # converted once: the next open reads the head-end schema
+        assert v.meter_state("M1") == vending.MeterState(2, 42, 1)
+        assert [h["token_id"] for h in v.history("M1")] == [41, 40]
