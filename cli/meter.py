@@ -254,64 +254,30 @@ def meter():
 def run(speed, load, state_dir, duration, start, balance, credit_alias, meter_id, token_specs,
         config_items, quiet):
     """Run an emulated meter and show what it does."""
-    from firmware.config import Config
-    from firmware.hal.sim import parse_load
-    from firmware.timeutil import format_local
     from headend.vending import DEMO_KEY_WARNING
 
     balance = merge_balance(balance, credit_alias)
-    cfg = Config()
-    tz = cfg.tz_offset_s
-    with _option_error("--config"):
-        items = [parse_config_item(c, tz) for c in config_items]
-        for name, value in items:
-            cfg.set(name, value)
-    with _option_error("--load"):
-        parse_load(load, cfg.tz_offset_s)
-    with _option_error("--duration"):
-        end_span = parse_duration(duration) if duration else None
-    with _option_error("--start"):
-        start_s = parse_start(start, cfg.tz_offset_s) if start else None
-    if start_s is None and state_dir:
-        with _option_error("--state"):
-            start_s = saved_clock(state_dir)  # a simulated meter resumes where it stopped
+    cfg, items, end_span, start_s = _run_settings(config_items, load, duration, start, state_dir)
     # the clock starts paused; it runs from the first step of the loop (exact start)
     em = start_meter(state_dir, 0, meter_id, load, start_s=start_s,
                      opening_paise=opening_paise(balance), config=cfg,
                      vending_key=INSECURE_DEMO_VENDING_KEY)
     m = em.meter
     tz = m.config.tz_offset_s
-    given_id = click.get_current_context().get_parameter_source("meter_id")
-    if not m.fresh and given_id == click.core.ParameterSource.COMMANDLINE \
-            and m.config.meter_id != meter_id:
-        stored = m.config.meter_id
-        close_run(em)
-        raise click.ClickException(
-            "--meter-id %s, but the meter in %s is %s (a meter id is fixed for life; use "
-            "another --state for a new meter)" % (meter_id, state_dir, stored))
     try:
-        with _option_error("--token"):
-            tokens = [parse_token_spec(t, m.now(), tz) for t in token_specs]
-        end_s = m.now() + end_span if end_span else None
-        if end_s is not None:
-            with _option_error("--duration"):
-                check_time(end_s, "the end of the run")
-    except click.BadParameter:
+        _check_meter_id(m, meter_id, state_dir)
+        tokens, end_s = _schedule(m, token_specs, end_span)
+    except click.ClickException:
         close_run(em)
         raise
     reader = tty_line_reader(sys.stdin)
     r = Run(em, tokens, end_s, reader)
-    if not m.fresh:
-        if balance is not None:
-            click.echo("note: --balance ignored, %s is an existing meter (balance %s)" % (
-                m.config.meter_id, rupees(m.account.balance)))
+    if not m.fresh:  # after Run: the run's record shows the configuration changes
         try:
-            for name, value in items:
-                if getattr(m.config, name) != value:
-                    m.set_config(name, value)
-        except ValueError as e:
+            _update_existing(m, balance, items)
+        except click.ClickException:
             close_run(em)
-            raise click.BadParameter(str(e), param_hint="--config") from None
+            raise
     if not quiet:
         click.echo("meter %s (%s), %s, load: %s, speed %s" % (
             m.config.meter_id, "new" if m.fresh else "restored", rupees(m.account.balance),
@@ -331,6 +297,61 @@ def run(speed, load, state_dir, duration, start, balance, credit_alias, meter_id
     for due, digits in r.tokens:
         click.echo("  note: token %s scheduled at %s was not entered (after the end of the run)"
                    % (digits, format_local(due, tz)))
+
+
+def _run_settings(config_items, load, duration, start, state_dir):
+    """The options checked before a meter starts: (Config with --config applied, the
+    [(name, value)] items, the --duration span or None, the start time or None)."""
+    cfg = Config()
+    tz = cfg.tz_offset_s
+    with _option_error("--config"):
+        items = [parse_config_item(c, tz) for c in config_items]
+        for name, value in items:
+            cfg.set(name, value)
+    with _option_error("--load"):
+        parse_load(load, cfg.tz_offset_s)
+    with _option_error("--duration"):
+        end_span = parse_duration(duration) if duration else None
+    with _option_error("--start"):
+        start_s = parse_start(start, cfg.tz_offset_s) if start else None
+    if start_s is None and state_dir:
+        with _option_error("--state"):
+            start_s = saved_clock(state_dir)  # a simulated meter resumes where it stopped
+    return cfg, items, end_span, start_s
+
+
+def _check_meter_id(m, meter_id, state_dir):
+    """A --meter-id given for an existing meter must be its id (fixed for life)."""
+    given_id = click.get_current_context().get_parameter_source("meter_id")
+    if not m.fresh and given_id == click.core.ParameterSource.COMMANDLINE \
+            and m.config.meter_id != meter_id:
+        raise click.ClickException(
+            "--meter-id %s, but the meter in %s is %s (a meter id is fixed for life; use "
+            "another --state for a new meter)" % (meter_id, state_dir, m.config.meter_id))
+
+
+def _schedule(m, token_specs, end_span):
+    """([(due, digits)] of --token, the run's end time or None), from the meter's time."""
+    with _option_error("--token"):
+        tokens = [parse_token_spec(t, m.now(), m.config.tz_offset_s) for t in token_specs]
+    end_s = m.now() + end_span if end_span else None
+    if end_s is not None:
+        with _option_error("--duration"):
+            check_time(end_s, "the end of the run")
+    return tokens, end_s
+
+
+def _update_existing(m, balance, items):
+    """An existing meter keeps its balance (a note says so); --config items are logged changes."""
+    if balance is not None:
+        click.echo("note: --balance ignored, %s is an existing meter (balance %s)" % (
+            m.config.meter_id, rupees(m.account.balance)))
+    try:
+        for name, value in items:
+            if getattr(m.config, name) != value:
+                m.set_config(name, value)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--config") from None
 
 
 class _option_error:
