@@ -46,9 +46,9 @@ from hil.emulator.service import (
     DEFAULT_TCP,
     MAX_CONNECTIONS,
     TCP_IDLE_S,
-    parse_hostport,
     serve_async,
 )
+from protocol.transport.tcp import parse_host_port
 
 DEFAULT_SPEED = 60.0
 REFRESH_S = 0.25  # real seconds between live-view refreshes
@@ -456,7 +456,7 @@ def serve(tcp, serial_port, pty, state_dir, speed, meter_id, load, push, balance
         raise click.UsageError("--serial and --pty are exclusive")
     if tcp is None and not serial_port and not pty:
         tcp = DEFAULT_TCP
-    for option, value, parse in (("--tcp", tcp, parse_hostport), ("--push", push, parse_hostport),
+    for option, value, parse in (("--tcp", tcp, _listen_address), ("--push", push, parse_host_port),
                                  ("--load", load, parse_load)):
         try:
             if value:
@@ -487,3 +487,8 @@ def serve(tcp, serial_port, pty, state_dir, speed, meter_id, load, push, balance
     except OSError as e:
         em.close()
         raise click.ClickException("cannot open endpoint: %s" % e) from None
+
+
+def _listen_address(text):
+    """--tcp: the address the meter listens on (protocol's one TCP address rule)."""
+    return parse_host_port(text, listen=True)

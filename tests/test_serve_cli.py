@@ -9,6 +9,7 @@ import threading
 import time
 
 import pytest
+from click.testing import CliRunner
 
 from headend.vending import Vendor
 from protocol.client import DlmsClient
@@ -104,7 +105,7 @@ def test_serve_tcp_and_pty_then_ctrl_c_keeps_state(tmp_path):
 def test_serve_refuses_bad_options(tmp_path):
     for args, text in ((["--pty", "--serial", "/dev/null"], "exclusive"),
                        (["--tcp", "127.0.0.1:99999"], "--tcp"),
-                       (["--tcp", "nonsense:abc"], "Invalid value for --tcp: bad port"),
+                       (["--tcp", "nonsense:abc"], "Invalid value for --tcp: bad TCP port"),
                        (["--push", "h:-1"], "--push"),
                        (["--speed", "nan"], "'--speed': 'nan' is not a finite number"),
                        (["--balance", "-1"], "--balance"),
@@ -113,6 +114,19 @@ def test_serve_refuses_bad_options(tmp_path):
                            capture_output=True, text=True, timeout=30)
         assert r.returncode == 2, (args, r.stdout, r.stderr)
         assert text in r.stderr, (args, r.stderr)
+
+
+def test_serve_addresses_follow_the_one_tcp_address_rule():
+    """--tcp is a listener, --push a connection, by protocol's parse_host_port (was: hil's own
+    rule, which took a push destination without a host as 127.0.0.1 and "::1" as host ":")."""
+    from cli.meter import serve
+
+    for args, text in ((["--push", ":5000"], "a host is required"),
+                       (["--push", "127.0.0.1:0"], "bad TCP port"),
+                       (["--tcp", "[::1"], "no ']'")):
+        r = CliRunner().invoke(serve, args)
+        assert r.exit_code == 2, (args, r.output)
+        assert text in r.output, (args, r.output)
 
 
 def test_serve_without_state_never_claims_to_save(tmp_path):

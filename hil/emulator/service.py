@@ -28,29 +28,13 @@ from firmware.dlms import wrapper as fw_wrapper
 from firmware.dlms.endpoint import deliver_pushes
 from firmware.guard import decade as _decade
 from hil.emulator.meter import DEMO_AUTH_KEY, DEMO_BLOCK_KEY, DEMO_PASSWORD
+from protocol.transport.tcp import parse_host_port
 
 DEFAULT_TCP = "127.0.0.1:4059"
 SERVER_WPORT = 1  # management logical device
 PUSH_DST_WPORT = 0x10
 TICK_S = 0.1
 CLOCK_SAVE_TICKS = 10  # the simulated clock is saved every second of real time (crash-safe)
-
-
-def parse_hostport(text, default_port=4059):
-    """(host, port) from 'HOST:PORT', ':PORT' or 'HOST'; ValueError if malformed."""
-    host, sep, port = text.rpartition(":")
-    if not sep:
-        host, port = text, str(default_port)
-    host = host or "127.0.0.1"
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    try:
-        p = int(port)
-    except ValueError:
-        p = -1
-    if not 0 <= p <= 65535:
-        raise ValueError("bad port in %r (HOST:PORT with a port 0..65535)" % text)
-    return host, p
 
 
 # ---- asyncio transports ------------------------------------------------------------------
@@ -129,7 +113,7 @@ class MeterService:
         self._stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         if self.tcp:
-            host, port = parse_hostport(self.tcp)
+            host, port = parse_host_port(self.tcp, listen=True)
             family = socket.AF_INET6 if ":" in host else socket.AF_INET
             self.tcp_server = socket.create_server((host, port), family=family,
                                                    backlog=ACCEPT_BACKLOG)
@@ -223,7 +207,7 @@ class MeterService:
 
     async def _push(self, dest, apdu):
         try:
-            host, port = parse_hostport(dest.decode("ascii", "replace"))
+            host, port = parse_host_port(dest.decode("ascii", "replace"))
             _r, w = await asyncio.wait_for(asyncio.open_connection(host, port), 3.0)
             w.write(fw_wrapper.encode(SERVER_WPORT, PUSH_DST_WPORT, apdu))
             await w.drain()
