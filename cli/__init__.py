@@ -18,7 +18,10 @@ SUBCOMMANDS = {
                 "Head-end: registry, payments -> recharges, delivery workers."),
     "token": ("cli.token", "token", "Vend and inspect 20-digit recharge tokens."),
     "client": ("cli.client", "client", "Talk DLMS/COSEM to a meter over TCP or serial."),
-    "decode": ("cli.decode", "decode_cmd", "Decode DLMS frames or an APDU given in hex."),
+    "decode": ("cli.decode", "decode_cmd",
+               "Decode DLMS frames or an APDU given in hex, or a capture file."),
+    "capture": ("cli.capture", "capture",
+                "Record head-end <-> meter DLMS traffic (a transparent TCP proxy)."),
     "board": ("cli.board", "board", "Stage and flash the firmware on a MicroPython board."),
     "hil": ("cli.hil", "hil", "Hardware-in-loop: the conformance suite on meter targets."),
 }

@@ -1,11 +1,15 @@
 """`bijli decode`: show DLMS octets given in hex (HDLC frames, wrapper PDUs or one APDU).
 
-    bijli decode [--keys FILE | --demo-keys] [--system-title T] [--json] HEX|-
+    bijli decode [--keys FILE | --demo-keys] [--system-title T] [--json] HEX|-|CAPTURE-FILE
+
+A capture file of `bijli capture` is printed record by record (deciphered again when keys
+are given).
 
 Exit status: 0 decoded, 2 bad input or key file, 6 something did not decode (the codes of
 `bijli client`).
 """
 import json
+import os
 import sys
 
 import click
@@ -41,7 +45,7 @@ def _has_error(doc):
 
 
 @click.command("decode")
-@click.argument("data", metavar="HEX|-")
+@click.argument("data", metavar="HEX|-|FILE")
 @click.option("--keys", "keys_file", metavar="FILE", type=click.Path(dir_okay=False),
               help="Key file (as for bijli client) to decipher ciphered APDUs.")
 @click.option("--demo-keys", "use_demo", is_flag=True,
@@ -51,11 +55,11 @@ def _has_error(doc):
               "service-specific ciphered APDUs, which do not carry it.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
 def decode_cmd(data, keys_file, use_demo, system_title, as_json):
-    """Decode DLMS octets: HDLC frames (7E ...), wrapper PDUs (00 01 ...) or one APDU.
+    """Decode DLMS octets: HDLC frames (7E ...), wrapper PDUs (00 01 ...) or one APDU; or
+    print a capture file of bijli capture.
 
     Exit status: 0 decoded, 2 bad input or key file, 6 something did not decode.
     """
-    raw = _read_hex(data)
     keys = None
     try:
         if keys_file:
@@ -65,6 +69,10 @@ def decode_cmd(data, keys_file, use_demo, system_title, as_json):
             click.echo(INSECURE_NOTE, err=True)
     except KeyFileError as exc:
         _fail(EXIT_USAGE, str(exc))
+    if data != "-" and os.path.isfile(data):
+        _decode_capture(data, keys, as_json)
+        return
+    raw = _read_hex(data)
     title = None
     if system_title is not None:
         try:
@@ -94,4 +102,27 @@ def decode_cmd(data, keys_file, use_demo, system_title, as_json):
             else:
                 click.echo("\n".join(render(doc)))
     if _has_error(docs):
+        sys.exit(EXIT_PROTOCOL)
+
+
+def _decode_capture(path, keys, as_json):
+    """Print a capture file: each record as captured, or deciphered again with `keys`."""
+    from cli.capture import record_lines
+    from hil.capture import CaptureFileError, read_capture, record_octets
+
+    try:
+        header, records = read_capture(path)
+    except (CaptureFileError, OSError, UnicodeError) as exc:
+        _fail(EXIT_USAGE, str(exc))
+    describers = {}
+    for record in records:
+        octets = record_octets(record) if keys is not None else None
+        if octets is not None:
+            describer = describers.setdefault(record["conn"], Describer(keys))
+            record = dict(record, frame=describer.frame(octets))
+        if as_json:
+            click.echo(json.dumps(record, sort_keys=True))
+        else:
+            click.echo("\n".join(record_lines(record)))
+    if any(_has_error(r.get("frame")) for r in records):
         sys.exit(EXIT_PROTOCOL)
