@@ -35,10 +35,10 @@ tests/test_axdr.py to read every input as the grammar does. The decoder raises o
 Decode limits, the same in the firmware's codec (firmware/dlms/axdr.py; tests/
 test_codec_agreement.py holds them equal):
 - depth: arrays, structures and compact-arrays nest at most MAX_DEPTH (12) deep -- a
-  container at depth MAX_DEPTH or below (the top is depth 0) is refused; the nodes of a
-  compact-array's type description continue its depth (the top node one below the
-  compact-array) and every one of them, simple types too, must be above depth MAX_DEPTH.
-  Encoding follows the same rule.
+  container at depth MAX_DEPTH or deeper (a value at the top is at depth 0) is refused; the
+  nodes of a compact-array's type description continue its depth (the top node one deeper
+  than the compact-array), and every one of them, simple types too, must be shallower than
+  MAX_DEPTH. Encoding follows the same rule.
 - lengths: a length is one octet below 0x80 or 0x81..0x84 and at most MAX_LENGTH_OCTETS (4)
   big-endian octets; a count or length must fit in the input that is left.
 """

@@ -76,7 +76,7 @@ TYPE_DESCRIPTION = cs.Struct(
     }, default=cs.Check(lambda ctx: ctx.type in COMPACT_ELEMENT_TYPES)),
 )
 """The type description of a compact-array: a simple type tag, array {count uint16, type},
-or structure {count >= 1, types}; every node above depth MAX_DEPTH."""
+or structure {count >= 1, types}; every node shallower than MAX_DEPTH."""
 
 
 def type_description(c):
@@ -134,7 +134,7 @@ DATA_SPEC = cs.Struct(
     }, default=cs.Error),
 )
 """One A-XDR Data value: a tag, then the value of that type. An array, structure or
-compact-array is above depth MAX_DEPTH (a value at the top is at depth 0)."""
+compact-array must be shallower than MAX_DEPTH (a value at the top is at depth 0)."""
 
 
 def simple_value(tag, v):
