@@ -156,3 +156,19 @@ def test_the_micropython_target_runs_the_board_entry(tmp_path):
         t.power_cycle()
         assert m.enter_token(token).name == "used"
         assert m.balance() == before + 2500
+
+
+def test_serial_attaches_to_a_meter_on_a_serial_line(tmp_path):
+    """serial:PORT: HDLC over a serial line (here the pty of `bijli meter serve --pty`)."""
+    with targets.make("pty") as served:
+        # one client identity: the counters the meter has seen from it are shared
+        t = targets.make("serial:%s@9600" % served.pty_path, workdir=str(tmp_path),
+                         vending_state=str(tmp_path / "ids.json"),
+                         counter_store=served.counter_store)
+        with t:
+            assert t.meter_id == served.meter_id
+            assert targets.PUSHES in t.capabilities  # its object list has a push setup
+            m = t.session("utility")
+            before = m.balance()
+            assert m.enter_token(t.vend(10)).name == "accept"
+            assert m.balance() == before + 1000
