@@ -17,8 +17,12 @@ import sys
 sys.path.insert(0, ".")
 
 from firmware.cosem import table as T  # noqa: E402
+from firmware.demo_keys import (  # noqa: E402
+    INSECURE_DEMO_AUTHENTICATION_KEY,
+    INSECURE_DEMO_BLOCK_CIPHER_KEY,
+)
 from headend.vending import Vendor  # noqa: E402
-from hil.emulator.meter import DEMO_AUTH_KEY, DEMO_BLOCK_KEY, EmulatedMeter  # noqa: E402
+from hil.emulator.meter import EmulatedMeter  # noqa: E402
 from hil.emulator.thread import ServiceThread  # noqa: E402
 
 MID = "BJ00000101"
@@ -37,7 +41,8 @@ def session_dlms_cosem(pty, digits):
     io = SerialIO(pty, baud_rate=BAUD, timeout=5)
     tr = HdlcTransport(client_logical_address=0x30, server_logical_address=1, io=io, timeout=5)
     c = DlmsClient(transport=tr, authentication=HighLevelSecurityGmacAuthentication(challenge_length=16),
-                   encryption_key=DEMO_BLOCK_KEY, authentication_key=DEMO_AUTH_KEY,
+                   encryption_key=INSECURE_DEMO_BLOCK_CIPHER_KEY,
+                   authentication_key=INSECURE_DEMO_AUTHENTICATION_KEY,
                    client_system_title=b"HEADEND1", timeout=5)
     with c.session() as s:
         ret = s.action(cosem.CosemMethod(enumerations.CosemInterface.TOKEN_GATEWAY,

@@ -22,14 +22,16 @@ import time
 from firmware.config import Config
 from firmware.cosem.service import (
     COUNTER_RECORD_MAX,
-    DEMO_AUTH_KEY,
-    DEMO_BLOCK_KEY,
-    DEMO_PASSWORD,
     MAX_TITLES,
     DlmsUartService,
     pack_counters,
     system_title_for,
     unpack_counters,
+)
+from firmware.demo_keys import (
+    INSECURE_DEMO_AUTHENTICATION_KEY,
+    INSECURE_DEMO_BLOCK_CIPHER_KEY,
+    INSECURE_DEMO_PASSWORD,
 )
 from firmware.dlms import hdlc, throttle
 from firmware.guard import Guard
@@ -158,7 +160,8 @@ def dlms_keys(rec, prov):
     saved = _unpack_dlms(rec.load())
     if saved is not None:
         return saved[0], saved[1], saved[2], False
-    return DEMO_BLOCK_KEY, DEMO_AUTH_KEY, DEMO_PASSWORD, True
+    return (INSECURE_DEMO_BLOCK_CIPHER_KEY, INSECURE_DEMO_AUTHENTICATION_KEY,
+            INSECURE_DEMO_PASSWORD, True)
 
 
 def _u32(v, what):

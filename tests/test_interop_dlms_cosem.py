@@ -23,7 +23,8 @@ from dlms_cosem.security import (
     NoSecurityAuthentication,
 )
 
-from hil.emulator.meter import DEMO_AUTH_KEY, DEMO_BLOCK_KEY, EmulatedMeter
+from firmware.demo_keys import INSECURE_DEMO_AUTHENTICATION_KEY, INSECURE_DEMO_BLOCK_CIPHER_KEY
+from hil.emulator.meter import EmulatedMeter
 from hil.emulator.thread import ServiceThread
 
 structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
@@ -55,7 +56,8 @@ def _client(st, sap, auth, **kw):
 
 def _utility(st, title=b"HEADEND1"):
     return _client(st, 0x30, HighLevelSecurityGmacAuthentication(challenge_length=32),
-                   encryption_key=DEMO_BLOCK_KEY, authentication_key=DEMO_AUTH_KEY,
+                   encryption_key=INSECURE_DEMO_BLOCK_CIPHER_KEY,
+                   authentication_key=INSECURE_DEMO_AUTHENTICATION_KEY,
                    client_system_title=title)
 
 
@@ -126,7 +128,7 @@ def test_wrong_password_is_refused_and_meter_keeps_serving(meter):
 
 def test_hls_with_a_wrong_key_is_refused_and_meter_keeps_serving(meter):
     bad = _client(meter, 0x30, HighLevelSecurityGmacAuthentication(challenge_length=32),
-                  encryption_key=DEMO_BLOCK_KEY, authentication_key=bytes(16),
+                  encryption_key=INSECURE_DEMO_BLOCK_CIPHER_KEY, authentication_key=bytes(16),
                   client_system_title=b"HEADEND3")
     with pytest.raises(DlmsClientException, match="REJECTED_PERMANENT"):
         with bad.session():

@@ -328,13 +328,15 @@ def test_forged_counter_is_not_saved_across_a_restart(tmp_path):
     """Issue 8 item 1 as reported: a 0x20 general-glo APDU with counter 0xFFFFFFF0 in a
     utility association is refused, and the client title still works, also after the
     emulator restarts from its state directory (where client counters are persisted)."""
-    from hil.emulator.meter import DEMO_AUTH_KEY, DEMO_BLOCK_KEY, EmulatedMeter
+    from firmware.demo_keys import INSECURE_DEMO_AUTHENTICATION_KEY, INSECURE_DEMO_BLOCK_CIPHER_KEY
+    from hil.emulator.meter import EmulatedMeter
     from tests.firmware.dlms_client import CipherClient, get_req
 
     state = str(tmp_path / "meter")
     em = EmulatedMeter(state_dir=state, start_s=1767225600)
     s = em.new_session()
-    c = CipherClient(DEMO_BLOCK_KEY, DEMO_AUTH_KEY, b"HEADEND1", 10)
+    c = CipherClient(INSECURE_DEMO_BLOCK_CIPHER_KEY, INSECURE_DEMO_AUTHENTICATION_KEY,
+                     b"HEADEND1", 10)
     assert _utility_association(s, c)
     enc_only = c.s0.wrap_general(0x20, c.title, 0xFFFFFFF0, get_req(3, H("0100010800ff"), 2))
     assert s.handle(0x30, enc_only) == H("d80105")

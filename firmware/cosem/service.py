@@ -15,11 +15,6 @@ Keys are per meter and provisioned; nothing here prints or logs them.
 from firmware import event_codes as ec
 from firmware import lockout
 from firmware.cosem import table as cosem_table
-from firmware.demo_keys import (
-    INSECURE_DEMO_AUTHENTICATION_KEY,
-    INSECURE_DEMO_BLOCK_CIPHER_KEY,
-    INSECURE_DEMO_PASSWORD,
-)
 from firmware.dlms import ObjectTable, hdlc
 from firmware.dlms.endpoint import CounterReservation, DlmsEndpoint, deliver_pushes
 from firmware.dlms.server import DlmsServer
@@ -57,13 +52,6 @@ def unpack_counters(raw):
         p = 5 + 12 * i
         counters[bytes(raw[p:p + 8])] = int.from_bytes(raw[p + 8:p + 12], "big")
     return int.from_bytes(raw[:4], "big"), counters
-
-# The well-known DLMS test keys. INSECURE: public, for demo meters and tests only; a board
-# provisioned with its own keys (firmware/main.py) never uses them. Defined once in
-# firmware/demo_keys.py; these older names stay until their importers switch to that module.
-DEMO_BLOCK_KEY = INSECURE_DEMO_BLOCK_CIPHER_KEY
-DEMO_AUTH_KEY = INSECURE_DEMO_AUTHENTICATION_KEY
-DEMO_PASSWORD = INSECURE_DEMO_PASSWORD
 
 
 def system_title_for(meter_id):

@@ -12,12 +12,14 @@ from firmware import token_codec as tc
 from firmware.config import Config
 from firmware.cosem import table as cosem_table
 from firmware.cosem.service import (  # noqa: F401 - re-exported for the demo and tests
-    DEMO_AUTH_KEY,
-    DEMO_BLOCK_KEY,
-    DEMO_PASSWORD,
     system_title_for,
 )
-from firmware.demo_keys import INSECURE_DEMO_VENDING_KEY
+from firmware.demo_keys import (
+    INSECURE_DEMO_AUTHENTICATION_KEY,
+    INSECURE_DEMO_BLOCK_CIPHER_KEY,
+    INSECURE_DEMO_PASSWORD,
+    INSECURE_DEMO_VENDING_KEY,
+)
 from firmware.dlms import ObjectTable
 from firmware.dlms.endpoint import CounterReservation, DlmsEndpoint
 from firmware.dlms.server import DlmsServer
@@ -61,8 +63,10 @@ class EmulatedMeter:
     """
 
     def __init__(self, state_dir=None, speed=1.0, meter_id="BJ00000001", load=None,
-                 start_s=None, opening_paise=None, config=None, block_key=DEMO_BLOCK_KEY,
-                 auth_key=DEMO_AUTH_KEY, password=DEMO_PASSWORD, vending_key=None):
+                 start_s=None, opening_paise=None, config=None,
+                 block_key=INSECURE_DEMO_BLOCK_CIPHER_KEY,
+                 auth_key=INSECURE_DEMO_AUTHENTICATION_KEY, password=INSECURE_DEMO_PASSWORD,
+                 vending_key=None):
         self.state_dir = state_dir
         start = int(time.time()) if start_s is None else int(start_s)
         existing = False

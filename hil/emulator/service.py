@@ -22,12 +22,13 @@ import socket
 import time
 
 from firmware.compat import ticks_ms
+from firmware.demo_keys import INSECURE_DEMO_AUTHENTICATION_KEY, INSECURE_DEMO_BLOCK_CIPHER_KEY
 from firmware.dlms import FramingError
 from firmware.dlms import hdlc as fw_hdlc
 from firmware.dlms import wrapper as fw_wrapper
 from firmware.dlms.endpoint import deliver_pushes
 from firmware.guard import decade as _decade
-from hil.emulator.meter import DEMO_AUTH_KEY, DEMO_BLOCK_KEY, DEMO_PASSWORD
+from hil.emulator.meter import INSECURE_DEMO_PASSWORD
 from protocol.transport.tcp import parse_host_port
 
 DEFAULT_TCP = "127.0.0.1:4059"
@@ -476,8 +477,9 @@ def banner(service, echo):
         echo("  serial (HDLC):      %s @ %d baud" % (service.serial_port, service.baudrate))
     echo("  server address: logical 1 (wPort 1); clients 0x10 public, 0x20 reader (LLS), "
          "0x30 utility (HLS-GMAC, suite 0)")
-    if (em.block_key, em.auth_key, em.password) == (DEMO_BLOCK_KEY, DEMO_AUTH_KEY,
-                                                      DEMO_PASSWORD):
+    if (em.block_key, em.auth_key, em.password) == (
+            INSECURE_DEMO_BLOCK_CIPHER_KEY, INSECURE_DEMO_AUTHENTICATION_KEY,
+            INSECURE_DEMO_PASSWORD):
         echo("  INSECURE demo keys (well-known DLMS test keys, never for a real meter):")
         echo("    block cipher key  %s" % em.block_key.hex().upper())
         echo("    auth key          %s" % em.auth_key.hex().upper())

@@ -3,11 +3,11 @@ provisioning record, and the DLMS/COSEM server on the UART. Runs under MicroPyth
 from firmware import main as board_main
 from firmware.config import Config
 from firmware.cosem.service import (
-    DEMO_BLOCK_KEY,
     DlmsUartService,
     system_title_for,
     unpack_counters,
 )
+from firmware.demo_keys import INSECURE_DEMO_BLOCK_CIPHER_KEY
 from firmware.dlms import axdr, hdlc
 from firmware.dlms.endpoint import COUNTER_SAVE_AHEAD
 from firmware.hal.nvm import MemNVM
@@ -34,7 +34,7 @@ def _board(nvm):
 def test_without_provisioning_the_board_uses_the_demo_keys():
     _hal, _meter, key_rec, _ = _board(MemNVM(65536))
     ek, ak, pw, demo = board_main.dlms_keys(key_rec, None)
-    assert demo and ek == DEMO_BLOCK_KEY and pw == b"12345678"
+    assert demo and ek == INSECURE_DEMO_BLOCK_CIPHER_KEY and pw == b"12345678"
 
 
 def test_provisioned_dlms_keys_survive_a_reboot():
