@@ -340,23 +340,51 @@ class AARQ(_AcseApdu):
         _check_title(self.calling_ap_title, "calling_ap_title")
 
 
-AARQ.FIELDS = (
-    (0x80, "protocol_version", _decode_protocol_version,
-     lambda v: ber.tlv(0x80, v)),
-    (0xA1, "application_context_name", _decode_context_name, _encode_context_name),
-    (0xA6, "calling_ap_title", lambda c: ber.read_one(c, ber.OCTET_STRING),
-     lambda v: ber.tlv(0xA6, ber.tlv(ber.OCTET_STRING, v))),
-    (0xA7, "calling_ae_qualifier", lambda c: ber.read_one(c, ber.OCTET_STRING),
-     lambda v: ber.tlv(0xA7, ber.tlv(ber.OCTET_STRING, v))),
-    (0x8A, "sender_acse_requirements", _decode_acse_requirements,
-     lambda v: ber.tlv(0x8A, _ACSE_REQUIREMENTS_AUTH)),
-    (0x8B, "mechanism", lambda c: _oid_suffix(c, MECHANISM_OID_PREFIX, "mechanism-name"),
-     lambda v: ber.tlv(0x8B, MECHANISM_OID_PREFIX + bytes((v,)))),
-    (0xAC, "calling_authentication_value", _decode_auth_value,
-     lambda v: ber.tlv(0xAC, ber.tlv(0x80, v))),
+# The AARQ and the AARE carry the same kinds of field under their own tags and names; a
+# row builder each keeps the tables declarative (encode sorts by tag, decode looks tags up).
+def _octet_string_row(tag, name):
+    """[tag] wrapping an OCTET STRING (AP title, AE qualifier)."""
+    return (tag, name, lambda c: ber.read_one(c, ber.OCTET_STRING),
+            lambda v: ber.tlv(tag, ber.tlv(ber.OCTET_STRING, v)))
+
+
+def _requirements_row(tag, name):
+    """[tag] acse-requirements: the authentication bit."""
+    return (tag, name, _decode_acse_requirements,
+            lambda v: ber.tlv(tag, _ACSE_REQUIREMENTS_AUTH))
+
+
+def _mechanism_row(tag):
+    """[tag] mechanism-name: the last arc of the mechanism OID."""
+    return (tag, "mechanism", lambda c: _oid_suffix(c, MECHANISM_OID_PREFIX, "mechanism-name"),
+            lambda v: ber.tlv(tag, MECHANISM_OID_PREFIX + bytes((v,))))
+
+
+def _auth_value_row(tag, name):
+    """[tag] authentication-value: charstring [0]."""
+    return (tag, name, _decode_auth_value, lambda v: ber.tlv(tag, ber.tlv(0x80, v)))
+
+
+_PROTOCOL_VERSION_ROW = (0x80, "protocol_version", _decode_protocol_version,
+                         lambda v: ber.tlv(0x80, v))
+_CONTEXT_NAME_ROW = (0xA1, "application_context_name", _decode_context_name,
+                     _encode_context_name)
+_USER_INFORMATION_ROW = (0xBE, "user_information", _decode_user_information,
+                         _encode_user_information)
+_TRAILING_ROWS = (
     (0xBD, "implementation_information", bytes, lambda v: ber.tlv(0xBD, v)),
-    (0xBE, "user_information", _decode_user_information, _encode_user_information),
+    _USER_INFORMATION_ROW,
 )
+
+AARQ.FIELDS = (
+    _PROTOCOL_VERSION_ROW,
+    _CONTEXT_NAME_ROW,
+    _octet_string_row(0xA6, "calling_ap_title"),
+    _octet_string_row(0xA7, "calling_ae_qualifier"),
+    _requirements_row(0x8A, "sender_acse_requirements"),
+    _mechanism_row(0x8B),
+    _auth_value_row(0xAC, "calling_authentication_value"),
+) + _TRAILING_ROWS
 
 
 @dataclass(slots=True)
@@ -425,25 +453,17 @@ def _encode_diag(value):
 
 
 AARE.FIELDS = (
-    (0x80, "protocol_version", _decode_protocol_version,
-     lambda v: ber.tlv(0x80, v)),
-    (0xA1, "application_context_name", _decode_context_name, _encode_context_name),
+    _PROTOCOL_VERSION_ROW,
+    _CONTEXT_NAME_ROW,
     (0xA2, "result", _decode_result,
      lambda v: ber.tlv(0xA2, ber.tlv(ber.INTEGER, ber.encode_integer(v)))),
     (0xA3, "_diag", _decode_diag, _encode_diag),
-    (0xA4, "responding_ap_title", lambda c: ber.read_one(c, ber.OCTET_STRING),
-     lambda v: ber.tlv(0xA4, ber.tlv(ber.OCTET_STRING, v))),
-    (0xA5, "responding_ae_qualifier", lambda c: ber.read_one(c, ber.OCTET_STRING),
-     lambda v: ber.tlv(0xA5, ber.tlv(ber.OCTET_STRING, v))),
-    (0x88, "responder_acse_requirements", _decode_acse_requirements,
-     lambda v: ber.tlv(0x88, _ACSE_REQUIREMENTS_AUTH)),
-    (0x89, "mechanism", lambda c: _oid_suffix(c, MECHANISM_OID_PREFIX, "mechanism-name"),
-     lambda v: ber.tlv(0x89, MECHANISM_OID_PREFIX + bytes((v,)))),
-    (0xAA, "responding_authentication_value", _decode_auth_value,
-     lambda v: ber.tlv(0xAA, ber.tlv(0x80, v))),
-    (0xBD, "implementation_information", bytes, lambda v: ber.tlv(0xBD, v)),
-    (0xBE, "user_information", _decode_user_information, _encode_user_information),
-)
+    _octet_string_row(0xA4, "responding_ap_title"),
+    _octet_string_row(0xA5, "responding_ae_qualifier"),
+    _requirements_row(0x88, "responder_acse_requirements"),
+    _mechanism_row(0x89),
+    _auth_value_row(0xAA, "responding_authentication_value"),
+) + _TRAILING_ROWS
 
 
 @dataclass(slots=True)
@@ -479,6 +499,5 @@ def _reason_absent_is_none(cls, kwargs):
 
 RLRQ._from_fields = classmethod(_reason_absent_is_none)
 RLRE._from_fields = classmethod(_reason_absent_is_none)
-RLRQ.FIELDS = (_REASON, (0xBE, "user_information", _decode_user_information,
-                         _encode_user_information))
+RLRQ.FIELDS = (_REASON, _USER_INFORMATION_ROW)
 RLRE.FIELDS = RLRQ.FIELDS
