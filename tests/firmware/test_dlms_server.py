@@ -24,7 +24,7 @@ from tests.firmware.dlms_client import (
     rr_ctrl,
     set_req,
 )
-from tests.firmware.util import raises
+from tests.firmware.util import allocated, raises
 
 H = bytes.fromhex
 EK = H("000102030405060708090a0b0c0d0e0f")  # INSECURE demo key
@@ -628,20 +628,9 @@ def test_allocation_per_request_is_bounded():
     s = reader_session(srv)
     req = get_req(3, ENERGY, 2)
     s.handle(0x20, req)
-    gc.collect()
-    gc.disable()
-    a0 = gc.mem_alloc()
-    s.handle(0x20, req)
-    plain = gc.mem_alloc() - a0
-    gc.enable()
+    _, plain = allocated(s.handle, 0x20, req)
     s2, c = utility_session(srv)
-    w = c.wrap(req)
-    gc.collect()
-    gc.disable()
-    a0 = gc.mem_alloc()
-    s2.handle(0x30, w)
-    ciphered = gc.mem_alloc() - a0
-    gc.enable()
+    _, ciphered = allocated(s2.handle, 0x30, c.wrap(req))
     print("alloc per GET: plain %d B, ciphered %d B" % (plain, ciphered))
     assert plain < 2048 and ciphered < 8192, (plain, ciphered)
 

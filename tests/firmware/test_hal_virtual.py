@@ -2,7 +2,7 @@
 over given memory. Runs under MicroPython too."""
 from firmware.hal.nvm import MemNVM
 from firmware.hal.virtual import LatchRelay, QuietInputs, SoftClock, SteadyMeasure
-from tests.firmware.util import raises
+from tests.firmware.util import allocated, raises
 
 
 def test_soft_clock_starts_at_its_start_time_and_follows_a_clock_set():
@@ -45,25 +45,9 @@ def test_mem_nvm_starts_erased():
     assert nvm.read(0, 1000) == b"\xff" * 1000
 
 
-def _allocated(fn, *args):
-    """(fn(*args), bytes allocated meanwhile with the GC off), or (result, None) on CPython."""
-    import gc
-
-    if not hasattr(gc, "mem_alloc"):
-        return fn(*args), None
-    gc.collect()
-    base = gc.mem_alloc()
-    gc.disable()
-    try:
-        result = fn(*args)
-        return result, gc.mem_alloc() - base
-    finally:
-        gc.enable()
-
-
 def test_mem_nvm_allocates_its_size_once():
     """MemNVM(65536) took two 64 KB blocks (b"\\xff" * size, then the bytearray copy)."""
-    nvm, used = _allocated(MemNVM, 65536)
+    nvm, used = allocated(MemNVM, 65536)
     assert nvm.read(65530, 6) == b"\xff" * 6
     if used is not None:
         assert used < 65536 + 8192, used
@@ -72,7 +56,7 @@ def test_mem_nvm_allocates_its_size_once():
 def test_mem_nvm_erase_is_exact_and_needs_no_block_of_its_size():
     nvm = MemNVM(70000)
     nvm.write(0, b"\x00" * 70000)
-    _, used = _allocated(nvm.erase, 5, 69990)
+    _, used = allocated(nvm.erase, 5, 69990)
     assert nvm.read(0, 5) == b"\x00" * 5 and nvm.read(69995, 5) == b"\x00" * 5
     assert nvm.read(5, 69990) == b"\xff" * 69990
     if used is not None:

@@ -12,7 +12,7 @@ from firmware.hal.sim import ConstantLoad, HouseholdLoad, SimClock, SimHal
 from firmware.meter import SOURCE_DLMS, Meter
 from firmware.storage import Store, StoreError
 from firmware.timeutil import from_fields
-from tests.firmware.util import raises
+from tests.firmware.util import allocated, raises
 
 TZ = 19800
 # local midnight starting Thursday 2026-01-01 (IST)
@@ -667,12 +667,7 @@ def test_save_allocation_is_bounded():
     assert m2.account.balance == m.account.balance
     if not hasattr(gc, "mem_alloc"):
         return  # CPython: the bound is only meaningful on the port (bench reports figures)
-    gc.collect()
-    gc.disable()
-    a0 = gc.mem_alloc()
-    m.save()
-    used = gc.mem_alloc() - a0
-    gc.enable()
+    _, used = allocated(m.save)
     print("alloc per Meter.save(): %d B (core record %d B)" % (used, len(saved)))
     assert used < 1024, used
 

@@ -13,6 +13,22 @@ def raises(exc, fn, *args, **kwargs):
     raise AssertionError("%s not raised by %r" % (getattr(exc, "__name__", exc), fn))
 
 
+def allocated(fn, *args):
+    """(fn(*args), bytes allocated meanwhile with the GC off), or (result, None) on CPython."""
+    import gc
+
+    if not hasattr(gc, "mem_alloc"):
+        return fn(*args), None
+    gc.collect()
+    base = gc.mem_alloc()
+    gc.disable()
+    try:
+        result = fn(*args)
+        return result, gc.mem_alloc() - base
+    finally:
+        gc.enable()
+
+
 class Recorder:
     """An `emit(code, value)` callable that records every event as (code, value)."""
 
