@@ -8,6 +8,8 @@ seen is a replay and is refused).
 import socket
 import tempfile
 
+import pytest
+
 from firmware import event_codes as ec
 from headend.vending import Vendor
 from hil.emulator.meter import EmulatedMeter
@@ -18,6 +20,23 @@ from tests.waiting import wait_until
 
 METER_ID = "BJ00000321"
 T0 = 1767587400  # 2026-01-05 10:00 IST, Monday
+
+
+def rig_fixture(kind):
+    """A module-scoped fixture `rig`: one Rig of `kind` for the module's checks, then closed."""
+
+    @pytest.fixture(scope="module")
+    def rig():
+        r = Rig(kind)
+        yield r
+        r.close()
+
+    return rig
+
+
+def check_id(check):
+    """The test id of a check: its name without "check_"."""
+    return check.__name__[6:]
 
 
 class Rig:

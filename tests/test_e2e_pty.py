@@ -5,16 +5,10 @@ import pytest
 
 from tests import e2e_checks as E
 
-
-@pytest.fixture(scope="module")
-def rig():
-    r = E.Rig("pty")
-    yield r
-    r.close()
+rig = E.rig_fixture("pty")
 
 
-@pytest.mark.parametrize("check", E.CHECKS + [E.check_hdlc_push_on_the_line],
-                         ids=lambda f: f.__name__[6:])
+@pytest.mark.parametrize("check", E.CHECKS + [E.check_hdlc_push_on_the_line], ids=E.check_id)
 def test_e2e_pty(rig, check):
     check(rig)
 

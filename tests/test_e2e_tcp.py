@@ -4,15 +4,9 @@ import pytest
 
 from tests import e2e_checks as E
 
-
-@pytest.fixture(scope="module")
-def rig():
-    r = E.Rig("tcp")
-    yield r
-    r.close()
+rig = E.rig_fixture("tcp")
 
 
-@pytest.mark.parametrize("check", E.CHECKS + [E.check_concurrent_clients_tcp],
-                         ids=lambda f: f.__name__[6:])
+@pytest.mark.parametrize("check", E.CHECKS + [E.check_concurrent_clients_tcp], ids=E.check_id)
 def test_e2e_tcp(rig, check):
     check(rig)
