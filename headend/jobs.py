@@ -446,10 +446,15 @@ def claim(db, worker_id, limit, lease_s, now, ic_block=64):
         if not ids:
             return [], False
         lease_id = uuid.uuid4().hex
+        # still claimable: a cancel (which does not take the claim lock) may have committed
+        # since the SELECT; PostgreSQL re-checks this on the row's latest version
         rows = db.all("UPDATE job_steps SET state='running', attempts=attempts+1, "
                       "last_started_at=?, lease_id=?, lease_owner=?, lease_expires_at=? "
-                      "WHERE id IN (%s) RETURNING id, job_id, meter_id, attempts"
-                      % ", ".join("?" * len(ids)), [now, lease_id, worker_id, now + lease_s] + ids)
+                      "WHERE id IN (%s) AND %s RETURNING id, job_id, meter_id, attempts"
+                      % (", ".join("?" * len(ids)), _CLAIMABLE % {"t": "job_steps"}),
+                      [now, lease_id, worker_id, now + lease_s] + ids + [now, now])
+        if not rows:
+            return [], False
         meters = registry.reserve_sessions(db, [r[2] for r in rows], ic_block)
         jids = sorted({r[1] for r in rows})
         jobs = {j["id"]: j for j in db.dicts(

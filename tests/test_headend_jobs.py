@@ -522,3 +522,30 @@ def test_claims_one_session_per_meter_with_deliveries_segment_limit_rate_kill_sw
     jobs.set_kill_switch(db, False, "ops", now + 6)
     assert jobs.runnable(db) == 2 + db.scalar("SELECT count(*) FROM job_steps WHERE "
                                               "state='queued'") and job_id
+
+
+def test_a_step_cancelled_while_being_claimed_is_not_claimed(db, db_url):
+    """cancel takes no claim lock: on PostgreSQL it can commit between the claim's SELECT of
+    candidates and its UPDATE, which must then leave the cancelled step alone."""
+    from headend import db as dbmod
+    if not db_url.startswith("postgresql"):
+        pytest.skip("SQLite's BEGIN IMMEDIATE keeps the cancel out until the claim commits")
+    register(db, [], extra=[{"meter_id": "BJ00001601", "address": "127.0.0.1:9"}])
+    job_id, _n = jobs.create(db, "read", WED_11, where="meter_id=BJ00001601", actor="ops")
+    other = dbmod.connect(db_url)
+
+    class CancelAfterSelect:
+        def __getattr__(self, name):
+            return getattr(db, name)
+
+        def all(self, sql, params=()):
+            rows = db.all(sql, params)
+            if sql.startswith("WITH busy"):
+                jobs.cancel(other, job_id, "bob", WED_11)
+            return rows
+
+    try:
+        assert jobs.claim(CancelAfterSelect(), "w1", 10, 30, WED_11) == ([], False)
+    finally:
+        other.close()
+    assert steps(db, job_id)["BJ00001601"]["state"] == "cancelled"
