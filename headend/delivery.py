@@ -129,6 +129,7 @@ class DeliveryWorker:
         self._step_results = []  # (jobs.Step, jobs.StepOutcome) not yet written
         self._bulk = job_worker.BulkQueue(self) if self.config.bulk else None
         self._bulk_look = 0.0  # monotonic time of the last bulk claim
+        self._bulk_found = False  # and whether it found steps
         self._stop = None
 
     # ---- database, on its own thread -----------------------------------------------------
@@ -212,13 +213,15 @@ class DeliveryWorker:
 
     async def _claim_bulk(self):
         """Claim bulk steps with the sessions left. Also where the kill switch is seen: then
-        the bulk sessions in flight are cancelled. Claims are spaced by a few tens of ms unless
-        the last one found work (each is a transaction; recharges must not pay for them)."""
+        the bulk sessions in flight are cancelled."""
         if self._bulk is None:
             return 0
         free = self.config.sessions - len(self._inflight)
         mono = time.monotonic()
-        if mono - self._bulk_look < min(self.config.poll_s, 0.05):
+        # a claim is a transaction that scans the job queue: while it finds nothing, look every
+        # few tens of ms; while it finds work, take the free sessions a tenth at a time
+        spaced = mono - self._bulk_look >= min(self.config.poll_s, 0.05)
+        if not spaced and not (self._bulk_found and free >= max(1, self.config.sessions // 10)):
             return 0
         try:
             steps, halted = await self._db(self._bulk.claim, max(free, 0), self.clock(),
@@ -226,7 +229,8 @@ class DeliveryWorker:
         except dbmod.DatabaseError as e:
             self.echo("bulk claim failed (will retry): %s" % e)
             return 0
-        self._bulk_look = 0.0 if steps else mono
+        self._bulk_look = mono
+        self._bulk_found = bool(steps)
         if halted:
             for task, item in list(self._inflight.items()):
                 if isinstance(item, jobs.Step):

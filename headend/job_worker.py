@@ -42,40 +42,48 @@ async def _relay(c):
     return bool(output), int(state)
 
 
+async def _control_state(c):
+    return int(await c.get(70, DISCONNECT_CONTROL, 3))
+
+
+async def _output(c):
+    return bool(await c.get(70, DISCONNECT_CONTROL, 2))
+
+
 def _relay_result(output, state, already):
     return {"relay": "connected" if output else "disconnected",
             "control_state": CONTROL_STATES.get(state, str(state)), "already": already}
 
 
+# A relay step reads the control state before (the IC 70 state machine decides whether to act)
+# and the output state after (the contact itself): two GETs, not four -- a bulk job's cost is
+# its round trips.
 async def _disconnect(c, step, clock):
-    output, state = await _relay(c)
-    if not output and state == 0:
-        return jobs.StepOutcome(jobs.DONE, result=_relay_result(output, state, True))
+    state = await _control_state(c)
+    if state == 0:
+        return jobs.StepOutcome(jobs.DONE, result=_relay_result(False, state, True))
     if step.calendar is not None:
         why = step.calendar.verdict(clock())
         if why is not None:
             return jobs.StepOutcome(jobs.SKIPPED, reason=why,
-                                    result=_relay_result(output, state, False))
-    await c.action(70, DISCONNECT_CONTROL, 1, axdr.Int8(0))
-    output, state = await _relay(c)
-    if output:
+                                    result=_relay_result(state == 1, state, False))
+    await c.action(70, DISCONNECT_CONTROL, 1, axdr.Int8(0))  # transitions b, c: -> 0
+    if await _output(c):
         return jobs.StepOutcome(jobs.FAILED, error="relay still connected after "
-                                "remote_disconnect (control state %s)"
-                                % CONTROL_STATES.get(state, state))
-    return jobs.StepOutcome(jobs.DONE, result=_relay_result(output, state, False))
+                                "remote_disconnect")
+    return jobs.StepOutcome(jobs.DONE, result=_relay_result(False, 0, False))
 
 
 async def _reconnect(c, step, clock):
-    output, state = await _relay(c)
+    state = await _control_state(c)
     if state == 1:
-        return jobs.StepOutcome(jobs.DONE, result=_relay_result(output, state, True))
+        return jobs.StepOutcome(jobs.DONE, result=_relay_result(True, state, True))
+    # no transition possible (mode 0, or ready_for_reconnection in modes 1, 3, 5, 6): the meter
+    # answers temporary-failure, a failed step
     await c.action(70, DISCONNECT_CONTROL, 2, axdr.Int8(0))
-    output, state = await _relay(c)
-    if state == 0:
-        return jobs.StepOutcome(jobs.FAILED, error="relay still disconnected after "
-                                "remote_reconnect")
-    # ready_for_reconnection (modes 2, 4): the consumer closes it at the meter; that is done
-    return jobs.StepOutcome(jobs.DONE, result=_relay_result(output, state, False))
+    output = await _output(c)
+    # not connected: ready_for_reconnection (modes 2, 4), the consumer closes it at the meter
+    return jobs.StepOutcome(jobs.DONE, result=_relay_result(output, 1 if output else 2, False))
 
 
 def _suspension(value):

@@ -257,10 +257,13 @@ def create(db, kind, now, meter_ids=None, where=None, reason="", actor=None, cal
             (kind, selector, reason or "", actor, now, settings["max_attempts"],
              settings["retry_base_s"], settings["retry_cap_s"], settings["segment_limit"],
              cal_json))
-        for r in rows:
+        ids = [r["meter_id"] for r in rows]
+        for i in range(0, len(ids), 500):  # a few statements, not one round trip per meter
+            chunk = ids[i:i + 500]
             db.execute("INSERT INTO job_steps (job_id, meter_id, segment, state, attempts, "
-                       "next_attempt_at) VALUES (?, ?, ?, 'queued', 0, ?)",
-                       (job_id, r["meter_id"], r["segment"], now))
+                       "next_attempt_at) SELECT ?, meter_id, segment, 'queued', 0, ? FROM meters "
+                       "WHERE meter_id IN (%s) ORDER BY meter_id" % ", ".join("?" * len(chunk)),
+                       [job_id, now] + chunk)
         audit.record(db, actor, "job.create", now, job_id=job_id, outcome=kind,
                      reason=reason or None, detail={"selector": selector, "steps": len(rows),
                                                     **settings})
