@@ -44,6 +44,18 @@ def record(db, actor, action, at, meter_id=None, job_id=None, outcome=None, reas
                (at, actor, action, meter_id, job_id, outcome, reason, detail))
 
 
+def record_many(db, rows):
+    """Append audit rows [(actor, action, at, meter_id, job_id, outcome, reason, detail)] with
+    a few multi-row INSERTs (a worker's flush writes one per outcome: one round trip, not N)."""
+    rows = [r[:7] + ((r[7] if r[7] is None or isinstance(r[7], str)
+                      else json.dumps(r[7], sort_keys=True)),) for r in rows]
+    for i in range(0, len(rows), 100):
+        chunk = rows[i:i + 100]
+        db.execute("INSERT INTO audit (actor, action, at, meter_id, job_id, outcome, reason, "
+                   "detail) VALUES " + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * len(chunk)),
+                   [v for r in chunk for v in r])
+
+
 def query(db, meter_id=None, since=None, until=None, action=None, outcome=None, job_id=None,
           actor=None, limit=1000):
     """Audit rows, oldest first, filtered by meter, time range [since, until), action (exact,

@@ -348,7 +348,7 @@ def _record_batch(db, batch, now, config, rng, actor="worker"):
     """Record [(job, Outcome)] in one transaction, each with its audit row; returns per job
     what was recorded ('delivered', 'refused', 'retried', 'stuck') or None when its lease was
     lost."""
-    written = []
+    written, trail = [], []
     with db.transaction():
         for job, oc in batch:
             detail = {"attempt": job.attempts}
@@ -372,9 +372,10 @@ def _record_batch(db, batch, now, config, rng, actor="worker"):
                 if oc.balance_paise is not None:
                     detail.update(balance_paise=oc.balance_paise,
                                   relay_connected=bool(oc.relay_connected))
-                audit.record(db, actor, "recharge", now, meter_id=job.meter_id,
-                             outcome=outcome, reason=job.payment_ref, detail=detail)
+                trail.append((actor, "recharge", now, job.meter_id, None, outcome,
+                              job.payment_ref, detail))
             written.append(kind if ok else None)
+        audit.record_many(db, trail)
     return written
 
 

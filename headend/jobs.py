@@ -500,7 +500,7 @@ def record(db, batch, now, actor, rng):
     jids = sorted({s.job_id for s, _oc in batch})
     job_state = dict(db.all("SELECT id, state FROM jobs WHERE id IN (%s)"
                             % ", ".join("?" * len(jids)), jids))
-    written = []
+    written, trail = [], []
     for step, oc in batch:
         detail = {"attempt": step.attempts, "job_reason": step.job_reason}
         if oc.result is not None:
@@ -538,9 +538,10 @@ def record(db, batch, now, actor, rng):
         if cur.rowcount != 1:
             written.append(None)
             continue
-        audit.record(db, actor, step.kind, now, meter_id=step.meter_id, job_id=step.job_id,
-                     outcome={"retried": "retry"}.get(kind, kind),
-                     reason=oc.reason or step.job_reason or None, detail=detail)
+        trail.append((actor, step.kind, now, step.meter_id, step.job_id,
+                      {"retried": "retry"}.get(kind, kind), oc.reason or step.job_reason or None,
+                      detail))
         written.append(kind)
+    audit.record_many(db, trail)
     _finish_jobs(db, jids, now)
     return written
