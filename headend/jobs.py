@@ -47,20 +47,21 @@ DEFAULTS = {"max_attempts": 4, "retry_base_s": 30.0, "retry_cap_s": 900.0, "segm
 
 _CLAIMABLE = ("((%(t)s.state='queued' AND %(t)s.next_attempt_at <= ?) "
               "OR (%(t)s.state='running' AND %(t)s.lease_expires_at < ?))")
+# Set-based, so the plan does not depend on the tables' statistics (a fresh job has none): the
+# meters in a session (steps or deliveries under a live lease) and the running steps per
+# segment are computed once; `first` keeps each meter's earliest due step.
 _CANDIDATES = (
-    "WITH busy AS (SELECT segment, count(*) AS n FROM job_steps WHERE state='running' "
-    "AND lease_expires_at >= ? GROUP BY segment), "
-    "cand AS (SELECT s.id, s.segment, j.segment_limit, ROW_NUMBER() OVER "
-    "(PARTITION BY s.segment ORDER BY s.job_id, s.id) AS rn "
-    "FROM job_steps s JOIN jobs j ON j.id = s.job_id WHERE j.state='running' AND "
-    + _CLAIMABLE % {"t": "s"} +
-    " AND NOT EXISTS (SELECT 1 FROM job_steps r WHERE r.meter_id = s.meter_id "
-    "AND r.state='running' AND r.lease_expires_at >= ?)"
-    " AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.meter_id = s.meter_id "
-    "AND d.state='running' AND d.lease_expires_at >= ?)"
-    " AND NOT EXISTS (SELECT 1 FROM job_steps e JOIN jobs ej ON ej.id = e.job_id "
-    "WHERE e.meter_id = s.meter_id AND e.id < s.id AND ej.state='running' AND "
-    + _CLAIMABLE % {"t": "e"} + ")) "
+    "WITH live AS (SELECT meter_id, segment FROM job_steps WHERE state='running' "
+    "AND lease_expires_at >= ?), "
+    "busy_meters AS (SELECT meter_id FROM live UNION SELECT meter_id FROM deliveries "
+    "WHERE state='running' AND lease_expires_at >= ?), "
+    "busy AS (SELECT segment, count(*) AS n FROM live GROUP BY segment), "
+    "due AS (SELECT s.id, s.meter_id, s.segment, s.job_id, j.segment_limit, ROW_NUMBER() OVER "
+    "(PARTITION BY s.meter_id ORDER BY s.id) AS first FROM job_steps s JOIN jobs j "
+    "ON j.id = s.job_id WHERE j.state='running' AND " + _CLAIMABLE % {"t": "s"} + "), "
+    "cand AS (SELECT id, segment, segment_limit, ROW_NUMBER() OVER (PARTITION BY segment "
+    "ORDER BY job_id, id) AS rn FROM due WHERE first = 1 "
+    "AND meter_id NOT IN (SELECT meter_id FROM busy_meters)) "
     "SELECT c.id FROM cand c LEFT JOIN busy b ON b.segment = c.segment "
     "WHERE c.rn <= c.segment_limit - coalesce(b.n, 0) ORDER BY c.id LIMIT ?")
 
@@ -445,7 +446,7 @@ def claim(db, worker_id, limit, lease_s, now, ic_block=64):
         limit = min(limit, int(session_rate(db)) - started)
         if limit <= 0:
             return [], False
-        ids = [r[0] for r in db.all(_CANDIDATES, (now, now, now, now, now, now, now, limit))]
+        ids = [r[0] for r in db.all(_CANDIDATES, (now, now, now, now, limit))]
         if not ids:
             return [], False
         lease_id = uuid.uuid4().hex

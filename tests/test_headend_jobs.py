@@ -540,7 +540,7 @@ def test_a_step_cancelled_while_being_claimed_is_not_claimed(db, db_url):
 
         def all(self, sql, params=()):
             rows = db.all(sql, params)
-            if sql.startswith("WITH busy"):
+            if sql is jobs._CANDIDATES:
                 jobs.cancel(other, job_id, "bob", WED_11)
             return rows
 
