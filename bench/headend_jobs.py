@@ -115,6 +115,7 @@ def run(url, fleet, dead, sessions, rate):
     t_create = time.perf_counter() - t0
 
     busy = collections.Counter()
+    calls = collections.Counter()
     ring = keyring.Keyring({"default": keyring.KeySet(VK, MASTER)}, source="bench keys")
     worker = delivery.DeliveryWorker(url, ring, delivery.WorkerConfig(
         sessions=sessions, poll_s=0.01, lease_s=60, session_timeout_s=30, io_timeout_s=10))
@@ -125,7 +126,9 @@ def run(url, fleet, dead, sessions, rate):
         try:
             return real_call(fn, args)
         finally:
-            busy[getattr(fn, "__name__", str(fn))] += time.perf_counter() - t
+            name = getattr(fn, "__name__", str(fn))
+            busy[name] += time.perf_counter() - t
+            calls[name] += 1
 
     worker._call = timed_call
     reachable = len(fleet.ports)
@@ -155,6 +158,7 @@ def run(url, fleet, dead, sessions, rate):
     db.close()
     return {"n": n, "create": t_create, "reachable_s": marks.get("reachable"),
             "all_s": marks["all"], "counts": counts, "states": states, "busy": busy,
+            "calls": calls,
             "cpu": cpu, "dead_have_schedule": failed_ok}
 
 
@@ -196,7 +200,8 @@ def main():
                 r = run(url, fleet, dead, a.sessions, a.rate)
                 state, fleet_cpu1 = fleet.state()
                 bad = [mid for mid, closed, cuts in state if closed or cuts != 1]
-                top = ", ".join("%s %.2f" % kv for kv in r["busy"].most_common(3))
+                top = ", ".join("%s %.2f (%d calls)" % (k, v, r["calls"][k])
+                                for k, v in r["busy"].most_common(3))
                 reach = r["reachable_s"]
                 print("| %s | %.2f | %s | %s | %.2f | %d | %d | %s | %.1f | %.1f | %s |" % (
                     backend, r["create"], "-" if reach is None else "%.2f" % reach,

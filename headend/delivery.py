@@ -128,6 +128,7 @@ class DeliveryWorker:
         self._results = []  # (Job, Outcome) not yet written
         self._step_results = []  # (jobs.Step, jobs.StepOutcome) not yet written
         self._bulk = job_worker.BulkQueue(self) if self.config.bulk else None
+        self._outbox_look, self._outbox_found = 0.0, False  # the last outbox claim: when, found?
         self._bulk_look = 0.0  # monotonic time of the last bulk claim
         self._bulk_found = False  # and whether it found steps
         self._stop = None
@@ -199,9 +200,16 @@ class DeliveryWorker:
         free = self.config.sessions - len(self._inflight)
         if free <= 0:
             return 0
+        # the loop turns at every session's end: while the outbox has nothing due, look at it
+        # every few tens of ms rather than at each turn (a bulk job's sessions end hundreds of
+        # times a second; each look is a transaction)
+        mono = time.monotonic()
+        if not self._outbox_found and mono - self._outbox_look < min(self.config.poll_s, 0.05):
+            return 0
         try:
             claimed = await self._db(outbox.claim, self.worker_id, free, self.config.lease_s,
                                      self.clock(), IC_BLOCK)
+            self._outbox_look, self._outbox_found = mono, bool(claimed)
         except dbmod.DatabaseError as e:
             self.echo("claim failed (will retry): %s" % e)
             return 0
