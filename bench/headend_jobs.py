@@ -118,7 +118,7 @@ def run(url, fleet, dead, sessions, rate):
     calls = collections.Counter()
     ring = keyring.Keyring({"default": keyring.KeySet(VK, MASTER)}, source="bench keys")
     worker = delivery.DeliveryWorker(url, ring, delivery.WorkerConfig(
-        sessions=sessions, poll_s=0.01, lease_s=60, session_timeout_s=30, io_timeout_s=10))
+        sessions=sessions, lease_s=60, session_timeout_s=30, io_timeout_s=10))  # serve defaults
     real_call = worker._call
 
     def timed_call(fn, args):  # runs on the worker's database thread
