@@ -215,14 +215,25 @@ def _dc_method(act):
     return method
 
 
-def _dc_set_mode(o, tv):
-    if tv[0] != D.ENUM:
-        return base.TYPE_UNMATCHED
+def _set_config(o, name, value):
+    """Write config item `name` of the object's meter: OK, or other-reason if it refuses."""
     try:
-        bind.set_config(o.ctx, "control_mode", tv[1])
+        bind.set_config(o.ctx, name, value)
     except ValueError:
         return base.OTHER_REASON
     return OK
+
+
+def _config_setter(name, tags):
+    """An attribute setter writing config item `name` from a value whose tag is in `tags`."""
+    def setter(o, tv):
+        if tv[0] not in tags:
+            return base.TYPE_UNMATCHED
+        return _set_config(o, name, tv[1])
+    return setter
+
+
+_dc_set_mode = _config_setter("control_mode", (D.ENUM,))
 
 
 def disconnect_object(m):
@@ -243,15 +254,7 @@ def disconnect_object(m):
 
 
 def _lim_set(name):
-    def setter(o, tv):
-        if tv[0] not in D.INT_TAGS:
-            return base.TYPE_UNMATCHED
-        try:
-            bind.set_config(o.ctx, name, tv[1])
-        except ValueError:
-            return base.OTHER_REASON
-        return OK
-    return setter
+    return _config_setter(name, D.INT_TAGS)
 
 
 def _lim_get(field):
@@ -336,14 +339,7 @@ def account_object(m):
     ), (), m, "account")
 
 
-def _ec_set_limit(o, tv):
-    if tv[0] not in D.INT_TAGS:
-        return base.TYPE_UNMATCHED
-    try:
-        bind.set_config(o.ctx, "emergency_limit", tv[1])
-    except ValueError:
-        return base.OTHER_REASON
-    return OK
+_ec_set_limit = _config_setter("emergency_limit", D.INT_TAGS)
 
 
 def _ec_invoke(o, params, assoc):
@@ -438,11 +434,7 @@ def _set_unit_charge(o, tv):
         if e[0] != D.STRUCTURE or len(e[1]) != 2:
             return base.TYPE_UNMATCHED
         rates.append(D.as_int(e[1][1]) * (10 ** ps))
-    try:
-        bind.set_config(o.ctx, "tariff_zones", tuple((zones[i][0], rates[i]) for i in range(len(zones))))
-    except ValueError:
-        return base.OTHER_REASON
-    return OK
+    return _set_config(o, "tariff_zones", tuple((zones[i][0], rates[i]) for i in range(len(zones))))
 
 
 def charge_objects(m):
@@ -810,11 +802,7 @@ def _holidays_set(o, tv):
         if v[4] != 0xFF and v[4] != timeutil.weekday(day):
             return base.OTHER_REASON  # a day of week that contradicts the date
         days.append(day)
-    try:
-        bind.set_config(o.ctx, "holidays", tuple(days))
-    except ValueError:
-        return base.OTHER_REASON
-    return OK
+    return _set_config(o, "holidays", tuple(days))
 
 
 POLICY_ITEMS = ("grace_s", "window_start_s", "window_end_s", "comms_loss_s", "reconnect_threshold")
