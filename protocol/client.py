@@ -56,9 +56,16 @@ OPERATIONS = ("associate", "release", "get", "set", "action", "get_raw", "set_ra
 
 
 class _DriverBase:
-    def _setup(self, transport, framing, role, keys, timeout, retries, invocation_counter,
-               server, hdlc_params, server_wport, max_pdu, general_ciphering, counter_store,
-               client_sap):
+    """What the two drivers share: the sans-io core, the framing and the handling of events.
+
+    DlmsClient and AsyncDlmsClient are a deliberate twin: every decision (APDUs, security,
+    block transfer, framing, events, counters) is made here or in the core, and each driver
+    keeps only its I/O loop, one blocking and one asyncio; a loop written once for both would
+    need an event loop in the blocking client or a thread per asyncio session."""
+
+    def __init__(self, transport, framing="wrapper", role=PUBLIC, keys=None, timeout=5.0,
+                 retries=2, invocation_counter=1, server=None, hdlc_params=None, server_wport=1,
+                 max_pdu=0xFFFF, general_ciphering=True, counter_store=None, client_sap=None):
         self.core = BijliClientCore(role, keys, invocation_counter, max_pdu, general_ciphering,
                                     client_sap=client_sap)
         self.counter_store = counter_store
@@ -164,13 +171,6 @@ class DlmsClient(_DriverBase):
     there); `server` is the HDLC server Address, `server_wport` the wrapper destination.
     """
 
-    def __init__(self, transport, framing="wrapper", role=PUBLIC, keys=None, timeout=5.0,
-                 retries=2, invocation_counter=1, server=None, hdlc_params=None, server_wport=1,
-                 max_pdu=0xFFFF, general_ciphering=True, counter_store=None, client_sap=None):
-        self._setup(transport, framing, role, keys, timeout, retries, invocation_counter,
-                    server, hdlc_params, server_wport, max_pdu, general_ciphering, counter_store,
-                    client_sap)
-
     def __enter__(self):
         return self.open()
 
@@ -273,13 +273,6 @@ class DlmsClient(_DriverBase):
 class AsyncDlmsClient(_DriverBase):
     """asyncio DLMS client: the same operations as DlmsClient, as coroutines; use with an
     asyncio transport (AsyncTcpTransport, AsyncSerialTransport)."""
-
-    def __init__(self, transport, framing="wrapper", role=PUBLIC, keys=None, timeout=5.0,
-                 retries=2, invocation_counter=1, server=None, hdlc_params=None, server_wport=1,
-                 max_pdu=0xFFFF, general_ciphering=True, counter_store=None, client_sap=None):
-        self._setup(transport, framing, role, keys, timeout, retries, invocation_counter,
-                    server, hdlc_params, server_wport, max_pdu, general_ciphering, counter_store,
-                    client_sap)
 
     async def __aenter__(self):
         return await self.open()
