@@ -48,6 +48,7 @@ from hil.emulator.service import (
     TCP_IDLE_S,
     serve_async,
 )
+from hil.runtime_serve import RUNTIMES
 from protocol.transport.tcp import parse_host_port
 
 DEFAULT_SPEED = 60.0
@@ -448,10 +449,18 @@ def start_meter(state_dir, *args, **kwargs):
               type=click.IntRange(0, 65535), show_default=True, metavar="S",
               help="Serial line: drop the HDLC connection after S seconds without a frame "
                    "(0: never).")
+@click.option("--runtime", type=click.Choice(RUNTIMES), default="cpython", show_default=True,
+              help="Where the firmware runs: this CPython process (the emulator), the board "
+                   "entry in the MicroPython unix port (micropython = the pip-installed 64-bit "
+                   "one; micropython:unix32 needs BIJLI_MICROPYTHON_SRC), or frozen into "
+                   "MicroPython on QEMU's Cortex-M3 board (qemu). DLMS wrapper on --tcp (HDLC "
+                   "on qemu: its serial port).")
 def serve(tcp, serial_port, pty, state_dir, speed, meter_id, load, push, balance, credit_alias,
-          keys_file, **limits):
+          keys_file, runtime, **limits):
     """Run an emulated meter that answers DLMS/COSEM on TCP and/or a serial line."""
     balance = merge_balance(balance, credit_alias)
+    if runtime != "cpython":
+        return _serve_runtime(runtime, tcp, state_dir, meter_id, load, keys_file)
     if serial_port and pty:
         raise click.UsageError("--serial and --pty are exclusive")
     if tcp is None and not serial_port and not pty:
@@ -463,20 +472,7 @@ def serve(tcp, serial_port, pty, state_dir, speed, meter_id, load, push, balance
                 parse(value)
         except (ValueError, OSError) as e:
             raise click.BadParameter(str(e), param_hint=option) from None
-    secrets = {}
-    if keys_file:
-        from protocol.errors import ProtocolError
-        from protocol.keys import load_keys
-
-        try:
-            k = load_keys(keys_file)
-        except (ProtocolError, OSError) as e:
-            raise click.BadParameter(str(e), param_hint="--keys") from None
-        if k.block_cipher_key is None or k.authentication_key is None or k.password is None:
-            raise click.BadParameter("a meter needs block_cipher_key, authentication_key and "
-                                     "password", param_hint="--keys")
-        secrets = {"block_key": k.block_cipher_key, "auth_key": k.authentication_key,
-                   "password": k.password}
+    secrets = _meter_keys(keys_file) if keys_file else {}
     em = start_meter(state_dir, speed, meter_id, load, opening_paise=opening_paise(balance),
                      **secrets)
     em.keys_source = keys_file
@@ -487,6 +483,93 @@ def serve(tcp, serial_port, pty, state_dir, speed, meter_id, load, push, balance
     except OSError as e:
         em.close()
         raise click.ClickException("cannot open endpoint: %s" % e) from None
+
+
+# what a MicroPython runtime cannot take: the simulator's clock, load models, alerts, the
+# emulator's TCP limits and serial lines (the board entry has its own)
+_RUNTIME_REFUSED = ("serial_port", "pty", "speed", "push", "balance", "credit_alias",
+                    "tcp_idle_s", "max_connections", "hdlc_inter_octet_ms", "hdlc_inactivity_s")
+
+
+def _serve_runtime(runtime, tcp, state_dir, meter_id, load, keys_file):
+    """`meter serve --runtime micropython|qemu`: the board entry in that process, DLMS wrapper
+    on --tcp, until Ctrl-C / SIGTERM (hil/runtime_serve.py)."""
+    import signal
+
+    from hil.runtime_serve import ServedMeter, ServeError
+
+    ctx = click.get_current_context()
+    flags = {p.name: p.opts[0] for p in ctx.command.params}
+    given = [flags[n] for n in _RUNTIME_REFUSED
+             if ctx.get_parameter_source(n) == click.core.ParameterSource.COMMANDLINE]
+    if given:
+        names = ", ".join(given)
+        raise click.UsageError("%s: not with --runtime %s (the board entry serves the DLMS "
+                               "wrapper on --tcp from its own clock)" % (names, runtime))
+    if runtime == "qemu" and state_dir:
+        raise click.UsageError("--state: not with --runtime qemu (its NVM is the board's RAM)")
+    load_w = None
+    if ctx.get_parameter_source("load") == click.core.ParameterSource.COMMANDLINE:
+        kind, _, watts = load.partition(":")
+        if kind != "constant" or not watts.lstrip("-").isdigit():
+            raise click.BadParameter("a MicroPython runtime takes constant:W only",
+                                     param_hint="--load")
+        load_w = int(watts)
+    try:
+        host, port = _listen_address(tcp or DEFAULT_TCP)
+    except (ValueError, OSError) as e:
+        raise click.BadParameter(str(e), param_hint="--tcp") from None
+    dlms = None
+    if keys_file:
+        k = _meter_keys(keys_file)
+        dlms = {"ek": k["block_key"].hex(), "ak": k["auth_key"].hex(),
+                "password": k["password"].decode()}
+    served = ServedMeter(runtime, (host or "127.0.0.1", port), meter_id, state_dir, load_w, dlms)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop it as Ctrl-C does
+    try:
+        try:
+            served.start()
+        except ServeError as e:
+            raise click.ClickException("cannot start the meter: %s" % e) from None
+        click.echo("bijli meter: firmware.main.run() in %s (%s)" % (served.runtime, served.exe))
+        click.echo("  meter id %s (a new meter; one in --state keeps its own)" % meter_id)
+        hdlc = served.framing == "hdlc"
+        click.echo("  TCP (%s): %s:%d   (one connection at a time)"
+                   % (("HDLC, the board's serial port" if hdlc else "DLMS wrapper",)
+                      + served.address))
+        click.echo("  e.g. bijli client --tcp %s:%d%s balance"
+                   % (served.address + (" --framing hdlc" if hdlc else "",)))
+        if dlms is None:
+            click.echo("  INSECURE demo keys (well-known DLMS test keys, never for a real meter)")
+        else:
+            click.echo("  DLMS keys and LLS password: from %s (not shown)" % keys_file)
+        click.echo("  INSECURE demo vending key: tokens from `bijli token vend --meter-id %s`"
+                   % meter_id)
+        if state_dir:
+            click.echo("  state: %s (an existing meter keeps its id and keys)" % state_dir)
+        click.echo("Ctrl-C to stop.")
+        code = served.proc.wait()
+        raise click.ClickException("the meter process ended (exit %d)" % code)
+    except KeyboardInterrupt:
+        click.echo("stopped")
+    finally:
+        served.stop()
+
+
+def _meter_keys(keys_file):
+    """--keys: the meter's block key, authentication key and LLS password."""
+    from protocol.errors import ProtocolError
+    from protocol.keys import load_keys
+
+    try:
+        k = load_keys(keys_file)
+    except (ProtocolError, OSError) as e:
+        raise click.BadParameter(str(e), param_hint="--keys") from None
+    if k.block_cipher_key is None or k.authentication_key is None or k.password is None:
+        raise click.BadParameter("a meter needs block_cipher_key, authentication_key and "
+                                 "password", param_hint="--keys")
+    return {"block_key": k.block_cipher_key, "auth_key": k.authentication_key,
+            "password": k.password}
 
 
 def _listen_address(text):

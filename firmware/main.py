@@ -321,16 +321,21 @@ def build(board=None, prov=None):
 
 
 def uart_service(hal, meter, pins, dlms, guard=None):
-    """The service on the board's UART: DLMS/COSEM over HDLC (default) or the text LinePort
+    """The service on the board's UART: DLMS/COSEM over HDLC (default), with the TCP wrapper
+    (`"uart_mode": "wrapper"`: a UART that is a TCP stream) or the text LinePort
     (`"uart_mode": "line"` in /bijli_board.json, for bench work). The HDLC time-outs of
     IEC 62056-46 come from `"hdlc_inter_octet_ms"` / `"hdlc_inactivity_s"` there (defaults
     25 ms / 120 s); a value out of range is said so and the default used."""
     if hal.uart is None:
         return None
-    if pins.get("uart_mode", "dlms") == "line":
+    mode = pins.get("uart_mode", "dlms")
+    if mode == "line":
         return LinePort(hal.uart)
+    service = DlmsUartService
+    if mode == "wrapper":  # the DLMS TCP wrapper on the stream (a TCP UART: the unix port)
+        from firmware.wrapper_service import DlmsWrapperService as service
     ek, ak, pw, counter_rec = dlms[:4]
-    return DlmsUartService(hal.uart, system_title_for(meter.config.meter_id), ek, ak, pw,
+    return service(hal.uart, system_title_for(meter.config.meter_id), ek, ak, pw,
                            rng=getattr(hal, "random_bytes", None), counter_store=counter_rec,
                            guard=guard,
                            lockout_store=dlms[4] if len(dlms) > 4 else None,

@@ -31,10 +31,11 @@ def free_port():
         return s.getsockname()[1]
 
 
-def provisioning(meter_id, token_key=INSECURE_TEST_TOKEN_KEY):
+def provisioning(meter_id, token_key=INSECURE_TEST_TOKEN_KEY, keys=None):
     """The provisioning record of a test meter: its id and its token key (revision 0; by
-    default the INSECURE test token key)."""
-    return {"meter_id": meter_id, "keys": {"0": token_key.hex()}}
+    default the INSECURE test token key), or `keys` {revision: key} when given."""
+    keys = keys if keys is not None else {0: token_key}
+    return {"meter_id": meter_id, "keys": {str(r): k.hex() for r, k in keys.items()}}
 
 
 
@@ -56,37 +57,43 @@ class UnixMeter:
 
     `heap`: -X heapsize; `path`: the import path (default: the project's sources, then the
     image's frozen modules); `board`: extra bijli_board.json settings; `token_key`: the
-    meter's token key (default: the INSECURE test token key).
+    meter's token key (default: the INSECURE test token key); `prov`: the whole provisioning
+    record instead (a new meter only); `address`: (host, port) its UART listens on (default a
+    free loopback port); `output`: where its stdout/stderr go (default: pipes, returned by
+    stop(); None: this process's).
     """
 
     def __init__(self, exe, state_dir, meter_id="BJ00000901", heap=None, path=None, board=None,
-                 token_key=INSECURE_TEST_TOKEN_KEY):
+                 token_key=INSECURE_TEST_TOKEN_KEY, prov=None, address=None,
+                 output=subprocess.PIPE):
         self.exe = exe
         self.state = pathlib.Path(state_dir)
         self.meter_id = meter_id
         self.token_key = token_key
+        self.prov = prov
         self.heap = heap
         self.path = path or [str(ROOT), ".frozen"]
-        self.port = free_port()
-        self.board = dict({"hal": "unix", "tcp": "127.0.0.1:%d" % self.port, "wdt_ms": 0},
+        self.host, self.port = address or ("127.0.0.1", free_port())
+        self.output = output
+        self.board = dict({"hal": "unix", "tcp": "%s:%d" % (self.host, self.port), "wdt_ms": 0},
                           **(board or {}))
         self.proc = None
 
     @property
     def address(self):
-        return ("127.0.0.1", self.port)
+        return (self.host, self.port)
 
     def start(self):
         self.state.mkdir(parents=True, exist_ok=True)
         (self.state / "bijli_board.json").write_text(json.dumps(self.board))
         if not (self.state / "bijli.nvm").exists():
             (self.state / "bijli_provision.json").write_text(
-                json.dumps(provisioning(self.meter_id, self.token_key)))
+                json.dumps(self.prov or provisioning(self.meter_id, self.token_key)))
         cmd = [str(self.exe)] + (["-X", "heapsize=%d" % self.heap] if self.heap else [])
         cmd += ["-c", ENTRY % ""]
         env = dict(os.environ, MICROPYPATH=os.pathsep.join(self.path))
-        self.proc = subprocess.Popen(cmd, cwd=self.state, env=env, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(cmd, cwd=self.state, env=env, stdout=self.output,
+                                     stderr=self.output, text=True)
         return self
 
     def stop(self):
@@ -102,10 +109,11 @@ class UnixMeter:
         self.stop()
 
 
-def qemu_command(elf, port):
-    """qemu-system-arm running `elf` on mps2-an385, its serial port a TCP server on `port`."""
+def qemu_command(elf, port, host="127.0.0.1"):
+    """qemu-system-arm running `elf` on mps2-an385, its serial port a TCP server on
+    `host`:`port`."""
     return ["qemu-system-arm", "-machine", "mps2-an385", "-nographic", "-monitor", "null",
-            "-semihosting", "-serial", "tcp:127.0.0.1:%d,server=on,wait=off" % port,
+            "-semihosting", "-serial", "tcp:%s:%d,server=on,wait=off" % (host, port),
             "-kernel", str(elf)]
 
 
@@ -126,19 +134,20 @@ def _read_until(sock, marker, deadline):
 class QemuBoard:
     """QEMU running the MicroPython image `elf` on mps2-an385; its REPL on a TCP port."""
 
-    def __init__(self, elf, boot_timeout=60):
+    def __init__(self, elf, boot_timeout=60, address=None):
         self.elf = elf
-        self.port = free_port()
+        self.host, self.port = address or ("127.0.0.1", free_port())
         self.boot_timeout = boot_timeout
         self.proc = None
         self.sock = None
 
     @property
     def address(self):
-        return ("127.0.0.1", self.port)
+        return (self.host, self.port)
 
     def start(self):
-        self.proc = subprocess.Popen(qemu_command(self.elf, self.port), stdin=subprocess.DEVNULL,
+        self.proc = subprocess.Popen(qemu_command(self.elf, self.port, self.host),
+                                     stdin=subprocess.DEVNULL,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         deadline = time.monotonic() + self.boot_timeout
         while self.sock is None:  # QEMU opens its serial port's socket shortly after starting
@@ -198,18 +207,19 @@ class QemuMeter(QemuBoard):
     """
 
     def __init__(self, elf, meter_id="BJ00000902", ballast=0, board=None, boot_timeout=60,
-                 token_key=INSECURE_TEST_TOKEN_KEY):
-        super().__init__(elf, boot_timeout)
+                 token_key=INSECURE_TEST_TOKEN_KEY, prov=None, address=None):
+        super().__init__(elf, boot_timeout, address)
         self.meter_id = meter_id
         self.token_key = token_key
+        self.prov = prov
         self.ballast = ballast
         self.board = dict({"hal": "qemu", "meter_id": meter_id}, **(board or {}))
 
     def start(self):
         super().start()
         code = "_ballast = bytearray(%d)\n" % self.ballast if self.ballast else ""
-        code += ENTRY % ("board=%r, prov=%r" % (self.board, provisioning(self.meter_id,
-                                                                       self.token_key)))
+        prov = self.prov or provisioning(self.meter_id, self.token_key)
+        code += ENTRY % ("board=%r, prov=%r" % (self.board, prov))
         try:
             self.raw_exec(code, wait=False, timeout=self.boot_timeout)
         finally:
@@ -223,10 +233,12 @@ def credit_token(meter_id, rupees, token_id=1):
     return cipher.encrypt(tc.TYPE_CREDIT, tc.encode_value(tc.TYPE_CREDIT, rupees), token_id, 0, 0)
 
 
-def utility_session(address, meter_id, rupees=100, timeout=10.0, connect_timeout=30.0):
-    """One utility session over HDLC: associate (HLS-GMAC), read balance and energy (ciphered
-    GETs), enter a credit token, read the balance again, release. Returns a dict of results;
-    raises protocol errors (LinkError on no answer) when the meter cannot serve it."""
+def utility_session(address, meter_id, rupees=100, timeout=10.0, connect_timeout=30.0,
+                    framing="hdlc", token=None):
+    """One utility session over HDLC (or `framing` "wrapper"): associate (HLS-GMAC), read
+    balance and energy (ciphered GETs), enter a credit token (`token`: these digits instead),
+    read the balance again, release. Returns a dict of results; raises protocol errors
+    (LinkError on no answer) when the meter cannot serve it."""
     from protocol.client import DlmsClient
     from protocol.keys import demo_keys
     from protocol.transport import TcpTransport
@@ -234,11 +246,11 @@ def utility_session(address, meter_id, rupees=100, timeout=10.0, connect_timeout
     retries = max(1, int(connect_timeout / 0.2))
     transport = TcpTransport(address[0], address[1], timeout=timeout, retries=retries,
                              retry_delay=0.2)
-    client = DlmsClient(transport, framing="hdlc", role="utility", keys=demo_keys(),
+    client = DlmsClient(transport, framing=framing, role="utility", keys=demo_keys(),
                         timeout=timeout, retries=1)
     with client:
         before = client.balance()
         energy = client.energy()
-        result = client.enter_token(credit_token(meter_id, rupees))
+        result = client.enter_token(token or credit_token(meter_id, rupees))
         after = client.balance()
     return {"before": before, "after": after, "energy": energy, "token": result}

@@ -6,7 +6,8 @@ directory: run the port in a state directory, e.g.
     cd STATE && micropython -c "from firmware.main import run; run()"
 
 - UART: a TCP server on `"tcp": "127.0.0.1:PORT"` (one client at a time; HDLC on the stream,
-  as on a serial line).
+  as on a serial line, or the DLMS wrapper with `"uart_mode": "wrapper"`, as the emulator's
+  `--tcp`).
 - NVM: the file `nvm_path` (default bijli.nvm) in the state directory (firmware.hal.nvm.FileNVM).
 - Clock: the host's; a DLMS clock SET shifts the meter's clock, not the host's.
 - No metering chip: a steady load of `"load_w"` watts (default 1000); the relay only remembers.
@@ -50,6 +51,7 @@ class TcpUart:
         self.server.setblocking(False)
         self.client = None
         self.poller = None
+        self.connections = 0  # clients accepted so far (a wrapper service starts each afresh)
 
     def _accept(self):
         try:
@@ -58,8 +60,14 @@ class TcpUart:
             return
         conn.setblocking(False)
         self.client = conn
+        self.connections += 1
         self.poller = select.poll()
         self.poller.register(conn, select.POLLIN)
+
+    def drop(self):
+        """Close the client's connection (wait for the next one)."""
+        if self.client is not None:
+            self._drop()
 
     def _drop(self):
         try:
