@@ -15,7 +15,11 @@ from click.testing import CliRunner
 
 from cli import meter as meter_cli
 from firmware import token_codec as tc
-from firmware.demo_keys import INSECURE_DEMO_VENDING_KEY
+from firmware.demo_keys import (
+    INSECURE_DEMO_AUTHENTICATION_KEY,
+    INSECURE_DEMO_BLOCK_CIPHER_KEY,
+    INSECURE_DEMO_VENDING_KEY,
+)
 from hil import mpy_build, mpy_meter, runtime_serve
 from tests import mpy_unix
 
@@ -76,7 +80,7 @@ def test_the_host_client_talks_to_the_micropython_meter_as_to_the_emulator(tmp_p
         s.bind(("127.0.0.1", port))
 
 
-def test_dlms_cosem_reads_and_enters_nothing_it_may_not(tmp_path):
+def test_dlms_cosem_reads_and_switches_the_relay_of_the_micropython_meter(tmp_path):
     """The third-party client: LLS reads energy, HLS-GMAC reads the balance and switches the
     relay, as against the emulator."""
     from dlms_cosem import cosem, enumerations, utils
@@ -99,15 +103,14 @@ def test_dlms_cosem_reads_and_enters_nothing_it_may_not(tmp_path):
                           timeout=10)
         return DlmsClient(transport=tr, authentication=auth, timeout=10, **kw)
 
-    from hil.emulator.meter import DEMO_AUTH_KEY, DEMO_BLOCK_KEY
-
     with runtime_serve.ServedMeter("micropython", address, METER_ID, tmp_path / "m",
                                    load_w=2000):
         with client(0x20, LowLevelSecurityAuthentication(secret=b"12345678")).session() as c:
             energy = utils.parse_as_dlms_data(c.get(cosem.CosemAttribute(
                 interface=iface.REGISTER, instance=Obis(1, 0, 1, 8, 0, 255), attribute=2)))
         with client(0x30, HighLevelSecurityGmacAuthentication(challenge_length=32),
-                    encryption_key=DEMO_BLOCK_KEY, authentication_key=DEMO_AUTH_KEY,
+                    encryption_key=INSECURE_DEMO_BLOCK_CIPHER_KEY,
+                    authentication_key=INSECURE_DEMO_AUTHENTICATION_KEY,
                     client_system_title=b"HEADEND1").session() as c:
             c.action(cosem.CosemMethod(iface.DISCONNECT_CONTROL, Obis(0, 0, 96, 3, 10, 255), 1),
                      b"\x0f\x00")
