@@ -42,7 +42,7 @@ from firmware.dlms.endpoint import DlmsEndpoint
 from firmware.dlms.gcm import Gcm
 from firmware.dlms.security import Suite0
 from firmware.dlms.server import ASSOCIATED, IDLE, PENDING_HLS
-from tests.firmware.dlms_client import build_aarq, initiate_request
+from tests.firmware.dlms_client import build_aarq, hdlc_link, initiate_request
 from tests.firmware.test_dlms_server import (
     AK,
     EK,
@@ -100,10 +100,7 @@ def tcp_meter(srv):
 
 
 def hdlc_meter(srv, **kw):
-    link = DlmsEndpoint(srv).link()
-    sess = link.session
-    station = hdlc.HdlcStation(**kw)
-    handler = link.hdlc_event
+    sess, station, handler = hdlc_link(srv, **kw)
 
     def feed(data):
         station.feed(data, handler)
@@ -256,10 +253,7 @@ def _gurux_exchange(client, station, handler, frames):
 
 def test_gurux_lls_over_hdlc_reads_register_and_profile():
     srv, reg, relay = make_server()
-    link = DlmsEndpoint(srv).link()
-    sess = link.session
-    st_ = hdlc.HdlcStation()
-    h = link.hdlc_event
+    sess, st_, h = hdlc_link(srv)
     c = GXDLMSSecureClient(True, 0x20, 1, Authentication.LOW, "12345678", InterfaceType.HDLC)
     c.parseUAResponse(_gurux_exchange(c, st_, h, c.snrmRequest()).data)
     c.parseAareResponse(_gurux_exchange(c, st_, h, c.aarqRequest()).data)
@@ -277,10 +271,7 @@ def test_gurux_lls_over_hdlc_reads_register_and_profile():
 
 def test_gurux_hls_gmac_glo_ciphering_over_hdlc_with_relay_methods():
     srv, reg, relay = make_server()
-    link = DlmsEndpoint(srv).link()
-    sess = link.session
-    st_ = hdlc.HdlcStation()
-    h = link.hdlc_event
+    sess, st_, h = hdlc_link(srv)
     c = GXDLMSSecureClient(True, 0x30, 1, Authentication.HIGH_GMAC, None, InterfaceType.HDLC)
     c.settings.cipher.security = Security.AUTHENTICATION_ENCRYPTION
     c.settings.cipher.systemTitle = b"GURUXCLT"
@@ -601,9 +592,7 @@ def test_hdlc_split_anywhere_gives_same_output(garbage, cuts):
     stream = garbage.replace(b"\x7e", b"") + frames_
 
     def run(parts):
-        link = DlmsEndpoint(srv).link()
-        station = hdlc.HdlcStation()
-        h = link.hdlc_event
+        _sess, station, h = hdlc_link(srv)
         out = b""
         for p in parts:
             station.feed(p, h)

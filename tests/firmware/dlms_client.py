@@ -5,10 +5,17 @@ the station code paths under test except for `build_frame`/`crc16`, which have t
 known-answer tests.
 """
 from firmware.dlms import apdu, axdr, hdlc
+from firmware.dlms.endpoint import DlmsEndpoint
 from firmware.dlms.security import Suite0
 
 SERVER = b"\x02\x21"  # logical 1, physical 16 (2-byte server address)
 CLIENT_PUBLIC = 0x10
+
+
+def hdlc_link(srv, **station_options):
+    """A server's HDLC side as the meter wires it: (session, HdlcStation, its event handler)."""
+    link = DlmsEndpoint(srv).link()
+    return link.session, hdlc.HdlcStation(**station_options), link.hdlc_event
 
 
 def client_addr(sap):

@@ -19,6 +19,7 @@ from tests.firmware.dlms_client import (
     frames,
     get_next,
     get_req,
+    hdlc_link,
     i_ctrl,
     initiate_request,
     rr_ctrl,
@@ -571,10 +572,7 @@ def test_push_data_notification():
 
 def test_over_hdlc_link():
     srv, reg, _l = make_server()
-    link = DlmsEndpoint(srv).link()
-    sess = link.session
-    st = hdlc.HdlcStation()
-    h = link.hdlc_event
+    sess, st, h = hdlc_link(srv)
     ca = client_addr(0x20)
     st.feed(hdlc.build_frame(SERVER, ca, 0x93), h)
     assert frames(st.data_to_send())[0][2] == 0x73
