@@ -35,6 +35,7 @@ class QemuTarget(Target):
             self.elf = mpy_build.build("qemu-m3", frozen=True, heap=heap)
         except mpy_build.Unavailable as e:
             raise TargetUnavailable("qemu-m3: %s" % e) from None
+        options.setdefault("timeout", 30.0)  # an emulated Cortex-M3 answers a ciphered request slowly
         super().__init__(**options)
         self.meter_id = meter_id
         self.board = None
