@@ -19,7 +19,9 @@ Fixtures (a target is started once per session and shared by the tests that use 
 - `pushes`: a PushListener the meter's push setup points at (needs pushes).
 
 `@pytest.mark.bijli_needs("power_cycle", ...)` skips a test, with the reason, on a target
-without those capabilities; a fixture used on such a target does the same. A target that
+without those capabilities; a fixture used on such a target does the same.
+`@pytest.mark.bijli_objects("0.0.19.40.0.255", ...)` skips it on a meter whose object list
+lacks those objects (a third-party meter runs what it supports and says what it skipped). A target that
 cannot run here (a runtime or device missing) skips its tests with the reason.
 """
 import datetime
@@ -50,6 +52,9 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers", "bijli_needs(*capabilities): skip unless the target has these "
                    "(%s)" % ", ".join(hil_targets.CAPABILITIES))
+    config.addinivalue_line(
+        "markers", "bijli_objects(*obis): skip unless the meter's object list has these "
+                   "objects (dotted OBIS codes)")
     try:
         selected_targets(config)
     except ValueError as e:
@@ -150,6 +155,12 @@ def target(request, bijli_target_spec):
                 raise pytest.UsageError("bijli_needs: unknown capability %r (%s)"
                                         % (capability, ", ".join(hil_targets.CAPABILITIES)))
             _need(t, capability)
+    wanted = [o for mark in request.node.iter_markers("bijli_objects") for o in mark.args]
+    if wanted:
+        missing = [o for o in wanted if o not in t.object_list()]
+        if missing:
+            pytest.skip("target %s: the meter's object list has no %s"
+                        % (bijli_target_spec, ", ".join(missing)))
     return t
 
 

@@ -30,6 +30,10 @@ def test_a_day_passes(clock, meter):
 def test_power(power, meter):
     power.cycle()
     assert meter.relay().output
+
+@pytest.mark.bijli_objects("0.0.19.40.0.255", "0.0.99.99.99.255")
+def test_an_object_the_meter_lacks(meter):
+    meter.read("0.0.99.99.99.255")
 '''
 
 
@@ -106,7 +110,10 @@ def test_a_user_test_file_runs_on_each_target_and_skips_with_reasons(tmp_path):
         assert got["test_power[%s]" % spec][0] == "passed"
     assert got["test_a_day_passes[emulator]"][0] == "passed"
     assert got["test_a_day_passes[pty]"] == ("skipped", "target pty has no fast_clock")
-    for name in ("test_a_recharge", "test_a_day_passes", "test_power"):  # no MicroPython source
+    assert got["test_an_object_the_meter_lacks[emulator]"] == (
+        "skipped", "target emulator: the meter's object list has no 0.0.99.99.99.255")
+    for name in ("test_a_recharge", "test_a_day_passes", "test_power",
+                 "test_an_object_the_meter_lacks"):  # no MicroPython source
         kind, why = got["%s[micropython]" % name]
         assert kind == "skipped" and "target micropython unavailable" in why, why
         assert "BIJLI_MICROPYTHON_SRC" in why, why

@@ -7,6 +7,8 @@ import datetime
 
 import pytest
 
+pytestmark = pytest.mark.bijli_objects("0.0.19.40.0.255", "0.0.96.3.10.255")
+
 IST = datetime.timezone(datetime.timedelta(hours=5, minutes=30))
 LOAD_W = 200
 

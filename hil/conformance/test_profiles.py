@@ -4,6 +4,8 @@ import datetime
 
 import pytest
 
+pytestmark = pytest.mark.bijli_objects("1.0.99.1.0.255")  # load profile
+
 LOAD_PROFILE = "1.0.99.1.0.255"
 PERIOD_S = 900
 

@@ -4,6 +4,8 @@ import pytest
 
 from firmware import event_codes as ec
 
+pytestmark = pytest.mark.bijli_objects("0.4.25.9.0.255")  # push setup
+
 
 def test_relay_alerts_are_pushed(meter, pushes, target):
     n = len(pushes.notifications)

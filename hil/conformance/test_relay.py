@@ -6,6 +6,8 @@ import pytest
 from protocol import axdr
 from protocol.errors import ServiceError
 
+pytestmark = pytest.mark.bijli_objects("0.0.96.3.10.255")  # disconnect control
+
 DISCONNECT_CONTROL = "0.0.96.3.10.255"
 CONNECTED, DISCONNECTED, READY = 1, 0, 2
 

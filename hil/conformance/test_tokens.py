@@ -8,6 +8,8 @@ import pytest
 from firmware.lockout import LOCK_BASE_S
 from hil.conformance.helpers import OTHER_METER, clear_token_failures, past_lock, typo
 
+pytestmark = pytest.mark.bijli_objects("0.0.19.40.0.255")  # the token gateway
+
 
 def test_a_fresh_token_is_accepted_and_credited_once(meter, vend):
     before = meter.balance()

@@ -37,17 +37,6 @@ class AttachedTarget(Target):
     def _stop(self):
         pass
 
-    def object_list(self):
-        """OBIS codes (dotted) of the utility association's object list."""
-        from protocol.obis import Obis
-
-        c = self.client("utility")
-        try:
-            return {Obis(bytes(item[2])).dotted() for item in c.get(15, "0.0.40.0.0.255", 2)}
-        finally:
-            c.close()
-
-
 class TcpTarget(AttachedTarget):
     """`tcp:HOST:PORT`: a meter over TCP (DLMS wrapper)."""
 

@@ -74,6 +74,7 @@ class Target:
         self._vendor = None
         self._listener = None
         self._version = None
+        self._objects = None
         self.sessions = []  # open MeterSessions (closed around power cycles and at stop)
         self.running = False
 
@@ -167,6 +168,19 @@ class Target:
     def _drop_sessions(self):
         for s in self.sessions:
             s.release()
+
+    def object_list(self):
+        """OBIS codes (dotted) in the utility association's object list (read once)."""
+        if self._objects is None:
+            from protocol.obis import Obis
+
+            c = self.client("utility")
+            try:
+                self._objects = frozenset(Obis(bytes(item[2])).dotted()
+                                          for item in c.get(15, "0.0.40.0.0.255", 2))
+            finally:
+                c.close()
+        return self._objects
 
     def need(self, capability):
         """Raise NotCapable unless the target has `capability`."""
