@@ -31,7 +31,7 @@ class AttachedTarget(Target):
             self.meter_id = c.serial_number()
         finally:
             c.close()
-        if PUSH_SETUP in self.object_list():
+        if PUSH_SETUP in (self.object_list() or ()):
             self.capabilities = self.capabilities | {PUSHES}
 
     def _stop(self):

@@ -170,17 +170,21 @@ class Target:
             s.release()
 
     def object_list(self):
-        """OBIS codes (dotted) in the utility association's object list (read once)."""
+        """OBIS codes (dotted) in the utility association's object list (read once), or None
+        when the meter does not give it (the tests that read it say why)."""
         if self._objects is None:
+            from protocol.errors import ServiceError
             from protocol.obis import Obis
 
             c = self.client("utility")
             try:
                 self._objects = frozenset(Obis(bytes(item[2])).dotted()
                                           for item in c.get(15, "0.0.40.0.0.255", 2))
+            except ServiceError:
+                self._objects = False
             finally:
                 c.close()
-        return self._objects
+        return self._objects or None
 
     def need(self, capability):
         """Raise NotCapable unless the target has `capability`."""
