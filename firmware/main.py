@@ -15,8 +15,10 @@ file (kept in the NVM afterwards); without them the board uses the INSECURE demo
 DLMS counter record (ciphered associations refused, see DlmsUartService) is re-provisioned by
 `"dlms_counters": {"invocation_counter": N, "clients": {"title hex": N}}` there.
 """
+import gc
 import json
 import os
+import struct
 import time
 
 from firmware.config import Config
@@ -35,8 +37,8 @@ from firmware.demo_keys import (
 )
 from firmware.dlms import hdlc, throttle
 from firmware.guard import Guard
-from firmware.meter import SOURCE_SERIAL, Meter
-from firmware.storage import Store
+from firmware.meter import CORE_MAX, SOURCE_SERIAL, TAG_CORE, Meter, _split
+from firmware.storage import Store, StoreError
 from firmware.token_gate import CODE_NAMES
 
 # ESP32 DevKit defaults; override in /bijli_board.json
@@ -295,6 +297,31 @@ def _read_pins(board=None):
     return pins
 
 
+def saved_time(nvm):
+    """Unix second the meter's saved state had reached (the last_time of its core record's
+    own section, the last one), or 0 when there is none or it cannot be read."""
+    try:
+        raw = Store(nvm).record(TAG_CORE, CORE_MAX).load()  # the first unit of the layout
+        if raw is None:
+            return 0
+        return struct.unpack_from(">I", _split(raw)[-1], 1)[0]  # after the version byte
+    except (StoreError, ValueError, IndexError):
+        return 0
+    finally:
+        raw = None
+        gc.collect()  # the record's copies go before the meter is built (no holes in its heap)
+
+
+def resume_clock(clock, nvm):
+    """A clock behind the time the meter last saved (no RTC, as on the QEMU board, or an RTC
+    that lost power) is set to that time before the meter is built, so that the meter never
+    lives that time twice and its logs and profiles stay in order; the outage is then unknown
+    (0). A clock ahead of it is left alone (the outage is measured)."""
+    t = saved_time(nvm)
+    if t and clock.time() < t:
+        clock.set_time(t)
+
+
 def build(board=None, prov=None):
     """Board HAL, the meter and its DLMS keys (provisioning on first boot). `board` and `prov`
     replace the board and provisioning files on a board without a filesystem (QEMU)."""
@@ -308,8 +335,12 @@ def build(board=None, prov=None):
         mid, keys, prov = checked
         if mid is not None:
             cfg = Config(meter_id=mid)
+    resume_clock(hal.clock, hal.nvm)
     store = Store(hal.nvm)
     meter = Meter(hal, cfg, store, keys)
+    if meter.restored_time > hal.clock.time():  # the energy journal ran on after that save
+        hal.clock.set_time(meter.restored_time)
+        meter.tick()
     key_rec, counter_rec, lockout_rec = _dlms_records(store)
     ek, ak, pw, demo = dlms_keys(key_rec, prov)
     provision_counters(counter_rec, prov)

@@ -109,10 +109,11 @@ class UnixMeter:
         self.stop()
 
 
-def qemu_command(elf, port, host="127.0.0.1"):
+def qemu_command(elf, port, host="127.0.0.1", monitor_port=None):
     """qemu-system-arm running `elf` on mps2-an385, its serial port a TCP server on
-    `host`:`port`."""
-    return ["qemu-system-arm", "-machine", "mps2-an385", "-nographic", "-monitor", "null",
+    `host`:`port` (and QEMU's monitor one on 127.0.0.1:`monitor_port` when given)."""
+    monitor = "tcp:127.0.0.1:%d,server=on,wait=off" % monitor_port if monitor_port else "null"
+    return ["qemu-system-arm", "-machine", "mps2-an385", "-nographic", "-monitor", monitor,
             "-semihosting", "-serial", "tcp:%s:%d,server=on,wait=off" % (host, port),
             "-kernel", str(elf)]
 
@@ -137,6 +138,7 @@ class QemuBoard:
     def __init__(self, elf, boot_timeout=60, address=None):
         self.elf = elf
         self.host, self.port = address or ("127.0.0.1", free_port())
+        self.monitor_port = free_port()
         self.boot_timeout = boot_timeout
         self.proc = None
         self.sock = None
@@ -146,18 +148,35 @@ class QemuBoard:
         return (self.host, self.port)
 
     def start(self):
-        self.proc = subprocess.Popen(qemu_command(self.elf, self.port, self.host),
+        self.proc = subprocess.Popen(qemu_command(self.elf, self.port, self.host,
+                                                  self.monitor_port),
                                      stdin=subprocess.DEVNULL,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.sock = self._connect(self.address)
+        return self
+
+    def _connect(self, address):
+        """A connection to one of QEMU's TCP servers (it opens them shortly after starting)."""
         deadline = time.monotonic() + self.boot_timeout
-        while self.sock is None:  # QEMU opens its serial port's socket shortly after starting
+        while True:
             try:
-                self.sock = socket.create_connection(self.address, timeout=1)
+                return socket.create_connection(address, timeout=1)
             except OSError:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError("QEMU did not start: %s" % self.stop()[1]) from None
-                time.sleep(0.05)
-        return self
+                time.sleep(0.05)  # poll interval while QEMU opens the socket
+
+    def reset(self):
+        """Reset the board (QEMU's system_reset: the CPU, the GC heap and MicroPython start
+        afresh; RAM outside the image, where the QEMU HAL keeps its NVM, keeps its contents, as
+        a board's flash does) and connect to its serial port again."""
+        self.release_serial()
+        deadline = time.monotonic() + self.boot_timeout
+        with self._connect(("127.0.0.1", self.monitor_port)) as mon:
+            _read_until(mon, b"(qemu)", deadline)
+            mon.sendall(b"system_reset\n")
+            _read_until(mon, b"(qemu)", deadline)
+        self.sock = self._connect(self.address)
 
     def raw_exec(self, code, wait=True, timeout=300):
         """Run `code` through the raw REPL. wait: return (stdout, error text) when it ends;
@@ -217,14 +236,22 @@ class QemuMeter(QemuBoard):
 
     def start(self):
         super().start()
+        self._run(self.prov or provisioning(self.meter_id, self.token_key))
+        return self
+
+    def restart(self):
+        """Reset the board and start the meter again, without provisioning: it boots on what
+        its NVM kept (a board's reboot)."""
+        self.reset()
+        self._run(None)
+
+    def _run(self, prov):
         code = "_ballast = bytearray(%d)\n" % self.ballast if self.ballast else ""
-        prov = self.prov or provisioning(self.meter_id, self.token_key)
         code += ENTRY % ("board=%r, prov=%r" % (self.board, prov))
         try:
             self.raw_exec(code, wait=False, timeout=self.boot_timeout)
         finally:
             self.release_serial()
-        return self
 
 
 def credit_token(meter_id, rupees, token_id=1):

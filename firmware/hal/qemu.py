@@ -8,8 +8,10 @@ passes the settings and the provisioning to the entry point over the raw REPL
   Ctrl-C is turned off so that HDLC frames may carry 0x03.
 - NVM: `nvm_size` bytes of the board's SSRAM at 0x21000000, outside the GC heap like a board's
   flash; erased (0xFF) on the first boot, kept over soft resets.
-- Clock: no RTC. The clock starts at `"clock_start"` (Unix seconds) and follows DLMS clock SETs
-  (firmware.hal.virtual.SoftClock), as on a board whose RTC lost power.
+- Clock: no RTC (firmware.hal.virtual.SoftClock, counted on the ticks). A new meter's clock
+  starts at `"clock_start"` (Unix seconds); after a reset, from the time the meter last saved
+  (firmware.main.resume_clock, the rule for every board whose RTC lost power); DLMS clock SETs
+  move it.
 - No metering chip: a steady load of `"load_w"` watts (default 1000).
 - No entropy source (no os.urandom): DLMS challenges come from the `random` module, seeded from
   the microsecond ticks at boot. PREDICTABLE, so INSECURE: this board is a test target only.
