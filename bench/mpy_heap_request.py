@@ -61,7 +61,9 @@ def measure(session, sap, apdu):
     return allocated(session.handle, sap, apdu)
 
 
-def main():
+def served_meter():
+    """(meter, its SimHal, a DLMS server session over its COSEM table, its token key): the
+    meter of these benches (bench/mpy_timing.py too), six hours into its life."""
     key = tc.derive_key(VKEY, MID, 0)
     hal = SimHal(SimClock(T0), load=ConstantLoad(1500), nvm=MemNVM(65536))
     m = Meter(hal, Config(meter_id=MID), keys={0: key}, interval_capacity=96, daily_capacity=31,
@@ -72,7 +74,25 @@ def main():
     model = T.build(m)
     table = model.register(ObjectTable())
     srv = DlmsServer(table, b"BJL00077", lambda n: bytes(n), ek=EK, ak=AK, password=b"12345678")
-    ses = srv.session()
+    return m, hal, srv.session(), key
+
+
+def utility_association(handle):
+    """Associate as the utility client (HLS-GMAC, suite 0) through `handle(sap, apdu)`; returns
+    the client's CipherClient (wrap() ciphers the next request)."""
+    cc = C.CipherClient(EK, AK, b"HEADEND1")
+    ui = cc.wrap(C.initiate_request(), general=False)
+    aare = handle("utility AARQ (HLS-GMAC)", 0x30, C.build_aarq(
+        context=3, mechanism=5, auth_value=b"0123456789ABCDEF", calling_title=cc.title,
+        user_info=ui))
+    f = cc.s0.hls_response(cc.title, cc.next_ic(), _stoc(aare))
+    hls = C.action_req(15, T.CURRENT_ASSOCIATION, 1, (axdr.OCTET_STRING, f))
+    handle("utility reply_to_HLS", 0x30, cc.wrap(hls))
+    return cc
+
+
+def main():
+    m, hal, ses, key = served_meter()
     rows = []
 
     def run(name, sap, apdu):
@@ -96,15 +116,7 @@ def main():
     run("reader GET load profile (8 entries)", 0x20, C.get_req(7, T.LOAD_PROFILE, 2, 0xC1, 2, ent))
     run("reader GET load profile (first block)", 0x20, C.get_req(7, T.LOAD_PROFILE, 2))
     # utility (HLS-GMAC + suite 0)
-    cc = C.CipherClient(EK, AK, b"HEADEND1")
-    ctos = b"0123456789ABCDEF"
-    ui = cc.wrap(C.initiate_request(), general=False)
-    aare = run("utility AARQ (HLS-GMAC)", 0x30, C.build_aarq(context=3, mechanism=5, auth_value=ctos,
-                                                            calling_title=cc.title, user_info=ui))
-    stoc = _stoc(aare)
-    f = cc.s0.hls_response(cc.title, cc.next_ic(), stoc)
-    hls = C.action_req(15, T.CURRENT_ASSOCIATION, 1, (axdr.OCTET_STRING, f))
-    run("utility reply_to_HLS", 0x30, cc.wrap(hls))
+    cc = utility_association(run)
     run("utility GET energy (ciphered)", 0x30, cc.wrap(C.get_req(3, T.ENERGY_IMPORT, 2)))
     digits = tc.TokenCipher(key, MID).encrypt(tc.TYPE_CREDIT, tc.encode_value(tc.TYPE_CREDIT, 100), 1, 0, 0)
     run("utility ACTION token enter (ciphered)", 0x30, cc.wrap(C.action_req(
@@ -140,4 +152,5 @@ def _stoc(aare):
     raise ValueError("no challenge in AARE")
 
 
-main()
+if __name__ == "__main__":
+    main()
