@@ -99,6 +99,12 @@ def tcp_meter(srv):
     return link.session, LoopIO(lambda data: link.feed_wrapper(stream, data)[0])
 
 
+def tcp_transport(srv, client_sap):
+    """(session, a dlms-cosem TcpTransport from client SAP `client_sap` to `srv`'s wrapper)."""
+    sess, io = tcp_meter(srv)
+    return sess, TcpTransport(client_logical_address=client_sap, server_logical_address=1, io=io)
+
+
 def hdlc_meter(srv, **kw):
     sess, station, handler = hdlc_link(srv, **kw)
 
@@ -134,9 +140,8 @@ def hls_client(transport, ic=0):
 # -- full sessions with the dlms-cosem client -------------------------------------------------
 def test_dlms_cosem_lls_over_tcp_wrapper():
     srv, reg, relay = make_server()
-    sess, io = tcp_meter(srv)
-    client = lls_client(TcpTransport(client_logical_address=0x20, server_logical_address=1,
-                                     io=io))
+    sess, transport = tcp_transport(srv, 0x20)
+    client = lls_client(transport)
     with client.session() as c:
         value = c.get(register_attr(2))
         assert x.decode_all(value)[1] == 123456
@@ -170,9 +175,8 @@ def test_dlms_cosem_lls_over_hdlc(physical, extended):
 
 def test_dlms_cosem_hls_gmac_suite0_over_tcp_with_action():
     srv, reg, relay = make_server()
-    sess, io = tcp_meter(srv)
-    client = hls_client(TcpTransport(client_logical_address=0x30, server_logical_address=1,
-                                     io=io))
+    sess, transport = tcp_transport(srv, 0x30)
+    client = hls_client(transport)
     with client.session() as c:
         assert sess.association(0x30).state == ASSOCIATED
         value = c.get(register_attr(2))
@@ -199,31 +203,24 @@ def test_dlms_cosem_hls_over_hdlc_and_replayed_counter_refused():
     with client.session() as c:
         assert dlms_data.DoubleLongUnsignedData.from_bytes(c.get(register_attr(2))).value
     # a new client starting again from a lower counter is refused at the AARQ
-    sess2, io2 = tcp_meter(srv)
-    replay = hls_client(TcpTransport(client_logical_address=0x30, server_logical_address=1,
-                                     io=io2), ic=5)
+    replay = hls_client(tcp_transport(srv, 0x30)[1], ic=5)
     replay.connect()
     with pytest.raises(DlmsClientException):
         replay.associate()
     # the meter keeps serving: a fresh counter works
-    sess3, io3 = tcp_meter(srv)
-    fresh = hls_client(TcpTransport(client_logical_address=0x30, server_logical_address=1,
-                                    io=io3), ic=10_000)
+    fresh = hls_client(tcp_transport(srv, 0x30)[1], ic=10_000)
     with fresh.session() as c:
         assert c.get(register_attr(2))
 
 
 def test_dlms_cosem_wrong_password_and_public_refusals():
     srv, reg, relay = make_server()
-    sess, io = tcp_meter(srv)
-    bad = DlmsClient(transport=TcpTransport(client_logical_address=0x20,
-                                            server_logical_address=1, io=io),
+    bad = DlmsClient(transport=tcp_transport(srv, 0x20)[1],
                      authentication=LowLevelSecurityAuthentication(secret=b"00000000"))
     bad.connect()
     with pytest.raises(DlmsClientException, match="AUTHENTICATION_FAILED"):
         bad.associate()
-    pub = DlmsClient(transport=TcpTransport(client_logical_address=0x10,
-                                            server_logical_address=1, io=tcp_meter(srv)[1]),
+    pub = DlmsClient(transport=tcp_transport(srv, 0x10)[1],
                      authentication=NoSecurityAuthentication())
     with pub.session() as c:
         assert dlms_data.DoubleLongUnsignedData.from_bytes(c.get(register_attr(2))).value
