@@ -525,7 +525,8 @@ def _serve_runtime(runtime, tcp, state_dir, meter_id, load, keys_file):
         dlms = {"ek": k["block_key"].hex(), "ak": k["auth_key"].hex(),
                 "password": k["password"].decode()}
     served = ServedMeter(runtime, (host or "127.0.0.1", port), meter_id, state_dir, load_w, dlms)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop it as Ctrl-C does
+    # SIGTERM stops it as Ctrl-C does (the MicroPython process with it), from the start on
+    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         try:
             served.start()
@@ -554,6 +555,7 @@ def _serve_runtime(runtime, tcp, state_dir, meter_id, load, keys_file):
         click.echo("stopped")
     finally:
         served.stop()
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _meter_keys(keys_file):
