@@ -22,6 +22,7 @@ SUBCOMMANDS = {
                "Decode DLMS frames or an APDU given in hex, or a capture file."),
     "capture": ("cli.capture", "capture",
                 "Record head-end <-> meter DLMS traffic (a transparent TCP proxy)."),
+    "fuzz": ("cli.fuzz", "fuzz", "Fuzz a meter target (stateful + mutation, with oracles)."),
     "board": ("cli.board", "board", "Stage and flash the firmware on a MicroPython board."),
     "hil": ("cli.hil", "hil", "Hardware-in-loop: the conformance suite on meter targets."),
 }
