@@ -104,7 +104,8 @@ class DlmsUartService:
         return self.endpoint.requests if self.endpoint is not None else 0
 
     def _build(self, meter):
-        self.meter = meter
+        # `self.meter` is set last: a build that fails (a MemoryError on a small heap after a
+        # reset) is tried again at the next poll instead of leaving the line dead until reboot
         self.model = cosem_table.build(meter, self.system_title)
         table = self.model.register(ObjectTable())
         lockouts = None
@@ -140,11 +141,11 @@ class DlmsUartService:
                                  lockouts_damaged=lockouts_damaged,
                                  ciphering_suspended=suspended)
         if suspended and first:
-            self._damaged(self.counter_store, "DLMS invocation counters",
+            self._damaged(meter, self.counter_store, "DLMS invocation counters",
                           'ciphered (HLS) associations refused until "dlms_counters" is '
                           "provisioned")
         if self.server.throttle.started_locked:
-            self._damaged(self.lockout_store, "failed-association lockouts",
+            self._damaged(meter, self.lockout_store, "failed-association lockouts",
                           "LLS/HLS client SAPs locked for %d s" % lockout.LOCK_MAX_S)
         old = self.endpoint
         rec = self.lockout_store
@@ -155,12 +156,13 @@ class DlmsUartService:
             self.endpoint.lockouts_saved = old.lockouts_saved
         self.link = self.endpoint.link()
         self.endpoint.save_ahead()
+        self.meter = meter
 
-    def _damaged(self, record, what, consequence):
+    def _damaged(self, meter, record, what, consequence):
         """Say on the console and in the event log (NVM_DAMAGED) that a record was lost."""
         tag = getattr(record, "tag", 0)
         print("bijli: NVM record %d (%s) is damaged: %s" % (tag, what, consequence))
-        self.meter.events.log(self.meter.now(), ec.NVM_DAMAGED, tag)
+        meter.events.log(meter.now(), ec.NVM_DAMAGED, tag)
 
     def poll(self, meter):
         """Serve what arrived on the UART; send answers and pending pushes."""

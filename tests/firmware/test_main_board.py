@@ -375,3 +375,29 @@ def test_dlms_key_record_falling_back_to_its_older_copy_is_logged():
     meter.advance_to(T0 + 60)  # the event is written with the next save
     e = meter.events.find_latest(ec.NVM_FALLBACK)
     assert e is not None and e[3] == board_main.TAG_DLMS and e[4] == key_rec.seq
+
+
+def test_a_service_whose_build_failed_builds_again_at_the_next_poll():
+    """A MemoryError while the DLMS service builds its object table (a small heap after a
+    reset) must not leave the line dead until a reboot: the next poll builds again."""
+    from firmware.cosem import service as uart_svc
+    from firmware.guard import Guard
+    hal, meter, key_rec, counter_rec = _board(MemNVM(65536))
+    guard = Guard(lambda text: None)
+    svc = board_main.uart_service(hal, meter, {"uart_mode": "dlms"},
+                                  board_main.dlms_keys(key_rec, None)[:3] + (counter_rec,), guard)
+    real = uart_svc.cosem_table.build
+
+    def fails_once(m, title=None):
+        uart_svc.cosem_table.build = real
+        raise MemoryError("memory allocation failed")
+
+    uart_svc.cosem_table.build = fails_once
+    try:
+        meter = board_main.loop_pass(hal, meter, [svc], guard)
+    finally:
+        uart_svc.cosem_table.build = real
+    assert guard.counts["service"] == 1
+    hal.uart.rx = hdlc.build_frame(dc.SERVER, dc.client_addr(dc.CLIENT_PUBLIC), 0x93)  # SNRM
+    meter = board_main.loop_pass(hal, meter, [svc], guard)
+    assert dc.frames(hal.uart.tx)[0][2] == 0x73  # UA: the service was built and serves
