@@ -179,3 +179,23 @@ def test_serial_attaches_to_a_meter_on_a_serial_line(tmp_path):
             before = m.balance()
             assert m.enter_token(t.vend(10)).name == "accept"
             assert m.balance() == before + 1000
+
+
+def test_the_qemu_target_power_cycles_through_a_board_reset():
+    """qemu: a power cycle is QEMU's system_reset (the NVM in the board's RAM is kept): a
+    vended token is accepted, then "used" after the cycle, and its credit is still there."""
+    from tests import mpy_unix
+
+    try:
+        t = targets.make("qemu")
+    except targets.TargetUnavailable as e:
+        mpy_unix.need(str(e))
+    assert {targets.POWER_CYCLE, targets.HARD_RESET} <= t.capabilities
+    with t:
+        m = t.session("utility")
+        before = m.balance()
+        token = t.vend(25)
+        assert m.enter_token(token).name == "accept"
+        t.power_cycle()
+        assert m.enter_token(token).name == "used"
+        assert m.balance() == before + 2500

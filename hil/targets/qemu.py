@@ -5,12 +5,14 @@ without hardware. Its serial port (HDLC) is a TCP server of QEMU's.
 The image is built by hil/mpy_build.py from BIJLI_MICROPYTHON_SRC (cached); without a source,
 the build tools or qemu-system-arm the target is unavailable with that reason. The board has
 no RTC (its clock starts at 2026-01-01 and follows DLMS clock SETs), measures a steady 0 W
-load, keeps its NVM in RAM (lost when QEMU stops: no power cycle or reset here yet), and
-sends no pushes. Its DLMS challenges are predictable: a test target only.
+load, keeps its NVM in RAM outside the image (kept over a reset, lost when QEMU stops), and
+sends no pushes. A power cycle is a hard reset: QEMU's system_reset through its monitor
+(hil/mpy_meter.QemuMeter.restart), unwarned as the board has no power-fail input; the meter
+boots on what its NVM kept. Its DLMS challenges are predictable: a test target only.
 """
 import shutil
 
-from hil.targets.base import Target, TargetUnavailable
+from hil.targets.base import HARD_RESET, POWER_CYCLE, Target, TargetUnavailable
 from hil.targets.emulator import METER_ID
 
 HEAP = 192 * 1024  # the GC heap tests/test_qemu_board.py gives the frozen firmware
@@ -18,12 +20,12 @@ CONNECT_TIMEOUT_S = 60
 
 
 class QemuTarget(Target):
-    """The frozen firmware on QEMU's Cortex-M3 board."""
+    """The frozen firmware on QEMU's Cortex-M3 board (power cycle = hard reset)."""
 
     name = "qemu"
     framing = "hdlc"
     exclusive = True
-    capabilities = frozenset()
+    capabilities = frozenset((POWER_CYCLE, HARD_RESET))
 
     def __init__(self, meter_id=METER_ID, heap=HEAP, **options):
         from hil import mpy_build
@@ -44,20 +46,26 @@ class QemuTarget(Target):
         from firmware import token_codec as tc
         from firmware.demo_keys import INSECURE_DEMO_VENDING_KEY
         from hil import mpy_meter
-        from protocol.client import DlmsClient
-        from protocol.transport import TcpTransport
 
         vkey = INSECURE_DEMO_VENDING_KEY if self.vending_key is None else self.vending_key
         self.board = mpy_meter.QemuMeter(self.elf, meter_id=self.meter_id,
                                          board={"load_w": 0},
                                          token_key=tc.derive_key(vkey, self.meter_id, 0))
         self.board.start()
+        self._wait_ready()
+
+    def _wait_ready(self):
+        """Until the board's serial port answers a public association (it boots and imports
+        the firmware first)."""
+        from protocol.client import DlmsClient
+        from protocol.transport import TcpTransport
+
         tr = TcpTransport(*self.board.address, timeout=self.timeout,
                           retries=int(CONNECT_TIMEOUT_S / 0.2), retry_delay=0.2)
         c = DlmsClient(tr, framing="hdlc", role="public", keys=self.keys, timeout=self.timeout,
                        retries=int(CONNECT_TIMEOUT_S / self.timeout))
         try:
-            c.open()  # the board boots and imports the firmware before it answers
+            c.open()
         except Exception:
             out, err = self.board.stop()
             raise RuntimeError("the QEMU board did not answer: %s"
@@ -72,3 +80,10 @@ class QemuTarget(Target):
 
         return TcpTransport(*self.board.address, timeout=self.timeout)
 
+    def power_cycle(self, off_s=1):
+        self.hard_reset()
+
+    def hard_reset(self):
+        self._drop_sessions()
+        self.board.restart()
+        self._wait_ready()
