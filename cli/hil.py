@@ -7,8 +7,9 @@ hil/targets/).
 
 `run` prints a table test x target (outcome and time), each target's meter id and firmware
 version and the firmware tree's hash; the exit status is non-zero when any test failed or
-errored (skips, with their reasons, do not fail a run). Without key files the INSECURE demo
-keys are used, and the run says so.
+errored (skips, with their reasons, do not fail a run); a test that passed on one target and
+failed on another also gets a DISAGREE line naming the targets on each side. Without key
+files the INSECURE demo keys are used, and the run says so.
 """
 import click
 
@@ -118,4 +119,6 @@ def render(result):
                               style=OUTCOME_STYLE.get(r.outcome, "")))
         grid.add_row(test, *cells)
     summary = ", ".join("%d %s" % (n, k) for k, n in sorted(counts.items())) or "no tests ran"
-    return Group(head, grid, Text(summary, style="bold red" if result.failed else "bold"))
+    disagree = [Text(line, style="bold red") for line in result.disagreement_lines()]
+    return Group(head, grid, *disagree,
+                 Text(summary, style="bold red" if result.failed else "bold"))

@@ -5,6 +5,10 @@ firmware hash and the targets as properties.
 
     run = run_suite(["emulator", "pty"], keyword="token", junit="out.xml")
     run.exit_code, run.tests(), run.outcome("test_x", "pty"), run.targets["pty"]
+    run.disagreement_lines()  # tests passed on one target and failed on another
+
+A run fails (exit_code non-zero) when a test failed or errored, so also whenever the targets
+disagree (one of them failed).
 
 pytest runs in this process (`pytest.main`); it is needed at run time (the `hil` extra).
 """
@@ -63,6 +67,28 @@ class SuiteRun:
     @property
     def failed(self):
         return self.exit_code != 0
+
+    def disagreements(self):
+        """Tests whose outcome differs between targets: passed on some, failed or errored on
+        others (a skip is a missing capability, not a disagreement). [(test, {outcome:
+        [targets]})] in the order the tests ran."""
+        found = []
+        for test in self.tests():
+            by_outcome = {}
+            for (name, target), r in self.results.items():
+                if name == test and r.outcome != "skipped":
+                    by_outcome.setdefault(r.outcome, []).append(target)
+            if "passed" in by_outcome and len(by_outcome) > 1:
+                found.append((test, by_outcome))
+        return found
+
+    def disagreement_lines(self):
+        """One failure line per disagreement, naming the targets on each side."""
+        return ["DISAGREE %s: %s" % (test, "; ".join(
+                    "%s on %s" % (outcome, ", ".join(targets))
+                    for outcome, targets in sorted(by_outcome.items(),
+                                                   key=lambda kv: kv[0] != "passed")))
+                for test, by_outcome in self.disagreements()]
 
 
 class _Collector:

@@ -65,3 +65,23 @@ def test_the_runner_sees_a_planted_defect(tmp_path):
     assert last.startswith("1 "), run.stdout[-3000:] + run.stderr[-2000:]
     assert "('test_tokens.py::test_a_token_is_credited_once_across_a_power_cycle', " \
            "'failed')" in last
+
+
+def test_targets_that_disagree_fail_the_run_with_a_line_naming_both(tmp_path):
+    """A test that passes on the sound emulator and fails on the planted defect's: the run
+    fails and `bijli hil run`'s output has a DISAGREE line naming both targets."""
+    code = ("from rich.console import Console\n"
+            "from cli.hil import render\n"
+            "from hil import runner\n"
+            "r = runner.run_suite(['emulator', 'emulator-defect'],\n"
+            "                     keyword='credited_once_across_a_power_cycle',\n"
+            "                     pytest_args=['-p', 'tests.hil_defects'])\n"
+            "Console(width=300).print(render(r))\n"
+            "print('exit', r.exit_code)\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300, cwd=pathlib.Path(__file__).resolve().parent.parent)
+    out = run.stdout
+    assert out.strip().splitlines()[-1] == "exit 1", out[-3000:] + run.stderr[-2000:]
+    assert "DISAGREE test_tokens.py::test_a_token_is_credited_once_across_a_power_cycle: " \
+           "passed on emulator; failed on emulator-defect" in out, out[-3000:]
+    assert out.count("DISAGREE") == 1, out[-3000:]
