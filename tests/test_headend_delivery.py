@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 
@@ -52,9 +53,10 @@ def balance(m):
 class WorkerThread:
     """A DeliveryWorker running its asyncio loop in a thread."""
 
-    def __init__(self, url, **cfg):
+    def __init__(self, url, clock=time.time, **cfg):
         cfg.setdefault("poll_s", 0.02)
-        self.worker = delivery.DeliveryWorker(url, ring(), delivery.WorkerConfig(**cfg))
+        self.worker = delivery.DeliveryWorker(url, ring(), delivery.WorkerConfig(**cfg),
+                                              clock=clock)
         self.loop = asyncio.new_event_loop()
         self.result = None
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -65,7 +67,7 @@ class WorkerThread:
 
     def stop(self):
         self.loop.call_soon_threadsafe(self.worker.stop)
-        self.thread.join(30)
+        self.thread.join(60)
         assert not self.thread.is_alive()
         return self.result
 

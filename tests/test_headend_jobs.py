@@ -20,6 +20,7 @@ import pytest
 from firmware import event_codes as ec
 from headend import audit, delivery, job_worker, jobs, payments
 from headend.disconnect_calendar import CalendarError, DisconnectCalendar
+from tests import test_headend_delivery as delivery_tests
 from tests.test_headend_delivery import OPENING, _start_worker, register, ring, served
 from tests.waiting import wait_until
 
@@ -40,29 +41,15 @@ class Clock:
         return time.time() + self.offset
 
 
-class WorkerThread:
-    """A DeliveryWorker (recharges and bulk steps) running its asyncio loop in a thread."""
+class WorkerThread(delivery_tests.WorkerThread):
+    """A DeliveryWorker (recharges and bulk steps) running its asyncio loop in a thread, with
+    the leases and time-outs bulk steps want."""
 
     def __init__(self, url, clock=time.time, **cfg):
-        cfg.setdefault("poll_s", 0.02)
         cfg.setdefault("lease_s", 20)
         cfg.setdefault("session_timeout_s", 8)
         cfg.setdefault("io_timeout_s", 2)
-        self.worker = delivery.DeliveryWorker(url, ring(), delivery.WorkerConfig(**cfg),
-                                              clock=clock)
-        self.loop = asyncio.new_event_loop()
-        self.result = None
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self):
-        self.result = self.loop.run_until_complete(self.worker.run())
-
-    def stop(self):
-        self.loop.call_soon_threadsafe(self.worker.stop)
-        self.thread.join(60)
-        assert not self.thread.is_alive()
-        return self.result
+        super().__init__(url, clock, **cfg)
 
 
 def run_until_idle(url, clock=time.time, **cfg):
