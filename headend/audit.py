@@ -75,12 +75,7 @@ def query(db, meter_id=None, since=None, until=None, action=None, outcome=None, 
         else:
             where.append("a.action = ?")
             params.append(action)
-    if since is not None:
-        where.append("a.at >= ?")
-        params.append(since)
-    if until is not None:
-        where.append("a.at < ?")
-        params.append(until)
+    _time_range("a.at", since, until, where, params)
     sql = ("SELECT %s, j.created_by AS ordered_by FROM audit a LEFT JOIN jobs j ON j.id = a.job_id"
            % ", ".join("a." + c for c in COLUMNS))
     if where:
@@ -96,6 +91,16 @@ def query(db, meter_id=None, since=None, until=None, action=None, outcome=None, 
     return rows
 
 
+def _time_range(column, since, until, where, params):
+    """Add `since <= column < until` (either end optional) to a WHERE clause being built."""
+    if since is not None:
+        where.append(column + " >= ?")
+        params.append(since)
+    if until is not None:
+        where.append(column + " < ?")
+        params.append(until)
+
+
 def slow_recharges(db, over_s=7200.0, since=None, until=None, now=None):
     """Recharges whose payment -> credit took longer than `over_s` (the compensation rule some
     states apply), paid in [since, until): delivered late, or still not credited `over_s` after
@@ -104,12 +109,7 @@ def slow_recharges(db, over_s=7200.0, since=None, until=None, now=None):
     the relay connected, else the first audited reconnect of that meter after the payment;
     None when neither) and relay_took_s."""
     where, params = [], []
-    if since is not None:
-        where.append("p.paid_at >= ?")
-        params.append(since)
-    if until is not None:
-        where.append("p.paid_at < ?")
-        params.append(until)
+    _time_range("p.paid_at", since, until, where, params)
     rows = db.dicts(
         "SELECT p.ref, p.meter_id, p.paid_at, d.state, d.outcome, d.finished_at, "
         "d.relay_connected, (SELECT min(a.at) FROM audit a WHERE a.meter_id = p.meter_id "
