@@ -7,6 +7,7 @@
     bijli headend status [--json]
     bijli headend requeue (--meter ID | --feeder NAME | --all)
     bijli headend jobs | kill-switch | audit | calendar   (cli/headend_jobs.py)
+    bijli headend user create --role R NAME | list | disable   (cli/headend_users.py)
 
 --db (or BIJLI_HEADEND_DB): a SQLite path (default ./headend.sqlite) or postgresql://...
 Keys: --key-file (or BIJLI_HEADEND_KEYS), else BIJLI_VENDING_KEY / BIJLI_DLMS_MASTER, else the
@@ -20,7 +21,7 @@ import signal
 
 import click
 
-from cli import headend_jobs
+from cli import headend_jobs, headend_users
 from cli.headend_common import db_option, key_option, load_keys, open_db
 from headend import db as dbmod
 from headend import keyring as keyring_mod
@@ -273,3 +274,5 @@ def status_cmd(as_json, db_url):
 
 # bulk jobs, the kill switch, the audit trail and the calendar: cli/headend_jobs.py
 headend_jobs.register(headend)
+# dashboard users: cli/headend_users.py
+headend_users.register(headend)

@@ -162,6 +162,46 @@ MIGRATIONS = [
             reason TEXT NOT NULL DEFAULT ''
         )""",
     ]),
+    (5, "dashboard: users with roles, login sessions; meter profile readings", [
+        # people who log in to the dashboard (headend.users): scrypt hashes, never passwords
+        """CREATE TABLE users (
+            username TEXT PRIMARY KEY,
+            role TEXT NOT NULL,
+            password_hash TEXT NOT NULL,
+            created_by TEXT NOT NULL,
+            created_at {real} NOT NULL,
+            disabled_at {real}
+        )""",
+        # server-side sessions: the cookie holds a random token, the table only its SHA-256
+        """CREATE TABLE web_sessions (
+            token_hash TEXT PRIMARY KEY,
+            username TEXT NOT NULL REFERENCES users (username),
+            csrf TEXT NOT NULL,
+            created_at {real} NOT NULL,
+            expires_at {real} NOT NULL
+        )""",
+        "CREATE INDEX web_sessions_user ON web_sessions (username)",
+        # the meters' own interval and daily profiles as read by `read` jobs (headend.readings)
+        """CREATE TABLE meter_readings (
+            meter_id TEXT NOT NULL REFERENCES meters (meter_id),
+            profile TEXT NOT NULL,
+            start_at {real} NOT NULL,
+            import_wh {bigint} NOT NULL,
+            export_wh {bigint} NOT NULL,
+            charge_paise {bigint} NOT NULL,
+            balance_paise {bigint} NOT NULL,
+            status INTEGER NOT NULL,
+            read_at {real} NOT NULL,
+            PRIMARY KEY (meter_id, profile, start_at)
+        )""",
+        # the dashboard's lists: stuck recharges by age, a meter's payments, a job's steps by
+        # state, meters by feeder, an audit row's job
+        "CREATE INDEX deliveries_state_age ON deliveries (state, created_at)",
+        "CREATE INDEX payments_meter ON payments (meter_id, paid_at)",
+        "CREATE INDEX job_steps_job ON job_steps (job_id, state, id)",
+        "CREATE INDEX meters_feeder ON meters (feeder, meter_id)",
+        "CREATE INDEX audit_job ON audit (job_id, at)",
+    ]),
 ]
 
 LATEST = MIGRATIONS[-1][0]
