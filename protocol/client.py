@@ -38,6 +38,7 @@ from protocol.client_core import (
 )
 from protocol.errors import DecodeError, LinkError, ProtocolError
 from protocol.framing import HdlcFraming, WrapperFraming, make_framing
+from protocol.gateway import GatewayFraming, GatewayRoute
 from protocol.hdlc_link import ApduReceived, Connected, Disconnected, PeerBusy
 from protocol.results import (
     CONTROL_STATES,
@@ -65,13 +66,17 @@ class _DriverBase:
 
     def __init__(self, transport, framing="wrapper", role=PUBLIC, keys=None, timeout=5.0,
                  retries=2, invocation_counter=1, server=None, hdlc_params=None, server_wport=1,
-                 max_pdu=0xFFFF, general_ciphering=True, counter_store=None, client_sap=None):
+                 max_pdu=0xFFFF, general_ciphering=True, counter_store=None, client_sap=None,
+                 via=None):
         self.core = BijliClientCore(role, keys, invocation_counter, max_pdu, general_ciphering,
                                     client_sap=client_sap)
         self.counter_store = counter_store
         self.transport = transport
         self.framing = make_framing(framing, self.core.client_sap, server, hdlc_params,
                                     server_wport)
+        self.via = via
+        if via is not None:  # every APDU through a data concentrator (protocol.gateway)
+            self.framing = GatewayFraming(self.framing, via)
         self.timeout = timeout
         self.retries = retries
         self.pushes = []  # unsolicited APDUs (data-notifications) received meanwhile
@@ -169,6 +174,9 @@ class DlmsClient(_DriverBase):
     lower bound). `client_sap` puts the association at another client SAP than the role's
     default (HDLC client address / wrapper source wPort; e.g. 0x01 where a meter serves HLS
     there); `server` is the HDLC server Address, `server_wport` the wrapper destination.
+    `via` (a `protocol.gateway.GatewayRoute`) reaches a meter behind a data concentrator: the
+    transport goes to the concentrator, and every APDU travels in a gateway-request to the
+    route's physical device address (the gateway-response is unwrapped).
     """
 
     def __enter__(self):
@@ -399,6 +407,7 @@ del _name
 __all__ = [
     "CONTROL_STATES", "EVENT_LOGS", "PUBLIC", "READER", "ROLES", "UTILITY", "AsyncDlmsClient",
     "Balance", "BijliClientCore", "ClientCore", "DecodeWarning", "DlmsClient", "Energy", "Event",
+    "GatewayRoute",
     "HdlcFraming", "Profile", "Quantity", "RelayState", "TokenResult", "WrapperFraming",
     "describe_exception", "make_framing",
 ]

@@ -15,13 +15,14 @@ import functools
 
 from tests.mpy_port import ROOT
 
-PACKAGES = ("firmware", "protocol", "hil", "headend", "cli")
+PACKAGES = ("firmware", "protocol", "hil", "fleet", "headend", "cli")
 
 # What each package may import from the project; everything else from the project is refused.
 MAY_IMPORT = {
     "firmware": {"firmware"},
     "protocol": {"protocol", "firmware"},  # firmware: the shared vocabulary and event codes
     "hil": {"hil", "protocol", "firmware"},
+    "fleet": {"fleet", "hil", "protocol", "firmware"},  # hil: the emulator's meter wiring
     "headend": {"headend", "protocol", "firmware", "hil"},  # hil: the demo runs an emulated meter
     "cli": set(PACKAGES),
 }

@@ -1,0 +1,113 @@
+"""The fleet's network side (fleet.net, fleet.concentrator): meters on their own loopback
+addresses, the data concentrator (DLMS gateway protocol), with bijli's own client."""
+import random
+import socket
+
+import pytest
+
+from fleet.concentrator import UNDELIVERABLE
+from headend.vending import Vendor
+from protocol import gateway, wrapper
+from protocol.client import PUBLIC, UTILITY, DlmsClient, GatewayRoute
+from protocol.errors import AssociationError
+from protocol.transport import TcpTransport, parse_host_port
+from tests.fleet_fallback import FleetThread, make_fleet
+
+AARQ_PUBLIC = bytes.fromhex("601da109060760857405080101be10040e01000000065f1f0400401e5dffff")
+
+
+def loopback_network(size=29):
+    """A loopback network nobody else is likely to use now (the port stays 4059)."""
+    return "127.%d.%d.0/%d" % (random.randint(2, 250), random.randint(0, 250), size)
+
+
+def _client(address, role=PUBLIC, via=None, timeout=5.0):
+    host, port = parse_host_port(address)
+    return DlmsClient(TcpTransport(host, port, timeout=timeout, connect_timeout=timeout,
+                                   retries=0), "wrapper", role, via=via, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def concentrator():
+    with FleetThread(make_fleet(3), gateway="127.0.0.1:0") as ft:
+        yield ft
+
+
+def test_client_through_the_concentrator_reads_a_meter_and_enters_a_token(concentrator,
+                                                                          tmp_path):
+    ft = concentrator
+    meter_id = "BJ00000002"
+    address = ft.fleet.info(meter_id)["physical_address"]
+    with _client(ft.server.gateway_address, via=GatewayRoute(address)) as c:
+        assert c.serial_number() == meter_id
+        before = c.balance().paise
+    vendor = Vendor(str(tmp_path / "vending.sqlite3"))
+    try:
+        digits = vendor.vend(meter_id, "credit", 150)
+    finally:
+        vendor.close()
+    with _client(ft.server.gateway_address, UTILITY, via=GatewayRoute(address)) as c:
+        assert c.enter_token(digits).accepted
+        assert c.balance().paise == before + 15_000
+    # the other meters are untouched: each address reaches its own meter
+    other = ft.fleet.info("BJ00000003")["physical_address"]
+    with _client(ft.server.gateway_address, via=GatewayRoute(other)) as c:
+        assert c.serial_number() == "BJ00000003"
+        assert c.balance().paise == before
+
+
+def _exchange(sock, apdu, decoder):
+    sock.sendall(wrapper.encode(0x10, 1, apdu))
+    while True:
+        data = sock.recv(4096)
+        assert data, "the concentrator closed the connection"
+        pdus = decoder.feed(data)
+        if pdus:
+            return pdus[0].apdu
+
+
+def test_unknown_physical_address_gets_the_defined_error_and_the_connection_survives(
+        concentrator):
+    ft = concentrator
+    host, port = parse_host_port(ft.server.gateway_address)
+    known = ft.fleet.info("BJ00000001")["physical_address"]
+    decoder = wrapper.WrapperDecoder()
+    with socket.create_connection((host, port), 5) as sock:
+        answer = gateway.decode(_exchange(sock, gateway.request(9999, AARQ_PUBLIC), decoder))
+        assert answer.response and answer.address == 9999 and answer.apdu == UNDELIVERABLE
+        # another network id: the same answer
+        answer = gateway.decode(_exchange(sock, gateway.request(known, AARQ_PUBLIC, 7),
+                                          decoder))
+        assert answer.network_id == 7 and answer.apdu == UNDELIVERABLE
+        # not a gateway request at all: a plain exception-response
+        assert _exchange(sock, AARQ_PUBLIC, decoder)[:1] == b"\xd8"
+        # the same connection still reaches a known meter
+        answer = gateway.decode(_exchange(sock, gateway.request(known, AARQ_PUBLIC), decoder))
+        assert answer.address == known and answer.apdu[:1] == b"\x61"  # AARE
+    assert ft.call(lambda: ft.server.concentrator.unknown) >= 2
+    with pytest.raises(AssociationError, match="service not allowed, operation not possible"):
+        _client(ft.server.gateway_address, via=GatewayRoute(9999)).open()
+
+
+def test_each_meter_on_its_own_loopback_address():
+    fleet = make_fleet(3)
+    with FleetThread(fleet, addresses=loopback_network()) as ft:
+        addresses = ft.server.addresses
+        assert len(set(addresses.values())) == 3
+        for meter_id, address in addresses.items():
+            assert address.endswith(":4059") and address.startswith("127.")
+            with _client(address) as c:
+                assert c.serial_number() == meter_id
+
+
+def test_a_powered_off_meter_is_unreachable_and_the_others_are_not(concentrator):
+    ft = concentrator
+    ft.call(ft.fleet.down.add, "BJ00000003")
+    try:
+        address = ft.fleet.info("BJ00000003")["physical_address"]
+        with pytest.raises(AssociationError):
+            _client(ft.server.gateway_address, via=GatewayRoute(address)).open()
+        with _client(ft.server.gateway_address, via=GatewayRoute(16)) as c:
+            assert c.serial_number() == "BJ00000001"
+    finally:
+        ft.call(ft.fleet.down.discard, "BJ00000003")
