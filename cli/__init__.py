@@ -25,6 +25,8 @@ SUBCOMMANDS = {
     "fuzz": ("cli.fuzz", "fuzz", "Fuzz a meter target (stateful + mutation, with oracles)."),
     "board": ("cli.board", "board", "Stage and flash the firmware on a MicroPython board."),
     "hil": ("cli.hil", "hil", "Hardware-in-loop: the conformance suite on meter targets."),
+    "fleet": ("cli.fleet", "fleet",
+              "An emulated fleet at utility scale: own addresses or a data concentrator."),
 }
 
 

@@ -1,6 +1,7 @@
 """`bijli client`: talk DLMS/COSEM to a meter over TCP (wrapper) or a serial line (HDLC).
 
-    bijli client --tcp HOST:PORT | --serial PORT [--client public|reader|utility]
+    bijli client --tcp HOST:PORT | --serial PORT | --via tcp:HOST:PORT --meter ID ...
+                 [--client public|reader|utility]
                  [--client-sap SAP] [--server-address LOGICAL[:PHYSICAL][/SIZE]]
                  [--keys FILE [--profile NAME]] [--json] [--trace] COMMAND ...
 
@@ -25,6 +26,8 @@ import click
 
 from cli.options import AnyBaseInt, Seconds
 from firmware.token_codec import parse_entry
+from fleet.registry import RegistryFileError
+from fleet.registry import lookup as lookup_route
 from protocol import axdr
 from protocol.apdu.common import TEMPORARY_FAILURE
 from protocol.client import (
@@ -43,6 +46,7 @@ from protocol.errors import (
     ProtocolError,
     ServiceError,
 )
+from protocol.gateway import GatewayRoute
 from protocol.hdlc import DEFAULT_MAX_INFO, DEFAULT_WINDOW, HdlcParameters, server_address
 from protocol.keys import (
     INSECURE_NOTE,
@@ -108,6 +112,20 @@ def _exit_code(exc):
 @click.option("--tcp", "tcp", metavar="HOST:PORT", help="Meter on TCP (DLMS wrapper, port 4059).")
 @click.option("--serial", "serial", metavar="PORT",
               help="Meter on a serial line (HDLC): /dev/ttyUSB0, a pty path, any pyserial URL.")
+@click.option("--via", metavar="tcp:HOST:PORT",
+              help="Reach the meter through a data concentrator at HOST:PORT (DLMS/COSEM "
+              "gateway protocol): every APDU goes in a gateway-request to the meter's physical "
+              "device address (--physical-address, or --meter with --registry).")
+@click.option("--meter", "meter_id", metavar="ID",
+              help="The meter's id: its address (own, or a gateway path through a "
+              "concentrator) is looked up in --registry.")
+@click.option("--registry", "registry_file", metavar="FILE", type=click.Path(dir_okay=False),
+              help="A fleet registry CSV (`bijli fleet serve --registry`, meter id first, then "
+              "address) in which --meter is looked up.")
+@click.option("--physical-address", type=AnyBaseInt(0, 0xFFFFFFFF), default=None, metavar="N",
+              help="With --via: the meter's physical device address at the concentrator.")
+@click.option("--network-id", type=AnyBaseInt(0, 0xFF), default=0, show_default=True,
+              metavar="N", help="With --via: the concentrator's network id for the meter.")
 @click.option("--client", "role", type=click.Choice([PUBLIC, READER, UTILITY]), default=PUBLIC,
               show_default=True, help="Association: public 0x10, reader 0x20 (LLS), utility 0x30 "
               "(HLS-GMAC + ciphering).")
@@ -157,7 +175,8 @@ def client(ctx, **options):
 
 
 # profile field -> the group parameter it sets
-PROFILE_PARAMS = {"tcp": "tcp", "serial": "serial", "client": "role", "client_sap": "client_sap",
+PROFILE_PARAMS = {"tcp": "tcp", "serial": "serial", "via": "via",
+                  "physical_address": "physical_address", "network_id": "network_id", "client": "role", "client_sap": "client_sap",
                   "server_address": "server", "framing": "framing", "baud": "baud",
                   "timeout": "timeout", "retries": "retries", "max_info": "max_info",
                   "window": "window"}
@@ -171,11 +190,12 @@ def _given(s, name):
 
 def _apply_profile(s, settings):
     """Profile settings become the options the command line did not give."""
-    line_has_port = _given(s, "tcp") or _given(s, "serial")
+    line_has_port = _given(s, "tcp") or _given(s, "serial") or _given(s, "via") or \
+        _given(s, "meter_id")
     params = {p.name: p for p in s.ctx.command.params}
     for field, value in settings.items():
         name = PROFILE_PARAMS[field]
-        if _given(s, name) or (name in ("tcp", "serial") and line_has_port):
+        if _given(s, name) or (name in ("tcp", "serial", "via") and line_has_port):
             continue
         try:
             value = params[name].type_cast_value(s.ctx, value)
@@ -205,6 +225,39 @@ def _server_address(text):
                                  param_hint="--server-address") from None
 
 
+def _resolve_route(s):
+    """--meter/--registry and --via become the TCP address to connect to and, through a
+    concentrator, the gateway route (s.route; None for a direct connection)."""
+    s.route = None
+    if s.meter_id and not s.registry_file:
+        raise click.UsageError("--meter ID needs --registry FILE (where its address is)")
+    if s.registry_file and not s.meter_id:
+        raise click.UsageError("--registry FILE needs --meter ID (which of its meters)")
+    if s.meter_id and not (s.tcp or s.serial or s.via):
+        try:
+            host, port, route = lookup_route(s.registry_file, s.meter_id)
+        except RegistryFileError as exc:
+            _fail(EXIT_USAGE, str(exc))
+        if route is None:
+            s.tcp = "[%s]:%d" % (host, port) if ":" in host else "%s:%d" % (host, port)
+        else:
+            s.via = "tcp:%s:%d" % (host, port)
+            if s.physical_address is None:
+                s.physical_address = route.physical_address
+    if not s.via:
+        if s.physical_address is not None:
+            raise click.UsageError("--physical-address needs --via tcp:HOST:PORT")
+        return
+    if s.tcp or s.serial:
+        raise click.UsageError("--via replaces --tcp/--serial (the concentrator is the "
+                               "TCP peer)")
+    if s.physical_address is None:
+        raise click.UsageError("--via needs the meter: --physical-address N, or --meter ID "
+                               "with --registry FILE")
+    s.tcp = s.via[4:] if s.via.startswith("tcp:") else s.via
+    s.route = GatewayRoute(s.physical_address, s.network_id)
+
+
 def _prepare(s):
     """Validate the group options, apply the profile and load the keys (once)."""
     if s.ready:
@@ -218,8 +271,10 @@ def _prepare(s):
         except KeyFileError as exc:
             _fail(EXIT_USAGE, str(exc))
         _apply_profile(s, settings)
+    _resolve_route(s)
     if bool(s.tcp) == bool(s.serial):
-        raise click.UsageError("give exactly one of --tcp HOST:PORT or --serial PORT")
+        raise click.UsageError("give exactly one of --tcp HOST:PORT, --serial PORT, "
+                               "--via tcp:HOST:PORT or --meter ID --registry FILE")
     s.logical, s.physical, size = _server_address(s.server)
     framing = s.framing if s.framing != "auto" else ("wrapper" if s.tcp else "hdlc")
     try:
@@ -274,12 +329,16 @@ class _Session:
             self.client = DlmsClient(
                 transport, framing, s.role, s.keys, timeout=s.timeout, retries=s.retries,
                 server=s.server_hdlc, server_wport=s.logical, hdlc_params=s.hdlc_params,
-                counter_store=store, client_sap=s.client_sap)
+                counter_store=store, client_sap=s.client_sap, via=s.route)
             s.warnings = self.client.warnings
             self.client.open()
         except ProtocolError as exc:
             _print_warnings(s)
-            _fail(_exit_code(exc), str(exc))
+            message = str(exc)
+            if s.route is not None and isinstance(exc, AssociationError):
+                message += " (through the concentrator at %s to %s: is it one of its meters?)" % (
+                    s.tcp, s.route.describe())
+            _fail(_exit_code(exc), message)
         return self.client
 
     def __exit__(self, exc_type, exc, tb):

@@ -48,7 +48,7 @@ class LinkFaults:
     faults; counters of what happened are kept for the live status."""
 
     def __init__(self, unreachable=0.0, unreachable_mode="refused", latency_ms=0.0,
-                 jitter_ms=0.0, drop_sessions=0.0, bytes_per_s=None, slow_share=1.0, seed=0):
+                 jitter_ms=0.0, drop_sessions=0.0, bytes_per_s=None, slow_share=1.0, seed=1):
         values = dict(unreachable=unreachable, unreachable_mode=unreachable_mode,
                       latency_ms=latency_ms, jitter_ms=jitter_ms, drop_sessions=drop_sessions,
                       bytes_per_s=bytes_per_s, slow_share=slow_share, seed=seed)

@@ -23,6 +23,7 @@ import construct as cs
 from protocol.axdr import VarLength
 from protocol.errors import DecodeError, EncodeError
 from protocol.hdlc_link import ApduReceived
+from protocol.transport.tcp import AddressError, parse_host_port
 
 GATEWAY_REQUEST = 0xE6
 GATEWAY_RESPONSE = 0xE7
@@ -179,5 +180,24 @@ class GatewayFraming:
 
 
 __all__ = ["GATEWAY_PDU", "GATEWAY_REQUEST", "GATEWAY_RESPONSE", "GatewayFraming", "GatewayPdu",
-           "GatewayRoute", "address_octets", "decode", "encode", "is_gateway_pdu", "request",
-           "response"]
+           "GatewayRoute", "address_octets", "decode", "encode", "is_gateway_pdu", "parse_route",
+           "request", "response"]
+
+
+def parse_route(text, default_port=4059):
+    """(host, port, GatewayRoute or None) of a meter address as registries write it:
+    "HOST:PORT" or "tcp:HOST:PORT" (the meter itself), or "tcp:HOST:PORT/PHYSICAL" (the
+    concentrator at HOST:PORT, then the meter's physical device address, decimal or 0x..).
+    AddressError (a LinkError and a ValueError) when malformed."""
+    text = str(text).strip()
+    body = text[4:] if text.startswith("tcp:") else text
+    body, slash, physical = body.partition("/")
+    route = None
+    if slash:
+        try:
+            route = GatewayRoute(int(physical, 0))
+        except (ValueError, EncodeError):
+            raise AddressError("bad physical device address in %r (after '/': 0..4294967295)"
+                               % text) from None
+    host, port = parse_host_port(body, default_port)
+    return host, port, route
