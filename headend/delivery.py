@@ -76,14 +76,16 @@ class Outcome:
         self.relay_connected = relay_connected
 
 
-async def enter_token(host, port, client_sap, keys, invocation_counter, digits, io_timeout):
+async def enter_token(host, port, client_sap, keys, invocation_counter, digits, io_timeout,
+                      via=None):
     """One utility session: enter `digits`, read balance and relay; returns an Outcome.
+    `via`: the meter's GatewayRoute when HOST:PORT is its data concentrator.
     ProtocolError / OSError / TimeoutError propagate (the caller retries)."""
     transport = AsyncTcpTransport(host, port, timeout=io_timeout, connect_timeout=io_timeout,
                                   retries=0)
     client = AsyncDlmsClient(transport, framing="wrapper", role=UTILITY, keys=keys,
                              timeout=io_timeout, retries=0, invocation_counter=invocation_counter,
-                             client_sap=client_sap)
+                             client_sap=client_sap, via=via)
     await client.open()
     try:
         result = await client.enter_token(digits)
@@ -293,7 +295,7 @@ class DeliveryWorker:
 
     async def _attempt(self, job):
         try:
-            host, port = registry.parse_address(job.address)
+            host, port, via = registry.parse_route(job.address)
         except registry.RegistryError as e:
             return Outcome("retry", None, None, str(e))
         try:
@@ -303,7 +305,7 @@ class DeliveryWorker:
         try:
             async with asyncio.timeout(self.config.session_timeout_s):
                 return await enter_token(host, port, job.client_sap, keys, job.ic_first,
-                                         job.digits, self.config.io_timeout_s)
+                                         job.digits, self.config.io_timeout_s, via=via)
         except (ProtocolError, OSError, TimeoutError) as e:
             return Outcome("retry", None, None, "%s: %s" % (type(e).__name__, e))
 

@@ -3,7 +3,7 @@
 Import from CSV (a header row; the first column is the meter id whatever its name) or JSON (a
 list of objects, or {"meters": [...]}). Known fields, with accepted header aliases::
 
-    meter_id  address (tcp HOST:PORT)  client_sap  key_ref  feeder  segment  region
+    meter_id  address (HOST:PORT, tcp:HOST:PORT/PHYSICAL via a concentrator)  client_sap  key_ref  feeder  segment  region
     tariff  contact
 
 Other columns of a utility's export are ignored and reported. An import is one transaction:
@@ -16,6 +16,7 @@ import json
 import time
 
 from firmware import token_codec as tc
+from protocol import gateway
 
 FIELDS = ("meter_id", "address", "client_sap", "key_ref", "feeder", "segment", "region",
           "tariff", "contact")
@@ -70,17 +71,33 @@ def _row(raw, where):
     if not out["key_ref"]:
         out["key_ref"] = "default"
     if out["address"]:
-        parse_address(out["address"], where)
+        parse_route(out["address"], where)
     return out
 
 
-def parse_address(address, where="address"):
-    """(host, port) of a meter address 'HOST:PORT' or 'tcp:HOST:PORT'; RegistryError."""
+def parse_route(address, where="address"):
+    """(host, port, GatewayRoute or None) of a meter address: 'HOST:PORT' or 'tcp:HOST:PORT'
+    (the meter itself), or 'tcp:HOST:PORT/PHYSICAL' (behind the data concentrator at
+    HOST:PORT, physical device address PHYSICAL: `bijli fleet serve --registry`); RegistryError."""
     text = address[4:] if address.startswith("tcp:") else address
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise RegistryError("%s: address must be HOST:PORT, got %r" % (where, address))
-    return host.strip("[]"), int(port)
+    host, sep, port = text.partition("/")[0].rpartition(":")
+    try:
+        if not sep or not host or not port.isdigit():  # the port is never implied here
+            raise ValueError
+        return gateway.parse_route(address)
+    except ValueError:
+        raise RegistryError("%s: address must be HOST:PORT or tcp:HOST:PORT/PHYSICAL (a meter "
+                            "behind a concentrator), got %r" % (where, address)) from None
+
+
+def parse_address(address, where="address"):
+    """(host, port) of a meter reached directly ('HOST:PORT' or 'tcp:HOST:PORT'); RegistryError
+    (also for a meter behind a concentrator: use parse_route)."""
+    host, port, route = parse_route(address, where)
+    if route is not None:
+        raise RegistryError("%s: %r is behind a data concentrator (this operation reaches "
+                            "meters directly only)" % (where, address))
+    return host, port
 
 
 def read_file(path):
