@@ -60,14 +60,9 @@ def _local(t, tz):
 def _parse_time(text, tz, what):
     """Unix seconds of an ISO date or date-time (no offset: local time `tz`)."""
     try:
-        dt = datetime.datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise click.BadParameter("%r is not an ISO date or date-time (2026-06-10, "
-                                 "2026-06-10T18:00, 2026-06-10T18:00+05:30)" % text,
-                                 param_hint=what) from None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=tz)
-    return dt.timestamp()
+        return audit.parse_time(text, tz)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint=what) from None
 
 
 def _table(title, columns, rows):

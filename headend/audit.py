@@ -15,6 +15,7 @@ Actions: payment, recharge (a delivery outcome), job.create / job.pause / job.re
 job.cancel, kill_switch.on / kill_switch.off, control.set, and one per bulk-job kind
 (disconnect, reconnect, read, suspend, resume, clock_sync) for its steps' outcomes.
 """
+import datetime
 import getpass
 import json
 import os
@@ -89,6 +90,25 @@ def query(db, meter_id=None, since=None, until=None, action=None, outcome=None, 
             except ValueError:
                 pass  # free text stays text
     return rows
+
+
+def parse_time(text, tz):
+    """Unix seconds of an ISO date or date-time ("2026-06-10", "2026-06-10T18:00",
+    "2026-06-10T18:00+05:30"; without an offset: local time `tz`) or of a number of Unix
+    seconds. ValueError saying what is accepted."""
+    text = str(text).strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        dt = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError("%r is not an ISO date or date-time (2026-06-10, 2026-06-10T18:00, "
+                         "2026-06-10T18:00+05:30) nor Unix seconds" % text) from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=tz)
+    return dt.timestamp()
 
 
 def _time_range(column, since, until, where, params):

@@ -99,6 +99,11 @@ class Database:
         row = self.one(sql, params)
         return None if row is None else row[0]
 
+    @property
+    def in_transaction(self):
+        """True inside transaction() (a statement that fails may have aborted it)."""
+        return self._depth > 0
+
     @contextlib.contextmanager
     def transaction(self):
         """A transaction (nested calls join the outer one); rolled back on any exception."""

@@ -202,6 +202,30 @@ MIGRATIONS = [
         "CREATE INDEX meters_feeder ON meters (feeder, meter_id)",
         "CREATE INDEX audit_job ON audit (job_id, at)",
     ]),
+    (6, "HTTP API: API keys with roles (stored hashed), idempotency keys with their answers", [
+        # headend.apikeys: the secret is shown once at creation; only its SHA-256 is kept
+        """CREATE TABLE api_keys (
+            key_id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            role TEXT NOT NULL,
+            secret_sha256 TEXT NOT NULL,
+            created_by TEXT NOT NULL,
+            created_at {real} NOT NULL,
+            revoked_at {real},
+            revoked_by TEXT
+        )""",
+        # headend.idempotency: one row per (API key, Idempotency-Key), written in the same
+        # transaction as what the request changed, with the answer replays get
+        """CREATE TABLE idempotency_keys (
+            scope TEXT NOT NULL,
+            idem_key TEXT NOT NULL,
+            fingerprint TEXT NOT NULL,
+            status INTEGER NOT NULL,
+            response TEXT NOT NULL,
+            created_at {real} NOT NULL,
+            PRIMARY KEY (scope, idem_key)
+        )""",
+    ]),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -18,13 +18,15 @@ claim is one short statement batch, so this costs little. On SQLite the claim is
 import random
 import uuid
 
-from headend import registry
+from headend import audit, registry
 
 PENDING, RUNNING, DELIVERED, REFUSED, STUCK = "pending", "running", "delivered", "refused", "stuck"
 # outcomes of a delivered job (stored text): the head-end's words for how a delivery ended,
 # not the meter's token result names (firmware/vocabulary.py TOKEN_RESULT_NAMES: "accept",
 # "used", ...); "used" is delivered too: the consumer keyed the token in first
 OUTCOME_ACCEPTED, OUTCOME_USED = "accepted", "used"
+# an operator recorded that the consumer keyed the token in (mark_delivered_by_hand)
+OUTCOME_BY_HAND = "by_hand"
 CLAIM_LOCK = 1416128884
 
 _CLAIMABLE = ("((d.state='pending' AND d.next_attempt_at <= ?) "
@@ -160,3 +162,59 @@ def next_due(db):
 def unfinished(db):
     """How many jobs are pending or running."""
     return db.scalar("SELECT count(*) FROM deliveries WHERE state IN ('pending', 'running')")
+
+
+class RechargeStateError(Exception):
+    """The recharge is in a state that does not allow the operation (nothing changed)."""
+
+
+def _state_of(db, delivery_id):
+    row = db.one("SELECT state, meter_id, payment_ref FROM deliveries WHERE id=?"
+                 + (" FOR UPDATE" if db.dialect == "postgresql" else ""), (delivery_id,))
+    if row is None:
+        raise RechargeStateError("no recharge %s" % delivery_id)
+    return row
+
+
+def retry_now(db, delivery_id, now, actor, note=None):
+    """Deliver one recharge again now: a stuck or refused one becomes pending with a fresh
+    give-up deadline (like requeue_stuck), a pending one stops waiting for its backoff.
+    RechargeStateError for one running (a worker has it) or delivered. Audited (action
+    recharge, outcome requeued, reason the payment ref). Returns the state it was in."""
+    with db.transaction():
+        state, mid, ref = _state_of(db, delivery_id)
+        if state in (STUCK, REFUSED):
+            db.execute("UPDATE deliveries SET state='pending', next_attempt_at=?, requeued_at=?, "
+                       "finished_at=NULL, outcome=NULL, result_code=NULL WHERE id=?",
+                       (now, now, delivery_id))
+        elif state == PENDING:
+            db.execute("UPDATE deliveries SET next_attempt_at=? WHERE id=?", (now, delivery_id))
+        else:
+            raise RechargeStateError("recharge %s is %s: %s" % (
+                delivery_id, state, "a worker is delivering it now" if state == RUNNING
+                else "nothing to retry"))
+        audit.record(db, actor, "recharge", now, meter_id=mid, outcome="requeued", reason=ref,
+                     detail={"was": state, "note": note} if note else {"was": state})
+    return state
+
+
+def mark_delivered_by_hand(db, delivery_id, now, actor, note):
+    """Record that the consumer keyed the token in by hand (e.g. confirmed on the phone): the
+    recharge becomes delivered with outcome `by_hand` and workers stop trying. Not for one
+    running (a worker has it) or already delivered. `note` (why, who confirmed) is required;
+    audited. Returns the state it was in. If the consumer had not keyed it in after all, the
+    token still works when they do (the meter's anti-replay keeps it once)."""
+    if not isinstance(note, str) or not note.strip():
+        raise RechargeStateError("say why (who confirmed that the token was keyed in)")
+    with db.transaction():
+        state, mid, ref = _state_of(db, delivery_id)
+        if state not in (PENDING, STUCK, REFUSED):
+            raise RechargeStateError("recharge %s is %s: %s" % (
+                delivery_id, state, "a worker is delivering it now" if state == RUNNING
+                else "already delivered"))
+        db.execute("UPDATE deliveries SET state='delivered', outcome=?, finished_at=?, "
+                   "lease_id=NULL, lease_owner=NULL, lease_expires_at=NULL WHERE id=?",
+                   (OUTCOME_BY_HAND, now, delivery_id))
+        audit.record(db, actor, "recharge", now, meter_id=mid, outcome=OUTCOME_BY_HAND,
+                     reason=ref, detail={"was": state, "note": note.strip()})
+    return state

@@ -21,7 +21,12 @@ MAX_REF_LEN = 128
 
 
 class PaymentError(Exception):
-    """A payment was refused (bad input, unknown meter); nothing was stored."""
+    """A payment was refused (bad input, unknown meter); nothing was stored. `field` names the
+    input at fault (meter_id, amount_rupees or ref) when one is."""
+
+    def __init__(self, message, field=None):
+        super().__init__(message)
+        self.field = field
 
 
 class PaymentConflict(PaymentError):
@@ -48,10 +53,11 @@ class Payment:
 def check_ref(ref):
     """The reference, stripped; PaymentError when empty, too long or not printable."""
     if not isinstance(ref, str) or not ref.strip():
-        raise PaymentError("payment reference missing")
+        raise PaymentError("payment reference missing", "ref")
     ref = ref.strip()
     if len(ref) > MAX_REF_LEN or not ref.isprintable():
-        raise PaymentError("payment reference must be 1..%d printable characters" % MAX_REF_LEN)
+        raise PaymentError("payment reference must be 1..%d printable characters" % MAX_REF_LEN,
+                           "ref")
     return ref
 
 
@@ -65,7 +71,7 @@ def _existing(db, ref, meter_id, rupees):
         raise PaymentConflict(
             "payment %s is already recorded for meter %s, %d rupees (now asked: meter %s, %d "
             "rupees): a reference names one payment" % (ref, p["meter_id"], p["amount_rupees"],
-                                                         meter_id, rupees))
+                                                         meter_id, rupees), "ref")
     return Payment(new=False, **p)
 
 
@@ -75,17 +81,21 @@ def record_payment(db, keyring, meter_id, rupees, ref, clock=time.time, actor=No
     actor = actor or audit.default_actor()
     ref = check_ref(ref)
     if isinstance(rupees, bool) or not isinstance(rupees, int):
-        raise PaymentError("amount must be whole rupees, got %r" % (rupees,))
+        raise PaymentError("amount must be whole rupees, got %r" % (rupees,), "amount_rupees")
+    try:
+        tc.meter_id_bytes(meter_id)
+    except (TypeError, ValueError) as e:
+        raise PaymentError("bad meter id %r: %s" % (meter_id, e), "meter_id") from None
     try:
         mid, ttype, quantity = vending.prepare(meter_id, tc.TYPE_CREDIT, rupees)
-    except vending.VendingError as e:
-        raise PaymentError(str(e)) from None
+    except vending.VendingError as e:  # the meter id is fine: the amount is at fault
+        raise PaymentError(str(e), "amount_rupees") from None
     for attempt in range(3):
         try:
             return _record(db, keyring, mid, ttype, quantity, ref, clock, actor)
         except db.integrity_errors:
-            if attempt == 2:
-                raise
+            if attempt == 2 or db.in_transaction:
+                raise  # inside a caller's transaction (PostgreSQL: now aborted) the caller retries
             # a concurrent transaction stored this ref (for another meter) first: look again
 
 
@@ -96,7 +106,8 @@ def _record(db, keyring, mid, ttype, rupees, ref, clock, actor):
             found = _existing(db, ref, mid, rupees)
             if found is not None:
                 return found
-            raise PaymentError("unknown meter %s (import it with `bijli headend import`)" % mid)
+            raise PaymentError("unknown meter %s (import it with `bijli headend import`)" % mid,
+                               "meter_id")
         db.execute("INSERT INTO vend_state (meter_id, epoch, next_id, key_rev) VALUES (?, 0, 0, 0) "
                    "ON CONFLICT (meter_id) DO NOTHING", (mid,))
         st = vending.read_state(db, mid, for_update=True)
@@ -107,7 +118,7 @@ def _record(db, keyring, mid, ttype, rupees, ref, clock, actor):
             rec = vending.next_token(
                 mid, st, ttype, rupees,
                 lambda m, rev: keyring.token_cipher(m, meter["key_ref"], rev))
-        except vending.VendingError as e:
+        except vending.VendingError as e:  # ids of this meter exhausted, key revision
             raise PaymentError(str(e)) from None
         now = clock()
         vending.write_state(db, mid, st)
