@@ -3,7 +3,9 @@
     bijli headend init [--db URL]
     bijli headend import REGISTRY.csv|.json
     bijli headend pay --meter ID --amount RUPEES --ref PAYMENT_REF [--json]
-    bijli headend serve --workers-only [--workers N] [--sessions N] [--until-idle]
+    bijli headend serve (--http HOST:PORT | --workers-only) [--workers N] [--sessions N]
+                        [--until-idle]
+    bijli headend apikey create --role R --name N | list | revoke KEY_ID
     bijli headend status [--json]
     bijli headend requeue (--meter ID | --feeder NAME | --all)
     bijli headend jobs | kill-switch | audit | calendar   (cli/headend_jobs.py)
@@ -21,7 +23,7 @@ import signal
 
 import click
 
-from cli import headend_jobs, headend_users
+from cli import headend_apikey, headend_jobs, headend_users
 from cli.headend_common import db_option, key_option, load_keys, open_db
 from headend import db as dbmod
 from headend import keyring as keyring_mod
@@ -100,11 +102,13 @@ def pay_cmd(meter_id, amount, ref, as_json, db_url, key_file):
 
 
 @headend.command("serve")
-@click.option("--workers-only", is_flag=True,
-              help="Run delivery workers only (needed for now: the HTTP API and push "
-              "listener come later).")
-@click.option("--workers", type=click.IntRange(1, 256), default=1, show_default=True,
-              help="Worker processes (each with its own sessions; they share the outbox).")
+@click.option("--http", "http_address", metavar="HOST:PORT",
+              help="Serve the HTTP API here (e.g. 127.0.0.1:8080), in the same process as the "
+              "workers (API keys: `bijli headend apikey create`).")
+@click.option("--workers-only", is_flag=True, help="Run delivery workers only, no HTTP API.")
+@click.option("--workers", type=click.IntRange(0, 256), default=1, show_default=True,
+              help="Worker processes (each with its own sessions; they share the outbox). "
+              "0 with --http: the API only.")
 @click.option("--sessions", type=click.IntRange(1, 100000), default=200, show_default=True,
               help="Meter sessions in flight at once, per worker process.")
 @click.option("--lease", type=click.FloatRange(1, 3600), default=30.0, show_default=True,
@@ -121,17 +125,33 @@ def pay_cmd(meter_id, amount, ref, as_json, db_url, key_file):
 @click.option("--timeout", "io_timeout", type=click.FloatRange(0.1, 120), default=5.0,
               show_default=True, help="Seconds to wait for a meter's answer.")
 @click.option("--until-idle", is_flag=True,
-              help="Exit when no recharge is pending or running.")
+              help="Exit when no recharge is pending or running (workers only).")
 @db_option
 @key_option
-def serve_cmd(workers_only, workers, sessions, lease, retry_base, retry_cap, give_up, poll,
-              io_timeout, until_idle, db_url, key_file):
-    """Deliver paid recharges to the meters (Ctrl-C / SIGTERM: finish sessions, then stop)."""
+def serve_cmd(http_address, workers_only, workers, sessions, lease, retry_base, retry_cap,
+              give_up, poll, io_timeout, until_idle, db_url, key_file):
+    """Deliver paid recharges to the meters and, with --http, serve the HTTP API (Ctrl-C /
+    SIGTERM: finish sessions, then stop)."""
     from headend.delivery import WorkerConfig
-    if not workers_only:
-        raise click.UsageError("only delivery workers exist so far: give --workers-only")
+    if workers_only == bool(http_address):
+        raise click.UsageError("give --http HOST:PORT (the API and the workers) or "
+                               "--workers-only")
+    if workers == 0 and not http_address:
+        raise click.UsageError("--workers 0 only goes with --http (the API alone)")
+    if until_idle and http_address:
+        raise click.UsageError("--until-idle goes with --workers-only (an API is never idle)")
     ring = load_keys(key_file)
     open_db(db_url).close()
+    sock = None
+    if http_address:
+        from headend.api.server import bind
+        try:
+            sock = bind(http_address)
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="--http") from None
+        except OSError as e:
+            raise click.ClickException("cannot listen on %s: %s" % (http_address, e.strerror
+                                                                     or e)) from None
     try:
         cfg = WorkerConfig(sessions=sessions, lease_s=lease, poll_s=poll, retry_base_s=retry_base,
                            retry_cap_s=retry_cap, give_up_s=give_up,
@@ -152,7 +172,8 @@ def serve_cmd(workers_only, workers, sessions, lease, retry_base, retry_cap, giv
                 os.kill(c.pid, signal.SIGTERM)
 
     try:
-        ok = _worker_process(db_url, ring, cfg, until_idle, on_stop=stop_children)
+        ok = _worker_process(db_url, ring, cfg, until_idle, on_stop=stop_children,
+                             http_socket=sock, run_worker=workers > 0)
     finally:
         for c in children:
             c.join()
@@ -162,18 +183,28 @@ def serve_cmd(workers_only, workers, sessions, lease, retry_base, retry_cap, giv
             (["main"] if not ok else []) + failed))
 
 
-def _worker_process(db_url, ring, cfg, until_idle, on_stop=None):
-    """Run one DeliveryWorker until stopped (SIGINT / SIGTERM) or idle; True when it ended
-    cleanly. A child process of `serve --workers N` runs this as its target."""
+def _worker_process(db_url, ring, cfg, until_idle, on_stop=None, http_socket=None,
+                    run_worker=True):
+    """Run one DeliveryWorker until stopped (SIGINT / SIGTERM) or idle, and the HTTP API on
+    `http_socket` when given, in one asyncio loop; True when it ended cleanly. A child process
+    of `serve --workers N` runs this as its target (workers only)."""
     from headend.delivery import DeliveryWorker
 
     def echo(text):
         click.echo(text, err=True)
 
-    worker = DeliveryWorker(db_url, ring, cfg, echo=echo)
+    worker = DeliveryWorker(db_url, ring, cfg, echo=echo) if run_worker else None
+    server = None
+    if http_socket is not None:
+        from headend.api import create_app
+        from headend.api.server import make_server
+        server = make_server(create_app(db_url, ring))
 
     def stop():
-        worker.stop()
+        if worker is not None:
+            worker.stop()
+        if server is not None:
+            server.should_exit = True
         if on_stop is not None:
             on_stop()
 
@@ -181,18 +212,37 @@ def _worker_process(db_url, ring, cfg, until_idle, on_stop=None):
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop)
-        return await worker.run(until_idle=until_idle)
+        tasks = []
+        if server is not None:
+            tasks.append(asyncio.ensure_future(server.serve([http_socket])))
+        if worker is not None:
+            tasks.append(asyncio.ensure_future(worker.run(until_idle=until_idle)))
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop()  # one ended (idle worker, failed server): end the other one too
+        results = await asyncio.gather(*tasks)
+        return results[-1] if worker is not None else {}
 
-    echo("worker %s: delivering (%d sessions in flight at most)" % (worker.worker_id,
-                                                                     cfg.sessions))
+    if server is not None:
+        host, port = http_socket.getsockname()[:2]
+        echo("http: API on http://%s:%d/api/v1 (OpenAPI page /api/v1/docs)"
+             % ("[%s]" % host if ":" in host else host, port))
+    if worker is not None:
+        echo("worker %s: delivering (%d sessions in flight at most)" % (worker.worker_id,
+                                                                         cfg.sessions))
     try:
         counts = asyncio.run(main())
     except dbmod.DatabaseError as e:
-        echo("worker %s: %s" % (worker.worker_id, e))
+        echo("worker %s: %s" % (worker.worker_id if worker else "-", e))
         if on_stop is None:
             raise SystemExit(1) from None
         return False
-    echo("worker %s stopped: %s" % (worker.worker_id, json.dumps(counts)))
+    finally:
+        if http_socket is not None:
+            http_socket.close()
+    if worker is not None:
+        echo("worker %s stopped: %s" % (worker.worker_id, json.dumps(counts)))
     return True
 
 
@@ -276,3 +326,5 @@ def status_cmd(as_json, db_url):
 headend_jobs.register(headend)
 # dashboard users: cli/headend_users.py
 headend_users.register(headend)
+# keys of the HTTP API: cli/headend_apikey.py
+headend_apikey.register(headend)
