@@ -18,10 +18,11 @@ import hmac
 import re
 import secrets
 
-from headend import audit
+from headend import audit, users
 
-OPERATOR, CASHIER, READ_ONLY = "operator", "cashier", "read-only"
-ROLES = (OPERATOR, CASHIER, READ_ONLY)
+# the head-end's roles, the same for API keys and dashboard users
+ROLES = users.ROLES
+OPERATOR, CASHIER, READ_ONLY = ROLES
 PREFIX = "bijli_"
 MAX_NAME_LEN = 100
 _KEY = re.compile(r"^bijli_([0-9a-f]{8})_([A-Za-z0-9_-]{43})$")
