@@ -33,7 +33,7 @@ def _make_target(spec, keys_file):
     from hil import targets
     from protocol.keys import KeyFileError, load_keys
 
-    options = {"timeout": 3.0}
+    options = {}  # the target's own timeouts to start it; the session derives the fuzzer's
     if keys_file:
         try:
             options["keys"] = load_keys(keys_file)
@@ -52,13 +52,16 @@ def _progress_table(session):
 
     elapsed = max(1e-9, time.time() - session.started)
     t = Table(title="bijli fuzz %s (seed %d)" % (session.spec, session.seed))
-    for name in ("elapsed", "cases", "cases/s", "requests/s", "findings", "coverage"):
+    for name in ("elapsed", "cases", "cases/s", "requests/s", "associations refused / "
+                 "unanswered", "findings", "coverage"):
         t.add_column(name, justify="right")
+    a = session.associations
     t.add_row("%.0f s" % elapsed, str(session.cases), "%.1f" % (session.cases / elapsed),
-              "%.0f" % (session.steps / elapsed), str(len(session.findings)),
-              "%d APDU types x objects" % len(session.coverage))
+              "%.0f" % (session.steps / elapsed), "%d / %d of %d" % (
+                  a.get("refused", 0), a.get("unanswered", 0), a.get("attempted", 0)),
+              str(len(session.findings)), "%d APDU types x objects" % len(session.coverage))
     for f in session.findings:
-        t.add_row("", "", "", "", "", f["symptom"][:60])
+        t.add_row("", "", "", "", "", "", f["symptom"][:60])
     return t
 
 
@@ -77,9 +80,16 @@ def _progress_table(session):
               help="A capture file of bijli capture: its requests are mutated too.")
 @click.option("--out", default="fuzz-out", show_default=True, type=click.Path(file_okay=False),
               help="Directory of the findings (reproducers) and report.json.")
+@click.option("--timeout", type=click.FloatRange(min=0.1), default=None, metavar="SECONDS",
+              help="Wait this long for an answer (default: derived from a probe of the target "
+                   "and its baud rate).")
+@click.option("--rss-limit", type=click.IntRange(min=1), default=32, show_default=True,
+              metavar="MB", help="Growth of the target's process (RSS) after the warm-up that "
+                                 "is a finding (targets whose process bijli starts).")
 @click.option("--json", "as_json", is_flag=True, help="Print the final report as JSON.")
 @click.pass_context
-def fuzz(ctx, spec, duration, max_examples, seed, association, keys_file, corpus, out, as_json):
+def fuzz(ctx, spec, duration, max_examples, seed, association, keys_file, corpus, out, timeout,
+         rss_limit, as_json):
     """Fuzz a meter: stateful DLMS sessions and mutated APDUs, with oracles after every case.
 
     Each new finding is shrunk to a minimal case and saved as a reproducer in --out
@@ -107,7 +117,8 @@ def fuzz(ctx, spec, duration, max_examples, seed, association, keys_file, corpus
             click.echo("INSECURE: the target uses the well-known DLMS demo keys.", err=True)
         report = _run(FuzzSession(target, spec=spec, seed=seed, max_examples=max_examples,
                                   duration_s=duration_s, roles=roles_up_to(association),
-                                  corpus=seeds, out=out,
+                                  corpus=seeds, out=out, timeout=timeout,
+                                  rss_limit_kb=rss_limit * 1024,
                                   keys_ref="key file %s" % keys_file if keys_file else None),
                       as_json)
     finally:
@@ -115,9 +126,12 @@ def fuzz(ctx, spec, duration, max_examples, seed, association, keys_file, corpus
     if as_json:
         click.echo(json.dumps(report, indent=1, sort_keys=True))
     else:
-        click.echo("%d cases, %d requests in %.1f s: %.1f cases/s, %.0f requests/s; report %s"
+        a = report["associations"]
+        click.echo("%d cases, %d requests in %.1f s: %.1f cases/s, %.0f requests/s; "
+                   "timeout %.1f s; associations %d, refused %d, unanswered %d; report %s"
                    % (report["cases"], report["requests"], report["elapsed_s"],
-                      report["cases_per_s"], report["requests_per_s"],
+                      report["cases_per_s"], report["requests_per_s"], report["timeout_s"],
+                      a["attempted"], a["refused"], a["unanswered"],
                       os.path.join(out, "report.json")))
         for f in report["findings"]:
             click.echo("finding: %s (%d steps) -> %s" % (f["symptom"], f["steps"], f["file"]))

@@ -99,15 +99,18 @@ class CounterLease:
 
 class Case:
     """Runs steps against `target` (a started hil.targets Target). `log` receives every
-    exchange: (t, direction, octets) with direction ">" or "<". `apdu_types` counts the APDU
-    types x objects exercised (coverage for the display)."""
+    exchange: (t, direction, octets) with direction ">" or "<". `coverage` counts the APDU
+    types x objects exercised (coverage for the display); `associations` counts associations
+    attempted, refused and unanswered."""
 
-    def __init__(self, target, log=None, coverage=None, timeout=None, lease=None):
+    def __init__(self, target, log=None, coverage=None, timeout=None, lease=None,
+                 associations=None):
         self.target = target
         self.lease = lease or CounterLease(target.counter_store, target.keys.system_title)
         self.timeout = timeout or target.timeout
         self.log = log if log is not None else []
         self.coverage = coverage if coverage is not None else {}
+        self.associations = associations if associations is not None else {}
         self.client = None
         self.role = None
         self.last_role = None
@@ -213,9 +216,11 @@ class Case:
         c = DlmsClient(t.transport(), framing=t.framing, role=role, keys=t.keys,
                        timeout=self.timeout, invocation_counter=self.lease.take(),
                        max_pdu=step.get("max_pdu", 0xFFFF))
+        self._count("attempted")
         try:
             c.open()
         except AssociationError:
+            self._count("refused")
             c.close()  # refused (a locked SAP, a wrong key): no association, no finding
             self._return_counters(c)
             return
@@ -224,10 +229,14 @@ class Case:
             c.close()
             self._return_counters(c)
             if isinstance(exc, LinkError):
+                self._count("unanswered")
                 return
             raise Finding("malformed answer", "association: %s" % exc) from None
         self.client, self.role = c, role
         self._cover("AARQ", role)
+
+    def _count(self, what):
+        self.associations[what] = self.associations.get(what, 0) + 1
 
     def _open_link(self):
         t = self.target

@@ -23,6 +23,8 @@ def machine_for(session):
             self.steps = session.begin_case(self.case)
 
         def _do(self, step):
+            if session.skip_steps():
+                return  # the time is up: the case ends without sending more
             self.steps.append(step)
             session.count_step()
             try:

@@ -15,7 +15,9 @@ from hypothesis import seed as hypothesis_seed
 from hypothesis.errors import Flaky
 from hypothesis.stateful import get_state_machine_test
 
+from hil.fuzz import timing
 from hil.fuzz.case import Case, CounterLease, Finding, check_invariants, snapshot
+from hil.fuzz.growth import DEFAULT_LIMIT_KB, GrowthWatch
 from hil.fuzz.machine import machine_for
 from hil.fuzz.strategies import BUILTIN_SEEDS
 from hil.targets.base import HARD_RESET, POWER_CYCLE, ROLES
@@ -35,11 +37,15 @@ class FuzzSession:
     comes first; at least one is needed); `seed`: the first hypothesis seed; `roles`: the
     associations used; `corpus`: extra seed APDUs (e.g. from captures); `out`: directory of
     findings and the report (None: nothing written); `on_progress(session)`: after each case;
-    `keys_ref`: how the reproducers name the keys (never the key bytes)."""
+    `keys_ref`: how the reproducers name the keys (never the key bytes); `timeout`: seconds
+    to wait for an answer (None: derived from a probe of the target, hil/fuzz/timing.py);
+    `rss_limit_kb`: growth of the target's process allowed after the warm-up
+    (hil/fuzz/growth.py)."""
 
     def __init__(self, target, spec=None, seed=0, max_examples=None, duration_s=None,
                  roles=ROLES, corpus=(), out=None, on_progress=None, keys_ref=None,
-                 steps_per_case=50, timeout=3.0, max_findings=None, shrink_s=20):
+                 steps_per_case=50, timeout=None, max_findings=None, shrink_s=20,
+                 rss_limit_kb=DEFAULT_LIMIT_KB):
         if max_examples is None and duration_s is None:
             raise ValueError("give max_examples or duration_s")
         self.target = target
@@ -55,6 +61,9 @@ class FuzzSession:
                                      else "the target's key file")
         self.steps_per_case = steps_per_case
         self.timeout = timeout
+        self.probe_s = None  # one liveness probe's duration at the start
+        self.growth = GrowthWatch(target.processes, limit_kb=rss_limit_kb)
+        self.associations = {"attempted": 0, "refused": 0, "unanswered": 0}
         self.max_findings = max_findings
         self.shrink_s = shrink_s
         self.detected_after_s = None  # when the case being shrunk first failed
@@ -76,7 +85,7 @@ class FuzzSession:
     def new_case(self):
         self._case_log = []
         return Case(self.target, log=self._case_log, coverage=self.coverage,
-                    timeout=self.timeout, lease=self.lease)
+                    timeout=self.timeout, lease=self.lease, associations=self.associations)
 
     def begin_case(self, case):
         self._case_steps = []
@@ -91,6 +100,11 @@ class FuzzSession:
 
     def out_of_time(self):
         return self.duration_s is not None and time.monotonic() - self._t0 > self.duration_s
+
+    def skip_steps(self):
+        """True once the time is up: the case's remaining steps are not sent (except while a
+        finding is being shrunk, which must run its cases whole)."""
+        return self.detected_after_s is None and self.out_of_time()
 
     def detected(self):
         """A new finding escaped a case: hypothesis shrinks it from here."""
@@ -123,14 +137,30 @@ class FuzzSession:
                     raise
         finally:
             self._state = after
+            self._watch_growth()
             if self.on_progress is not None:
                 self.on_progress(self)
+
+    def _watch_growth(self):
+        """The process-growth oracle: a finding without steps (growth is a run's, not a
+        case's), and the session stops (a process that leaks will die)."""
+        grew = self.growth.sample()
+        if grew is None or self.stopped is not None:
+            return
+        f = Finding("process grew", grew)
+        self._save({"symptom": f.symptom, "kind": f.kind, "detail": f.detail,
+                    "detected_after_s": round(time.monotonic() - self._t0, 3),
+                    "found_after_s": round(time.monotonic() - self._t0, 3),
+                    "found_after_cases": self.cases, "flaky": False, "steps": [],
+                    "exchanges": [], "rss": self.growth.summary()}, f.kind)
+        self.stopped = "the target's process grew: %s" % grew
 
     # ---- the run ---------------------------------------------------------------------------------
     def run(self):
         """Fuzz until the budget is spent; returns the report (a dict)."""
         self._t0 = time.monotonic()
         self.started = time.time()
+        self._probe()
         machine = machine_for(self)
         while not self.out_of_time() and self.stopped is None and \
                 (self.max_findings is None or len(self.findings) < self.max_findings):
@@ -139,6 +169,9 @@ class FuzzSession:
                 n = min(n, self.max_examples - self.cases)
                 if n <= 0:
                     break
+            if self.duration_s is not None:  # a chunk must not outlast the duration
+                n = timing.cases_that_fit(self.duration_s - (time.monotonic() - self._t0),
+                                          self._seconds_per_case(), n)
             test = get_state_machine_test(machine, settings=settings(
                 max_examples=n, stateful_step_count=self.steps_per_case, deadline=None,
                 database=None, report_multiple_bugs=False, print_blob=False,
@@ -166,6 +199,23 @@ class FuzzSession:
                 json.dump(report, fh, indent=1, sort_keys=True)
         return report
 
+    def _probe(self):
+        """One liveness probe before the first case, with the target's own (generous)
+        timeout: its duration sets the answer timeout (unless one was given) and the first
+        estimate of a case's length."""
+        if self._state is None:
+            self._state = snapshot(self.target, self.timeout or self.target.timeout)
+        self.probe_s = self._state.get("probe_s") or 0.0
+        if self.timeout is None:
+            self.timeout = timing.answer_timeout(self.probe_s,
+                                                 getattr(self.target, "baudrate", None))
+
+    def _seconds_per_case(self):
+        elapsed = time.monotonic() - self._t0
+        if self.cases:
+            return elapsed / self.cases
+        return timing.case_estimate(self.probe_s, self.steps_per_case)
+
     def _found(self, finding, flaky=False):
         """Save the shrunk case (the last one hypothesis ran) as a reproducer, then bring the
         meter back (reset where the target can) for the cases that follow."""
@@ -173,24 +223,28 @@ class FuzzSession:
         if not flaky:
             steps, log = self._minimize(steps, log, finding.symptom)
         t0 = log[0][0] if log else self._case_started
-        doc = {"format": FINDING_FORMAT, "version": 1, "symptom": finding.symptom,
-               "kind": finding.kind, "detail": finding.detail, "target": self.spec,
-               "seed": self.chunk_seed, "keys": self.keys_ref,
-               "detected_after_s": self.detected_after_s,
-               "found_after_s": round(time.monotonic() - self._t0, 3),
-               "found_after_cases": self.cases, "flaky": flaky, "steps": steps,
-               "exchanges": [{"t": round(t - t0, 6), "dir": d, "hex": octets.hex()}
-                             for t, d, octets in log]}
+        self._save({"symptom": finding.symptom, "kind": finding.kind,
+                    "detail": finding.detail, "detected_after_s": self.detected_after_s,
+                    "found_after_s": round(time.monotonic() - self._t0, 3),
+                    "found_after_cases": self.cases, "flaky": flaky, "steps": steps,
+                    "exchanges": [{"t": round(t - t0, 6), "dir": d, "hex": octets.hex()}
+                                  for t, d, octets in log]}, finding.kind)
+        self.detected_after_s = None
+        self._state = None
+        self._recover()
+
+    def _save(self, finding, kind):
+        """Record a finding (and write its reproducer file when the session has `out`)."""
+        doc = {"format": FINDING_FORMAT, "version": 1, "target": self.spec,
+               "seed": self.chunk_seed, "keys": self.keys_ref, "timeout_s": self.timeout}
+        doc.update(finding)
         if self.out:
             name = "finding-%02d-%s.json" % (len(self.findings) + 1,
-                                             re.sub(r"[^a-z0-9]+", "-", finding.kind.lower()))
+                                             re.sub(r"[^a-z0-9]+", "-", kind.lower()))
             doc["file"] = os.path.join(self.out, name)
             with open(doc["file"], "w") as fh:
                 json.dump(doc, fh, indent=1)
         self.findings.append(doc)
-        self.detected_after_s = None
-        self._state = None
-        self._recover()
 
     def _minimize(self, steps, log, symptom):
         """Shrink further by whole steps (hypothesis shrinks slowly when every attempt talks
@@ -231,6 +285,9 @@ class FuzzSession:
                 "requests": self.steps,
                 "cases_per_s": round(self.cases / elapsed, 2) if elapsed else 0.0,
                 "requests_per_s": round(self.steps / elapsed, 2) if elapsed else 0.0,
+                "probe_s": self.probe_s, "timeout_s": self.timeout,
+                "associations": dict(self.associations),
+                "process_rss": self.growth.summary(),
                 "findings": [{"symptom": f["symptom"], "file": f.get("file"),
                               "steps": len(f["steps"]),
                               "detected_after_s": f["detected_after_s"],
@@ -274,14 +331,17 @@ def load_finding(path):
     return doc
 
 
-def replay(doc, target, timeout=3.0, log=None):
+def replay(doc, target, timeout=None, log=None):
     """Run a reproducer's steps on `target` (started), then the after-case oracles. Returns
     the Finding it raises (None: it did not reproduce). `log`: a list receiving the
-    exchanges."""
+    exchanges. `timeout`: None derives it from the first probe (hil/fuzz/timing.py)."""
     try:
-        before = snapshot(target, timeout)
+        before = snapshot(target, timeout or target.timeout)
     except Finding as f:
         return f
+    if timeout is None:
+        timeout = timing.answer_timeout(before.get("probe_s") or 0.0,
+                                        getattr(target, "baudrate", None))
     case = Case(target, timeout=timeout, log=log)
     try:
         for step in doc["steps"]:

@@ -112,6 +112,11 @@ class Target:
     def _stop(self):
         raise NotImplementedError
 
+    def processes(self):
+        """Process ids of the meter the harness started (the fuzzer watches their size);
+        empty when the meter runs in this process or on its own (attached targets)."""
+        return []
+
     def describe(self):
         """What the run reports about the target: name, meter id, firmware version (read
         from the meter once), capabilities, keys."""

@@ -93,6 +93,10 @@ class MicroPythonTarget(Target):
     def _stop(self):
         self.unix.stop()
 
+    def processes(self):
+        proc = self.unix.proc if self.unix is not None else None
+        return [proc.pid] if proc is not None and proc.poll() is None else []
+
     def transport(self):
         from protocol.transport import TcpTransport
 

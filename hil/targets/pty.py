@@ -120,6 +120,9 @@ class PtyTarget(Target):
     def _stop(self):
         self._end(signal.SIGTERM)
 
+    def processes(self):
+        return [self.proc.pid] if self.proc is not None and self.proc.poll() is None else []
+
     def transport(self):
         from protocol.transport import SerialTransport
 

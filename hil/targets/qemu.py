@@ -75,6 +75,10 @@ class QemuTarget(Target):
     def _stop(self):
         self.board.stop()
 
+    def processes(self):
+        proc = self.board.proc if self.board is not None else None
+        return [proc.pid] if proc is not None and proc.poll() is None else []
+
     def transport(self):
         from protocol.transport import TcpTransport
 
