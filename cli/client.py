@@ -26,8 +26,6 @@ import click
 
 from cli.options import AnyBaseInt, Seconds
 from firmware.token_codec import parse_entry
-from fleet.registry import RegistryFileError
-from fleet.registry import lookup as lookup_route
 from protocol import axdr
 from protocol.apdu.common import TEMPORARY_FAILURE
 from protocol.client import (
@@ -234,6 +232,9 @@ def _resolve_route(s):
     if s.registry_file and not s.meter_id:
         raise click.UsageError("--registry FILE needs --meter ID (which of its meters)")
     if s.meter_id and not (s.tcp or s.serial or s.via):
+        # imported here: a checkout installed before fleet/ existed still runs the client
+        from fleet.registry import RegistryFileError
+        from fleet.registry import lookup as lookup_route
         try:
             host, port, route = lookup_route(s.registry_file, s.meter_id)
         except RegistryFileError as exc:

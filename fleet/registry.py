@@ -1,9 +1,9 @@
 """The fleet's registry: a CSV file the head-end imports (`bijli headend import FILE`), one row
 per meter, header row first and the meter id in the first column::
 
-    meter_id,address,physical_address,feeder,contact,key_ref
-    BJ00000001,127.1.0.1:4059,16,F01,+91-90000-00000,default          (its own address)
-    BJ00000001,tcp:127.0.0.1:4059/16,16,F01,+91-90000-00000,default   (behind the concentrator)
+    meter_id,address,physical_address,feeder,segment,contact,key_ref
+    BJ00000001,127.1.0.1:4059,16,F01,S1,+91-90000-00000,default          (its own address)
+    BJ00000001,tcp:127.0.0.1:4059/16,16,F01,S1,+91-90000-00000,default   (via the concentrator)
 
 `address` is what a client connects to: the meter's own HOST:PORT, or the concentrator's
 "tcp:HOST:PORT" followed by "/" and the meter's physical device address (the gateway path,
@@ -14,7 +14,7 @@ import os
 
 from protocol.gateway import parse_route
 
-HEADER = ("meter_id", "address", "physical_address", "feeder", "contact", "key_ref")
+HEADER = ("meter_id", "address", "physical_address", "feeder", "segment", "contact", "key_ref")
 
 
 class RegistryFileError(ValueError):
@@ -39,7 +39,8 @@ def rows(fleet, addresses=None, gateway_address=None):
         else:
             address = ""
         yield {"meter_id": meter_id, "address": address, "physical_address": phys,
-               "feeder": info.get("feeder", ""), "contact": info.get("contact", ""),
+               "feeder": info.get("feeder", ""), "segment": info.get("segment", ""),
+               "contact": info.get("contact", ""),
                "key_ref": info.get("key_ref", "")}
 
 

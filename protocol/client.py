@@ -369,8 +369,10 @@ class AsyncDlmsClient(_DriverBase):
     async def _run(self, gen):
         reply = None
         while True:
-            # waiting for the store's lock must not block the event loop
-            turn = await asyncio.to_thread(self._counter_turn)
+            # waiting for the store's lock must not block the event loop (without a store there
+            # is nothing to wait for: no thread hop per request)
+            turn = None if self.counter_store is None else \
+                await asyncio.to_thread(self._counter_turn)
             try:
                 try:
                     request = next(gen) if reply is None else gen.send(reply)

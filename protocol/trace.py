@@ -14,7 +14,7 @@ shown as "(hidden)" and masked in the hex dump.
 """
 import dataclasses
 
-from protocol import axdr, security
+from protocol import axdr, gateway, security
 from protocol.apdu import (
     AARE,
     AARQ,
@@ -213,6 +213,15 @@ class Describer:
         """The document of one APDU (ciphered ones deciphered when the keys allow)."""
         secrets = secrets if secrets is not None else []
         raw = bytes(raw)
+        if gateway.is_gateway_pdu(raw):  # through a data concentrator: the carried APDU inside
+            try:
+                pdu = gateway.decode(raw)
+            except ProtocolError as exc:
+                return {"type": "undecodable", "error": str(exc), "hex": raw.hex()}
+            return {"type": "GatewayResponse" if pdu.response else "GatewayRequest",
+                    "fields": {"network_id": pdu.network_id,
+                               "physical_device_address": pdu.address,
+                               "apdu": self.apdu(pdu.apdu, secrets)}}
         try:
             obj, trailing = decode_apdu_prefix(raw)
         except ProtocolError as exc:

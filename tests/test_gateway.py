@@ -16,18 +16,31 @@ from protocol.hdlc_link import ApduReceived
 addresses = st.one_of(st.integers(0, 0xFFFFFFFF), st.binary(min_size=1, max_size=16))
 
 
-@given(st.binary(max_size=64))
-def test_any_bytes_decode_to_a_pdu_or_a_defined_error(data):
+def _outcome(fn, data):
     try:
-        pdu = gateway.decode(data)
+        return fn(data)
     except DecodeError:
-        return
-    assert pdu.encode() == data  # what decodes re-encodes to the same octets
+        return "refused"
+
+
+gateway_like = st.one_of(
+    st.binary(max_size=64),
+    st.builds(lambda tag, rest: bytes((tag,)) + rest, st.sampled_from([0xE6, 0xE7]),
+              st.binary(max_size=40)))
+
+
+@given(gateway_like)
+def test_any_bytes_decode_to_a_pdu_or_a_defined_error_the_same_on_both_paths(data):
+    pdu = _outcome(gateway.decode, data)
+    assert pdu == _outcome(gateway.decode_with_grammar, data)  # fast path == construct
+    if pdu != "refused":
+        assert pdu.encode() == data  # what decodes re-encodes to the same octets
 
 
 @given(st.booleans(), st.integers(0, 255), addresses, st.binary(min_size=1, max_size=300))
 def test_round_trip(response, network_id, address, apdu):
     raw = gateway.encode(response, network_id, address, apdu)
+    assert raw == gateway.encode_with_grammar(response, network_id, address, apdu)
     pdu = gateway.decode(raw)
     assert (pdu.response, pdu.network_id, pdu.physical_device_address, pdu.apdu) == (
         response, network_id, gateway.address_octets(address), apdu)
@@ -96,3 +109,13 @@ def test_gateway_framing_wraps_and_unwraps():
     with pytest.raises(ProtocolError, match="gateway-request"):
         f.feed(wrapper.encode(1, 0x10, gateway.request(0x11, b"\x61\x00")))
     assert not f.needs_open and not f.retransmits
+
+
+def test_trace_shows_the_carried_apdu():
+    from protocol.trace import Describer, render
+    aarq = bytes.fromhex("601da109060760857405080101be10040e01000000065f1f0400401e5dffff")
+    doc = Describer().frame(wrapper.encode(0x10, 1, gateway.request(17, aarq)))
+    lines = render(doc)
+    assert "GatewayRequest network_id=0 physical_device_address=17" in lines[2]
+    assert lines[4].strip().startswith("AARQ")
+    assert Describer().apdu(b"\xe7\x00\x00\x60")["type"] == "undecodable"

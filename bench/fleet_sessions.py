@@ -1,0 +1,169 @@
+"""Served sessions across an emulated fleet (issue 13): public and HLS-GMAC sessions per second
+from bijli's lean client (protocol's AsyncDlmsClient, many at once) and the GET round trip
+(p50/p99), with the fleet in one process and the client in another (this machine's 2 cores).
+
+    python bench/fleet_sessions.py --meters 1000 [--mode gateway|addresses] [--seconds 20]
+                                   [--concurrency 64] [--fleet core|emulated]
+
+One session: TCP connect (to the meter's own address, or the concentrator), associate
+(public: no security; utility: HLS-GMAC with suite-0 ciphering, each meter's invocation
+counter carried from one session to the next), GET the clock (timed), release, close. Every
+meter is touched once first (materialised), outside the timing. `--fleet emulated` serves
+the tests' fleet of full EmulatedMeters (tests/fleet_fallback.py) where fleet.core is missing.
+Run on demand, never as a test.
+"""
+import argparse
+import asyncio
+import os
+import random
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from protocol.client import PUBLIC, UTILITY, AsyncDlmsClient  # noqa: E402
+from protocol.gateway import parse_route  # noqa: E402
+from protocol.transport import AsyncTcpTransport  # noqa: E402
+
+
+def _fleet(kind, meters):
+    if kind == "core":
+        from fleet.core import Fleet
+        return Fleet(meters, seed=1)
+    from tests.fleet_fallback import EmulatedFleet
+    return EmulatedFleet(meters)
+
+
+async def _serve(args):
+    """The fleet side (its own process): serve, write the registry, run until stdin closes."""
+    from fleet import registry
+    from fleet.net import FleetServer
+    fleet = _fleet(args.fleet, args.meters)
+    server = FleetServer(fleet)
+    if args.mode == "addresses":
+        await server.serve_addresses("127.%d.0.0/16" % args.net, 4059)
+    else:
+        await server.serve_gateway("127.0.0.1:0")
+    registry.write(args.registry, registry.rows(fleet, server.addresses or None,
+                                                 server.gateway_address))
+    print("ready", flush=True)
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, sys.stdin.read)
+    await server.close()
+
+
+def _routes(path):
+    import csv
+    with open(path, newline="") as f:
+        return [(row["meter_id"], parse_route(row["address"])) for row in csv.DictReader(f)]
+
+
+async def _session(route, role, counters, meter_id, rtts):
+    host, port, via = route
+    client = AsyncDlmsClient(AsyncTcpTransport(host, port, timeout=10, connect_timeout=10,
+                                               retries=0), "wrapper", role, via=via,
+                             timeout=10, invocation_counter=counters.get(meter_id, 1))
+    await client.open()
+    try:
+        t = time.perf_counter()
+        await client.clock()
+        rtts.append(time.perf_counter() - t)
+    finally:
+        await client.close()
+        counters[meter_id] = client.invocation_counter
+
+
+async def _drive(routes, role, seconds, concurrency, counters):
+    rtts = []
+    done = 0
+    errors = 0
+    deadline = time.monotonic() + seconds
+
+    async def worker(w):
+        nonlocal done, errors
+        mine = routes[w::concurrency]  # disjoint meters: one session per meter at a time
+        rnd = random.Random(w)
+        while time.monotonic() < deadline:
+            meter_id, route = rnd.choice(mine)
+            try:
+                await _session(route, role, counters, meter_id, rtts)
+                done += 1
+            except Exception:  # noqa: BLE001 - counted; a bench keeps going
+                errors += 1
+    t0 = time.monotonic()
+    await asyncio.gather(*(worker(w) for w in range(concurrency)))
+    elapsed = time.monotonic() - t0
+    return done / elapsed, rtts, errors
+
+
+def _pct(xs, p):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(p / 100 * len(xs)))] * 1000 if xs else float("nan")
+
+
+async def _client(args, routes):
+    counters = {}
+    t = time.monotonic()
+    # touch every meter once (materialised), outside the timing
+    sem = asyncio.Semaphore(args.concurrency)
+
+    async def warm(mid, route):
+        async with sem:
+            await _session(route, PUBLIC, counters, mid, [])
+    await asyncio.gather(*(warm(m, r) for m, r in routes))
+    print("warm-up: %d meters touched in %.1f s" % (len(routes), time.monotonic() - t))
+    for role in (PUBLIC, UTILITY):
+        rate, rtts, errors = await _drive(routes, role, args.seconds, args.concurrency, counters)
+        print("%-8s %7.1f sessions/s  GET p50 %6.1f ms  p99 %6.1f ms  mean %6.1f ms  "
+              "(%d sessions, %d errors)" % (
+                  "public" if role == PUBLIC else "hls-gmac", rate, _pct(rtts, 50),
+                  _pct(rtts, 99), statistics.fmean(rtts) * 1000 if rtts else float("nan"),
+                  len(rtts), errors))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--meters", type=int, default=1000)
+    ap.add_argument("--mode", choices=("gateway", "addresses"), default="gateway")
+    ap.add_argument("--seconds", type=float, default=20)
+    ap.add_argument("--concurrency", type=int, default=64)
+    ap.add_argument("--fleet", choices=("core", "emulated"), default=None)
+    ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--registry", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--net", type=int, default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.fleet is None:
+        try:
+            import fleet.core  # noqa: F401
+            args.fleet = "core"
+        except ImportError:
+            args.fleet = "emulated"
+    if args.serve:
+        asyncio.run(_serve(args))
+        return
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        args.registry = os.path.join(tmp, "fleet.csv")
+        net = random.randint(100, 250)
+        cmd = [sys.executable, __file__, "--serve", "--meters", str(args.meters), "--mode",
+               args.mode, "--fleet", args.fleet, "--registry", args.registry, "--net", str(net)]
+        t = time.monotonic()
+        p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        try:
+            line = p.stdout.readline()
+            if not line.startswith("ready"):
+                sys.exit("the fleet did not start")
+            print("fleet (%s, %d meters, %s) serving after %.1f s; client: %d sessions at once, "
+                  "%g s per role" % (args.fleet, args.meters, args.mode, time.monotonic() - t,
+                                     args.concurrency, args.seconds))
+            asyncio.run(_client(args, _routes(args.registry)))
+        finally:
+            p.stdin.close()
+            p.wait(60)
+
+
+if __name__ == "__main__":
+    main()
