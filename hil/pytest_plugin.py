@@ -23,6 +23,9 @@ without those capabilities; a fixture used on such a target does the same.
 `@pytest.mark.bijli_objects("0.0.19.40.0.255", ...)` skips it on a meter whose object list
 lacks those objects (a third-party meter runs what it supports and says what it skipped). A target that
 cannot run here (a runtime or device missing) skips its tests with the reason.
+
+At the end of a run with several targets, a test that passed on one target and failed on
+another gets a line `DISAGREE test: passed on T1; failed on T2` in the terminal summary.
 """
 import datetime
 
@@ -61,6 +64,24 @@ def pytest_configure(config):
         raise pytest.UsageError("--bijli-target: %s" % e) from None
     config._bijli_targets = _Targets(config)
     config.add_cleanup(config._bijli_targets.close)
+    from hil import runner
+
+    config._bijli_outcomes = runner.SuiteRun(selected_targets(config))
+    config.pluginmanager.register(runner._Collector(config._bijli_outcomes, targets_only=True),
+                                  "bijli-outcomes")
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """A DISAGREE line for every test that passed on one target and failed on another (the
+    run already fails: one of them failed), naming the targets on each side."""
+    run = getattr(config, "_bijli_outcomes", None)
+    if run is None or getattr(config, "_bijli_disagreements_shown_by_runner", False):
+        return
+    lines = run.disagreement_lines()
+    if lines:
+        terminalreporter.section("bijli targets disagree", sep="=", red=True, bold=True)
+        for line in lines:
+            terminalreporter.write_line(line, red=True)
 
 
 def selected_targets(config):

@@ -91,17 +91,52 @@ class SuiteRun:
                 for test, by_outcome in self.disagreements()]
 
 
-class _Collector:
-    """A pytest plugin object gathering per-phase reports into a SuiteRun."""
+def test_and_target(report):
+    """(test, target) of a pytest report: the test is the node id without the directory and
+    without the target's part of its parameters; the target is the `bijli_target` property
+    the `target` fixture sets (None: a test that ran on no target)."""
+    m = _PARAM.match(report.nodeid)
+    test = m.group("test").split("/")[-1] if m else report.nodeid
+    target = dict(report.user_properties).get("bijli_target")
+    param = m.group("param") if m else None
+    if param and target is not None:
+        param = _without_id(param, target)
+    if param:
+        test += "[%s]" % param
+    return test, target
 
-    def __init__(self, run):
+
+def _without_id(param, id_):
+    """A parameter id ("1-pty", "pty-x", "a-pty-b", "pty") without one of its parts."""
+    if param == id_:
+        return ""
+    for form, cut in (("-" + id_, lambda p: p[:-len(id_) - 1]),
+                      (id_ + "-", lambda p: p[len(id_) + 1:])):
+        if (param.endswith(form) if form[0] == "-" else param.startswith(form)):
+            return cut(param)
+    return param.replace("-%s-" % id_, "-", 1)
+
+
+class _Collector:
+    """A pytest plugin object gathering per-phase reports into a SuiteRun. `targets_only`:
+    only tests that ran on a target (a plain pytest run holds other tests too)."""
+
+    def __init__(self, run, targets_only=False):
         self.run = run
+        self.targets_only = targets_only
+
+    def pytest_configure(self, config):
+        if not self.targets_only:  # `bijli hil run` prints the DISAGREE lines in its table
+            config._bijli_disagreements_shown_by_runner = True
 
     def pytest_runtest_logreport(self, report):
-        m = _PARAM.match(report.nodeid)
-        test = m.group("test").split("/")[-1] if m else report.nodeid
-        target = dict(report.user_properties).get("bijli_target") \
-            or (m.group("param") if m and m.group("param") else "-")
+        test, target = test_and_target(report)
+        if target is None:
+            if self.targets_only:
+                return
+            m = _PARAM.match(report.nodeid)
+            test = m.group("test").split("/")[-1] if m else report.nodeid
+            target = m.group("param") if m and m.group("param") else "-"
         r = self.run.results.get((test, target))
         if r is None:
             r = self.run.results[(test, target)] = Result(test, target, "passed", 0.0)

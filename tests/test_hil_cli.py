@@ -85,3 +85,34 @@ def test_targets_that_disagree_fail_the_run_with_a_line_naming_both(tmp_path):
     assert "DISAGREE test_tokens.py::test_a_token_is_credited_once_across_a_power_cycle: " \
            "passed on emulator; failed on emulator-defect" in out, out[-3000:]
     assert out.count("DISAGREE") == 1, out[-3000:]
+
+
+def test_a_plain_pytest_run_on_two_targets_names_the_disagreement(tmp_path):
+    """Not only `bijli hil run`: `pytest --bijli-target A --bijli-target B` ends with the
+    DISAGREE line in its terminal summary (and fails: one target failed)."""
+    root = pathlib.Path(__file__).resolve().parent.parent
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--pyargs",
+         "hil.conformance", "-p", "tests.hil_defects", "--bijli-target", "emulator",
+         "--bijli-target", "emulator-defect", "-k", "credited_once_across_a_power_cycle"],
+        capture_output=True, text=True, timeout=300, cwd=root)
+    out = run.stdout
+    assert run.returncode == 1, out[-3000:] + run.stderr[-2000:]
+    assert "bijli targets disagree" in out
+    assert "DISAGREE test_tokens.py::test_a_token_is_credited_once_across_a_power_cycle: " \
+           "passed on emulator; failed on emulator-defect" in out, out[-3000:]
+    assert out.count("DISAGREE") == 1
+
+
+def test_tests_and_targets_are_told_apart_in_parameter_ids():
+    class Report:
+        def __init__(self, nodeid, target):
+            self.nodeid, self.user_properties = nodeid, [("bijli_target", target)]
+    assert runner.test_and_target(Report("a/t.py::test_x[pty]", "pty")) == ("t.py::test_x", "pty")
+    assert runner.test_and_target(Report("t.py::test_x[3-pty]", "pty")) == \
+        ("t.py::test_x[3]", "pty")
+    assert runner.test_and_target(Report("t.py::test_x[emulator-defect]", "emulator-defect")) \
+        == ("t.py::test_x", "emulator-defect")
+    plain = Report("t.py::test_y[1-2]", None)
+    plain.user_properties = []
+    assert runner.test_and_target(plain) == ("t.py::test_y[1-2]", None)
