@@ -91,11 +91,13 @@ def make_fleet(meters, speed, seed, state, shard, scenario):
               help="Slow serial-like links: line speed in bytes/s ...")
 @click.option("--slow-share", type=click.FloatRange(0, 1), default=None,
               help="... for this share of the meters (default all).")
+@click.option("--tcp-idle", type=click.FloatRange(0), default=180, show_default=True,
+              help="Close a connection that sends nothing for this many seconds (0: never).")
 @click.option("--plain", is_flag=True, help="Plain status lines even on a terminal.")
 @click.option("--status-every", type=click.FloatRange(0.2), default=5.0, show_default=True,
               help="Seconds between plain status lines.")
 def serve(meters, gateway, addresses, port, speed, seed, faults_file, state, registry_out,
-          shard, push_to, plain, status_every, **fault_options):
+          shard, push_to, tcp_idle, plain, status_every, **fault_options):
     """Serve an emulated fleet until Ctrl-C / SIGTERM."""
     if bool(gateway) == bool(addresses):
         raise click.UsageError("give exactly one of --gateway tcp:HOST:PORT or --addresses "
@@ -114,14 +116,14 @@ def serve(meters, gateway, addresses, port, speed, seed, faults_file, state, reg
     live = sys.stdout.isatty() and not plain
     try:
         asyncio.run(_serve(the_fleet, faults, gateway, addresses, port, registry_out, push_to,
-                           live, status_every))
+                           live, status_every, tcp_idle))
     except FleetNetError as exc:
         raise click.ClickException(str(exc)) from None
 
 
 async def _serve(the_fleet, faults, gateway, addresses, port, registry_out, push_to, live,
-                 status_every):
-    server = FleetServer(the_fleet, faults, push_to=push_to)
+                 status_every, idle_s):
+    server = FleetServer(the_fleet, faults, push_to=push_to, idle_s=idle_s)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

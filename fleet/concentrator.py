@@ -69,8 +69,10 @@ class ConcentratorConnection(asyncio.Protocol):
         c.open += 1
         self.server.live.add(transport)
         self.plain = Shaper(transport, self.server.faults.session(""))
+        self.idle = self.server.idle_timer(transport)
 
     def data_received(self, data):
+        self.idle.touch()
         try:
             msgs = self.stream.feed(data)
         except FramingError:
@@ -144,5 +146,6 @@ class ConcentratorConnection(asyncio.Protocol):
     def connection_lost(self, exc):
         self.server.counters.open -= 1
         self.server.live.discard(self.transport)
+        self.idle.cancel()
         for meter_id in list(self.links):
             self._drop(meter_id)

@@ -26,12 +26,13 @@ from firmware.dlms import FramingError
 from firmware.dlms import wrapper as fw_wrapper
 from fleet.concentrator import Concentrator
 from fleet.link_faults import LinkFaults
-from fleet.wire import MAX_APDU, PUSH_DST_WPORT, SERVER_WPORT, MeterDown, Shaper
+from fleet.wire import MAX_APDU, PUSH_DST_WPORT, SERVER_WPORT, IdleTimer, MeterDown, Shaper
 from protocol.transport.tcp import parse_host_port
 
 DLMS_PORT = 4059
 FD_RESERVE = 256  # descriptors kept for connections, pushes, state files
 PUSH_INTERVAL_S = 0.5
+IDLE_S = 180  # s: IC 41 TCP-UDP setup's inactivity_time_out default, as bijli meter serve
 
 
 class FleetNetError(Exception):
@@ -83,6 +84,7 @@ class Counters:
         self.framing_errors = 0
         self.pushes_sent = 0
         self.push_errors = 0
+        self.idle_closed = 0  # connections closed by the inactivity time-out
         self.started = time.monotonic()
 
 
@@ -106,8 +108,10 @@ class MeterConnection(asyncio.Protocol):
         self.server.live.add(transport)
         self.faults = self.server.faults.session(self.meter_id)
         self.shaper = Shaper(transport, self.faults)
+        self.idle = self.server.idle_timer(transport)
 
     def data_received(self, data):
+        self.idle.touch()
         if self.silent:
             return
         server = self.server
@@ -135,6 +139,7 @@ class MeterConnection(asyncio.Protocol):
     def connection_lost(self, exc):
         self.server.counters.open -= 1
         self.server.live.discard(self.transport)
+        self.idle.cancel()
         if self.link is not None:
             self.link.release()
             self.link = None
@@ -143,8 +148,9 @@ class MeterConnection(asyncio.Protocol):
 class FleetServer:
     """Serves a Fleet's meters over TCP: per-meter addresses and/or a concentrator."""
 
-    def __init__(self, fleet, faults=None, push_to=None):
+    def __init__(self, fleet, faults=None, push_to=None, idle_s=IDLE_S):
         self.fleet = fleet
+        self.idle_s = idle_s  # a connection silent this long is closed (0: never)
         self.faults = faults if faults is not None else LinkFaults()
         self.counters = Counters()
         self.servers = []
@@ -204,6 +210,12 @@ class FleetServer:
         self._start_pushes()
         return self.gateway_address
 
+    def idle_timer(self, transport):
+        """The inactivity time-out of one new connection."""
+        def closed():
+            self.counters.idle_closed += 1
+        return IdleTimer(transport, self.idle_s, closed)
+
     # -- pushes ----------------------------------------------------------------------------
     def _start_pushes(self):
         if self._push_task is None:
@@ -246,6 +258,7 @@ class FleetServer:
                "connections": c.connections, "sessions": c.sessions, "requests": c.requests,
                "pushes_sent": c.pushes_sent, "push_errors": c.push_errors,
                "sessions_dropped": self.faults.sessions_dropped,
+               "idle_closed": c.idle_closed,
                "faults": self.faults.active}
         if self.concentrator is not None:
             doc["unknown_addresses"] = self.concentrator.unknown

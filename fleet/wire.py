@@ -37,3 +37,36 @@ class Shaper:
             self.transport.write(data)
         if then_close:
             self.transport.abort()
+
+
+class IdleTimer:
+    """Closes a connection that has received nothing for `seconds` (IC 41's inactivity
+    time-out, as `bijli meter serve --tcp-idle`): a head-end that opens connections and goes
+    quiet does not keep descriptors forever. `touch()` on every receipt costs one assignment;
+    the one timer re-arms itself for the remaining time."""
+
+    def __init__(self, transport, seconds, on_close):
+        self.transport = transport
+        self.seconds = seconds
+        self.on_close = on_close
+        self.loop = asyncio.get_running_loop()
+        self.last = self.loop.time()
+        self.handle = None if not seconds else self.loop.call_later(seconds, self._check)
+
+    def touch(self):
+        self.last = self.loop.time()
+
+    def _check(self):
+        left = self.last + self.seconds - self.loop.time()
+        if left > 0:
+            self.handle = self.loop.call_later(left, self._check)
+            return
+        self.handle = None
+        if not self.transport.is_closing():
+            self.on_close()
+            self.transport.abort()
+
+    def cancel(self):
+        if self.handle is not None:
+            self.handle.cancel()
+            self.handle = None

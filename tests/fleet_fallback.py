@@ -65,12 +65,12 @@ class FleetThread:
     what to serve; `call(fn)` runs fn on the loop thread (the meters are not thread-safe)."""
 
     def __init__(self, fleet, addresses=None, gateway=None, faults=None, port=4059,
-                 push_to=None):
+                 push_to=None, **server_options):
         import asyncio
         import threading
 
         from fleet.net import FleetServer
-        self.server = FleetServer(fleet, faults, push_to=push_to)
+        self.server = FleetServer(fleet, faults, push_to=push_to, **server_options)
         self.fleet = fleet
         self.addresses = addresses
         self.gateway = gateway

@@ -111,3 +111,16 @@ def test_a_powered_off_meter_is_unreachable_and_the_others_are_not(concentrator)
             assert c.serial_number() == "BJ00000001"
     finally:
         ft.call(ft.fleet.down.discard, "BJ00000003")
+
+
+def test_a_silent_connection_is_closed_after_the_idle_time_out():
+    with FleetThread(make_fleet(1), gateway="127.0.0.1:0", idle_s=0.5) as ft:
+        host, port = parse_host_port(ft.server.gateway_address)
+        with socket.create_connection((host, port), 5) as quiet:
+            quiet.settimeout(10)
+            assert quiet.recv(10) == b""  # closed by the fleet, not by the time-out here
+        assert ft.call(lambda: ft.server.counters.idle_closed) == 1
+        with socket.create_connection((host, port), 5) as busy:  # a talking one is served
+            decoder = wrapper.WrapperDecoder()
+            answer = gateway.decode(_exchange(busy, gateway.request(16, AARQ_PUBLIC), decoder))
+            assert answer.apdu[:1] == b"\x61"
