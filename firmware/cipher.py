@@ -3,6 +3,7 @@
     from firmware.cipher import aes_ecb
     e = aes_ecb(key16)            # first backend that works
     e.encrypt(block16) -> bytes   # one 16-byte block, forward direction only
+    e.encrypt_into(block16, out)  # cryptolib, cryptography: the same into a 16-byte buffer
 
 Backends, in order of preference (see docs/decisions.md "Crypto interface"):
 - "cryptolib":    MicroPython boards, `cryptolib.aes(key, 1)` (mode 1 = ECB, C code).
@@ -39,6 +40,12 @@ class _CryptolibECB:
             raise ValueError("AES block must be 16 bytes")
         return self._c.encrypt(bytes(block))
 
+    def encrypt_into(self, block, out):
+        """Encrypt one block into the 16-byte buffer `out` (nothing allocated)."""
+        if len(block) != 16:
+            raise ValueError("AES block must be 16 bytes")
+        self._c.encrypt(block, out)
+
 
 class _CryptographyECB:
     __slots__ = ("_enc",)
@@ -50,6 +57,12 @@ class _CryptographyECB:
         if len(block) != 16:
             raise ValueError("AES block must be 16 bytes")
         return self._enc.update(bytes(block))
+
+    def encrypt_into(self, block, out):
+        """Encrypt one block into the 16-byte buffer `out`."""
+        if len(block) != 16:
+            raise ValueError("AES block must be 16 bytes")
+        out[:] = self._enc.update(bytes(block))
 
 
 def available_backends():

@@ -108,22 +108,31 @@ def decode_length(buf, pos):
     return n, pos + 1 + k
 
 
-def _int_bytes(tag, v):
-    size, signed = _INTS[tag]
-    if type(v) is bool or not isinstance(v, int):
-        raise EncodeError("tag %d needs an int" % tag)
+def _range(size, signed):
     bits = size * 8
     if signed:
-        lo = -(1 << (bits - 1))
-        hi = (1 << (bits - 1)) - 1
-    else:
-        lo = 0
-        hi = (1 << bits) - 1
+        return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    return 0, (1 << bits) - 1
+
+
+# tag -> (size, lowest, highest): the bounds made once (on a 32-bit port the 32- and 64-bit
+# ones are big ints, which every encoding would otherwise allocate again)
+_INT_RANGES = {}
+for _t in _INTS:
+    _INT_RANGES[_t] = (_INTS[_t][0],) + _range(*_INTS[_t])
+
+
+def _int_into(out, tag, v):
+    """Append the `tag`-sized big-endian two's complement bytes of int v (range-checked)."""
+    size, lo, hi = _INT_RANGES[tag]
+    if type(v) is bool or not isinstance(v, int):
+        raise EncodeError("tag %d needs an int" % tag)
     if v < lo or v > hi:
         raise EncodeError("%d out of range for tag %d" % (v, tag))
-    if v < 0:
-        v += 1 << bits
-    return v.to_bytes(size, "big")
+    sh = 8 * size
+    while sh:
+        sh -= 8
+        out.append((v >> sh) & 0xFF)  # arithmetic shift: negative v gives its two's complement
 
 
 def _int_value(tag, buf, pos):
@@ -162,7 +171,7 @@ def encode_into(out, value, depth=0):
             encode_into(out, item, depth + 1)
     elif tag in _INTS:
         out.append(tag)
-        out.extend(_int_bytes(tag, v))
+        _int_into(out, tag, v)
     elif tag in _STRINGS:
         if not isinstance(v, (bytes, bytearray)):
             if tag != OCTET_STRING and isinstance(v, str):
@@ -264,7 +273,9 @@ def length(n):
 
 def integer(tag, value):
     """Fixed-width integer of type `tag` (range-checked: EncodeError when out of range)."""
-    return bytes((tag,)) + _int_bytes(tag, value)
+    out = bytearray((tag,))
+    _int_into(out, tag, value)
+    return bytes(out)
 
 
 def u8(v):

@@ -136,6 +136,15 @@ class Gcm:
             raise ValueError("ghash must be one of %s" % (GHASH_MODES,))
         self.mode = ghash
         self._bigxor = not MICROPYTHON
+        # AES into a caller's buffer (cryptolib, firmware.cipher's backends) or through
+        # encrypt() for any other object; and the scratch blocks every operation reuses, so a
+        # request ciphers without making garbage (one Gcm serves one meter, one call at a time)
+        into = getattr(aes, "encrypt_into", None)
+        self._enc = into if into is not None else self._encrypt_copy
+        self._j = bytearray(16)  # J0
+        self._cb = bytearray(16)  # counter block
+        self._ks = bytearray(16)  # keystream / E(K, J0)
+        self._blk = bytearray(16)  # a partial GHASH block, the lengths block, the hash
         h = int.from_bytes(aes.encrypt(bytes(16)), "big")
         if ghash == "words":
             self._t = _word_table(h)
@@ -223,18 +232,19 @@ class Gcm:
         for off in range(0, full, 16):
             self._mulw(data, off)
         if full < n:
-            last = bytearray(16)
-            last[:n - full] = data[full:]
+            last = self._blk
+            for i in range(16):
+                last[i] = data[full + i] if full + i < n else 0
             self._mulw(last, 0)
 
     def _hash_words(self, aad, ct):
-        """GHASH_H(aad, ct) as 16 bytes."""
+        """GHASH_H(aad, ct) as 16 bytes: a scratch buffer, valid until the next call."""
         z = self._z
         for k in range(5):
             z[k] = 0
         self._absorb(aad)
         self._absorb(ct)
-        lens = bytearray(16)
+        lens = self._blk
         a = len(aad) * 8
         c = len(ct) * 8
         for k in range(8):
@@ -242,7 +252,11 @@ class Gcm:
             lens[15 - k] = (c >> (8 * k)) & 0xFF
         self._mulw(lens, 0)
         out = lens  # reuse the buffer for the result
-        w0, w1, w2, w3, w4 = z[0], z[1], z[2], z[3], z[4]
+        w0 = z[0]  # (one by one: a five-name unpacking builds a tuple)
+        w1 = z[1]
+        w2 = z[2]
+        w3 = z[3]
+        w4 = z[4]
         out[0] = w0 >> 20
         out[1] = (w0 >> 12) & 0xFF
         out[2] = (w0 >> 4) & 0xFF
@@ -262,67 +276,105 @@ class Gcm:
         return out
 
     # -- GCM -----------------------------------------------------------------------------------
+    def _encrypt_copy(self, block, out):
+        """encrypt_into for an AES object that only has encrypt(block) -> bytes."""
+        out[:] = self._aes.encrypt(bytes(block))
+
     def _j0(self, iv):
+        """J0 in the scratch block (valid until the next operation)."""
+        j = self._j
         if len(iv) == 12:
-            return bytes(iv) + b"\x00\x00\x00\x01"
+            for i in range(12):
+                j[i] = iv[i]
+            j[12] = j[13] = j[14] = 0
+            j[15] = 1
+            return j
         if not iv:
             raise ValueError("empty IV")
-        return bytes(self._hash(b"", iv))
+        j[:] = self._hash(b"", iv)
+        return j
 
-    def _ctr(self, j0, data):
-        """CTR-mode keystream XOR starting at inc32(J0)."""
-        enc = self._aes.encrypt
-        block = bytearray(j0)
-        ctr = (j0[12] << 24) | (j0[13] << 16) | (j0[14] << 8) | j0[15]
+    def _ctr(self, j0, data, out, at):
+        """CTR-mode keystream XOR of `data` starting at inc32(J0), into out[at:]."""
+        enc = self._enc
+        block = self._cb
+        ks = self._ks
+        for i in range(16):
+            block[i] = j0[i]
         n = len(data)
-        out = bytearray(n)
         for off in range(0, n, 16):
-            ctr = (ctr + 1) & 0xFFFFFFFF
-            block[12] = ctr >> 24
-            block[13] = (ctr >> 16) & 0xFF
-            block[14] = (ctr >> 8) & 0xFF
-            block[15] = ctr & 0xFF
-            ks = enc(block)
-            k = min(16, n - off)
+            i = 15  # inc32: the low 32 bits count up, byte by byte (no big int on 32-bit)
+            while i >= 12:
+                block[i] = (block[i] + 1) & 0xFF
+                if block[i]:
+                    break
+                i -= 1
+            enc(block, ks)
+            k = n - off if n - off < 16 else 16  # (min() allocates on MicroPython)
             if k == 16 and self._bigxor:  # CPython: one int XOR beats 16 byte XORs
-                out[off:off + 16] = (int.from_bytes(ks, "big") ^ int.from_bytes(
+                out[at + off:at + off + 16] = (int.from_bytes(ks, "big") ^ int.from_bytes(
                     data[off:off + 16], "big")).to_bytes(16, "big")
             else:  # MicroPython: byte XORs allocate nothing
                 for i in range(k):
-                    out[off + i] = ks[i] ^ data[off + i]
-        return bytes(out)
+                    out[at + off + i] = ks[i] ^ data[off + i]
 
-    def _tag(self, j0, aad, ct, tag_len):
+    def _tag(self, j0, aad, ct, tag_len, out, at):
+        """The tag (tag_len bytes) into out[at:]."""
         s = self._hash(aad, ct)
-        e = self._aes.encrypt(j0)
-        out = bytearray(tag_len)
+        e = self._ks
+        self._enc(j0, e)
         for i in range(tag_len):
-            out[i] = s[i] ^ e[i]
-        return bytes(out)
+            out[at + i] = s[i] ^ e[i]
+
+    def seal_into(self, iv, plaintext, aad, out, at, tag_len=12):
+        """Write ciphertext || tag into out[at:at + len(plaintext) + tag_len] (a bytearray the
+        caller sized): the ciphering of a request allocates nothing here."""
+        if not 4 <= tag_len <= 16:
+            raise ValueError("tag length must be 4..16")
+        j0 = self._j0(iv)
+        self._ctr(j0, plaintext, out, at)
+        n = len(plaintext)
+        self._tag(j0, aad, memoryview(out)[at:at + n], tag_len, out, at + n)
 
     def encrypt(self, iv, plaintext, aad=b"", tag_len=12):
         """ciphertext || tag (tag_len bytes, 4..16)."""
+        out = bytearray(len(plaintext) + tag_len)
+        self.seal_into(iv, plaintext, aad, out, 0, tag_len)
+        return bytes(out)
+
+    def open(self, iv, data, aad=b"", tag_len=12):
+        """Plaintext (a new bytearray) of ciphertext || tag; SecurityError if the tag does not
+        verify (checked before anything is deciphered)."""
         if not 4 <= tag_len <= 16:
             raise ValueError("tag length must be 4..16")
+        n = len(data) - tag_len
+        if n < 0:
+            raise SecurityError("ciphertext shorter than its tag")
         j0 = self._j0(iv)
-        ct = self._ctr(j0, plaintext)
-        return ct + self._tag(j0, aad, ct, tag_len)
+        ct = memoryview(data)[:n]
+        s = self._hash(aad, ct)
+        e = self._ks
+        self._enc(j0, e)
+        d = 0  # compared in time independent of where the tags differ
+        for i in range(tag_len):
+            d |= s[i] ^ e[i] ^ data[n + i]
+        if d:
+            raise SecurityError("authentication tag mismatch")
+        out = bytearray(n)
+        self._ctr(j0, ct, out, 0)
+        return out
 
     def decrypt(self, iv, data, aad=b"", tag_len=12):
         """Plaintext of ciphertext || tag; SecurityError if the tag does not verify."""
-        if not 4 <= tag_len <= 16:
-            raise ValueError("tag length must be 4..16")
-        if len(data) < tag_len:
-            raise SecurityError("ciphertext shorter than its tag")
-        j0 = self._j0(iv)
-        ct = data[:len(data) - tag_len]
-        if not equal(self._tag(j0, aad, ct, tag_len), data[len(data) - tag_len:]):
-            raise SecurityError("authentication tag mismatch")
-        return self._ctr(j0, ct)
+        return bytes(self.open(iv, data, aad, tag_len))
 
     def gmac(self, iv, aad, tag_len=12):
         """GMAC tag of `aad` (GCM with empty plaintext)."""
-        return self._tag(self._j0(iv), aad, b"", tag_len)
+        if not 4 <= tag_len <= 16:
+            raise ValueError("tag length must be 4..16")
+        out = bytearray(tag_len)
+        self._tag(self._j0(iv), aad, b"", tag_len, out, 0)
+        return bytes(out)
 
 
 def equal(a, b):

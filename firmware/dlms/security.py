@@ -19,7 +19,7 @@ let alone accepted, for an APDU the association's policy would refuse (e.g. 0x20
 """
 from firmware.dlms import DecodeError, SecurityError
 from firmware.dlms.apdu import GENERAL_GLO_CIPHERING
-from firmware.dlms.axdr import decode_length, encode_length
+from firmware.dlms.axdr import EncodeError, decode_length
 from firmware.dlms.gcm import Gcm, equal
 
 SC_AUTH = 0x10
@@ -42,42 +42,79 @@ for _k in GLO_TAGS:
 
 
 class Suite0:
-    """Suite-0 ciphering with one block cipher key (EK) and authentication key (AK)."""
+    """Suite-0 ciphering with one block cipher key (EK) and authentication key (AK).
+
+    With the policy's security control (0x30, authenticated and encrypted) a request is
+    deciphered and its reply ciphered through scratch buffers kept here (the IV and SC || AK),
+    the reply written straight into the APDU it is sent in: one suite serves one meter, one
+    call at a time."""
 
     def __init__(self, ek, ak, aes=None):
         if len(ek) != 16 or len(ak) != 16:
             raise ValueError("suite 0 keys are 16 bytes")
         self.gcm = Gcm(bytes(ek), aes)
         self.ak = bytes(ak)
+        self._iv = bytearray(12)  # system title || invocation counter
+        self._aad = bytearray(17)  # SC || AK
+        self._aad[1:] = self.ak
 
-    def protect(self, sc, title, ic, plain):
-        """SC || IC || ciphered text [|| tag] for security control `sc`."""
+    def _set_iv(self, title, ic):
+        iv = self._iv
+        for i in range(8):
+            iv[i] = title[i]
+        iv[8] = (ic >> 24) & 0xFF
+        iv[9] = (ic >> 16) & 0xFF
+        iv[10] = (ic >> 8) & 0xFF
+        iv[11] = ic & 0xFF
+        return iv
+
+    def _protect_into(self, sc, title, ic, plain, out, at):
+        """SC || IC || ciphered text [|| tag] into out[at:] (sized by _content_len)."""
         _check_sc(sc)
         if len(title) != 8:
             raise ValueError("system title must be 8 bytes")
-        head = bytes((sc,)) + (ic & 0xFFFFFFFF).to_bytes(4, "big")
-        iv = bytes(title) + head[1:]
+        out[at] = sc
+        if not 0 <= ic <= 0xFFFFFFFF:  # (a compare allocates nothing; `&` a big int would)
+            ic &= 0xFFFFFFFF
+        iv = self._set_iv(title, ic)
+        for i in range(4):
+            out[at + 1 + i] = iv[8 + i]
+        at += 5
         mode = sc & 0x30
+        n = len(plain)
         if mode == SC_AUTH_ENC:
-            return head + self.gcm.encrypt(iv, plain, head[:1] + self.ak, TAG_LEN)
-        if mode == SC_AUTH:
-            return head + bytes(plain) + self.gcm.gmac(iv, head[:1] + self.ak + bytes(plain))
-        if mode == SC_ENC:
-            return head + self.gcm.encrypt(iv, plain, b"", TAG_LEN)[:len(plain)]
-        raise SecurityError("security control 0x%02x protects nothing" % sc)
+            aad = self._aad
+            aad[0] = sc
+            self.gcm.seal_into(iv, plain, aad, out, at, TAG_LEN)
+        elif mode == SC_AUTH:
+            out[at:at + n] = plain
+            out[at + n:at + n + TAG_LEN] = self.gcm.gmac(iv, bytes((sc,)) + self.ak + bytes(plain))
+        elif mode == SC_ENC:
+            out[at:at + n] = self.gcm.encrypt(iv, plain, b"", TAG_LEN)[:n]
+        else:
+            raise SecurityError("security control 0x%02x protects nothing" % sc)
 
-    def unprotect(self, title, content):
-        """(sc, ic, plaintext) of SC || IC || ciphered text [|| tag]; SecurityError if bad."""
-        if len(content) < 5:
+    def protect(self, sc, title, ic, plain):
+        """SC || IC || ciphered text [|| tag] for security control `sc`."""
+        out = bytearray(_content_len(sc, plain))
+        self._protect_into(sc, title, ic, plain, out, 0)
+        return bytes(out)
+
+    def _open(self, title, buf, at):
+        """(sc, ic, plaintext) of SC || IC || ciphered text [|| tag] in buf[at:]."""
+        if len(buf) - at < 5:
             raise SecurityError("ciphered content truncated")
-        sc = content[0]
+        sc = buf[at]
         _check_sc(sc)
-        ic = int.from_bytes(content[1:5], "big")
-        iv = bytes(title) + bytes(content[1:5])
-        body = content[5:]
+        ic = (buf[at + 1] << 24) | (buf[at + 2] << 16) | (buf[at + 3] << 8) | buf[at + 4]
+        iv = self._set_iv(title, ic)
+        body = memoryview(buf)[at + 5:]
         mode = sc & 0x30
         if mode == SC_AUTH_ENC:
-            return sc, ic, self.gcm.decrypt(iv, body, bytes((sc,)) + self.ak, TAG_LEN)
+            aad = self._aad
+            aad[0] = sc
+            return sc, ic, bytes(self.gcm.open(iv, body, aad, TAG_LEN))
+        body = bytes(body)
         if mode == SC_AUTH:
             if len(body) < TAG_LEN:
                 raise SecurityError("authenticated content shorter than its tag")
@@ -91,24 +128,31 @@ class Suite0:
             return sc, ic, self.gcm.encrypt(iv, body, b"", TAG_LEN)[:len(body)]
         raise SecurityError("security control 0x%02x protects nothing" % sc)
 
+    def unprotect(self, title, content):
+        """(sc, ic, plaintext) of SC || IC || ciphered text [|| tag]; SecurityError if bad."""
+        return self._open(title, content, 0)
+
+    def _wrap(self, head, with_title, sc, title, ic, plain):
+        """head || [title length || title] || length || content, built in one buffer."""
+        n = _content_len(sc, plain)
+        at = 2 + len(title) if with_title else 1
+        out = bytearray(at + _length_size(n) + n)
+        out[0] = head
+        if with_title:
+            out[1] = len(title)
+            out[2:at] = title
+        self._protect_into(sc, title, ic, plain, out, _put_length(out, at, n))
+        return bytes(out)
+
     def wrap(self, sc, title, ic, plain):
         """Service-specific glo APDU (e.g. GET.response C4 -> glo-get-response CC)."""
         if not plain or plain[0] not in GLO_TAGS:
             raise ValueError("no glo form for this APDU")
-        content = self.protect(sc, title, ic, plain)
-        out = bytearray((GLO_TAGS[plain[0]],))
-        encode_length(out, len(content))
-        out.extend(content)
-        return bytes(out)
+        return self._wrap(GLO_TAGS[plain[0]], False, sc, title, ic, plain)
 
     def wrap_general(self, sc, title, ic, plain):
         """general-glo-ciphering APDU carrying our system title."""
-        content = self.protect(sc, title, ic, plain)
-        out = bytearray((GENERAL_GLO_CIPHERING, len(title)))
-        out.extend(title)
-        encode_length(out, len(content))
-        out.extend(content)
-        return bytes(out)
+        return self._wrap(GENERAL_GLO_CIPHERING, True, sc, title, ic, plain)
 
     def unwrap(self, apdu, peer_title, required_sc=None):
         """(kind, title, sc, ic, plain APDU) of a glo or general-glo APDU.
@@ -125,7 +169,10 @@ class Suite0:
             tlen, pos = decode_length(apdu, 1)
             if pos + tlen > len(apdu):
                 raise DecodeError("system title truncated")
-            title = bytes(apdu[pos:pos + tlen])
+            if peer_title is not None and _same(apdu, pos, tlen, peer_title):
+                title = peer_title  # the same bytes: no copy
+            else:
+                title = bytes(apdu[pos:pos + tlen])
             pos += tlen
             kind = KIND_GENERAL
             if not title and peer_title is not None:
@@ -145,7 +192,7 @@ class Suite0:
             raise DecodeError("ciphered APDU length mismatch")
         if required_sc is not None and (n < 1 or apdu[pos] != required_sc):
             raise SecurityError("security control does not match the association's policy")
-        sc, ic, plain = self.unprotect(title, apdu[pos:])
+        sc, ic, plain = self._open(title, apdu, pos)
         if kind == KIND_GLO and (not plain or GLO_TAGS.get(plain[0]) != tag):
             raise SecurityError("ciphered APDU does not match its glo tag")
         return kind, title, sc, ic, plain
@@ -163,6 +210,48 @@ class Suite0:
         if not equal(self.hls_response(title, ic, challenge), f):
             raise SecurityError("HLS-GMAC response does not verify")
         return ic
+
+
+def _content_len(sc, plain):
+    """Length of SC || IC || ciphered text [|| tag]."""
+    return 5 + len(plain) + (TAG_LEN if sc & SC_AUTH else 0)
+
+
+def _length_size(n):
+    """Bytes of the A-XDR/BER length of n (as axdr.encode_length writes it)."""
+    if n < 0x80:
+        return 1
+    if n < 0x100:
+        return 2
+    if n < 0x10000:
+        return 3
+    if n < 0x1000000:
+        return 4
+    if n < 0x100000000:
+        return 5
+    raise EncodeError("length too large")
+
+
+def _put_length(out, at, n):
+    """Write axdr.encode_length's bytes of n at out[at:]; returns the position after them."""
+    k = _length_size(n) - 1
+    if k:
+        out[at] = 0x80 | k
+        at += 1
+    for i in range(k - 1 if k else 0, -1, -1):
+        out[at] = (n >> (8 * i)) & 0xFF
+        at += 1
+    return at
+
+
+def _same(buf, pos, n, value):
+    """buf[pos:pos + n] == value, without slicing."""
+    if n != len(value):
+        return False
+    for i in range(n):
+        if buf[pos + i] != value[i]:
+            return False
+    return True
 
 
 def _check_sc(sc):

@@ -161,3 +161,29 @@ def test_pure_aes_is_loaded_only_when_used():
         for name, mod in saved.items():
             sys.modules["firmware." + name] = mod
             setattr(firmware, name, mod)
+
+
+def test_sealing_and_opening_allocate_no_scratch():
+    """seal_into / open work in the Gcm's scratch blocks: on a port with a C AES (cryptolib)
+    ciphering into a caller's buffer allocates only two memoryview headers, and opening only
+    the plaintext's buffer (each used to allocate ~1 KB of slices and copies per APDU)."""
+    import gc
+    import sys
+
+    from firmware.cipher import backend_name
+    from tests.firmware.util import allocated
+
+    g = Gcm(K1)
+    iv, pt, aad = bytes(range(12)), bytes(range(40)), bytes(17)
+    out = bytearray(60)
+    g.seal_into(iv, pt, aad, out, 4, 16)
+    assert bytes(out[4:]) == g.encrypt(iv, pt, aad, 16)
+    assert g.open(iv, memoryview(out)[4:], aad, 16) == pt
+    if not hasattr(gc, "mem_alloc") or backend_name() != "cryptolib":
+        return
+    word = 1 if sys.maxsize < 1 << 32 else 2
+    _, sealing = allocated(g.seal_into, iv, pt, aad, out, 4, 16)
+    _, opening = allocated(g.open, iv, memoryview(out)[4:], aad, 16)
+    print("alloc: seal_into %d B, open %d B" % (sealing, opening))
+    assert sealing <= 64 * word, sealing
+    assert opening <= 128 * word, opening

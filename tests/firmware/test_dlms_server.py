@@ -619,18 +619,32 @@ def test_over_wrapper():
 
 
 def test_allocation_per_request_is_bounded():
-    """gc.mem_alloc delta of a register GET (plain and ciphered); bound checked on MicroPython."""
+    """gc.mem_alloc delta of a register GET (plain and ciphered), the GC off. Issue 9's
+    contract on a 32-bit port with a C AES (cryptolib): a plain GET <= 512 B, a ciphered one
+    <= 1.5 KB (they were 496 B and 2,912 B: the deciphered and ciphered APDUs were sliced and
+    concatenated). A 64-bit port's blocks are twice as big; a port without a C AES (the
+    WebAssembly one) allocates in the pure-Python AES. CPython: nothing to measure."""
     if not hasattr(gc, "mem_alloc"):
         return  # CPython: the bound is only meaningful on the port (bench reports figures)
+    import sys
+
+    from firmware.cipher import backend_name
+
+    scale = 1 if sys.maxsize < 1 << 32 else 2
     srv, _r, _l = make_server()
     s = reader_session(srv)
     req = get_req(3, ENERGY, 2)
     s.handle(0x20, req)
     _, plain = allocated(s.handle, 0x20, req)
     s2, c = utility_session(srv)
+    s2.handle(0x30, c.wrap(req))
     _, ciphered = allocated(s2.handle, 0x30, c.wrap(req))
     print("alloc per GET: plain %d B, ciphered %d B" % (plain, ciphered))
-    assert plain < 2048 and ciphered < 8192, (plain, ciphered)
+    assert plain <= 512 * scale, plain
+    if backend_name() == "cryptolib":
+        assert ciphered <= 1536 * scale, ciphered
+    else:
+        assert ciphered < 8192, ciphered
 
 
 def test_invocation_counter_exhaustion_stops_ciphering():
