@@ -2,7 +2,7 @@
 import json
 
 from firmware import aes, cipher
-from firmware.ff1 import FF1
+from firmware.ff1 import ALPHABET, FF1
 from firmware.hmac_sha256 import hmac_sha256
 from tests.firmware.util import raises
 
@@ -138,10 +138,10 @@ def test_ff1_tweak_and_key_change_the_ciphertext():
 
 def _slow_ctx(ctx, n, tw):
     # the same FF1 context without the cached prefix: full CBC-MAC of P || Q every round
-    u, v, b, d, pre, head, mu, mv = ctx
+    u, v, b, d, pre, head, mu, mv = ctx[:8]
     p = (bytes((1, 2, 1)) + (10).to_bytes(3, "big") + bytes((10, u))
          + n.to_bytes(4, "big") + len(tw).to_bytes(4, "big"))
-    return (u, v, b, d, None, p + tw + bytes((-len(tw) - b - 1) % 16), mu, mv)
+    return (u, v, b, d, None, p + tw + bytes((-len(tw) - b - 1) % 16), mu, mv, None)
 
 
 def test_ff1_fast_prf_path_matches_full_cbc_mac():
@@ -165,6 +165,32 @@ def test_ff1_inline_rounds_match_generic_rounds():
             f._cache[(20, tw)] = _slow_ctx(f._setup(20, tw), 20, tw)
             assert f.encrypt(x, tw) == fast
             assert f.decrypt(fast, tw) == x
+
+
+def test_ff1_limb_rounds_match_big_int_rounds():
+    """The small-int limb rounds (MicroPython's default: no big-int garbage) give the big-int
+    rounds' numerals for every radix, odd and even lengths, short and long tweaks."""
+    e = cipher.aes_ecb(bytes(range(16)))
+    seed = 12345
+    for radix in (2, 3, 10, 16, 36):
+        limbs = FF1(e, radix, limbs=True)
+        ints = FF1(e, radix, limbs=False)
+        for n in (2, 3, 7, 19, 20, 21, 33, 40):
+            if radix ** n < 1000000:
+                continue
+            for tw in (b"", b"BJL0000123\x00\x00\x01", bytes(range(20))):
+                digits = []
+                for _ in range(n):
+                    seed = (seed * 1103515245 + 12345) & 0x7FFFFFFF
+                    digits.append(ALPHABET[(seed >> 8) % radix])
+                x = "".join(digits)
+                ct = ints.encrypt(x, tw)
+                assert limbs.encrypt(x, tw) == ct, (radix, n, x)
+                assert limbs.decrypt(ct, tw) == x and ints.decrypt(ct, tw) == x
+    edge = FF1(e, 10, limbs=True)
+    for x in ("0" * 20, "9" * 20, "00000000009999999999", "99999999990000000000"):
+        assert edge.decrypt(edge.encrypt(x, b"t"), b"t") == x
+        assert edge.encrypt(x, b"t") == FF1(e, 10, limbs=False).encrypt(x, b"t")
 
 
 def test_ff1_long_input_generic_prf_round_trip():

@@ -1,0 +1,101 @@
+"""Issue 9's per-request heap contract, on the real firmware stack (Meter + COSEM table + DLMS
+server), measured with gc.mem_alloc() and the GC off: bytes allocated, not time.
+
+The figures are a 32-bit port's with a C AES (cryptolib): the unix32 build that
+tests/test_micropython_unix.py runs, ESP32 and RP2040 boards. A 64-bit port's blocks are
+twice as big (the bounds double); a port without a C AES (the WebAssembly one) allocates in
+the pure-Python AES, so the ciphered bounds are not checked there; CPython has no heap figures
+(the requests still run, and must succeed). bench/mpy_heap_request.py prints the figures.
+"""
+import gc
+import sys
+
+from firmware import token_codec as tc
+from firmware.cipher import backend_name
+from firmware.cosem import table as T
+from firmware.dlms import ObjectTable
+from firmware.dlms import axdr as D
+from firmware.dlms.server import DlmsServer
+from tests.firmware import cosem_meter
+from tests.firmware import dlms_client as C
+from tests.firmware.test_dlms_server import aare_fields
+from tests.firmware.util import allocated
+
+EK = bytes(range(16))  # INSECURE test key
+AK = bytes(range(0xD0, 0xE0))  # INSECURE test key
+T0 = 1767600000
+
+# issue 9 goals (32-bit port, bytes allocated per request)
+PLAIN_GET_MAX = 512
+CIPHERED_GET_MAX = 1536
+TOKEN_ENTRY_MAX = 8192
+
+
+def _scale():
+    """1 on a 32-bit port, 2 on a 64-bit one (GC blocks of 4 words)."""
+    return 1 if sys.maxsize < 1 << 32 else 2
+
+
+def _measured():
+    """True where the bounds apply: MicroPython (gc.mem_alloc) with cryptolib's AES."""
+    return hasattr(gc, "mem_alloc") and backend_name() == "cryptolib"
+
+
+def _served():
+    """(meter, a DLMS server session over its COSEM table), six hours into the meter's life."""
+    m = cosem_meter.make_meter(T0)
+    m.provision_credit(20000)
+    m.hal.clock.advance(6 * 3600)
+    m.tick()
+    table = T.build(m).register(ObjectTable())
+    srv = DlmsServer(table, b"BJL00042", lambda n: bytes(n), ek=EK, ak=AK,
+                     password=b"12345678")  # INSECURE test password
+    return m, srv.session()
+
+
+def _utility(ses):
+    """Associate as the utility client (HLS-GMAC, suite 0); returns its CipherClient."""
+    c = C.CipherClient(EK, AK)
+    ui = c.wrap(C.initiate_request(), general=False)
+    aare = ses.handle(0x30, C.build_aarq(3, 5, b"0123456789ABCDEF", c.title, ui))
+    stoc = aare_fields(aare)[3]
+    f = c.s0.hls_response(c.title, c.ic + 1, stoc)
+    ses.handle(0x30, c.wrap(C.action_req(15, T.CURRENT_ASSOCIATION, 1, (D.OCTET_STRING, f))))
+    return c
+
+
+def test_plain_get_allocates_at_most_512_bytes():
+    m, ses = _served()
+    ses.handle(0x10, C.build_aarq(user_info=C.initiate_request()))
+    req = C.get_req(3, T.BALANCE, 2)
+    reply, used = allocated(ses.handle, 0x10, req)
+    assert reply[:4] == b"\xc4\x01\xc1\x00", reply
+    if used is not None:
+        print("public GET balance: %d B" % used)
+        assert used <= PLAIN_GET_MAX * _scale(), used
+
+
+def test_ciphered_get_allocates_at_most_1536_bytes():
+    m, ses = _served()
+    c = _utility(ses)
+    reply, used = allocated(ses.handle, 0x30, c.wrap(C.get_req(3, T.ENERGY_IMPORT, 2)))
+    assert c.unwrap(reply)[:4] == b"\xc4\x01\xc1\x00", reply
+    if _measured():
+        print("ciphered GET energy: %d B" % used)
+        assert used <= CIPHERED_GET_MAX * _scale(), used
+
+
+def test_token_entry_allocates_at_most_8_kb():
+    """The first token through IC 115 (ciphered ACTION): judge, credit, save, events."""
+    m, ses = _served()
+    c = _utility(ses)
+    before = m.account.balance
+    digits = tc.TokenCipher(cosem_meter.KEY, cosem_meter.METER_ID).encrypt(
+        tc.TYPE_CREDIT, tc.encode_value(tc.TYPE_CREDIT, 100), 1, 0, 0)
+    req = c.wrap(C.action_req(115, T.TOKEN_GATEWAY, 1, (D.OCTET_STRING, digits.encode())))
+    reply, used = allocated(ses.handle, 0x30, req)
+    assert c.unwrap(reply)[:4] == b"\xc7\x01\xc1\x00", reply
+    assert m.account.balance == before + 10000
+    if _measured():
+        print("token entry: %d B" % used)
+        assert used <= TOKEN_ENTRY_MAX * _scale(), used
