@@ -300,7 +300,7 @@ class ClientCore:
         """AARQ/AARE (and HLS-GMAC pass 3/4 for the utility client). Returns the negotiated
         InitiateResponse; AssociationError with the meter's diagnostic when refused."""
         aarq, challenge = self._aarq()
-        reply = yield aarq.encode()
+        reply = yield self._encoded_aarq(aarq, challenge)
         aare = self._decode_reply(bytes(reply), "AARQ")
         if isinstance(aare, (ExceptionResponse, ConfirmedServiceError)):
             raise AssociationError("association refused: %s" % describe_exception(aare))
@@ -316,6 +316,22 @@ class ClientCore:
             yield from self._hls_passes_3_and_4(aare.responding_authentication_value, challenge)
         self.associated = True
         return initiate
+
+    _aarq_octets = {}  # public AARQs, encoded once per process (they never vary)
+
+    def _encoded_aarq(self, aarq, challenge):
+        """The AARQ's octets. One without any authentication is the same in every session of
+        the same PDU size, so it is encoded once (a head-end opening thousands of public
+        sessions spends its time elsewhere); an LLS AARQ is not kept (it holds the password),
+        an HLS one carries a fresh challenge."""
+        if self.mechanism != acse.MECHANISM_NONE or challenge is not None or self.ciphered:
+            return aarq.encode()
+        octets = self._aarq_octets.get(self.max_pdu)
+        if octets is None:
+            if len(self._aarq_octets) > 64:
+                self._aarq_octets.clear()
+            octets = self._aarq_octets[self.max_pdu] = aarq.encode()
+        return octets
 
     def _aarq(self):
         """The AARQ of this role and the HLS challenge it carries (None without HLS); an HLS
@@ -388,7 +404,7 @@ class ClientCore:
     def release(self):
         """RLRQ/RLRE. Returns the RLRE reason."""
         self.associated = False
-        reply = yield RLRQ(acse.RELEASE_NORMAL).encode()
+        reply = yield _rlrq_normal()
         try:
             decoded = self._decode_reply(bytes(reply), "RLRQ")
         except DecodeError:
@@ -605,6 +621,16 @@ class ClientCore:
         """The meter's serial number (0.0.96.1.0.255) as text."""
         value = yield from self.get(1, SERIAL_NUMBER, 2)
         return value.decode("latin-1") if isinstance(value, bytes) else str(value)
+
+
+_RLRQ = []
+
+
+def _rlrq_normal():
+    """The octets of RLRQ reason normal (the same in every session: encoded once)."""
+    if not _RLRQ:
+        _RLRQ.append(RLRQ(acse.RELEASE_NORMAL).encode())
+    return _RLRQ[0]
 
 
 def _range_bound(value, default):
