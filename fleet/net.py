@@ -55,9 +55,11 @@ def check_descriptors(needed):
             "(--gateway)" % (needed, want, soft, hard, want))
 
 
-def meter_addresses(network, count, port=DLMS_PORT):
-    """The first `count` host addresses of `network` ("127.1.0.0/16") as (host, port); a
-    FleetNetError when the network is not loopback or too small."""
+def meter_addresses(network, indices, port=DLMS_PORT):
+    """(host, port) of each population index in `indices`: index i is the (i+1)-th host
+    address of `network` ("127.1.0.0/16"), so a meter keeps its address across runs and the
+    shards of one population share the network without colliding. FleetNetError when the
+    network is not loopback or too small."""
     try:
         net = ipaddress.ip_network(network, strict=False)
     except ValueError as exc:
@@ -66,11 +68,12 @@ def meter_addresses(network, count, port=DLMS_PORT):
         raise FleetNetError("--addresses %s: the fleet only listens on loopback (127.0.0.0/8)"
                             % network)
     hosts = net.num_addresses - (2 if net.prefixlen < 31 else 0)
-    if count > hosts:
-        raise FleetNetError("--addresses %s holds %d host addresses, %d meters asked"
-                            % (network, hosts, count))
+    indices = list(indices)
+    if indices and max(indices) >= hosts:
+        raise FleetNetError("--addresses %s holds %d host addresses; meter index %d needs a "
+                            "larger network" % (network, hosts, max(indices)))
     first = int(net.network_address) + (1 if net.prefixlen < 31 else 0)
-    return [(str(ipaddress.ip_address(first + i)), port) for i in range(count)]
+    return [(str(ipaddress.ip_address(first + i)), port) for i in indices]
 
 
 class Counters:
@@ -168,7 +171,8 @@ class FleetServer:
         ids = list(self.fleet.meter_ids())
         check_descriptors(len(ids))
         loop = asyncio.get_running_loop()
-        for meter_id, (host, p) in zip(ids, meter_addresses(network, len(ids), port)):
+        indices = [int(self.fleet.info(m)["index"]) for m in ids]
+        for meter_id, (host, p) in zip(ids, meter_addresses(network, indices, port)):
             mode = self.faults.unreachable_as(meter_id)
             if mode == "refused":
                 self.faults.refused += 1

@@ -124,3 +124,15 @@ def test_a_silent_connection_is_closed_after_the_idle_time_out():
             decoder = wrapper.WrapperDecoder()
             answer = gateway.decode(_exchange(busy, gateway.request(16, AARQ_PUBLIC), decoder))
             assert answer.apdu[:1] == b"\x61"
+
+
+def test_addresses_follow_the_population_index():
+    from fleet.net import FleetNetError, meter_addresses
+    assert meter_addresses("127.9.0.0/16", [0, 1, 256]) == [
+        ("127.9.0.1", 4059), ("127.9.0.2", 4059), ("127.9.1.1", 4059)]
+    assert meter_addresses("127.9.0.0/30", [1], 5000) == [("127.9.0.2", 5000)]
+    for network, indices, message in (("127.9.0.0/30", [2], "larger network"),
+                                      ("10.0.0.0/8", [0], "loopback"),
+                                      ("127.9.0.0/33", [0], "127.9.0.0/33")):
+        with pytest.raises(FleetNetError, match=message):
+            meter_addresses(network, indices)
