@@ -19,10 +19,12 @@ import asyncio
 import datetime
 import time
 
-from headend import jobs, registry
+from headend import jobs, readings, registry
 from headend import keyring as keyring_mod
 from protocol import axdr
+from protocol.bijli_meter import DAILY_PROFILE
 from protocol.client import UTILITY, AsyncDlmsClient
+from protocol.client_core import LOAD_PROFILE
 from protocol.cosem_types import CosemDateTime
 from protocol.errors import ProtocolError, ServiceError
 from protocol.obis import Obis
@@ -33,6 +35,7 @@ SUSPENSION = Obis("0.0.96.3.128.255")  # bijli's disconnection suspension (IC 1,
 CLOCK = Obis("0.0.1.0.0.255")
 SUSPENDED_UNTIL_RESUME = 0xFFFFFFFF
 CONTROL_STATES = {0: "disconnected", 1: "connected", 2: "ready_for_reconnection"}
+PROFILE_DAYS, PROFILE_HOURS = 35, 48  # how much of its profiles a read step fetches
 CLOCK_TOLERANCE_S = 5.0  # a meter clock off by less is left alone (one session takes ~1 s)
 
 
@@ -121,6 +124,22 @@ async def _meter_time(c):
     return t.timestamp()
 
 
+async def _profiles(c, meter_time):
+    """The meter's daily profile (last PROFILE_DAYS days) and interval profile (last
+    PROFILE_HOURS), by the meter's own clock: {"daily": [[start, import_wh, export_wh,
+    charge_paise, balance_paise], ...], "interval": [...]} (headend.readings stores them)."""
+    out = {}
+    for name, obis, span in ((readings.DAILY, DAILY_PROFILE, PROFILE_DAYS * 86400),
+                             (readings.INTERVAL, LOAD_PROFILE, PROFILE_HOURS * 3600)):
+        start = None
+        if meter_time is not None:
+            start = datetime.datetime.fromtimestamp(meter_time - span, datetime.UTC)
+        prof = await c.profile(obis, start=start)
+        out[name] = [[r[0].timestamp()] + list(r[1:5]) for r in prof.rows
+                     if len(r) >= 5 and isinstance(r[0], datetime.datetime)]
+    return out
+
+
 async def _read(c, step, clock):
     balance = await c.balance()
     energy = await c.energy()
@@ -131,6 +150,10 @@ async def _read(c, step, clock):
     result.update(balance_paise=_number(balance.paise), energy_wh=_number(energy.wh),
                   clock=meter_time, clock_drift_s=None if meter_time is None
                   else round(meter_time - clock(), 1))
+    try:  # a meter without bijli's profiles still gets its registers read
+        result["profiles"] = await _profiles(c, meter_time)
+    except ServiceError as e:
+        result["profiles_error"] = str(e)
     return jobs.StepOutcome(jobs.DONE, result=result)
 
 
@@ -207,7 +230,12 @@ class BulkQueue:
         return jobs.StepOutcome("halted", error="stopped by the kill switch")
 
     def record(self, db, batch, now):
-        """Record outcomes in the caller's transaction; see headend.jobs.record."""
+        """Record outcomes in the caller's transaction; see headend.jobs.record. A read's
+        profile entries go to headend.readings (the step's result keeps only their count)."""
+        for step, oc in batch:
+            if oc.result and "profiles" in oc.result:
+                oc.result["profile_entries"] = readings.store(
+                    db, step.meter_id, oc.result.pop("profiles"), now)
         return jobs.record(db, batch, now, self.worker.worker_id, self.worker.rng)
 
     def extend(self, db, lease_ids, now):

@@ -3,7 +3,7 @@
     app = create_app("headend.sqlite", keyring.load())
     uvicorn.run(app, host="127.0.0.1", port=8080)     # or: bijli headend serve --http ...
 
-Routes live under /api/v1 (payments and recharges, meters, bulk jobs and the kill switch,
+The operator's dashboard (headend/web) is served by the same app at /. Routes live under /api/v1 (payments and recharges, meters, bulk jobs and the kill switch,
 audit, status, health); the OpenAPI document is /api/v1/openapi.json and its page /api/v1/docs.
 Every route but health needs an API key (headend.apikeys) whose role allows it; every POST
 that changes state honours an Idempotency-Key. Errors have one body (headend.api.errors). The
@@ -16,6 +16,7 @@ from fastapi import FastAPI
 
 from headend.api import errors, routes_info, routes_jobs, routes_money
 from headend.api.deps import Pool
+from headend.web.app import mount_dashboard
 
 PREFIX = "/api/v1"
 
@@ -41,4 +42,6 @@ def create_app(db_url, keyring=None, title="bijli head-end"):
     errors.install(app)
     for module in (routes_money, routes_jobs, routes_info):
         app.include_router(module.router, prefix=PREFIX)
+    # the operator's dashboard at / (headend/web; docs/dashboard.md), on the same pool
+    mount_dashboard(app, db_url, keyring=keyring, pool=pool)
     return app

@@ -5,8 +5,6 @@ Keys are presented as `Authorization: Bearer <key>` or `X-API-Key: <key>`. No ke
 unknown / revoked one: 401; a key whose role may not use the route: 403. The key is never
 logged or echoed back.
 """
-import contextlib
-import threading
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -15,6 +13,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from headend import apikeys
 from headend import db as dbmod
 from headend.api.errors import ApiError
+from headend.dbpool import Pool  # noqa: F401 - the app's pool (also the dashboard's)
 
 # who may do what (docs/headend.md "HTTP API")
 ANY = (apikeys.OPERATOR, apikeys.CASHIER, apikeys.READ_ONLY)
@@ -24,46 +23,6 @@ OPERATORS = (apikeys.OPERATOR,)
 
 _bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <API key>")
 _header = APIKeyHeader(name="X-API-Key", auto_error=False, description="the API key")
-
-
-class Pool:
-    """Database connections for the request threads: one per request at a time, kept for the
-    next (a connection that failed is closed, the next request opens a new one)."""
-
-    def __init__(self, db_url, keep=16):
-        self.db_url = db_url
-        self.keep = keep
-        self._free = []
-        self._lock = threading.Lock()
-
-    @contextlib.contextmanager
-    def connection(self):
-        with self._lock:
-            db = self._free.pop() if self._free else None
-        if db is None:
-            db = dbmod.connect(self.db_url, create=False)
-        healthy = False
-        try:
-            yield db
-            healthy = True
-        except dbmod.DatabaseError:
-            raise  # the connection may be gone: do not hand it to the next request
-        except BaseException:
-            healthy = True  # an API error or a handler's bug: the connection is fine
-            raise
-        finally:
-            with self._lock:
-                if healthy and len(self._free) < self.keep:
-                    self._free.append(db)
-                    db = None
-            if db is not None:
-                db.close()
-
-    def close(self):
-        with self._lock:
-            free, self._free = self._free, []
-        for db in free:
-            db.close()
 
 
 def get_db(request: Request):
