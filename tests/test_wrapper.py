@@ -1,7 +1,10 @@
 """The DLMS/COSEM TCP wrapper (protocol/wrapper.py)."""
 import pytest
 from dlms_cosem.protocol.wrappers import WrapperHeader, WrapperProtocolDataUnit
+from hypothesis import given
+from hypothesis import strategies as st
 
+from protocol import wrapper
 from protocol.errors import EncodeError, FramingError
 from protocol.wrapper import (
     WRAPPER,
@@ -96,3 +99,9 @@ def test_stream_length_limit():
     with pytest.raises(FramingError, match="limit"):
         d.feed(encode(1, 0x10, b"x" * 101))
     assert WrapperDecoder(max_length=100).feed(encode(1, 0x10, b"x" * 100))[0].apdu == b"x" * 100
+
+
+@given(st.integers(0, 0xFFFF), st.integers(0, 0xFFFF), st.binary(max_size=600))
+def test_encode_fast_path_is_the_grammar(source, destination, apdu):
+    assert wrapper.encode(source, destination, apdu) == wrapper.encode_with_grammar(
+        source, destination, apdu)

@@ -204,7 +204,8 @@ class AsyncTcpTransport(_TcpClient):
             raise self._link_error("is not open")
         try:
             self._writer.write(data)
-            await asyncio.wait_for(self._writer.drain(), self.timeout)
+            async with asyncio.timeout(self.timeout):
+                await self._writer.drain()
         except (TimeoutError, OSError) as exc:
             await self.close()
             raise self._link_error("failed while sending: %s" % _why(exc)) from None
@@ -214,8 +215,9 @@ class AsyncTcpTransport(_TcpClient):
         if self._reader is None:
             raise self._link_error("is not open")
         try:
-            data = await asyncio.wait_for(self._reader.read(READ_SIZE),
-                                          self.timeout if timeout is None else max(0.0, timeout))
+            # asyncio.timeout, not wait_for: no task per read (a head-end reads a lot)
+            async with asyncio.timeout(self.timeout if timeout is None else max(0.0, timeout)):
+                data = await self._reader.read(READ_SIZE)
         except TimeoutError:
             return b""
         except OSError as exc:
