@@ -327,3 +327,17 @@ def test_status_health_and_the_openapi_document(api):
     assert doc["components"]["securitySchemes"]
     page = none.get("/docs")
     assert page.status_code == 200 and "openapi.json" in page.text
+
+
+def test_answers_are_not_held_back_by_nagle(api):
+    """The server's connections have TCP_NODELAY: with Nagle on, a keep-alive client waited
+    for a delayed ACK (~40 ms) on every answer (asyncio sets it only on sockets created with
+    proto IPPROTO_TCP, which headend.api.server.bind now does)."""
+    import socket
+    with api.client() as c:
+        assert c.get("/health").status_code == 200  # the connection stays open (keep-alive)
+        conns = list(api.server.server_state.connections)
+        assert conns
+        for proto in conns:
+            sock = proto.transport.get_extra_info("socket")
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY), sock
