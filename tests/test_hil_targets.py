@@ -199,3 +199,61 @@ def test_the_qemu_target_power_cycles_through_a_board_reset():
         t.power_cycle()
         assert m.enter_token(token).name == "used"
         assert m.balance() == before + 2500
+
+
+def test_a_serial_board_is_power_cycled_through_its_reset_line(tmp_path):
+    """serial:PORT,reset=rts: the harness pulses the adapter's RTS line wired to the board's
+    reset (here a pyserial handler that restarts a MicroPython meter on the pulse, reached over
+    socket://). A token accepted before the reset is "used" after it, its credit kept; the
+    DLMS transport never asserts the line."""
+    import serial
+
+    from tests.serial_spy import protocol_resetspy as protocol_spy
+
+    try:
+        board = targets.make("micropython:unix64")
+    except targets.TargetUnavailable as e:
+        pytest.skip(str(e))
+    serial.protocol_handler_packages.append("tests.serial_spy")
+    protocol_spy.EVENTS.clear()
+    try:
+        with board:
+            protocol_spy.ON_PULSE[:] = [lambda line: board.hard_reset()]
+            t = targets.make("serial:resetspy://%s:%d@115200,reset=rts" % board.unix.address,
+                             workdir=str(tmp_path), vending_state=str(tmp_path / "ids.json"),
+                             counter_store=board.counter_store)
+            assert {targets.POWER_CYCLE, targets.HARD_RESET} <= t.capabilities
+            with t:
+                m = t.session("utility")
+                before = m.balance()
+                token = t.vend(25)
+                assert m.enter_token(token).name == "accept"
+                pid = board.processes()
+                assert ("rts", True) not in protocol_spy.EVENTS  # released while talking
+                t.power_cycle()
+                assert board.processes() != pid  # the board was reset
+                assert m.enter_token(token).name == "used"
+                assert m.balance() == before + 2500
+        assert protocol_spy.EVENTS.count(("rts", True)) == 1
+    finally:
+        protocol_spy.ON_PULSE.clear()
+        serial.protocol_handler_packages.remove("tests.serial_spy")
+
+
+@pytest.mark.parametrize("spec, error", [
+    ("serial:/dev/ttyUSB0,reset=dsr", "dtr, rts, mpremote"),
+    ("serial:/dev/ttyUSB0,speed=9600", "unknown serial option"),
+])
+def test_a_bad_serial_reset_option_is_refused(spec, error):
+    with pytest.raises(ValueError, match=error):
+        targets.make(spec)
+
+
+def test_a_serial_board_without_a_reset_cannot_be_power_cycled(tmp_path):
+    t = targets.make("serial:/dev/ttyUSB0")
+    assert targets.POWER_CYCLE not in t.capabilities
+    with pytest.raises(targets.NotCapable):
+        t.power_cycle()
+    r = targets.make("serial:/dev/ttyUSB0@9600,reset=mpremote:/dev/ttyACM0")
+    assert r.reset.command()[-4:] == ["mpremote", "connect", "/dev/ttyACM0", "reset"]
+    assert {targets.POWER_CYCLE, targets.HARD_RESET} <= r.capabilities

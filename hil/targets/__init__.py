@@ -7,7 +7,9 @@ A target spec names one:
     micropython[:RUNTIME] the board entry in the MicroPython unix port (unix32: needs
                           BIJLI_MICROPYTHON_SRC; unix64: the pip package)
     tcp:HOST:PORT         attach to any DLMS meter over TCP (the wrapper)
-    serial:PORT[@BAUD]    attach to a board over a serial line or pyserial URL (9,600 baud)
+    serial:PORT[@BAUD][,reset=dtr|rts|mpremote[:REPL_PORT]]
+                          attach to a board over a serial line or pyserial URL (9,600 baud);
+                          reset=: how the harness resets it (hil/targets/reset.py)
     qemu                  the firmware frozen into MicroPython on QEMU's Cortex-M3 board
                           (needs BIJLI_MICROPYTHON_SRC, the ARM toolchain, qemu-system-arm)
 
@@ -123,9 +125,9 @@ def _serial(arg, **options):
 
     try:
         return SerialTarget(arg, **options)
-    except ValueError:
-        raise ValueError("serial target: PORT[@BAUD] with a whole baud rate (got %r)" % arg) \
-            from None
+    except ValueError as e:
+        raise ValueError("serial target: PORT[@BAUD][,reset=dtr|rts|mpremote[:REPL_PORT]] "
+                         "with a whole baud rate (got %r: %s)" % (arg, e)) from None
 
 
 def _qemu(arg, **options):
@@ -177,7 +179,8 @@ register("micropython", _micropython, "board entry in the MicroPython unix port 
          capabilities=_declared(MicroPythonTarget), check=_micropython_missing)
 register("tcp", _tcp, "HOST:PORT of a DLMS meter (wrapper), attach only", argument="required",
          capabilities=("pushes if in its object list",))
-register("serial", _serial, "PORT[@BAUD] of a board (device or pyserial URL), attach only",
-         argument="required", capabilities=("pushes if in its object list",))
+register("serial", _serial, "PORT[@BAUD][,reset=dtr|rts|mpremote[:REPL_PORT]] of a board "
+         "(device or pyserial URL), attach", argument="required",
+         capabilities=("pushes if in its object list", "power_cycle, hard_reset with reset="))
 register("qemu", _qemu, "the firmware frozen into MicroPython on QEMU's Cortex-M3 board",
          capabilities=_declared(QemuTarget), check=_qemu_missing)

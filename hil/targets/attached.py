@@ -9,7 +9,7 @@ by default in the same places `bijli client` and `bijli token vend` use.
 """
 import os
 
-from hil.targets.base import PUSH_SETUP, PUSHES, Target
+from hil.targets.base import HARD_RESET, POWER_CYCLE, PUSH_SETUP, PUSHES, Target
 
 SERIAL_BAUD = 9600
 
@@ -58,19 +58,65 @@ class TcpTarget(AttachedTarget):
 
 
 class SerialTarget(AttachedTarget):
-    """`serial:PORT[@BAUD]`: a board over a serial line (HDLC), default 9,600 baud."""
+    """`serial:PORT[@BAUD][,reset=dtr|rts|mpremote[:REPL_PORT]]`: a board over a serial line
+    (HDLC), default 9,600 baud. With `reset=` the harness can reset the board
+    (hil/targets/reset.py): power_cycle and hard_reset (the same, unwarned)."""
 
     name = "serial"
     framing = "hdlc"
 
     def __init__(self, port, **options):
+        from hil.targets import reset
+
         super().__init__(**_persistent(options, "hil-token-ids.json"))
+        port, *extra = port.split(",")
         port, sep, baud = port.rpartition("@") if "@" in port else (port, "", "")
         self.port = port
         self.baudrate = int(baud) if sep else SERIAL_BAUD
         self.name = "serial:%s@%d" % (self.port, self.baudrate)
+        self.reset = None
+        for item in extra:
+            key, eq, value = item.partition("=")
+            if key != "reset" or not eq:
+                raise ValueError("unknown serial option %r (reset=dtr|rts|mpremote[:PORT])"
+                                 % item)
+            self.reset = reset.parse(value, self.port, self.baudrate)
+            self.name += ",reset=" + value
+            self.capabilities = self.capabilities | {POWER_CYCLE, HARD_RESET}
 
     def transport(self):
         from protocol.transport import SerialTransport
 
-        return SerialTransport(self.port, baudrate=self.baudrate, timeout=self.timeout)
+        lines = self.reset.released() if self.reset is not None else {}
+        return SerialTransport(self.port, baudrate=self.baudrate, timeout=self.timeout,
+                               lines=lines)
+
+    def hard_reset(self):
+        from hil.targets.base import NotCapable
+
+        if self.reset is None:
+            raise NotCapable(self, HARD_RESET)
+        self._drop_sessions()
+        self.reset.reset()
+        self._wait_ready()
+
+    def power_cycle(self, off_s=1):
+        if self.reset is None:
+            from hil.targets.base import NotCapable
+
+            raise NotCapable(self, POWER_CYCLE)
+        self.hard_reset()  # no power-fail input to drive: a reset is the nearest
+
+    def _wait_ready(self):
+        """Until the board answers a public association again (it boots after a reset)."""
+        from hil.targets.reset import BOOT_TIMEOUT_S
+        from protocol.client import DlmsClient
+
+        c = DlmsClient(self.transport(), framing="hdlc", role="public", keys=self.keys,
+                       timeout=self.timeout, retries=max(1, int(BOOT_TIMEOUT_S / self.timeout)))
+        try:
+            c.open()
+        except Exception as e:
+            raise RuntimeError("the board did not answer after %s: %s" % (self.reset, e)) \
+                from None
+        c.close()

@@ -17,10 +17,11 @@ DEFAULT_BAUDRATE = 9600
 class SerialTransport:
     """A serial line opened with `serial_for_url(url)`; see the package docstring for the API."""
 
-    def __init__(self, url, baudrate=DEFAULT_BAUDRATE, timeout=2.0, **options):
+    def __init__(self, url, baudrate=DEFAULT_BAUDRATE, timeout=2.0, lines=None, **options):
         self.url = url
         self.baudrate = baudrate
         self.timeout = timeout
+        self.lines = dict(lines or {})  # {"dtr"/"rts": state} set before the port opens
         self.options = options
         self._port = None
 
@@ -37,8 +38,13 @@ class SerialTransport:
         if self._port is not None:
             return self
         try:
-            self._port = serial.serial_for_url(self.url, baudrate=self.baudrate,
-                                               timeout=self.timeout, **self.options)
+            port = serial.serial_for_url(self.url, baudrate=self.baudrate,
+                                         timeout=self.timeout, do_not_open=True,
+                                         **self.options)
+            for line, state in self.lines.items():  # e.g. a reset line kept released
+                setattr(port, line, state)
+            port.open()
+            self._port = port
         except (serial.SerialException, OSError, ValueError) as exc:
             raise LinkError("cannot open serial port %s: %s" % (self.url, exc)) from None
         return self
