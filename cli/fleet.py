@@ -10,6 +10,7 @@ live status (a plain line every few seconds when stdout is not a terminal). Ctrl
 stop it cleanly (the fleet's state is saved with --state).
 """
 import asyncio
+import inspect
 import signal
 import sys
 import time
@@ -39,14 +40,22 @@ def _shard(text):
 
 
 def make_fleet(meters, speed, seed, state, shard, scenario):
-    """fleet.core.Fleet with the options that are its own (speed, seed, state, shard)."""
+    """fleet.core.Fleet with the options that are its own (speed, seed, shard, state)."""
     try:
         from fleet.core import Fleet
     except ImportError:
         raise click.ClickException("the fleet's meters (fleet.core) are not installed in this "
                                    "checkout yet") from None
-    return Fleet(meters, speed=speed, seed=seed, state_dir=state, shard=shard,
-                 scenario=scenario)
+    options = {"seed": seed, "speed": speed, "shard": shard or (0, 1)}
+    if state:
+        if "state_dir" not in inspect.signature(Fleet).parameters:
+            raise click.ClickException("--state: this fleet cannot persist yet (fleet.core "
+                                       "takes no state directory)")
+        options["state_dir"] = state
+    try:
+        return Fleet(meters, **options)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @fleet.command("serve")

@@ -41,6 +41,12 @@ class EmulatedFleet:
                                                        speed=self.speed, opening_paise=10_000)
         return em
 
+    def power_off(self, meter_ids):
+        self.down.update(meter_ids)
+
+    def power_on(self, meter_ids):
+        self.down.difference_update(meter_ids)
+
     def open_session(self, meter_id):
         if meter_id in self.down:
             raise MeterDown(meter_id)
@@ -55,8 +61,19 @@ class EmulatedFleet:
 
 
 def make_fleet(count):
-    """A Fleet of `count` meters: fleetcore's when it exists, else the emulated one."""
-    return EmulatedFleet(count)
+    """A Fleet of `count` meters: fleetcore's (fleet.core) when it exists, else the emulated
+    one. Both offer the Fleet interface plus `meter(id).meter` (the firmware Meter) and
+    `power_off` / `power_on`; their meter ids differ, so tests take them from `meter_ids()`."""
+    try:
+        from fleet.core import Fleet
+    except ImportError:
+        return EmulatedFleet(count)
+    return Fleet(count, seed=1)
+
+
+def balance(fleet, meter_id):
+    """A meter's balance in paise, read inside the meter (call on the fleet's loop thread)."""
+    return fleet.meter(meter_id).meter.account.balance
 
 
 class FleetThread:

@@ -11,7 +11,7 @@ from protocol import gateway, wrapper
 from protocol.client import PUBLIC, UTILITY, DlmsClient, GatewayRoute
 from protocol.errors import AssociationError
 from protocol.transport import TcpTransport, parse_host_port
-from tests.fleet_fallback import FleetThread, make_fleet
+from tests.fleet_fallback import FleetThread, balance, make_fleet
 
 AARQ_PUBLIC = bytes.fromhex("601da109060760857405080101be10040e01000000065f1f0400401e5dffff")
 
@@ -36,11 +36,12 @@ def concentrator():
 def test_client_through_the_concentrator_reads_a_meter_and_enters_a_token(concentrator,
                                                                           tmp_path):
     ft = concentrator
-    meter_id = "BJ00000002"
+    first, meter_id, third = ft.fleet.meter_ids()
     address = ft.fleet.info(meter_id)["physical_address"]
     with _client(ft.server.gateway_address, via=GatewayRoute(address)) as c:
         assert c.serial_number() == meter_id
         before = c.balance().paise
+    assert before == ft.call(balance, ft.fleet, meter_id)
     vendor = Vendor(str(tmp_path / "vending.sqlite3"))
     try:
         digits = vendor.vend(meter_id, "credit", 150)
@@ -49,11 +50,13 @@ def test_client_through_the_concentrator_reads_a_meter_and_enters_a_token(concen
     with _client(ft.server.gateway_address, UTILITY, via=GatewayRoute(address)) as c:
         assert c.enter_token(digits).accepted
         assert c.balance().paise == before + 15_000
+    assert ft.call(balance, ft.fleet, meter_id) == before + 15_000
     # the other meters are untouched: each address reaches its own meter
-    other = ft.fleet.info("BJ00000003")["physical_address"]
+    other = ft.fleet.info(third)["physical_address"]
+    untouched = ft.call(balance, ft.fleet, third)
     with _client(ft.server.gateway_address, via=GatewayRoute(other)) as c:
-        assert c.serial_number() == "BJ00000003"
-        assert c.balance().paise == before
+        assert c.serial_number() == third
+        assert c.balance().paise == untouched
 
 
 def _exchange(sock, apdu, decoder):
@@ -70,7 +73,7 @@ def test_unknown_physical_address_gets_the_defined_error_and_the_connection_surv
         concentrator):
     ft = concentrator
     host, port = parse_host_port(ft.server.gateway_address)
-    known = ft.fleet.info("BJ00000001")["physical_address"]
+    known = ft.fleet.info(next(iter(ft.fleet.meter_ids())))["physical_address"]
     decoder = wrapper.WrapperDecoder()
     with socket.create_connection((host, port), 5) as sock:
         answer = gateway.decode(_exchange(sock, gateway.request(9999, AARQ_PUBLIC), decoder))
@@ -102,15 +105,16 @@ def test_each_meter_on_its_own_loopback_address():
 
 def test_a_powered_off_meter_is_unreachable_and_the_others_are_not(concentrator):
     ft = concentrator
-    ft.call(ft.fleet.down.add, "BJ00000003")
+    first, _, third = ft.fleet.meter_ids()
+    ft.call(ft.fleet.power_off, [third])
     try:
-        address = ft.fleet.info("BJ00000003")["physical_address"]
+        address = ft.fleet.info(third)["physical_address"]
         with pytest.raises(AssociationError):
             _client(ft.server.gateway_address, via=GatewayRoute(address)).open()
         with _client(ft.server.gateway_address, via=GatewayRoute(16)) as c:
-            assert c.serial_number() == "BJ00000001"
+            assert c.serial_number() == first
     finally:
-        ft.call(ft.fleet.down.discard, "BJ00000003")
+        ft.call(ft.fleet.power_on, [third])
 
 
 def test_a_silent_connection_is_closed_after_the_idle_time_out():

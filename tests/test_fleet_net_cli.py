@@ -49,13 +49,14 @@ def served(tmp_path):
 def test_serve_writes_a_registry_and_the_client_reaches_a_meter_through_it(served):
     p, registry, lines = served
     rows = list(csv.DictReader(registry.open()))
-    assert [r["meter_id"] for r in rows] == ["BJ00000001", "BJ00000002", "BJ00000003"]
+    assert [int(r["physical_address"]) for r in rows] == [16, 17, 18]
+    meter_id = rows[1]["meter_id"]
     gateway = rows[1]["address"].rpartition("/")[0]
     assert rows[1]["address"] == "%s/%s" % (gateway, rows[1]["physical_address"])
-    r = _client("--registry", str(registry), "--meter", "BJ00000002", "--json",
+    r = _client("--registry", str(registry), "--meter", meter_id, "--json",
                 "read", "0.0.96.1.0.255")
     assert r.returncode == 0, r.stderr
-    assert bytes.fromhex(json.loads(r.stdout)["value"]) == b"BJ00000002"
+    assert bytes.fromhex(json.loads(r.stdout)["value"]) == meter_id.encode()
     r = _client("--via", gateway, "--physical-address", rows[2]["physical_address"], "balance")
     assert r.returncode == 0 and "balance" in r.stdout, r.stderr
     r = _client("--via", gateway, "--physical-address", "4000", "balance")
