@@ -104,7 +104,14 @@ def _pct(xs, p):
     return xs[min(len(xs) - 1, int(p / 100 * len(xs)))] * 1000 if xs else float("nan")
 
 
-async def _client(args, routes):
+def _cpu_s(pid):
+    """CPU seconds (user + system) a process has used (Linux /proc)."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _client(args, routes, server_pid):
     counters = {}
     t = time.monotonic()
     # touch every meter once (materialised), outside the timing
@@ -116,12 +123,21 @@ async def _client(args, routes):
     await asyncio.gather(*(warm(m, r) for m, r in routes))
     print("warm-up: %d meters touched in %.1f s" % (len(routes), time.monotonic() - t))
     for role in (PUBLIC, UTILITY):
+        c0, s0 = time.process_time(), _cpu_s(server_pid)
         rate, rtts, errors = await _drive(routes, role, args.seconds, args.concurrency, counters)
+        c1, s1 = time.process_time(), _cpu_s(server_pid)
+        n = max(1, len(rtts))
+        client_ms, fleet_ms = (c1 - c0) / n * 1000, (s1 - s0) / n * 1000
         print("%-8s %7.1f sessions/s  GET p50 %6.1f ms  p99 %6.1f ms  mean %6.1f ms  "
               "(%d sessions, %d errors)" % (
                   "public" if role == PUBLIC else "hls-gmac", rate, _pct(rtts, 50),
                   _pct(rtts, 99), statistics.fmean(rtts) * 1000 if rtts else float("nan"),
                   len(rtts), errors))
+        # on a shared machine the rate above is what this run got; the CPU per session is
+        # the figure that carries over: one free core each gives 1000 / ms sessions/s
+        print("         CPU per session: client %.2f ms, fleet %.2f ms -> with one free core "
+              "each: ~%.0f sessions/s" % (client_ms, fleet_ms,
+                                          1000 / max(client_ms, fleet_ms, 1e-9)))
 
 
 def main():
@@ -159,7 +175,7 @@ def main():
             print("fleet (%s, %d meters, %s) serving after %.1f s; client: %d sessions at once, "
                   "%g s per role" % (args.fleet, args.meters, args.mode, time.monotonic() - t,
                                      args.concurrency, args.seconds))
-            asyncio.run(_client(args, _routes(args.registry)))
+            asyncio.run(_client(args, _routes(args.registry), p.pid))
         finally:
             p.stdin.close()
             p.wait(60)
