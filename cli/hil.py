@@ -2,7 +2,7 @@
 hil/targets/).
 
     bijli hil targets
-    bijli hil run --target emulator --target pty [-k EXPR] [--junit FILE]
+    bijli hil run --target emulator --target pty [-k EXPR] [--junit FILE] [--flash]
                   [--keys FILE] [--vending-key FILE]
 
 `run` prints a table test x target (outcome and time), each target's meter id and firmware
@@ -56,7 +56,11 @@ def targets_cmd():
               type=click.Path(exists=True, dir_okay=False),
               help="Vending key (hex) the tokens are vended with. Default: the INSECURE demo "
                    "vending key.")
-def run(specs, keyword, junit, keys_file, vending_key_file):
+@click.option("--flash", is_flag=True,
+              help="Deploy the firmware to each target first (the build `bijli board flash` "
+                   "deploys: mpremote on serial boards, the staged tree on micropython, the "
+                   "image rebuilt on qemu) and record the deployed tree's hash.")
+def run(specs, keyword, junit, keys_file, vending_key_file, flash):
     """Run the conformance suite on each target; a table test x target."""
     from rich.console import Console
 
@@ -79,7 +83,8 @@ def run(specs, keyword, junit, keys_file, vending_key_file):
         click.echo("WARNING: tokens from the INSECURE demo vending key (--vending-key FILE)",
                    err=True)
     result = runner.run_suite(list(dict.fromkeys(specs)), keyword=keyword, junit=junit,
-                              keys_file=keys_file, vending_key_file=vending_key_file)
+                              keys_file=keys_file, vending_key_file=vending_key_file,
+                              flash=flash)
     Console().print(render(result))
     if result.exit_code != 0:
         raise SystemExit(1)
@@ -92,14 +97,16 @@ def render(result):
     from rich.text import Text
 
     head = Table(title="targets", show_edge=False)
-    for col in ("target", "meter id", "firmware version", "capabilities / why not run"):
+    for col in ("target", "meter id", "firmware version", "flashed (sha256)",
+                "capabilities / why not run"):
         head.add_column(col)
     for spec in result.specs:
         info = result.targets.get(spec, {})
         if "error" in info:
-            head.add_row(spec, "-", "-", Text(info["error"], style="yellow"))
+            head.add_row(spec, "-", "-", "-", Text(info["error"], style="yellow"))
         else:
             head.add_row(spec, info.get("meter_id") or "-", info.get("firmware_version") or "-",
+                         (info.get("flashed") or "-")[:16],
                          ", ".join(info.get("capabilities", ())) or "-")
     grid = Table(title="conformance suite (firmware tree sha256 %s)"
                        % result.firmware_hash[:16])

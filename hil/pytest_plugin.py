@@ -47,6 +47,9 @@ def pytest_addoption(parser):
     group.addoption("--bijli-vending-key", default=None, metavar="FILE",
                     help="vending key file (hex) tokens are vended with; default: the "
                          "INSECURE demo vending key")
+    group.addoption("--bijli-flash", action="store_true", default=False,
+                    help="deploy the firmware to each target before its first test (the "
+                         "build bijli board flash deploys; its hash is recorded)")
     parser.addini("bijli_targets", "targets used when no --bijli-target is given",
                   type="args", default=[])
 
@@ -139,6 +142,8 @@ class _Targets:
                 self.unavailable[spec] = "target %s unavailable: %s" % (spec, e)
                 pytest.skip(self.unavailable[spec])
             try:
+                if self.config.getoption("--bijli-flash"):
+                    t.flash()
                 self.started[spec] = t.start()
             except Exception as e:
                 self.failed[spec] = "%s: %s" % (type(e).__name__, e)

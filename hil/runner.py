@@ -20,15 +20,21 @@ SUITE = "hil.conformance"
 _PARAM = re.compile(r"^(?P<test>[^\[]+)(\[(?P<param>.*)\])?$")
 
 
-def firmware_hash():
+def firmware_hash(root=None):
     """SHA-256 (hex) of the firmware tree as `bijli board flash` stages it: every
-    firmware/*.py file's path and bytes, in order. Local targets run exactly this tree."""
-    from hil.deploy import ROOT, firmware_sources
+    firmware/*.py (or .mpy) file's path and bytes, in order. Local targets run exactly this
+    tree. `root`: a staged tree (default: the project's sources)."""
+    import pathlib
 
+    from hil.deploy import ROOT
+
+    root = pathlib.Path(root or ROOT)
     h = hashlib.sha256()
-    for rel in firmware_sources():
+    files = sorted(p.relative_to(root) for p in (root / "firmware").rglob("*")
+                   if p.suffix in (".py", ".mpy") and "__pycache__" not in p.parts)
+    for rel in files:
         h.update(str(rel.as_posix()).encode() + b"\0")
-        h.update((ROOT / rel).read_bytes())
+        h.update((root / rel).read_bytes())
     return h.hexdigest()
 
 
@@ -169,8 +175,9 @@ class _Collector:
 
 
 def run_suite(specs, keyword=None, junit=None, keys_file=None, vending_key_file=None,
-              pytest_args=()):
-    """Run the conformance suite on every target spec; returns the SuiteRun."""
+              pytest_args=(), flash=False):
+    """Run the conformance suite on every target spec; returns the SuiteRun. `flash`: deploy
+    the firmware to each target before its first test (Target.flash)."""
     import pytest
 
     run = SuiteRun(specs)
@@ -188,6 +195,8 @@ def run_suite(specs, keyword=None, junit=None, keys_file=None, vending_key_file=
         args += ["--bijli-keys", str(keys_file)]
     if vending_key_file:
         args += ["--bijli-vending-key", str(vending_key_file)]
+    if flash:
+        args += ["--bijli-flash"]
     args += list(pytest_args)
     run.exit_code = int(pytest.main(args, plugins=[_Collector(run)]))
     if junit:
@@ -213,7 +222,8 @@ def add_junit_properties(path, run):
         for spec in run.specs:
             info = run.targets.get(spec, {})
             ET.SubElement(props, "property", name="target",
-                          value="%s meter=%s firmware=%s" % (
+                          value="%s meter=%s firmware=%s%s" % (
                               spec, info.get("meter_id", "-"),
-                              info.get("firmware_version") or "-"))
+                              info.get("firmware_version") or "-",
+                              " flashed=%s" % info["flashed"] if info.get("flashed") else ""))
     tree.write(path, encoding="utf-8", xml_declaration=True)

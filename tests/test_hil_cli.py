@@ -116,3 +116,15 @@ def test_tests_and_targets_are_told_apart_in_parameter_ids():
     plain = Report("t.py::test_y[1-2]", None)
     plain.user_properties = []
     assert runner.test_and_target(plain) == ("t.py::test_y[1-2]", None)
+
+
+def test_run_with_flash_records_the_deployed_firmware_hash(tmp_path):
+    junit = tmp_path / "out.xml"
+    run = _bijli("hil", "run", "--target", "micropython:unix64", "--target", "emulator",
+                 "--flash", "-k", "public_reads_identity", "--junit", str(junit))
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    props = {(p.get("name"), p.get("value")) for p in ET.parse(junit).getroot().iter("property")}
+    flashed = "flashed=%s" % runner.firmware_hash()
+    assert any(n == "target" and v.startswith("micropython:unix64 meter=") and v.endswith(flashed)
+               for n, v in props), props
+    assert runner.firmware_hash()[:16] in run.stdout

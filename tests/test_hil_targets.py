@@ -257,3 +257,26 @@ def test_a_serial_board_without_a_reset_cannot_be_power_cycled(tmp_path):
     r = targets.make("serial:/dev/ttyUSB0@9600,reset=mpremote:/dev/ttyACM0")
     assert r.reset.command()[-4:] == ["mpremote", "connect", "/dev/ttyACM0", "reset"]
     assert {targets.POWER_CYCLE, targets.HARD_RESET} <= r.capabilities
+
+
+def test_flash_runs_the_micropython_port_from_the_staged_board_tree():
+    """`--flash` on micropython: the board tree `bijli board flash` copies is staged and the
+    port runs it, not the sources (a change made in the staged tree shows on the meter)."""
+    import pathlib
+
+    from hil import runner
+
+    try:
+        t = targets.make("micropython:unix64")
+    except targets.TargetUnavailable as e:
+        pytest.skip(str(e))
+    try:
+        assert t.flash() == runner.firmware_hash()  # the same tree, byte for byte
+        staged = pathlib.Path(t.workdir, "board", "firmware", "cosem", "bind.py")
+        assert (pathlib.Path(t.workdir, "board") / "main.py").is_file()
+        staged.write_text(staged.read_text().replace('"bijli-0.1"', '"bijli-staged"'))
+        t.start()
+        assert t.firmware_version() == "bijli-staged"
+        assert t.describe()["flashed"] == runner.firmware_hash()
+    finally:
+        t.stop()

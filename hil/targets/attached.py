@@ -91,6 +91,34 @@ class SerialTarget(AttachedTarget):
         return SerialTransport(self.port, baudrate=self.baudrate, timeout=self.timeout,
                                lines=lines)
 
+    def flash(self):
+        """Copy the firmware to the board as `bijli board flash` does (hil/deploy: staged,
+        mpremote fs cp, reset) over its REPL port (the mpremote reset port, else the DLMS
+        port), before start()."""
+        import shutil
+        import subprocess
+        import tempfile
+
+        from hil import deploy
+        from hil.runner import firmware_hash
+        from hil.targets.reset import MpremoteReset
+
+        deploy.require_tool("mpremote", "mpremote", "needed to flash the board")
+        repl = self.reset.repl_port if isinstance(self.reset, MpremoteReset) else self.port
+        staging = tempfile.mkdtemp(prefix=deploy.TEMP_PREFIX)
+        try:
+            deploy.stage(staging)
+            self.flashed = firmware_hash(staging)
+            run = subprocess.run(deploy.mpremote_command(repl, staging), capture_output=True,
+                                 text=True, timeout=600)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        if run.returncode != 0:
+            raise deploy.DeployError("mpremote failed on %s (exit %d): %s" % (
+                repl, run.returncode, (run.stderr or run.stdout).strip()[-500:]))
+        self._wait_ready()  # the board boots the new firmware
+        return self.flashed
+
     def hard_reset(self):
         from hil.targets.base import NotCapable
 
@@ -117,6 +145,6 @@ class SerialTarget(AttachedTarget):
         try:
             c.open()
         except Exception as e:
-            raise RuntimeError("the board did not answer after %s: %s" % (self.reset, e)) \
-                from None
+            raise RuntimeError("the board did not answer after %s: %s"
+                               % (self.reset or "flashing", e)) from None
         c.close()

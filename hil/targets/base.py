@@ -77,6 +77,7 @@ class Target:
         self._objects = None
         self.sessions = []  # open MeterSessions (closed around power cycles and at stop)
         self.running = False
+        self.flashed = None  # SHA-256 of the firmware tree flash() deployed
 
     # ---- life cycle ------------------------------------------------------------------------
     def start(self):
@@ -112,6 +113,15 @@ class Target:
     def _stop(self):
         raise NotImplementedError
 
+    def flash(self):
+        """Deploy the firmware build `bijli board flash` deploys (before start()); returns the
+        SHA-256 of the deployed tree (hil.runner.firmware_hash). This target runs the
+        project's source tree itself: nothing to copy, the tree's hash."""
+        from hil.runner import firmware_hash
+
+        self.flashed = firmware_hash()
+        return self.flashed
+
     def processes(self):
         """Process ids of the meter the harness started (the fuzzer watches their size);
         empty when the meter runs in this process or on its own (attached targets)."""
@@ -122,7 +132,7 @@ class Target:
         from the meter once), capabilities, keys."""
         return {"target": self.name, "meter_id": self.meter_id,
                 "firmware_version": self.firmware_version(),
-                "capabilities": sorted(self.capabilities),
+                "capabilities": sorted(self.capabilities), "flashed": self.flashed,
                 "keys": "INSECURE demo keys" if self.insecure_keys else "given keys"}
 
     def firmware_version(self):

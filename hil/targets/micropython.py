@@ -60,6 +60,7 @@ class MicroPythonTarget(Target):
         self.name = "micropython" if runtime == "unix32" else "micropython:" + runtime
         self.meter_id = meter_id
         self.unix = None
+        self.path = None  # the import path of the staged tree after flash() (None: sources)
 
     def _start(self):
         from firmware import token_codec as tc
@@ -70,9 +71,22 @@ class MicroPythonTarget(Target):
             vkey = INSECURE_DEMO_VENDING_KEY if self.vending_key is None else self.vending_key
             self.unix = mpy_meter.UnixMeter(
                 self.exe, os.path.join(self.workdir, "meter"), meter_id=self.meter_id,
-                board={"load_w": 0}, token_key=tc.derive_key(vkey, self.meter_id, 0))
+                board={"load_w": 0}, token_key=tc.derive_key(vkey, self.meter_id, 0),
+                path=self.path)
         self.unix.start()
         self._wait_ready()
+
+    def flash(self):
+        """Stage the board tree as `bijli board flash` does (hil/deploy.stage) and run the
+        port from it instead of the sources (before start())."""
+        from hil import deploy
+        from hil.runner import firmware_hash
+
+        board = os.path.join(self.workdir, "board")
+        deploy.stage(board)
+        self.path = [board]
+        self.flashed = firmware_hash(board)
+        return self.flashed
 
     def _wait_ready(self):
         """Until the port's UART answers a public association (the process boots first)."""

@@ -40,7 +40,18 @@ class QemuTarget(Target):
         options.setdefault("timeout", 30.0)  # an emulated Cortex-M3 answers a ciphered request slowly
         super().__init__(**options)
         self.meter_id = meter_id
+        self.heap = heap
         self.board = None
+
+    def flash(self):
+        """Build the frozen image again from the tree (cached while the tree is unchanged)
+        before start(); QEMU boots it."""
+        from hil import mpy_build
+        from hil.runner import firmware_hash
+
+        self.elf = mpy_build.build("qemu-m3", frozen=True, heap=self.heap)
+        self.flashed = firmware_hash()
+        return self.flashed
 
     def _start(self):
         from firmware import token_codec as tc
