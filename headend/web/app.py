@@ -121,7 +121,7 @@ def _login_routes(app, dash):
     def login_form(request: Request, next: str = "/"):
         token = request.cookies.get(LOGIN_COOKIE) or secrets.token_urlsafe(24)
         resp = dash.render(request, "login.html", login_csrf=token, next=_safe_next(next),
-                           failed=False)
+                           failed=False, username="")
         resp.set_cookie(LOGIN_COOKIE, token, httponly=True, samesite="strict",
                         secure=dash.secure_cookies, path="/login")
         return resp
@@ -139,7 +139,8 @@ def _login_routes(app, dash):
                                      form.get("password", ""), now)
             if who is None:
                 resp = dash.render(request, "login.html", login_csrf=cookie, failed=True,
-                                   next=_safe_next(form.get("next")), status=401)
+                                   next=_safe_next(form.get("next")), status=401,
+                                   username=form.get("username", "").strip()[:64])
                 return resp
             token, _csrf = users.open_session(db, who["username"], now, dash.session_s)
         resp = dash.redirect(_safe_next(form.get("next")))

@@ -37,7 +37,7 @@ def rupees(paise):
 
 def digits(text):
     """A 20-digit token in groups of four, as printed on receipts."""
-    t = str(text or "")
+    t = "".join(ch for ch in str(text or "") if ch.isdigit())
     return " ".join(t[i:i + 4] for i in range(0, len(t), 4))
 
 

@@ -17,6 +17,7 @@ ACTIONS = {"read": "Read now", "reconnect": "Reconnect", "suspend": "Suspend dis
            "resume": "Resume disconnection", "disconnect": "Disconnect"}
 DAILY_DAYS = 31
 INTERVAL_HOURS = 24
+INTERVAL_MAX = 24 * 12  # entries fetched for the interval plot (5-minute periods at most)
 
 
 def _meter_or_404(db, meter_id):
@@ -43,15 +44,13 @@ def register(app, dash):
     @app.get("/meters/{meter_id}", include_in_schema=False)
     def meter_page(request: Request, meter_id: str, page: int = 1, events: int = 1):
         who = dash.user(request, EVERYONE)
-        now = dash.clock()
         tz = dash.tz()
         with dash.pool.connection() as db:
             meter = _meter_or_404(db, meter_id)
             state = queries.meter_state(db, meter_id)
-            daily = readings.series(db, meter_id, readings.DAILY, since=now - DAILY_DAYS * 86400)
-            interval = readings.series(db, meter_id, readings.INTERVAL,
-                                       since=now - INTERVAL_HOURS * 3600 - 86400 * 2)
-            # the latest day of intervals the meter reported (its clock may differ from ours)
+            # the newest entries the meter reported (by its clock, which may differ from ours)
+            daily = readings.series(db, meter_id, readings.DAILY, limit=DAILY_DAYS)
+            interval = readings.series(db, meter_id, readings.INTERVAL, limit=INTERVAL_MAX)
             if interval:
                 last = interval[-1]["start_at"]
                 interval = [e for e in interval if e["start_at"] > last - INTERVAL_HOURS * 3600]
