@@ -480,8 +480,26 @@ class Meter:
         nc = self.account.tariff.next_change(t, tz)
         if nc is not None and nc < best:
             best = nc
-        sod = (t + tz) % 86400
-        for edge in self.policy.window:
+        return self._next_rule(t, best, True)
+
+    def next_rule_instant(self, t=None):
+        """The earliest instant after t (Unix s, default the meter's time) where a rule may act
+        on its own, i.e. change the relay or raise an alarm with nobody touching the meter:
+        the disconnect window's edges once the balance reached zero, the grace period's end,
+        a suspension's end, the comms-loss deadline, the load limiter's timers. None if no
+        rule is armed. (Profile, demand, tariff and save boundaries are not rules acting: any
+        later advance steps them exactly.) A fleet scheduler wakes the meter then; the credit
+        running out depends on the load and is the caller's to estimate."""
+        if t is None:
+            t = self._now_s
+        never = t + 400 * 86400
+        best = self._next_rule(t, never, self.account.zero_time != 0)
+        return None if best >= never else best
+
+    def _next_rule(self, t, best, window):
+        """_next_stop's rule instants after t (the window's edges only if `window`)."""
+        sod = (t + self.config.tz_offset_s) % 86400
+        for edge in self.policy.window if window else ():
             d = (edge - sod) % 86400
             if d == 0:
                 d = 86400

@@ -898,6 +898,12 @@ def _alert_value(o):
     return D.structure(D.u16(e[2]), D.i32(e[3]), D.i32(e[4]), D.u32(e[0]), dt(o, e[1]))
 
 
+# Shared by every model of the process (read-only once made): rights by level signature,
+# encoded object_lists by content.
+_RIGHTS = {}
+_LISTS = {}
+
+
 # --- the model ------------------------------------------------------------------------------------
 class CosemModel:
     """Every COSEM object of the meter, indexed by (class_id, obis)."""
@@ -932,7 +938,20 @@ class CosemModel:
         return None
 
     def rights(self, obj):
-        """{client_sap: (attrs, methods)} in the form firmware.dlms.ObjectTable expects."""
+        """{client_sap: (attrs, methods)} in the form firmware.dlms.ObjectTable expects.
+
+        Rights depend only on the object's attribute and method levels, so equal ones are one
+        shared (read-only) dict: every meter of a fleet, and every object with the same levels,
+        holds the same rights by reference (_RIGHTS, one per process)."""
+        sig = (tuple([(a.id, a.read, a.write, a.set is not None) for a in obj.attrs]),
+               tuple([(mth.id, mth.level) for mth in obj.methods]))
+        out = _RIGHTS.get(sig)
+        if out is None:
+            out = self._rights(obj)
+            _RIGHTS[sig] = out
+        return out
+
+    def _rights(self, obj):
         out = {}
         top_attr = 1
         for a in obj.attrs:
@@ -966,6 +985,8 @@ class CosemModel:
         cached = self._lists.get(lvl)
         if cached is None:
             cached = self._object_list(lvl)
+            # equal lists (every meter of a fleet) are one bytes object per process
+            cached = _LISTS.setdefault(cached, cached)
             self._lists[lvl] = cached
         return cached
 

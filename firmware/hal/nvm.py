@@ -1,7 +1,8 @@
-"""Non-volatile memory regions: in RAM (bytearray), in a file (simulator NVM, board flash FS), or
-on a raw flash block device (`BlockNVM`: the board's energy journal).
+"""Non-volatile memory regions: in RAM (bytearray), sparse in RAM (`SparseNVM`: only the pages
+ever written, for fleets of emulated meters), in a file (simulator NVM, board flash FS), or on a
+raw flash block device (`BlockNVM`: the board's energy journal).
 
-Both give `size`, `read(offset, n)`, `write(offset, data)`, `erase(offset, n)` and `flush()`;
+All give `size`, `read(offset, n)`, `write(offset, data)`, `erase(offset, n)` and `flush()`;
 out-of-range access raises ValueError and writes nothing. Erased memory reads as 0xFF, like
 flash; `erase` sets n bytes to 0xFF (on raw flash: the sectors; a cut may leave it partial).
 """
@@ -39,6 +40,7 @@ class MemNVM:
             raise ValueError("NVM buffer is %d bytes, not %d" % (len(buf), size))
         self.size = size
         if buf is None:
+            # one allocation of `size` bytes (bytearray(b"\xff" * size) would need two)
             buf = bytearray(size)
             fill_erased(buf, 0, size)
         self.buf = buf
@@ -66,6 +68,93 @@ class MemNVM:
 
     def flush(self):
         """Nothing to do in RAM."""
+
+
+PAGE = 256  # SparseNVM page size (bytes)
+
+
+class SparseNVM:
+    """NVM in RAM that holds only the pages written since they were last erased: a dict
+    {page number: bytearray(PAGE)}. Never-written bytes read as 0xFF, as in MemNVM; `erase`
+    drops whole pages (a partly erased page is filled with 0xFF). Same interface and results
+    as MemNVM, so a meter's store behaves identically; a fleet of meters pays only for what
+    each meter wrote (a 128 KB image whose records fill a few KB costs a few KB).
+    """
+
+    def __init__(self, size, pages=None):
+        if size <= 0:
+            raise ValueError("NVM size must be positive")
+        self.size = size
+        self.pages = pages if pages is not None else {}
+        self.writes = 0
+        self.bytes_written = 0
+
+    def read(self, offset, n):
+        """n bytes at offset."""
+        _check(self.size, offset, n)
+        out = bytearray(n)
+        fill_erased(out, 0, n)
+        pages = self.pages
+        i = 0
+        while i < n:
+            pos = offset + i
+            pno = pos // PAGE
+            off = pos - pno * PAGE
+            k = PAGE - off if PAGE - off < n - i else n - i
+            page = pages.get(pno)
+            if page is not None:
+                out[i:i + k] = page[off:off + k]
+            i += k
+        return bytes(out)
+
+    def write(self, offset, data):
+        """Store data at offset."""
+        n = len(data)
+        _check(self.size, offset, n)
+        mv = memoryview(data)
+        pages = self.pages
+        i = 0
+        while i < n:
+            pos = offset + i
+            pno = pos // PAGE
+            off = pos - pno * PAGE
+            k = PAGE - off if PAGE - off < n - i else n - i
+            page = pages.get(pno)
+            if page is None:
+                page = bytearray(PAGE)
+                fill_erased(page, 0, PAGE)
+                pages[pno] = page
+            page[off:off + k] = mv[i:i + k]
+            i += k
+        self.writes += 1
+        self.bytes_written += n
+
+    def erase(self, offset, n):
+        """Set n bytes at offset to 0xFF (whole pages are dropped)."""
+        _check(self.size, offset, n)
+        pages = self.pages
+        i = 0
+        while i < n:
+            pos = offset + i
+            pno = pos // PAGE
+            off = pos - pno * PAGE
+            k = PAGE - off if PAGE - off < n - i else n - i
+            if k == PAGE:
+                if pno in pages:
+                    del pages[pno]
+            else:
+                page = pages.get(pno)
+                if page is not None:
+                    fill_erased(page, off, k)
+            i += k
+        self.bytes_written += n
+
+    def flush(self):
+        """Nothing to do in RAM."""
+
+    def footprint(self):
+        """Bytes of page data held (PAGE per page written)."""
+        return len(self.pages) * PAGE
 
 
 class FileNVM:

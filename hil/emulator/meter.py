@@ -66,7 +66,14 @@ class EmulatedMeter:
                  start_s=None, opening_paise=None, config=None,
                  block_key=INSECURE_DEMO_BLOCK_CIPHER_KEY,
                  auth_key=INSECURE_DEMO_AUTHENTICATION_KEY, password=INSECURE_DEMO_PASSWORD,
-                 vending_key=None):
+                 vending_key=None, nvm=None, clock=None, dlms_saved=None, dlms_store=None):
+        """`nvm` (without state_dir): the meter's NVM to use (a fleet's SparseNVM; a meter
+        already in it boots from it); `clock`: a simulator clock to follow instead of a new
+        SimClock(start, speed) (a fleet's shared clock); `dlms_saved` (ic, client counters,
+        lockouts) and `dlms_store(server, reserved_ic, sync)`: where the DLMS security state
+        of a meter without a state directory comes from and goes to."""
+        if nvm is not None and state_dir:
+            raise ValueError("an NVM is given, or a state directory: not both")
         self.state_dir = state_dir
         start = int(time.time()) if start_s is None else int(start_s)
         existing = False
@@ -87,12 +94,17 @@ class EmulatedMeter:
             if not existing:  # the image holds the meter's token keys: owner only
                 os.chmod(nvm_path, 0o600)
         else:
-            nvm = MemNVM(NVM_SIZE)
-            dlms_saved = read_dlms_state(None)
+            if nvm is None:
+                nvm = MemNVM(NVM_SIZE)
+            else:
+                existing = not _blank(nvm)
+            if dlms_saved is None:
+                dlms_saved = read_dlms_state(None)
         self.nvm = nvm
         self.dlms_saved = dlms_saved  # (our counter, client counters, lockouts) to start from
+        self.dlms_store = dlms_store
         try:
-            self.clock = SimClock(start, speed)
+            self.clock = SimClock(start, speed) if clock is None else clock
             cfg = config.copy() if config is not None else Config()
             cfg.set("meter_id", meter_id)
             tz = cfg.tz_offset_s
@@ -183,6 +195,20 @@ class EmulatedMeter:
             self.nvm.close()
 
 
+def _blank(nvm):
+    """True if no byte of `nvm` was ever written (a SparseNVM tells at once)."""
+    pages = getattr(nvm, "pages", None)
+    if pages is not None:
+        return not pages
+    off = 0
+    while off < nvm.size:
+        n = min(4096, nvm.size - off)
+        if nvm.read(off, n).count(0xFF) != n:
+            return False
+        off += n
+    return True
+
+
 def _make_endpoint(em):
     """The firmware's DLMS endpoint over a server with the association keys, ticking the meter
     before each request (the simulated clock runs on between the service's ticks), its counters
@@ -196,11 +222,15 @@ def _make_endpoint(em):
                         password=em.password, invocation_counter=ic, counters=counters,
                         clock=em.meter.now, lockouts=lockouts)
     state_dir = em.state_dir
-    if not state_dir:
+    save = em.dlms_store  # save(server, reserved counter, sync) or None: nothing saved
+    if state_dir:
+        def save(server, reserved, sync):
+            write_dlms_state(state_dir, server, reserved, sync=sync)
+    if save is None:
         return DlmsEndpoint(server, em.meter, em.guard, tick=True)
     keeper = CounterReservation(
-        lambda reserved, _last, moved: write_dlms_state(state_dir, server, reserved, sync=moved),
+        lambda reserved, _last, moved: save(server, reserved, moved),
         reserved=ic, counters=counters)
     return DlmsEndpoint(server, em.meter, em.guard, keeper,
-                        lambda _raw: write_dlms_state(state_dir, server, keeper.reserved),
+                        lambda _raw: save(server, keeper.reserved, False),
                         tick=True)
