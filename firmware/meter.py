@@ -43,7 +43,9 @@ A record that loads its older copy (the newer one unreadable: a save cut after i
 or a flipped bit) is logged as NVM_FALLBACK (value: its storage tag) and printed.
 
 Power cycle: constructing a Meter on the same NVM restores every register and logs POWER_UP
-with the outage length (from the last saved time). `power_down()` (power-fail input) saves
+with the outage length (from the last saved time). `resume=True` restores without a power
+cycle (no POWER_UP, no power-down marks): for a host that keeps a meter it `save()`d only as
+its NVM while idle (a fleet of emulated meters) and builds it again at the same instant. `power_down()` (power-fail input) saves
 and logs POWER_DOWN first, so the outage is measured exactly. For an existing meter the
 stored configuration wins over the `config` argument; `fresh` tells which case occurred.
 """
@@ -105,7 +107,7 @@ class Meter:
 
     def __init__(self, hal, config=None, store=None, keys=None, max_step_s=60,
                  interval_capacity=960, daily_capacity=62, event_capacity=32,
-                 journal_sectors=JOURNAL_SECTORS, journal_sector=JOURNAL_SECTOR):
+                 journal_sectors=JOURNAL_SECTORS, journal_sector=JOURNAL_SECTOR, resume=False):
         if max_step_s < 1:
             raise ValueError("max_step_s must be >= 1")
         self.hal = hal
@@ -168,15 +170,17 @@ class Meter:
                 self._replay(got)
             self.restored_time = self.last_time  # what the saved state had reached
             off = now - self.last_time if self.last_time and now >= self.last_time else 0
-            self.iprofile.mark(STATUS_POWER_DOWN)
-            self.dprofile.mark(STATUS_POWER_DOWN)
+            if not resume:
+                self.iprofile.mark(STATUS_POWER_DOWN)
+                self.dprofile.mark(STATUS_POWER_DOWN)
         else:
             off = 0
         self.control.sync()
         for rec in self._fallbacks:
             self._emit(ec.NVM_FALLBACK, rec.tag, rec.seq)
         self._fallbacks = None  # from now on a fallback is logged when it happens
-        self._emit(ec.POWER_UP, off)
+        if not resume or parts is None:
+            self._emit(ec.POWER_UP, off)
         self._next_save_s = self._save_boundary(now)
         self._after_step(now, True)
 

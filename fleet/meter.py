@@ -7,8 +7,12 @@ been installed at the fleet's start (its opening balance from the population) an
 firmware step it to now. The COSEM rights and object lists are shared by every meter of the
 process (firmware/cosem/table.py), the NVM holds only the records written.
 """
+import struct
+import zlib
+
 from firmware.compat import TICKS_MAX
-from firmware.hal.nvm import SparseNVM
+from firmware.cosem.table import ALERT_CODES
+from firmware.hal.nvm import PAGE, SparseNVM
 from hil.emulator.meter import NVM_SIZE, EmulatedMeter
 
 
@@ -47,58 +51,169 @@ class MeterClock:
         self.wall_shift_s += int(t) - self.time()
 
 
+# The firmware Meter's capacities for fleet meters (the board's defaults are 960 load-profile
+# entries and a 4 x 4 KiB energy journal, sized for flash sectors): two days of 15-minute load
+# profile and a 2 x 1 KiB journal keep a meter's NVM records to a few KB. Same firmware, smaller
+# rings; fixed for a fleet (a saved fleet restarts with the same layout).
+METER_OPTIONS = {"interval_capacity": 192, "journal_sectors": 2, "journal_sector": 1024}
+
+MAGIC = b"BJFM"
+VERSION = 1
+_HEAD = ">4sBBqiIHH"  # magic, version, flags, view ms, wall shift s, ic, counters, lockouts len
+FLAG_DOWN = 1
+
+
 class FleetMeter:
-    """One materialised meter: its spec and the EmulatedMeter (`em`)."""
+    """One materialised meter: its spec, the EmulatedMeter (`em`), its clock, its DLMS
+    security state as last saved (`dlms`: reserved counter, client counters, lockouts)."""
 
-    __slots__ = ("spec", "em", "clock", "nvm_writes", "dirty")
+    __slots__ = ("spec", "em", "clock", "dlms", "nvm_writes", "dirty", "links", "at_ms")
 
-    def __init__(self, spec, em, clock):
+    def __init__(self, spec, em, clock, dlms):
         self.spec = spec
         self.em = em
         self.clock = clock
+        self.dlms = dlms
         self.nvm_writes = em.nvm.writes
         self.dirty = True  # not yet saved in the fleet's state directory
+        self.links = 0  # sessions open (the meter is not parked while one is)
+        self.at_ms = clock.fleet.view_ms  # the fleet view it was last advanced at
 
     @property
     def meter(self):
         """The firmware Meter."""
         return self.em.meter
 
-    def new_session(self):
-        """A firmware Link of the meter's DLMS endpoint."""
-        return self.em.new_session()
-
     def take_pushes(self):
         """APDUs the meter queued for its push destination."""
         return [apdu for _dest, _tr, apdu in self.em.model.push.take()]
 
     def changed(self):
-        """True once the meter wrote its NVM since the last call (then it must be saved)."""
+        """True if the meter wrote its NVM or its DLMS state since it was last saved."""
         w = self.em.nvm.writes
         if w != self.nvm_writes:
             self.nvm_writes = w
             self.dirty = True
         return self.dirty
 
+    def dlms_state(self):
+        """(counter bound, client counters, lockouts) to restart the DLMS server from: never a
+        counter at or below one used."""
+        ep = self.em._endpoint
+        if ep is None:
+            return self.dlms
+        server = ep.server
+        keeper = ep.counters
+        ic = server.invocation_counter
+        if keeper is not None and keeper.reserved > ic:
+            ic = keeper.reserved
+        return (ic, dict(server.counters.last), server.throttle.dump())
+
+    def pack(self, view_ms, down=False):
+        """The meter as bytes (its NVM pages, clock setting and DLMS state), to park it or to
+        save it; call after `meter.save()` (fleet.core does)."""
+        ic, counters, lockouts = self.dlms_state()
+        lockouts = lockouts or b""
+        pages = self.em.nvm.pages
+        nums = sorted(pages)
+        body = [struct.pack(_HEAD, MAGIC, VERSION, FLAG_DOWN if down else 0, view_ms,
+                            self.clock.wall_shift_s, ic, len(counters), len(lockouts))]
+        for title in sorted(counters):
+            body.append(bytes(title) + struct.pack(">I", counters[title]))
+        body.append(lockouts)
+        body.append(struct.pack(">H", len(nums)))
+        body.append(struct.pack(">%dH" % len(nums), *nums))
+        for n in nums:
+            body.append(bytes(pages[n]))
+        raw = b"".join(body)
+        z = zlib.compress(raw, 6)
+        return z + struct.pack(">I", zlib.crc32(z))
+
+
+class PackError(ValueError):
+    """A packed meter is damaged (CRC, magic, version or length)."""
+
+
+def unpack(blob):
+    """(view_ms, down, wall_shift_s, (ic, counters, lockouts), pages) of a packed meter."""
+    if len(blob) < 8 or zlib.crc32(blob[:-4]) != struct.unpack(">I", blob[-4:])[0]:
+        raise PackError("packed meter: CRC mismatch")
+    try:
+        raw = zlib.decompress(blob[:-4])
+        magic, ver, flags, view_ms, shift, ic, nc, nl = struct.unpack_from(_HEAD, raw, 0)
+        if magic != MAGIC or ver != VERSION:
+            raise PackError("packed meter: not a bijli fleet meter (version %d)" % ver)
+        o = struct.calcsize(_HEAD)
+        counters = {}
+        for _ in range(nc):
+            counters[raw[o:o + 8]] = struct.unpack_from(">I", raw, o + 8)[0]
+            o += 12
+        lockouts = raw[o:o + nl] or None
+        o += nl
+        (npages,) = struct.unpack_from(">H", raw, o)
+        nums = struct.unpack_from(">%dH" % npages, raw, o + 2)
+        o += 2 + 2 * npages
+        if len(raw) != o + npages * PAGE:
+            raise PackError("packed meter: %d bytes, expected %d" % (len(raw), o + npages * PAGE))
+        pages = {}
+        for n in nums:
+            pages[n] = bytearray(raw[o:o + PAGE])
+            o += PAGE
+    except (zlib.error, struct.error) as e:
+        raise PackError("packed meter: %s" % e) from None
+    return view_ms, bool(flags & FLAG_DOWN), shift, (ic, counters, lockouts), pages
+
 
 def materialise(spec, fleet_clock, push_destination=None, pages=None, wall_shift_s=0,
-                dlms_saved=None, dlms_store=None):
+                dlms_saved=None, dlms_store=None, at_ms=None, resume=False):
     """Build the meter of `spec` on the fleet clock.
 
     New (`pages` None): installed at the fleet's start with the population's opening balance
-    (the firmware then steps it to now when first advanced). Restored (`pages`: the sparse NVM
-    pages of a saved meter): it boots from them like after a power cut (POWER_UP logged)."""
+    (the firmware then steps it to now when first advanced). With `pages` (a saved meter's
+    NVM): it boots from them at `at_ms` (default the fleet's view) — after a power cut (POWER_UP
+    logged), or `resume`d where it was parked (no power cycle)."""
     clock = MeterClock(fleet_clock, spec.drift_ppm, wall_shift_s)
     nvm = SparseNVM(NVM_SIZE, pages)
     view = fleet_clock.view_ms
     if pages is None:
         fleet_clock.view_ms = fleet_clock.start_ms  # installed at the fleet's start
+    elif at_ms is not None:
+        fleet_clock.view_ms = at_ms
+    opts = dict(METER_OPTIONS)
+    if resume:
+        opts["resume"] = True
+    if dlms_saved is None:
+        dlms_saved = (0, {}, None)
+    holder = []
+
+    def store(server, reserved, sync):
+        m = holder[0]
+        m.dlms = (reserved, dict(server.counters.last), server.throttle.dump())
+        m.dirty = True
+        if dlms_store is not None:
+            dlms_store(m, sync)
+
     try:
         em = EmulatedMeter(meter_id=spec.meter_id, load=spec.load,
                            opening_paise=spec.opening_paise if pages is None else None,
-                           nvm=nvm, clock=clock, dlms_saved=dlms_saved, dlms_store=dlms_store)
+                           nvm=nvm, clock=clock, dlms_saved=dlms_saved, dlms_store=store,
+                           meter_options=opts)
     finally:
         fleet_clock.view_ms = view
     if push_destination:
         em.model.push.configure(push_destination)
-    return FleetMeter(spec, em, clock)
+    if resume:
+        _restore_alert(em)
+    m = FleetMeter(spec, em, clock, dlms_saved)
+    holder.append(m)
+    return m
+
+
+def _restore_alert(em):
+    """The latest-alert object shows the newest alert event again (it lives in RAM only)."""
+    newest = None
+    for code in ALERT_CODES:
+        e = em.meter.events.find_latest(code)
+        if e is not None and (newest is None or e[0] > newest[0]):
+            newest = e
+    em.model.alert.event = newest

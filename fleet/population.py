@@ -65,6 +65,21 @@ def _curves():
 
 
 _STATS = []  # per curve: (mean W, peak W)
+_CUM = []  # per curve: cumulative W x minutes, 1,441 entries (for the credit forecasts)
+
+
+def _cum(curve):
+    if not _CUM:
+        for c in _curves():
+            acc = [0]
+            for w in c:
+                acc.append(acc[-1] + w)
+            _CUM.append(acc)
+    return _CUM[curve]
+
+
+# appliances: (flag, day-hash bit, first minute, end minute, W)
+_APPLIANCES = ((AC, 3, 1140, 1380, 1400), (PUMP, 4, 390, 420, 750), (GEYSER, 8, 360, 390, 2000))
 
 
 def _mix(*xs):
@@ -96,18 +111,62 @@ class FleetLoad:
         mod = (minute - self.phase) % 1440
         w = _curves()[self.curve][mod] * self.scale // 100
         a = self.appliances
-        if a:
-            on_day = _mix(self.seed, day)
-            if a & AC and on_day & 3 and 1140 <= mod < 1380:  # 19:00-23:00, 3 days of 4
-                w += 1400
-            if a & PUMP and on_day & 4 and 390 <= mod < 420:  # 06:30-07:00, every other day
-                w += 750
-            if a & GEYSER and on_day & 8 and 360 <= mod < 390:
-                w += 2000
+        if a:  # an AC 19:00-23:00 3 days of 4, a pump 06:30-07:00 and a geyser 06:00-06:30
+            on_day = _mix(self.seed, day)  # every other day
+            for flag, bit, lo, hi, watts in _APPLIANCES:
+                if a & flag and on_day & bit and lo <= mod < hi:
+                    w += watts
         if self.noise:
             r = _mix(self.seed, minute) % (2 * self.noise + 1) - self.noise
             w += w * r // 100
         return w
+
+    def forecast_wmin(self, m0, m1):
+        """Expected energy (W x minutes, noise left out) between local minutes m0 and m1."""
+        if m1 <= m0:
+            return 0
+        cum = _cum(self.curve)
+        day_total = cum[1440]
+
+        def c(x):
+            x -= self.phase
+            return (x // 1440) * day_total + cum[x % 1440]
+        e = (c(m1) - c(m0)) * self.scale // 100
+        a = self.appliances
+        if a:
+            for day in range((m0 - self.phase) // 1440, (m1 - self.phase) // 1440 + 1):
+                on_day = _mix(self.seed, day)
+                base = day * 1440 + self.phase
+                for flag, bit, lo, hi, watts in _APPLIANCES:
+                    if a & flag and on_day & bit:
+                        s0 = max(m0, base + lo)
+                        s1 = min(m1, base + hi)
+                        if s1 > s0:
+                            e += (s1 - s0) * watts
+        return e
+
+    def when_used(self, t, wh):
+        """The Unix second (a whole minute) by which the household is expected to have used
+        `wh` watt-hours from Unix second t on (None if it uses nothing)."""
+        m0 = (t + self.tz) // 60
+        need = wh * 60
+        if need <= 0:
+            return t
+        per_day = self.forecast_wmin(m0, m0 + 1440)
+        if per_day <= 0:
+            return None
+        days = max(0, need // per_day - 1)
+        lo = m0 + days * 1440  # whole days first, then a binary search of the minute
+        while self.forecast_wmin(m0, lo + 1440) < need:
+            lo += 1440
+        hi = lo + 1440
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if self.forecast_wmin(m0, mid) >= need:
+                hi = mid
+            else:
+                lo = mid
+        return hi * 60 - self.tz
 
     def mean_w(self):
         """Average power over a day (W), appliances at their usual duty."""
@@ -208,23 +267,22 @@ class Population:
         return [meter_id(i) for i in indices]
 
 
-def wake_estimate(spec, start_s, balance=None, low_paise=None):
-    """An instant (Unix s) at which the meter's credit may have fallen to `low_paise`
-    (default 30 % of its opening balance, the firmware's first low-credit alarm) if it drew
-    twice its mean power all along: the fleet wakes the meter then (a never-touched one is
-    materialised) and the firmware measures what really happened. An estimate, not a bound:
-    a household that ran far above twice its mean raises its alarm earlier, logged at its
-    true time and pushed at the wake."""
+def wake_estimate(spec, start_s, balance=None, low_paise=None, rate=RATE_PAISE_PER_KWH):
+    """The instant (Unix s) at which the meter's credit is expected to reach `low_paise`
+    (default 30 % of its opening balance, the firmware's first low-credit alarm) from
+    `balance` at start_s, by the load's forecast (noise left out): the fleet wakes the meter
+    then (a never-touched one is materialised) and the firmware measures what really
+    happened. A forecast, not a bound: an alarm a little earlier is logged at its true time
+    and pushed at the wake."""
     bal = spec.opening_paise if balance is None else balance
     if low_paise is None:
         low_paise = spec.opening_paise * 30 // 100
     room = bal - low_paise
     if room <= 0:
         return start_s
-    per_h = 2 * spec.load.mean_w() * RATE_PAISE_PER_KWH  # paise per 1,000 h
-    if per_h <= 0:
+    if rate <= 0:
         return None
-    return start_s + room * 3600000 // per_h
+    return spec.load.when_used(start_s, -(-room * 1000 // rate))
 
 
 class _Draw:

@@ -67,10 +67,10 @@ class FleetClock:
         self.sim_ms += int(seconds * 1000)
 
     def view_now(self):
-        """Move the meters' view to now; returns it (Unix ms)."""
+        """Move the meters' view to now, in whole seconds (a meter parked and built again
+        then restarts exactly where it was); returns it (Unix ms)."""
         now = self.now_ms()
-        if now > self.view_ms:
-            self.view_ms = now
+        self.view_ms = now - now % 1000
         return self.view_ms
 
 

@@ -66,12 +66,14 @@ class EmulatedMeter:
                  start_s=None, opening_paise=None, config=None,
                  block_key=INSECURE_DEMO_BLOCK_CIPHER_KEY,
                  auth_key=INSECURE_DEMO_AUTHENTICATION_KEY, password=INSECURE_DEMO_PASSWORD,
-                 vending_key=None, nvm=None, clock=None, dlms_saved=None, dlms_store=None):
+                 vending_key=None, nvm=None, clock=None, dlms_saved=None, dlms_store=None,
+                 meter_options=None):
         """`nvm` (without state_dir): the meter's NVM to use (a fleet's SparseNVM; a meter
         already in it boots from it); `clock`: a simulator clock to follow instead of a new
         SimClock(start, speed) (a fleet's shared clock); `dlms_saved` (ic, client counters,
         lockouts) and `dlms_store(server, reserved_ic, sync)`: where the DLMS security state
-        of a meter without a state directory comes from and goes to."""
+        of a meter without a state directory comes from and goes to; `meter_options`: more
+        keyword arguments of the firmware Meter (capacities, journal geometry, resume)."""
         if nvm is not None and state_dir:
             raise ValueError("an NVM is given, or a state directory: not both")
         self.state_dir = state_dir
@@ -116,7 +118,7 @@ class EmulatedMeter:
             # "advance key revision" token has a key to move to
             keys = None if existing else {
                 r: tc.derive_key(vkey, meter_id, r) for r in range(EMULATOR_KEY_REVISIONS)}
-            self.meter = Meter(self.hal, cfg, keys=keys)
+            self.meter = Meter(self.hal, cfg, keys=keys, **(meter_options or {}))
             if existing and self.meter.fresh:
                 raise StoreError("%s holds no saved meter (blank image)" % NVM_FILE)
             if self.meter.restored_time > self.clock.time():

@@ -55,3 +55,29 @@ def test_comms_loss_deadline_is_a_rule_instant():
     m.set_config("comms_loss_s", 3 * 86400)
     m.note_headend_contact()
     assert m.next_rule_instant() == m.now() + 3 * 86400
+
+
+def test_resume_restores_without_a_power_cycle_and_counts_the_same_energy():
+    from firmware.hal.sim import HouseholdLoad
+    load = HouseholdLoad(scale_pct=150)
+    nvm_a = SparseNVM(131072)
+    nvm_b = SparseNVM(131072)
+    ca = SimClock(T0)
+    cb = SimClock(T0)
+    a = Meter(SimHal(ca, load=load, nvm=nvm_a))
+    b = Meter(SimHal(cb, load=load, nvm=nvm_b))
+    a.provision_credit(50000)
+    b.provision_credit(50000)
+    for t in (T0 + 5400, T0 + 30000, T0 + 86400):
+        a.advance_to(t)
+        b.advance_to(t)
+        b.save()  # hibernated: only its NVM is kept, then built again at the same instant
+        b = Meter(SimHal(cb, load=load, nvm=nvm_b), resume=True)
+    a.advance_to(T0 + 2 * 86400)
+    b.advance_to(T0 + 2 * 86400)
+    assert b.account.balance == a.account.balance
+    assert b.metrology.import_reg.total_mwh() == a.metrology.import_reg.total_mwh()
+    assert b.events.find_latest(ec.POWER_UP)[1] == T0  # only the first boot's
+    # the load profile is the same, entry for entry (no power-down marks)
+    assert list(b._iring.entries()) == list(a._iring.entries())
+    assert list(b._dring.entries()) == list(a._dring.entries())

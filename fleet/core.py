@@ -1,0 +1,438 @@
+"""`Fleet`: the meters of one process (or one shard of a population), one clock, one timer heap.
+
+    fleet = Fleet(100000, seed=1, speed=1.0)
+    link = fleet.open_session("BJ10000001")  # materialises the meter, advances it to now
+    reply = link.handle(0x10, aarq)           # a firmware Link (fleet.net serves it)
+    fleet.drain_pushes()                       # runs the due timers; [(meter_id, apdu)]
+
+Nothing runs per meter while it is idle. A never-touched meter is its population index: it
+is materialised (`fleet.meter.materialise`: the firmware core, installed at the fleet's
+start with its opening balance, stepped by the firmware to now) when a session opens or when
+its credit may have run low (`population.wake_estimate`, a sorted array of instants, 16 bytes
+a meter). A materialised meter is advanced when touched and at the instants where its rules
+act (`Meter.next_rule_instant`: disconnect window, grace end, suspension end, comms-loss
+deadline, limiter), at its next low-credit level's estimate, and at least every 3 simulated
+days (the firmware's monotonic ticks must be read within 6 days) — one `TimerHeap` for all.
+
+Faults on the meters (the network's are fleet.link_faults): a feeder power cut (every meter
+of the feeder powers down at the instant, logs POWER_DOWN; at restore each boots again, logs
+POWER_UP with the outage and pushes it: the storm a head-end sees after a feeder trips), a
+share of meters powered off, crystal drift per meter (`drift_ppm` spread of the population).
+
+Sharding: `shard=(i, n)` keeps the meters whose population index is congruent to i mod n
+(every process of a sharded fleet draws the same population from the seed; each meter lives
+in exactly one shard).
+"""
+from array import array
+from collections import OrderedDict
+
+from firmware import event_codes as ec
+from firmware.dlms.endpoint import Link
+from fleet.meter import materialise, unpack
+from fleet.population import Population, index_of, meter_id, wake_estimate
+from fleet.scheduler import FleetClock, TimerHeap
+
+DEFAULT_START_S = 1780252200  # Mon 2026-06-01 00:00 IST: a fixed, reproducible epoch
+PUSH_DESTINATION = "127.0.0.1:4060"  # the head-end's push listener (the fleet collects them)
+MAX_IDLE_ADVANCE_S = 3 * 86400  # a live meter is advanced at least this often
+MIN_WAKE_GAP_S = 60
+MAX_LIVE = 2000  # meters kept built; the others rest packed (a few KB each)
+
+
+class MeterDown(Exception):
+    """The meter is powered off (a feeder cut or a meter fault): no session opens."""
+
+
+class FleetLink(Link):
+    """A firmware Link of a fleet meter: the fleet's clock is brought to now before each
+    request, and the meter's pushes and next timer are taken after it. A meter that powered
+    down, or booted again since the link opened, does not answer (its associations are gone)."""
+
+    def __init__(self, fleet, index, fm):
+        Link.__init__(self, fm.em.endpoint)
+        self.fleet = fleet
+        self.index = index
+        self.fm = fm
+        self.open = True
+        fm.links += 1
+
+    def handle(self, client_sap, apdu):
+        """The firmware's answer, or None if the meter cannot answer (see the class)."""
+        f = self.fleet
+        if self.index in f.down or f.live.get(self.index) is not self.fm:
+            return None
+        f.clock.view_now()
+        reply = Link.handle(self, client_sap, apdu)
+        f.requests += 1
+        f._after_advance(self.index)
+        f._save_acknowledged(self.fm)
+        return reply
+
+    def release(self, client_sap=None):
+        """Forget the associations; the last release lets the fleet park the meter again."""
+        Link.release(self, client_sap)
+        if client_sap is None and self.open:
+            self.open = False
+            self.fm.links -= 1
+
+
+class Fleet:
+    """The meters of a population (or of one shard) with one scheduler (module docstring)."""
+
+    def __init__(self, meters, seed=1, start_s=None, speed=1.0, shard=(0, 1), drift_ppm=0,
+                 push_destination=PUSH_DESTINATION, real_ms=None, max_live=MAX_LIVE):
+        i, n = shard
+        if not (n >= 1 and 0 <= i < n):
+            raise ValueError("shard must be i/n with 0 <= i < n")
+        self.population = Population(meters, seed, drift_ppm)
+        self.shard = (i, n)
+        self.indices = range(i, meters, n)
+        self.start_s = DEFAULT_START_S if start_s is None else int(start_s)
+        self.clock = FleetClock(self.start_s, speed, real_ms)
+        self.push_destination = push_destination
+        self.timers = TimerHeap()
+        self.live = OrderedDict()  # index -> FleetMeter, least recently used first
+        self.parked = {}  # index -> packed meter (bytes): touched meters at rest
+        self.max_live = max_live
+        self.state = None  # fleet.state.FleetState when the fleet persists (--state)
+        self.down = set()  # indices powered off now
+        self.feeders_down = {}  # feeder -> cut instant
+        self._events = {}  # negative timer key -> (action, argument)
+        self._next_event = -1
+        self._pushes = []
+        self.requests = 0
+        self.sessions = 0
+        self.wakes = 0
+        self.pushes_out = 0
+        self._build_wakes()
+
+    # ---- the never-touched meters' wake-ups -----------------------------------------------------
+    def _build_wakes(self):
+        """When each meter's credit may first run low (sorted, as two arrays)."""
+        pop = self.population
+        pairs = []
+        for i in self.indices:
+            t = wake_estimate(pop.spec(i), self.start_s)
+            if t is not None:
+                pairs.append((t, i))
+        pairs.sort()
+        self._wake_t = array("q", [p[0] for p in pairs])
+        self._wake_i = array("l", [p[1] for p in pairs])
+        self._wake_pos = 0
+
+    # ---- the Fleet interface (docs/fleet.md, fleet.net) ---------------------------------------
+    def __len__(self):
+        return len(self.indices)
+
+    def meter_ids(self):
+        """Meter ids of this fleet (shard), in population order."""
+        return (meter_id(i) for i in self.indices)
+
+    def index(self, mid):
+        """The population index of one of this fleet's meters; KeyError otherwise."""
+        i = index_of(mid) if isinstance(mid, str) else None
+        if i is None or i >= self.population.size or i % self.shard[1] != self.shard[0]:
+            raise KeyError("no meter %r in this fleet" % (mid,))
+        return i
+
+    def info(self, mid):
+        """Registry fields: meter_id, index, physical_address, feeder, segment, contact,
+        key_ref."""
+        return self.population.spec(self.index(mid)).registry()
+
+    def open_session(self, mid):
+        """A firmware Link to the meter, materialised and advanced to now; MeterDown if it is
+        powered off."""
+        i = self.index(mid)
+        if i in self.down:
+            raise MeterDown(mid)
+        self.clock.view_now()
+        m = self._meter(i)
+        m.em.meter.tick()
+        self._after_advance(i)
+        self.sessions += 1
+        link = FleetLink(self, i, m)
+        self._save_acknowledged(m)
+        return link
+
+    def drain_pushes(self):
+        """Run the timers due now, then hand over the pushes queued: [(meter_id, apdu)]."""
+        self.run_due()
+        out = self._pushes
+        self._pushes = []
+        self.pushes_out += len(out)
+        return out
+
+    def stats(self):
+        """Counters for a live status."""
+        return {
+            "meters": len(self.indices),
+            "materialised": len(self.live),
+            "parked": len(self.parked),
+            "down": len(self.down),
+            "feeders_down": len(self.feeders_down),
+            "timers": len(self.timers),
+            "wakes_pending": len(self._wake_t) - self._wake_pos,
+            "wakes": self.wakes,
+            "sessions": self.sessions,
+            "requests": self.requests,
+            "pushes": self.pushes_out,
+            "time": self.clock.now(),
+            "speed": self.clock.speed,
+        }
+
+    # ---- time ------------------------------------------------------------------------------
+    def now(self):
+        """The fleet's simulated time (Unix s)."""
+        return self.clock.now()
+
+    def set_speed(self, speed):
+        """Run the fleet's clock at `speed` times real time."""
+        self.clock.set_speed(speed)
+
+    def jump(self, seconds):
+        """Let `seconds` pass at once for the whole fleet; the rule instants inside the jump
+        are run in order (each at its own instant) by the next `run_due`."""
+        self.clock.jump(seconds)
+
+    def run_due(self, limit=None):
+        """Run every timer (rule instant, wake-up, feeder event) due by now, each at its own
+        simulated instant and in time order; returns how many ran (at most `limit`)."""
+        now = self.clock.now()
+        ran = 0
+        wt = self._wake_t
+        while limit is None or ran < limit:
+            nt = self.timers.next_due()
+            wpos = self._wake_pos
+            wnext = wt[wpos] if wpos < len(wt) else None
+            if wnext is not None and wnext <= now and (nt is None or wnext <= nt):
+                self._wake_pos = wpos + 1
+                i = self._wake_i[wpos]
+                if i not in self.live and i not in self.down:
+                    self._at(wnext)
+                    self._wake(i)
+                ran += 1
+                continue
+            if nt is None or nt > now:
+                break
+            for t, key in self.timers.pop_due(nt):
+                self._at(t)
+                if key >= 0:
+                    if key not in self.down:
+                        self._wake(key)
+                else:
+                    action, arg = self._events.pop(key)
+                    action(arg, t)
+                ran += 1
+                break
+        self.clock.view_now()
+        return ran
+
+    def _at(self, t):
+        """Let the meters see simulated second t (a timer's own instant)."""
+        self.clock.view_ms = t * 1000
+
+    def _wake(self, i):
+        m = self._meter(i)
+        m.em.meter.tick()
+        self.wakes += 1
+        self._after_advance(i)
+
+    # ---- meters ----------------------------------------------------------------------------
+    def meter(self, mid):
+        """The FleetMeter of a meter id (materialised, not advanced)."""
+        return self._meter(self.index(mid))
+
+    def _meter(self, i):
+        m = self.live.get(i)
+        if m is not None:
+            self.live.move_to_end(i)
+            return m
+        blob = self.parked.pop(i, None)
+        spec = self.population.spec(i)
+        if blob is not None:
+            at_ms, _down, shift, dlms, pages = unpack(blob)
+            m = materialise(spec, self.clock, self.push_destination, pages, shift, dlms,
+                            self._dlms_saved, at_ms=at_ms, resume=True)
+        else:
+            m = materialise(spec, self.clock, self.push_destination,
+                            dlms_store=self._dlms_saved)
+        m.dirty = blob is None
+        self.live[i] = m
+        return m
+
+    def _after_advance(self, i):
+        """Collect the meter's pushes, set its next timer, park meters beyond max_live."""
+        m = self.live.get(i)
+        if m is None:
+            return
+        m.at_ms = self.clock.view_ms
+        mid = m.spec.meter_id
+        for apdu in m.take_pushes():
+            self._pushes.append((mid, apdu))
+        if i not in self.down:
+            self.timers.schedule(i, self._next_due(m))
+        if len(self.live) > self.max_live:
+            self._park_some()
+
+    def _park_some(self):
+        """Park the least recently used meters without a session until max_live are live."""
+        excess = len(self.live) - self.max_live
+        for i in list(self.live)[:excess + 16]:
+            if excess <= 0:
+                break
+            m = self.live[i]
+            if m.links or i in self.down:
+                continue
+            self.park(i)
+            excess -= 1
+
+    def park(self, i):
+        """Keep meter `i` as its packed NVM only (saved first; built again, without a power
+        cycle, when next touched)."""
+        m = self.live.pop(i)
+        m.em.meter.save()
+        m.changed()
+        blob = m.pack(m.at_ms)
+        if self.state is not None and m.dirty:
+            self.state.save_meter(i, blob)
+        self.parked[i] = blob
+
+    def _dlms_saved(self, m, sync):
+        """A meter's DLMS counters moved: with --state and a new reservation, saved now."""
+        if sync and self.state is not None:
+            self._save_acknowledged(m, force=True)
+
+    def _save_acknowledged(self, m, force=False):
+        """With --state: a meter whose NVM or DLMS state changed is saved before its answer
+        leaves (an acknowledged token or counter is never lost to a kill)."""
+        if self.state is None or not (m.changed() or force):
+            return
+        i = m.spec.index
+        self.state.save_meter(i, m.pack(self.clock.view_ms, i in self.down), sync=True)
+        m.dirty = False
+
+    def _next_due(self, m):
+        """The meter's next rule instant, its next low-credit level's estimate, or the
+        longest idle advance, whichever comes first."""
+        meter = m.em.meter
+        now = meter.now()
+        due = now + MAX_IDLE_ADVANCE_S
+        r = meter.next_rule_instant()
+        if r is not None and r < due:
+            due = r
+        acc = meter.account
+        if acc.balance > 0:
+            low = 0
+            for pct in acc.thresholds:
+                level = acc.last_credit * pct // 100
+                if low < level < acc.balance:
+                    low = level
+            est = wake_estimate(m.spec, now, acc.balance, low)
+            if est is not None and est < due:
+                due = est
+        return max(due, now + MIN_WAKE_GAP_S if r is None or r > now + MIN_WAKE_GAP_S else r)
+
+    # ---- faults ----------------------------------------------------------------------------
+    def _schedule(self, t, action, arg):
+        key = self._next_event
+        self._next_event -= 1
+        self._events[key] = (action, arg)
+        self.timers.schedule(key, t)
+        return key
+
+    def feeder_of(self, i):
+        return self.population.spec(i).feeder
+
+    def feeder_meters(self, feeder):
+        """Indices of this fleet's meters on `feeder` (feeders are contiguous index blocks)."""
+        from fleet.population import FEEDER_SIZE
+        k = int(feeder.lstrip("F"))
+        lo = k * FEEDER_SIZE
+        hi = min(lo + FEEDER_SIZE, self.population.size)
+        i, n = self.shard
+        first = lo + (i - lo) % n
+        return range(first, hi, n)
+
+    def cut_feeder(self, feeder, at=None, restore_after_s=None):
+        """Cut `feeder`'s supply at simulated second `at` (default now) and, if
+        `restore_after_s`, restore it that much later (timers; run by run_due)."""
+        t = self.clock.now() if at is None else int(at)
+        self._schedule(t, self._cut, feeder)
+        if restore_after_s is not None:
+            self._schedule(t + int(restore_after_s), self._restore, feeder)
+
+    def restore_feeder(self, feeder, at=None):
+        """Restore `feeder`'s supply at simulated second `at` (default now)."""
+        self._schedule(self.clock.now() if at is None else int(at), self._restore, feeder)
+
+    def _cut(self, feeder, t):
+        if feeder in self.feeders_down:
+            return
+        self.feeders_down[feeder] = t
+        for i in self.feeder_meters(feeder):
+            self._power_off(i)
+
+    def _restore(self, feeder, t):
+        if self.feeders_down.pop(feeder, None) is None:
+            return
+        for i in self.feeder_meters(feeder):
+            self._power_on(i)
+
+    def power_off(self, mids):
+        """Power some meters off now (a meter fault: unreachable until power_on)."""
+        self.clock.view_now()
+        for mid in mids:
+            self._power_off(self.index(mid))
+
+    def power_on(self, mids):
+        """Power meters on again now (each boots and pushes POWER_UP)."""
+        self.clock.view_now()
+        for mid in mids:
+            self._power_on(self.index(mid))
+
+    def down_share(self, pct, salt=0):
+        """Power off pct % of this fleet's meters (the same ones for the same seed and salt);
+        returns their ids."""
+        pick = [i for i in self.indices
+                if (self.population.seed * 7907 + i * 104729 + salt * 31) % 10007 * 100 < pct * 10007]
+        mids = [meter_id(i) for i in pick]
+        self.power_off(mids)
+        return mids
+
+    def _power_off(self, i):
+        if i in self.down:
+            return
+        m = self._meter(i)  # a never-touched meter on the feeder lives through the cut too
+        meter = m.em.meter
+        meter.tick()
+        m.em.hal.inputs.power = False
+        meter.power_down()  # POWER_DOWN logged and saved (the meter's last gasp is pushed)
+        self.down.add(i)
+        self._after_advance(i)
+        self.timers.schedule(i, None)
+
+    def _power_on(self, i):
+        if i not in self.down:
+            return
+        self.down.discard(i)
+        old = self.live[i]
+        m = self._reboot(old)
+        self.live[i] = m
+        up = m.em.meter.events.find_latest(ec.POWER_UP)
+        if up is not None:
+            m.em.model.on_event(up)  # the power-up alert: pushed like any other alert
+        self._after_advance(i)
+
+    def _reboot(self, old):
+        """The meter booted again on its NVM (after a power cut): a new firmware Meter."""
+        em = old.em
+        server = em._endpoint.server if em._endpoint is not None else None
+        saved = em.dlms_saved
+        if server is not None:
+            keeper = em._endpoint.counters
+            ic = keeper.reserved if keeper is not None else server.invocation_counter
+            saved = (max(ic, server.invocation_counter), dict(server.counters.last),
+                     server.throttle.dump())
+        return materialise(old.spec, self.clock, self.push_destination, em.nvm.pages,
+                           old.clock.wall_shift_s, saved, em.dlms_store)
