@@ -80,7 +80,8 @@ class Fleet:
     """The meters of a population (or of one shard) with one scheduler (module docstring)."""
 
     def __init__(self, meters, seed=1, start_s=None, speed=1.0, shard=(0, 1), drift_ppm=0,
-                 push_destination=PUSH_DESTINATION, real_ms=None, max_live=MAX_LIVE):
+                 push_destination=PUSH_DESTINATION, real_ms=None, max_live=MAX_LIVE,
+                 wake_untouched=True):
         i, n = shard
         if not (n >= 1 and 0 <= i < n):
             raise ValueError("shard must be i/n with 0 <= i < n")
@@ -104,14 +105,15 @@ class Fleet:
         self.sessions = 0
         self.wakes = 0
         self.pushes_out = 0
-        self._build_wakes()
+        self._build_wakes(wake_untouched)
 
     # ---- the never-touched meters' wake-ups -----------------------------------------------------
-    def _build_wakes(self):
-        """When each meter's credit may first run low (sorted, as two arrays)."""
+    def _build_wakes(self, enabled=True):
+        """When each meter's credit may first run low (sorted, as two arrays); none when not
+        `enabled` (never-touched meters then stay at rest until a session opens)."""
         pop = self.population
         pairs = []
-        for i in self.indices:
+        for i in self.indices if enabled else ():
             t = wake_estimate(pop.spec(i), self.start_s)
             if t is not None:
                 pairs.append((t, i))
@@ -425,14 +427,7 @@ class Fleet:
         self._after_advance(i)
 
     def _reboot(self, old):
-        """The meter booted again on its NVM (after a power cut): a new firmware Meter."""
-        em = old.em
-        server = em._endpoint.server if em._endpoint is not None else None
-        saved = em.dlms_saved
-        if server is not None:
-            keeper = em._endpoint.counters
-            ic = keeper.reserved if keeper is not None else server.invocation_counter
-            saved = (max(ic, server.invocation_counter), dict(server.counters.last),
-                     server.throttle.dump())
-        return materialise(old.spec, self.clock, self.push_destination, em.nvm.pages,
-                           old.clock.wall_shift_s, saved, em.dlms_store)
+        """The meter booted again on its NVM (after a power cut): a new firmware Meter, its
+        DLMS counters continuing above any used."""
+        return materialise(old.spec, self.clock, self.push_destination, old.em.nvm.pages,
+                           old.clock.wall_shift_s, old.dlms_state(), self._dlms_saved)

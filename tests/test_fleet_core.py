@@ -1,0 +1,180 @@
+"""The fleet's core (fleet/core.py, scheduler, meter, population): the same firmware core as the
+emulator, advanced lazily by one scheduler; parking; faults; shards."""
+import pytest
+
+from firmware import event_codes as ec
+from fleet.core import Fleet, MeterDown
+from fleet.meter import METER_OPTIONS
+from fleet.population import Population, meter_id
+from fleet.scheduler import FleetClock, TimerHeap
+from hil.emulator.meter import EmulatedMeter
+from tests.scenario_fleet import expected_cut
+
+DAY = 86400
+
+
+def _eager(spec, start_s, until_s, step_s=10):
+    """The emulator's meter for the same household, ticked every `step_s` simulated seconds."""
+    em = EmulatedMeter(meter_id=spec.meter_id, load=spec.load, start_s=start_s, speed=0,
+                       opening_paise=spec.opening_paise, meter_options=METER_OPTIONS)
+    while em.clock.time() < until_s:
+        em.clock.advance(step_s)
+        em.tick()
+    return em.meter
+
+
+def _pick(fleet, pred):
+    for mid in fleet.meter_ids():
+        s = fleet.population.spec(fleet.index(mid))
+        if pred(s):
+            return mid, s
+    raise AssertionError("no such meter in the population")
+
+
+def test_lazy_advance_equals_an_eagerly_ticked_emulated_meter_over_a_day():
+    fleet = Fleet(60, seed=11, speed=0)
+    mid, spec = _pick(fleet, lambda s: s.load.appliances and s.load.noise
+                      and s.opening_paise > 20000)
+    fleet.open_session(mid).release()  # first touch: installed at the start
+    for hours in (7, 5, 6, 6):  # touched a few times, timers in between
+        fleet.jump(hours * 3600)
+        fleet.run_due()
+        fleet.open_session(mid).release()
+    lazy = fleet.meter(mid).meter
+    eager = _eager(spec, fleet.start_s, fleet.start_s + DAY)
+    assert lazy.now() == eager.now() == fleet.start_s + DAY
+    assert lazy.metrology.import_reg.total_mwh() == eager.metrology.import_reg.total_mwh() > 0
+    assert lazy.account.balance == eager.account.balance < spec.opening_paise
+    assert list(lazy._iring.entries()) == list(eager._iring.entries())
+
+
+def test_parked_meters_end_where_meters_kept_live_end():
+    kept = Fleet(40, seed=5, speed=0, max_live=1000, wake_untouched=False)
+    parked = Fleet(40, seed=5, speed=0, max_live=1, wake_untouched=False)
+    for f in (kept, parked):
+        for mid in list(f.meter_ids())[:6]:
+            f.open_session(mid).release()
+        f.jump(2 * DAY)
+        f.run_due()
+    assert parked.stats()["parked"] > 0 and parked.stats()["materialised"] <= 2
+    for mid in list(kept.meter_ids())[:6]:
+        kept.open_session(mid).release()
+        parked.open_session(mid).release()
+        a = kept.meter(mid).meter
+        b = parked.meter(mid).meter
+        assert (a.now(), a.account.balance, a.metrology.import_reg.total_mwh()) == \
+               (b.now(), b.account.balance, b.metrology.import_reg.total_mwh())
+        assert b.events.find_latest(ec.POWER_UP)[1] == parked.start_s  # no power cycle
+    assert [m for m, _ in kept.drain_pushes()] == [m for m, _ in parked.drain_pushes()]
+
+
+def test_scheduler_cuts_at_the_window_after_grace_and_pushes_it():
+    fleet = Fleet(400, seed=3, speed=0, wake_untouched=False)
+    mid, spec = _pick(fleet, lambda s: s.opening_paise < 3000 and s.load.mean_w() > 150)
+    fleet.open_session(mid).release()
+    fleet.jump(4 * DAY)
+    fleet.run_due()  # never touched again: only the timers advance it
+    m = fleet.meter(mid).meter
+    zero = m.account.zero_time
+    assert zero, "the balance ran out"
+    cut = m.events.find_latest(ec.RELAY_DISCONNECTED)
+    assert cut is not None and cut[1] == expected_cut(zero)
+    assert not m.control.output_state
+    pushed = [apdu for who, apdu in fleet.drain_pushes() if who == mid]
+    assert len(pushed) >= 3  # low credit levels, balance zero, the disconnection
+
+
+def test_never_touched_meters_wake_when_their_credit_runs_low():
+    fleet = Fleet(200, seed=9, speed=0)
+    fleet.jump(DAY)
+    fleet.run_due()
+    st = fleet.stats()
+    assert 0 < st["materialised"] + st["parked"] < 200
+    for i in list(fleet.live)[:5]:
+        m = fleet.live[i].meter
+        assert m.now() >= fleet.start_s + 60  # stepped by the firmware from the start
+    assert any(apdu for _m, apdu in fleet.drain_pushes())
+
+
+def test_feeder_cut_downs_meters_and_the_restore_storms_power_up_pushes():
+    fleet = Fleet(1200, seed=2, speed=0, shard=(1, 3))
+    feeder = "F0001"
+    on_feeder = list(fleet.feeder_meters(feeder))
+    assert on_feeder and all(fleet.population.spec(i).feeder == feeder for i in on_feeder)
+    assert all(i % 3 == 1 for i in on_feeder)
+    probe = meter_id(on_feeder[0])
+    fleet.open_session(probe).release()
+    fleet.drain_pushes()
+    fleet.cut_feeder(feeder, at=fleet.now() + 600, restore_after_s=3600)
+    fleet.jump(700)
+    fleet.run_due()
+    with pytest.raises(MeterDown):
+        fleet.open_session(probe)
+    assert fleet.stats()["down"] == len(on_feeder)
+    fleet.drain_pushes()
+    fleet.jump(3600)
+    fleet.run_due()
+    pushes = fleet.drain_pushes()
+    assert {m for m, _ in pushes} >= {meter_id(i) for i in on_feeder}
+    m = fleet.meter(probe).meter
+    up = m.events.find_latest(ec.POWER_UP)
+    assert up[1] == fleet.start_s + 600 + 3600 and up[3] == 3600  # the outage length
+    assert fleet.open_session(probe) is not None
+
+
+def test_down_share_is_reproducible():
+    a = Fleet(500, seed=4, speed=0).down_share(5)
+    b = Fleet(500, seed=4, speed=0).down_share(5)
+    assert a == b and 5 <= len(a) <= 50
+
+
+def test_shards_cover_every_meter_exactly_once():
+    n = 4
+    seen = []
+    for i in range(n):
+        f = Fleet(1001, seed=1, speed=0, shard=(i, n))
+        ids = list(f.meter_ids())
+        assert len(f) == len(ids)
+        seen += ids
+        assert all(f.info(m)["index"] % n == i for m in ids[:50])
+    assert sorted(seen) == sorted(meter_id(i) for i in range(1001))
+    f = Fleet(1001, seed=1, speed=0, shard=(0, n))
+    with pytest.raises(KeyError):
+        f.info(meter_id(1))
+
+
+def test_population_is_reproducible_and_registry_fields_are_complete():
+    a = Population(1000, seed=7).spec(123)
+    b = Population(1000, seed=7).spec(123)
+    assert a.registry() == b.registry()
+    assert a.load.power_at(1780300000) == b.load.power_at(1780300000)
+    r = a.registry()
+    assert r["physical_address"] == 123 + 16 and r["meter_id"] == meter_id(123)
+    assert set(r) >= {"meter_id", "index", "physical_address", "feeder", "contact", "key_ref"}
+    loads = [Population(1000, seed=7).spec(i).load.mean_w() for i in range(200)]
+    assert max(loads) > 3 * min(loads)  # diversity
+
+
+def test_fleet_clock_speed_and_jump():
+    now = [0]
+    c = FleetClock(1780000000, speed=3600, real_ms=lambda: now[0])
+    now[0] = 1000
+    assert c.now() == 1780000000 + 3600
+    c.jump(86400)
+    assert c.now() == 1780000000 + 3600 + 86400
+    c.set_speed(1)
+    now[0] = 2000
+    assert c.now() == 1780000000 + 3601 + 86400
+    with pytest.raises(ValueError):
+        c.jump(-1)
+
+
+def test_timer_heap_keeps_one_instant_per_key_in_time_order():
+    h = TimerHeap()
+    h.schedule(1, 50)
+    h.schedule(2, 20)
+    h.schedule(1, 10)  # replaces 50
+    h.schedule(3, 30)
+    h.schedule(3, None)  # cancelled
+    assert list(h.pop_due(40)) == [(10, 1), (20, 2)]
+    assert len(h) == 0 and h.next_due() is None
