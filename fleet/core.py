@@ -23,19 +23,23 @@ Sharding: `shard=(i, n)` keeps the meters whose population index is congruent to
 (every process of a sharded fleet draws the same population from the seed; each meter lives
 in exactly one shard).
 """
+import time
 from array import array
 from collections import OrderedDict
 
 from firmware import event_codes as ec
 from firmware.dlms.endpoint import Link
+from firmware.meter import SOURCE_KEYPAD
 from fleet.meter import materialise, unpack
 from fleet.population import Population, index_of, meter_id, wake_estimate
 from fleet.scheduler import FleetClock, TimerHeap
+from fleet.state import FleetState
 
 DEFAULT_START_S = 1780252200  # Mon 2026-06-01 00:00 IST: a fixed, reproducible epoch
 PUSH_DESTINATION = "127.0.0.1:4060"  # the head-end's push listener (the fleet collects them)
 MAX_IDLE_ADVANCE_S = 3 * 86400  # a live meter is advanced at least this often
 MIN_WAKE_GAP_S = 60
+CHECKPOINT_S = 5  # real seconds between --state checkpoints
 MAX_LIVE = 2000  # meters kept built; the others rest packed (a few KB each)
 
 
@@ -81,7 +85,7 @@ class Fleet:
 
     def __init__(self, meters, seed=1, start_s=None, speed=1.0, shard=(0, 1), drift_ppm=0,
                  push_destination=PUSH_DESTINATION, real_ms=None, max_live=MAX_LIVE,
-                 wake_untouched=True):
+                 wake_untouched=True, state_dir=None):
         i, n = shard
         if not (n >= 1 and 0 <= i < n):
             raise ValueError("shard must be i/n with 0 <= i < n")
@@ -106,6 +110,70 @@ class Fleet:
         self.wakes = 0
         self.pushes_out = 0
         self._build_wakes(wake_untouched)
+        self._checkpoint_at = time.monotonic() + CHECKPOINT_S
+        if state_dir:
+            self._open_state(state_dir, drift_ppm)
+
+    # ---- --state DIR (fleet/state.py) -------------------------------------------------------
+    def _open_state(self, state_dir, drift_ppm):
+        """Hold the state directory; a fleet saved there goes on from where it was saved."""
+        st = FleetState(state_dir, {"meters": self.population.size,
+                                    "seed": self.population.seed, "shard": list(self.shard),
+                                    "start_s": self.start_s, "drift_ppm": drift_ppm})
+        try:
+            blobs = st.load_meters()
+        except BaseException:
+            st.close()
+            raise
+        self.state = st
+        saved = st.saved or {}
+        t_ms = int(saved.get("time_ms", self.clock.start_ms))
+        checkpoint_s = t_ms // 1000
+        latest = t_ms
+        for i, blob in blobs.items():
+            if i not in self.indices:
+                continue
+            p = unpack(blob)
+            latest = max(latest, p.view_ms)
+            self.parked[i] = blob
+            if p.down:
+                self.down.add(i)
+        self.clock.sim_ms = latest - self.clock.start_ms
+        self.clock.view_now()
+        now = self.clock.now()
+        for i, blob in self.parked.items():
+            if i in self.down:
+                continue
+            p = unpack(blob)
+            # a reset meter boots now (its power-up goes out); a parked one at its own timer
+            self.timers.schedule(i, p.due if p.resume and p.due else now)
+        self.feeders_down = dict(saved.get("feeders_down", {}))
+        wt = self._wake_t
+        while self._wake_pos < len(wt) and wt[self._wake_pos] < checkpoint_s:
+            self._wake_pos += 1  # woken before the checkpoint: stored above if touched
+        self.checkpoint(sync=True)
+
+    def checkpoint(self, sync=False):
+        """With --state: store the meters changed since they were last stored, and the fleet's
+        time (a restart goes on from here)."""
+        if self.state is None:
+            return
+        for i, m in self.live.items():
+            if m.changed():
+                self.state.save_meter(i, m.pack(m.at_ms, i in self.down, due=self.timers.due(i)))
+                m.dirty = False
+        self.state.save_fleet({"time_ms": self.clock.now_ms(),
+                               "feeders_down": self.feeders_down}, sync)
+        self._checkpoint_at = time.monotonic() + CHECKPOINT_S
+
+    def close(self):
+        """Park every meter (stored with --state), store the fleet, release the directory."""
+        for i in [i for i in self.live if i not in self.down]:
+            self.park(i)
+        if self.state is not None:
+            self.checkpoint(sync=True)
+            self.state.close()
+            self.state = None
 
     # ---- the never-touched meters' wake-ups -----------------------------------------------------
     def _build_wakes(self, enabled=True):
@@ -114,7 +182,7 @@ class Fleet:
         pop = self.population
         pairs = []
         for i in self.indices if enabled else ():
-            t = wake_estimate(pop.spec(i), self.start_s)
+            t = wake_estimate(pop.spec(i), self.start_s, quick=True)
             if t is not None:
                 pairs.append((t, i))
         pairs.sort()
@@ -157,9 +225,26 @@ class Fleet:
         self._save_acknowledged(m)
         return link
 
+    def enter_token(self, mid, digits):
+        """Enter a token at the meter's keypad now (a consumer typing it): the firmware's
+        TokenResult; with --state the meter is stored before this returns. MeterDown if the
+        meter is powered off."""
+        i = self.index(mid)
+        if i in self.down:
+            raise MeterDown(mid)
+        self.clock.view_now()
+        m = self._meter(i)
+        m.em.meter.tick()
+        res = m.em.meter.enter_token(digits, SOURCE_KEYPAD)
+        self._after_advance(i)
+        self._save_acknowledged(m)
+        return res
+
     def drain_pushes(self):
         """Run the timers due now, then hand over the pushes queued: [(meter_id, apdu)]."""
         self.run_due()
+        if self.state is not None and time.monotonic() >= self._checkpoint_at:
+            self.checkpoint()
         out = self._pushes
         self._pushes = []
         self.pushes_out += len(out)
@@ -210,7 +295,7 @@ class Fleet:
             if wnext is not None and wnext <= now and (nt is None or wnext <= nt):
                 self._wake_pos = wpos + 1
                 i = self._wake_i[wpos]
-                if i not in self.live and i not in self.down:
+                if i not in self.live and i not in self.parked and i not in self.down:
                     self._at(wnext)
                     self._wake(i)
                 ran += 1
@@ -253,9 +338,11 @@ class Fleet:
         blob = self.parked.pop(i, None)
         spec = self.population.spec(i)
         if blob is not None:
-            at_ms, _down, shift, dlms, pages = unpack(blob)
-            m = materialise(spec, self.clock, self.push_destination, pages, shift, dlms,
-                            self._dlms_saved, at_ms=at_ms, resume=True)
+            p = unpack(blob)
+            m = materialise(spec, self.clock, self.push_destination, p.pages, p.wall_shift_s,
+                            p.dlms, self._dlms_saved, at_ms=p.view_ms, resume=p.resume)
+            if not p.resume:  # booted again (a reset): the power-up alert goes out
+                self._push_power_up(m)
         else:
             m = materialise(spec, self.clock, self.push_destination,
                             dlms_store=self._dlms_saved)
@@ -295,10 +382,27 @@ class Fleet:
         m = self.live.pop(i)
         m.em.meter.save()
         m.changed()
-        blob = m.pack(m.at_ms)
+        blob = m.pack(m.at_ms, resume=True, due=self.timers.due(i))
         if self.state is not None and m.dirty:
             self.state.save_meter(i, blob)
+            m.dirty = False
         self.parked[i] = blob
+
+    def _commanded(self, m):
+        """True if a command changed the meter since the last look (a token, a relay or
+        clock or configuration write, a suspension): such a save is flushed to the disk."""
+        meter = m.em.meter
+        acc = meter.account
+        ctl = meter.control
+        pol = meter.policy
+        mark = (meter.last_token, acc.total_credits, acc.ec_owed, ctl.control_state,
+                ctl.control_mode, id(meter.config), pol.suspended, pol.suspend_until,
+                meter.tamper_latch, meter.gate.epoch, meter.gate.key_rev,
+                m.em.model.push.destination, m.clock.wall_shift_s)
+        if mark == m.mark:
+            return False
+        m.mark = mark
+        return True
 
     def _dlms_saved(self, m, sync):
         """A meter's DLMS counters moved: with --state and a new reservation, saved now."""
@@ -311,7 +415,8 @@ class Fleet:
         if self.state is None or not (m.changed() or force):
             return
         i = m.spec.index
-        self.state.save_meter(i, m.pack(self.clock.view_ms, i in self.down), sync=True)
+        self.state.save_meter(i, m.pack(m.at_ms, i in self.down, due=self.timers.due(i)),
+                              sync=force or self._commanded(m))
         m.dirty = False
 
     def _next_due(self, m):
@@ -330,10 +435,12 @@ class Fleet:
                 level = acc.last_credit * pct // 100
                 if low < level < acc.balance:
                     low = level
-            est = wake_estimate(m.spec, now, acc.balance, low)
-            if est is not None and est < due:
-                due = est
-        return max(due, now + MIN_WAKE_GAP_S if r is None or r > now + MIN_WAKE_GAP_S else r)
+            est = wake_estimate(m.spec, now, acc.balance, low, acc.rate(now))
+            if est is not None:
+                est = max(est, now + MIN_WAKE_GAP_S)  # the forecast was short: look again soon
+                if est < due:
+                    due = est
+        return due
 
     # ---- faults ----------------------------------------------------------------------------
     def _schedule(self, t, action, arg):
@@ -418,13 +525,16 @@ class Fleet:
         if i not in self.down:
             return
         self.down.discard(i)
-        old = self.live[i]
+        old = self.live.get(i) or self._meter(i)
         m = self._reboot(old)
         self.live[i] = m
+        self._push_power_up(m)
+        self._after_advance(i)
+
+    def _push_power_up(self, m):
         up = m.em.meter.events.find_latest(ec.POWER_UP)
         if up is not None:
             m.em.model.on_event(up)  # the power-up alert: pushed like any other alert
-        self._after_advance(i)
 
     def _reboot(self, old):
         """The meter booted again on its NVM (after a power cut): a new firmware Meter, its

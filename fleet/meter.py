@@ -59,15 +59,17 @@ METER_OPTIONS = {"interval_capacity": 192, "journal_sectors": 2, "journal_sector
 
 MAGIC = b"BJFM"
 VERSION = 1
-_HEAD = ">4sBBqiIHH"  # magic, version, flags, view ms, wall shift s, ic, counters, lockouts len
-FLAG_DOWN = 1
+# magic, version, flags, view ms, next due s, wall shift s, ic, counters, lockouts length
+_HEAD = ">4sBBqqiIHH"
+FLAG_DOWN = 1  # powered off when packed
+FLAG_RESUME = 2  # packed right after meter.save(): built again without a power cycle
 
 
 class FleetMeter:
     """One materialised meter: its spec, the EmulatedMeter (`em`), its clock, its DLMS
     security state as last saved (`dlms`: reserved counter, client counters, lockouts)."""
 
-    __slots__ = ("spec", "em", "clock", "dlms", "nvm_writes", "dirty", "links", "at_ms")
+    __slots__ = ("spec", "em", "clock", "dlms", "nvm_writes", "dirty", "links", "at_ms", "mark")
 
     def __init__(self, spec, em, clock, dlms):
         self.spec = spec
@@ -78,6 +80,7 @@ class FleetMeter:
         self.dirty = True  # not yet saved in the fleet's state directory
         self.links = 0  # sessions open (the meter is not parked while one is)
         self.at_ms = clock.fleet.view_ms  # the fleet view it was last advanced at
+        self.mark = None  # what commands last left (fleet.core: a save flushed to the disk)
 
     @property
     def meter(self):
@@ -109,14 +112,17 @@ class FleetMeter:
             ic = keeper.reserved
         return (ic, dict(server.counters.last), server.throttle.dump())
 
-    def pack(self, view_ms, down=False):
-        """The meter as bytes (its NVM pages, clock setting and DLMS state), to park it or to
-        save it; call after `meter.save()` (fleet.core does)."""
+    def pack(self, view_ms, down=False, resume=False, due=0):
+        """The meter as bytes: its NVM pages, clock setting and DLMS state, the fleet view it
+        was last advanced at and its next timer (`due`). `resume`: packed right after
+        `meter.save()` (parked), so it is built again without a power cycle; otherwise it
+        boots from the NVM as it was (a reset: what the firmware does after a cut)."""
         ic, counters, lockouts = self.dlms_state()
         lockouts = lockouts or b""
         pages = self.em.nvm.pages
         nums = sorted(pages)
-        body = [struct.pack(_HEAD, MAGIC, VERSION, FLAG_DOWN if down else 0, view_ms,
+        flags = (FLAG_DOWN if down else 0) | (FLAG_RESUME if resume else 0)
+        body = [struct.pack(_HEAD, MAGIC, VERSION, flags, view_ms, due or 0,
                             self.clock.wall_shift_s, ic, len(counters), len(lockouts))]
         for title in sorted(counters):
             body.append(bytes(title) + struct.pack(">I", counters[title]))
@@ -134,13 +140,19 @@ class PackError(ValueError):
     """A packed meter is damaged (CRC, magic, version or length)."""
 
 
+class Packed:
+    """A packed meter read back (see FleetMeter.pack)."""
+
+    __slots__ = ("view_ms", "due", "down", "resume", "wall_shift_s", "dlms", "pages")
+
+
 def unpack(blob):
-    """(view_ms, down, wall_shift_s, (ic, counters, lockouts), pages) of a packed meter."""
+    """The `Packed` fields of a packed meter; PackError if it is damaged."""
     if len(blob) < 8 or zlib.crc32(blob[:-4]) != struct.unpack(">I", blob[-4:])[0]:
         raise PackError("packed meter: CRC mismatch")
     try:
         raw = zlib.decompress(blob[:-4])
-        magic, ver, flags, view_ms, shift, ic, nc, nl = struct.unpack_from(_HEAD, raw, 0)
+        magic, ver, flags, view_ms, due, shift, ic, nc, nl = struct.unpack_from(_HEAD, raw, 0)
         if magic != MAGIC or ver != VERSION:
             raise PackError("packed meter: not a bijli fleet meter (version %d)" % ver)
         o = struct.calcsize(_HEAD)
@@ -161,7 +173,16 @@ def unpack(blob):
             o += PAGE
     except (zlib.error, struct.error) as e:
         raise PackError("packed meter: %s" % e) from None
-    return view_ms, bool(flags & FLAG_DOWN), shift, (ic, counters, lockouts), pages
+    p = Packed()
+    p.view_ms = view_ms
+    p.due = due or None
+    p.down = bool(flags & FLAG_DOWN)
+    p.resume = bool(flags & FLAG_RESUME)
+    p.wall_shift_s = shift
+    p.dlms = (ic, counters, lockouts)
+    p.pages = pages
+    return p
+
 
 
 def materialise(spec, fleet_clock, push_destination=None, pages=None, wall_shift_s=0,
