@@ -113,6 +113,7 @@ class Meter:
         self.hal = hal
         self.clock = hal.clock
         self.max_step_ms = max_step_s * 1000
+        self._edge_cache = None  # (policy window, t, next edge after t): _next_window_edge
         self.store = store if store is not None else Store(hal.nvm)
         st = self.store
         self._fallbacks = []  # records that loaded their older copy during this boot
@@ -472,16 +473,13 @@ class Meter:
 
     def _next_stop(self, t):
         """Earliest instant after t (s) where a rule, zone or period may change."""
-        cfg = self.config
-        tz = cfg.tz_offset_s
         best = self.iprofile.next_boundary(t)
-        dp = cfg.demand_period_s
-        b = t - (t + tz) % dp + dp
+        b = self.metrology.next_block_boundary(t)  # (demand blocks: cfg.demand_period_s, tz)
         if b < best:
             best = b
         if t < self._next_save_s < best:
             best = self._next_save_s
-        nc = self.account.tariff.next_change(t, tz)
+        nc = self.account.tariff.next_change(t, self.config.tz_offset_s)
         if nc is not None and nc < best:
             best = nc
         return self._next_rule(t, best, True)
@@ -502,13 +500,10 @@ class Meter:
 
     def _next_rule(self, t, best, window):
         """_next_stop's rule instants after t (the window's edges only if `window`)."""
-        sod = (t + self.config.tz_offset_s) % 86400
-        for edge in self.policy.window if window else ():
-            d = (edge - sod) % 86400
-            if d == 0:
-                d = 86400
-            if t + d < best:
-                best = t + d
+        if window:
+            w = self._next_window_edge(t)
+            if w < best:
+                best = w
         acc = self.account
         pol = self.policy
         if acc.zero_time:
@@ -532,9 +527,28 @@ class Meter:
                 best = r
         return best
 
+    def _next_window_edge(self, t):
+        """The first disconnect-window edge (start or end) after t. Kept from the last call
+        while t has not reached it and the window is the same: between two edges there is
+        none, and a compare allocates nothing where the arithmetic would (big ints, 32-bit)."""
+        pol = self.policy
+        c = self._edge_cache
+        if c is not None and c[0] is pol.window and c[1] <= t < c[2]:
+            return c[2]
+        sod = (t + self.config.tz_offset_s) % 86400
+        best = None
+        for edge in pol.window:
+            d = (edge - sod) % 86400
+            if d == 0:
+                d = 86400
+            if best is None or t + d < best:
+                best = t + d
+        self._edge_cache = (pol.window, t, best)
+        return best
+
     def _run_to(self, target_ms):
         while self.t_ms < target_ms:
-            t = self.t_ms // 1000
+            t = self._now_s  # == self.t_ms // 1000, without the big-int division
             end = self._next_stop(t) * 1000
             if end > target_ms:
                 end = target_ms
@@ -546,7 +560,7 @@ class Meter:
 
     def _step(self, end_ms):
         dt = end_ms - self.t_ms
-        t0 = self.t_ms // 1000
+        t0 = self._now_s  # == self.t_ms // 1000
         p, v, i = self.hal.measure.sample(t0)
         # the limiter judges the power the load draws through a closed relay; a trip at t0
         # opens the relay for this whole step

@@ -104,7 +104,11 @@ class Metrology:
         self.import_reg = EnergyRegister()
         self.export_reg = EnergyRegister()
         self._pulse_rem = [0, 0]  # in 1/meter_constant mWh
-        self._sample_rem = [0, 0]  # in 1/SAMPLE_UNITS_PER_MWH mWh
+        # the sample remainder (in 1/SAMPLE_UNITS_PER_MWH mWh, up to 3.6e12: a big int on a
+        # 32-bit port) kept as q * POWER_SCALE + r, both small ints: add_power() then works on
+        # q alone and allocates nothing (see _sample_rem for the whole value)
+        self._rem_q = [0, 0]
+        self._rem_r = [0, 0]
         # instantaneous values (not persisted)
         self.voltage_mv = 0
         self.current_ma = 0
@@ -112,6 +116,8 @@ class Metrology:
         self.pf_permille = 1000
         # demand
         self._block = -1  # index of the open demand block (-1: none yet)
+        self._block_start = 0  # Unix times the open block starts and ends (kept with _block)
+        self._block_end = 0
         self._block_mwh = 0  # import energy in the open block
         self.last_demand_w = 0  # demand of the last closed block
         self.max_demand_w = 0
@@ -158,7 +164,15 @@ class Metrology:
         _check_int("power_w", power_w)
         _check_int("dt_ms", dt_ms, 0)
         self.power_w = power_w
-        return self._add_units(power_w * dt_ms * POWER_SCALE, now)
+        # power_w * dt_ms * POWER_SCALE sample units added to q * POWER_SCALE + r leave r as
+        # it is: the mWh and the new q follow from q + W*ms (3600 W*ms = 1 mWh), in small ints
+        wms = power_w * dt_ms
+        side = 0 if wms >= 0 else 1
+        a = self._rem_q[side] + (wms if wms >= 0 else -wms)
+        mwh = a // 3600
+        self._rem_q[side] = a - mwh * 3600
+        self._credit(side, mwh, now)
+        return mwh if side == 0 else -mwh
 
     def set_instant(self, v_mv=None, i_ma=None, power_w=None):
         """Set instantaneous readings directly (e.g. from a metering chip's registers)."""
@@ -171,15 +185,24 @@ class Metrology:
 
     def _add_units(self, units, now):
         side = 0 if units >= 0 else 1
-        num = self._sample_rem[side] + (units if units >= 0 else -units)
+        num = self._sample_rem(side) + (units if units >= 0 else -units)
         mwh = num // SAMPLE_UNITS_PER_MWH
-        self._sample_rem[side] = num - mwh * SAMPLE_UNITS_PER_MWH
+        self._set_sample_rem(side, num - mwh * SAMPLE_UNITS_PER_MWH)
         self._credit(side, mwh, now)
         return mwh if side == 0 else -mwh
 
+    def _sample_rem(self, side):
+        return self._rem_q[side] * POWER_SCALE + self._rem_r[side]
+
+    def _set_sample_rem(self, side, rem):
+        q = rem // POWER_SCALE
+        self._rem_q[side] = q
+        self._rem_r[side] = rem - q * POWER_SCALE
+
     def _credit(self, side, mwh, now):
         # energy measured up to `now` belongs to the block holding now - 1 (interval end)
-        self.tick(now - 1)
+        if self._block < 0 or now > self._block_end:  # else now - 1 is in the open block
+            self.tick(now - 1)
         if side == 0:
             self.import_reg.add_mwh(mwh)
             self._block_mwh += mwh
@@ -197,9 +220,11 @@ class Metrology:
         A clock that goes backwards never reopens a closed block: energy then accrues to the
         open block until time passes its end again.
         """
+        if self._block >= 0 and now < self._block_end:
+            return  # still in the open block (a compare: no big-int arithmetic per call)
         b = self._block_of(now)
         if self._block < 0:
-            self._block = b
+            self._open_block(b)
             return
         if b <= self._block:
             return
@@ -210,8 +235,19 @@ class Metrology:
             self.max_demand_time = (self._block + 1) * self.demand_period_s - self.tz_offset_s
         if b > self._block + 1:
             self.last_demand_w = 0  # whole blocks without energy (e.g. power off) since
-        self._block = b
+        self._open_block(b)
         self._block_mwh = 0
+
+    def _open_block(self, b):
+        self._block = b
+        self._block_start = b * self.demand_period_s - self.tz_offset_s
+        self._block_end = self._block_start + self.demand_period_s
+
+    def next_block_boundary(self, t):
+        """The first demand-block boundary after Unix second t."""
+        if self._block >= 0 and self._block_start <= t < self._block_end:
+            return self._block_end  # the open block's end (no big-int arithmetic on 32-bit)
+        return t - (t + self.tz_offset_s) % self.demand_period_s + self.demand_period_s
 
     def replay(self, import_mwh, export_mwh, now):
         """Add energy counted after the state that was restored (the meter's journal replay):
@@ -261,7 +297,7 @@ class Metrology:
         struct.pack_into(
             _MET_FMT, buf, off, _MET_VERSION,
             self.import_reg.wh, self.import_reg.mwh, self.export_reg.wh, self.export_reg.mwh,
-            self._pulse_rem[0], self._pulse_rem[1], self._sample_rem[0], self._sample_rem[1],
+            self._pulse_rem[0], self._pulse_rem[1], self._sample_rem(0), self._sample_rem(1),
             self._block, self._block_mwh, self.last_demand_w, self.max_demand_w, self.max_demand_time,
         )
         return off + _MET_SIZE
@@ -282,6 +318,8 @@ class Metrology:
         self.import_reg.wh, self.import_reg.mwh = f[1], f[2]
         self.export_reg.wh, self.export_reg.mwh = f[3], f[4]
         self._pulse_rem = [f[5], f[6]]
-        self._sample_rem = [f[7], f[8]]
-        self._block, self._block_mwh = f[9], f[10]
+        self._set_sample_rem(0, f[7])
+        self._set_sample_rem(1, f[8])
+        self._open_block(f[9])
+        self._block_mwh = f[10]
         self.last_demand_w, self.max_demand_w, self.max_demand_time = f[11], f[12], f[13]

@@ -47,6 +47,7 @@ class Profile:
         self.period_s = period_s
         self.tz = tz_offset_s
         self.start = None  # open period start (UTC s), None until first update
+        self._end = None  # start + period_s, kept with start (comparing allocates nothing)
         self.imp0 = 0
         self.exp0 = 0
         self.chg0 = 0
@@ -72,7 +73,7 @@ class Profile:
         if len(data) != STATE_LEN:
             raise ValueError("profile state must be %d bytes" % STATE_LEN)
         start, self.imp0, self.exp0, self.chg0, self.status = struct.unpack(STATE_FMT, data)
-        self.start = start or None
+        self._open(start or None)
         self._last_start = None
 
     def mark(self, flags):
@@ -88,7 +89,7 @@ class Profile:
 
     def begin(self, now, import_wh, export_wh, charged_paise, status=0):
         """Open the first period at now."""
-        self.start = self.period_start(now)
+        self._open(self.period_start(now))
         self.imp0 = import_wh
         self.exp0 = export_wh
         self.chg0 = charged_paise
@@ -96,8 +97,14 @@ class Profile:
         if now != self.start:
             self.status |= STATUS_PARTIAL
 
+    def _open(self, start):
+        self.start = start
+        self._end = None if start is None else start + self.period_s
+
     def next_boundary(self, now):
         """UTC seconds of the next period boundary after now."""
+        if self.start is not None and self.start <= now < self._end:
+            return self._end  # the open period's end (no big-int arithmetic on 32-bit)
         return self.period_start(now) + self.period_s
 
     def update(self, now, import_wh, export_wh, charged_paise, balance_paise):
@@ -114,7 +121,7 @@ class Profile:
         if now < self.start:  # clock set backwards: the open period stays open (flagged)
             self.status |= STATUS_CLOCK_SET  # until time passes its end again; nothing is lost
             return None
-        if now < self.start + self.period_s:
+        if now < self._end:
             return None
         entry = (
             self.start,
@@ -128,7 +135,7 @@ class Profile:
         if newest is None or entry[0] > newest:
             self.ring.append(struct.pack(FMT, *entry))
             self._last_start = entry[0]
-        self.start = self.period_start(now)
+        self._open(self.period_start(now))
         self.imp0 = import_wh
         self.exp0 = export_wh
         self.chg0 = charged_paise

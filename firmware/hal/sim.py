@@ -329,8 +329,12 @@ class SimMeasure:
         """(power_w, voltage_mv, current_ma) at Unix time now_s."""
         p = self.load.power_at(now_s)
         v = self.voltage_mv
-        i = (p if p >= 0 else -p) * 1000000 // v if v else 0
-        return p, v, i
+        if not v:
+            return p, v, 0
+        # |p| * 10**6 // v in two steps that stay small ints on a 32-bit port (exact: with
+        # |p| * 1000 = q * v + r, |p| * 10**6 // v = 1000 * q + 1000 * r // v)
+        q, r = divmod((p if p >= 0 else -p) * 1000, v)
+        return p, v, q * 1000 + r * 1000 // v
 
 
 class SimRelay:
