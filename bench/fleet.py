@@ -171,6 +171,8 @@ def main(argv=None):
         ("RSS, %d meters" % n, "%.1f GB (est.)" % (b_bytes * n / kb ** 3),
          "%.0f MB (+%.0f MB idle)" % (r1 / kb ** 2, (r2 - r1) / kb ** 2), "<= 2 GB"),
     ]
+    rows.append(("RSS, every meter touched (est.)", "-", "%.0f MB" % (
+        (r1 + n * parked_b + min(n, fleet.max_live) * live_b) / kb ** 2), "<= 2 GB"))
     if args.steady:
         per_day, sst = steady_cpu_per_meter_day(args.steady)
         rows.append(("idle CPU, steady state, %d meters, speed %g" % (n, args.speed),

@@ -6,5 +6,8 @@
 - `fleet.population` a seeded, reproducible population (load diversity, balances, feeders,
                      contacts) and the payment behaviour model;
 - `fleet.core`       `Fleet`: the meters of one process (or shard), sessions, pushes, faults;
-- `fleet.state`      `--state DIR`: the fleet persisted compactly, restarted from it.
+- `fleet.state`      `--state DIR`: the fleet persisted compactly, restarted from it;
+- `fleet.net`, `fleet.concentrator`, `fleet.link_faults`, `fleet.wire`: the network side
+  (per-meter loopback addresses, the data concentrator, link faults).
+See docs/fleet.md.
 """

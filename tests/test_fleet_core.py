@@ -178,3 +178,17 @@ def test_timer_heap_keeps_one_instant_per_key_in_time_order():
     h.schedule(3, None)  # cancelled
     assert list(h.pop_due(40)) == [(10, 1), (20, 2)]
     assert len(h) == 0 and h.next_due() is None
+
+
+def test_clock_drift_per_meter_runs_each_meter_fast_or_slow():
+    fleet = Fleet(300, seed=6, speed=0, drift_ppm=50, wake_untouched=False)
+    drifts = [fleet.population.spec(i).drift_ppm for i in range(300)]
+    assert min(drifts) < 0 < max(drifts) and max(abs(d) for d in drifts) <= 50
+    i = next(k for k, d in enumerate(drifts) if abs(d) >= 20)
+    mid = meter_id(i)
+    fleet.open_session(mid).release()
+    fleet.jump(10 * DAY)
+    fleet.open_session(mid).release()
+    m = fleet.meter(mid).meter
+    offset = m.now() - fleet.now()
+    assert abs(offset - 10 * DAY * drifts[i] // 1000000) <= 1  # e.g. 20 ppm: 17 s in 10 days
