@@ -15,6 +15,18 @@ A step is one of (hex: octets as hex text):
     {"op": "frame", "kind": "bad-header|bad-length"}  a malformed frame (the link is then dropped)
     {"op": "forge", "ahead": N}                      a ciphered GET with a counter N ahead
                                                      and a broken tag (must change nothing)
+    {"op": "link", "max_info": N, "window": W}       HDLC only: a new link proposing these
+                                                     (short information fields: segmented
+                                                     frames both ways; windows > 1), then the
+                                                     last association again over it
+    {"op": "sequence", "kind": "ns-ahead|ns-back|ns-far"}
+                                                     HDLC only: an I-frame with a GET whose
+                                                     N(S) is out of sequence; the meter must
+                                                     not answer that request (the link is then
+                                                     dropped)
+    {"op": "power", "kind": "cycle|reset"}           the target's power cycle / hard reset
+                                                     (where it has one): nothing accepted may
+                                                     be lost, nothing credited twice
 
 `Case.run(step)` executes one; `Case.check()` runs the after-case oracles. A broken oracle raises
 `Finding`; a meter that merely refuses (DLMS error, refused association) is no finding.
@@ -23,7 +35,7 @@ import datetime
 import re
 import time
 
-from hil.targets.base import ROLES
+from hil.targets.base import HARD_RESET, POWER_CYCLE, ROLES
 from protocol.apdu import decode_apdu_prefix
 from protocol.apdu.ciphered import SERVICE_SPECIFIC_TAGS
 from protocol.client import DlmsClient
@@ -104,13 +116,14 @@ class Case:
     attempted, refused and unanswered."""
 
     def __init__(self, target, log=None, coverage=None, timeout=None, lease=None,
-                 associations=None):
+                 associations=None, silence_s=1.0):
         self.target = target
         self.lease = lease or CounterLease(target.counter_store, target.keys.system_title)
         self.timeout = timeout or target.timeout
         self.log = log if log is not None else []
         self.coverage = coverage if coverage is not None else {}
         self.associations = associations if associations is not None else {}
+        self.silence_s = silence_s  # listening for an answer that may rightly not come
         self.client = None
         self.role = None
         self.last_role = None
@@ -120,6 +133,8 @@ class Case:
         self.tokens = []  # digits of tokens entered (replays pick from them)
         self.clock_moved = False
         self.failed = False  # a step broke an oracle: the after-case invariants mean nothing
+        self.hdlc_params = None  # HDLC parameters proposed by the next associations (link op)
+        self.powered = 0  # power cycles / resets done in this case
         self._iip = 0
 
     # ---- the link ------------------------------------------------------------------------------
@@ -199,7 +214,8 @@ class Case:
     def run(self, step):
         """Execute one step (see the module docstring)."""
         op = step["op"]
-        if op in ("get", "set", "action", "forge", "clock", "token") and self.client is None:
+        if op in ("get", "set", "action", "forge", "clock", "token", "sequence") \
+                and self.client is None:
             # no association (released, or dropped by a malformed step): the last one again
             self._associate({"op": "associate", "role": self.last_role or "public"})
             if self.client is None:
@@ -215,7 +231,7 @@ class Case:
         t = self.target
         c = DlmsClient(t.transport(), framing=t.framing, role=role, keys=t.keys,
                        timeout=self.timeout, invocation_counter=self.lease.take(),
-                       max_pdu=step.get("max_pdu", 0xFFFF))
+                       max_pdu=step.get("max_pdu", 0xFFFF), hdlc_params=self.hdlc_params)
         self._count("attempted")
         try:
             c.open()
@@ -359,6 +375,68 @@ class Case:
             raise Finding("counter moved by an unauthenticated request",
                           "after a forged request %d ahead the meter refuses the next counter"
                           % int(step["ahead"]))
+
+    def _link(self, step):
+        """A new HDLC link proposing short information fields and a window (then the last
+        association again over it): requests and answers travel in segments, windows > 1."""
+        if self.target.framing != "hdlc":
+            return
+        from protocol.hdlc import HdlcParameters
+
+        size, window = int(step["max_info"]), int(step["window"])
+        self.hdlc_params = HdlcParameters(max_info_tx=size, max_info_rx=size, window_tx=window,
+                                          window_rx=window)
+        self._cover("HDLC link", "max_info %d window %d" % (size, window))
+        self._associate({"op": "associate", "role": self.last_role or "public"})
+
+    def _sequence(self, step):
+        """An I-frame whose N(S) is out of sequence, carrying a GET of the clock with an
+        invoke-id of its own: whatever the meter does (ignore it, REJ, FRMR, resend its last
+        answer), it must not answer that request. The link is dropped after it."""
+        c = self.client
+        if self.target.framing != "hdlc" or c is None or c.core.ciphered:
+            return
+        from protocol.hdlc import add_llc
+        from protocol.hdlc_link import FrameDecoder
+
+        link = c.framing.link
+        ns = {"ns-ahead": link.vs + 1, "ns-back": link.vs - 1, "ns-far": link.vs + 3}[
+            step["kind"]] % 8
+        iip = self._next_iip()
+        request = bytes((GET, 1, iip)) + descriptor(8, CLOCK, 2) + b"\x00"
+        bad = link._frame("I", add_llc(request), pf=True, ns=ns, nr=link.vr).encode()
+        self._cover("HDLC sequence", step["kind"])
+        self.log.append((time.time(), ">", bad))
+        got = b""
+        try:
+            c.transport.write(bad)
+            # an answer, if any, comes within the timeout; the meter may also stay silent
+            got = bytes(c.transport.read(timeout=min(self.silence_s, self.timeout)) or b"")
+        except LinkError:
+            pass
+        self._drop()
+        if not got:
+            return
+        self.log.append((time.time(), "<", got))
+        for frame in FrameDecoder().feed(got):
+            info = frame.info[3:] if frame.info[:2] == b"\xE6\xE7" else frame.info
+            if frame.kind == "I" and info[:3] == bytes((0xC4, 1, iip)):
+                raise Finding("answered a frame out of sequence",
+                              "an I-frame with N(S) %s got its GET answered" % step["kind"])
+
+    def _power(self, step):
+        """The target's power cycle (or hard reset): the link goes; invariants after the case
+        compare the balance and energy across it (nothing accepted lost, nothing twice)."""
+        capability = POWER_CYCLE if step["kind"] == "cycle" else HARD_RESET
+        if capability not in self.target.capabilities:
+            return
+        self._drop()
+        self._cover("power", step["kind"])
+        self.powered += 1
+        if step["kind"] == "cycle":
+            self.target.power_cycle()
+        else:
+            self.target.hard_reset()
 
     def _clock(self, step):
         if self.role != "utility":

@@ -5,16 +5,23 @@ hil/fuzz/case.py) and whose teardown runs the after-case oracles (liveness, inva
 may use, the seed corpus, what was found already); hypothesis makes one instance per case.
 """
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, rule
+from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule
 
 from hil.fuzz import strategies as S
 from hil.fuzz.case import Finding, check_invariants, snapshot
+from hil.targets.base import HARD_RESET, POWER_CYCLE
+
+MAX_POWER_STEPS = 1  # per case: a power cycle takes seconds on a process or a board
+POWER_ODDS = 32  # and only one power rule drawn in POWER_ODDS acts (the others are no steps)
 
 
 def machine_for(session):
     """The RuleBasedStateMachine class that fuzzes `session` (a hil.fuzz.runner.FuzzSession)."""
     roles = st.sampled_from(session.roles)
     malformed_steps = S.malformed_steps(session.corpus)
+    hdlc = session.target.framing == "hdlc"
+    power_kinds = [k for k, cap in (("cycle", POWER_CYCLE), ("reset", HARD_RESET))
+                   if cap in session.target.capabilities]
 
     class DlmsMachine(RuleBasedStateMachine):
         def __init__(self):
@@ -78,6 +85,23 @@ def machine_for(session):
         @rule(step=malformed_steps)
         def malformed(self, step):
             self._do(dict(step))
+
+        @precondition(lambda self: hdlc)
+        @rule(max_info=st.sampled_from([32, 48, 64, 128]), window=st.integers(1, 7))
+        def link(self, max_info, window):
+            self._do({"op": "link", "max_info": max_info, "window": window})
+
+        @precondition(lambda self: hdlc)
+        @rule(kind=st.sampled_from(["ns-ahead", "ns-back", "ns-far"]))
+        def sequence(self, kind):
+            self._do({"op": "sequence", "kind": kind})
+
+        @precondition(lambda self: power_kinds and self.case.powered < MAX_POWER_STEPS)
+        @rule(kind=st.sampled_from(power_kinds or ["cycle"]),
+              chance=st.integers(0, POWER_ODDS - 1))
+        def power(self, kind, chance):
+            if chance == 0:  # hypothesis shrinks towards 0: a shrunk case keeps its power step
+                self._do({"op": "power", "kind": kind})
 
         def teardown(self):
             self.case.close()

@@ -85,7 +85,8 @@ class FuzzSession:
     def new_case(self):
         self._case_log = []
         return Case(self.target, log=self._case_log, coverage=self.coverage,
-                    timeout=self.timeout, lease=self.lease, associations=self.associations)
+                    timeout=self.timeout, lease=self.lease, associations=self.associations,
+                    silence_s=timing.silence_seconds(self.probe_s or 0.0))
 
     def begin_case(self, case):
         self._case_steps = []

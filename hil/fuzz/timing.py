@@ -20,7 +20,8 @@ MIN_TIMEOUT_S = 3.0  # the old fixed timeout: fast targets keep it (a loaded CI 
 PROBE_FACTOR = 5
 LINK_OCTETS = 2 * (1024 + 32)  # a 1,024-octet PDU each way, with HDLC framing
 PROBE_EXCHANGES = 6  # a probe: link + association, three GETs, release
-STEP_EXCHANGES = 2  # a step: one to three exchanges (an association, a block transfer)
+STEP_EXCHANGES = 2
+MIN_SILENCE_S = 0.3  # a step: one to three exchanges (an association, a block transfer)
 
 
 def link_seconds(octets, baudrate):
@@ -32,6 +33,12 @@ def answer_timeout(probe_s, baudrate=None):
     """The seconds to wait for one answer, from one probe's duration and the line's speed."""
     return round(max(MIN_TIMEOUT_S, PROBE_FACTOR * probe_s)
                  + link_seconds(LINK_OCTETS, baudrate), 3)
+
+
+def silence_seconds(probe_s):
+    """How long to listen for an answer the meter may rightly not send (a frame out of
+    sequence): three exchanges of the probe, at least MIN_SILENCE_S."""
+    return round(max(MIN_SILENCE_S, 3 * probe_s / PROBE_EXCHANGES), 3)
 
 
 def case_estimate(probe_s, steps_per_case):
