@@ -108,7 +108,7 @@ def test_a_meter_process_that_grows_without_bound_is_a_finding(tmp_path):
     assert kinds == ["process grew"], report["findings"]
     assert report["stopped"].startswith("the target's process grew")
     assert report["process_rss"]["peak_growth_kb"] > 8 * 1024
-    assert report["cases"] < 30
+    assert report["requests"] < 100  # no step is sent once the session stopped
 
 
 def test_the_sound_pty_meter_does_not_grow():

@@ -28,6 +28,9 @@ def machine_for(session):
             super().__init__()
             self.case = session.new_case()
             self.steps = session.begin_case(self.case)
+            # preconditions depend on what hypothesis drew, never on what ran (a step skipped
+            # when the time is up must not change which rules the next draw may pick)
+            self.power_draws = 0
 
         def _do(self, step):
             if session.skip_steps():
@@ -86,26 +89,31 @@ def machine_for(session):
         def malformed(self, step):
             self._do(dict(step))
 
-        @precondition(lambda self: hdlc)
-        @rule(max_info=st.sampled_from([32, 48, 64, 128]), window=st.integers(1, 7))
-        def link(self, max_info, window):
-            self._do({"op": "link", "max_info": max_info, "window": window})
-
-        @precondition(lambda self: hdlc)
-        @rule(kind=st.sampled_from(["ns-ahead", "ns-back", "ns-far"]))
-        def sequence(self, kind):
-            self._do({"op": "sequence", "kind": kind})
-
-        @precondition(lambda self: power_kinds and self.case.powered < MAX_POWER_STEPS)
-        @rule(kind=st.sampled_from(power_kinds or ["cycle"]),
-              chance=st.integers(0, POWER_ODDS - 1))
-        def power(self, kind, chance):
-            if chance == 0:  # hypothesis shrinks towards 0: a shrunk case keeps its power step
-                self._do({"op": "power", "kind": kind})
-
         def teardown(self):
             self.case.close()
             session.finish_case(self.case, check_invariants, snapshot)
 
-    DlmsMachine.__name__ = "DlmsMachine"
-    return DlmsMachine
+    machine = DlmsMachine
+    if hdlc:  # serial targets only: the rules exist only where they can act
+
+        class HdlcSteps(machine):
+            @rule(max_info=st.sampled_from([32, 48, 64, 128]), window=st.integers(1, 7))
+            def link(self, max_info, window):
+                self._do({"op": "link", "max_info": max_info, "window": window})
+
+            @rule(kind=st.sampled_from(["ns-ahead", "ns-back", "ns-far"]))
+            def sequence(self, kind):
+                self._do({"op": "sequence", "kind": kind})
+        machine = HdlcSteps
+    if power_kinds:  # targets with a power cycle or a hard reset
+
+        class PowerSteps(machine):
+            @precondition(lambda self: self.power_draws < MAX_POWER_STEPS)
+            @rule(kind=st.sampled_from(power_kinds), chance=st.integers(0, POWER_ODDS - 1))
+            def power(self, kind, chance):
+                if chance == 0:  # hypothesis shrinks towards 0: a shrunk case keeps it
+                    self.power_draws += 1
+                    self._do({"op": "power", "kind": kind})
+        machine = PowerSteps
+    machine.__name__ = "DlmsMachine"
+    return machine

@@ -103,9 +103,9 @@ class FuzzSession:
         return self.duration_s is not None and time.monotonic() - self._t0 > self.duration_s
 
     def skip_steps(self):
-        """True once the time is up: the case's remaining steps are not sent (except while a
-        finding is being shrunk, which must run its cases whole)."""
-        return self.detected_after_s is None and self.out_of_time()
+        """True once the time is up or the session stopped: the case's remaining steps are
+        not sent (except while a finding is being shrunk, which must run its cases whole)."""
+        return self.stopped is not None or (self.detected_after_s is None and self.out_of_time())
 
     def detected(self):
         """A new finding escaped a case: hypothesis shrinks it from here."""
