@@ -1,8 +1,9 @@
 """`bijli capture`: a transparent proxy between a head-end and a meter that records (and shows)
-every DLMS wrapper PDU.
+every DLMS wrapper PDU, or a tap between two serial lines that records every HDLC frame.
 
     bijli capture --listen tcp:127.0.0.1:4059 --to tcp:METER:4059 [--keys FILE | --demo-keys]
                   [--out FILE] [--quiet]
+    bijli capture --listen serial:/dev/ttyUSB0|pty --to serial:/dev/ttyUSB1 [--baud 9600] ...
 
 The capture file format is in docs/fuzzing.md (`bijli decode FILE` prints one; `bijli fuzz
 --corpus FILE` mutates its PDUs). Exit status: 0 stopped with Ctrl-C, 2 bad options or key
@@ -21,10 +22,19 @@ from protocol.trace import render
 from protocol.transport.tcp import AddressError, parse_host_port
 
 
+def serial_side(text):
+    """The pyserial URL / device of `serial:PORT`, "pty" for `pty`, or None (TCP)."""
+    if text == "pty":
+        return "pty"
+    if text.startswith("serial:"):
+        if not text[7:]:
+            raise click.BadParameter("serial:PORT needs a port (a device or pyserial URL)")
+        return text[7:]
+    return None
+
+
 def tcp_address(text, listen=False):
     """(host, port) of `tcp:HOST:PORT` (the `tcp:` prefix may be left out)."""
-    if text.startswith("serial:"):
-        raise click.BadParameter("only TCP is captured for now (tcp:HOST:PORT)")
     body = text[4:] if text.startswith("tcp:") else text
     try:
         return parse_host_port(body, listen=listen)
@@ -54,10 +64,15 @@ def _keys(keys_file, use_demo):
 
 
 @click.command("capture")
-@click.option("--listen", default="tcp:127.0.0.1:4059", show_default=True, metavar="tcp:HOST:PORT",
-              help="Where head-ends connect (a missing host means 127.0.0.1).")
-@click.option("--to", "to", required=True, metavar="tcp:HOST:PORT",
-              help="The meter every connection is forwarded to.")
+@click.option("--listen", default="tcp:127.0.0.1:4059", show_default=True,
+              metavar="tcp:HOST:PORT|serial:PORT|pty",
+              help="Where head-ends connect (a missing host means 127.0.0.1); serial:PORT: the "
+                   "head-end's serial line; pty: a new pseudo-terminal for the head-end.")
+@click.option("--to", "to", required=True, metavar="tcp:HOST:PORT|serial:PORT",
+              help="The meter every connection is forwarded to (serial:PORT with a serial "
+                   "--listen: the meter's line).")
+@click.option("--baud", type=click.IntRange(min=1), default=9600, show_default=True,
+              help="Baud rate of both serial lines.")
 @click.option("--keys", "keys_file", metavar="FILE", type=click.Path(dir_okay=False),
               help="Key file (as for bijli client) to decipher suite-0 APDUs in the display "
               "and the file (keys themselves are never written).")
@@ -66,12 +81,20 @@ def _keys(keys_file, use_demo):
 @click.option("--out", "out", type=click.Path(dir_okay=False), default=None,
               help="Capture file (JSON lines; default capture-YYYYMMDD-HHMMSS.jsonl).")
 @click.option("--quiet", is_flag=True, help="Record only; print no decoded traffic.")
-def capture(listen, to, keys_file, use_demo, out, quiet):
-    """Record the DLMS traffic between a head-end and a meter (a transparent TCP proxy).
+def capture(listen, to, baud, keys_file, use_demo, out, quiet):
+    """Record the DLMS traffic between a head-end and a meter (a transparent TCP proxy, or a
+    tap between two serial lines).
 
-    Every wrapper PDU is written with its time and direction to the capture file and shown
-    decoded as it passes. Stop with Ctrl-C.
+    Every wrapper PDU (HDLC frame on serial lines) is written with its time and direction to
+    the capture file and shown decoded as it passes. Stop with Ctrl-C.
     """
+    headend_line, meter_line = serial_side(listen), serial_side(to)
+    if (headend_line is None) != (meter_line is None) or meter_line == "pty":
+        raise click.UsageError("capture TCP to TCP (--listen tcp:.. --to tcp:..) or serial to "
+                               "serial (--listen serial:PORT|pty --to serial:PORT)")
+    if meter_line is not None:
+        _tap(headend_line, meter_line, baud, _keys(keys_file, use_demo), out, quiet)
+        return
     listen_at = tcp_address(listen, listen=True)
     meter = tcp_address(to)
     keys = _keys(keys_file, use_demo)
@@ -97,4 +120,34 @@ def capture(listen, to, keys_file, use_demo, out, quiet):
         pass
     finally:
         proxy.stop()
+        sink.close()
+
+
+def _tap(headend_line, meter_line, baud, keys, out, quiet):
+    """The serial tap (hil/capture_serial.py) until Ctrl-C."""
+    from hil.capture_serial import SerialTap
+
+    out = out or datetime.datetime.now().strftime("capture-%Y%m%d-%H%M%S.jsonl")
+    sink = CaptureWriter(out, framing="hdlc", to=meter_line, baud=baud)
+    lock = threading.Lock()
+
+    def show(record):
+        with lock:
+            click.echo("\n".join(record_lines(record)))
+    try:
+        tap = SerialTap(headend_line, meter_line, sink, keys=keys,
+                        on_record=None if quiet else show, baudrate=baud)
+    except (OSError, ValueError) as exc:  # pyserial's SerialException is an OSError
+        sink.close()
+        _fail(EXIT_LINK, "cannot open the serial lines: %s" % exc)
+    tap.start()
+    click.echo("capturing %s <-> %s into %s (Ctrl-C stops)"
+               % (tap.headend_port, meter_line, out), err=True)
+    sys.stderr.flush()
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        tap.stop()
         sink.close()

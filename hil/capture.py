@@ -39,11 +39,11 @@ class CaptureWriter:
     T: Unix seconds (float); N: the connection's number (1, 2, ...); DOC: the frame's
     document from protocol.trace (its "hex" is the PDU's octets, secrets as "**")."""
 
-    def __init__(self, path, **header):
+    def __init__(self, path, framing="wrapper", **header):
         self.path = path
         self._file = open(path, "w", encoding="utf-8")
         self._lock = threading.Lock()
-        self.write(dict({"format": FORMAT, "version": FORMAT_VERSION, "framing": "wrapper",
+        self.write(dict({"format": FORMAT, "version": FORMAT_VERSION, "framing": framing,
                          "started": time.time()}, **header))
 
     def write(self, record):
@@ -191,22 +191,24 @@ class CaptureProxy:
                 await dst.drain()
                 frames, pending = split_frames(pending + data, "wrapper")
                 for raw in frames:
-                    self._record(self._frame_record(number, direction, describer, raw))
+                    self._record(frame_record(number, direction, describer, raw))
         except (ConnectionError, OSError):
             pass
         finally:
             dst.close()  # the other direction then ends too
 
-    @staticmethod
-    def _frame_record(number, direction, describer, raw):
-        try:
-            doc = describer.frame(raw)
-        except Exception as exc:  # noqa: BLE001 - a decoder defect must not stop the proxy
-            # without a decoded document no one knows where a secret sits: mask it all
-            doc = {"frame": "wrapper", "octets": len(raw), "hex": " ".join(["**"] * len(raw)),
-                   "error": "decoder failed: %s: %s" % (type(exc).__name__, exc)}
-        return {"conn": number, "dir": direction, "masked": "**" in doc["hex"], "frame": doc}
+
+def frame_record(number, direction, describer, raw):
+    """The capture record of one whole frame (wrapper PDU or HDLC frame) `raw`."""
+    try:
+        doc = describer.frame(raw)
+    except Exception as exc:  # noqa: BLE001 - a decoder defect must not stop the capture
+        # without a decoded document no one knows where a secret sits: mask it all
+        doc = {"frame": "hdlc" if raw[:1] == b"\x7e" else "wrapper", "octets": len(raw),
+               "hex": " ".join(["**"] * len(raw)),
+               "error": "decoder failed: %s: %s" % (type(exc).__name__, exc)}
+    return {"conn": number, "dir": direction, "masked": "**" in doc["hex"], "frame": doc}
 
 
 __all__ = ["CaptureFileError", "CaptureProxy", "CaptureWriter", "FORMAT", "FORMAT_VERSION",
-           "TO_HEADEND", "TO_METER", "read_capture", "record_octets"]
+           "TO_HEADEND", "TO_METER", "frame_record", "read_capture", "record_octets"]

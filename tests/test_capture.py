@@ -157,3 +157,83 @@ def test_bijli_capture_and_decode_on_the_command_line(tmp_path, meter):
     result = CliRunner().invoke(bijli, ["decode", str(out)])
     assert result.exit_code == 0, result.output
     assert "GetResponseNormal" in result.output  # captured with keys: printed as captured
+
+
+@pytest.fixture(scope="module")
+def serial_meter():
+    from hil.targets.pty import PtyTarget
+
+    with PtyTarget() as target:
+        yield target
+
+
+def test_a_serial_tap_records_hdlc_frames_both_ways_and_feeds_the_fuzzer(tmp_path,
+                                                                         serial_meter):
+    """A tap between two serial lines (here a new pty for the head-end and the pty of `bijli
+    meter serve --pty`): the client's HDLC session passes unchanged, every frame is recorded,
+    the ciphered APDUs deciphered, and the requests are seeds for bijli fuzz."""
+    from hil.capture_serial import SerialTap
+    from hil.fuzz.strategies import corpus_from_captures
+    from protocol.transport import SerialTransport
+
+    path = str(tmp_path / "tap.jsonl")
+    writer = CaptureWriter(path, framing="hdlc")
+    tap = SerialTap("pty", serial_meter.pty_path, writer, keys=demo_keys()).start()
+    try:
+        serial_meter._drop_sessions()
+        c = DlmsClient(SerialTransport(tap.headend_port, timeout=5), framing="hdlc",
+                       role="utility", keys=demo_keys(), timeout=5,
+                       counter_store=serial_meter.counter_store, hdlc_params=None)
+        with c:
+            when = c.clock()
+            assert c.balance() is not None
+    finally:
+        tap.stop()
+        writer.close()
+    assert when is not None
+    header, records = read_capture(path)
+    assert header["framing"] == "hdlc"
+    kinds = [(r["dir"], r["frame"]["kind"]) for r in frames(records)]
+    assert kinds[:2] == [(">", "SNRM"), ("<", "UA")] and kinds[-2:] == [(">", "DISC"), ("<", "UA")]
+    assert (">", "I") in kinds and ("<", "I") in kinds
+    deciphered = [r["frame"]["apdu"].get("deciphered", {}).get("type")
+                  for r in frames(records) if "apdu" in r["frame"]]
+    assert "GetRequestNormal" in deciphered and "GetResponseNormal" in deciphered
+    assert [r["event"] for r in records if "event" in r] == ["open", "close"]
+    seeds = corpus_from_captures([path])
+    assert seeds and all(s[0] in (0x60, 0x62, 0xC0, 0xC3, 0xDB)  # AARQ, RLRQ, xDLMS
+                         for s in seeds), [s[:1].hex() for s in seeds]
+
+
+def test_bijli_capture_taps_a_serial_pair_on_the_command_line(tmp_path, serial_meter):
+    from protocol.transport import SerialTransport
+
+    out = tmp_path / "tap.jsonl"
+    proc = subprocess.Popen(
+        [os.path.join(BIN, "bijli"), "capture", "--listen", "pty", "--to",
+         "serial:%s" % serial_meter.pty_path, "--out", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = ""
+        while "capturing" not in line:
+            line = proc.stderr.readline()
+            assert line, proc.stderr.read()
+        headend_port = line.split()[1]
+        serial_meter._drop_sessions()
+        c = DlmsClient(SerialTransport(headend_port, timeout=5), framing="hdlc", role="public",
+                       keys=demo_keys(), timeout=5)
+        with c:
+            c.get(8, CLOCK, 2)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        shown, _ = proc.communicate(timeout=20)
+    assert proc.returncode == 0
+    assert "SNRM" in shown and "GetRequestNormal" in shown
+    result = CliRunner().invoke(bijli, ["decode", str(out)])
+    assert result.exit_code == 0, result.output
+
+
+def test_capture_refuses_tcp_to_serial():
+    result = CliRunner().invoke(bijli, ["capture", "--listen", "tcp:127.0.0.1:0", "--to",
+                                        "serial:/dev/ttyUSB0"])
+    assert result.exit_code == 2 and "serial to serial" in result.output

@@ -187,17 +187,31 @@ BUILTIN_SEEDS = [
 
 
 def corpus_from_captures(paths):
-    """The plain request APDUs (head-end -> meter, no secret masked) of capture files."""
+    """The plain request APDUs (head-end -> meter, no secret masked) of capture files: the
+    wrapper PDUs' payloads, or the information of HDLC I-frames that are not segments."""
     from hil.capture import TO_METER, read_capture, record_octets
+    from protocol.errors import ProtocolError
+    from protocol.hdlc import decode_frame, strip_llc
     from protocol.wrapper import HEADER_SIZE
 
     seeds = []
     for path in paths:
-        for record in read_capture(path)[1]:
+        header, records = read_capture(path)
+        hdlc = header.get("framing") == "hdlc"
+        for record in records:
             octets = record_octets(record)
-            if octets is not None and record.get("dir") == TO_METER \
-                    and len(octets) > HEADER_SIZE:
-                seeds.append(octets[HEADER_SIZE:])
+            if octets is None or record.get("dir") != TO_METER:
+                continue
+            if not hdlc:
+                if len(octets) > HEADER_SIZE:
+                    seeds.append(octets[HEADER_SIZE:])
+                continue
+            try:
+                f = decode_frame(octets)
+                if f.kind == "I" and f.info and not f.segmented:
+                    seeds.append(strip_llc(f.info)[1])
+            except ProtocolError:
+                continue
     return seeds
 
 
