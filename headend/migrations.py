@@ -226,6 +226,14 @@ MIGRATIONS = [
             PRIMARY KEY (scope, idem_key)
         )""",
     ]),
+    (7, "dashboard at 250,000 meters: indexes for its per-feeder and per-job pages", [
+        # the last 24 hours of session outcomes without reading the audit rows themselves
+        "CREATE INDEX audit_at_outcome ON audit (at, outcome, meter_id)",
+        # a meter's feeder from the index alone (overview and health join many meters)
+        "CREATE INDEX meters_id_feeder ON meters (meter_id, feeder)",
+        # a job's steps in order, page by page
+        "CREATE INDEX job_steps_job_order ON job_steps (job_id, id)",
+    ]),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -6,6 +6,8 @@ over the unfinished part of each table (pending / running / stuck recharges, run
 which the indexes of migration 5 keep small to read even with 250,000 meters.
 """
 import json
+import threading
+import time
 
 LATE_S = 15 * 60  # a recharge paid and not acknowledged after this long is late ("stuck")
 ONLINE_S = 24 * 3600  # a meter heard from within this long counts as online
@@ -13,6 +15,34 @@ AGE_BUCKETS = ((3600, "< 1 h"), (6 * 3600, "1-6 h"), (24 * 3600, "6-24 h"), (Non
 SUCCESS = ("accepted", "used", "done", "ok")
 FEEDER_RETRY_MAX = 5000  # "retry feeder now" re-queues at most this many at once
 FAILURE = ("retry", "failed", "stuck", "refused")
+
+
+AGGREGATE_TTL_S = 60.0  # whole-registry aggregates per feeder are recomputed at most this often
+_aggregates = {}
+_aggregates_lock = threading.Lock()
+
+
+def aggregate(db, name, compute, ttl_s=AGGREGATE_TTL_S):
+    """compute() for this database, reused for `ttl_s` seconds: the per-feeder figures over all
+    250,000 meters (meters per feeder, heard per feeder, 24-hour session outcomes) move slowly
+    and cost a full pass, so the overview's 3-second refresh and every health view share one
+    computation a minute. Returns (value, computed_at Unix seconds)."""
+    key = (getattr(db, "url", None), name)
+    now = time.monotonic()
+    with _aggregates_lock:
+        hit = _aggregates.get(key)
+    if hit is not None and now - hit[0] < ttl_s:
+        return hit[1], hit[2]
+    value = compute()
+    with _aggregates_lock:
+        _aggregates[key] = (now, value, time.time())
+    return value, time.time()
+
+
+def meters_per_feeder(db):
+    """{feeder: meters} of the registry (an aggregate, see `aggregate`)."""
+    return aggregate(db, "meters_per_feeder", lambda: dict(
+        db.all("SELECT feeder, count(*) FROM meters GROUP BY feeder")))[0]
 
 
 class Page:
@@ -34,6 +64,14 @@ def page_args(page, size=50):
     return size + 1, (page - 1) * size, page
 
 
+def _join(db):
+    """The join keyword for "filter the left table first, then look rows up on the right":
+    SQLite's planner, given GROUP BY feeder, prefers to scan all 250,000 meters by their feeder
+    index and probe the other table per meter; CROSS JOIN keeps the written order there.
+    PostgreSQL chooses well by itself (and has no CROSS JOIN ... ON)."""
+    return "CROSS JOIN" if db.dialect == "sqlite" else "JOIN"
+
+
 def has_table(db, name):
     """True when the database has table `name` (features added by later migrations)."""
     if db.dialect == "sqlite":
@@ -48,7 +86,8 @@ def overview(db, now, late_s=LATE_S, online_s=ONLINE_S):
     """The overview's numbers: meters (online / offline / never heard when the head-end keeps
     meter state), recharges pending / late / stuck with the oldest age, alerts, jobs running,
     the kill switch, and the same per feeder."""
-    out = {"meters": db.scalar("SELECT count(*) FROM meters")}
+    per_feeder = meters_per_feeder(db)
+    out = {"meters": sum(per_feeder.values())}
     states = dict(db.all("SELECT state, count(*) FROM deliveries WHERE state IN "
                          "('pending', 'running', 'stuck', 'refused') GROUP BY state"))
     out["pending"] = states.get("pending", 0) + states.get("running", 0)
@@ -61,25 +100,26 @@ def overview(db, now, late_s=LATE_S, online_s=ONLINE_S):
     out["oldest_age_s"] = None if oldest is None else now - oldest
     out["meter_state"] = has_table(db, "meter_state")
     feeders = {f: {"feeder": f, "meters": n, "online": None, "pending": 0, "late": 0, "stuck": 0}
-               for f, n in db.all("SELECT feeder, count(*) FROM meters GROUP BY feeder")}
+               for f, n in per_feeder.items()}
     if out["meter_state"]:
         out["online"] = db.scalar("SELECT count(*) FROM meter_state WHERE last_seen_at >= ?",
                                   (now - online_s,))
         heard = db.scalar("SELECT count(*) FROM meter_state WHERE last_seen_at IS NOT NULL")
         out["offline"] = heard - out["online"]
         out["never"] = out["meters"] - heard
-        for f, n in db.all("SELECT m.feeder, count(*) FROM meter_state s JOIN meters m ON "
-                           "m.meter_id = s.meter_id WHERE s.last_seen_at >= ? GROUP BY m.feeder",
-                           (now - online_s,)):
+        online, _at = aggregate(db, "online_per_feeder", lambda: dict(db.all(
+            "SELECT m.feeder, count(*) FROM meter_state s %s meters m ON m.meter_id = s.meter_id "
+            "WHERE s.last_seen_at >= ? GROUP BY m.feeder" % _join(db), (now - online_s,))))
+        for f, n in online.items():
             if f in feeders:
                 feeders[f]["online"] = n
         for f in feeders.values():
             f["online"] = f["online"] or 0
     for f, state, late, n in db.all(
             "SELECT feeder, state, late, count(*) FROM (SELECT m.feeder, d.state, CASE WHEN "
-            "d.created_at < ? THEN 1 ELSE 0 END AS late FROM deliveries d JOIN meters m ON "
+            "d.created_at < ? THEN 1 ELSE 0 END AS late FROM deliveries d %s meters m ON "
             "m.meter_id = d.meter_id WHERE d.state IN ('pending', 'running', 'stuck')) x "
-            "GROUP BY feeder, state, late", (now - late_s,)):
+            "GROUP BY feeder, state, late" % _join(db), (now - late_s,)):
         if f not in feeders:
             continue
         if state == "stuck":
@@ -132,9 +172,9 @@ def stuck_summary(db, now, late_s=LATE_S):
     out = {}
     for feeder, bucket, n in db.all(
             "SELECT feeder, bucket, count(*) FROM (SELECT m.feeder, %s AS bucket FROM deliveries "
-            "d JOIN meters m ON m.meter_id = d.meter_id WHERE (d.state = 'stuck' OR (d.state IN "
-            "('pending', 'running') AND d.created_at < ?))) x GROUP BY feeder, bucket" % case,
-            params + [now - late_s]):
+            "d %s meters m ON m.meter_id = d.meter_id WHERE d.state IN ('pending', 'running', "
+            "'stuck') AND (d.state = 'stuck' OR d.created_at < ?)) x GROUP BY feeder, bucket"
+            % (case, _join(db)), params + [now - late_s]):
         out.setdefault(feeder, {})[bucket] = n
     return out
 
@@ -144,26 +184,28 @@ def recharges(db, now, states=("stuck",), late_only=False, feeder=None, meter_id
     """A page of recharges (oldest payment first) in `states`, optionally only late ones,
     of one feeder or meter, older than `min_age_s`."""
     limit, offset, page = page_args(page, size)
-    where = ["d.state IN (%s)" % ", ".join("?" * len(states))]
+    where = ["state IN (%s)" % ", ".join("?" * len(states))]
     params = list(states)
     if late_only:
-        where.append("(d.state NOT IN ('pending', 'running') OR d.created_at < ?)")
+        where.append("(state NOT IN ('pending', 'running') OR created_at < ?)")
         params.append(now - late_s)
     if feeder is not None:
-        where.append("m.feeder = ?")
+        where.append("meter_id IN (SELECT meter_id FROM meters WHERE feeder = ?)")
         params.append(feeder)
     if meter_id:
-        where.append("d.meter_id = ?")
+        where.append("meter_id = ?")
         params.append(meter_id)
     if min_age_s:
-        where.append("d.created_at < ?")
+        where.append("created_at < ?")
         params.append(now - min_age_s)
+    # the page of deliveries first (index on state, created_at), then its meters and payments
     rows = db.dicts(
         "SELECT d.id, d.payment_ref, d.meter_id, m.feeder, d.state, d.outcome, d.attempts, "
         "d.next_attempt_at, d.last_error, d.created_at, d.requeued_at, p.amount_rupees "
-        "FROM deliveries d JOIN meters m ON m.meter_id = d.meter_id JOIN payments p ON "
-        "p.ref = d.payment_ref WHERE " + " AND ".join(where) +
-        " ORDER BY d.created_at, d.id LIMIT ? OFFSET ?", params + [limit, offset])
+        "FROM (SELECT * FROM deliveries WHERE " + " AND ".join(where) +
+        " ORDER BY created_at, id LIMIT ? OFFSET ?) d JOIN meters m ON m.meter_id = d.meter_id "
+        "JOIN payments p ON p.ref = d.payment_ref ORDER BY d.created_at, d.id",
+        params + [limit, offset])
     return Page(rows, page, size)
 
 
@@ -310,35 +352,43 @@ def failed_meters(db, job_id):
 # ---- health --------------------------------------------------------------------------------
 def health(db, now, window_s=ONLINE_S, worst=20):
     """Per feeder: meters, last heard (when meter state is kept), sessions in the window and
-    their success rate (from the audit trail's outcomes); the meters with most failures."""
+    their success rate (from the audit trail's outcomes); the meters with most failures. The
+    per-feeder part is an aggregate (recomputed at most once a minute: `computed_at`)."""
+    feeders, computed_at = aggregate(db, "health_%d" % window_s,
+                                     lambda: _feeder_health(db, now, window_s))
+    # grouped by an expression, so the planner reads the window by time (audit_at_outcome)
+    # instead of walking every meter's audit rows in meter order
+    worst_rows = db.dicts(
+        "SELECT a.meter_id || '' AS meter_id, count(*) AS failures, max(a.at) AS last_failure "
+        "FROM audit a WHERE a.at >= ? AND a.meter_id IS NOT NULL AND a.outcome IN (%s) "
+        "GROUP BY a.meter_id || '' ORDER BY failures DESC, 1 LIMIT ?"
+        % ", ".join("?" * len(FAILURE)), [now - window_s] + list(FAILURE) + [worst])
+    return {"feeders": feeders, "worst": worst_rows, "computed_at": computed_at}
+
+
+def _feeder_health(db, now, window_s):
     feeders = {f: {"feeder": f, "meters": n, "last_seen_at": None, "online": None, "ok": 0,
-                   "failed": 0} for f, n in db.all("SELECT feeder, count(*) FROM meters "
-                                                   "GROUP BY feeder")}
+                   "failed": 0} for f, n in meters_per_feeder(db).items()}
     if has_table(db, "meter_state"):
         for f, last, online in db.all(
                 "SELECT m.feeder, max(s.last_seen_at), sum(CASE WHEN s.last_seen_at >= ? "
-                "THEN 1 ELSE 0 END) FROM meter_state s JOIN meters m ON m.meter_id = s.meter_id "
-                "GROUP BY m.feeder", (now - window_s,)):
+                "THEN 1 ELSE 0 END) FROM meter_state s %s meters m ON m.meter_id = s.meter_id "
+                "GROUP BY m.feeder" % _join(db), (now - window_s,)):
             if f in feeders:
                 feeders[f].update(last_seen_at=last, online=online or 0)
-    outcome_rows = db.all(
-        "SELECT feeder, ok, count(*) FROM (SELECT m.feeder, CASE WHEN a.outcome IN (%s) THEN 1 "
-        "ELSE 0 END AS ok FROM audit a JOIN meters m ON m.meter_id = a.meter_id WHERE a.at >= ? "
-        "AND a.meter_id IS NOT NULL AND a.outcome IN (%s)) x GROUP BY feeder, ok" % (
-            ", ".join("?" * len(SUCCESS)), ", ".join("?" * (len(SUCCESS) + len(FAILURE)))),
-        list(SUCCESS) + [now - window_s] + list(SUCCESS + FAILURE))
-    for f, ok, n in outcome_rows:
+    for f, ok, n in db.all(
+            "SELECT m.feeder, sum(CASE WHEN a.outcome IN (%s) THEN 1 ELSE 0 END), count(*) "
+            "FROM audit a %s meters m ON m.meter_id = a.meter_id WHERE a.at >= ? AND a.outcome "
+            "IN (%s) GROUP BY m.feeder" % (", ".join("?" * len(SUCCESS)), _join(db),
+                                           ", ".join("?" * (len(SUCCESS) + len(FAILURE)))),
+            list(SUCCESS) + [now - window_s] + list(SUCCESS + FAILURE)):
         if f in feeders:
-            feeders[f]["ok" if ok else "failed"] += n
+            feeders[f]["ok"] += ok or 0
+            feeders[f]["failed"] += n - (ok or 0)
     for f in feeders.values():
         total = f["ok"] + f["failed"]
         f["success"] = None if total == 0 else f["ok"] / total
-    worst_rows = db.dicts(
-        "SELECT a.meter_id, count(*) AS failures, max(a.at) AS last_failure FROM audit a "
-        "WHERE a.at >= ? AND a.meter_id IS NOT NULL AND a.outcome IN (%s) GROUP BY a.meter_id "
-        "ORDER BY failures DESC, a.meter_id LIMIT ?" % ", ".join("?" * len(FAILURE)),
-        [now - window_s] + list(FAILURE) + [worst])
-    return {"feeders": sorted(feeders.values(), key=lambda r: r["feeder"]), "worst": worst_rows}
+    return sorted(feeders.values(), key=lambda r: r["feeder"])
 
 
 def job(db, job_id):
