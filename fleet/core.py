@@ -26,12 +26,13 @@ in exactly one shard).
 import time
 from array import array
 from collections import OrderedDict
+from itertools import islice
 
 from firmware import event_codes as ec
 from firmware.dlms.endpoint import Link
 from firmware.meter import SOURCE_KEYPAD
 from fleet.meter import materialise, unpack
-from fleet.population import Population, index_of, meter_id, wake_estimate
+from fleet.population import FEEDER_SIZE, Population, index_of, meter_id, wake_estimate
 from fleet.scheduler import FleetClock, TimerHeap
 from fleet.state import FleetState
 
@@ -40,6 +41,7 @@ PUSH_DESTINATION = "127.0.0.1:4060"  # the head-end's push listener (the fleet c
 MAX_IDLE_ADVANCE_S = 3 * 86400  # a live meter is advanced at least this often
 MIN_WAKE_GAP_S = 60
 CHECKPOINT_S = 5  # real seconds between --state checkpoints
+DRAIN_BUDGET_S = 0.2  # real seconds of timers per drain_pushes (fleet.net: every 0.5 s)
 MAX_LIVE = 2000  # meters kept built; the others rest packed (a few KB each)
 
 
@@ -241,8 +243,9 @@ class Fleet:
         return res
 
     def drain_pushes(self):
-        """Run the timers due now, then hand over the pushes queued: [(meter_id, apdu)]."""
-        self.run_due()
+        """Run the timers due now (for at most DRAIN_BUDGET_S), then hand over the pushes
+        queued: [(meter_id, apdu)]."""
+        self.run_due(budget_s=DRAIN_BUDGET_S)
         if self.state is not None and time.monotonic() >= self._checkpoint_at:
             self.checkpoint()
         out = self._pushes
@@ -265,10 +268,20 @@ class Fleet:
             "requests": self.requests,
             "pushes": self.pushes_out,
             "time": self.clock.now(),
+            "lag_s": self.lag_s(),
             "speed": self.clock.speed,
         }
 
     # ---- time ------------------------------------------------------------------------------
+    def lag_s(self):
+        """How far behind its clock the fleet's oldest due timer is (0: keeping up)."""
+        now = self.clock.now()
+        first = self.timers.next_due()
+        wt = self._wake_t
+        if self._wake_pos < len(wt) and (first is None or wt[self._wake_pos] < first):
+            first = wt[self._wake_pos]
+        return max(0, now - first) if first is not None else 0
+
     def now(self):
         """The fleet's simulated time (Unix s)."""
         return self.clock.now()
@@ -282,13 +295,18 @@ class Fleet:
         are run in order (each at its own instant) by the next `run_due`."""
         self.clock.jump(seconds)
 
-    def run_due(self, limit=None):
+    def run_due(self, limit=None, budget_s=None):
         """Run every timer (rule instant, wake-up, feeder event) due by now, each at its own
-        simulated instant and in time order; returns how many ran (at most `limit`)."""
+        simulated instant and in time order; returns how many ran. At most `limit` timers, or
+        for about `budget_s` seconds of real time (the rest runs at the next call: a fleet
+        that cannot keep up with its speed lags, `stats()["lag_s"]`, and keeps serving)."""
         now = self.clock.now()
         ran = 0
         wt = self._wake_t
+        stop_at = None if budget_s is None else time.monotonic() + budget_s
         while limit is None or ran < limit:
+            if stop_at is not None and ran and ran % 8 == 0 and time.monotonic() > stop_at:
+                break
             nt = self.timers.next_due()
             wpos = self._wake_pos
             wnext = wt[wpos] if wpos < len(wt) else None
@@ -360,14 +378,23 @@ class Fleet:
         for apdu in m.take_pushes():
             self._pushes.append((mid, apdu))
         if i not in self.down:
-            self.timers.schedule(i, self._next_due(m))
+            meter = m.em.meter
+            acc = meter.account
+            r = meter.next_rule_instant()
+            key = (r, acc.total_credits, acc.last_credit, acc.zero_time, acc.thresholds)
+            due = self.timers.due(i)
+            # the forecast stays good while nothing but consumption moved (a request per
+            # session costs no new forecast)
+            if key != m.due_key or due is None or due <= meter.now():
+                m.due_key = key
+                self.timers.schedule(i, self._next_due(m, r))
         if len(self.live) > self.max_live:
             self._park_some()
 
     def _park_some(self):
         """Park the least recently used meters without a session until max_live are live."""
         excess = len(self.live) - self.max_live
-        for i in list(self.live)[:excess + 16]:
+        for i in list(islice(self.live, excess + 16)):
             if excess <= 0:
                 break
             m = self.live[i]
@@ -419,13 +446,12 @@ class Fleet:
                               sync=force or self._commanded(m))
         m.dirty = False
 
-    def _next_due(self, m):
-        """The meter's next rule instant, its next low-credit level's estimate, or the
+    def _next_due(self, m, r):
+        """The meter's next rule instant `r`, its next low-credit level's estimate, or the
         longest idle advance, whichever comes first."""
         meter = m.em.meter
         now = meter.now()
         due = now + MAX_IDLE_ADVANCE_S
-        r = meter.next_rule_instant()
         if r is not None and r < due:
             due = r
         acc = meter.account
@@ -455,7 +481,6 @@ class Fleet:
 
     def feeder_meters(self, feeder):
         """Indices of this fleet's meters on `feeder` (feeders are contiguous index blocks)."""
-        from fleet.population import FEEDER_SIZE
         k = int(feeder.lstrip("F"))
         lo = k * FEEDER_SIZE
         hi = min(lo + FEEDER_SIZE, self.population.size)

@@ -69,7 +69,8 @@ class FleetMeter:
     """One materialised meter: its spec, the EmulatedMeter (`em`), its clock, its DLMS
     security state as last saved (`dlms`: reserved counter, client counters, lockouts)."""
 
-    __slots__ = ("spec", "em", "clock", "dlms", "nvm_writes", "dirty", "links", "at_ms", "mark")
+    __slots__ = ("spec", "em", "clock", "dlms", "nvm_writes", "dirty", "links", "at_ms", "mark",
+                 "due_key")
 
     def __init__(self, spec, em, clock, dlms):
         self.spec = spec
@@ -81,6 +82,7 @@ class FleetMeter:
         self.links = 0  # sessions open (the meter is not parked while one is)
         self.at_ms = clock.fleet.view_ms  # the fleet view it was last advanced at
         self.mark = None  # what commands last left (fleet.core: a save flushed to the disk)
+        self.due_key = None  # what its next timer was computed from (fleet.core)
 
     @property
     def meter(self):
