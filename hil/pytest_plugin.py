@@ -28,12 +28,15 @@ At the end of a run with several targets, a test that passed on one target and f
 another gets a line `DISAGREE test: passed on T1; failed on T2` in the terminal summary.
 """
 import datetime
+import os
 
 import pytest
 
 from hil import targets as hil_targets
 
 DEFAULT_TARGETS = ("emulator",)
+# with BIJLI_REQUIRE_MICROPYTHON=1 (CI) these targets must run: unavailable fails, not skips
+MICROPYTHON_TARGETS = ("micropython", "qemu")
 
 
 def pytest_addoption(parser):
@@ -132,6 +135,10 @@ class _Targets:
 
     def get(self, spec):
         if spec in self.unavailable:
+            if spec.partition(":")[0] in MICROPYTHON_TARGETS and \
+                    os.environ.get("BIJLI_REQUIRE_MICROPYTHON") == "1":
+                pytest.fail("MicroPython runtime required (BIJLI_REQUIRE_MICROPYTHON=1): "
+                            + self.unavailable[spec])
             pytest.skip(self.unavailable[spec])
         if spec in self.failed:
             raise RuntimeError("target %s did not start: %s" % (spec, self.failed[spec]))
@@ -140,7 +147,7 @@ class _Targets:
                 t = hil_targets.make(spec, **self.options())
             except hil_targets.TargetUnavailable as e:
                 self.unavailable[spec] = "target %s unavailable: %s" % (spec, e)
-                pytest.skip(self.unavailable[spec])
+                return self.get(spec)
             try:
                 if self.config.getoption("--bijli-flash"):
                     t.flash()

@@ -280,3 +280,16 @@ def test_flash_runs_the_micropython_port_from_the_staged_board_tree():
         assert t.describe()["flashed"] == runner.firmware_hash()
     finally:
         t.stop()
+
+
+def test_ci_fails_a_micropython_target_that_cannot_run_instead_of_skipping(tmp_path):
+    """BIJLI_REQUIRE_MICROPYTHON=1 (CI): the micropython conformance runs or fails the run."""
+    (tmp_path / "test_mine.py").write_text(USER_TESTS)
+    env = {k: v for k, v in os.environ.items() if k != "BIJLI_MICROPYTHON_SRC"}
+    env["BIJLI_REQUIRE_MICROPYTHON"] = "1"
+    run = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
+                          "test_mine.py", "-p", "hil.pytest_plugin", "-k", "recharge",
+                          "--bijli-target", "micropython"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
+    assert run.returncode == 1, run.stdout[-2000:]
+    assert "Failed: MicroPython runtim" in run.stdout and "1 error" in run.stdout  # in set-up
