@@ -63,9 +63,9 @@ def _routes(path):
 
 async def _session(route, role, counters, meter_id, rtts):
     host, port, via = route
-    client = AsyncDlmsClient(AsyncTcpTransport(host, port, timeout=10, connect_timeout=10,
+    client = AsyncDlmsClient(AsyncTcpTransport(host, port, timeout=30, connect_timeout=30,
                                                retries=0), "wrapper", role, via=via,
-                             timeout=10, invocation_counter=counters.get(meter_id, 1))
+                             timeout=30, invocation_counter=counters.get(meter_id, 1))
     await client.open()
     try:
         t = time.perf_counter()
@@ -114,14 +114,24 @@ def _cpu_s(pid):
 async def _client(args, routes, server_pid):
     counters = {}
     t = time.monotonic()
-    # touch every meter once (materialised), outside the timing
-    sem = asyncio.Semaphore(args.concurrency)
+    # touch every meter once (materialised), outside the timing; the fleet materialises one
+    # meter at a time, so a few sessions at once are enough (more only queue up to time-outs)
+    sem = asyncio.Semaphore(8)
+    failed = []
 
     async def warm(mid, route):
         async with sem:
-            await _session(route, PUBLIC, counters, mid, [])
+            for _attempt in range(3):
+                try:
+                    await _session(route, PUBLIC, counters, mid, [])
+                    return
+                except Exception as exc:  # noqa: BLE001 - reported below
+                    last = exc
+            failed.append((mid, last))
     await asyncio.gather(*(warm(m, r) for m, r in routes))
-    print("warm-up: %d meters touched in %.1f s" % (len(routes), time.monotonic() - t))
+    print("warm-up: %d meters touched in %.1f s%s" % (
+        len(routes), time.monotonic() - t,
+        "; %d failed (first: %s)" % (len(failed), failed[0][1]) if failed else ""))
     for role in (PUBLIC, UTILITY):
         c0, s0 = time.process_time(), _cpu_s(server_pid)
         rate, rtts, errors = await _drive(routes, role, args.seconds, args.concurrency, counters)
