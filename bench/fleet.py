@@ -126,9 +126,25 @@ def steady_cpu_per_meter_day(n, warm_days=1):
 
 
 def session_figures(fleet, args):
-    """More rows [(figure, today, fleet, target)] — the network side's sessions/s and round
-    trips go here (fleet.net); none yet."""
-    return []
+    """The network side's rows [(figure, today, fleet, target)]: public and HLS-GMAC sessions
+    per second from bijli's lean client across a fleet served by fleet.net (its own process,
+    `--sessions-meters` meters behind the concentrator), GET round trip p50/p99 and the CPU
+    per session of each side (bench/fleet_sessions.py; `--sessions-s 0` skips them)."""
+    if not args.sessions_s:
+        return []
+    from bench.fleet_sessions import capacity, measure
+    rows = []
+    n = args.sessions_meters
+    for r in measure(n, "gateway", args.sessions_s, args.sessions_concurrency, "core",
+                     echo=lambda *a: None):
+        target = ">= 1,000/s" if r["role"] == "public" else ">= 500/s"
+        rows.append(("%s sessions/s, %d meters (concentrator)" % (r["role"], n), "-",
+                     "%.0f/s (%d errors)" % (r["rate"], r["errors"]), target))
+        rows.append(("  GET round trip p50 / p99", "-",
+                     "%.1f / %.1f ms" % (r["p50_ms"], r["p99_ms"]), "p99 <= 50 ms"))
+        rows.append(("  CPU per session client / fleet", "-", "%.2f / %.2f ms (~%.0f/s)" % (
+            r["client_cpu_ms"], r["fleet_cpu_ms"], capacity(r)), "(one free core each)"))
+    return rows
 
 
 def main(argv=None):
@@ -142,6 +158,10 @@ def main(argv=None):
     ap.add_argument("--steady", type=int, default=300, metavar="N",
                     help="meters to measure the steady state on (every meter touched; 0: "
                     "skip)")
+    ap.add_argument("--sessions-s", type=float, default=15, help="seconds of public and of "
+                    "HLS-GMAC sessions over fleet.net (0: skip; bench/fleet_sessions.py)")
+    ap.add_argument("--sessions-meters", type=int, default=10000)
+    ap.add_argument("--sessions-concurrency", type=int, default=64)
     args = ap.parse_args(argv)
     n = args.meters
 

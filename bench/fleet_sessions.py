@@ -111,7 +111,8 @@ def _cpu_s(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def _client(args, routes, server_pid):
+async def _client(routes, server_pid, seconds, concurrency, echo=print):
+    """Warm every meter up, then drive public and HLS-GMAC sessions; one result per role."""
     counters = {}
     t = time.monotonic()
     # touch every meter once (materialised), outside the timing; the fleet materialises one
@@ -129,25 +130,67 @@ async def _client(args, routes, server_pid):
                     last = exc
             failed.append((mid, last))
     await asyncio.gather(*(warm(m, r) for m, r in routes))
-    print("warm-up: %d meters touched in %.1f s%s" % (
+    echo("warm-up: %d meters touched in %.1f s%s" % (
         len(routes), time.monotonic() - t,
         "; %d failed (first: %s)" % (len(failed), failed[0][1]) if failed else ""))
+    results = []
     for role in (PUBLIC, UTILITY):
         c0, s0 = time.process_time(), _cpu_s(server_pid)
-        rate, rtts, errors = await _drive(routes, role, args.seconds, args.concurrency, counters)
+        rate, rtts, errors = await _drive(routes, role, seconds, concurrency, counters)
         c1, s1 = time.process_time(), _cpu_s(server_pid)
         n = max(1, len(rtts))
-        client_ms, fleet_ms = (c1 - c0) / n * 1000, (s1 - s0) / n * 1000
-        print("%-8s %7.1f sessions/s  GET p50 %6.1f ms  p99 %6.1f ms  mean %6.1f ms  "
-              "(%d sessions, %d errors)" % (
-                  "public" if role == PUBLIC else "hls-gmac", rate, _pct(rtts, 50),
-                  _pct(rtts, 99), statistics.fmean(rtts) * 1000 if rtts else float("nan"),
-                  len(rtts), errors))
+        r = {"role": "public" if role == PUBLIC else "hls-gmac", "rate": rate,
+             "p50_ms": _pct(rtts, 50), "p99_ms": _pct(rtts, 99),
+             "mean_ms": statistics.fmean(rtts) * 1000 if rtts else float("nan"),
+             "sessions": len(rtts), "errors": errors,
+             "client_cpu_ms": (c1 - c0) / n * 1000, "fleet_cpu_ms": (s1 - s0) / n * 1000}
+        results.append(r)
+        echo("%-8s %7.1f sessions/s  GET p50 %6.1f ms  p99 %6.1f ms  mean %6.1f ms  "
+             "(%d sessions, %d errors)" % (r["role"], rate, r["p50_ms"], r["p99_ms"],
+                                           r["mean_ms"], len(rtts), errors))
         # on a shared machine the rate above is what this run got; the CPU per session is
         # the figure that carries over: one free core each gives 1000 / ms sessions/s
-        print("         CPU per session: client %.2f ms, fleet %.2f ms -> with one free core "
-              "each: ~%.0f sessions/s" % (client_ms, fleet_ms,
-                                          1000 / max(client_ms, fleet_ms, 1e-9)))
+        echo("         CPU per session: client %.2f ms, fleet %.2f ms -> with one free core "
+             "each: ~%.0f sessions/s" % (r["client_cpu_ms"], r["fleet_cpu_ms"],
+                                         capacity(r)))
+    return results
+
+
+def capacity(result):
+    """Sessions/s with one free core for the client and one for the fleet (the slower side)."""
+    return 1000 / max(result["client_cpu_ms"], result["fleet_cpu_ms"], 1e-9)
+
+
+def measure(meters, mode="gateway", seconds=20, concurrency=64, fleet_kind=None, echo=print):
+    """Serve `meters` in a child process, drive sessions from this one; [result per role]
+    (see `_client`). `fleet_kind`: "core" (fleet.core) or "emulated"; default: core if
+    present."""
+    import tempfile
+    if fleet_kind is None:
+        try:
+            import fleet.core  # noqa: F401
+            fleet_kind = "core"
+        except ImportError:
+            fleet_kind = "emulated"
+    with tempfile.TemporaryDirectory() as tmp:
+        registry = os.path.join(tmp, "fleet.csv")
+        net = random.randint(100, 250)
+        cmd = [sys.executable, os.path.abspath(__file__), "--serve", "--meters", str(meters),
+               "--mode", mode, "--fleet", fleet_kind, "--registry", registry,
+               "--net", str(net)]
+        t = time.monotonic()
+        p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        try:
+            line = p.stdout.readline()
+            if not line.startswith("ready"):
+                raise RuntimeError("the fleet did not start")
+            echo("fleet (%s, %d meters, %s) serving after %.1f s; client: %d sessions at once, "
+                 "%g s per role" % (fleet_kind, meters, mode, time.monotonic() - t,
+                                    concurrency, seconds))
+            return asyncio.run(_client(_routes(registry), p.pid, seconds, concurrency, echo))
+        finally:
+            p.stdin.close()
+            p.wait(120)
 
 
 def main():
@@ -161,34 +204,10 @@ def main():
     ap.add_argument("--registry", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--net", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.fleet is None:
-        try:
-            import fleet.core  # noqa: F401
-            args.fleet = "core"
-        except ImportError:
-            args.fleet = "emulated"
     if args.serve:
         asyncio.run(_serve(args))
         return
-    import tempfile
-    with tempfile.TemporaryDirectory() as tmp:
-        args.registry = os.path.join(tmp, "fleet.csv")
-        net = random.randint(100, 250)
-        cmd = [sys.executable, __file__, "--serve", "--meters", str(args.meters), "--mode",
-               args.mode, "--fleet", args.fleet, "--registry", args.registry, "--net", str(net)]
-        t = time.monotonic()
-        p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        try:
-            line = p.stdout.readline()
-            if not line.startswith("ready"):
-                sys.exit("the fleet did not start")
-            print("fleet (%s, %d meters, %s) serving after %.1f s; client: %d sessions at once, "
-                  "%g s per role" % (args.fleet, args.meters, args.mode, time.monotonic() - t,
-                                     args.concurrency, args.seconds))
-            asyncio.run(_client(args, _routes(args.registry), p.pid))
-        finally:
-            p.stdin.close()
-            p.wait(60)
+    measure(args.meters, args.mode, args.seconds, args.concurrency, args.fleet)
 
 
 if __name__ == "__main__":
