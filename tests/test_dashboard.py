@@ -244,3 +244,23 @@ def test_the_api_app_serves_the_dashboard_at_root_and_keeps_its_json_errors(db, 
         r = c.post("/login", data={"username": "ops", "password": PASSWORDS["ops"],
                                    "csrf": c.cookies.get("bijli_login_csrf")})
         assert r.status_code == 200 and "Overview" in r.text
+
+
+def _luminance(hex_colour):
+    rgb = [int(hex_colour[i:i + 2], 16) / 255 for i in (1, 3, 5)]
+    lin = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in rgb]
+    return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+
+
+def test_text_colours_have_aa_contrast_on_their_backgrounds():
+    import os
+    css = open(os.path.join(os.path.dirname(__file__), "..", "headend", "web", "static",
+                            "dashboard.css"), encoding="utf-8").read()
+    colours = dict(re.findall(r"--([a-z]+):\s*(#[0-9a-fA-F]{6})", css))
+    for fg in ("ink", "muted", "link", "ok", "warn", "danger"):
+        for bg in ("paper", "band"):
+            a, b = sorted((_luminance(colours[fg]), _luminance(colours[bg])), reverse=True)
+            assert (a + 0.05) / (b + 0.05) >= 4.5, (fg, bg)
+    # white text on the header and on buttons
+    for bg in ("#12263f", colours["link"], colours["danger"]):
+        assert (1.05) / (_luminance(bg) + 0.05) >= 4.5, bg

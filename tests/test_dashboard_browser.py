@@ -123,7 +123,31 @@ def headend(tmp_path_factory):
         db.close()
 
 
+UNLABELLED = """() => Array.from(document.querySelectorAll('input, select, textarea'))
+    .filter(e => e.type !== 'hidden' && !(e.labels && e.labels.length) && !e.getAttribute('aria-label'))
+    .map(e => e.name || e.id)"""
+
+
+def check_accessible(page):
+    """Every field has a label; the page fits the screen's width (tables scroll in their own
+    box); the first Tab reaches the skip link and its focus is visible."""
+    assert page.evaluate(UNLABELLED) == [], page.url
+    assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth + 1"), \
+        "%s is wider than the screen" % page.url
+    page.evaluate("() => { document.activeElement && document.activeElement.blur(); "
+                  "window.scrollTo(0, 0); }")
+    page.keyboard.press("Tab")
+    focused = page.evaluate("() => [document.activeElement.className, "
+                            "getComputedStyle(document.activeElement).outlineStyle]")
+    if focused[0] != "skip":  # a page with autofocus starts in its first field
+        focused = page.evaluate("() => [document.activeElement.tagName, "
+                                "getComputedStyle(document.activeElement).outlineStyle]")
+    assert focused[1] not in ("none", ""), (page.url, focused)
+    page.evaluate("() => document.activeElement && document.activeElement.blur()")
+
+
 def shot(page, name):
+    check_accessible(page)
     page.screenshot(path=os.path.join(SHOTS, name + ".png"), full_page=True)
 
 
