@@ -28,7 +28,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from headend import audit, delivery, jobs, keyring, migrations, registry  # noqa: E402
+from headend import audit, delivery, jobs, keyring, migrations, notices, registry  # noqa: E402
 from headend import db as dbmod  # noqa: E402
 from headend.disconnect_calendar import DisconnectCalendar  # noqa: E402
 from tests.headend_db import PgCluster, _pg_bindir  # noqa: E402
@@ -107,6 +107,8 @@ def run(url, fleet, dead, sessions, rate):
     rows += [{"meter_id": mid, "address": _dead_address(), "segment": "far"} for mid in dead]
     registry.upsert(db, [registry._row(r, "bench") for r in rows])
     jobs.set_session_rate(db, rate, "bench", time.time())
+    # S5's three days of warnings are taken as sent: the bench measures the cut itself
+    notices.set_policy(db, {"warn_days": 0}, "bench", time.time())
     t0 = time.perf_counter()
     job_id, n = jobs.create(db, "disconnect", time.time(), meter_ids=[r["meter_id"] for r in rows],
                             actor="bench", reason="S5 bench", retry_base_s=0.5, retry_cap_s=2.0,

@@ -23,7 +23,7 @@ import signal
 
 import click
 
-from cli import headend_apikey, headend_jobs, headend_users
+from cli import headend_apikey, headend_jobs, headend_notices, headend_users
 from cli.headend_common import db_option, key_option, load_keys, open_db
 from headend import db as dbmod
 from headend import keyring as keyring_mod
@@ -328,3 +328,4 @@ headend_jobs.register(headend)
 headend_users.register(headend)
 # keys of the HTTP API: cli/headend_apikey.py
 headend_apikey.register(headend)
+headend_notices.register(headend)  # preview, notices: cli/headend_notices.py

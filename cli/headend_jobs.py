@@ -1,7 +1,11 @@
 """`bijli headend jobs | kill-switch | audit | calendar`: bulk jobs and what they did.
 
-    bijli headend jobs create disconnect|reconnect|read|suspend|resume|clock-sync
+    bijli headend jobs create disconnect|reconnect|read|suspend|resume|clock-sync|
+                              set-tariff --rates R,..|set-holidays --holiday D ..|
+                              set-window --window HH:MM-HH:MM [--grace S]
                               (--meters FILE | --where EXPR) [--reason TEXT] [--dry-run]
+                              [--override-notices] [--wait]
+    bijli headend jobs watch ID
     bijli headend jobs [list] | show ID | pause ID | resume ID | cancel ID | rate [N]
     bijli headend kill-switch [on|off] [--reason TEXT]
     bijli headend audit [--meter ID] [--on DATE | --since T --until T] [--action A]
@@ -150,16 +154,31 @@ def list_cmd(limit, as_json, db_url):
               help="Longest retry delay, s [default %g]." % jobs.DEFAULTS["retry_cap_s"])
 @click.option("--segment-limit", type=click.IntRange(1, 100000), default=None,
               help="Sessions at once per segment [default %d]." % jobs.DEFAULTS["segment_limit"])
+@click.option("--rates", help="set-tariff: paise per kWh, one per tariff zone, comma-separated "
+              "(e.g. 700,900).")
+@click.option("--holiday", "holidays", multiple=True, help="set-holidays: a holiday "
+              "(YYYY-MM-DD), repeatable; --holiday none clears the meters' list.")
+@click.option("--window", "window", help="set-window: the meters' disconnect window, local "
+              "HH:MM-HH:MM.")
+@click.option("--grace", type=click.IntRange(0, 0xFFFFFFFF), default=None,
+              help="set-window: also the grace after reaching zero, seconds.")
+@click.option("--override-notices", is_flag=True, help="disconnect: also cut meters whose "
+              "warnings are incomplete (audited; other policy still applies).")
+@click.option("--wait", is_flag=True, help="Show the job's progress until it is over.")
 @_json_option
 @db_option
 def create_cmd(kind, meters_file, where, reason, dry_run, at_text, max_attempts, retry_base,
-               retry_cap, segment_limit, as_json, db_url):
+               retry_cap, segment_limit, rates, holidays, window, grace, override_notices, wait,
+               as_json, db_url):
     """Create a bulk job (or preview it with --dry-run)."""
     if (meters_file is None) == (where is None):
         raise click.UsageError("give the meters with --meters FILE or --where EXPR (one of them)")
     if at_text and not dry_run:
         raise click.UsageError("--at only goes with --dry-run")
     kind = KIND_NAMES[kind]
+    params = _job_params(kind, rates, holidays, window, grace)
+    if override_notices and kind != "disconnect":
+        raise click.UsageError("--override-notices only goes with disconnect")
     try:
         ids = jobs.read_meter_list(meters_file) if meters_file else None
     except jobs.JobError as e:
@@ -171,22 +190,33 @@ def create_cmd(kind, meters_file, where, reason, dry_run, at_text, max_attempts,
             at = _parse_time(at_text, tz, "--at") if at_text else time.time()
             return "preview", jobs.preview(db, kind, ids, where, at), at, tz
         job_id, n = jobs.create(db, kind, time.time(), ids, where, reason,
+                                override_notices=override_notices, params=params,
                                 max_attempts=max_attempts, retry_base_s=retry_base,
                                 retry_cap_s=retry_cap, segment_limit=segment_limit)
-        return "created", (job_id, n), None, tz
+        return "created", (job_id, n, jobs.show(db, job_id)["steps"]), None, tz
     what, out, at, tz = _run(db_url, go)
     if what == "created":
-        job_id, n = out
-        if as_json:
-            _echo_json({"job_id": job_id, "kind": kind, "steps": n})
-        else:
+        job_id, n, counts = out
+        if as_json and not wait:
+            _echo_json({"job_id": job_id, "kind": kind, "steps": n, "step_states": counts})
+        elif not as_json:
             click.echo("job %d: %s of %d meter(s) queued (workers of `bijli headend serve` "
                        "run it; `bijli headend jobs show %d`)" % (job_id, kind, n, job_id))
+            if counts["skipped"]:
+                click.echo("%d skipped by policy at once (`bijli headend jobs show %d` says "
+                           "why)" % (counts["skipped"], job_id))
+        if wait:
+            from cli.headend_progress import watch
+            watch(db_url, job_id, as_json)
         return
     run = sum(1 for p in out if p["verdict"] == "run")
     if as_json:
         _echo_json({"dry_run": True, "kind": kind, "at": at, "run": run,
                     "skipped": len(out) - run, "meters": out})
+        return
+    if kind == "disconnect":
+        from cli.headend_notices import print_preview
+        print_preview(out, at, tz)
         return
     _table("dry run: %s at %s (nothing created)" % (kind, _local(at, tz)),
            ("meter", "feeder", "segment", "region", "verdict", "reason"),
@@ -219,6 +249,50 @@ def show_cmd(job_id, as_json, db_url):
              s["reason"] or s["last_error"] or "",
              json.dumps(s["result"], sort_keys=True) if s["result"] else "")
             for s in job["step_list"]])
+
+
+@jobs_group.command("watch")
+@click.argument("job_id", type=int)
+@_json_option
+@db_option
+def watch_cmd(job_id, as_json, db_url):
+    """Show a job's progress until it is over (a bar on a terminal, lines otherwise)."""
+    from cli.headend_progress import watch
+    watch(db_url, job_id, as_json)
+
+
+def _job_params(kind, rates, holidays, window, grace):
+    """The params dict of a set_* kind from its options; UsageError for a stray option."""
+    given = {"--rates": rates, "--holiday": holidays or None, "--window": window,
+             "--grace": grace}
+    wants = {"set_tariff": ("--rates",), "set_holidays": ("--holiday",),
+             "set_window": ("--window", "--grace")}.get(kind, ())
+    stray = [k for k, v in given.items() if v is not None and k not in wants]
+    if stray:
+        raise click.UsageError("%s does not go with %s" % (", ".join(stray), kind))
+    if kind == "set_tariff":
+        if not rates:
+            raise click.UsageError("set-tariff needs --rates")
+        try:
+            return {"rates": [int(r) for r in rates.split(",")]}
+        except ValueError:
+            raise click.BadParameter("whole paise per kWh, comma-separated",
+                                     param_hint="--rates") from None
+    if kind == "set_holidays":
+        if not holidays:
+            raise click.UsageError("set-holidays needs --holiday DATE (or --holiday none)")
+        return {"holidays": [] if list(holidays) == ["none"] else list(holidays)}
+    if kind == "set_window":
+        if not window:
+            raise click.UsageError("set-window needs --window HH:MM-HH:MM")
+        start, sep, end = window.partition("-")
+        if not sep:
+            raise click.BadParameter("HH:MM-HH:MM", param_hint="--window")
+        out = {"window": [start, end]}
+        if grace is not None:
+            out["grace_s"] = grace
+        return out
+    return None
 
 
 def _transition_cmd(name, fn, help_text):

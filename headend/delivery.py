@@ -28,7 +28,7 @@ import socket
 import time
 import uuid
 
-from headend import audit, job_worker, jobs, outbox, registry
+from headend import audit, job_worker, jobs, meter_state, outbox, registry
 from headend import db as dbmod
 from headend import keyring as keyring_mod
 from protocol.client import UTILITY, AsyncDlmsClient
@@ -386,6 +386,10 @@ def _record_batch(db, batch, now, config, rng, actor="worker"):
                               job.payment_ref, detail))
             written.append(kind if ok else None)
         audit.record_many(db, trail)
+        meter_state.seen_many(db, [(job.meter_id, now, "recharge %s" % job.payment_ref,
+                                    oc.balance_paise, oc.relay_connected, None)
+                                   for (job, oc), kind in zip(batch, written)
+                                   if kind == outbox.DELIVERED])
     return written
 
 

@@ -9,7 +9,8 @@ session per meter" rule is one check in the database for both queues rather than
 processes negotiating.
 
 Every step reads the meter's state first and acts only when needed (disconnect only a
-connected relay, suspend only a meter not suspended, set the clock only when it is off), so a
+connected relay, suspend only a meter not suspended, set the clock only when it is off, write
+a tariff, holiday list or window only when it differs -- and read it back after writing), so a
 step that is run again -- its worker killed after the meter acted but before the outcome was
 written, or its session cut by the kill switch -- records "done (already)" instead of acting a
 second time. A disconnect re-checks the job's calendar right before the ACTION (the claim
@@ -19,7 +20,10 @@ import asyncio
 import datetime
 import time
 
-from headend import jobs, readings, registry
+from firmware.vocabulary import CHARGE_ENERGY as _CHARGE_ENERGY
+from firmware.vocabulary import HOLIDAYS as _HOLIDAYS
+from firmware.vocabulary import POLICY as _POLICY
+from headend import job_params, jobs, readings, registry
 from headend import keyring as keyring_mod
 from protocol import axdr
 from protocol.bijli_meter import DAILY_PROFILE
@@ -33,6 +37,9 @@ from protocol.transport import AsyncTcpTransport
 DISCONNECT_CONTROL = Obis("0.0.96.3.10.255")  # IC 70: methods 1 remote_disconnect, 2 reconnect
 SUSPENSION = Obis("0.0.96.3.128.255")  # bijli's disconnection suspension (IC 1, Unix time)
 CLOCK = Obis("0.0.1.0.0.255")
+CHARGE_ENERGY = Obis(_CHARGE_ENERGY)  # IC 113: unit_charge (attr 5) holds the zone rates
+HOLIDAYS = Obis(_HOLIDAYS)  # bijli's holiday list (IC 1, array of COSEM dates)
+POLICY = Obis(_POLICY)  # bijli's disconnection policy (IC 1: grace, window, comms loss, ...)
 SUSPENDED_UNTIL_RESUME = 0xFFFFFFFF
 CONTROL_STATES = {0: "disconnected", 1: "connected", 2: "ready_for_reconnection"}
 PROFILE_DAYS, PROFILE_HOURS = 35, 48  # how much of its profiles a read step fetches
@@ -170,8 +177,80 @@ async def _clock_sync(c, step, clock):
                                                    now, datetime.UTC).isoformat()})
 
 
+# ---- settings written into the meter's own policy (headend.job_params), each read back ----
+def _verified(kind, before, after, wanted, already):
+    if after != wanted:
+        return jobs.StepOutcome(jobs.FAILED, error="%s: the meter reads back %s after the write, "
+                                "not %s" % (kind, after, wanted))
+    return jobs.StepOutcome(jobs.DONE, result={"was": before, "now": after,
+                                               "already": already})
+
+
+async def _set_tariff(c, step, clock):
+    value = await c.get(113, CHARGE_ENERGY, 5)
+    rates = step.params["rates"]
+
+    def current(v):
+        scale = int(v[0][1])
+        return [int(e[1]) * 10 ** scale for e in v[2]]
+    before = current(value)
+    if before == rates:
+        return _verified("tariff", before, before, rates, True)
+    if len(before) != len(rates):
+        return jobs.StepOutcome(jobs.FAILED, error="the meter has %d tariff zone(s), the job "
+                                "gives %d rate(s)" % (len(before), len(rates)))
+    scale, mantissas = job_params.rate_scale(rates)
+    table = axdr.Array([axdr.Structure([bytes((i + 1,)), axdr.Int16(r)])
+                        for i, r in enumerate(mantissas)])
+    await c.set(113, CHARGE_ENERGY, 5, axdr.Structure([
+        axdr.Structure([axdr.Int8(-3), axdr.Int8(scale)]), value[1], table]))
+    return _verified("tariff", before, current(await c.get(113, CHARGE_ENERGY, 5)), rates,
+                     False)
+
+
+def _cosem_dates(value):
+    return [datetime.date((v[0] << 8) | v[1], v[2], v[3]).isoformat() for v in value]
+
+
+async def _set_holidays(c, step, clock):
+    wanted = step.params["holidays"]
+    before = _cosem_dates(await c.get(1, HOLIDAYS, 2))
+    if before == wanted:
+        return _verified("holidays", before, before, wanted, True)
+    dates = [datetime.date.fromisoformat(d) for d in wanted]
+    await c.set(1, HOLIDAYS, 2, axdr.Array([
+        bytes((d.year >> 8, d.year & 0xFF, d.month, d.day, d.isoweekday())) for d in dates]))
+    return _verified("holidays", before, _cosem_dates(await c.get(1, HOLIDAYS, 2)), wanted,
+                     False)
+
+
+def _hhmm(s):
+    return "%02d:%02d" % (s // 3600, s % 3600 // 60)
+
+
+def _window(value):
+    """{window, grace_s} of the meter's policy structure (grace, start, end, comms, threshold)."""
+    return {"window": [_hhmm(int(value[1])), _hhmm(int(value[2]))], "grace_s": int(value[0])}
+
+
+async def _set_window(c, step, clock):
+    value = await c.get(1, POLICY, 2)
+    before = _window(value)
+    wanted = dict(before, **step.params)
+    if before == wanted:
+        return _verified("window", before, before, wanted, True)
+    new = [int(v) for v in value]
+    new[0] = wanted["grace_s"]
+    new[1] = job_params.seconds_of_day(wanted["window"][0])
+    new[2] = job_params.seconds_of_day(wanted["window"][1])
+    await c.set(1, POLICY, 2, axdr.Structure([axdr.UInt32(v) for v in new]))
+    return _verified("window", before, _window(await c.get(1, POLICY, 2)), wanted, False)
+
+
 OPERATIONS = {"disconnect": _disconnect, "reconnect": _reconnect, "read": _read,
-              "suspend": _suspend, "resume": _resume, "clock_sync": _clock_sync}
+              "suspend": _suspend, "resume": _resume, "clock_sync": _clock_sync,
+              "set_tariff": _set_tariff, "set_holidays": _set_holidays,
+              "set_window": _set_window}
 assert set(OPERATIONS) == set(jobs.KINDS)
 
 

@@ -8,8 +8,12 @@
 
 Kinds: disconnect, reconnect (IC 70 methods 1 / 2), read (balance, energy, relay, clock),
 suspend / resume (the meter's disconnection suspension, 0.0.96.3.128.255), clock_sync (IC 8
-time set when the meter's clock is off by more than a tolerance). The sessions themselves are
-`headend.job_worker`'s; this module is the database side.
+time set when the meter's clock is off by more than a tolerance), set_tariff / set_holidays /
+set_window (the meter's own rates, holiday list, disconnect window and grace; parameters in
+headend.job_params). The sessions themselves are `headend.job_worker`'s; this module is the
+database side. A disconnect obeys the notice policy (headend.notices): meters it blocks get
+skipped steps at creation, and a meter that pays after the job was created is skipped when
+its step comes due.
 
 Step states: queued -> running (leased to one worker) -> done | failed (the meter refused, or
 unreachable after `max_attempts`, with the last error) | skipped (by policy, with the reason:
@@ -35,7 +39,8 @@ import uuid
 from headend import audit, outbox, registry
 from headend.disconnect_calendar import CalendarError, DisconnectCalendar
 
-KINDS = ("disconnect", "reconnect", "read", "suspend", "resume", "clock_sync")
+KINDS = ("disconnect", "reconnect", "read", "suspend", "resume", "clock_sync", "set_tariff",
+         "set_holidays", "set_window")
 QUEUED, RUNNING, DONE, FAILED, SKIPPED, CANCELLED = (
     "queued", "running", "done", "failed", "skipped", "cancelled")
 STEP_STATES = (QUEUED, RUNNING, DONE, FAILED, SKIPPED, CANCELLED)
@@ -217,23 +222,31 @@ def _selector_text(meter_ids, where, rows):
 
 def preview(db, kind, meter_ids=None, where=None, at=None, cal=None):
     """Dry run: what a job would do, changing nothing. [{meter_id, feeder, segment, region,
-    verdict ('run' or 'skipped by policy'), reason}] at Unix second `at` (a disconnect outside
-    the calendar `cal`, default the stored one, is skipped with the reason)."""
+    verdict ('run' or 'skipped by policy'), reason}] at Unix second `at`. A disconnect gets
+    the notice policy's verdict (headend.notices.disconnect_policy: the calendar `cal`,
+    default the stored one, the notices each meter got, grace, suspension) and its fields:
+    cut_at, balance, grace_end, warnings ..."""
     _check_kind(kind)
     rows = select_meters(db, meter_ids, where)
-    reason = None
     if kind == "disconnect":
-        reason = (cal or calendar(db)).verdict(at)
-    return [dict(r, verdict="skipped by policy" if reason else "run", reason=reason)
-            for r in rows]
+        from headend import notices  # notices builds on this module
+        return notices.disconnect_policy(db, rows, at, cal or calendar(db))
+    return [dict(r, verdict="run", reason=None) for r in rows]
 
 
-def create(db, kind, now, meter_ids=None, where=None, reason="", actor=None, cal=None, **opts):
+def create(db, kind, now, meter_ids=None, where=None, reason="", actor=None, cal=None,
+           override_notices=False, params=None, **opts):
     """Create a job with one queued step per selected meter (one transaction; audited);
     returns (job id, number of steps). `opts`: max_attempts, retry_base_s, retry_cap_s,
     segment_limit (see DEFAULTS). A disconnect job keeps the calendar it applies (`cal`, else
-    the stored one)."""
+    the stored one), and its meters the notice policy blocks (notices incomplete, suspended,
+    in grace: headend.notices) get steps skipped by policy with the reason at once -- unless
+    `override_notices`, which lets the meters blocked only by their notices run (audited as
+    job.override_notices with their ids). `params`: the settings a set_* kind writes
+    (headend.job_params)."""
     _check_kind(kind)
+    from headend import job_params
+    params_json = job_params.check(kind, params)
     settings = dict(DEFAULTS)
     for k, v in opts.items():
         if k not in DEFAULTS:
@@ -253,12 +266,16 @@ def create(db, kind, now, meter_ids=None, where=None, reason="", actor=None, cal
         selector = _selector_text(meter_ids, where, rows)
         job_id = db.scalar(
             "INSERT INTO jobs (kind, state, selector, reason, created_by, created_at, "
-            "max_attempts, retry_base_s, retry_cap_s, segment_limit, calendar) "
-            "VALUES (?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            "max_attempts, retry_base_s, retry_cap_s, segment_limit, calendar, params) "
+            "VALUES (?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (kind, selector, reason or "", actor, now, settings["max_attempts"],
              settings["retry_base_s"], settings["retry_cap_s"], settings["segment_limit"],
-             cal_json))
-        ids = [r["meter_id"] for r in rows]
+             cal_json, params_json))
+        blocked = {}
+        if kind == "disconnect":
+            blocked = _blocked_by_policy(db, job_id, rows, now, cal or calendar(db),
+                                         override_notices, actor, reason)
+        ids = [r["meter_id"] for r in rows if r["meter_id"] not in blocked]
         for i in range(0, len(ids), 500):  # a few statements, not one round trip per meter
             chunk = ids[i:i + 500]
             db.execute("INSERT INTO job_steps (job_id, meter_id, segment, state, attempts, "
@@ -267,14 +284,46 @@ def create(db, kind, now, meter_ids=None, where=None, reason="", actor=None, cal
                        [job_id, now] + chunk)
         audit.record(db, actor, "job.create", now, job_id=job_id, outcome=kind,
                      reason=reason or None, detail={"selector": selector, "steps": len(rows),
+                                                    "skipped_by_policy": len(blocked),
                                                     **settings})
+        if blocked:
+            _finish_jobs(db, [job_id], now)
     return job_id, len(rows)
+
+
+def _blocked_by_policy(db, job_id, rows, now, cal, override_notices, actor, job_reason):
+    """Insert the skipped steps of a new disconnect job's meters the notice policy blocks
+    (not the calendar: that is judged when each step is due); returns {meter_id: reason}."""
+    from headend import notices
+    verdicts = notices.disconnect_policy(db, rows, now, cal)
+    blocked, overridden = {}, []
+    for v in verdicts:
+        if v["blocked_by"] in (None, "calendar"):
+            continue
+        if v["blocked_by"] == "notices" and override_notices:
+            overridden.append(v["meter_id"])
+            continue
+        blocked[v["meter_id"]] = v["reason"]
+    seg = {r["meter_id"]: r["segment"] for r in rows}
+    trail = []
+    for mid, why in blocked.items():
+        db.execute("INSERT INTO job_steps (job_id, meter_id, segment, state, attempts, "
+                   "next_attempt_at, reason, finished_at) VALUES (?, ?, ?, 'skipped', 0, ?, ?, ?)",
+                   (job_id, mid, seg[mid], now, why, now))
+        trail.append((actor, "disconnect", now, mid, job_id, SKIPPED, why,
+                      {"job_reason": job_reason}))
+    audit.record_many(db, trail)
+    if overridden:
+        audit.record(db, actor, "job.override_notices", now, job_id=job_id,
+                     outcome="%d meter(s)" % len(overridden), reason=job_reason or None,
+                     detail={"meters": overridden})
+    return blocked
 
 
 def _job_row(db, job_id):
     rows = db.dicts("SELECT id, kind, state, selector, reason, created_by, created_at, "
                     "finished_at, max_attempts, retry_base_s, retry_cap_s, segment_limit, "
-                    "calendar FROM jobs WHERE id=?", (job_id,))
+                    "calendar, params FROM jobs WHERE id=?", (job_id,))
     if not rows:
         raise JobError("no job %s" % job_id)
     return rows[0]
@@ -350,6 +399,7 @@ def show(db, job_id):
     next attempt, last error, reason, result)."""
     job = _job_row(db, job_id)
     job["calendar"] = json.loads(job["calendar"]) if job["calendar"] else None
+    job["params"] = json.loads(job["params"]) if job["params"] else None
     job["steps"] = _counts(db, [job_id])[job_id]
     steps = db.dicts("SELECT meter_id, segment, state, attempts, next_attempt_at, "
                      "last_started_at, last_error, reason, result, finished_at FROM job_steps "
@@ -373,12 +423,13 @@ def runnable(db):
 # ---- claims and outcomes (the worker's side) --------------------------------------------------
 class Step:
     """A claimed step: its id, job, meter, kind, attempts (this one included), lease_id, the
-    job's reason / retry settings / calendar, and the meter's address, client_sap, key_ref
-    and first reserved invocation counter (ic_first)."""
+    job's reason / retry settings / calendar / params (a set_* kind's settings, a dict), and
+    the meter's address, client_sap, key_ref and first reserved invocation counter
+    (ic_first)."""
 
     __slots__ = ("id", "job_id", "meter_id", "attempts", "lease_id", "kind", "job_reason",
                  "ordered_by", "max_attempts", "retry_base_s", "retry_cap_s", "calendar",
-                 "address", "client_sap", "key_ref", "ic_first")
+                 "address", "client_sap", "key_ref", "ic_first", "params")
 
     def __init__(self, **kw):
         for k in self.__slots__:
@@ -405,10 +456,36 @@ class StepOutcome:
         return "StepOutcome(%s %s)" % (self.kind, self.error or self.reason or self.result)
 
 
+def _skip_paid(db, now, actor):
+    """Skip (by policy) the due steps of running disconnect jobs whose meter got a payment
+    after the job was created (S5: the consumers who pay the same day are not cut); audited."""
+    rows = db.all(
+        "SELECT s.id, s.job_id, s.meter_id, j.reason, p.ref, p.paid_at FROM job_steps s "
+        "JOIN jobs j ON j.id = s.job_id JOIN payments p ON p.meter_id = s.meter_id "
+        "AND p.paid_at >= j.created_at WHERE j.state='running' AND j.kind='disconnect' AND "
+        + _CLAIMABLE % {"t": "s"} + " ORDER BY s.id, p.paid_at", (now, now))
+    seen, trail = set(), []
+    for sid, jid, mid, job_reason, ref, paid_at in rows:
+        if sid in seen:
+            continue
+        seen.add(sid)
+        why = "paid after the job was created (ref %s)" % ref
+        n = db.execute("UPDATE job_steps SET state='skipped', reason=?, finished_at=?, "
+                       "lease_id=NULL, lease_owner=NULL, lease_expires_at=NULL WHERE id=? AND "
+                       + _CLAIMABLE % {"t": "job_steps"}, (why, now, sid, now, now)).rowcount
+        if n:
+            trail.append((actor, "disconnect", now, mid, jid, SKIPPED, why,
+                          {"job_reason": job_reason, "paid_at": paid_at}))
+    audit.record_many(db, trail)
+    if trail:
+        _finish_jobs(db, {t[4] for t in trail}, now)
+    return len(trail)
+
+
 def _skip_by_calendar(db, now, actor):
     """Skip (by policy) the due steps of running disconnect jobs whose calendar forbids a cut
     now; audited. Returns how many."""
-    skipped = 0
+    skipped = _skip_paid(db, now, actor)
     for jid, cal_json, reason_text in db.all("SELECT id, calendar, reason FROM jobs WHERE "
                                              "state='running' AND kind='disconnect'"):
         try:
@@ -463,7 +540,7 @@ def claim(db, worker_id, limit, lease_s, now, ic_block=64):
         jids = sorted({r[1] for r in rows})
         jobs = {j["id"]: j for j in db.dicts(
             "SELECT id, kind, reason, created_by, max_attempts, retry_base_s, retry_cap_s, "
-            "calendar FROM jobs WHERE id IN (%s)" % ", ".join("?" * len(jids)), jids)}
+            "calendar, params FROM jobs WHERE id IN (%s)" % ", ".join("?" * len(jids)), jids)}
     steps = []
     for sid, jid, mid, attempts in sorted(rows):
         j = jobs[jid]
@@ -478,7 +555,8 @@ def claim(db, worker_id, limit, lease_s, now, ic_block=64):
                           kind=j["kind"], job_reason=j["reason"], ordered_by=j["created_by"],
                           max_attempts=j["max_attempts"], retry_base_s=j["retry_base_s"],
                           retry_cap_s=j["retry_cap_s"], calendar=cal, address=address,
-                          client_sap=sap, key_ref=key_ref, ic_first=ic_first))
+                          client_sap=sap, key_ref=key_ref, ic_first=ic_first,
+                          params=json.loads(j["params"]) if j["params"] else None))
     return steps, False
 
 
@@ -544,5 +622,20 @@ def record(db, batch, now, actor, rng):
                       detail))
         written.append(kind)
     audit.record_many(db, trail)
+    seen = [_observed(step, oc, now, actor) for (step, oc), kind in zip(batch, written)
+            if kind in (DONE, SKIPPED, FAILED) and isinstance(oc.result, dict)]
+    if seen:
+        from headend import meter_state
+        meter_state.seen_many(db, seen)
     _finish_jobs(db, jids, now)
     return written
+
+
+def _observed(step, oc, now, actor):
+    """(meter_id, at, via, balance, relay, suspended) a step's result tells of its meter."""
+    r = oc.result
+    relay = {"connected": True, "disconnected": False}.get(r.get("relay"))
+    susp = r.get("suspension")
+    suspended = None if susp is None else susp != "not suspended"
+    return (step.meter_id, now, "job %s %s" % (step.job_id, step.kind), r.get("balance_paise"),
+            relay, suspended)

@@ -234,6 +234,76 @@ MIGRATIONS = [
         # a job's steps in order, page by page
         "CREATE INDEX job_steps_job_order ON job_steps (job_id, id)",
     ]),
+    (8, "notices to consumers; meter state seen by the head-end; pushes received; alerts; "
+        "job parameters", [
+        # every notice sent (or tried): who, what, when, through which channel, the outcome
+        # (headend.notices); `dedupe` makes a notice once-only (one warning a meter a day, one
+        # low-credit notice a threshold a recharge)
+        """CREATE TABLE notices (
+            id {pk},
+            meter_id TEXT NOT NULL REFERENCES meters (meter_id),
+            kind TEXT NOT NULL,
+            level TEXT NOT NULL DEFAULT '',
+            recipient TEXT NOT NULL DEFAULT '',
+            channel TEXT NOT NULL,
+            message TEXT NOT NULL,
+            outcome TEXT NOT NULL,
+            error TEXT,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            dedupe TEXT NOT NULL UNIQUE,
+            created_by TEXT NOT NULL,
+            created_at {real} NOT NULL,
+            sent_at {real}
+        )""",
+        "CREATE INDEX notices_meter ON notices (meter_id, kind, created_at)",
+        # what the head-end last learned of each meter (deliveries, bulk reads, pushes)
+        """CREATE TABLE meter_state (
+            meter_id TEXT PRIMARY KEY REFERENCES meters (meter_id),
+            last_seen_at {real},
+            last_seen_via TEXT,
+            balance_paise {bigint},
+            balance_at {real},
+            relay_connected INTEGER,
+            relay_at {real},
+            powered INTEGER,
+            powered_at {real},
+            zero_at {real},
+            suspended INTEGER,
+            suspended_at {real}
+        )""",
+        # data-notifications received by the push listener (headend.push_listener)
+        """CREATE TABLE pushes (
+            id {pk},
+            received_at {real} NOT NULL,
+            peer TEXT NOT NULL,
+            meter_id TEXT,
+            meter_time {real},
+            event_code INTEGER,
+            event_name TEXT,
+            event_value {bigint},
+            event_number {bigint},
+            balance_paise {bigint},
+            relay_connected INTEGER,
+            ciphered INTEGER NOT NULL DEFAULT 0,
+            apdu TEXT NOT NULL,
+            UNIQUE (meter_id, event_number)
+        )""",
+        "CREATE INDEX pushes_meter ON pushes (meter_id, received_at)",
+        """CREATE TABLE alerts (
+            id {pk},
+            at {real} NOT NULL,
+            meter_id TEXT,
+            kind TEXT NOT NULL,
+            severity TEXT NOT NULL,
+            message TEXT NOT NULL,
+            push_id {bigint},
+            acknowledged_by TEXT,
+            acknowledged_at {real}
+        )""",
+        "CREATE INDEX alerts_at ON alerts (at)",
+        # what a set_tariff / set_holidays / set_window job writes (headend.job_params)
+        "ALTER TABLE jobs ADD COLUMN params TEXT",
+    ]),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -10,7 +10,7 @@ import signal
 import time
 
 from firmware import event_codes as ec
-from headend import jobs, payments
+from headend import jobs, notices, payments
 from tests.test_headend_delivery import OPENING, _start_worker, balance, register, ring, served
 from tests.test_headend_jobs import ALWAYS, close_all, job_state, relay_closed, remote_cuts, steps
 from tests.waiting import wait_until
@@ -48,6 +48,7 @@ def test_kill_9_at_20_random_points_backlog_and_bulk_jobs_nothing_lost_nothing_t
     fleet = payers + to_cut + to_restore
     try:
         register(db, fleet)
+        notices.set_policy(db, {"warn_days": 0}, "test", time.time())  # cuts need no warnings
         for m in to_restore:  # cut before the head-end starts: the job must close them once
             m.call(m.meter.control.remote_disconnect)
         k = ring()

@@ -18,7 +18,8 @@ import time
 import pytest
 
 from firmware import event_codes as ec
-from headend import audit, delivery, job_worker, jobs, payments
+from headend import audit, delivery, job_worker, jobs, notices, payments
+from headend import db as dbmod
 from headend.disconnect_calendar import CalendarError, DisconnectCalendar
 from tests import test_headend_delivery as delivery_tests
 from tests.test_headend_delivery import OPENING, _start_worker, register, ring, served
@@ -29,6 +30,15 @@ WED_11 = datetime.datetime(2026, 6, 10, 11, 0, tzinfo=IST).timestamp()  # Wednes
 WED_1930 = datetime.datetime(2026, 6, 10, 19, 30, tzinfo=IST).timestamp()
 DAY_START = datetime.datetime(2026, 6, 10, tzinfo=IST).timestamp()
 ALWAYS = DisconnectCalendar(quiet=None, weekend=())  # cuts allowed at any time
+
+
+@pytest.fixture(autouse=True)
+def no_warnings_needed(request):
+    """These tests are about the jobs themselves: a cut needs no days of warnings first (the
+    notice policy has its own tests, tests/test_headend_notices.py)."""
+    if "db_url" in request.fixturenames:
+        with dbmod.connect(request.getfixturevalue("db_url")) as conn:
+            notices.set_policy(conn, {"warn_days": 0}, "test", time.time())
 
 
 class Clock:
@@ -138,7 +148,7 @@ def test_create_refuses_unknown_meters_and_creates_nothing(db):
     with pytest.raises(jobs.JobError, match="unknown job kind"):
         jobs.create(db, "explode", WED_11, where="feeder=F1")
     assert db.scalar("SELECT count(*) FROM jobs") == 0
-    assert db.scalar("SELECT count(*) FROM audit") == 0
+    assert db.scalar("SELECT count(*) FROM audit WHERE action <> 'control.set'") == 0
     job_id, n = jobs.create(db, "read", WED_11, where="feeder=F1", actor="alice",
                             reason="monthly read")
     assert n == 2 and set(steps(db, job_id)) == {"BJ00000001", "BJ00000002"}
@@ -389,10 +399,13 @@ def test_kill_switch_cuts_bulk_sessions_in_flight_recharges_go_on(db, db_url, mo
                        within=60)
         finally:
             counts = w.stop()
-        assert counts["steps_halted"] == 3 and counts["steps_done"] == 3
+        # the consumer who paid while the job waited is not cut (S5: paid the same day)
+        assert counts["steps_halted"] == 3 and counts["steps_done"] == 2
         got = steps(db, job_id)
-        assert {(s["state"], s["attempts"]) for s in got.values()} == {("done", 1)}
-        assert [remote_cuts(m) for m in fleet] == [1, 1, 1]
+        assert [(got[i]["state"], got[i]["attempts"]) for i in ids] == [
+            ("skipped", 0), ("done", 1), ("done", 1)]
+        assert got[ids[0]]["reason"] == "paid after the job was created (ref KS1)"
+        assert [remote_cuts(m) for m in fleet] == [0, 1, 1]
         halted = audit.query(db, action="disconnect", outcome="halted")
         assert len(halted) == 3 and all(r["detail"]["error"] == "stopped by the kill switch"
                                         for r in halted)

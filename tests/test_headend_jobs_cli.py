@@ -29,6 +29,8 @@ def test_jobs_cli_create_preview_run_show_audit_controls(db_url, tmp_path):
             "%s,127.0.0.1:%d,F1,S%d\n" % (m.meter_id, m.port, i) for i, m in enumerate(fleet))
             + "BJ00001409,127.0.0.1:9,F2,S9\n")
         assert bijli(db_url, "import", str(reg)).exit_code == 0
+        # cuts need no days of warnings first here (tests/test_headend_notices.py has those)
+        assert ok_json(db_url, "notices", "policy", "--warn-days", "0")["warn_days"] == 0
         # cuts allowed at any hour for this test (it runs at the machine's real time)
         assert ok_json(db_url, "calendar", "--no-quiet", "--weekend", "") == {
             "quiet": None, "weekend": [], "holidays": [], "tz_offset_s": 19800}
