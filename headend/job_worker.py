@@ -258,12 +258,14 @@ async def run_step(step, keys, io_timeout, clock=time.time):
     """One utility session with the step's meter doing its job's operation; a StepOutcome.
     The meter answering with a DLMS error is a failure (no retry); ProtocolError / OSError /
     TimeoutError of the link propagate (the caller retries)."""
-    host, port = registry.parse_address(step.address)
+    # a meter behind a data concentrator (tcp:HOST:PORT/PHYSICAL) is reached through it, as a
+    # recharge delivery does
+    host, port, via = registry.parse_route(step.address)
     transport = AsyncTcpTransport(host, port, timeout=io_timeout, connect_timeout=io_timeout,
                                   retries=0)
     client = AsyncDlmsClient(transport, framing="wrapper", role=UTILITY, keys=keys,
                              timeout=io_timeout, retries=0, invocation_counter=step.ic_first,
-                             client_sap=step.client_sap)
+                             client_sap=step.client_sap, via=via)
     await client.open()
     outcome = None
     try:

@@ -119,3 +119,33 @@ def test_cli_set_kinds_wait_and_watch(db, db_url, tmp_path):
         assert watched.output == "job %d finished: 2/2 over (done 2)\n" % final["job_id"]
     finally:
         close_all(fleet)
+
+
+def test_bulk_steps_reach_a_meter_behind_the_concentrator(tmp_path):
+    import asyncio
+
+    from fleet import registry as fleet_registry
+    from headend import db as dbmod
+    from headend import delivery, keyring, migrations, registry
+    from tests.fleet_fallback import FleetThread, make_fleet
+    from tests.test_fleet_net import loopback_network
+    fleet = make_fleet(2)
+    url = str(tmp_path / "headend.sqlite")
+    with FleetThread(fleet, addresses=loopback_network(), gateway="127.0.0.1:0") as ft:
+        rows = list(fleet_registry.rows(fleet, {"BJ00000001": ft.server.addresses["BJ00000001"]},
+                                        ft.server.gateway_address))
+        assert "/" in rows[1]["address"]  # meter 2: a gateway path
+        with dbmod.connect(url) as db:
+            migrations.migrate(db)
+            registry.upsert(db, [registry._row(dict(r), "t") for r in rows])
+            job_id, _n = jobs.create(db, "set_window", 0, meter_ids=["BJ00000001", "BJ00000002"],
+                                     params={"window": ["09:00", "12:00"]}, max_attempts=1)
+        worker = delivery.DeliveryWorker(url, keyring.Keyring(), delivery.WorkerConfig(
+            poll_s=0.02, session_timeout_s=5, io_timeout_s=3))
+        asyncio.run(worker.run(until_idle=True))
+        with dbmod.connect(url) as db:
+            got = steps(db, job_id)
+        assert {m: s["state"] for m, s in got.items()} == {"BJ00000001": "done",
+                                                            "BJ00000002": "done"}, got
+        assert [ft.call(lambda m=m: fleet.meter(m).meter.config.window_start_s)
+                for m in ("BJ00000001", "BJ00000002")] == [9 * 3600, 9 * 3600]
