@@ -80,6 +80,28 @@ def _table(title, columns, rows):
     Console().print(t)
 
 
+def _paise(v):
+    return "-" if v is None else "%.2f" % (v / 100)
+
+
+def print_preview(rows, at, tz):
+    """The disconnect preview as a table and a one-line summary."""
+    _table("disconnect preview at %s (nothing created)" % _local(at, tz),
+           ("meter", "feeder", "verdict", "cut at", "balance Rs", "grace end", "warned on",
+            "why skipped"),
+           [(r["meter_id"], r["feeder"], r["verdict"], _local(r["cut_at"], tz),
+             _paise(r["balance_paise"]), _local(r["grace_end"], tz),
+             ", ".join(r["warnings"]) or "-", r["reason"] or "") for r in rows])
+    run = sum(1 for r in rows if r["verdict"] == "run")
+    by = {}
+    for r in rows:
+        if r["verdict"] != "run":
+            by[r["blocked_by"]] = by.get(r["blocked_by"], 0) + 1
+    click.echo("%d would be cut now, %d skipped by policy%s" % (
+        run, len(rows) - run, " (%s)" % ", ".join("%s %d" % kv for kv in sorted(by.items()))
+        if by else ""))
+
+
 def _step_counts(counts):
     return ", ".join("%s %d" % (s, counts[s]) for s in jobs.STEP_STATES if counts[s]) or "-"
 
@@ -215,7 +237,6 @@ def create_cmd(kind, meters_file, where, reason, dry_run, at_text, max_attempts,
                     "skipped": len(out) - run, "meters": out})
         return
     if kind == "disconnect":
-        from cli.headend_notices import print_preview
         print_preview(out, at, tz)
         return
     _table("dry run: %s at %s (nothing created)" % (kind, _local(at, tz)),

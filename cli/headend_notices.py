@@ -15,7 +15,16 @@ import time
 import click
 
 from cli.headend_common import db_option
-from cli.headend_jobs import _echo_json, _json_option, _local, _parse_time, _run, _table, _tz
+from cli.headend_jobs import (
+    _echo_json,
+    _json_option,
+    _local,
+    _parse_time,
+    _run,
+    _table,
+    _tz,
+    print_preview,
+)
 from headend import audit, jobs, notices, notifiers
 
 ENV_NOTIFIER = "BIJLI_HEADEND_NOTIFIER"
@@ -48,28 +57,6 @@ def _make_notifier(spec):
         return notifiers.from_spec(spec)
     except notifiers.NotifyError as e:
         raise click.BadParameter(str(e), param_hint="--notifier") from None
-
-
-def _paise(v):
-    return "-" if v is None else "%.2f" % (v / 100)
-
-
-def print_preview(rows, at, tz):
-    """The disconnect preview as a table and a one-line summary."""
-    _table("disconnect preview at %s (nothing created)" % _local(at, tz),
-           ("meter", "feeder", "verdict", "cut at", "balance Rs", "grace end", "warned on",
-            "why skipped"),
-           [(r["meter_id"], r["feeder"], r["verdict"], _local(r["cut_at"], tz),
-             _paise(r["balance_paise"]), _local(r["grace_end"], tz),
-             ", ".join(r["warnings"]) or "-", r["reason"] or "") for r in rows])
-    run = sum(1 for r in rows if r["verdict"] == "run")
-    by = {}
-    for r in rows:
-        if r["verdict"] != "run":
-            by[r["blocked_by"]] = by.get(r["blocked_by"], 0) + 1
-    click.echo("%d would be cut now, %d skipped by policy%s" % (
-        run, len(rows) - run, " (%s)" % ", ".join("%s %d" % kv for kv in sorted(by.items()))
-        if by else ""))
 
 
 @click.command("preview")
@@ -154,7 +141,8 @@ def warn_cmd(meters_file, where, reason, notifier_spec, as_json, db_url):
     ids, where = _selection(meters_file, where)
     notifier = _make_notifier(notifier_spec)
     results = _run(db_url, lambda db: notices.warn_disconnection(
-        db, notifier, time.time(), ids, where, reason, audit.default_actor()))
+        db, notifier, time.time(), jobs.select_meters(db, ids, where), reason,
+        audit.default_actor()))
     _print_sent(results, as_json, "disconnection warnings through %s" % notifier.channel)
 
 

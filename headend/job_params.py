@@ -10,7 +10,7 @@
                                             after reaching zero (0.0.96.3.131.255)
 
 Every other kind takes no parameters. `check` returns the canonical JSON kept with the job
-(or None) and raises JobError naming the field at fault.
+(or None) and raises ParamsError naming the field at fault.
 """
 import json
 
@@ -19,14 +19,18 @@ from headend.disconnect_calendar import CalendarError, parse_date, parse_hhmm
 MAX_RATE = 32767 * 10 ** 4  # the meter's unit_charge: int16 mantissa, price scale 0..4
 
 
+class ParamsError(ValueError):
+    """A job's settings are unusable (the message names the field); jobs.create raises it
+    as a JobError."""
+
+
 def _error(text):
-    from headend.jobs import JobError
-    return JobError(text)
+    return ParamsError(text)
 
 
 def rate_scale(rates):
     """(price scale, mantissas) writing `rates` exactly, as the meter's IC 113 encodes them;
-    JobError when a rate cannot be written exactly (its last digits would be lost)."""
+    ParamsError when a rate cannot be written exactly (its last digits would be lost)."""
     scale = 0
     while max(rates) // 10 ** scale > 32767:
         scale += 1
@@ -40,7 +44,7 @@ def rate_scale(rates):
 
 
 def check(kind, params):
-    """Canonical JSON text of a job's params, None for kinds without; JobError when bad."""
+    """Canonical JSON text of a job's params, None for kinds without; ParamsError when bad."""
     if kind not in ("set_tariff", "set_holidays", "set_window"):
         if params:
             raise _error("a %s job takes no parameters" % kind)

@@ -36,7 +36,7 @@ import json
 import re
 import uuid
 
-from headend import audit, outbox, registry
+from headend import audit, controls, job_params, meter_state, notices, outbox, registry
 from headend.disconnect_calendar import CalendarError, DisconnectCalendar
 
 KINDS = ("disconnect", "reconnect", "read", "suspend", "resume", "clock_sync", "set_tariff",
@@ -46,7 +46,7 @@ QUEUED, RUNNING, DONE, FAILED, SKIPPED, CANCELLED = (
 STEP_STATES = (QUEUED, RUNNING, DONE, FAILED, SKIPPED, CANCELLED)
 JOB_RUNNING, JOB_PAUSED, JOB_CANCELLED, JOB_FINISHED = "running", "paused", "cancelled", "finished"
 WHERE_FIELDS = ("meter_id", "feeder", "segment", "region", "tariff", "key_ref")
-KILL_SWITCH, SESSION_RATE, CALENDAR = "kill_switch", "session_rate", "disconnect_calendar"
+KILL_SWITCH, SESSION_RATE, CALENDAR = "kill_switch", "session_rate", controls.CALENDAR
 DEFAULT_SESSION_RATE = 100.0
 DEFAULTS = {"max_attempts": 4, "retry_base_s": 30.0, "retry_cap_s": 900.0, "segment_limit": 50}
 
@@ -148,17 +148,8 @@ def select_meters(db, meter_ids=None, where=None):
 
 
 # ---- controls: kill switch, session rate, calendar --------------------------------------------
-def get_control(db, name):
-    """{value, set_by, set_at, reason} of a control, or None when never set."""
-    rows = db.dicts("SELECT value, set_by, set_at, reason FROM controls WHERE name=?", (name,))
-    return rows[0] if rows else None
-
-
-def _set_control(db, name, value, actor, now, reason):
-    db.execute("INSERT INTO controls (name, value, set_by, set_at, reason) VALUES (?, ?, ?, ?, ?) "
-               "ON CONFLICT (name) DO UPDATE SET value=excluded.value, set_by=excluded.set_by, "
-               "set_at=excluded.set_at, reason=excluded.reason",
-               (name, value, actor, now, reason or ""))
+get_control = controls.get_control
+_set_control = controls.set_control
 
 
 def kill_switch(db):
@@ -194,10 +185,7 @@ def set_session_rate(db, rate, actor, now, reason=""):
                      reason=reason or None)
 
 
-def calendar(db):
-    """The utility's disconnection calendar (DisconnectCalendar; the default when none set)."""
-    row = get_control(db, CALENDAR)
-    return DisconnectCalendar.from_json(row["value"]) if row else DisconnectCalendar()
+calendar = controls.calendar
 
 
 def set_calendar(db, cal, actor, now, reason=""):
@@ -229,7 +217,6 @@ def preview(db, kind, meter_ids=None, where=None, at=None, cal=None):
     _check_kind(kind)
     rows = select_meters(db, meter_ids, where)
     if kind == "disconnect":
-        from headend import notices  # notices builds on this module
         return notices.disconnect_policy(db, rows, at, cal or calendar(db))
     return [dict(r, verdict="run", reason=None) for r in rows]
 
@@ -245,8 +232,10 @@ def create(db, kind, now, meter_ids=None, where=None, reason="", actor=None, cal
     job.override_notices with their ids). `params`: the settings a set_* kind writes
     (headend.job_params)."""
     _check_kind(kind)
-    from headend import job_params
-    params_json = job_params.check(kind, params)
+    try:
+        params_json = job_params.check(kind, params)
+    except job_params.ParamsError as e:
+        raise JobError(str(e)) from None
     settings = dict(DEFAULTS)
     for k, v in opts.items():
         if k not in DEFAULTS:
@@ -294,7 +283,6 @@ def create(db, kind, now, meter_ids=None, where=None, reason="", actor=None, cal
 def _blocked_by_policy(db, job_id, rows, now, cal, override_notices, actor, job_reason):
     """Insert the skipped steps of a new disconnect job's meters the notice policy blocks
     (not the calendar: that is judged when each step is due); returns {meter_id: reason}."""
-    from headend import notices
     verdicts = notices.disconnect_policy(db, rows, now, cal)
     blocked, overridden = {}, []
     for v in verdicts:
@@ -625,7 +613,6 @@ def record(db, batch, now, actor, rng):
     seen = [_observed(step, oc, now, actor) for (step, oc), kind in zip(batch, written)
             if kind in (DONE, SKIPPED, FAILED) and isinstance(oc.result, dict)]
     if seen:
-        from headend import meter_state
         meter_state.seen_many(db, seen)
     _finish_jobs(db, jids, now)
     return written

@@ -30,7 +30,7 @@ sent / failed / no_contact, error, attempts, who, when) and an audit row (action
 import datetime
 import json
 
-from headend import audit, jobs, meter_state
+from headend import audit, controls, meter_state
 from headend.notifiers import NoRecipient, NotifyError
 
 WARNING, LOW_CREDIT = "disconnect_warning", "low_credit"
@@ -70,7 +70,7 @@ def check_policy(d):
 
 def policy(db):
     """The stored notice policy (DEFAULT_POLICY where unset)."""
-    row = jobs.get_control(db, POLICY)
+    row = controls.get_control(db, POLICY)
     return check_policy(json.loads(row["value"])) if row else dict(DEFAULT_POLICY)
 
 
@@ -78,7 +78,7 @@ def set_policy(db, changes, actor, now, reason=""):
     """Change fields of the notice policy; audited. Returns the new policy."""
     with db.transaction():
         new = check_policy(dict(policy(db), **changes))
-        jobs._set_control(db, POLICY, json.dumps(new, sort_keys=True), actor, now, reason)
+        controls.set_control(db, POLICY, json.dumps(new, sort_keys=True), actor, now, reason)
         audit.record(db, actor, "control.set", now, outcome=POLICY, reason=reason or None,
                      detail=new)
     return new
@@ -146,14 +146,13 @@ def _rupees(paise):
     return "%sRs %d.%02d" % (sign, abs(paise) // 100, abs(paise) % 100)
 
 
-def warn_disconnection(db, notifier, now, meter_ids=None, where=None, reason="", actor=None,
-                       cal=None):
-    """Send today's disconnection warning to each selected meter (at most one a local day);
-    returns one result dict per meter (see `send`), with `warning` (the how-many-th since the
-    last payment) and `cut_from` (the earliest cut the warning announces)."""
-    cal = cal or jobs.calendar(db)
+def warn_disconnection(db, notifier, now, rows, reason="", actor=None, cal=None):
+    """Send today's disconnection warning to each meter of `rows` (registry rows, e.g.
+    jobs.select_meters; at most one a meter a local day); returns one result dict per meter
+    (see `send`), with `warning` (the how-many-th since the last payment) and `cut_from` (the
+    earliest cut the warning announces)."""
+    cal = cal or controls.calendar(db)
     pol = policy(db)
-    rows = jobs.select_meters(db, meter_ids, where)
     states = _policy_facts(db, [r["meter_id"] for r in rows], cal)
     today = _local_date(now, cal)
     out = []
@@ -217,7 +216,7 @@ def disconnect_policy(db, rows, at, cal=None, pol=None):
     cut_at (the earliest allowed instant, None when blocked), verdict ("run" or "skipped by
     policy"), reason, blocked_by (None, "suspension", "notices", "grace" or "calendar") and
     `notice_blocked` (True when only an override of the notice rule would let it run)."""
-    cal = cal or jobs.calendar(db)
+    cal = cal or controls.calendar(db)
     pol = pol or policy(db)
     facts = _policy_facts(db, [r["meter_id"] for r in rows], cal)
     out = []

@@ -51,15 +51,16 @@ def test_three_days_of_warnings_then_cut_payment_restarts_preview_and_job(db):
     ids = meters(db)
     n = Recorder()
     # Monday: all three warned; a second run the same day sends nothing new
-    first = notices.warn_disconnection(db, n, MON_9, where="feeder=F5", reason="arrears",
-                                       actor="alice")
+    first = notices.warn_disconnection(db, n, MON_9, jobs.select_meters(db, where="feeder=F5"),
+                                       reason="arrears", actor="alice")
     assert [r["outcome"] for r in first] == ["sent"] * 3 and len(n.sent) == 3
     assert "Warning 1 of 3" in n.sent[0]["message"] and "11 Jun 2026 08:00" in n.sent[0]["message"]
-    again = notices.warn_disconnection(db, n, MON_9 + 3600, where="feeder=F5", actor="alice")
+    again = notices.warn_disconnection(db, n, MON_9 + 3600,
+                                       jobs.select_meters(db, where="feeder=F5"), actor="alice")
     assert [r["outcome"] for r in again] == ["already"] * 3 and len(n.sent) == 3
     # Tuesday: meters 0 and 1; Wednesday: meter 0 only
-    notices.warn_disconnection(db, n, MON_9 + DAY, meter_ids=ids[:2], actor="alice")
-    notices.warn_disconnection(db, n, MON_9 + 2 * DAY, meter_ids=ids[:1], actor="alice")
+    notices.warn_disconnection(db, n, MON_9 + DAY, jobs.select_meters(db, ids[:2]), actor="alice")
+    notices.warn_disconnection(db, n, MON_9 + 2 * DAY, jobs.select_meters(db, ids[:1]), actor="alice")
     assert "Warning 3 of 3" in n.sent[-1]["message"]
     thu_10 = MON_9 + 3 * DAY + 3600
     pre = by_meter(jobs.preview(db, "disconnect", where="feeder=F5", at=thu_10, cal=WORKDAYS))
@@ -105,7 +106,7 @@ def test_suspension_and_grace_skip_even_with_an_override(db):
     ids = meters(db, 2)
     n = Recorder()
     for d in range(3):
-        notices.warn_disconnection(db, n, MON_9 + d * DAY, meter_ids=ids, actor="alice")
+        notices.warn_disconnection(db, n, MON_9 + d * DAY, jobs.select_meters(db, ids), actor="alice")
     thu_10 = MON_9 + 3 * DAY + 3600
     meter_state.observe(db, ids[0], thu_10 - 60, "push", suspended=True)
     meter_state.observe(db, ids[1], thu_10 - 3600, "push", balance_paise=-50)
@@ -126,12 +127,12 @@ def test_a_failed_or_contactless_notice_is_recorded_and_tried_again(db, tmp_path
     registry.upsert(db, [registry._row({"meter_id": ids[1], "address": "127.0.0.1:9",
                                         "feeder": "F5", "contact": ""}, "t")])
     sms = notifiers.from_spec("sms-file:%s" % (tmp_path / "no-such-dir" / "sms.txt"))
-    out = notices.warn_disconnection(db, sms, MON_9, meter_ids=ids, actor="alice")
+    out = notices.warn_disconnection(db, sms, MON_9, jobs.select_meters(db, ids), actor="alice")
     assert [r["outcome"] for r in out] == ["failed", "no_contact"]
     assert "cannot write" in out[0]["error"] and "no contact" in out[1]["error"]
     # not a day of warning: the next run the same day sends it again, through a working channel
     sms = notifiers.from_spec("sms-file:%s" % (tmp_path / "sms.txt"))
-    out = notices.warn_disconnection(db, sms, MON_9 + 60, meter_ids=ids, actor="alice")
+    out = notices.warn_disconnection(db, sms, MON_9 + 60, jobs.select_meters(db, ids), actor="alice")
     assert [r["outcome"] for r in out] == ["sent", "no_contact"]
     assert (tmp_path / "sms.txt").read_text().startswith("+91900000000\tMeter BJ00005000: ")
     row = notices.list_notices(db, meter_id=ids[0])[0]
