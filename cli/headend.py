@@ -200,11 +200,14 @@ def _worker_process(db_url, ring, cfg, until_idle, on_stop=None, http_socket=Non
         from headend.api.server import make_server
         server = make_server(create_app(db_url, ring))
 
-    def stop():
+    def stop_here():
         if worker is not None:
             worker.stop()
         if server is not None:
             server.should_exit = True
+
+    def stop():
+        stop_here()
         if on_stop is not None:
             on_stop()
 
@@ -220,7 +223,13 @@ def _worker_process(db_url, ring, cfg, until_idle, on_stop=None, http_socket=Non
         try:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            stop()  # one ended (idle worker, failed server): end the other one too
+            # one ended (idle worker, failed server): end the other one too; the worker
+            # processes of `--workers N` are told to stop only when the API ended (an idle
+            # worker here says nothing of theirs: with --until-idle each ends on its own)
+            if server is not None:
+                stop()
+            else:
+                stop_here()
         results = await asyncio.gather(*tasks)
         return results[-1] if worker is not None else {}
 

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from headend import apikeys, registry
+from headend import apikeys, notices, registry
 from tests.headend_api_server import ApiServer, error_of, make_keys
 
 
@@ -263,8 +263,10 @@ def test_meters_paged_and_filtered_one_meter_with_state(api):
     assert m["vending"]["next_token_id"] == 1 and m["last_known"] is None
 
 
-def test_jobs_preview_create_steps_pause_resume_cancel_kill_switch_audit(api):
+def test_jobs_preview_create_steps_pause_resume_cancel_kill_switch_audit(api, db):
     op = api.as_["operator"]
+    # cuts need no days of warnings first here (tests/test_headend_notices.py has those)
+    notices.set_policy(db, {"warn_days": 0}, "test", time.time())
     # 2026-06-10 19:30 India time: inside the default quiet hours, a disconnect is skipped
     at = 1781100000.0
     prev = op.post("/jobs", json={"kind": "disconnect", "where": "feeder=F1", "dry_run": True,

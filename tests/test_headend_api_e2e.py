@@ -13,7 +13,7 @@ import time
 
 import httpx
 
-from headend import jobs, keyring
+from headend import jobs, keyring, notices
 from headend.disconnect_calendar import DisconnectCalendar
 from tests.headend_api_server import MASTER, VK, make_keys
 from tests.scenario_fleet import ServedMeter
@@ -50,6 +50,8 @@ def test_pay_over_http_the_meter_gets_the_token_and_get_reads_its_state(db, db_u
     try:
         register(db, [m])
         jobs.set_calendar(db, DisconnectCalendar(quiet=None, weekend=()), "test", time.time())
+        # the cut needs no days of warnings first here (tests/test_headend_notices.py has those)
+        notices.set_policy(db, {"warn_days": 0}, "test", time.time())
         keys = make_keys(db)
         proc, base = start_serve(db_url, tmp_path / "serve.log")
         op = httpx.Client(base_url=base, timeout=30,
