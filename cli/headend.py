@@ -23,7 +23,7 @@ import signal
 
 import click
 
-from cli import headend_apikey, headend_jobs, headend_notices, headend_users
+from cli import headend_alerts, headend_apikey, headend_jobs, headend_notices, headend_users
 from cli.headend_common import db_option, key_option, load_keys, open_db
 from headend import db as dbmod
 from headend import keyring as keyring_mod
@@ -126,10 +126,17 @@ def pay_cmd(meter_id, amount, ref, as_json, db_url, key_file):
               show_default=True, help="Seconds to wait for a meter's answer.")
 @click.option("--until-idle", is_flag=True,
               help="Exit when no recharge is pending or running (workers only).")
+@click.option("--push-listen", "push_address", metavar="HOST:PORT",
+              help="Receive the meters' pushes here (their push destination; "
+              "headend/push_listener.py): alerts, meter state, low-credit notices.")
+@click.option("--notifier", "notifier_spec", envvar="BIJLI_HEADEND_NOTIFIER",
+              default="console", show_default=True, help="Where the push listener's notices "
+              "go: console, file:PATH, webhook:URL, sms-file:PATH, sms:MODULE:CLASS.")
 @db_option
 @key_option
 def serve_cmd(http_address, workers_only, workers, sessions, lease, retry_base, retry_cap,
-              give_up, poll, io_timeout, until_idle, db_url, key_file):
+              give_up, poll, io_timeout, until_idle, push_address, notifier_spec, db_url,
+              key_file):
     """Deliver paid recharges to the meters and, with --http, serve the HTTP API (Ctrl-C /
     SIGTERM: finish sessions, then stop)."""
     from headend.delivery import WorkerConfig
@@ -171,9 +178,10 @@ def serve_cmd(http_address, workers_only, workers, sessions, lease, retry_base, 
             if c.is_alive():
                 os.kill(c.pid, signal.SIGTERM)
 
+    push = _push_option(push_address, notifier_spec) if push_address else None
     try:
         ok = _worker_process(db_url, ring, cfg, until_idle, on_stop=stop_children,
-                             http_socket=sock, run_worker=workers > 0)
+                             http_socket=sock, run_worker=workers > 0, push=push)
     finally:
         for c in children:
             c.join()
@@ -183,8 +191,20 @@ def serve_cmd(http_address, workers_only, workers, sessions, lease, retry_base, 
             (["main"] if not ok else []) + failed))
 
 
+def _push_option(address, notifier_spec):
+    """(host, port, notifier) of --push-listen / --notifier; BadParameter when unusable."""
+    from headend import notifiers
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise click.BadParameter("HOST:PORT, got %r" % address, param_hint="--push-listen")
+    try:
+        return host.strip("[]"), int(port), notifiers.from_spec(notifier_spec)
+    except notifiers.NotifyError as e:
+        raise click.BadParameter(str(e), param_hint="--notifier") from None
+
+
 def _worker_process(db_url, ring, cfg, until_idle, on_stop=None, http_socket=None,
-                    run_worker=True):
+                    run_worker=True, push=None):
     """Run one DeliveryWorker until stopped (SIGINT / SIGTERM) or idle, and the HTTP API on
     `http_socket` when given, in one asyncio loop; True when it ended cleanly. A child process
     of `serve --workers N` runs this as its target (workers only)."""
@@ -220,6 +240,19 @@ def _worker_process(db_url, ring, cfg, until_idle, on_stop=None, http_socket=Non
             tasks.append(asyncio.ensure_future(server.serve([http_socket])))
         if worker is not None:
             tasks.append(asyncio.ensure_future(worker.run(until_idle=until_idle)))
+        listener = None
+        if push is not None:  # the meters' pushes, in the same loop (headend/push_listener.py)
+            from headend.push_listener import PushListener
+            listener = PushListener(db_url, push[2], echo=echo)
+            try:
+                await listener.start(push[0], push[1])
+            except OSError as e:
+                stop()
+                await asyncio.gather(*tasks)
+                raise click.ClickException("cannot listen for pushes on %s:%d: %s"
+                                           % (push[0], push[1], e.strerror)) from None
+            echo("push listener on %s:%d (notices through %s)" % (
+                listener.address[0], listener.address[1], push[2].channel))
         try:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -231,6 +264,9 @@ def _worker_process(db_url, ring, cfg, until_idle, on_stop=None, http_socket=Non
             else:
                 stop_here()
         results = await asyncio.gather(*tasks)
+        if listener is not None:
+            await listener.close()
+            echo("push listener stopped: %s" % json.dumps(listener.counts))
         return results[-1] if worker is not None else {}
 
     if server is not None:
@@ -338,3 +374,4 @@ headend_users.register(headend)
 # keys of the HTTP API: cli/headend_apikey.py
 headend_apikey.register(headend)
 headend_notices.register(headend)  # preview, notices: cli/headend_notices.py
+headend_alerts.register(headend)  # alerts, health: cli/headend_alerts.py
