@@ -358,6 +358,12 @@ def status_cmd(as_json, db_url):
             ", ".join("%s %d" % kv for kv in sorted(snap["jobs"].items())) or "none",
             ", ".join("%s %d" % kv for kv in sorted(snap["bulk_steps"].items())) or "none",
             "; KILL SWITCH ON" if snap["kill_switch"] else ""))
+    h = snap["health"]["totals"]
+    console.print("health (last %d h): %d of %d meters heard, %d never; sessions %d, success %s; "
+                  "stuck recharges %d (`bijli headend health` per feeder)" % (
+                      snap["health"]["window_s"] // 3600, h["seen_in_window"], h["meters"],
+                      h["never_seen"], h["sessions"], "-" if h["success_rate"] is None
+                      else "%.1f %%" % (100 * h["success_rate"]), h["stuck_recharges"]))
     wt = Table(title="workers (%d alive)" % snap["workers_alive"])
     for col in ("worker", "alive", "delivered", "started", "last heartbeat"):
         wt.add_column(col)

@@ -3,11 +3,13 @@
     bijli headend alerts [--meter ID] [--kind tamper|load_limit|unknown_meter] [--since T] [--json]
     bijli headend health [--feeder NAME] [--window HOURS] [--json]
 """
+import time
+
 import click
 
 from cli.headend_common import db_option
 from cli.headend_jobs import _echo_json, _json_option, _local, _parse_time, _run, _table, _tz
-from headend import push_listener
+from headend import health, push_listener
 
 
 @click.command("alerts")
@@ -32,7 +34,40 @@ def alerts_cmd(meter_id, kind, since, limit, as_json, db_url):
             for r in rows])
 
 
+def _pct(rate):
+    return "-" if rate is None else "%.1f %%" % (100 * rate)
+
+
+@click.command("health")
+@click.option("--feeder", help="Only this feeder.")
+@click.option("--window", "window_h", type=click.FloatRange(0.01, 24 * 365), default=24.0,
+              show_default=True, help="Hours of sessions to judge.")
+@_json_option
+@db_option
+def health_cmd(feeder, window_h, as_json, db_url):
+    """Meter health per feeder: meters heard, never seen, session success rate, stuck
+    recharges; and the meters doing worst."""
+    def go(db):
+        return health.report(db, time.time(), window_h * 3600, feeder), _tz(db)
+    rep, tz = _run(db_url, go)
+    if as_json:
+        _echo_json(rep)
+        return
+    _table("meter health per feeder (sessions of the last %g h)" % window_h,
+           ("feeder", "meters", "heard", "never seen", "sessions", "failed", "success",
+            "stuck recharges", "pending"),
+           [(f["feeder"] or "-", f["meters"], f["seen_in_window"], f["never_seen"],
+             f["sessions"], f["failed_sessions"], _pct(f["success_rate"]),
+             f["stuck_recharges"], f["pending_recharges"]) for f in rep["feeders"]])
+    if rep["worst"]:
+        _table("meters doing worst", ("meter", "feeder", "last seen", "via", "sessions",
+                                      "failed", "success"),
+               [(r["meter_id"], r["feeder"] or "-", _local(r["last_seen_at"], tz),
+                 r["last_seen_via"] or "-", r["sessions"], r["failed"],
+                 _pct(r["success_rate"])) for r in rep["worst"]])
+
+
 def register(group):
     """Add these commands to the `bijli headend` group."""
-    for cmd in (alerts_cmd,):
+    for cmd in (alerts_cmd, health_cmd):
         group.add_command(cmd)

@@ -1,7 +1,7 @@
 """What the head-end knows right now: meters, recharges by state, bulk jobs, workers."""
 import time
 
-from headend import jobs, outbox
+from headend import health, jobs, outbox
 
 STATES = (outbox.PENDING, outbox.RUNNING, outbox.DELIVERED, outbox.REFUSED, outbox.STUCK)
 
@@ -9,7 +9,9 @@ STATES = (outbox.PENDING, outbox.RUNNING, outbox.DELIVERED, outbox.REFUSED, outb
 def snapshot(db, now=None, missed_beats=3):
     """A JSON-ready dict: meters, recharges (per state and per outcome, oldest pending),
     workers (alive = not stopped and no more than `missed_beats` heartbeats missed), jobs by
-    state, the steps of unfinished jobs by state, and whether the kill switch is on."""
+    state, the steps of unfinished jobs by state, whether the kill switch is on, and meter
+    health (headend.health: totals over the last day, the feeders with stuck recharges or
+    failed sessions)."""
     now = time.time() if now is None else now
     by_state = dict.fromkeys(STATES, 0)
     for state, n in db.all("SELECT state, count(*) FROM deliveries GROUP BY state"):
@@ -40,4 +42,12 @@ def snapshot(db, now=None, missed_beats=3):
             "SELECT s.state, count(*) FROM job_steps s JOIN jobs j ON j.id = s.job_id "
             "WHERE j.state IN ('running', 'paused') GROUP BY s.state")},
         "kill_switch": jobs.kill_switch(db) is not None,
+        "health": _health(db, now),
     }
+
+
+def _health(db, now):
+    rep = health.report(db, now, worst=0)
+    return {"window_s": rep["window_s"], "totals": rep["totals"],
+            "feeders_in_trouble": [f for f in rep["feeders"]
+                                   if f["stuck_recharges"] or f["failed_sessions"]]}
