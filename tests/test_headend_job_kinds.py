@@ -130,22 +130,25 @@ def test_bulk_steps_reach_a_meter_behind_the_concentrator(tmp_path):
     from tests.fleet_fallback import FleetThread, make_fleet
     from tests.test_fleet_net import loopback_network
     fleet = make_fleet(2)
+    first, second = fleet.meter_ids()
     url = str(tmp_path / "headend.sqlite")
     with FleetThread(fleet, addresses=loopback_network(), gateway="127.0.0.1:0") as ft:
-        rows = list(fleet_registry.rows(fleet, {"BJ00000001": ft.server.addresses["BJ00000001"]},
+        rows = list(fleet_registry.rows(fleet, {first: ft.server.addresses[first]},
                                         ft.server.gateway_address))
-        assert "/" in rows[1]["address"]  # meter 2: a gateway path
+        assert "/" in rows[1]["address"]  # the second meter: a gateway path
         with dbmod.connect(url) as db:
             migrations.migrate(db)
             registry.upsert(db, [registry._row(dict(r), "t") for r in rows])
-            job_id, _n = jobs.create(db, "set_window", 0, meter_ids=["BJ00000001", "BJ00000002"],
+            job_id, _n = jobs.create(db, "set_window", 0, meter_ids=[first, second],
                                      params={"window": ["09:00", "12:00"]}, max_attempts=1)
-        worker = delivery.DeliveryWorker(url, keyring.Keyring(), delivery.WorkerConfig(
+        # the fleet's meters have the INSECURE demo keys, under the key reference it names
+        demo = keyring.KeySet()
+        ring = keyring.Keyring({"default": demo, rows[0]["key_ref"] or "default": demo})
+        worker = delivery.DeliveryWorker(url, ring, delivery.WorkerConfig(
             poll_s=0.02, session_timeout_s=5, io_timeout_s=3))
         asyncio.run(worker.run(until_idle=True))
         with dbmod.connect(url) as db:
             got = steps(db, job_id)
-        assert {m: s["state"] for m, s in got.items()} == {"BJ00000001": "done",
-                                                            "BJ00000002": "done"}, got
+        assert {m: s["state"] for m, s in got.items()} == {first: "done", second: "done"}, got
         assert [ft.call(lambda m=m: fleet.meter(m).meter.config.window_start_s)
-                for m in ("BJ00000001", "BJ00000002")] == [9 * 3600, 9 * 3600]
+                for m in (first, second)] == [9 * 3600, 9 * 3600]
