@@ -37,8 +37,9 @@ def headend():
 
 
 @headend.command("init")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @db_option
-def init_cmd(db_url):
+def init_cmd(as_json, db_url):
     """Create or upgrade the database schema (safe to run again)."""
     db = open_db(db_url, check=False)
     try:
@@ -48,6 +49,10 @@ def init_cmd(db_url):
     finally:
         db.close()
     where = dbmod.describe_url(dbmod.resolve_url(db_url))
+    if as_json:
+        click.echo(json.dumps({"database": where, "version": migrations.LATEST,
+                               "applied": applied}))
+        return
     if applied:
         click.echo("%s: schema at version %d (applied %s)"
                    % (where, migrations.LATEST, ", ".join(map(str, applied))))
@@ -57,8 +62,9 @@ def init_cmd(db_url):
 
 @headend.command("import")
 @click.argument("path", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @db_option
-def import_cmd(path, db_url):
+def import_cmd(path, as_json, db_url):
     """Import meters from a registry CSV (header row, meter id first) or JSON file."""
     db = open_db(db_url)
     try:
@@ -68,6 +74,10 @@ def import_cmd(path, db_url):
         raise click.ClickException("%s (nothing imported)" % e) from None
     finally:
         db.close()
+    if as_json:
+        click.echo(json.dumps({"meters": len(rows), "added": added, "updated": updated,
+                               "ignored_columns": ignored}))
+        return
     if ignored:
         click.echo("ignored columns: %s" % ", ".join(ignored), err=True)
     click.echo("%d meters: %d added, %d updated" % (len(rows), added, updated))
@@ -295,8 +305,9 @@ def _worker_process(db_url, ring, cfg, until_idle, on_stop=None, http_socket=Non
 @click.option("--meter", "meter_ids", multiple=True, help="Only this meter (repeatable).")
 @click.option("--feeder", help="Only meters of this feeder.")
 @click.option("--all", "all_stuck", is_flag=True, help="Every stuck recharge.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @db_option
-def requeue_cmd(meter_ids, feeder, all_stuck, db_url):
+def requeue_cmd(meter_ids, feeder, all_stuck, as_json, db_url):
     """Retry stuck recharges again (a fresh give-up deadline), e.g. after an outage ended."""
     if not (meter_ids or feeder or all_stuck):
         raise click.UsageError("say which: --meter ID, --feeder NAME or --all")
@@ -308,6 +319,9 @@ def requeue_cmd(meter_ids, feeder, all_stuck, db_url):
         raise click.ClickException(str(e)) from None
     finally:
         db.close()
+    if as_json:
+        click.echo(json.dumps({"requeued": n}))
+        return
     click.echo("%d stuck recharge(s) queued again" % n)
 
 

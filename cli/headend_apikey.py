@@ -76,10 +76,14 @@ def list_cmd(include_revoked, as_json, db_url):
 
 @apikey_group.command("revoke")
 @click.argument("key_id")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @db_option
-def revoke_cmd(key_id, db_url):
+def revoke_cmd(key_id, as_json, db_url):
     """Revoke a key by its id (it stops working at once)."""
     _run(db_url, lambda db: apikeys.revoke(db, key_id, audit.default_actor(), time.time()))
+    if as_json:
+        click.echo(json.dumps({"key_id": key_id, "revoked": True}))
+        return
     click.echo("API key %s revoked" % key_id)
 
 

@@ -130,11 +130,12 @@ def _echo_json(doc):
 
 # ---- jobs ------------------------------------------------------------------------------------
 @click.group("jobs", invoke_without_command=True)
+@_json_option
 @click.pass_context
-def jobs_group(ctx):
+def jobs_group(ctx, as_json):
     """Bulk jobs over many meters (no subcommand: list them)."""
     if ctx.invoked_subcommand is None:
-        ctx.invoke(list_cmd, db_url=dbmod.resolve_url(None))
+        ctx.invoke(list_cmd, db_url=dbmod.resolve_url(None), as_json=as_json)
 
 
 @jobs_group.command("list")

@@ -85,12 +85,13 @@ def preview_cmd(kind, meters_file, where, at_text, as_json, db_url):
 
 
 @click.group("notices", invoke_without_command=True)
+@_json_option
 @click.pass_context
-def notices_group(ctx):
+def notices_group(ctx, as_json):
     """Notices to consumers: disconnection warnings and low-credit notices (no subcommand:
     list them)."""
     if ctx.invoked_subcommand is None:
-        ctx.invoke(list_cmd)
+        ctx.invoke(list_cmd, as_json=as_json)
 
 
 @notices_group.command("list")

@@ -36,8 +36,9 @@ def user_group():
 @click.option("--role", required=True, type=click.Choice(users.ROLES),
               help="operator: everything; cashier: payments; read-only: look only.")
 @click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @db_option
-def create_cmd(role, name, db_url):
+def create_cmd(role, name, as_json, db_url):
     """Add a dashboard user; prompts for the password."""
     try:
         users.check_name(name)
@@ -51,6 +52,9 @@ def create_cmd(role, name, db_url):
         password = stdin.readline().rstrip("\r\n")
     _run(db_url, lambda db: users.create(db, name, role, password, audit.default_actor(),
                                          time.time()))
+    if as_json:
+        click.echo(json.dumps({"user": name, "role": role, "created": True}))
+        return
     click.echo("user %s created (%s)" % (name, role))
 
 
@@ -70,10 +74,14 @@ def list_cmd(as_json, db_url):
 
 @user_group.command("disable")
 @click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @db_option
-def disable_cmd(name, db_url):
+def disable_cmd(name, as_json, db_url):
     """Disable a user (their sessions end at once)."""
     _run(db_url, lambda db: users.disable(db, name, audit.default_actor(), time.time()))
+    if as_json:
+        click.echo(json.dumps({"user": name, "disabled": True}))
+        return
     click.echo("user %s disabled" % name)
 
 

@@ -11,7 +11,17 @@ import pytest
 fastapi = pytest.importorskip("fastapi", reason="the dashboard needs fastapi (pip install -e '.[test]')")
 from fastapi.testclient import TestClient  # noqa: E402
 
-from headend import audit, jobs, keyring, outbox, payments, readings, registry, users  # noqa: E402
+from headend import (  # noqa: E402
+    audit,
+    jobs,
+    keyring,
+    notices,
+    outbox,
+    payments,
+    readings,
+    registry,
+    users,
+)
 from headend.web.app import create_dashboard_app  # noqa: E402
 
 NOW = time.time()
@@ -137,6 +147,8 @@ def test_operator_forms_do_what_they_say_and_are_audited(site, db):
     assert [(a["actor"], a["outcome"]) for a in trail] == [("ops", "requeued"), ("ops", "by_hand")]
     assert trail[1]["detail"]["note"] == "consumer keyed it"
 
+    # the cut needs no days of warnings first here (tests/test_headend_notices.py has those)
+    notices.set_policy(db, {"warn_days": 0}, "test", time.time())
     r = c.post("/disconnections", data={"csrf": t, "feeder": "F1", "reason": "arrears"},
                follow_redirects=False)
     assert r.status_code == 303

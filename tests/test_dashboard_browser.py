@@ -43,7 +43,7 @@ except ImportError:
     _unavailable("Playwright for Python is missing (pip install -e '.[test]')")
 
 from headend import db as dbmod  # noqa: E402
-from headend import jobs, migrations, registry, users  # noqa: E402
+from headend import jobs, migrations, notices, registry, users  # noqa: E402
 from headend.api import create_app  # noqa: E402
 from headend.api.server import bind, make_server  # noqa: E402
 from headend.disconnect_calendar import DisconnectCalendar  # noqa: E402
@@ -105,6 +105,8 @@ def headend(tmp_path_factory):
         users.create(db, name, role, PASSWORD, actor="test", now=time.time())
     # cuts allowed at any hour for the test (the calendar's rules have their own tests)
     jobs.set_calendar(db, DisconnectCalendar(quiet=None, weekend=()), "test", time.time())
+    # cuts need no days of warnings first here (tests/test_headend_notices.py has those)
+    notices.set_policy(db, {"warn_days": 0}, "test", time.time())
     worker = WorkerThread(url)
     server = Server(url)
     pw = sync_api.sync_playwright().start()

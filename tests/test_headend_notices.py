@@ -293,3 +293,30 @@ def test_cli_warn_preview_notices_json(db, db_url, tmp_path):
     r = run.invoke(main, ["headend", "notices", "warn", "--where", "feeder=F5", "--notifier",
                          "carrier-pigeon", "--db", db_url])
     assert r.exit_code == 2 and "unknown notifier" in r.output
+
+
+def test_every_headend_command_takes_json(db_url, tmp_path):
+    """`--json everywhere` (issue 14): each `bijli headend` command (but serve, which runs)
+    has --json; init, import and requeue answer with JSON."""
+    from cli.headend import headend
+
+    def leaves(group, path):
+        for name, cmd in group.commands.items():
+            if hasattr(cmd, "commands"):
+                yield from leaves(cmd, path + [name])
+                if cmd.invoke_without_command:
+                    yield path + [name], cmd
+            else:
+                yield path + [name], cmd
+    missing = [" ".join(p) for p, cmd in leaves(headend, [])
+               if p != ["serve"] and "as_json" not in {o.name for o in cmd.params}]
+    assert missing == []
+    run = CliRunner()
+    reg = tmp_path / "r.csv"
+    reg.write_text("meter_id,feeder\nBJ00005100,F1\n")
+    for args, want in ((["init"], {"applied": []}), (["import", str(reg)], {"added": 1}),
+                       (["requeue", "--all"], {"requeued": 0})):
+        r = run.invoke(main, ["headend", *args, "--json", "--db", db_url])
+        assert r.exit_code == 0, r.output
+        got = json.loads(r.output)
+        assert {k: got[k] for k in want} == want
