@@ -304,6 +304,14 @@ MIGRATIONS = [
         # what a set_tariff / set_holidays / set_window job writes (headend.job_params)
         "ALTER TABLE jobs ADD COLUMN params TEXT",
     ]),
+    (9, "dashboard: unfinished recharges per feeder and meters heard from indexes alone", [
+        # (state, created_at) plus the meter: the overview's and the stuck list's per-feeder
+        # counts read no delivery rows; it replaces the index it extends
+        "DROP INDEX deliveries_state_age",
+        "CREATE INDEX deliveries_state_age_meter ON deliveries (state, created_at, meter_id)",
+        # the overview's meters heard in the last 24 hours, a range of one index
+        "CREATE INDEX meter_state_seen ON meter_state (last_seen_at)",
+    ]),
 ]
 
 LATEST = MIGRATIONS[-1][0]

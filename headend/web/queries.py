@@ -170,11 +170,13 @@ def stuck_summary(db, now, late_s=LATE_S):
     """Late and stuck recharges counted by feeder and age bucket: {feeder: {bucket: n}}."""
     case, params = _age_case(now)
     out = {}
+    # two index ranges (stuck; pending or running paid before the late mark), not an OR
+    part = ("SELECT m.feeder, %s AS bucket FROM deliveries d %s meters m ON m.meter_id = "
+            "d.meter_id WHERE " % (case, _join(db)))
     for feeder, bucket, n in db.all(
-            "SELECT feeder, bucket, count(*) FROM (SELECT m.feeder, %s AS bucket FROM deliveries "
-            "d %s meters m ON m.meter_id = d.meter_id WHERE d.state IN ('pending', 'running', "
-            "'stuck') AND (d.state = 'stuck' OR d.created_at < ?)) x GROUP BY feeder, bucket"
-            % (case, _join(db)), params + [now - late_s]):
+            "SELECT feeder, bucket, count(*) FROM (" + part + "d.state = 'stuck' UNION ALL "
+            + part + "d.state IN ('pending', 'running') AND d.created_at < ?) x "
+            "GROUP BY feeder, bucket", params + params + [now - late_s]):
         out.setdefault(feeder, {})[bucket] = n
     return out
 
@@ -198,14 +200,15 @@ def recharges(db, now, states=("stuck",), late_only=False, feeder=None, meter_id
     if min_age_s:
         where.append("created_at < ?")
         params.append(now - min_age_s)
-    # the page of deliveries first (index on state, created_at), then its meters and payments
+    # the page's ids first, from the index alone (state, created_at, meter_id), then the rows
+    # of those 50 with their meters and payments
     rows = db.dicts(
         "SELECT d.id, d.payment_ref, d.meter_id, m.feeder, d.state, d.outcome, d.attempts, "
         "d.next_attempt_at, d.last_error, d.created_at, d.requeued_at, p.amount_rupees "
-        "FROM (SELECT * FROM deliveries WHERE " + " AND ".join(where) +
-        " ORDER BY created_at, id LIMIT ? OFFSET ?) d JOIN meters m ON m.meter_id = d.meter_id "
-        "JOIN payments p ON p.ref = d.payment_ref ORDER BY d.created_at, d.id",
-        params + [limit, offset])
+        "FROM (SELECT id FROM deliveries WHERE " + " AND ".join(where) +
+        " ORDER BY created_at, id LIMIT ? OFFSET ?) pg JOIN deliveries d ON d.id = pg.id "
+        "JOIN meters m ON m.meter_id = d.meter_id JOIN payments p ON p.ref = d.payment_ref "
+        "ORDER BY d.created_at, d.id", params + [limit, offset])
     return Page(rows, page, size)
 
 
