@@ -104,33 +104,58 @@ def _claim(db, meter_id, kind, level, recipient, channel, message, dedupe, actor
 def send(db, notifier, meter_id, kind, level, message, dedupe, now, actor=None):
     """Send one notice once (see the module docstring); returns {id, meter_id, kind, level,
     channel, outcome, error, receipt}, outcome "already" when it was sent before."""
+    return send_many(db, notifier, [(meter_id, kind, level, message, dedupe)], now, actor)[0]
+
+
+def send_many(db, notifier, items, now, actor=None):
+    """Send notices [(meter_id, kind, level, message, dedupe)], each once: all are claimed in
+    one transaction, sent, and their outcomes recorded (with their audit rows) in another --
+    two commits for a whole run, not two per notice. A crash between leaves the claimed rows
+    "sending" (not sent again: a notice is at most once; the outcome is unknown). Returns one
+    result per item, as `send`."""
     actor = actor or audit.default_actor()
-    recipient = db.scalar("SELECT contact FROM meters WHERE meter_id=?", (meter_id,)) or ""
-    out = {"meter_id": meter_id, "kind": kind, "level": level, "channel": notifier.channel,
-           "recipient": recipient, "message": message, "error": None, "receipt": None}
-    nid = _claim(db, meter_id, kind, level, recipient, notifier.channel, message, dedupe,
-                 actor, now)
-    if nid is None:
-        return dict(out, id=None, outcome="already")
-    notice = {"meter_id": meter_id, "kind": kind, "level": level, "recipient": recipient,
-              "message": message, "at": now}
-    try:
-        out["receipt"] = notifier.send(notice)
-        outcome = SENT
-    except NoRecipient as e:
-        outcome, out["error"] = NO_CONTACT, str(e)
-    except NotifyError as e:
-        outcome, out["error"] = FAILED, str(e)
-    attempts = getattr(notifier, "attempts", 1) or 1
+    contacts = {}
+    mids = sorted({i[0] for i in items})
+    for j in range(0, len(mids), 500):
+        chunk = mids[j:j + 500]
+        contacts.update(db.all("SELECT meter_id, contact FROM meters WHERE meter_id IN (%s)"
+                               % ", ".join("?" * len(chunk)), chunk))
+    outs, todo = [], []
     with db.transaction():
-        db.execute("UPDATE notices SET outcome=?, error=?, attempts=attempts+?, sent_at=? "
-                   "WHERE id=?", (outcome, out["error"], attempts,
-                                  now if outcome == SENT else None, nid))
-        audit.record(db, actor, "notice", now, meter_id=meter_id, outcome=outcome,
-                     reason="%s %s" % (kind, level) if level else kind,
-                     detail={"channel": notifier.channel, "notice_id": nid,
-                             "error": out["error"], "receipt": out["receipt"]})
-    return dict(out, id=nid, outcome=outcome)
+        for meter_id, kind, level, message, dedupe in items:
+            recipient = contacts.get(meter_id) or ""
+            out = {"meter_id": meter_id, "kind": kind, "level": level,
+                   "channel": notifier.channel, "recipient": recipient, "message": message,
+                   "error": None, "receipt": None, "id": None, "outcome": "already"}
+            out["id"] = _claim(db, meter_id, kind, level, recipient, notifier.channel, message,
+                               dedupe, actor, now)
+            outs.append(out)
+            if out["id"] is not None:
+                todo.append(out)
+    for out in todo:
+        notice = {k: out[k] for k in ("meter_id", "kind", "level", "recipient", "message")}
+        notice["at"] = now
+        try:
+            out["receipt"] = notifier.send(notice)
+            out["outcome"] = SENT
+        except NoRecipient as e:
+            out["outcome"], out["error"] = NO_CONTACT, str(e)
+        except NotifyError as e:
+            out["outcome"], out["error"] = FAILED, str(e)
+        out["attempts"] = getattr(notifier, "attempts", 1) or 1
+    if todo:
+        with db.transaction():
+            for out in todo:
+                db.execute("UPDATE notices SET outcome=?, error=?, attempts=attempts+?, "
+                           "sent_at=? WHERE id=?",
+                           (out["outcome"], out["error"], out.pop("attempts"),
+                            now if out["outcome"] == SENT else None, out["id"]))
+            audit.record_many(db, [
+                (actor, "notice", now, o["meter_id"], None, o["outcome"],
+                 "%s %s" % (o["kind"], o["level"]) if o["level"] else o["kind"],
+                 {"channel": notifier.channel, "notice_id": o["id"], "error": o["error"],
+                  "receipt": o["receipt"]}) for o in todo])
+    return outs
 
 
 def _local_date(t, cal):
@@ -155,21 +180,26 @@ def warn_disconnection(db, notifier, now, rows, reason="", actor=None, cal=None)
     pol = policy(db)
     states = _policy_facts(db, [r["meter_id"] for r in rows], cal)
     today = _local_date(now, cal)
-    out = []
+    cut_from_of = {}  # days left -> the earliest cut (the calendar search done once each)
+    items, extra = [], []
     for r in rows:
         mid = r["meter_id"]
         days = [d for d in states[mid]["warning_days"] if d != today]
         n = min(len(days) + 1, max(pol["warn_days"], 1))
         left = max(pol["warn_days"] - len(days) - 1, 0)
-        cut_from = cal.next_allowed(_day_start(today + datetime.timedelta(days=left + 1), cal))
+        if left not in cut_from_of:
+            cut_from_of[left] = cal.next_allowed(
+                _day_start(today + datetime.timedelta(days=left + 1), cal))
+        cut_from = cut_from_of[left]
         when = "-" if cut_from is None else cal.local(cut_from).strftime("%d %b %Y %H:%M")
         msg = ("Meter %s: your electricity supply may be disconnected on or after %s for unpaid "
                "dues%s. Pay now to avoid it. (Warning %d of %d)"
                % (mid, when, " (%s)" % reason if reason else "", n, pol["warn_days"]))
-        res = send(db, notifier, mid, WARNING, "day %d" % n, msg,
-                   "warn:%s:%s" % (mid, today.isoformat()), now, actor)
-        res.update(warning=n, cut_from=cut_from)
-        out.append(res)
+        items.append((mid, WARNING, "day %d" % n, msg, "warn:%s:%s" % (mid, today.isoformat())))
+        extra.append({"warning": n, "cut_from": cut_from})
+    out = send_many(db, notifier, items, now, actor)
+    for res, more in zip(out, extra):
+        res.update(more)
     return out
 
 
@@ -219,7 +249,7 @@ def disconnect_policy(db, rows, at, cal=None, pol=None):
     cal = cal or controls.calendar(db)
     pol = pol or policy(db)
     facts = _policy_facts(db, [r["meter_id"] for r in rows], cal)
-    out = []
+    out, allowed = [], {}
     for r in rows:
         f = facts[r["meter_id"]]
         st = f["state"] or {}
@@ -256,7 +286,10 @@ def disconnect_policy(db, rows, at, cal=None, pol=None):
             blocked_by = "calendar" if reason else None
         earliest = None
         if not st.get("suspended") and complete_at is not None:
-            earliest = cal.next_allowed(max(at, complete_at, grace_end or 0))
+            start = max(at, complete_at, grace_end or 0)
+            if start not in allowed:  # the calendar search once per distinct instant
+                allowed[start] = cal.next_allowed(start)
+            earliest = allowed[start]
         out.append({"meter_id": r["meter_id"], "feeder": r.get("feeder", ""),
                     "segment": r.get("segment", ""), "region": r.get("region", ""),
                     "balance_paise": st.get("balance_paise"), "balance_at": st.get("balance_at"),

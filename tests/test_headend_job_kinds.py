@@ -117,6 +117,13 @@ def test_cli_set_kinds_wait_and_watch(db, db_url, tmp_path):
         watched = bijli("jobs", "watch", str(final["job_id"]))
         assert watched.exit_code == 0
         assert watched.output == "job %d finished: 2/2 over (done 2)\n" % final["job_id"]
+        import io
+
+        from cli.headend_progress import watch
+        bar = io.StringIO()  # the rich progress bar a terminal gets
+        assert watch(db_url, final["job_id"], stream=bar, tty=True)["done"] == 2
+        assert "job %d set_window" % final["job_id"] in bar.getvalue()
+        assert "2/2" in bar.getvalue() and "finished done 2" in bar.getvalue()
     finally:
         close_all(fleet)
 
