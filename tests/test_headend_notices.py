@@ -320,3 +320,16 @@ def test_every_headend_command_takes_json(db_url, tmp_path):
         assert r.exit_code == 0, r.output
         got = json.loads(r.output)
         assert {k: got[k] for k in want} == want
+
+
+def test_a_run_of_warnings_is_two_transactions_not_two_per_meter(db, monkeypatch):
+    registry.upsert(db, [registry._row({"meter_id": "BJ000052%02d" % i, "address": "",
+                                        "feeder": "F9", "contact": "+91"}, "t")
+                         for i in range(40)])
+    begun = []
+    real = type(db)._begin
+    monkeypatch.setattr(type(db), "_begin", lambda conn: (begun.append(1), real(conn))[1])
+    out = notices.warn_disconnection(db, Recorder(), MON_9, jobs.select_meters(db,
+                                                                                where="feeder=F9"))
+    assert [r["outcome"] for r in out] == ["sent"] * 40
+    assert len(begun) == 2
