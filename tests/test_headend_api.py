@@ -343,3 +343,31 @@ def test_answers_are_not_held_back_by_nagle(api):
         for proto in conns:
             sock = proto.transport.get_extra_info("socket")
             assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY), sock
+
+
+def test_alerts_listed_filtered_paged_and_acknowledged_once(api, db):
+    now = time.time()
+    with db.transaction():  # what the push listener writes (headend/push_listener.py)
+        for i, (mid, kind, sev) in enumerate([("BJ00000001", "tamper", "critical"),
+                                              ("BJ00000002", "load_limit", "warning"),
+                                              ("BJ00000001", "tamper", "critical")]):
+            db.execute("INSERT INTO alerts (at, meter_id, kind, severity, message) VALUES "
+                       "(?, ?, ?, ?, ?)", (now - 100 + i, mid, kind, sev, "alert %d" % i))
+    ro, op = api.as_["read-only"], api.as_["operator"]
+    page = ro.get("/alerts", params={"limit": 2}).json()
+    assert [a["message"] for a in page["alerts"]] == ["alert 2", "alert 1"]
+    rest = ro.get("/alerts", params={"limit": 2, "before_id": page["next_before_id"]}).json()
+    assert [a["message"] for a in rest["alerts"]] == ["alert 0"] and rest["next_before_id"] is None
+    tamper = ro.get("/alerts", params={"meter": "BJ00000001", "kind": "tamper"}).json()["alerts"]
+    assert len(tamper) == 2 and all(a["severity"] == "critical" for a in tamper)
+    assert ro.get("/alerts", params={"since": now}).json()["alerts"] == []
+    first = tamper[-1]["id"]
+    error_of(ro.post("/alerts/%d/acknowledge" % first), 403)
+    r = op.post("/alerts/%d/acknowledge" % first, json={"note": "inspector sent"})
+    assert r.status_code == 200 and r.json()["acknowledged_by"] == "api:test operator"
+    assert "already" in error_of(op.post("/alerts/%d/acknowledge" % first), 409)["message"]
+    assert error_of(op.post("/alerts/99999/acknowledge"), 404)["field"] == "alert_id"
+    still_open = ro.get("/alerts", params={"open": "true"}).json()["alerts"]
+    assert [a["message"] for a in still_open] == ["alert 2", "alert 1"]
+    trail = op.get("/audit", params={"action": "alert.acknowledge"}).json()["audit"]
+    assert [(a["meter_id"], a["reason"]) for a in trail] == [("BJ00000001", "inspector sent")]

@@ -1,13 +1,15 @@
-"""Meters, the audit trail, status and health."""
+"""Meters, alerts, the audit trail, status and health."""
 import time
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
 
-from headend import audit, jobs, meters, migrations
+from headend import alerts, audit, jobs, meters, migrations
 from headend import status as status_mod
-from headend.api.deps import Db, Reader
+from headend.api.deps import Db, Operator, Reader
 from headend.api.errors import ApiError
+from headend.api.idem import IdempotencyKey, respond
+from headend.api.models import NoteIn
 
 router = APIRouter(tags=["meters, audit, status"])
 Filter = Annotated[str | None, Query(max_length=200)]
@@ -34,11 +36,59 @@ def get_meter(caller: Reader, meter_id: Annotated[str, Path(max_length=64)]):
     return m
 
 
+def _times(db, **texts):
+    """Unix seconds of ISO / Unix-second query parameters (the calendar's local time when no
+    offset is given); a 422 naming the parameter when one cannot be read."""
+    tz = jobs.calendar(db).tz
+    out = {}
+    for name, text in texts.items():
+        if text is not None:
+            try:
+                out[name] = audit.parse_time(text, tz)
+            except ValueError as e:
+                raise ApiError(422, "invalid", "%s: %s" % (name, e), name) from None
+    return out
+
+
+TimeParam = Annotated[str | None, Query(description="ISO date/time (no offset: the calendar's "
+                                        "local time) or Unix seconds")]
+
+
+@router.get("/alerts", summary="Alerts (tamper, power, relay pushes ...), newest first")
+def list_alerts(caller: Reader, since: TimeParam = None, until: TimeParam = None,
+                meter: Annotated[str | None, Query(max_length=64)] = None,
+                kind: Annotated[str | None, Query(max_length=64)] = None,
+                severity: Annotated[str | None, Query(max_length=32)] = None,
+                open_only: Annotated[bool, Query(alias="open", description="only the "
+                                                 "unacknowledged ones")] = False,
+                before_id: Annotated[int | None, Query(ge=1, description="the previous "
+                                                       "page's next_before_id")] = None,
+                limit: Annotated[int, Query(ge=1, le=alerts.MAX_LIMIT)] = 100):
+    t = _times(caller.db, since=since, until=until)
+    rows, nxt = alerts.query(caller.db, t.get("since"), t.get("until"), meter, kind, severity,
+                             open_only, before_id, limit)
+    return {"alerts": rows, "next_before_id": nxt}
+
+
+@router.post("/alerts/{alert_id}/acknowledge", summary="Say an alert was seen (audited)")
+def acknowledge_alert(caller: Operator, alert_id: Annotated[int, Path(ge=1)], request: Request,
+                      body: NoteIn | None = None, idem: IdempotencyKey = None):
+    """409 when it was acknowledged already, 404 when there is no such alert."""
+    body = body or NoteIn()
+
+    def action(db):
+        try:
+            return 200, alerts.acknowledge(db, alert_id, caller.actor, time.time(),
+                                           body.note or None)
+        except alerts.AlertError as e:
+            if str(e).startswith("no alert"):
+                raise ApiError(404, "not_found", str(e), "alert_id") from None
+            raise ApiError(409, "conflict", str(e)) from None
+    return respond(caller, request, idem, body.model_dump(), action)
+
+
 @router.get("/audit", summary="Who did what to which meter, when and why")
-def get_audit(caller: Reader,
-              since: Annotated[str | None, Query(description="ISO date/time (no offset: the "
-                                                 "calendar's local time) or Unix seconds")] = None,
-              until: Annotated[str | None, Query(description="as since; exclusive")] = None,
+def get_audit(caller: Reader, since: TimeParam = None, until: TimeParam = None,
               meter: Annotated[str | None, Query(max_length=64)] = None,
               action: Annotated[str | None, Query(max_length=64, description="exact, or a "
                                                   "prefix ending in * (job.*)")] = None,
@@ -46,14 +96,7 @@ def get_audit(caller: Reader,
               job: Annotated[int | None, Query(ge=1)] = None,
               actor: Annotated[str | None, Query(max_length=200)] = None,
               limit: Annotated[int, Query(ge=1, le=100000)] = 1000):
-    tz = jobs.calendar(caller.db).tz
-    bounds = {}
-    for name, text in (("since", since), ("until", until)):
-        if text is not None:
-            try:
-                bounds[name] = audit.parse_time(text, tz)
-            except ValueError as e:
-                raise ApiError(422, "invalid", "%s: %s" % (name, e), name) from None
+    bounds = _times(caller.db, since=since, until=until)
     rows = audit.query(caller.db, meter, bounds.get("since"), bounds.get("until"), action,
                        outcome, job, actor, limit=limit)
     return {"audit": rows}
