@@ -10,7 +10,7 @@ from headend import audit
 
 COLUMNS = ("id", "at", "meter_id", "kind", "severity", "message", "push_id", "acknowledged_by",
            "acknowledged_at")
-MAX_LIMIT = 1000
+MAX_LIMIT = 1000  # of one page of the HTTP API
 
 
 class AlertError(Exception):
@@ -27,18 +27,13 @@ def query(db, since=None, until=None, meter_id=None, kind=None, severity=None, o
         if value is not None:
             where.append("%s = ?" % column)
             params.append(value)
-    if since is not None:
-        where.append("at >= ?")
-        params.append(since)
-    if until is not None:
-        where.append("at < ?")
-        params.append(until)
+    audit._time_range("at", since, until, where, params)
     if open_only:
         where.append("acknowledged_at IS NULL")
     if before_id is not None:
         where.append("id < ?")
         params.append(before_id)
-    limit = max(1, min(int(limit), MAX_LIMIT))
+    limit = max(1, int(limit))
     sql = "SELECT %s FROM alerts" % ", ".join(COLUMNS)
     if where:
         sql += " WHERE " + " AND ".join(where)

@@ -35,7 +35,7 @@ import concurrent.futures
 import time
 
 from firmware import event_codes as ec
-from headend import audit, meter_state, notices
+from headend import alerts, audit, meter_state, notices
 from headend import db as dbmod
 from protocol.apdu import DataNotification, decode_apdu
 from protocol.errors import FramingError, ProtocolError
@@ -167,16 +167,9 @@ def _alert(db, now, meter_id, kind, severity, message, push_id):
 
 
 def list_alerts(db, meter_id=None, kind=None, since=None, limit=1000):
-    """Alerts, newest first: id, at, meter_id, kind, severity, message, push_id."""
-    where, params = [], []
-    for col, val in (("meter_id", meter_id), ("kind", kind)):
-        if val is not None:
-            where.append("%s = ?" % col)
-            params.append(val)
-    audit._time_range("at", since, None, where, params)
-    return db.dicts("SELECT id, at, meter_id, kind, severity, message, push_id FROM alerts"
-                    + (" WHERE " + " AND ".join(where) if where else "")
-                    + " ORDER BY at DESC, id DESC LIMIT ?", params + [int(limit)])
+    """Alerts, newest first: id, at, meter_id, kind, severity, message, push_id and who
+    acknowledged them when (headend.alerts.query)."""
+    return alerts.query(db, since=since, meter_id=meter_id, kind=kind, limit=limit)[0]
 
 
 class PushListener:
