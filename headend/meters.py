@@ -1,14 +1,12 @@
 """Meters as a person asks about them: a filtered, paged list of the registry, and one meter
 with what the head-end knows of its state.
 
-A meter's state is what the head-end last read from it: the read-back after a delivered
-recharge (balance, relay) or a bulk step's result (a read job: balance, energy, relay; a
-disconnect / reconnect: relay), whichever is newer; plus its recharges by state and its
-vending counters. The meter itself stays the authority (it keeps its own balance).
+A meter's state is what the head-end last learned of it (headend.meter_state: the read-back of
+a delivered recharge, a bulk step's result, a push), each field with when it was learned; plus
+its recharges by state and its vending counters. The meter itself stays the authority (it
+keeps its own balance).
 """
-import json
-
-from headend import registry
+from headend import meter_state, registry
 from headend.recharges import STATES
 
 FILTERS = ("feeder", "segment", "region", "tariff", "key_ref")
@@ -41,9 +39,9 @@ def list_meters(db, after=None, limit=100, **filters):
 
 def state(db, meter_id):
     """The registry row with `recharges` (count per state), `vending` (epoch, next_token_id,
-    key_rev; None before the first vend) and `last_known` ({at, source, balance_paise,
-    relay_connected, ...} of the newest read-back; None when nothing was read yet);
-    None when the meter is not registered."""
+    key_rev; None before the first vend) and `last_known` (headend.meter_state's row: last seen
+    when and how, balance, relay, power, suspension, each with its time; None when never
+    heard); None when the meter is not registered."""
     meter = registry.get(db, meter_id)
     if meter is None:
         return None
@@ -60,25 +58,11 @@ def state(db, meter_id):
 
 
 def _last_known(db, meter_id):
-    found = []
-    row = db.one("SELECT finished_at, balance_paise, relay_connected, payment_ref FROM deliveries "
-                 "WHERE meter_id=? AND state='delivered' AND balance_paise IS NOT NULL "
-                 "ORDER BY finished_at DESC LIMIT 1", (meter_id,))
-    if row is not None:
-        found.append({"at": row[0], "source": "recharge %s" % row[3], "balance_paise": row[1],
-                      "relay_connected": bool(row[2])})
-    row = db.one("SELECT s.finished_at, s.result, j.id, j.kind FROM job_steps s JOIN jobs j "
-                 "ON j.id = s.job_id WHERE s.meter_id=? AND s.state='done' AND s.result IS NOT "
-                 "NULL ORDER BY s.finished_at DESC LIMIT 1", (meter_id,))
-    if row is not None:
-        try:
-            result = json.loads(row[1])
-        except ValueError:
-            result = None
-        if isinstance(result, dict):
-            entry = {"at": row[0], "source": "job %d (%s)" % (row[2], row[3])}
-            entry.update(result)
-            if result.get("relay") in ("connected", "disconnected"):
-                entry["relay_connected"] = result["relay"] == "connected"
-            found.append(entry)
-    return max(found, key=lambda e: e["at"] or 0) if found else None
+    row = meter_state.get(db, meter_id)
+    if row is None:
+        return None
+    row.pop("meter_id")
+    for flag in ("relay_connected", "powered", "suspended"):
+        if row[flag] is not None:
+            row[flag] = bool(row[flag])
+    return row
