@@ -371,3 +371,23 @@ def test_alerts_listed_filtered_paged_and_acknowledged_once(api, db):
     assert [a["message"] for a in still_open] == ["alert 2", "alert 1"]
     trail = op.get("/audit", params={"action": "alert.acknowledge"}).json()["audit"]
     assert [(a["meter_id"], a["reason"]) for a in trail] == [("BJ00000001", "inspector sent")]
+
+
+def test_jobs_of_every_kind_the_cli_has_params_checked_by_field(api):
+    op = api.as_["operator"]
+    kinds = {k for k in op.get("/openapi.json").json()["components"]["schemas"]["JobIn"]
+             ["properties"]["kind"]["examples"]}
+    assert {"set_tariff", "set_holidays", "set_window", "clock_sync"} <= kinds
+    r = op.post("/jobs", json={"kind": "set_tariff", "meter_ids": ["BJ00000001"],
+                               "params": {"rates": [700, 900]}})
+    assert r.status_code == 201, r.text
+    assert r.json()["params"] == {"rates": [700, 900]}
+    e = error_of(op.post("/jobs", json={"kind": "set_tariff", "meter_ids": ["BJ00000001"],
+                                        "params": {"rates": [10 ** 12]}}), 422)
+    assert e["field"] == "params.rates", e
+    e = error_of(op.post("/jobs", json={"kind": "read", "meter_ids": ["BJ00000001"],
+                                        "params": {"rates": [1]}}), 422)
+    assert e["field"] == "params" and "no parameters" in e["message"]
+    e = error_of(op.post("/jobs", json={"kind": "set_window", "where": "feeder=F1",
+                                        "params": "10:00-13:00"}), 422)
+    assert e["field"] == "params"

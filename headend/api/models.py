@@ -50,6 +50,12 @@ class JobIn(BaseModel):
     retry_base_s: Annotated[float | None, Field(gt=0, le=86400)] = None
     retry_cap_s: Annotated[float | None, Field(gt=0, le=86400)] = None
     segment_limit: Annotated[StrictInt | None, Field(ge=1, le=100000)] = None
+    params: Annotated[dict | None, Field(description="what a set_* kind writes: set_tariff "
+                                         "{rates}, set_holidays {holidays}, set_window {window, "
+                                         "grace_s} (headend/job_params.py)",
+                                         examples=[{"rates": [700, 900]}])] = None
+    override_notices: Annotated[bool, Field(description="disconnect: also cut the meters "
+                                            "blocked only by missing notices (audited)")] = False
 
 
 class ReasonIn(BaseModel):

@@ -6,7 +6,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
 
-from headend import job_steps, jobs
+from headend import job_params, job_steps, jobs
 from headend.api.deps import Operator, Reader
 from headend.api.errors import ApiError
 from headend.api.idem import IdempotencyKey, respond
@@ -26,9 +26,13 @@ def _not_found_or_conflict(e):
 
 def _selection_error(e, body):
     """A JobError / CalendarError of creating or previewing: the selection is at fault
-    (unknown meters, nothing matches, a bad where) unless the retry delays are."""
+    (unknown meters, nothing matches, a bad where) unless the retry delays or the params are."""
     if "retry delays" in str(e):
         return ApiError(422, "invalid", str(e), "retry_base_s")
+    if isinstance(e.__context__, job_params.ParamsError):  # raised "from None": still there
+        name = str(e).split(":", 1)[0].strip()
+        return ApiError(422, "invalid", str(e), "params.%s" % name
+                        if name.isidentifier() else "params")
     return ApiError(422, "invalid", str(e), "where" if body.where is not None else "meter_ids")
 
 
@@ -61,7 +65,8 @@ def create_job(caller: Operator, body: JobIn, request: Request, idem: Idempotenc
                                     body.reason, actor=caller.actor,
                                     max_attempts=body.max_attempts,
                                     retry_base_s=body.retry_base_s, retry_cap_s=body.retry_cap_s,
-                                    segment_limit=body.segment_limit)
+                                    segment_limit=body.segment_limit, params=body.params,
+                                    override_notices=body.override_notices)
         except (jobs.JobError, CalendarError) as e:
             raise _selection_error(e, body) from None
         job = jobs.show(db, job_id)
