@@ -391,3 +391,19 @@ def test_jobs_of_every_kind_the_cli_has_params_checked_by_field(api):
     e = error_of(op.post("/jobs", json={"kind": "set_window", "where": "feeder=F1",
                                         "params": "10:00-13:00"}), 422)
     assert e["field"] == "params"
+
+
+def test_notices_listed_by_meter_kind_and_time(api, db, tmp_path):
+    from headend.notifiers import FileNotifier
+    out = FileNotifier(str(tmp_path / "notices.txt"))
+    now = time.time()
+    notices.send(db, out, "BJ00000001", "low_credit", "30%", "balance low", "lc-1", now - 50)
+    notices.send(db, out, "BJ00000002", "disconnect_warning", "", "cut in 3 days", "w-1", now)
+    ro = api.as_["read-only"]
+    both = ro.get("/notices").json()["notices"]
+    assert [n["meter_id"] for n in both] == ["BJ00000002", "BJ00000001"]
+    one = ro.get("/notices", params={"kind": "low_credit", "meter": "BJ00000001"}).json()
+    assert [n["message"] for n in one["notices"]] == ["balance low"]
+    assert [n["meter_id"] for n in ro.get("/notices", params={"since": now - 10}).json()
+            ["notices"]] == ["BJ00000002"]
+    error_of(api.as_["cashier"].get("/notices"), 403)

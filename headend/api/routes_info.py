@@ -1,10 +1,10 @@
-"""Meters, alerts, the audit trail, status and health."""
+"""Meters, alerts, notices, the audit trail, status and health."""
 import time
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
 
-from headend import alerts, audit, jobs, meters, migrations
+from headend import alerts, audit, jobs, meters, migrations, notices
 from headend import status as status_mod
 from headend.api.deps import Db, Operator, Reader
 from headend.api.errors import ApiError
@@ -85,6 +85,16 @@ def acknowledge_alert(caller: Operator, alert_id: Annotated[int, Path(ge=1)], re
                 raise ApiError(404, "not_found", str(e), "alert_id") from None
             raise ApiError(409, "conflict", str(e)) from None
     return respond(caller, request, idem, body.model_dump(), action)
+
+
+@router.get("/notices", summary="Notices sent to consumers (warnings, low credit), newest first")
+def list_notices(caller: Reader, since: TimeParam = None, until: TimeParam = None,
+                 meter: Annotated[str | None, Query(max_length=64)] = None,
+                 kind: Annotated[str | None, Query(max_length=64)] = None,
+                 limit: Annotated[int, Query(ge=1, le=10000)] = 200):
+    t = _times(caller.db, since=since, until=until)
+    return {"notices": notices.list_notices(caller.db, meter, kind, t.get("since"),
+                                            t.get("until"), limit)}
 
 
 @router.get("/audit", summary="Who did what to which meter, when and why")
