@@ -407,3 +407,13 @@ def test_notices_listed_by_meter_kind_and_time(api, db, tmp_path):
     assert [n["meter_id"] for n in ro.get("/notices", params={"since": now - 10}).json()
             ["notices"]] == ["BJ00000002"]
     error_of(api.as_["cashier"].get("/notices"), 403)
+
+
+def test_meter_health_per_feeder(api, db):
+    ro = api.as_["read-only"]
+    doc = ro.get("/meter-health").json()
+    assert {f["feeder"] for f in doc["feeders"]} == {"F0", "F1"}
+    one = ro.get("/meter-health", params={"feeder": "F1", "worst": 2}).json()
+    assert [f["feeder"] for f in one["feeders"]] == ["F1"] and len(one["worst"]) <= 2
+    assert error_of(ro.get("/meter-health", params={"window_s": 0}), 422)["field"] == "window_s"
+    error_of(api.as_["cashier"].get("/meter-health"), 403)

@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
 
-from headend import alerts, audit, jobs, meters, migrations, notices
+from headend import alerts, audit, health, jobs, meters, migrations, notices
 from headend import status as status_mod
 from headend.api.deps import Db, Operator, Reader
 from headend.api.errors import ApiError
@@ -95,6 +95,16 @@ def list_notices(caller: Reader, since: TimeParam = None, until: TimeParam = Non
     t = _times(caller.db, since=since, until=until)
     return {"notices": notices.list_notices(caller.db, meter, kind, t.get("since"),
                                             t.get("until"), limit)}
+
+
+@router.get("/meter-health", summary="Last seen, session success rate, stuck recharges, "
+            "per feeder")
+def get_meter_health(caller: Reader,
+                     feeder: Annotated[str | None, Query(max_length=200)] = None,
+                     window_s: Annotated[float, Query(gt=0, le=366 * 86400)] = health.WINDOW_S,
+                     worst: Annotated[int, Query(ge=0, le=1000)] = 20):
+    """headend.health.report: per feeder and in total; `worst` meters by success rate."""
+    return health.report(caller.db, time.time(), window_s, feeder, worst)
 
 
 @router.get("/audit", summary="Who did what to which meter, when and why")
