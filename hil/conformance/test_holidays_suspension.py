@@ -6,7 +6,8 @@ by itself when it loses contact with the head-end. Objects (manufacturer-specifi
 
 The objects' semantics (types, rights, bad values, persistence across a power cycle) run on
 every target; the decisions they drive need time to pass on a load (fast clock, load control).
-Every test leaves the meter unsuspended, without holidays and with the default policy.
+Every test leaves the meter unsuspended, without holidays and with the default policy. The
+objects are read and written by their class (IC 1), without a look-up in the object list.
 """
 import datetime
 
@@ -26,13 +27,21 @@ REASON_HOLIDAY, REASON_SUSPENDED, REASON_COMMS_LOSS = 5, 6, 7  # firmware/event_
 pytestmark = pytest.mark.bijli_objects(SUSPENSION, DECISION, HOLIDAYS, POLICY)
 
 
+def _read(session, obis):
+    return session.get(1, obis, 2)
+
+
+def _write(session, obis, value):
+    session.set(1, obis, 2, value)
+
+
 def _date(day):
     """A COSEM date (5 octets) with the day of week left unspecified (0xFF)."""
     return bytes((day.year >> 8, day.year & 0xFF, day.month, day.day, 0xFF))
 
 
 def _decision(meter):
-    output, last_reason, holding, suspended, comms_suspended = meter.read(DECISION)
+    output, last_reason, holding, suspended, comms_suspended = _read(meter, DECISION)
     return {"output": output, "holding": holding, "suspended": suspended,
             "comms_suspended": comms_suspended}
 
@@ -40,22 +49,22 @@ def _decision(meter):
 @pytest.fixture
 def policy_reset(meter):
     """Put back what the tests change: no suspension, no holidays, the default policy."""
-    policy = list(meter.read(POLICY))
+    policy = list(_read(meter, POLICY))
     yield
-    meter.write(SUSPENSION, 2, axdr.UInt32(0))
-    meter.write(HOLIDAYS, 2, axdr.Array([]))
-    meter.write(POLICY, 2, axdr.Structure([axdr.UInt32(v) for v in policy]))
+    _write(meter, SUSPENSION, axdr.UInt32(0))
+    _write(meter, HOLIDAYS, axdr.Array([]))
+    _write(meter, POLICY, axdr.Structure([axdr.UInt32(v) for v in policy]))
 
 
 def test_holidays_are_written_by_the_utility_and_read_back_with_their_weekday(
         meter, reader_meter, policy_reset):
     days = [datetime.date(2026, 8, 15), datetime.date(2026, 10, 2)]
-    meter.write(HOLIDAYS, 2, axdr.Array([_date(d) for d in days]))
-    got = reader_meter.read(HOLIDAYS)
+    _write(meter, HOLIDAYS, axdr.Array([_date(d) for d in days]))
+    got = _read(reader_meter, HOLIDAYS)
     assert [bytes(v) for v in got] == [
         bytes((d.year >> 8, d.year & 0xFF, d.month, d.day, d.isoweekday())) for d in days]
     with pytest.raises(ServiceError):  # the reader may read them, not write them
-        reader_meter.write(HOLIDAYS, 2, axdr.Array([]))
+        _write(reader_meter, HOLIDAYS, axdr.Array([]))
 
 
 @pytest.mark.parametrize("bad", [
@@ -64,41 +73,41 @@ def test_holidays_are_written_by_the_utility_and_read_back_with_their_weekday(
     bytes((0x07, 0xEA, 8, 15)),  # four octets
 ])
 def test_a_bad_holiday_is_refused_and_the_list_kept(meter, policy_reset, bad):
-    meter.write(HOLIDAYS, 2, axdr.Array([_date(datetime.date(2026, 1, 26))]))
+    _write(meter, HOLIDAYS, axdr.Array([_date(datetime.date(2026, 1, 26))]))
     with pytest.raises(ServiceError):
-        meter.write(HOLIDAYS, 2, axdr.Array([_date(datetime.date(2026, 8, 15)), bad]))
-    assert [bytes(v)[:4] for v in meter.read(HOLIDAYS)] == [bytes((0x07, 0xEA, 1, 26))]
+        _write(meter, HOLIDAYS, axdr.Array([_date(datetime.date(2026, 8, 15)), bad]))
+    assert [bytes(v)[:4] for v in _read(meter, HOLIDAYS)] == [bytes((0x07, 0xEA, 1, 26))]
 
 
 def test_a_suspension_by_command_is_read_back_and_ends_on_resume(
         meter, public_meter, reader_meter, policy_reset):
     until = int(meter.clock().timestamp()) + 86400
-    meter.write(SUSPENSION, 2, axdr.UInt32(until))
-    assert public_meter.read(SUSPENSION) == until
-    meter.write(SUSPENSION, 2, axdr.UInt32(UNTIL_RESUMED))
-    assert public_meter.read(SUSPENSION) == UNTIL_RESUMED
+    _write(meter, SUSPENSION, axdr.UInt32(until))
+    assert _read(public_meter, SUSPENSION) == until
+    _write(meter, SUSPENSION, axdr.UInt32(UNTIL_RESUMED))
+    assert _read(public_meter, SUSPENSION) == UNTIL_RESUMED
     assert _decision(public_meter)["suspended"] is True
     with pytest.raises(ServiceError):  # only the utility suspends or resumes
-        reader_meter.write(SUSPENSION, 2, axdr.UInt32(0))
-    meter.write(SUSPENSION, 2, axdr.UInt32(0))
-    assert public_meter.read(SUSPENSION) == 0
+        _write(reader_meter, SUSPENSION, axdr.UInt32(0))
+    _write(meter, SUSPENSION, axdr.UInt32(0))
+    assert _read(public_meter, SUSPENSION) == 0
     assert _decision(public_meter)["suspended"] is False
 
 
 @pytest.mark.bijli_needs("power_cycle")
 def test_holidays_and_a_suspension_survive_a_power_cycle(meter, power, policy_reset):
-    meter.write(HOLIDAYS, 2, axdr.Array([_date(datetime.date(2026, 8, 15))]))
-    meter.write(SUSPENSION, 2, axdr.UInt32(UNTIL_RESUMED))
+    _write(meter, HOLIDAYS, axdr.Array([_date(datetime.date(2026, 8, 15))]))
+    _write(meter, SUSPENSION, axdr.UInt32(UNTIL_RESUMED))
     power.cycle()
-    assert meter.read(SUSPENSION) == UNTIL_RESUMED
-    assert [bytes(v)[:4] for v in meter.read(HOLIDAYS)] == [bytes((0x07, 0xEA, 8, 15))]
+    assert _read(meter, SUSPENSION) == UNTIL_RESUMED
+    assert [bytes(v)[:4] for v in _read(meter, HOLIDAYS)] == [bytes((0x07, 0xEA, 8, 15))]
 
 
 @pytest.mark.bijli_needs("fast_clock", "load_control")
 def test_no_cut_on_a_listed_holiday(target, meter, clock, vend, policy_reset):
     monday = _next(clock, 1, 9)
     tuesday = (monday + datetime.timedelta(days=1)).astimezone(IST).date()
-    meter.write(HOLIDAYS, 2, axdr.Array([_date(tuesday)]))
+    _write(meter, HOLIDAYS, axdr.Array([_date(tuesday)]))
     _run_out_at(monday, target, meter, clock, vend)
     try:
         _advance_to(clock, monday + datetime.timedelta(hours=27))  # Tue 12:00, grace run
@@ -116,12 +125,12 @@ def test_a_suspension_by_command_holds_the_cut_until_resumed(target, meter, cloc
                                                             policy_reset):
     monday = _next(clock, 1, 9)
     _run_out_at(monday, target, meter, clock, vend)
-    meter.write(SUSPENSION, 2, axdr.UInt32(UNTIL_RESUMED))
+    _write(meter, SUSPENSION, axdr.UInt32(UNTIL_RESUMED))
     try:
         _advance_to(clock, monday + datetime.timedelta(hours=25, minutes=5))  # Tue 10:05
         d = _decision(meter)
         assert d["output"] is True and d["holding"] == REASON_SUSPENDED
-        meter.write(SUSPENSION, 2, axdr.UInt32(0))
+        _write(meter, SUSPENSION, axdr.UInt32(0))
         clock.advance(60)
         assert meter.relay().output is False
     finally:
@@ -131,8 +140,8 @@ def test_a_suspension_by_command_holds_the_cut_until_resumed(target, meter, cloc
 @pytest.mark.bijli_needs("fast_clock", "load_control")
 def test_lost_contact_suspends_cuts_until_the_head_end_is_back(target, meter, clock, vend,
                                                               policy_reset):
-    grace, start, end, _comms, threshold = meter.read(POLICY)
-    meter.write(POLICY, 2, axdr.Structure([axdr.UInt32(v) for v in
+    grace, start, end, _comms, threshold = _read(meter, POLICY)
+    _write(meter, POLICY, axdr.Structure([axdr.UInt32(v) for v in
                                            (grace, start, end, 3600, threshold)]))
     monday = _next(clock, 1, 9)
     _run_out_at(monday, target, meter, clock, vend)
