@@ -86,10 +86,13 @@ def _progress_table(session):
 @click.option("--rss-limit", type=click.IntRange(min=1), default=32, show_default=True,
               metavar="MB", help="Growth of the target's process (RSS) after the warm-up that "
                                  "is a finding (targets whose process bijli starts).")
+@click.option("--no-power", is_flag=True,
+              help="Never power-cycle or reset the target as a fuzz step (it is still reset "
+                   "to recover after a finding that left it silent).")
 @click.option("--json", "as_json", is_flag=True, help="Print the final report as JSON.")
 @click.pass_context
 def fuzz(ctx, spec, duration, max_examples, seed, association, keys_file, corpus, out, timeout,
-         rss_limit, as_json):
+         rss_limit, no_power, as_json):
     """Fuzz a meter: stateful DLMS sessions and mutated APDUs, with oracles after every case.
 
     Each new finding is shrunk to a minimal case and saved as a reproducer in --out
@@ -118,7 +121,7 @@ def fuzz(ctx, spec, duration, max_examples, seed, association, keys_file, corpus
         report = _run(FuzzSession(target, spec=spec, seed=seed, max_examples=max_examples,
                                   duration_s=duration_s, roles=roles_up_to(association),
                                   corpus=seeds, out=out, timeout=timeout,
-                                  rss_limit_kb=rss_limit * 1024,
+                                  rss_limit_kb=rss_limit * 1024, power_steps=not no_power,
                                   keys_ref="key file %s" % keys_file if keys_file else None),
                       as_json)
     finally:

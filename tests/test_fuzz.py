@@ -22,8 +22,10 @@ LOGICAL_DEVICE_NAME = "0.0.42.0.0.255"
 
 def test_the_fuzzer_finds_and_shrinks_the_planted_defect_within_60_s(tmp_path):
     with DefectiveEmulator() as meter:
+        # the budget: 60 s to find it; a sequence defect: the rule set without the power step
+        # (tests/test_fuzz_steps.py covers that one), so seed 1 draws the cases it always did
         session = FuzzSession(meter, seed=SEED, duration_s=60, out=str(tmp_path),
-                              max_findings=1, shrink_s=20)  # the budget: 60 s to find it
+                              max_findings=1, shrink_s=20, power_steps=False)
         report = session.run()
     assert [f["symptom"] for f in report["findings"]] == [
         "answer to another invoke-id: 0xC0 answered with invoke-id # to a request with #"]

@@ -21,7 +21,7 @@ def machine_for(session):
     malformed_steps = S.malformed_steps(session.corpus)
     hdlc = session.target.framing == "hdlc"
     power_kinds = [k for k, cap in (("cycle", POWER_CYCLE), ("reset", HARD_RESET))
-                   if cap in session.target.capabilities]
+                   if cap in session.target.capabilities and session.power_steps]
 
     class DlmsMachine(RuleBasedStateMachine):
         def __init__(self):

@@ -40,12 +40,14 @@ class FuzzSession:
     `keys_ref`: how the reproducers name the keys (never the key bytes); `timeout`: seconds
     to wait for an answer (None: derived from a probe of the target, hil/fuzz/timing.py);
     `rss_limit_kb`: growth of the target's process allowed after the warm-up
-    (hil/fuzz/growth.py)."""
+    (hil/fuzz/growth.py); `power_steps`: False leaves the power-cycle / reset step out (a
+    board that must not be reset; the rule set, so a seed's cases, are then those of a
+    target without one)."""
 
     def __init__(self, target, spec=None, seed=0, max_examples=None, duration_s=None,
                  roles=ROLES, corpus=(), out=None, on_progress=None, keys_ref=None,
                  steps_per_case=50, timeout=None, max_findings=None, shrink_s=20,
-                 rss_limit_kb=DEFAULT_LIMIT_KB):
+                 rss_limit_kb=DEFAULT_LIMIT_KB, power_steps=True):
         if max_examples is None and duration_s is None:
             raise ValueError("give max_examples or duration_s")
         self.target = target
@@ -64,6 +66,7 @@ class FuzzSession:
         self.probe_s = None  # one liveness probe's duration at the start
         self.growth = GrowthWatch(target.processes, limit_kb=rss_limit_kb)
         self.associations = {"attempted": 0, "refused": 0, "unanswered": 0}
+        self.power_steps = power_steps
         self.max_findings = max_findings
         self.shrink_s = shrink_s
         self.detected_after_s = None  # when the case being shrunk first failed
