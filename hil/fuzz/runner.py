@@ -126,7 +126,9 @@ class FuzzSession:
 
     def finish_case(self, case, check, probe):
         """The after-case oracles: liveness probe, then the invariants against the state
-        before the case."""
+        before the case. A case that sent nothing because the time was up is not one."""
+        if not self._case_steps and self.skip_steps():
+            return
         self.cases += 1
         try:
             after = None
@@ -173,9 +175,6 @@ class FuzzSession:
                 n = min(n, self.max_examples - self.cases)
                 if n <= 0:
                     break
-            if self.duration_s is not None:  # a chunk must not outlast the duration
-                n = timing.cases_that_fit(self.duration_s - (time.monotonic() - self._t0),
-                                          self._seconds_per_case(), n)
             test = get_state_machine_test(machine, settings=settings(
                 max_examples=n, stateful_step_count=self.steps_per_case, deadline=None,
                 database=None, report_multiple_bugs=False, print_blob=False,
@@ -205,20 +204,13 @@ class FuzzSession:
 
     def _probe(self):
         """One liveness probe before the first case, with the target's own (generous)
-        timeout: its duration sets the answer timeout (unless one was given) and the first
-        estimate of a case's length."""
+        timeout: its duration sets the answer timeout (unless one was given)."""
         if self._state is None:
             self._state = snapshot(self.target, self.timeout or self.target.timeout)
         self.probe_s = self._state.get("probe_s") or 0.0
         if self.timeout is None:
             self.timeout = timing.answer_timeout(self.probe_s,
                                                  getattr(self.target, "baudrate", None))
-
-    def _seconds_per_case(self):
-        elapsed = time.monotonic() - self._t0
-        if self.cases:
-            return elapsed / self.cases
-        return timing.case_estimate(self.probe_s, self.steps_per_case)
 
     def _found(self, finding, flaky=False):
         """Save the shrunk case (the last one hypothesis ran) as a reproducer, then bring the
