@@ -8,6 +8,7 @@ firmware step it to now. The COSEM rights and object lists are shared by every m
 process (firmware/cosem/table.py), the NVM holds only the records written.
 """
 import struct
+import types
 import zlib
 
 from firmware.compat import TICKS_MAX
@@ -223,6 +224,7 @@ def materialise(spec, fleet_clock, push_destination=None, pages=None, wall_shift
                            meter_options=opts)
     finally:
         fleet_clock.view_ms = view
+    share_tables(em.model)
     if push_destination:
         em.model.push.configure(push_destination)
     if resume:
@@ -230,6 +232,49 @@ def materialise(spec, fleet_clock, push_destination=None, pages=None, wall_shift
     m = FleetMeter(spec, em, clock, dlms_saved)
     holder.append(m)
     return m
+
+
+# (class_id, obis) -> (attrs, methods) of the first meter built, when no getter, setter or
+# method of it holds anything of that meter (checked once, below): every later meter's object
+# takes these by reference and its own copies are freed.
+_SHARED = {}
+_PLAIN = (int, str, bytes, bool, float, type(None))
+
+
+def _stateless(fn, depth=0):
+    """True if fn is None or a function whose closure holds only constants and functions
+    that are themselves stateless (no meter, model or object of a meter)."""
+    if fn is None:
+        return True
+    if not isinstance(fn, types.FunctionType) or depth > 4:
+        return False  # a bound method (of a meter's object) or a callable object
+    for cell in fn.__closure__ or ():
+        try:
+            v = cell.cell_contents
+        except ValueError:
+            return False
+        if isinstance(v, _PLAIN):
+            continue
+        if isinstance(v, tuple) and all(isinstance(x, _PLAIN) for x in v):
+            continue
+        if isinstance(v, types.FunctionType) and _stateless(v, depth + 1):
+            continue
+        return False
+    return True
+
+
+def share_tables(model):
+    """Let the model's objects use the process's shared attribute and method tables where
+    they are stateless (the firmware builds them per meter; a fleet keeps one set)."""
+    for obj in model.objects:
+        key = (obj.class_id, obj.obis)
+        shared = _SHARED.get(key)
+        if shared is None:
+            ok = all(_stateless(a.get) and _stateless(a.set) for a in obj.attrs) and \
+                all(_stateless(mt.fn) for mt in obj.methods)
+            _SHARED[key] = shared = (obj.attrs, obj.methods) if ok else False
+        if shared:
+            obj.attrs, obj.methods = shared
 
 
 def _restore_alert(em):

@@ -202,3 +202,17 @@ def test_a_fleet_that_cannot_keep_up_lags_and_catches_up_in_time_order():
     assert fleet.stats()["lag_s"] > 0
     fleet.run_due()
     assert fleet.stats()["lag_s"] == 0
+
+
+def test_meters_share_the_cosem_attribute_tables_but_read_their_own_values():
+    fleet = Fleet(100, seed=12, speed=0, wake_untouched=False)
+    a, b = list(fleet.meter_ids())[:2]
+    fleet.open_session(a).release()
+    fleet.open_session(b).release()
+    ma, mb = fleet.meter(a).em.model, fleet.meter(b).em.model
+    shared = [oa for oa, ob in zip(ma.objects, mb.objects) if oa.attrs is ob.attrs]
+    assert len(shared) >= 40
+    serial = next(o for o in shared if o.name == "serial number")
+    other = mb.find(serial.class_id, serial.obis)
+    assert serial.get(2, 0, None, 0x10) != other.get(2, 0, None, 0x10)  # own meter's id
+    assert a.encode() in serial.get(2, 0, None, 0x10)
