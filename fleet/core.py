@@ -68,10 +68,12 @@ class FleetLink(Link):
         if self.index in f.down or f.live.get(self.index) is not self.fm:
             return None
         f.clock.view_now()
-        reply = Link.handle(self, client_sap, apdu)
+        reply = Link.handle(self, client_sap, apdu)  # never raises (the firmware's guard)
         f.requests += 1
-        f._after_advance(self.index)
-        f._save_acknowledged(self.fm)
+        if not f._guarded(self.index, f._after_advance, self.index):
+            return reply
+        if not f._guarded(self.index, f._save_acknowledged, self.fm):
+            return None  # not stored: the answer must not acknowledge it
         return reply
 
     def release(self, client_sap=None):
@@ -111,6 +113,8 @@ class Fleet:
         self.sessions = 0
         self.wakes = 0
         self.pushes_out = 0
+        self.errors = 0
+        self.last_error = None
         self._build_wakes(wake_untouched)
         self._checkpoint_at = time.monotonic() + CHECKPOINT_S
         if state_dir:
@@ -269,6 +273,7 @@ class Fleet:
             "pushes": self.pushes_out,
             "time": self.clock.now(),
             "lag_s": self.lag_s(),
+            "errors": self.errors,
             "speed": self.clock.speed,
         }
 
@@ -315,7 +320,7 @@ class Fleet:
                 i = self._wake_i[wpos]
                 if i not in self.live and i not in self.parked and i not in self.down:
                     self._at(wnext)
-                    self._wake(i)
+                    self._guarded(i, self._wake, i)
                 ran += 1
                 continue
             if nt is None or nt > now:
@@ -323,11 +328,11 @@ class Fleet:
             for t, key in self.timers.pop_due(nt):
                 self._at(t)
                 if key >= 0:
-                    if key not in self.down:
-                        self._wake(key)
+                    if key not in self.down and not self._guarded(key, self._wake, key):
+                        self.timers.schedule(key, t + MAX_IDLE_ADVANCE_S // 3)  # not stuck
                 else:
                     action, arg = self._events.pop(key)
-                    action(arg, t)
+                    self._guarded(None, action, arg, t)
                 ran += 1
                 break
         self.clock.view_now()
@@ -336,6 +341,18 @@ class Fleet:
     def _at(self, t):
         """Let the meters see simulated second t (a timer's own instant)."""
         self.clock.view_ms = t * 1000
+
+    def _guarded(self, i, fn, *args):
+        """Run fn(*args); an exception is counted and remembered (stats: errors, last_error)
+        instead of stopping the fleet's loop or the other meters. True if fn returned."""
+        try:
+            fn(*args)
+            return True
+        except Exception as e:  # noqa: BLE001 - one meter's failure never stops the fleet
+            self.errors += 1
+            self.last_error = "%s: %s: %r" % (meter_id(i) if i is not None else "fleet",
+                                              getattr(fn, "__name__", fn), e)
+            return False
 
     def _wake(self, i):
         m = self._meter(i)

@@ -216,3 +216,25 @@ def test_meters_share_the_cosem_attribute_tables_but_read_their_own_values():
     other = mb.find(serial.class_id, serial.obis)
     assert serial.get(2, 0, None, 0x10) != other.get(2, 0, None, 0x10)  # own meter's id
     assert a.encode() in serial.get(2, 0, None, 0x10)
+
+
+def test_a_failing_meter_is_counted_and_never_stops_the_fleet(monkeypatch):
+    fleet = Fleet(30, seed=9, speed=0)
+    from fleet import core
+    real = core.materialise
+    bad = meter_id(0)
+
+    def flaky(spec, *a, **kw):
+        if spec.meter_id == bad:
+            raise RuntimeError("planted")
+        return real(spec, *a, **kw)
+    monkeypatch.setattr(core, "materialise", flaky)
+    fleet.jump(DAY)
+    fleet.run_due()
+    st = fleet.stats()
+    assert st["materialised"] + st["parked"] > 1  # the others woke
+    assert st["errors"] >= 1 and bad in fleet.last_error
+    fleet.open_session(meter_id(1)).release()
+    assert fleet.meter(meter_id(1)).meter.now() == fleet.now()
+    with pytest.raises(RuntimeError):
+        fleet.open_session(bad)  # a session on a meter that cannot be built says so
