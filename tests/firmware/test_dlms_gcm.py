@@ -187,3 +187,25 @@ def test_sealing_and_opening_allocate_no_scratch():
     print("alloc: seal_into %d B, open %d B" % (sealing, opening))
     assert sealing <= 64 * word, sealing
     assert opening <= 128 * word, opening
+
+
+def test_default_ghash_keeps_a_small_table():
+    """A board's GCM ("nibbles", MicroPython's default) keeps one 16-row table per key, not the
+    10 KB "words" table (five 2 KB blocks: the allocation that failed first in a 150 KB heap,
+    frozen), built without big-int garbage: what building a key's GCM allocates, table, scratch
+    blocks and all, stays under 2 KB (4 KB on a 64-bit port; "words" took ~12 KB)."""
+    import gc
+    import sys
+
+    from firmware.dlms.gcm import DEFAULT_GHASH
+    from tests.firmware.util import allocated
+
+    aes = Gcm(K1, ghash="shoup4")._aes  # the AES key schedule is not what is measured here
+    g, used = allocated(Gcm, K1, aes)
+    assert g.encrypt(bytes(12), b"abc", b"", 16) == Gcm(K1, ghash="shoup8").encrypt(
+        bytes(12), b"abc", b"", 16)
+    if not hasattr(gc, "mem_alloc"):
+        return
+    assert DEFAULT_GHASH == "nibbles"
+    print("GCM key setup (%s): %d B" % (DEFAULT_GHASH, used))
+    assert used <= 2048 * (1 if sys.maxsize < 1 << 32 else 2), used
