@@ -241,7 +241,9 @@ class Population:
         s.physical_address = index + ADDRESS_BASE
         s.feeder = "F%04d" % (index // FEEDER_SIZE)
         s.segment = "S%05d" % (index // SEGMENT_SIZE)
-        s.contact = "+91 9%09d" % r.below(10 ** 9)
+        # +91 then 0: no Indian subscriber number starts with 0, so a head-end notifier pointed
+        # at an emulated fleet's registry can never text a real person
+        s.contact = "+91 0%09d" % r.below(10 ** 9)
         scale = int(min(300, max(30, r.lognormal(4.5, 0.45))))
         appliances = (AC if r.below(100) < 25 else 0) | (PUMP if r.below(100) < 30 else 0) | \
             (GEYSER if r.below(100) < 15 else 0)
