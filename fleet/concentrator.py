@@ -64,12 +64,8 @@ class ConcentratorConnection(asyncio.Protocol):
 
     def connection_made(self, transport):
         self.transport = transport
-        c = self.server.counters
-        c.connections += 1
-        c.open += 1
-        self.server.live.add(transport)
+        self.idle = self.server.connection_opened(transport)
         self.plain = Shaper(transport, self.server.faults.session(""))
-        self.idle = self.server.idle_timer(transport)
 
     def data_received(self, data):
         self.idle.touch()
@@ -144,8 +140,6 @@ class ConcentratorConnection(asyncio.Protocol):
             link.release()
 
     def connection_lost(self, exc):
-        self.server.counters.open -= 1
-        self.server.live.discard(self.transport)
-        self.idle.cancel()
+        self.server.connection_closed(self.transport, self.idle)
         for meter_id in list(self.links):
             self._drop(meter_id)

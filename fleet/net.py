@@ -105,13 +105,9 @@ class MeterConnection(asyncio.Protocol):
 
     def connection_made(self, transport):
         self.transport = transport
-        c = self.server.counters
-        c.connections += 1
-        c.open += 1
-        self.server.live.add(transport)
+        self.idle = self.server.connection_opened(transport)
         self.faults = self.server.faults.session(self.meter_id)
         self.shaper = Shaper(transport, self.faults)
-        self.idle = self.server.idle_timer(transport)
 
     def data_received(self, data):
         self.idle.touch()
@@ -140,9 +136,7 @@ class MeterConnection(asyncio.Protocol):
         self.shaper.write(out, then_close=self.stream.error is not None)
 
     def connection_lost(self, exc):
-        self.server.counters.open -= 1
-        self.server.live.discard(self.transport)
-        self.idle.cancel()
+        self.server.connection_closed(self.transport, self.idle)
         if self.link is not None:
             self.link.release()
             self.link = None
@@ -214,11 +208,22 @@ class FleetServer:
         self._start_pushes()
         return self.gateway_address
 
-    def idle_timer(self, transport):
-        """The inactivity time-out of one new connection."""
+    def connection_opened(self, transport):
+        """Counts a new connection (of either listener); returns its inactivity time-out."""
+        c = self.counters
+        c.connections += 1
+        c.open += 1
+        self.live.add(transport)
+
         def closed():
-            self.counters.idle_closed += 1
+            c.idle_closed += 1
         return IdleTimer(transport, self.idle_s, closed)
+
+    def connection_closed(self, transport, idle):
+        """Forgets a connection that ended, however it ended."""
+        self.counters.open -= 1
+        self.live.discard(transport)
+        idle.cancel()
 
     # -- pushes ----------------------------------------------------------------------------
     def _start_pushes(self):
