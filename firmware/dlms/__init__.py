@@ -32,8 +32,10 @@ The object `obj` provides three methods (the server checks access rights before 
 - `obj.get(attr, selector, params, assoc)` -> a tagged data value, or already-encoded
   A-XDR bytes (handy for long profiles), or an int data-access-result code (e.g. 3
   read-write-denied, 4 object-undefined, 250 other-reason). `selector` is 0 when there is no
-  selective access, else the access selector (1 range, 2 entry) and `params` its tagged data
-  (`apdu.parse_range_descriptor` / `apdu.parse_entry_descriptor` decode it).
+  selective access, else the access selector (1 range, 2 entry; `apdu.UNDEFINED_SELECTOR` for a
+  selection with selector 0) and `params` its tagged data
+  (`apdu.parse_range_descriptor` / `apdu.parse_entry_descriptor` decode it). A SET with an
+  access selection is refused (other-reason): nothing is written selectively.
 - `obj.set(attr, value, assoc)` -> int data-access-result (0 success). `value` is tagged data.
 - `obj.action(method, params, assoc)` -> `(action_result, return_data_or_None)`; `params` is
   tagged data or None.

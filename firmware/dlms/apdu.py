@@ -359,6 +359,9 @@ def _need(apdu, pos, k):
         raise DecodeError("APDU truncated")
 
 
+UNDEFINED_SELECTOR = 0x100  # outside unsigned8: no object defines it
+
+
 def _descriptor(apdu, pos, selective):
     """(class_id, obis, index, selector, params), next pos; selector 0 = no selective access."""
     _need(apdu, pos, 9)
@@ -375,7 +378,9 @@ def _descriptor(apdu, pos, selective):
     params = None
     if apdu[pos]:
         _need(apdu, pos, 2)
-        selector = apdu[pos + 1]
+        # a selection with access-selector 0 (none a class defines) is refused like any
+        # undefined selector, never taken for "no selective access" (the whole value)
+        selector = apdu[pos + 1] or UNDEFINED_SELECTOR
         params, pos = axdr.decode(apdu, pos + 2)
     else:
         pos += 1

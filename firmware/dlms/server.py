@@ -580,10 +580,12 @@ class Session:
 
     # -- SET ---------------------------------------------------------------------------------
     def _write(self, assoc, desc, value):
-        class_id, obis, attr, _selector, _params = desc
+        class_id, obis, attr, selector, _params = desc
         obj = self._attribute(assoc, class_id, obis, attr, WRITE)
         if isinstance(obj, int):
             return obj
+        if selector:  # no attribute is written selectively: refused, never written whole
+            return A.OTHER_REASON
         try:
             r = obj.set(attr, value, assoc)
             return r & 0xFF if isinstance(r, int) else A.OTHER_REASON

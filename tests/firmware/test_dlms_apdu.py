@@ -195,3 +195,17 @@ def test_selective_access_descriptors():
         raises(DecodeError, a.parse_range_descriptor, b)
     raises(DecodeError, a.parse_entry_descriptor, (x.STRUCTURE, [(x.NULL, None)] * 4))
     raises(DecodeError, a.parse_entry_descriptor, rng)
+
+
+def test_an_access_selection_with_selector_0_is_not_taken_for_none():
+    # access-selection present (1) with access-selector 0: no class defines selector 0, so it
+    # must reach the object as a selector it refuses, never as "no selective access" (which
+    # would answer the whole buffer to a request that asked for a selection)
+    with_zero = H("c001c1" "0007" "0100630100ff" "02" "01" "00" "0f00")
+    _choice, _invoke, body = a.parse_get_request(with_zero)
+    assert body[3] not in (0, 1, 2), body
+    none = H("c001c1" "0007" "0100630100ff" "02" "00")
+    assert a.parse_get_request(none)[2][3] == 0
+    for selector in (1, 2, 3, 0xFF):
+        req = H("c001c1" "0007" "0100630100ff" "02" "01") + bytes((selector,)) + H("0f00")
+        assert a.parse_get_request(req)[2][3] == selector

@@ -905,3 +905,18 @@ def test_with_ciphering_suspended_only_the_ciphered_association_is_refused():
     assert _lls(srv, PASSWORD) == (0, 0)
     public_session(srv)
     raises(SecurityError, srv.push, (x.UNSIGNED, 1), None, True)
+
+
+def test_a_set_with_an_access_selection_is_refused_not_written_whole():
+    # no attribute is written selectively: a SET that asks for a selection (any selector,
+    # 0 included) must change nothing, where it used to write the whole value
+    srv, _r, _l = make_server()
+    s = reader_session(srv)
+    plain = set_req(1, NOTE, 2, (x.VISIBLE_STRING, b"hello"))
+    head = plain[:12]  # C1 01 invoke, class, OBIS, attribute
+    for selector in (0, 1, 2, 9):
+        access = bytes((1, selector)) + x.encode((x.UNSIGNED, 0))
+        r = s.handle(0x20, head + access + plain[13:])
+        assert r == H("c501c1fa"), (selector, r)  # other-reason
+        assert s.handle(0x20, get_req(1, NOTE, 2)) == H("c401c1000a04") + b"note"
+    assert s.handle(0x20, plain) == H("c501c100")  # without one it is written
