@@ -106,6 +106,7 @@ class Account:
         self.balance_time = 0  # time of the last change/update of the balance
         self.zero_time = 0  # when the balance reached <= 0 (0: balance > 0 or never)
         self.last_daily_day = -1  # local day of the last fixed charge (-1: none yet)
+        self._day_end = (None, None, None)  # tick(): see there
         self.ec_limit = _check_int("emergency_limit", emergency_limit, 0, max_balance)
         self.ec_owed = 0
         self.ec_time = 0
@@ -165,8 +166,13 @@ class Account:
 
         Call on every main-loop pass (cheap when nothing is due).
         """
+        last = self.last_daily_day
+        c = self._day_end  # (last charged day, tz, Unix s its next day starts): compares only
+        if c[0] == last and c[1] == self.tz_offset_s and now < c[2]:
+            return 0
         day = local_day(now, self.tz_offset_s)
-        if self.last_daily_day >= 0 and day <= self.last_daily_day:
+        if last >= 0 and day <= last:
+            self._day_end = (last, self.tz_offset_s, (last + 1) * 86400 - self.tz_offset_s)
             return 0
         days = 1 if self.last_daily_day < 0 else day - self.last_daily_day
         if days > self.daily_catchup_days:

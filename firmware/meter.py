@@ -156,14 +156,13 @@ class Meter:
         self.config = cfg
         self._build(cfg, self._load_keys(keys))
 
-        ticks, wall_ms, _ = self._read_clock()
-        if wall_ms is None:  # never a tight read: the wall read just before these ticks
-            wall_ms = self.clock.time() * 1000
+        ticks = self._read_clock()
+        now = self._wall
+        if now is None:  # never a tight read: the wall read just before these ticks
+            now = self.clock.time()
             ticks = self.clock.ticks_ms()
-        now = wall_ms // 1000
         self._ticks = ticks
-        self.t_ms = now * 1000
-        self._now_s = now
+        self._set_now(now)
         got = self.journal.load(self.core.seq if parts is not None else None)
         if parts is not None:
             self._restore(parts)
@@ -371,6 +370,28 @@ class Meter:
         """The meter's current time (Unix s) as far as it has stepped."""
         return self._now_s
 
+    # The meter's time is a whole Unix second `_now_s` and `_ms` (0..999) into it. On a 32-bit
+    # MicroPython a Unix second is a big int (above 2**30) and every sum or product of one
+    # allocates: a step within the second moves only the small `_ms`; a new second costs
+    # one int (`_next_s`, the one after it, made when the second starts).
+    @property
+    def t_ms(self):
+        """The meter's time in Unix ms."""
+        return self._now_s * 1000 + self._ms
+
+    def _set_now(self, t, ms=0):
+        self._now_s = t
+        self._next_s = t + 1
+        self._ms = ms
+
+    def _lead_s(self, t):
+        """t - the meter's second; without arithmetic when t is that second or the next."""
+        if t == self._now_s:
+            return 0
+        if t == self._next_s:
+            return 1
+        return t - self._now_s
+
     def tick(self, until=None):
         """Follow the HAL clock: poll inputs, step metering/charging/rules up to now, persist.
 
@@ -384,31 +405,36 @@ class Meter:
         if not self.hal.inputs.power_ok():
             self.power_down()
             return
-        ticks, wall_ms, width = self._read_clock()
+        ticks = self._read_clock()
+        wall = self._wall
         el = ticks_diff(ticks, self._ticks)
-        expect = self.t_ms + el  # our time at the read instant
         if el > 0 and not self._catch_up(ticks, until):
             return  # stopped at `until`: the clock is judged once caught up
-        if wall_ms is None:
+        if wall is None:
             return  # no tight read this time
-        # (el < 0: the meter is ahead of its ticks, or they wrapped after days without a call)
-        diff = wall_ms - expect
-        if diff > CLOCK_SLACK_MS + 999 or diff < -CLOCK_SLACK_MS - width:
-            self._rebase(wall_ms, ticks)
+        # our time at the read instant is now (caught up), or el ms before it (el < 0: the
+        # meter is ahead of its ticks, or they wrapped after days without a call)
+        diff = self._lead_s(wall) * 1000 - self._ms - (el if el < 0 else 0)
+        if diff > CLOCK_SLACK_MS + 999 or diff < -CLOCK_SLACK_MS - self._width:
+            self._rebase(wall, ticks)
 
     def _read_clock(self):
-        """(ticks, wall ms, width): the wall clock read between two ticks reads `width` ms
-        apart, anchored at the second. A host that stalls between the reads (a fast simulated
-        clock on a busy machine) gives a wide pair: re-read; wall ms None if never tight."""
+        """The ticks after a read of the wall clock between two ticks `_width` ms apart,
+        anchored at the second; the wall second read in `_wall` (not a tuple: nothing made).
+        A host that stalls between the reads (a fast simulated clock on a busy machine) gives
+        a wide pair: re-read; `_wall` None if never tight."""
         clk = self.clock
         for _ in range(CLOCK_READ_TRIES):
             a = clk.ticks_ms()
             wall = clk.time()
             b = clk.ticks_ms()
             width = ticks_diff(b, a)
+            self._width = width
             if 0 <= width <= CLOCK_READ_MAX_MS:
-                return b, wall * 1000, width
-        return b, None, width
+                self._wall = wall
+                return b
+        self._wall = None
+        return b
 
     def _catch_up(self, ticks, until=None):
         """Step the ticks elapsed up to `ticks` (not past Unix second `until`); True if the
@@ -416,14 +442,13 @@ class Meter:
         el = ticks_diff(ticks, self._ticks)
         if el <= 0:
             return el == 0
-        target = self.t_ms + el
-        if until is not None and target > until * 1000:
-            target = until * 1000
-        start = self.t_ms
-        if target > start:
-            self._run_to(target)
-            self._ticks = ticks_add(self._ticks, self.t_ms - start)
-        return self.t_ms == start + el
+        ms = el
+        if until is not None and (until - self._now_s) * 1000 - self._ms < ms:
+            ms = (until - self._now_s) * 1000 - self._ms
+        if ms > 0:
+            self._run_for(ms)
+            self._ticks = ticks_add(self._ticks, ms)
+        return ms == el
 
     def advance_to(self, t):
         """Step up to Unix second t (no-op if not ahead). A simulator clock that is behind t
@@ -433,20 +458,20 @@ class Meter:
         if self.down:
             return
         clk = self.clock
+        ms = (t - self._now_s) * 1000 - self._ms  # to step
         adv = getattr(clk, "advance_ms", None)
         if adv is not None:
-            behind = t * 1000 - (self.t_ms + ticks_diff(clk.ticks_ms(), self._ticks))
+            behind = ms - ticks_diff(clk.ticks_ms(), self._ticks)
             if behind > 0:
                 adv(behind)
-        start = self.t_ms
-        self._run_to(t * 1000)
-        self._ticks = ticks_add(self._ticks, self.t_ms - start)
+        if ms > 0:
+            self._run_for(ms)
+            self._ticks = ticks_add(self._ticks, ms)
 
-    def _rebase(self, wall_ms, ticks):
+    def _rebase(self, wall, ticks):
         """The wall clock was set: jump to it (no energy for the jump), anchored at `ticks`."""
-        jump = wall_ms // 1000 - self._now_s
-        self.t_ms = wall_ms
-        self._now_s = wall_ms // 1000
+        jump = wall - self._now_s
+        self._set_now(wall)
         self._ticks = ticks
         if jump > CLOCK_SET_LOG_S or jump < -CLOCK_SET_LOG_S:
             self._emit(ec.CLOCK_SET, jump)
@@ -463,8 +488,7 @@ class Meter:
         self._catch_up(ticks)
         self.hal.clock.set_time(t)
         jump = t - self._now_s
-        self.t_ms = t * 1000
-        self._now_s = t
+        self._set_now(t)
         self._ticks = ticks
         self._emit(ec.CLOCK_SET, jump)
         self.iprofile.mark(STATUS_CLOCK_SET)
@@ -513,7 +537,7 @@ class Meter:
         if pol.suspended and pol.suspend_until and t < pol.suspend_until < best:
             best = pol.suspend_until
         if pol.comms_loss_s and not pol.comms_suspended and pol.last_contact:
-            c = pol.last_contact + pol.comms_loss_s
+            c = pol.comms_deadline()
             if t < c < best:
                 best = c
         lim = self.limiter
@@ -546,21 +570,30 @@ class Meter:
         self._edge_cache = (pol.window, t, best)
         return best
 
-    def _run_to(self, target_ms):
-        while self.t_ms < target_ms:
-            t = self._now_s  # == self.t_ms // 1000, without the big-int division
-            end = self._next_stop(t) * 1000
-            if end > target_ms:
-                end = target_ms
-            if end > self.t_ms + self.max_step_ms:
-                end = self.t_ms + self.max_step_ms
-            if end <= self.t_ms:  # defensive: never step backwards or stand still
-                end = self.t_ms + 1000 if self.t_ms + 1000 < target_ms else target_ms
-            self._step(end)
+    def _run_for(self, ms):
+        """Step `ms` milliseconds (> 0) from the meter's time, in steps of at most max_step_ms
+        that end at every instant _next_stop names. A step that ends within the current
+        second needs no stop (the next one is a whole second after it): no int is made."""
+        while ms > 0:
+            dt = ms
+            if self._ms + dt >= 1000:
+                # ms to the next stop; its arithmetic (big ints) only when it may be reached
+                stop = self._next_stop(self._now_s)
+                if stop == self._next_s:
+                    gap = 1000 - self._ms
+                elif self._ms + dt <= 2000 and stop > self._next_s:
+                    gap = dt
+                else:
+                    gap = (stop - self._now_s) * 1000 - self._ms
+                if gap < dt:
+                    dt = gap if gap > 0 else 1000 - self._ms  # defensive: always forward
+                if dt > self.max_step_ms:
+                    dt = self.max_step_ms
+            self._step(dt)
+            ms -= dt
 
-    def _step(self, end_ms):
-        dt = end_ms - self.t_ms
-        t0 = self._now_s  # == self.t_ms // 1000
+    def _step(self, dt):
+        t0 = self._now_s
         p, v, i = self.hal.measure.sample(t0)
         # the limiter judges the power the load draws through a closed relay; a trip at t0
         # opens the relay for this whole step
@@ -572,15 +605,24 @@ class Meter:
         self.power_w = p
         self.voltage_mv = v
         self.current_ma = i
-        now = end_ms // 1000
-        self.t_ms = end_ms
-        self._now_s = now
+        ms = self._ms + dt
+        last = t0  # the step's last second (the one holding its last ms)
+        if ms >= 1000:
+            now = self._next_s if ms < 2000 else t0 + ms // 1000
+            self._set_now(now, ms % 1000)
+            if self._ms:
+                last = now
+            elif ms > 1000:
+                last = t0 + (ms - 1) // 1000
+        else:
+            now = t0
+            self._ms = ms
         mwh = self.metrology.add_power(p, dt, now)
         self.metrology.set_instant(v, i)
         if mwh > 0:
             # the step never crosses a zone boundary: its last second has its rate
             # (its zero-crossing time is the step end, the instant BALANCE_ZERO is logged)
-            self.charged += self.account.charge_energy(mwh, now, (end_ms - 1) // 1000)
+            self.charged += self.account.charge_energy(mwh, now, last)
         self._after_step(now, False)
 
     def _after_step(self, now, force_save):

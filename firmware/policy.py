@@ -60,6 +60,7 @@ ACTION_NONE = 0
 ACTION_DISCONNECT = 1
 ACTION_RECONNECT = 2
 ACTION_NAMES = ("none", "disconnect", "reconnect")
+_IDLE = (ACTION_NONE, ev.REASON_NONE)  # evaluate()'s most common answer, made once
 
 SUSPEND_COMMAND = 1  # DISCONNECT_SUSPENDED / DISCONNECT_RESUMED values
 SUSPEND_COMMS = 2
@@ -93,6 +94,7 @@ class DisconnectPolicy:
         self.suspend_until = 0
         self.comms_suspended = False
         self.last_contact = 0  # 0: no contact yet -- the first evaluate() starts the clock
+        self._deadline = (None, None, None)  # comms_deadline(): see there
         self.last_deferred = ev.REASON_NONE
 
     def configure(self, grace_s=None, window=None, weekend=None, holidays=None, comms_loss_s=None,
@@ -194,9 +196,18 @@ class DisconnectPolicy:
             # the setting changed (disabled, or raised above the silence so far): it no longer holds
             self.comms_suspended = False
             self.emit(ev.DISCONNECT_RESUMED, SUSPEND_COMMS)
-        if self.comms_loss_s and not self.comms_suspended and now - self.last_contact >= self.comms_loss_s:
+        if self.comms_loss_s and not self.comms_suspended and now >= self.comms_deadline():
             self.comms_suspended = True
             self.emit(ev.DISCONNECT_SUSPENDED, SUSPEND_COMMS)
+
+    def comms_deadline(self):
+        """last_contact + comms_loss_s: when the silence suspends cuts; made once per contact
+        (a Unix-second sum allocates on a 32-bit port, a compare with the one kept does not)."""
+        d = self._deadline
+        if d[0] != self.last_contact or d[1] != self.comms_loss_s:
+            d = self._deadline = (self.last_contact, self.comms_loss_s,
+                                  self.last_contact + self.comms_loss_s)
+        return d[2]
 
     def hold_reason(self, now, account):
         """The first rule that holds a cut now (REASON_*), or REASON_NONE if none does."""
@@ -222,7 +233,7 @@ class DisconnectPolicy:
         if bal > self.reconnect_threshold:
             self.last_deferred = ev.REASON_NONE
             if not control.has_cause(ev.REASON_CREDIT_EXHAUSTED):
-                return ACTION_NONE, ev.REASON_NONE
+                return _IDLE
             reason = ev.REASON_CREDIT_RESTORED
             if account.ec_owed and account.ec_time >= account.last_credit_time:
                 reason = ev.REASON_EMERGENCY_CREDIT
@@ -232,7 +243,7 @@ class DisconnectPolicy:
             return ACTION_NONE, reason
         if bal >= 0:
             self.last_deferred = ev.REASON_NONE
-            return ACTION_NONE, ev.REASON_NONE
+            return _IDLE
         if control.has_cause(ev.REASON_CREDIT_EXHAUSTED):
             return ACTION_NONE, ev.REASON_CREDIT_EXHAUSTED  # already cut for credit
         hold = self.hold_reason(now, account)

@@ -43,6 +43,7 @@ class Tariff:
             prev = z[0]
         self.zones = tuple(zones)
         self.daily_charge = _int_in("daily_charge", daily_charge, 0, MAX_DAILY_CHARGE)
+        self._span = None  # (tz, from, until, rate): the zone rate_at found last, in force over [from, until)
 
     def _index_at(self, sod):
         idx = len(self.zones) - 1  # before the first start: the last zone wraps from yesterday
@@ -55,19 +56,30 @@ class Tariff:
 
     def rate_at(self, now, tz_offset_s=IST_OFFSET_S):
         """Energy rate (paise/kWh) in force at Unix time `now`."""
-        return self.zones[self._index_at((now + tz_offset_s) % SECONDS_PER_DAY)][1]
+        zones = self.zones
+        if len(zones) == 1:
+            return zones[0][1]
+        return self._zone(now, tz_offset_s)[3]
 
     def next_change(self, now, tz_offset_s=IST_OFFSET_S):
         """Unix time of the next zone boundary strictly after `now` (None with one zone)."""
         if len(self.zones) == 1:
             return None
+        return self._zone(now, tz_offset_s)[2]
+
+    def _zone(self, now, tz_offset_s):
+        """(tz, from, until, rate) of the zone in force at `now`, kept until it ends: a compare
+        allocates nothing where the arithmetic would (Unix seconds: big ints on 32-bit ports)."""
+        s = self._span
+        if s is not None and s[0] == tz_offset_s and s[1] <= now < s[2]:
+            return s
         sod = (now + tz_offset_s) % SECONDS_PER_DAY
         i = self._index_at(sod)
-        nxt = self.zones[(i + 1) % len(self.zones)][0]
-        delta = nxt - sod
+        delta = self.zones[(i + 1) % len(self.zones)][0] - sod
         if delta <= 0:
             delta += SECONDS_PER_DAY
-        return now + delta
+        s = self._span = (tz_offset_s, now, now + delta, self.zones[i][1])
+        return s
 
     def __eq__(self, other):
         return isinstance(other, Tariff) and self.zones == other.zones and self.daily_charge == other.daily_charge

@@ -34,9 +34,14 @@ class BoardClock:
 
     def __init__(self):
         self.rtc = machine.RTC()
+        self._raw = self._t = None  # the port's last second and its Unix second
 
     def time(self):
-        return int(time.time()) + EPOCH_OFFSET
+        raw = int(time.time())
+        if raw != self._raw:  # a Unix second is a big int on 32-bit ports: one made a second
+            self._raw = raw
+            self._t = raw + EPOCH_OFFSET
+        return self._t
 
     def ticks_ms(self):
         return ticks_ms()
@@ -45,6 +50,7 @@ class BoardClock:
         """Set the RTC to Unix second t (UTC)."""
         y, mo, d, hh, mm, ss, wd = to_fields(t)
         self.rtc.datetime((y, mo, d, wd - 1, hh, mm, ss, 0))
+        self._raw = None
 
 
 class PulseMeasure:

@@ -73,6 +73,19 @@ class MemNVM:
 PAGE = 256  # SparseNVM page size (bytes)
 
 
+def _pieces(offset, n):
+    """The page pieces of n bytes at offset: (index in the n bytes, page number, offset in
+    the page, length), in order."""
+    i = 0
+    while i < n:
+        pos = offset + i
+        pno = pos // PAGE
+        off = pos - pno * PAGE
+        k = PAGE - off if PAGE - off < n - i else n - i
+        yield i, pno, off, k
+        i += k
+
+
 class SparseNVM:
     """NVM in RAM that holds only the pages written since they were last erased: a dict
     {page number: bytearray(PAGE)}. Never-written bytes read as 0xFF, as in MemNVM; `erase`
@@ -95,16 +108,10 @@ class SparseNVM:
         out = bytearray(n)
         fill_erased(out, 0, n)
         pages = self.pages
-        i = 0
-        while i < n:
-            pos = offset + i
-            pno = pos // PAGE
-            off = pos - pno * PAGE
-            k = PAGE - off if PAGE - off < n - i else n - i
+        for i, pno, off, k in _pieces(offset, n):
             page = pages.get(pno)
             if page is not None:
                 out[i:i + k] = page[off:off + k]
-            i += k
         return bytes(out)
 
     def write(self, offset, data):
@@ -113,19 +120,13 @@ class SparseNVM:
         _check(self.size, offset, n)
         mv = memoryview(data)
         pages = self.pages
-        i = 0
-        while i < n:
-            pos = offset + i
-            pno = pos // PAGE
-            off = pos - pno * PAGE
-            k = PAGE - off if PAGE - off < n - i else n - i
+        for i, pno, off, k in _pieces(offset, n):
             page = pages.get(pno)
             if page is None:
                 page = bytearray(PAGE)
                 fill_erased(page, 0, PAGE)
                 pages[pno] = page
             page[off:off + k] = mv[i:i + k]
-            i += k
         self.writes += 1
         self.bytes_written += n
 
@@ -133,12 +134,7 @@ class SparseNVM:
         """Set n bytes at offset to 0xFF (whole pages are dropped)."""
         _check(self.size, offset, n)
         pages = self.pages
-        i = 0
-        while i < n:
-            pos = offset + i
-            pno = pos // PAGE
-            off = pos - pno * PAGE
-            k = PAGE - off if PAGE - off < n - i else n - i
+        for _i, pno, off, k in _pieces(offset, n):
             if k == PAGE:
                 if pno in pages:
                     del pages[pno]
@@ -146,7 +142,6 @@ class SparseNVM:
                 page = pages.get(pno)
                 if page is not None:
                     fill_erased(page, off, k)
-            i += k
         self.bytes_written += n
 
     def flush(self):

@@ -52,6 +52,8 @@ class SimClock:
         self._real_ms = real_ms or _real_ms_fn()
         self._last_real = self._real_ms()
         self._frac = 0.0
+        # time() made last: for sim_ms second _w_s under shift _w_shift (one int a second)
+        self._w_s = self._w_shift = self._w_t = None
 
     def _poll(self):
         if not self.speed:
@@ -76,7 +78,15 @@ class SimClock:
     def time(self):
         """Unix seconds (UTC) of the simulated wall clock."""
         self._poll()
-        return self.start_s + self.wall_shift_s + self.sim_ms // 1000
+        s = self.sim_ms // 1000
+        if s != self._w_s or self.wall_shift_s != self._w_shift:  # (big ints on 32-bit ports)
+            if self._w_s is not None and s == self._w_s + 1 and self.wall_shift_s == self._w_shift:
+                self._w_t += 1  # the next second: one int made, not two
+            else:
+                self._w_t = self.start_s + self.wall_shift_s + s
+            self._w_s = s
+            self._w_shift = self.wall_shift_s
+        return self._w_t
 
     def time_ms(self):
         """Simulated milliseconds since the Unix epoch (wall clock)."""
@@ -324,17 +334,25 @@ class SimMeasure:
     def __init__(self, load, voltage_mv=230000):
         self.load = load
         self.voltage_mv = voltage_mv
+        self._last = None  # the last (p, v, i) sampled
 
     def sample(self, now_s):
         """(power_w, voltage_mv, current_ma) at Unix time now_s."""
         p = self.load.power_at(now_s)
         v = self.voltage_mv
+        last = self._last
+        if last is not None and last[0] == p and last[1] == v:
+            return last  # a steady load: the same answer, nothing allocated
         if not v:
-            return p, v, 0
-        # |p| * 10**6 // v in two steps that stay small ints on a 32-bit port (exact: with
-        # |p| * 1000 = q * v + r, |p| * 10**6 // v = 1000 * q + 1000 * r // v)
-        q, r = divmod((p if p >= 0 else -p) * 1000, v)
-        return p, v, q * 1000 + r * 1000 // v
+            i = 0
+        else:
+            # |p| * 10**6 // v in two steps that stay small ints on a 32-bit port (exact: with
+            # |p| * 1000 = q * v + r, |p| * 10**6 // v = 1000 * q + 1000 * r // v)
+            a = (p if p >= 0 else -p) * 1000
+            q = a // v
+            i = q * 1000 + (a - q * v) * 1000 // v
+        last = self._last = (p, v, i)
+        return last
 
 
 class SimRelay:

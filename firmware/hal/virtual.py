@@ -19,10 +19,15 @@ class SteadyMeasure:
     def __init__(self, watts, voltage_mv=230000):
         self.watts = int(watts)
         self.voltage_mv = voltage_mv
+        self._last = None
 
     def sample(self, now_s):
         p = self.watts
-        return p, self.voltage_mv, (p if p >= 0 else -p) * 1000000 // self.voltage_mv
+        last = self._last
+        if last is None or last[0] != p or last[1] != self.voltage_mv:  # made once, not a tick
+            last = self._last = (p, self.voltage_mv,
+                                 (p if p >= 0 else -p) * 1000000 // self.voltage_mv)
+        return last
 
 
 class LatchRelay:
@@ -55,6 +60,7 @@ class SoftClock:
         self._base_s = int(start_s)
         self._base_ticks = ticks_ms()
         self._ms = 0  # ms since the base, accumulated so that the ticks' wrap does not matter
+        self._w_s = self._w_base = self._w_t = None  # time() made last, for s since the base
 
     def ticks_ms(self):
         return ticks_ms()
@@ -63,7 +69,15 @@ class SoftClock:
         now = ticks_ms()
         self._ms += ticks_diff(now, self._base_ticks)
         self._base_ticks = now
-        return self._base_s + self._ms // 1000
+        if self._ms >= 86400000:  # fold whole days into the base: _ms stays a small int
+            self._base_s += self._ms // 1000
+            self._ms %= 1000
+        s = self._ms // 1000
+        if s != self._w_s or self._base_s != self._w_base:  # one int a second (big, 32-bit)
+            self._w_s = s
+            self._w_base = self._base_s
+            self._w_t = self._base_s + s
+        return self._w_t
 
     def set_time(self, t):
         """Re-base the clock on Unix second t (a clock SET)."""

@@ -14,10 +14,10 @@ METER_ID = "BJL0000042"
 KEY = tc.derive_key(VKEY, METER_ID, 0)
 
 
-def make_meter(t0, nvm=None):
+def make_meter(t0, nvm=None, config=None):
     """A Meter at Unix time t0 (clock advanced by hand) with an opening balance of 0."""
     hal = SimHal(SimClock(t0), nvm=nvm if nvm is not None else MemNVM(65536))
-    return Meter(hal, Config(meter_id=METER_ID), keys={0: KEY}, interval_capacity=96,
+    return Meter(hal, config or Config(meter_id=METER_ID), keys={0: KEY}, interval_capacity=96,
                  daily_capacity=31, event_capacity=16)
 
 

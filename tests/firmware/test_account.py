@@ -42,6 +42,37 @@ def test_tariff_wraps_when_first_zone_is_not_midnight():
     assert t.next_change(local(2026, 11, 23, 3, 0)) == local(2026, 11, 23, 6, 0)
 
 
+def test_tariff_answers_the_same_in_any_order_of_times_and_offsets():
+    """rate_at/next_change keep the zone found last (no Unix-second arithmetic per tick on a
+    32-bit port): a tariff asked in any order, backwards, across days and with another local
+    offset answers as a fresh one asked once."""
+    zones = [(0, 500), (6 * 3600, 700), (18 * 3600, 900), (22 * 3600, 600)]
+    kept = Tariff(zones)
+    times = [T0 + k * 1777 for k in range(120)]
+    times += [T0 + 5 * 86400 - k * 3001 for k in range(60)]  # backwards
+    times += [local(2026, 11, 23, 6, 0) + d for d in (-1, 0, 1, -1, 86400, 86399, 0)]
+    for i, t in enumerate(times):
+        tz = 19800 if i % 7 else 0
+        fresh = Tariff(zones)
+        assert kept.rate_at(t, tz) == fresh.rate_at(t, tz), (t, tz)
+        assert kept.next_change(t, tz) == Tariff(zones).next_change(t, tz), (t, tz)
+
+
+def test_daily_charge_follows_a_restored_or_reset_last_day():
+    """tick() keeps the end of the last charged day; a last day set from outside (a restored
+    record) or another local offset is judged afresh, not from what was kept."""
+    a = Account(Tariff([(0, 500)], daily_charge=250))
+    a.apply_credit(100000, T0)
+    assert a.tick(T0) == 250
+    assert a.tick(T0 + 60) == 0
+    a.last_daily_day -= 2  # as a restore of an older record would leave it
+    assert a.tick(T0 + 120) == 2 * 250
+    a.tz_offset_s = 0  # UTC: the local day may differ; nothing is charged twice for it
+    day = a.last_daily_day
+    got = a.tick(T0 + 180)
+    assert got == (250 if T0 // 86400 > day else 0), (got, day)
+
+
 def test_tariff_validation():
     for bad in ([], [(0, -1)], [(0, 1.5)], [(86400, 5)], [(-1, 5)], [(100, 5), (100, 6)],
                 [(200, 5), (100, 6)], [(0,)], [(0, 1, 2)], 5, [(0, 10 ** 7)], [(i, 1) for i in range(17)]):

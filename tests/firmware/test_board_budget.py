@@ -12,6 +12,7 @@ import sys
 
 from firmware import token_codec as tc
 from firmware.cipher import backend_name
+from firmware.config import Config
 from firmware.cosem import table as T
 from firmware.dlms import ObjectTable
 from firmware.dlms import axdr as D
@@ -30,9 +31,10 @@ T0 = 1767600000
 PLAIN_GET_MAX = 512
 CIPHERED_GET_MAX = 1536
 TOKEN_ENTRY_MAX = 8192
-# idle metering tick: the goal is 0; what is left is big-int arithmetic on the meter's time
-# axis (Unix ms and s are big ints on a 32-bit port), so this is a ceiling, not the goal
-IDLE_TICK_MAX = 800
+# idle metering tick: nothing within a second; the tick that enters a new second makes that
+# second's int twice (the clock's reading and the meter's next second: Unix seconds are big
+# ints on a 32-bit port, 32 B each)
+SECOND_OF_IDLE_TICKS_MAX = 64
 
 
 def _scale():
@@ -105,22 +107,44 @@ def test_token_entry_allocates_at_most_8_kb():
         assert used <= TOKEN_ENTRY_MAX * _scale(), used
 
 
-def test_idle_metering_tick_allocation_is_bounded():
-    """One pass of the board loop with nothing to save or answer: 200 ms of a 1.5 kW load
-    (1,440 B before the demand block, profile period and window edges were kept as compared
-    boundaries and the energy remainder in small ints)."""
-    m = cosem_meter.make_meter(T0)
+def _idle_ticks(config=None):
+    """The bytes each of 10 idle 200 ms ticks allocates (2 s of a 1.5 kW load, nothing to save
+    or answer), or None on CPython; the meter checks that it metered."""
+    m = cosem_meter.make_meter(T0, config=config)
     m.hal.measure.load = ConstantLoad(1500)
     m.provision_credit(20000)
     m.hal.clock.advance(6 * 3600)
     m.tick()
-    for _ in range(3):  # the first ticks of a period may save or journal
+    for _ in range(5):  # the first ticks of a period may save, journal or fill caches
         m.hal.clock.advance_ms(200)
         m.tick()
     wh = m.metrology.import_reg.total_mwh()
-    m.hal.clock.advance_ms(200)
-    _, used = allocated(m.tick)
+    used = []
+    for _ in range(10):
+        m.hal.clock.advance_ms(200)
+        used.append(allocated(m.tick)[1])
     assert m.metrology.import_reg.total_mwh() > wh  # it metered
-    if used is not None:
-        print("idle tick: %d B" % used)
-        assert used <= IDLE_TICK_MAX * _scale(), used
+    return None if used[0] is None else used
+
+
+def _check_idle(used):
+    if used is None:
+        return
+    print("idle ticks: %r" % used)
+    # 4 ticks of 5 stay within their second (the meter's second is reached on the 5th)
+    assert sorted(used)[:8] == [0] * 8, used
+    assert max(used) <= SECOND_OF_IDLE_TICKS_MAX * _scale(), used
+
+
+def test_idle_metering_ticks_allocate_nothing_within_a_second():
+    """One pass of the board loop with nothing to save or answer allocates nothing unless it
+    enters a new second, and then one int for it on each side of the clock (608 B a tick
+    before the meter kept its time as a second and ms into it and the compared boundaries)."""
+    _check_idle(_idle_ticks())
+
+
+def test_idle_ticks_allocate_nothing_with_a_time_of_use_tariff_and_daily_charge():
+    """The same with a two-zone tariff and a daily charge (the zone and the day are kept
+    until they end, not recomputed from the Unix second each tick)."""
+    _check_idle(_idle_ticks(Config(meter_id=cosem_meter.METER_ID, daily_charge=500,
+                                   tariff_zones=((0, 500), (64800, 900)))))
