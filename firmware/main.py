@@ -5,9 +5,11 @@ module firmware.hal.<hal> whose `Hal` class it builds: "board" (machine.*, the d
 or "qemu" for the PC targets; the files are read from the working directory), the meter
 (configuration and keys live in the NVM file; a one-time /bijli_provision.json with
 {"meter_id": "...", "keys": {"0": "32 hex digits"}} is imported and then deleted), and runs
-the loop: tick the meter, poll the services, feed the watchdog.
+the loop: tick the meter, poll the services, feed the watchdog, every LOOP_MS by the clock's
+ticks; in between, the loop waits for input on the UART and polls the services as soon as a
+request arrives (`input_wait`), so an answer does not wait for the next tick.
 
-Services are objects with `poll(meter)`, called on every loop pass. The UART carries the
+Services are objects with `poll(meter)`, called on every loop pass and whenever input arrived. The UART carries the
 DLMS/COSEM server over HDLC (`firmware.cosem.service.DlmsUartService`) by default, or the text
 `LinePort` with `"uart_mode": "line"`; more can be passed with `run(services=[...])`.
 DLMS keys come from `"dlms": {"ek": hex, "ak": hex, "password": "..."}` in the provisioning
@@ -21,6 +23,7 @@ import os
 import struct
 import time
 
+from firmware.compat import ticks_add, ticks_diff
 from firmware.config import Config
 from firmware.cosem.service import (
     COUNTER_RECORD_MAX,
@@ -57,7 +60,8 @@ DEFAULT_PINS = {
 # relative to the working directory: "/" on a board, the state directory on the unix port
 BOARD_FILE = "bijli_board.json"
 PROVISION_FILE = "bijli_provision.json"
-LOOP_MS = 200
+LOOP_MS = 200  # the tick period: the meter is ticked by time, however much traffic there is
+WAIT_STEP_MS = 5  # a UART without wait() (machine.UART): how often any() is asked meanwhile
 TAG_DLMS = 3  # storage tag of the DLMS security record (after the meter's own units)
 DLMS_MAX = 80
 TAG_DLMS_COUNTERS = 4  # the DLMS invocation counters (ours reserved ahead, the clients' last)
@@ -394,18 +398,87 @@ def _reboot(hal):
     return meter
 
 
-def loop_pass(hal, meter, services, guard):
+def loop_pass(hal, meter, services, guard, tick=True):
     """One pass of the main loop; returns the meter (a new one after a power return).
+    `tick`: False for a pass between two ticks (input arrived): the services only.
 
     Everything it calls runs under the never-raise `guard` (firmware.guard): a fault in a
     tick, a save or a request is logged and counted, and the loop goes on serving."""
-    if meter.down and hal.inputs.power_ok():
-        meter = guard.run("new boot", _reboot, hal) or meter
-    guard.run("meter tick", meter.tick)
+    if tick:
+        if meter.down and hal.inputs.power_ok():
+            meter = guard.run("new boot", _reboot, hal) or meter
+        guard.run("meter tick", meter.tick)
     for s in services:
         guard.run("service", s.poll, meter)
-    if hal.wdt is not None:
+    if tick and hal.wdt is not None:
         hal.wdt.feed()
+    return meter
+
+
+def sleep_ms(ms):
+    """Sleep `ms` milliseconds (MicroPython's time.sleep_ms; time.sleep where there is none)."""
+    if hasattr(time, "sleep_ms"):
+        time.sleep_ms(ms)
+    else:
+        time.sleep(ms / 1000)
+
+
+class PolledWait:
+    """wait(ms) for a UART without its own (machine.UART): any() asked every `step` ms until
+    input is waiting or `ms` ran out; True if it is. Without a UART: sleeps `ms`."""
+
+    def __init__(self, uart, sleep_ms, step=WAIT_STEP_MS):
+        self.uart = uart
+        self.sleep_ms = sleep_ms
+        self.step = step
+
+    def __call__(self, ms):
+        uart = self.uart
+        while True:
+            if uart is not None and uart.any():
+                return True
+            if ms <= 0:
+                return False
+            n = self.step if uart is not None and ms > self.step else ms
+            self.sleep_ms(n)
+            ms -= n
+
+
+def input_wait(uart, sleep=None):
+    """The loop's wait(ms) -> bool (True: input is waiting): the UART's own `wait(ms)` where
+    its HAL has one (select.poll on the unix port's socket, the QEMU board's serial port),
+    else a PolledWait over its any()."""
+    wait = getattr(uart, "wait", None)
+    if wait is not None:
+        return wait
+    return PolledWait(uart, sleep or sleep_ms)
+
+
+def serve(hal, meter, services, guard, wait, period=LOOP_MS, passes=None, sleep=sleep_ms):
+    """The main loop: a full pass (tick, services, watchdog) every `period` ms of the clock's
+    ticks, and between two the services alone whenever `wait(ms)` says input arrived. A loop
+    that fell behind (a long request) ticks once, not once per period missed: the tick steps
+    the time elapsed anyway. `passes`: stop after that many (tests); None: never returns.
+    A `wait` that raises is logged and replaced by a plain `sleep` of the rest of each period
+    (as the loop was before it waited for input): the meter keeps serving."""
+    ticks = hal.clock.ticks_ms
+    due = ticks()
+    while passes is None or passes > 0:
+        now = ticks()
+        full = ticks_diff(now, due) >= 0
+        meter = loop_pass(hal, meter, services, guard, full)
+        if full:
+            due = ticks_add(due, period)
+            if ticks_diff(due, now) <= 0:
+                due = ticks_add(now, period)
+        if passes is not None:
+            passes -= 1
+        left = ticks_diff(due, ticks())
+        if left > 0:
+            faults = guard.total
+            guard.run("input wait", wait, left)
+            if guard.total != faults:
+                wait = PolledWait(None, sleep)
     return meter
 
 
@@ -417,9 +490,7 @@ def run(services=None, board=None, prov=None):
     port = uart_service(hal, meter, pins, dlms, guard)
     if port is not None:
         services.append(port)
-    while True:
-        meter = loop_pass(hal, meter, services, guard)
-        time.sleep_ms(LOOP_MS)
+    serve(hal, meter, services, guard, input_wait(hal.uart))
 
 
 if __name__ == "__main__":

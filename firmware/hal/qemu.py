@@ -5,7 +5,9 @@ passes the settings and the provisioning to the entry point over the raw REPL
 (`firmware.main.run(board={...}, prov={...})`, see hil/mpy_meter.py).
 
 - UART: the board's serial port, which is also the REPL's (QEMU exposes it as a pty or TCP):
-  Ctrl-C is turned off so that HDLC frames may carry 0x03.
+  Ctrl-C is turned off so that HDLC frames may carry 0x03. Its `wait(ms)` (the main loop's
+  idle) asks the port every millisecond and sleeps in between with the CPU's WFI, so the
+  loop answers a request at once and QEMU idles instead of spinning a host core.
 - NVM: `nvm_size` bytes of the board's SSRAM at 0x21000000, outside the GC heap like a board's
   flash; erased (0xFF) on the first boot, kept over soft resets.
 - Clock: no RTC (firmware.hal.virtual.SoftClock, counted on the ticks). A new meter's clock
@@ -24,6 +26,7 @@ import time
 import micropython
 import uctypes
 
+from firmware.compat import ticks_add, ticks_diff, ticks_ms
 from firmware.hal.nvm import MemNVM, fill_erased
 from firmware.hal.virtual import LatchRelay, QuietInputs, SoftClock, SteadyMeasure
 
@@ -42,6 +45,18 @@ def region_nvm(size, base=NVM_BASE):
     return MemNVM(size, buf)
 
 
+def _wfi():
+    """A function that waits for the next interrupt (the CPU's WFI: the 1 ms SysTick at the
+    latest), compiled with the inline Thumb assembler at run time (the frozen image holds
+    bytecode only); None where that cannot be had: the wait then spins on the ticks."""
+    try:
+        scope = {"micropython": micropython}
+        exec("@micropython.asm_thumb\ndef wfi():\n    wfi()\n", scope)
+        return scope["wfi"]
+    except Exception:  # noqa: BLE001 - no inline assembler: spin, as the port's sleep does
+        return None
+
+
 class StdioUart:
     """machine.UART-like access to the serial port behind sys.stdin/sys.stdout."""
 
@@ -54,6 +69,7 @@ class StdioUart:
         self.buf = bytearray(size)
         self.one = bytearray(1)
         self.n = 0
+        self.idle = _wfi()
 
     def any(self):
         """Bytes waiting (moved from the port into the buffer, as a UART driver's ring)."""
@@ -62,6 +78,17 @@ class StdioUart:
             self.buf[self.n] = self.one[0]
             self.n += 1
         return self.n
+
+    def wait(self, ms):
+        """Until a byte is waiting or `ms` ran out (the main loop's idle): True if one is."""
+        end = ticks_add(ticks_ms(), ms)
+        idle = self.idle
+        while not self.n and not self.poller.poll(0):
+            if ticks_diff(end, ticks_ms()) <= 0:
+                return False
+            if idle is not None:
+                idle()
+        return True
 
     def read(self, n):
         if not self.any():

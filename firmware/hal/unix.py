@@ -7,7 +7,8 @@ directory: run the port in a state directory, e.g.
 
 - UART: a TCP server on `"tcp": "127.0.0.1:PORT"` (one client at a time; HDLC on the stream,
   as on a serial line, or the DLMS wrapper with `"uart_mode": "wrapper"`, as the emulator's
-  `--tcp`).
+  `--tcp`). Its `wait(ms)` blocks in select.poll until input comes, so the main loop answers
+  a request at once instead of at its next tick.
 - NVM: the file `nvm_path` (default bijli.nvm) in the state directory (firmware.hal.nvm.FileNVM).
 - Clock: the host's; a DLMS clock SET shifts the meter's clock, not the host's.
 - No metering chip: a steady load of `"load_w"` watts (default 1000); the relay only remembers.
@@ -49,6 +50,8 @@ class TcpUart:
         self.server.bind(socket.getaddrinfo(host, int(port))[0][-1])
         self.server.listen(1)
         self.server.setblocking(False)
+        self.listening = select.poll()  # a client connecting wakes the main loop's wait
+        self.listening.register(self.server, select.POLLIN)
         self.client = None
         self.poller = None
         self.connections = 0  # clients accepted so far (a wrapper service starts each afresh)
@@ -84,6 +87,16 @@ class TcpUart:
             if self.client is None:
                 return 0
         return 512 if self.poller.poll(0) else 0
+
+    def wait(self, ms):
+        """Until a byte, a hang-up or a new client is waiting, or `ms` ran out (the main
+        loop's idle, firmware/main.py): True if something is."""
+        if self.client is None:
+            if not self.listening.poll(ms):
+                return False
+            self._accept()
+            return self.client is not None
+        return bool(self.poller.poll(ms))
 
     def read(self, n):
         if self.client is None:
