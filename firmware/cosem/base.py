@@ -207,8 +207,8 @@ class CosemObject:
             return encode_value(a.type, a.get(self))
         except ValueError:
             return TYPE_UNMATCHED if selector else OTHER_REASON
-        except Exception:  # noqa: BLE001 - a fault in a getter must not kill the server
-            return OTHER_REASON
+        except Exception as e:  # noqa: BLE001 - a fault in a getter must not kill the server
+            return told(assoc, "COSEM get", e, OTHER_REASON)
 
     def set(self, attr_id, value, assoc):
         """Write an attribute from its A-XDR bytes (or a decoded (tag, value)); result code."""
@@ -222,8 +222,8 @@ class CosemObject:
             return a.set(self, tv)
         except ValueError:
             return TYPE_UNMATCHED
-        except Exception:  # noqa: BLE001
-            return OTHER_REASON
+        except Exception as e:  # noqa: BLE001
+            return told(assoc, "COSEM set", e, OTHER_REASON)
 
     def action(self, method_id, params, assoc):
         """Invoke a method; (action-result code, return data bytes or None)."""
@@ -239,8 +239,17 @@ class CosemObject:
             return m.fn(self, tv, assoc)
         except ValueError:
             return TYPE_UNMATCHED, None
-        except Exception:  # noqa: BLE001
-            return OTHER_REASON, None
+        except Exception as e:  # noqa: BLE001
+            return told(assoc, "COSEM action", e, (OTHER_REASON, None))
+
+
+def told(assoc, where, exc, answer):
+    """`answer` (the refusal), after telling the association's `fault(where, exc)` (the
+    server's: the board's guard counts and logs it) of the exception contained here."""
+    fault = getattr(assoc, "fault", None)
+    if fault is not None:
+        fault(where, exc)
+    return answer
 
 
 def obis(a, b, c, d, e, f=255):

@@ -76,6 +76,8 @@ class DlmsEndpoint:
         self.server = server
         self.meter = meter
         self.guard = guard if guard is not None else Guard()
+        # what the server and its objects refuse for an exception is counted and logged too
+        server.on_fault = self.guard.caught
         self.counters = counters
         self.save_lockouts = save_lockouts
         self.lockouts_saved = server.throttle.dump()  # what the record holds

@@ -124,8 +124,11 @@ class Association:
     """One application association of a client SAP on a session; `state` moves only by
     `go(event)`, along _STATES."""
 
-    def __init__(self, client_sap, mechanism, ciphered):
+    def __init__(self, client_sap, mechanism, ciphered, fault=None):
         self.client_sap = client_sap
+        # fault(where, exc): the server's, told of an exception an object contained
+        # (firmware/cosem/base.py answers it with a refusal)
+        self.fault = fault
         self.mechanism = mechanism
         self.ciphered = ciphered
         self.state = IDLE
@@ -180,6 +183,14 @@ class DlmsServer:
         self.conformance = SERVER_CONFORMANCE
         self._push_id = 0
         self.stats = {"requests": 0, "refused": 0, "security_errors": 0}
+        # on_fault(where, exc): told of every exception a catch-all below turns into a refusal
+        # (the board's never-raise guard counts and logs it), so the cause is never lost
+        self.on_fault = None
+
+    def fault(self, where, exc):
+        """Report an exception a catch-all answered with a refusal (to `on_fault`)."""
+        if self.on_fault is not None:
+            self.on_fault(where, exc)
 
     def session(self):
         """A new session (one per HDLC link or TCP connection)."""
@@ -248,8 +259,9 @@ class Session:
         except DecodeError:
             srv.stats["refused"] += 1
             return _exc(A.STATE_SERVICE_UNKNOWN, A.EXC_OTHER_REASON)
-        except Exception:  # an object or codec bug must not take the meter down
+        except Exception as e:  # an object or codec bug must not take the meter down
             srv.stats["refused"] += 1
+            srv.fault("DLMS request", e)
             return _exc(A.STATE_SERVICE_NOT_ALLOWED, A.EXC_OTHER_REASON)
 
     # -- top level ---------------------------------------------------------------------------
@@ -347,7 +359,7 @@ class Session:
         refusal = self._authenticate(sap, q, mech, ciphered, ctx)
         if refusal is not None:
             return refusal
-        assoc = Association(sap, mech, ciphered)
+        assoc = Association(sap, mech, ciphered, self.server.fault)
         return self._initiate(assoc, q, ctx) or self._accept(assoc, q, ctx)
 
     def _authenticate(self, sap, q, mech, ciphered, ctx):
@@ -514,7 +526,8 @@ class Session:
             if isinstance(r, (bytes, bytearray)):
                 return bytes(r)
             return axdr.encode(r)
-        except Exception:
+        except Exception as e:
+            self.server.fault("DLMS read", e)
             return A.OTHER_REASON
 
     def _list_results(self, assoc, descs):
@@ -589,7 +602,8 @@ class Session:
         try:
             r = obj.set(attr, value, assoc)
             return r & 0xFF if isinstance(r, int) else A.OTHER_REASON
-        except Exception:
+        except Exception as e:
+            self.server.fault("DLMS write", e)
             return A.OTHER_REASON
 
     def _set(self, assoc, apdu):
@@ -667,7 +681,8 @@ class Session:
             if isinstance(data, (bytes, bytearray)):
                 return result & 0xFF, bytes(data)
             return result & 0xFF, axdr.encode(data)
-        except Exception:
+        except Exception as e:
+            self.server.fault("DLMS action", e)
             return A.OTHER_REASON, None
 
     def _hls(self, assoc, params):
