@@ -48,6 +48,7 @@ def _make_target(spec, keys_file):
 
 
 def _progress_table(session):
+    from rich.console import Group
     from rich.table import Table
 
     elapsed = max(1e-9, time.time() - session.started)
@@ -62,6 +63,31 @@ def _progress_table(session):
               str(len(session.findings)), "%d APDU types x objects" % len(session.coverage))
     for f in session.findings:
         t.add_row("", "", "", "", "", "", f["symptom"][:60])
+    return Group(t, _coverage_table(session.coverage))
+
+
+def coverage_by_kind(coverage):
+    """{APDU type: (objects or variants exercised, times)} of a session's coverage, whose
+    keys are "TYPE: OBJECT" (or "TYPE" alone for an answer's type)."""
+    out = {}
+    for key, n in coverage.items():
+        kind = key.split(": ", 1)[0]
+        objects, times = out.get(kind, (0, 0))
+        out[kind] = (objects + 1, times + n)
+    return dict(sorted(out.items()))
+
+
+def _coverage_table(coverage):
+    """APDU types x objects: per type, how many objects (or variants) and how often."""
+    from rich.table import Table
+
+    t = Table(title="coverage: APDU types x objects")
+    for name in ("APDU type", "objects", "times", "APDU type ", "objects ", "times "):
+        t.add_column(name, justify="left" if name.startswith("APDU") else "right")
+    rows = [(k, str(o), str(n)) for k, (o, n) in coverage_by_kind(coverage).items()]
+    half = (len(rows) + 1) // 2
+    for left, right in zip(rows[:half], rows[half:] + [("", "", "")]):
+        t.add_row(*(left + right))
     return t
 
 

@@ -57,7 +57,7 @@ def test_the_sound_meter_survives_a_short_fuzz_run():
     with EmulatorTarget() as meter:
         report = FuzzSession(meter, seed=1, max_examples=10).run()
     assert report["findings"] == [] and report["cases"] >= 10
-    assert any(k.startswith("AARQ utility") for k in report["coverage"])
+    assert any(k.startswith("AARQ: utility") for k in report["coverage"])
 
 
 def test_a_token_accepted_twice_is_a_finding():
@@ -149,3 +149,23 @@ def test_a_capture_is_a_seed_corpus(tmp_path):
              "frame": {"hex": "00 01 ** **"}})  # nor is a record with a secret masked out
     w.close()
     assert S.corpus_from_captures([path]) == [get_clock]
+
+
+def test_the_live_display_shows_coverage_of_apdu_types_by_objects():
+    import time
+
+    from rich.console import Console
+
+    from cli.fuzz import _progress_table, coverage_by_kind
+
+    coverage = {"GET: 8/0.0.1.0.0.255:2": 3, "GET: undefined object": 2,
+                "GET selective: 7/1.0.99.1.0.255:2 range": 5, "GetResponseNormal": 9}
+    assert coverage_by_kind(coverage) == {"GET": (2, 5), "GET selective": (1, 5),
+                                          "GetResponseNormal": (1, 9)}
+    session = type("S", (), {"started": time.time() - 10, "spec": "emulator", "seed": 1,
+                             "cases": 20, "steps": 400, "findings": [], "coverage": coverage,
+                             "associations": {"attempted": 20}})()
+    console = Console(width=160, record=True)
+    console.print(_progress_table(session))
+    text = console.export_text()
+    assert "coverage: APDU types x objects" in text and "GET selective" in text

@@ -62,7 +62,7 @@ def test_segmented_frames_and_windows_carry_a_block_transfer(sound_pty, max_info
     case.run({"op": "get", "class": 15, "obis": "0.0.40.0.0.255", "attr": 2,
               "blocks": "in-order"})
     assert len(log) > before + 1  # the object list came (in blocks, in segments)
-    assert case.coverage["HDLC link max_info %d window %d" % (max_info, window)] == 1
+    assert case.coverage["HDLC link: max_info %d window %d" % (max_info, window)] == 1
     case.close()
 
 

@@ -7,6 +7,11 @@ A step is one of (hex: octets as hex text):
     {"op": "release"}
     {"op": "get", "class": C, "obis": "a.b.c.d.e.f", "attr": A, "access": HEX|null,
      "blocks": "in-order|repeat|skip|abandon"}
+    {"op": "select", "class": C, "obis": O, "attr": A, "selective": BOOL, "selector": N,
+     "spec": {...}, "access": HEX, "expect": {...}}
+                                                     a GET with selective access (range /
+                                                     entry descriptors, hil/fuzz/selective.py);
+                                                     access and expect are filled when it runs
     {"op": "set", "class": C, "obis": O, "attr": A, "data": HEX}
     {"op": "action", "class": C, "obis": O, "method": M, "data": HEX|null}
     {"op": "token", "kind": "fresh|replay|garbage", "rupees": N, "digits": TEXT}
@@ -35,9 +40,11 @@ import datetime
 import re
 import time
 
+from hil.fuzz import selective
 from hil.targets.base import HARD_RESET, POWER_CYCLE, ROLES
 from protocol.apdu import decode_apdu_prefix
 from protocol.apdu.ciphered import SERVICE_SPECIFIC_TAGS
+from protocol.apdu.common import DataAccessResult
 from protocol.client import DlmsClient
 from protocol.cosem_types import CosemDateTime
 from protocol.errors import (
@@ -58,6 +65,20 @@ _CIPHERED_REPLY = (0xDB, 0xDC) + tuple(SERVICE_SPECIFIC_TAGS)
 # xDLMS responses whose third octet is the invoke-id-and-priority of the request
 _RESPONSES_WITH_INVOKE = {GET: 0xC4, SET: 0xC5, ACTION: 0xC7}
 MAX_BLOCKS = 64
+
+
+_SELECTORS = {1: "range", 2: "entry"}
+
+
+def covered_object(class_id, obis, member):
+    """How the coverage names an object's member: "class/obis:member" for the objects the
+    fuzzer addresses on purpose, "undefined object" for a random descriptor (each would
+    otherwise be an entry of its own)."""
+    from hil.fuzz.strategies import KNOWN_OBJECTS
+
+    if (int(class_id), str(obis)) not in KNOWN_OBJECTS:
+        return "undefined object"
+    return "%d/%s:%d" % (class_id, obis, member)
 
 
 class Finding(Exception):
@@ -135,6 +156,7 @@ class Case:
         self.failed = False  # a step broke an oracle: the after-case invariants mean nothing
         self.hdlc_params = None  # HDLC parameters proposed by the next associations (link op)
         self.powered = 0  # power cycles / resets done in this case
+        self._capture_defs = {}  # profile OBIS -> its capture objects (selective access)
         self._iip = 0
 
     # ---- the link ------------------------------------------------------------------------------
@@ -165,7 +187,7 @@ class Case:
         return 0xC0 | self._iip
 
     def _cover(self, kind, what):
-        key = "%s %s" % (kind, what)
+        key = "%s: %s" % (kind, what) if what else kind
         self.coverage[key] = self.coverage.get(key, 0) + 1
 
     def _send(self, request, cipher=None):
@@ -214,7 +236,7 @@ class Case:
     def run(self, step):
         """Execute one step (see the module docstring)."""
         op = step["op"]
-        if op in ("get", "set", "action", "forge", "clock", "token", "sequence") \
+        if op in ("get", "select", "set", "action", "forge", "clock", "token", "sequence") \
                 and self.client is None:
             # no association (released, or dropped by a malformed step): the last one again
             self._associate({"op": "associate", "role": self.last_role or "public"})
@@ -268,19 +290,26 @@ class Case:
         self.close()
 
     def _get(self, step):
+        """A GET (with the step's access selection, if any); returns its outcome for the
+        selective-access oracle: ("silent",), ("refused", what), ("data", value),
+        ("incomplete",) (a block transfer not taken to its end) or ("other", first octets)."""
         iip = self._next_iip()
         req = bytes((GET, 1, iip)) + descriptor(step["class"], step["obis"], step["attr"])
         access = step.get("access")
         req += b"\x01" + bytes.fromhex(access) if access else b"\x00"
-        self._cover("GET", "%d/%s:%d" % (step["class"], step["obis"], step["attr"]))
+        self._cover("GET", covered_object(step["class"], step["obis"], step["attr"]))
         reply, decoded = self._send(req)
-        blocks = 0
+        outcome = _outcome(reply, decoded)
+        blocks, chunks = 0, []
         mode = step.get("blocks", "in-order")
         while reply is not None and reply[:2] == b"\xC4\x02" and blocks < MAX_BLOCKS:
-            last = getattr(decoded, "last_block", True)
+            raw = getattr(decoded, "raw_data", None)
+            if not isinstance(raw, (bytes, bytearray)):
+                return ("refused", raw)  # the transfer ended with a data-access-result
+            chunks.append(bytes(raw))
+            if getattr(decoded, "last_block", True):
+                return _joined(chunks)
             number = getattr(decoded, "block_number", 0)
-            if last:
-                break
             blocks += 1
             self._cover("GET-next", mode)
             if mode == "abandon":
@@ -289,19 +318,95 @@ class Case:
             reply, decoded = self._send(bytes((GET, 2, iip)) + ask.to_bytes(4, "big"))
             if mode != "in-order":
                 break
+            if reply is not None and reply[:2] != b"\xC4\x02":
+                return _outcome(reply, decoded)  # the transfer ended otherwise
+        return ("incomplete",) if chunks else outcome
+
+    def _select(self, step):
+        """A GET with selective access (hil/fuzz/selective.py): the descriptor is resolved
+        against the meter once, then the answer must match what was asked."""
+        if "access" not in step:
+            context = self._selection_context(step)
+            if context is None:
+                return
+            access, expect = selective.build(step, *context)
+            step["access"], step["expect"] = access.hex(), expect
+        self._cover("GET selective", "%s %s" % (
+            covered_object(step["class"], step["obis"], step["attr"]),
+            _SELECTORS.get(int(step["selector"]) & 0xFF, "undefined selector")))
+        outcome = self._get(dict(step, blocks="in-order"))
+        if outcome[0] == "other":
+            raise Finding("answer of another service",
+                          "a GET with access selection answered by 0x%s" % outcome[1])
+        try:
+            selective.check(step["expect"], outcome)
+        except selective.Mismatch as m:
+            raise Finding(m.kind, m.detail) from None
+
+    def _selection_context(self, step):
+        """(the meter's clock in Unix seconds or None, the profile's capture objects or []),
+        read on the case's association; None when the link went."""
+        c = self.client
+        try:
+            now = c.clock().timestamp()
+        except (ServiceError, AssociationError, DecodeError, ValueError, OverflowError,
+                TypeError):
+            now = None  # refused, or a link without an association (after a raw step)
+        except LinkError:
+            self._drop()
+            return None
+        defs = []
+        if step["class"] == 7:
+            key = step["obis"]
+            if key not in self._capture_defs:
+                try:
+                    got = c.get(7, Obis(key), 3)
+                    self._capture_defs[key] = list(got) if isinstance(got, list) else []
+                except (ServiceError, AssociationError, DecodeError):
+                    self._capture_defs[key] = []
+                except LinkError:
+                    self._drop()
+                    return None
+            defs = self._capture_defs[key]
+        return now, defs
 
     def _set(self, step):
-        req = bytes((SET, 1, self._next_iip())) + descriptor(step["class"], step["obis"],
-                                                             step["attr"])
-        self._cover("SET", "%d/%s:%d" % (step["class"], step["obis"], step["attr"]))
-        self._send(req + b"\x00" + bytes.fromhex(step["data"]))
+        """A SET; when the meter refuses it, the attribute (one the fuzzer knows, not the
+        clock, which moves by itself) must read as before: no refused request changes
+        state."""
+        desc = descriptor(step["class"], step["obis"], step["attr"])
+        watched = covered_object(step["class"], step["obis"], step["attr"]) != \
+            "undefined object" and (step["class"], step["attr"]) != (8, 2)
+        before = self._peek(desc) if watched else None
+        if self.client is None:
+            return
+        req = bytes((SET, 1, self._next_iip())) + desc
+        self._cover("SET", covered_object(step["class"], step["obis"], step["attr"]))
+        reply, _ = self._send(req + b"\x00" + bytes.fromhex(step["data"]))
+        if before is None or reply is None or len(reply) < 4 or \
+                reply[:3] != bytes((0xC5, 1, req[2])) or reply[3] == 0:
+            return  # not a refused SET-response-normal: nothing to compare
+        after = self._peek(desc)
+        if after is not None and after != before:
+            raise Finding("refused request changed state",
+                          "a SET of %s refused (result %d) changed the value"
+                          % (covered_object(step["class"], step["obis"], step["attr"]),
+                             reply[3]))
+
+    def _peek(self, desc):
+        """The encoded value of attribute `desc` as a plain GET answers it in one APDU, or
+        None (refused, in blocks, no answer)."""
+        reply, _ = self._send(bytes((GET, 1, self._next_iip())) + desc + b"\x00")
+        if reply is not None and reply[:2] == b"\xC4\x01" and len(reply) > 4 and reply[3] == 0:
+            return reply[4:]
+        return None
 
     def _action(self, step):
         req = bytes((ACTION, 1, self._next_iip())) + descriptor(step["class"], step["obis"],
                                                                 step["method"])
         data = step.get("data")
         req += b"\x01" + bytes.fromhex(data) if data is not None else b"\x00"
-        self._cover("ACTION", "%d/%s:%d" % (step["class"], step["obis"], step["method"]))
+        self._cover("ACTION", covered_object(step["class"], step["obis"], step["method"]))
         reply, _ = self._send(req)
         if step["class"] in (111, 115) and (reply is None or reply[:4] == bytes(
                 (0xC7, 1, req[2], 0))):
@@ -483,6 +588,28 @@ class Case:
                               "a %s token was accepted" % kind)
             self.tokens.append(step["digits"])  # only accepted ones are replayed
             self.credited_paise += int(step["rupees"]) * 100
+
+
+def _outcome(reply, decoded):
+    """The outcome of a GET's first answer (see Case._get)."""
+    if reply is None:
+        return ("silent",)
+    if reply[0] in _CLEAR_ALLOWED:
+        return ("refused", type(decoded).__name__)
+    if reply[:2] == b"\xC4\x01":
+        result = decoded.result
+        return ("refused", result) if isinstance(result, DataAccessResult) else ("data", result)
+    if reply[:2] == b"\xC4\x02":
+        return ("incomplete",)
+    return ("other", reply[:2].hex())
+
+
+def _joined(chunks):
+    """The outcome of a block transfer taken to its last block: its data, decoded."""
+    try:
+        return ("data", selective.decode_buffer(b"".join(chunks)))
+    except ProtocolError as exc:
+        raise Finding("malformed answer", "a block transfer's data: %s" % exc) from None
 
 
 def snapshot(target, timeout):

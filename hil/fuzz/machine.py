@@ -65,6 +65,12 @@ def machine_for(session):
             self._do({"op": "get", "class": class_id, "obis": obis, "attr": attr,
                       "access": None, "blocks": blocks})
 
+        @rule(read=S.selective_reads())
+        def select(self, read):
+            class_id, obis, attr, has_selective, selector, spec = read
+            self._do({"op": "select", "class": class_id, "obis": obis, "attr": attr,
+                      "selective": has_selective, "selector": selector, "spec": dict(spec)})
+
         @rule(write=S.writes())
         def set(self, write):
             class_id, obis, attr, data = write

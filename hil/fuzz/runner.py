@@ -20,11 +20,14 @@ from hil.fuzz.case import Case, CounterLease, Finding, check_invariants, snapsho
 from hil.fuzz.growth import DEFAULT_LIMIT_KB, GrowthWatch
 from hil.fuzz.machine import machine_for
 from hil.fuzz.strategies import BUILTIN_SEEDS
-from hil.targets.base import HARD_RESET, POWER_CYCLE, ROLES
+from hil.targets.base import FAST_CLOCK, HARD_RESET, POWER_CYCLE, ROLES
 
 FINDING_FORMAT = "bijli-fuzz-finding"
 REPORT_FORMAT = "bijli-fuzz-report"
 CHUNK = 25  # cases per hypothesis run (each run: its own seed, so time limits cut cleanly)
+# simulated time let pass before the first case where the target's clock can be driven (the
+# emulator's stands still): profiles and logs then hold entries for selective access to select
+DEFAULT_HISTORY_S = 2 * 86400
 
 
 def roles_up_to(role):
@@ -42,12 +45,14 @@ class FuzzSession:
     `rss_limit_kb`: growth of the target's process allowed after the warm-up
     (hil/fuzz/growth.py); `power_steps`: False leaves the power-cycle / reset step out (a
     board that must not be reset; the rule set, so a seed's cases, are then those of a
-    target without one)."""
+    target without one); `history_s`: simulated seconds let pass before the first case on a
+    target with a fast clock (profiles to select from)."""
 
     def __init__(self, target, spec=None, seed=0, max_examples=None, duration_s=None,
                  roles=ROLES, corpus=(), out=None, on_progress=None, keys_ref=None,
                  steps_per_case=50, timeout=None, max_findings=None, shrink_s=20,
-                 rss_limit_kb=DEFAULT_LIMIT_KB, power_steps=True):
+                 rss_limit_kb=DEFAULT_LIMIT_KB, power_steps=True,
+                 history_s=DEFAULT_HISTORY_S):
         if max_examples is None and duration_s is None:
             raise ValueError("give max_examples or duration_s")
         self.target = target
@@ -67,6 +72,7 @@ class FuzzSession:
         self.growth = GrowthWatch(target.processes, limit_kb=rss_limit_kb)
         self.associations = {"attempted": 0, "refused": 0, "unanswered": 0}
         self.power_steps = power_steps
+        self.history_s = history_s if FAST_CLOCK in target.capabilities else 0
         self.max_findings = max_findings
         self.shrink_s = shrink_s
         self.detected_after_s = None  # when the case being shrunk first failed
@@ -166,6 +172,8 @@ class FuzzSession:
         """Fuzz until the budget is spent; returns the report (a dict)."""
         self._t0 = time.monotonic()
         self.started = time.time()
+        if self.history_s:
+            self.target.advance(self.history_s)
         self._probe()
         machine = machine_for(self)
         while not self.out_of_time() and self.stopped is None and \
@@ -232,7 +240,8 @@ class FuzzSession:
     def _save(self, finding, kind):
         """Record a finding (and write its reproducer file when the session has `out`)."""
         doc = {"format": FINDING_FORMAT, "version": 1, "target": self.spec,
-               "seed": self.chunk_seed, "keys": self.keys_ref, "timeout_s": self.timeout}
+               "seed": self.chunk_seed, "keys": self.keys_ref, "timeout_s": self.timeout,
+               "history_s": self.history_s}
         doc.update(finding)
         if self.out:
             name = "finding-%02d-%s.json" % (len(self.findings) + 1,
@@ -330,7 +339,10 @@ def load_finding(path):
 def replay(doc, target, timeout=None, log=None):
     """Run a reproducer's steps on `target` (started), then the after-case oracles. Returns
     the Finding it raises (None: it did not reproduce). `log`: a list receiving the
-    exchanges. `timeout`: None derives it from the first probe (hil/fuzz/timing.py)."""
+    exchanges. `timeout`: None derives it from the first probe (hil/fuzz/timing.py). The
+    reproducer's `history_s` passes first where the target's clock can be driven."""
+    if doc.get("history_s") and FAST_CLOCK in target.capabilities:
+        target.advance(doc["history_s"])
     try:
         before = snapshot(target, timeout or target.timeout)
     except Finding as f:

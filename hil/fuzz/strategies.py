@@ -225,3 +225,57 @@ def malformed_steps(corpus):
         st.builds(lambda k: {"op": "frame", "kind": k}, st.sampled_from(["bad-header",
                                                                           "bad-length"])),
         st.builds(lambda n: {"op": "forge", "ahead": n}, st.sampled_from([1, 2, 1000, 2 ** 31])))
+
+
+# ---- selective access (hil/fuzz/selective.py) -------------------------------------------------
+# profile buffers: the attributes with range (1) and entry (2) selective access
+SELECTIVE_READS = [(7, _o(V.LOAD_PROFILE), 2), (7, _o(V.DAILY_PROFILE), 2),
+                   (7, _o(V.event_log_obis(0)), 2), (7, _o(V.event_log_obis(3)), 2)]
+# attributes that have none (the Blue Book defines no access selector for them)
+NOT_SELECTIVE_READS = [(8, _o(V.CLOCK), 2), (3, _o(V.ENERGY_IMPORT), 2),
+                       (1, _o(V.SERIAL_NUMBER), 2), (70, _o(V.DISCONNECT_CONTROL), 2),
+                       (7, _o(V.LOAD_PROFILE), 3), (7, _o(V.LOAD_PROFILE), 7),
+                       (7, _o(V.LOAD_PROFILE), 1)]
+# seconds from the meter's clock: inside, at and beyond its history, inverted pairs, far off
+_OFFSETS = [-40 * 86400, -86400, -3600, -900, -1, 0, 1, 900, 86400, -(10 ** 10), 10 ** 10]
+# entry and column numbers: 0 (= the last), the first ones, and the largest the types hold
+_ENTRIES = [0, 1, 2, 3, 5, 96, 1000, 0xFFFF, 0xFFFFFFFF]
+_COLUMNS = [0, 1, 2, 3, 5, 6, 0xFFFF]
+
+RANGE_SPECS = st.fixed_dictionaries({
+    "kind": st.just("range"), "from_s": st.sampled_from(_OFFSETS),
+    "to_s": st.sampled_from(_OFFSETS),
+    "bound": st.sampled_from(["datetime", "datetime", "unix", "no-deviation", "wrong-type"]),
+    "restrict": st.sampled_from(["clock", "clock", "clock", "other"]),
+    "columns": st.lists(st.integers(0, 6), max_size=3)})
+ENTRY_SPECS = st.fixed_dictionaries({
+    "kind": st.just("entry"), "from": st.sampled_from(_ENTRIES), "to": st.sampled_from(_ENTRIES),
+    "from_col": st.sampled_from(_COLUMNS), "to_col": st.sampled_from(_COLUMNS)})
+# malformed parameters: any A-XDR value (wrong types, a structure of the wrong size), a deep
+# nesting, raw octets that are no A-XDR at all
+PARAMS_SPECS = st.one_of(VALUES, st.integers(1, 40).map(lambda n: b"\x02\x01" * n + b"\x00"),
+                         st.binary(max_size=12)).map(lambda b: {"kind": "params", "hex": b.hex()})
+_UNKNOWN_SELECTORS = [0, 3, 4, 0x7F, 0xFF]
+
+
+def _selector_for(spec):
+    defined = {"range": 1, "entry": 2}.get(spec["kind"], 1)
+    # mostly the selector the parameters are written for; else the other one, or one the
+    # class does not define
+    return st.sampled_from([defined] * 6 + [3 - defined] + _UNKNOWN_SELECTORS)
+
+
+def selective_reads():
+    """(class, obis, attribute, has selective access, selector, spec) of a select step."""
+    specs = st.one_of(RANGE_SPECS, RANGE_SPECS, ENTRY_SPECS, ENTRY_SPECS, PARAMS_SPECS)
+    targets = st.one_of(st.sampled_from(SELECTIVE_READS).map(lambda d: d + (True,)),
+                        st.sampled_from(SELECTIVE_READS).map(lambda d: d + (True,)),
+                        st.sampled_from(NOT_SELECTIVE_READS).map(lambda d: d + (False,)),
+                        INVALID_ATTRIBUTES.map(lambda d: d + (False,)))
+    return st.tuples(targets, specs).flatmap(
+        lambda t: st.tuples(st.just(t[0]), _selector_for(t[1]), st.just(t[1]))).map(
+        lambda t: t[0] + (t[1], t[2]))
+
+# (class, obis) of every object the fuzzer addresses on purpose (coverage names only these)
+KNOWN_OBJECTS = frozenset(d[:2] for d in READS + BLOCK_READS + WRITES + METHODS
+                          + SELECTIVE_READS + NOT_SELECTIVE_READS)
