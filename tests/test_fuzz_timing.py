@@ -113,4 +113,6 @@ def test_the_sound_pty_meter_does_not_grow():
     with PtyTarget() as meter:
         report = FuzzSession(meter, seed=1, max_examples=8, steps_per_case=10).run()
     assert report["findings"] == []
-    assert report["process_rss"]["samples"] == 8
+    # sampled after every case (hypothesis may run a case beyond max_examples that it
+    # does not count, e.g. one whose draw overran)
+    assert report["process_rss"]["samples"] == report["cases"] >= 8
