@@ -13,19 +13,13 @@ import time
 
 import click
 
-from cli.headend_common import db_option, open_db
+from cli.headend_common import db_option
+from cli.headend_users import retire_command, run_on_db
 from headend import apikeys, audit
-from headend import db as dbmod
 
 
 def _run(db_url, fn):
-    db = open_db(db_url)
-    try:
-        return fn(db)
-    except (apikeys.ApiKeyError, dbmod.DatabaseError) as e:
-        raise click.ClickException(str(e)) from None
-    finally:
-        db.close()
+    return run_on_db(db_url, fn, (apikeys.ApiKeyError,))
 
 
 @click.group("apikey")
@@ -74,17 +68,9 @@ def list_cmd(include_revoked, as_json, db_url):
     Console().print(t)
 
 
-@apikey_group.command("revoke")
-@click.argument("key_id")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@db_option
-def revoke_cmd(key_id, as_json, db_url):
-    """Revoke a key by its id (it stops working at once)."""
-    _run(db_url, lambda db: apikeys.revoke(db, key_id, audit.default_actor(), time.time()))
-    if as_json:
-        click.echo(json.dumps({"key_id": key_id, "revoked": True}))
-        return
-    click.echo("API key %s revoked" % key_id)
+retire_command(apikey_group, "revoke", "key_id",
+               "Revoke a key by its id (it stops working at once).", apikeys.revoke,
+               (apikeys.ApiKeyError,), "key_id", "revoked", "API key %s revoked")
 
 
 def _when(t):

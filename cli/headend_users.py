@@ -17,14 +17,41 @@ from headend import audit, users
 from headend import db as dbmod
 
 
-def _run(db_url, fn):
+def run_on_db(db_url, fn, errors):
+    """fn(db) on the opened database, closed afterwards; `errors` (exception classes of the
+    module called) and database errors become a clean command-line error."""
     db = open_db(db_url)
     try:
         return fn(db)
-    except (users.UserError, dbmod.DatabaseError) as e:
+    except errors + (dbmod.DatabaseError,) as e:
         raise click.ClickException(str(e)) from None
     finally:
         db.close()
+
+
+def say_done(as_json, payload, text):
+    """Report a command's effect: `payload` as JSON with --json, else the line `text`."""
+    click.echo(json.dumps(payload) if as_json else text)
+
+
+def retire_command(group, verb, argument, doc, retire, errors, name_key, done_key, text):
+    """Add `verb ARGUMENT [--json] [--db]` to `group`: the command that ends a credential
+    (a user's login, an API key): retire(db, value, actor, now), then says so (`text` % value,
+    or {name_key: value, done_key: true} as JSON)."""
+    @group.command(verb, help=doc)
+    @click.argument(argument)
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+    @db_option
+    def command(as_json, db_url, **given):
+        value = given[argument]
+        run_on_db(db_url, lambda db: retire(db, value, audit.default_actor(), time.time()),
+                  errors)
+        say_done(as_json, {name_key: value, done_key: True}, text % value)
+    return command
+
+
+def _run(db_url, fn):
+    return run_on_db(db_url, fn, (users.UserError,))
 
 
 @click.group("user")
@@ -52,10 +79,8 @@ def create_cmd(role, name, as_json, db_url):
         password = stdin.readline().rstrip("\r\n")
     _run(db_url, lambda db: users.create(db, name, role, password, audit.default_actor(),
                                          time.time()))
-    if as_json:
-        click.echo(json.dumps({"user": name, "role": role, "created": True}))
-        return
-    click.echo("user %s created (%s)" % (name, role))
+    say_done(as_json, {"user": name, "role": role, "created": True},
+             "user %s created (%s)" % (name, role))
 
 
 @user_group.command("list")
@@ -72,17 +97,8 @@ def list_cmd(as_json, db_url):
                                        "disabled" if u["disabled_at"] else "active"))
 
 
-@user_group.command("disable")
-@click.argument("name")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@db_option
-def disable_cmd(name, as_json, db_url):
-    """Disable a user (their sessions end at once)."""
-    _run(db_url, lambda db: users.disable(db, name, audit.default_actor(), time.time()))
-    if as_json:
-        click.echo(json.dumps({"user": name, "disabled": True}))
-        return
-    click.echo("user %s disabled" % name)
+retire_command(user_group, "disable", "name", "Disable a user (their sessions end at once).",
+               users.disable, (users.UserError,), "user", "disabled", "user %s disabled")
 
 
 def register(group):
