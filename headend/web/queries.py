@@ -9,12 +9,12 @@ import json
 import threading
 import time
 
+from headend import health as health_mod
+
 LATE_S = 15 * 60  # a recharge paid and not acknowledged after this long is late ("stuck")
 ONLINE_S = 24 * 3600  # a meter heard from within this long counts as online
 AGE_BUCKETS = ((3600, "< 1 h"), (6 * 3600, "1-6 h"), (24 * 3600, "6-24 h"), (None, "> 24 h"))
-SUCCESS = ("accepted", "used", "done", "ok")
 FEEDER_RETRY_MAX = 5000  # "retry feeder now" re-queues at most this many at once
-FAILURE = ("retry", "failed", "stuck", "refused")
 
 
 AGGREGATE_TTL_S = 60.0  # whole-registry aggregates per feeder are recomputed at most this often
@@ -355,18 +355,22 @@ def failed_meters(db, job_id):
 # ---- health --------------------------------------------------------------------------------
 def health(db, now, window_s=ONLINE_S, worst=20):
     """Per feeder: meters, last heard (when meter state is kept), sessions in the window and
-    their success rate (from the audit trail's outcomes); the meters with most failures. The
-    per-feeder part is an aggregate (recomputed at most once a minute: `computed_at`)."""
-    feeders, computed_at = aggregate(db, "health_%d" % window_s,
-                                     lambda: _feeder_health(db, now, window_s))
-    # grouped by an expression, so the planner reads the window by time (audit_at_outcome)
-    # instead of walking every meter's audit rows in meter order
-    worst_rows = db.dicts(
-        "SELECT a.meter_id || '' AS meter_id, count(*) AS failures, max(a.at) AS last_failure "
-        "FROM audit a WHERE a.at >= ? AND a.meter_id IS NOT NULL AND a.outcome IN (%s) "
-        "GROUP BY a.meter_id || '' ORDER BY failures DESC, 1 LIMIT ?"
-        % ", ".join("?" * len(FAILURE)), [now - window_s] + list(FAILURE) + [worst])
+    their success rate; the meters with most failed sessions. Sessions and failures are
+    counted by headend.health.sessions, the one definition `bijli headend health` uses too.
+    Both parts are aggregates over the whole registry (recomputed at most once a minute:
+    `computed_at`)."""
+    (feeders, worst_rows), computed_at = aggregate(
+        db, "health_%d_%d" % (window_s, worst),
+        lambda: (_feeder_health(db, now, window_s), _worst_meters(db, now - window_s, worst)))
     return {"feeders": feeders, "worst": worst_rows, "computed_at": computed_at}
+
+
+def _worst_meters(db, since, limit):
+    rows = [{"meter_id": m, "sessions": n, "failed": f,
+             "success": health_mod.success_rate(n, f)}
+            for m, (n, f) in health_mod.sessions(db, since, by="meter").items() if f]
+    rows.sort(key=lambda r: (-r["failed"], r["success"], r["meter_id"]))
+    return rows[:limit]
 
 
 def _feeder_health(db, now, window_s):
@@ -379,18 +383,11 @@ def _feeder_health(db, now, window_s):
                 "GROUP BY m.feeder" % _join(db), (now - window_s,)):
             if f in feeders:
                 feeders[f].update(last_seen_at=last, online=online or 0)
-    for f, ok, n in db.all(
-            "SELECT m.feeder, sum(CASE WHEN a.outcome IN (%s) THEN 1 ELSE 0 END), count(*) "
-            "FROM audit a %s meters m ON m.meter_id = a.meter_id WHERE a.at >= ? AND a.outcome "
-            "IN (%s) GROUP BY m.feeder" % (", ".join("?" * len(SUCCESS)), _join(db),
-                                           ", ".join("?" * (len(SUCCESS) + len(FAILURE)))),
-            list(SUCCESS) + [now - window_s] + list(SUCCESS + FAILURE)):
+    for f, (n, failed) in health_mod.sessions(db, now - window_s, by="feeder").items():
         if f in feeders:
-            feeders[f]["ok"] += ok or 0
-            feeders[f]["failed"] += n - (ok or 0)
+            feeders[f].update(ok=n - failed, failed=failed)
     for f in feeders.values():
-        total = f["ok"] + f["failed"]
-        f["success"] = None if total == 0 else f["ok"] / total
+        f["success"] = health_mod.success_rate(f["ok"] + f["failed"], f["failed"])
     return sorted(feeders.values(), key=lambda r: r["feeder"])
 
 
