@@ -18,6 +18,7 @@ from headend import (  # noqa: E402
     notices,
     outbox,
     payments,
+    push_listener,
     readings,
     registry,
     users,
@@ -86,7 +87,7 @@ def test_login_logout_and_pages_need_a_session(site):
     ("/", {"ops", "cash", "look"}), ("/counter", {"ops", "cash"}),
     ("/recharges", {"ops", "cash", "look"}), ("/jobs", {"ops", "cash", "look"}),
     ("/disconnections?feeder=F1", {"ops", "cash", "look"}), ("/health", {"ops", "cash", "look"}),
-    ("/meters/BJ00000001", {"ops", "cash", "look"}),
+    ("/meters/BJ00000001", {"ops", "cash", "look"}), ("/alerts", {"ops", "cash", "look"}),
 ])
 def test_roles_on_pages(site, path, allowed):
     for name in ROLES:
@@ -98,6 +99,9 @@ def test_roles_and_csrf_on_every_form_post(site, db):
     pay = payments.record_payment(db, ring(), "BJ00000002", 50, "P-1")
     did = db.scalar("SELECT id FROM deliveries WHERE payment_ref='P-1'")
     job_id, _n = jobs.create(db, "read", NOW, meter_ids=["BJ00000003"], actor="t")
+    with db.transaction():
+        push_listener._alert(db, NOW, "BJ00000006", "tamper", "high", "cover opened", None)
+    alert_id = db.scalar("SELECT max(id) FROM alerts")
     posts = [  # (path, form, roles allowed)
         ("/kill-switch", {"state": "on", "reason": "test"}, {"ops"}),
         ("/recharges/retry", {"id": str(did)}, {"ops"}),
@@ -106,7 +110,15 @@ def test_roles_and_csrf_on_every_form_post(site, db):
         ("/meters/BJ00000004/action", {"kind": "read"}, {"ops"}),
         ("/disconnections", {"feeder": "F1", "reason": "arrears"}, {"ops"}),
         ("/counter", {"meter": "BJ00000005", "amount": "20", "ref": "C-1"}, {"ops", "cash"}),
+        ("/alerts/%d/acknowledge" % alert_id, {"note": "seen"}, {"ops"}),
     ]
+    # every form POST of the dashboard is in the list above (a new one must be added there)
+    routes = {r.path for r in site.routes if "POST" in getattr(r, "methods", ())
+              and r.path not in ("/login", "/logout") and not r.path.startswith("/api")}
+    listed = {"/kill-switch", "/recharges/retry", "/recharges/{delivery_id}/delivered",
+              "/jobs/{job_id}/{action}", "/meters/{meter_id}/action", "/disconnections",
+              "/counter", "/alerts/{alert_id}/acknowledge"}
+    assert routes == listed
     clients = {name: login(site, name) for name in ROLES}
     trail = len(audit.query(db))
     for path, form, allowed in posts:
@@ -123,6 +135,7 @@ def test_roles_and_csrf_on_every_form_post(site, db):
     assert db.scalar("SELECT state FROM deliveries WHERE id=?", (did,)) == "pending"
     assert db.scalar("SELECT state FROM jobs WHERE id=?", (job_id,)) == "running"
     assert db.scalar("SELECT count(*) FROM payments") == 1 and pay.new
+    assert db.scalar("SELECT acknowledged_at FROM alerts WHERE id=?", (alert_id,)) is None
 
 
 def test_operator_forms_do_what_they_say_and_are_audited(site, db):

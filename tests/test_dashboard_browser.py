@@ -10,7 +10,9 @@ at /) served by uvicorn on 127.0.0.1, its delivery/bulk worker in a thread and e
 - "Read now" on the meter page -> the read job stores the meter's profiles -> the page shows
   the consumption plot (an SVG with bars);
 - a disconnection preview of a feeder -> approve -> the bulk job's page shows each meter's
-  outcome, and the meters' own relays are open.
+  outcome, and the meters' own relays are open;
+- an alert (as the push listener raises it): a cashier sees it without a way to acknowledge
+  it; an operator follows the overview's open-alerts number and acknowledges it with a note.
 
 Screenshots of each view go to artifacts/screenshots/ (git-ignored; BIJLI_SCREENSHOTS=DIR puts
 them elsewhere: .ci/run keeps them beside the repository as the run's artifacts). The tests are
@@ -43,7 +45,7 @@ except ImportError:
     _unavailable("Playwright for Python is missing (pip install -e '.[test]')")
 
 from headend import db as dbmod  # noqa: E402
-from headend import jobs, migrations, notices, registry, users  # noqa: E402
+from headend import jobs, migrations, notices, push_listener, registry, users  # noqa: E402
 from headend.api import create_app  # noqa: E402
 from headend.api.server import bind, make_server  # noqa: E402
 from headend.disconnect_calendar import DisconnectCalendar  # noqa: E402
@@ -264,4 +266,32 @@ def test_disconnection_preview_then_bulk_job_with_per_meter_outcomes(headend):
                        ("/health", "12-health"), ("/meters", "13-meters"), ("/", "14-overview")):
         page.goto(headend["url"] + path)
         shot(page, name)
+    page.close()
+
+
+def test_an_operator_acknowledges_an_alert_from_the_page(headend):
+    db = headend["db"]
+    with db.transaction():
+        push_listener._alert(db, time.time(), CUT, "tamper", "high", "terminal cover opened",
+                             None)
+    aid = db.scalar("SELECT max(id) FROM alerts")
+    page = logged_in(headend, "cash")
+    page.get_by_role("link", name="Alerts", exact=True).click()
+    assert "terminal cover opened" in page.get_by_role("table").inner_text()
+    assert page.get_by_role("button", name="Acknowledge alert %d" % aid).count() == 0
+    page.close()
+    page = logged_in(headend, "ops")
+    page.get_by_role("link", name=re.compile("open alerts")).click()
+    assert page.url.endswith("/alerts?open=1")
+    page.get_by_label("Note").fill("lineman sent to check the seal")
+    shot(page, "15-alerts")
+    page.get_by_role("button", name="Acknowledge alert %d" % aid).click()
+    assert page.get_by_role("status").inner_text() == "Alert %d acknowledged (audited)." % aid
+    assert "No open alerts." in page.content()
+    by, at = db.one("SELECT acknowledged_by, acknowledged_at FROM alerts WHERE id=?", (aid,))
+    assert by == "ops" and at is not None
+    row = db.dicts("SELECT actor, meter_id, reason FROM audit WHERE action='alert.acknowledge'")
+    assert row == [{"actor": "ops", "meter_id": CUT, "reason": "lineman sent to check the seal"}]
+    page.get_by_role("link", name="Show all alerts").click()
+    assert "by ops" in page.get_by_role("table").inner_text()
     page.close()

@@ -25,8 +25,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from headend import alerts, jobs, outbox, users
 from headend import db as dbmod
-from headend import jobs, outbox, users
 from headend.dbpool import Pool
 from headend.web import fmt
 from headend.web.common import EVERYONE, FormData, LoginNeeded, PageError
@@ -184,6 +184,8 @@ def _error_handlers(app, dash):
 
     for_pages(PageError, lambda e: (e.status, e.message))
     for_pages(outbox.RechargeStateError, lambda e: (409, str(e)))
+    for_pages(alerts.AlertError, lambda e: (404 if str(e).startswith("no alert") else 409,
+                                            str(e)))
     for_pages(dbmod.DatabaseError, lambda e: (
         503, "the head-end database cannot be used now: %s" % e))
     for_pages(StarletteHTTPException, lambda e: (e.status_code, {

@@ -10,6 +10,16 @@ PAYERS = ("operator", "cashier")
 OPERATORS = ("operator",)
 
 
+def local_url(url, extra=""):
+    """A local redirect target (a form's "back": never another site) with `extra` added to its
+    query string."""
+    if not url.startswith("/") or url.startswith("//"):
+        url = "/"
+    if not extra:
+        return url
+    return url + ("&" if "?" in url else "?") + extra
+
+
 class PageError(Exception):
     """An error page: HTTP status and a message for the person at the screen."""
 

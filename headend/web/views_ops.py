@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from headend import jobs, outbox
 from headend.disconnect_calendar import CalendarError
 from headend.web import queries
-from headend.web.common import EVERYONE, OPERATORS, FormData, PageError
+from headend.web.common import EVERYONE, OPERATORS, FormData, PageError, local_url
 
 PREVIEW_SHOWN = 200  # meters listed on the preview page (the counts cover all of them)
 
@@ -78,7 +78,7 @@ def register(app, dash):
                 except outbox.RechargeStateError:
                     if len(ids) == 1:
                         raise
-        return dash.redirect(_local(form.get("back") or "/recharges", "retried=%d" % done))
+        return dash.redirect(local_url(form.get("back") or "/recharges", "retried=%d" % done))
 
     @app.post("/recharges/{delivery_id}/delivered", include_in_schema=False)
     def recharge_mark(request: Request, delivery_id: int, form: FormData):
@@ -86,7 +86,7 @@ def register(app, dash):
         with dash.pool.connection() as db:
             outbox.mark_delivered_by_hand(db, delivery_id, dash.clock(), who["username"],
                                           form.get("note", ""))
-        return dash.redirect(_local(form.get("back") or "/recharges", "marked=1"))
+        return dash.redirect(local_url(form.get("back") or "/recharges", "marked=1"))
 
     # ---- jobs ------------------------------------------------------------------------------
     @app.get("/jobs", include_in_schema=False)
@@ -164,7 +164,7 @@ def register(app, dash):
             raise PageError(400, "say why the kill switch goes on (it is audited)")
         with dash.pool.connection() as db:
             jobs.set_kill_switch(db, on, who["username"], dash.clock(), reason)
-        return dash.redirect(_local(form.get("back") or "/jobs", ""))
+        return dash.redirect(local_url(form.get("back") or "/jobs", ""))
 
     # ---- disconnection preview ------------------------------------------------------------
     @app.get("/disconnections", include_in_schema=False)
@@ -215,13 +215,3 @@ def register(app, dash):
             except jobs.JobError as e:
                 raise PageError(400, str(e)) from None
         return dash.redirect("/jobs/%d" % job_id)
-
-
-def _local(url, extra):
-    """A local redirect target (never another site) with a query string added."""
-    if not url.startswith("/") or url.startswith("//"):
-        url = "/"
-    if not extra:
-        return url
-    return url + ("&" if "?" in url else "?") + extra
-

@@ -1,10 +1,13 @@
-"""Overview (live numbers, per feeder), health per feeder and the alerts list."""
-from fastapi import Request
+"""Overview (live numbers, per feeder), health per feeder, the alerts list and acknowledging an
+alert."""
+from typing import Annotated
+
+from fastapi import Query, Request
 from fastapi.responses import JSONResponse
 
-from headend import jobs
+from headend import alerts, jobs
 from headend.web import queries
-from headend.web.common import EVERYONE
+from headend.web.common import EVERYONE, OPERATORS, FormData, local_url
 
 
 def register(app, dash):
@@ -47,7 +50,8 @@ def register(app, dash):
                            window_s=queries.ONLINE_S, nav="health")
 
     @app.get("/alerts", include_in_schema=False)
-    def alerts(request: Request, page: int = 1):
+    def alert_list(request: Request, page: int = 1,
+                   open_only: Annotated[int, Query(alias="open")] = 0):
         who = dash.user(request, EVERYONE)
         with dash.pool.connection() as db:
             rows = None
@@ -55,6 +59,20 @@ def register(app, dash):
                 limit, offset, page = queries.page_args(page)
                 rows = queries.Page(db.dicts(
                     "SELECT id, at, meter_id, kind, severity, message, acknowledged_by, "
-                    "acknowledged_at FROM alerts ORDER BY at DESC, id DESC LIMIT ? OFFSET ?",
-                    (limit, offset)), page, limit - 1)
-        return dash.render(request, "alerts.html", who=who, alerts=rows, nav="alerts")
+                    "acknowledged_at FROM alerts"
+                    + (" WHERE acknowledged_at IS NULL" if open_only else "")
+                    + " ORDER BY at DESC, id DESC LIMIT ? OFFSET ?", (limit, offset)),
+                    page, limit - 1)
+        return dash.render(request, "alerts.html", who=who, alerts=rows, open_only=bool(open_only),
+                           nav="alerts")
+
+    @app.post("/alerts/{alert_id}/acknowledge", include_in_schema=False)
+    def alert_acknowledge(request: Request, alert_id: int, form: FormData):
+        """An operator says the alert was seen: headend.alerts.acknowledge, the API's code
+        path (who and when kept on the alert, audited as alert.acknowledge with the note)."""
+        who = dash.user(request, OPERATORS, form)
+        with dash.pool.connection() as db:
+            alerts.acknowledge(db, alert_id, who["username"], dash.clock(),
+                               form.get("note", "").strip() or None)
+        return dash.redirect(local_url(form.get("back") or "/alerts",
+                                       "acknowledged=%d" % alert_id))
