@@ -109,12 +109,17 @@ class UnixMeter:
         self.stop()
 
 
-def qemu_command(elf, port, host="127.0.0.1", monitor_port=None):
+def qemu_command(elf, port, host="127.0.0.1", monitor_port=None, log=None):
     """qemu-system-arm running `elf` on mps2-an385, its serial port a TCP server on
-    `host`:`port` (and QEMU's monitor one on 127.0.0.1:`monitor_port` when given)."""
+    `host`:`port` (and QEMU's monitor one on 127.0.0.1:`monitor_port` when given); `log`: a
+    file QEMU copies everything the board sends on its serial port to (its console output
+    between the HDLC frames: the firmware's fault lines)."""
     monitor = "tcp:127.0.0.1:%d,server=on,wait=off" % monitor_port if monitor_port else "null"
+    serial = "socket,id=serial0,host=%s,port=%d,server=on,wait=off" % (host, port)
+    if log is not None:
+        serial += ",logfile=%s,logappend=on" % log
     return ["qemu-system-arm", "-machine", "mps2-an385", "-nographic", "-monitor", monitor,
-            "-semihosting", "-serial", "tcp:%s:%d,server=on,wait=off" % (host, port),
+            "-semihosting", "-chardev", serial, "-serial", "chardev:serial0",
             "-kernel", str(elf)]
 
 
@@ -135,8 +140,9 @@ def _read_until(sock, marker, deadline):
 class QemuBoard:
     """QEMU running the MicroPython image `elf` on mps2-an385; its REPL on a TCP port."""
 
-    def __init__(self, elf, boot_timeout=60, address=None):
+    def __init__(self, elf, boot_timeout=60, address=None, log=None):
         self.elf = elf
+        self.log = log  # a file QEMU copies the serial port's output to (qemu_command)
         self.host, self.port = address or ("127.0.0.1", free_port())
         self.monitor_port = free_port()
         self.boot_timeout = boot_timeout
@@ -149,7 +155,7 @@ class QemuBoard:
 
     def start(self):
         self.proc = subprocess.Popen(qemu_command(self.elf, self.port, self.host,
-                                                  self.monitor_port),
+                                                  self.monitor_port, self.log),
                                      stdin=subprocess.DEVNULL,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.sock = self._connect(self.address)
@@ -222,12 +228,12 @@ class QemuMeter(QemuBoard):
 
     `ballast`: bytes allocated (and kept) before the meter starts, to shrink the GC heap the
     meter can use without rebuilding the image (benches bisect it); `token_key`: the meter's
-    token key (default: the INSECURE test token key).
+    token key (default: the INSECURE test token key); `log`: see qemu_command.
     """
 
     def __init__(self, elf, meter_id="BJ00000902", ballast=0, board=None, boot_timeout=60,
-                 token_key=INSECURE_TEST_TOKEN_KEY, prov=None, address=None):
-        super().__init__(elf, boot_timeout, address)
+                 token_key=INSECURE_TEST_TOKEN_KEY, prov=None, address=None, log=None):
+        super().__init__(elf, boot_timeout, address, log)
         self.meter_id = meter_id
         self.token_key = token_key
         self.prov = prov

@@ -78,8 +78,16 @@ def pytest_configure(config):
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    """A DISAGREE line for every test that passed on one target and failed on another (the
+    """The faults each target's meter caught and logged on its console (firmware/guard.py),
+    and a DISAGREE line for every test that passed on one target and failed on another (the
     run already fails: one of them failed), naming the targets on each side."""
+    targets = getattr(config, "_bijli_targets", None)
+    for spec, t in sorted(targets.started.items() if targets is not None else ()):
+        faults = t.faults()
+        if faults:  # the run may pass: a refusal the suite accepted still had a cause
+            terminalreporter.section("bijli meter faults (%s)" % spec, sep="-", yellow=True)
+            for line in faults[-20:]:
+                terminalreporter.write_line(line)
     run = getattr(config, "_bijli_outcomes", None)
     if run is None or getattr(config, "_bijli_disagreements_shown_by_runner", False):
         return
@@ -88,6 +96,19 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         terminalreporter.section("bijli targets disagree", sep="=", red=True, bold=True)
         for line in lines:
             terminalreporter.write_line(line, red=True)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed test on a target whose console the harness reads gets a report section with
+    the faults the meter's guard caught so far (the cause of a refusal, say a MemoryError)."""
+    outcome = yield
+    report = outcome.get_result()
+    t = getattr(item, "funcargs", {}).get("target")
+    if report.failed and t is not None and hasattr(t, "faults"):
+        lines = t.faults()
+        if lines:
+            report.sections.append(("bijli meter faults (%s)" % t.name, "\n".join(lines[-20:])))
 
 
 def selected_targets(config):

@@ -170,6 +170,9 @@ def test_the_micropython_target_runs_the_board_entry(tmp_path):
         t.power_cycle()
         assert m.enter_token(token).name == "used"
         assert m.balance() == before + 2500
+        # the port's console is readable while it runs (both boots), and no fault was caught
+        assert t.console().count("DLMS uses the INSECURE well-known demo keys") == 2
+        assert t.faults() == []
 
 
 def test_serial_attaches_to_a_meter_on_a_serial_line(tmp_path):
@@ -206,6 +209,9 @@ def test_the_qemu_target_power_cycles_through_a_board_reset():
         t.power_cycle()
         assert m.enter_token(token).name == "used"
         assert m.balance() == before + 2500
+        # the board's serial output outside the HDLC frames is readable (both boots)
+        assert t.console().count("DLMS uses the INSECURE well-known demo keys") == 2
+        assert t.faults() == []
 
 
 def test_a_serial_board_is_power_cycled_through_its_reset_line(tmp_path):
@@ -300,3 +306,25 @@ def test_ci_fails_a_micropython_target_that_cannot_run_instead_of_skipping(tmp_p
                          cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
     assert run.returncode == 1, run.stdout[-2000:]
     assert "Failed: MicroPython runtim" in run.stdout and "1 error" in run.stdout  # in set-up
+
+
+def test_the_guard_fault_lines_are_read_from_a_console_with_frames_between_them(tmp_path):
+    """Target.faults(): the lines the firmware's guard logs, among boot messages and the
+    HDLC frames a QEMU board's serial port carries on the same line."""
+    from hil.targets.base import Target, console_text
+
+    log = tmp_path / "console.log"
+    log.write_bytes(b"bijli: DLMS uses the INSECURE well-known demo keys\r\n"
+                    b"\x7e\xa0\x07\x03\x21\x93\x0f\x01\x7e"
+                    b"bijli: COSEM get failed (1 so far; the meter keeps serving): "
+                    b"MemoryError: memory allocation failed, allocating 2870 bytes\r\n")
+
+    class Logged(Target):
+        def console(self):
+            return console_text(str(log))
+
+    t = Logged(workdir=str(tmp_path))
+    assert t.faults() == ["bijli: COSEM get failed (1 so far; the meter keeps serving): "
+                          "MemoryError: memory allocation failed, allocating 2870 bytes"]
+    assert Target(workdir=str(tmp_path)).faults() == []
+    assert console_text(str(tmp_path / "none.log")) == ""

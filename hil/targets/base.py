@@ -30,6 +30,17 @@ CLOCK = "0.0.1.0.0.255"
 FIRMWARE_VERSION = "1.0.0.2.0.255"
 
 
+def console_text(path):
+    """The text of a meter's console file (bytes that are not text, such as HDLC frames
+    between the lines, are dropped); "" when there is none yet."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError:
+        return ""
+    return bytes(b for b in raw if b in (9, 10, 13) or 32 <= b < 127).decode("ascii")
+
+
 class TargetUnavailable(Exception):
     """This target cannot run here (a runtime, a tool or a device is missing): the reason."""
 
@@ -126,6 +137,21 @@ class Target:
         """Process ids of the meter the harness started (the fuzzer watches their size);
         empty when the meter runs in this process or on its own (attached targets)."""
         return []
+
+    def console(self):
+        """What the meter printed on its console so far (text; "" where the harness cannot
+        see it). Its never-raise guard logs there each fault it caught (firmware/guard.py)."""
+        return ""
+
+    def faults(self):
+        """The guard's fault lines on the console: `bijli: PLACE failed (N so far; ...):
+        TYPE: message` (the first, 10th, 100th... of each place)."""
+        out = []
+        for line in self.console().splitlines():
+            at = line.find("bijli: ")  # bytes of a frame may precede it on a shared line
+            if at >= 0 and " failed (" in line:
+                out.append(line[at:].strip())
+        return out
 
     def describe(self):
         """What the run reports about the target: name, meter id, firmware version (read

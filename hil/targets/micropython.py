@@ -16,7 +16,7 @@ import os
 import pathlib
 import sys
 
-from hil.targets.base import HARD_RESET, POWER_CYCLE, Target, TargetUnavailable
+from hil.targets.base import HARD_RESET, POWER_CYCLE, Target, TargetUnavailable, console_text
 from hil.targets.emulator import METER_ID
 
 RUNTIMES = ("unix32", "unix64")
@@ -73,7 +73,11 @@ class MicroPythonTarget(Target):
                 self.exe, os.path.join(self.workdir, "meter"), meter_id=self.meter_id,
                 board={"load_w": 0}, token_key=tc.derive_key(vkey, self.meter_id, 0),
                 path=self.path)
-        self.unix.start()
+        # its stdout and stderr (the console: boot messages, the guard's fault lines) go to a
+        # file the harness reads at any time (console()), kept across power cycles
+        with open(self._console_path(), "ab") as console:  # the process keeps its own copy
+            self.unix.output = console
+            self.unix.start()
         self._wait_ready()
 
     def flash(self):
@@ -99,13 +103,21 @@ class MicroPythonTarget(Target):
         try:
             c.open()
         except Exception:
-            out, err = self.unix.stop()
-            raise RuntimeError("the MicroPython meter did not answer: %s" % (err or out)[-2000:]) \
-                from None
+            self.unix.stop()
+            raise RuntimeError("the MicroPython meter did not answer: %s"
+                               % self.console()[-2000:]) from None
         c.close()
 
     def _stop(self):
         self.unix.stop()
+
+    def _console_path(self):
+        return os.path.join(self.workdir, "console.log")
+
+    def console(self):
+        """What the port printed (stdout and stderr): boot messages, the guard's fault
+        lines."""
+        return console_text(self._console_path())
 
     def processes(self):
         proc = self.unix.proc if self.unix is not None else None

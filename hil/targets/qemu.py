@@ -10,9 +10,10 @@ sends no pushes. A power cycle is a hard reset: QEMU's system_reset through its 
 (hil/mpy_meter.QemuMeter.restart), unwarned as the board has no power-fail input; the meter
 boots on what its NVM kept. Its DLMS challenges are predictable: a test target only.
 """
+import os
 import shutil
 
-from hil.targets.base import HARD_RESET, POWER_CYCLE, Target, TargetUnavailable
+from hil.targets.base import HARD_RESET, POWER_CYCLE, Target, TargetUnavailable, console_text
 from hil.targets.emulator import METER_ID
 
 HEAP = 192 * 1024  # the GC heap tests/test_qemu_board.py gives the frozen firmware
@@ -61,7 +62,8 @@ class QemuTarget(Target):
         vkey = INSECURE_DEMO_VENDING_KEY if self.vending_key is None else self.vending_key
         self.board = mpy_meter.QemuMeter(self.elf, meter_id=self.meter_id,
                                          board={"load_w": 0},
-                                         token_key=tc.derive_key(vkey, self.meter_id, 0))
+                                         token_key=tc.derive_key(vkey, self.meter_id, 0),
+                                         log=self._console_path())
         self.board.start()
         self._wait_ready()
 
@@ -80,11 +82,19 @@ class QemuTarget(Target):
         except Exception:
             out, err = self.board.stop()
             raise RuntimeError("the QEMU board did not answer: %s"
-                               % (err or out)[-2000:]) from None
+                               % (err or out or self.console())[-2000:]) from None
         c.close()
 
     def _stop(self):
         self.board.stop()
+
+    def _console_path(self):
+        return os.path.join(self.workdir, "console.log")
+
+    def console(self):
+        """The board's serial output outside the HDLC frames (QEMU copies the port to a
+        file): boot messages and the guard's fault lines."""
+        return console_text(self._console_path())
 
     def processes(self):
         proc = self.board.proc if self.board is not None else None
