@@ -1,7 +1,8 @@
 """The conformance suite catches a planted defect on every target it runs on: a meter that
 forgets which tokens it accepted when it boots (tests/hil_defects.py) credits a token twice
-after a power cycle, and the suite fails on the emulator and on the pty meter, while the same
-tests pass on the sound meters of the same run."""
+after a power cycle, and the suite fails on the emulator, the pty meter, the MicroPython unix
+port and the QEMU board (the last two run a copy of the firmware tree with the defect built
+in), while the same tests pass on the sound meters of the same run."""
 import pathlib
 import subprocess
 import sys
@@ -24,18 +25,41 @@ def _outcomes(junit):
     return out
 
 
-def test_the_suite_catches_a_double_credit_after_a_power_cycle(tmp_path):
+def _caught_on(tmp_path, specs):
+    """Run the catching tests on each target and its planted-defect twin; junit outcomes."""
     junit = tmp_path / "junit.xml"
     cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "tests.hil_defects",
-           "--pyargs", "hil.conformance", "-k", "credited_once", "-q",
+           "--pyargs", "hil.conformance", "-k", "credited_once", "-q", "-rs",
            "--junitxml", str(junit)]
-    for spec in ("emulator", "emulator-defect", "pty", "pty-defect"):
-        cmd += ["--bijli-target", spec]
-    run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    for spec in specs:
+        cmd += ["--bijli-target", spec, "--bijli-target", spec + "-defect"]
+    run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    got = _outcomes(junit) if junit.exists() else {}
+    return run, got
+
+
+def _assert_caught(run, got, specs):
     assert run.returncode == 1, run.stdout[-3000:] + run.stderr[-3000:]
-    got = _outcomes(junit)
     for name in CATCHING:
-        for spec in ("emulator", "pty"):
+        for spec in specs:
             assert got["%s[%s]" % (name, spec)] == "passed", (name, spec, got)
             assert got["%s[%s-defect]" % (name, spec)] == "failure", (name, spec, got)
+
+
+def test_the_suite_catches_a_double_credit_after_a_power_cycle(tmp_path):
+    specs = ("emulator", "pty")
+    _assert_caught(*_caught_on(tmp_path, specs), specs)
+
+
+def test_the_suite_catches_it_on_micropython_and_qemu_running_a_defective_build(tmp_path):
+    """The defect built into a copy of the firmware tree: run by the unix port, frozen into
+    the QEMU board's image."""
+    from tests import mpy_unix
+
+    specs = ("micropython", "qemu")
+    run, got = _caught_on(tmp_path, specs)
+    skipped = [k for k, v in got.items() if v == "skipped"]
+    if skipped:  # no MicroPython source or QEMU here (CI's BIJLI_REQUIRE_MICROPYTHON fails it)
+        mpy_unix.need("%s skipped: %s" % (", ".join(skipped), run.stdout[-1500:]))
+    _assert_caught(run, got, specs)
     assert "used" in run.stdout and "accept" in run.stdout  # the failure says what happened
