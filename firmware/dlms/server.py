@@ -545,9 +545,11 @@ class Session:
         limit = assoc.max_pdu - (_CIPHER_OVERHEAD if assoc.ciphered else 0)
         if choice == A.NORMAL:
             data = self._read(assoc, body)
-            reply = A.get_response_normal(invoke, data)
-            if len(reply) <= limit:
-                return reply
+            # the reply's size (C4 01 invoke 00 data) without building it: a long answer
+            # (the ~3 KB object list) is never copied whole, only cut into blocks; a copy
+            # on every read failed on a fragmented board heap (MemoryError)
+            if isinstance(data, int) or 4 + len(data) <= limit:
+                return A.get_response_normal(invoke, data)
             answer = _LongAnswer(data)
         else:
             # read the attributes only as far as needed to know whether the answer fits one
