@@ -18,7 +18,7 @@ OBJECT_LIST = bytes((0, 0, 40, 0, 0, 255))
 PUBLIC = dc.client_addr(dc.CLIENT_PUBLIC)
 
 
-def _served():
+def _served(max_pdu=0xFFFF):
     hal = SimHal(SimClock(T0), ConstantLoad(300), MemNVM(65536))
     hal.uart = FakeUart()
     store = Store(hal.nvm)
@@ -29,7 +29,7 @@ def _served():
     svc = board_main.uart_service(hal, meter, {}, board_main.dlms_keys(key, None)[:3]
                                   + (counters, lockouts), guard)
     _exchange(hal, svc, meter, hdlc.build_frame(dc.SERVER, PUBLIC, 0x93))  # SNRM
-    aarq = dc.build_aarq(user_info=dc.initiate_request())
+    aarq = dc.build_aarq(user_info=dc.initiate_request(max_pdu=max_pdu))
     _exchange(hal, svc, meter, hdlc.build_frame(dc.SERVER, PUBLIC, dc.i_ctrl(0, 0),
                                                 b"\xE6\xE6\x00" + aarq))
     return hal, meter, svc, guard, logged
@@ -105,3 +105,44 @@ def test_a_setter_that_raises_is_told_to_the_association_fault():
             if a.id == 2:
                 a.set = a_set
     assert guard.counts == {"COSEM set": 1}, guard.counts
+
+
+def test_the_object_lists_are_made_at_boot_not_at_a_read_on_a_cut_up_heap():
+    """The cause of the QEMU board's refusals (MemoryError allocating ~2,870 bytes, seen with
+    the faults above): the ~3 KB object list was first made at its first read, when a
+    session's allocations had cut the 192 KB heap into pieces. The board's service makes
+    them when it builds the model (a boot); a read then allocates no such block."""
+    hal, meter, svc, guard, _logged = _served(max_pdu=256)  # the 761-byte list is long
+
+    def no_memory(lvl):
+        raise MemoryError("memory allocation failed, allocating 2870 bytes")
+
+    svc.model._object_list = no_memory  # a read that had to make it now would fail
+    for sap in (0x10, 0x20, 0x30):
+        svc.model.object_list(sap)  # made already: nothing to allocate
+    reply = _get(hal, svc, meter, 15, OBJECT_LIST, 2)
+    assert reply[:2] == b"\xC4\x02", reply.hex()  # the first block of the long answer
+    assert guard.counts == {}, guard.counts
+
+
+def test_a_long_get_answer_is_never_copied_whole_into_one_reply():
+    """The other half of that MemoryError (2,875 bytes: the object list and its reply header):
+    the server built the whole GET.response-normal of a long answer only to measure it, then
+    sent it in blocks. It now measures without building."""
+    from firmware.dlms import apdu
+
+    hal, meter, svc, guard, _logged = _served(max_pdu=256)
+    built = []
+    real = apdu.get_response_normal
+
+    def measured(invoke, data):
+        built.append(data if isinstance(data, int) else len(data))
+        return real(invoke, data)
+
+    apdu.get_response_normal = measured
+    try:
+        reply = _get(hal, svc, meter, 15, OBJECT_LIST, 2)
+    finally:
+        apdu.get_response_normal = real
+    assert reply[:2] == b"\xC4\x02", reply.hex()  # sent in blocks
+    assert built == [], built

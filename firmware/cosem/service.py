@@ -21,6 +21,7 @@ from firmware.dlms.server import DlmsServer
 from firmware.guard import Guard
 
 MAX_READ = 512
+OBJECT_LIST_SAPS = (0x10, 0x20, 0x30)  # public, reader, utility: each sees its own list
 
 # DLMS counters kept in the NVM (the `counter_store` record), saved ahead of use by the
 # endpoint's CounterReservation (firmware.dlms.endpoint). Record payload:
@@ -108,6 +109,11 @@ class DlmsUartService:
         # reset) is tried again at the next poll instead of leaving the line dead until reboot
         self.model = cosem_table.build(meter, self.system_title)
         table = self.model.register(ObjectTable())
+        # the object lists (one ~3 KB block each, kept for the model's life) are made now,
+        # on the heap of a boot, not at their first read after a session's allocations have
+        # cut it into pieces: on a 192 KB board that read then failed (MemoryError)
+        for sap in OBJECT_LIST_SAPS:
+            self.model.object_list(sap)
         lockouts = None
         suspended = False
         first = self.server is None  # a boot (not a new meter object of the same boot)
