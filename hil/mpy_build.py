@@ -37,6 +37,9 @@ MANIFEST = ROOT / "manifest.py"
 TARGETS = ("unix32", "qemu-m3")
 QEMU_DEFAULT_HEAP = 143360
 KEEP_FROZEN = 8  # frozen images kept per target in the cache (newest first)
+# part of every frozen image's key: images cached by an older recipe are not reused (2: each
+# build freezes afresh; images of recipe 1 could hold modules of the previous manifest)
+FREEZE_RECIPE = b"freeze-recipe-2\0"
 # what each target needs on the host, named in the error when it is missing
 TOOLS = {
     "unix32": (("gcc", "gcc-multilib"), ("make", "make")),
@@ -94,7 +97,7 @@ def frozen_key(manifest=None):
     """Hash of the manifest and the sources it can freeze (every firmware source for the
     project's manifest.py, every .py beside a staged one): a frozen image changes when they do."""
     manifest = pathlib.Path(manifest) if manifest is not None else MANIFEST
-    h = hashlib.sha256(manifest.read_bytes())
+    h = hashlib.sha256(FREEZE_RECIPE + manifest.read_bytes())
     base = manifest.parent
     tree = ROOT / "firmware" if manifest == MANIFEST else base
     for path in sorted(tree.rglob("*.py")):
@@ -198,6 +201,11 @@ def build(target, frozen=False, heap=None, src=None, cache=None, manifest=None):
         build_dir = root / ("build-" + variant)
         port_manifest = root / ("manifest-" + variant + ".py")
         _write_manifest(port_manifest, target, frozen, manifest or MANIFEST)
+        if frozen:
+            # MicroPython re-freezes a module only when its source is newer than the .mpy it
+            # left in the build dir: another manifest's tree (a planted-defect copy, a board
+            # build) would leave its older-dated modules in this image. Freeze afresh.
+            shutil.rmtree(build_dir / "frozen_mpy", ignore_errors=True)
         common = ["BUILD=" + str(build_dir), "FROZEN_MANIFEST=" + str(port_manifest),
                   "MICROPY_MPYCROSS=" + str(mpy_cross_build / "mpy-cross")]
         if target == "unix32":

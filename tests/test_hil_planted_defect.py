@@ -8,6 +8,8 @@ import subprocess
 import sys
 import xml.etree.ElementTree as ET
 
+from tests.hil_defects import defective_tree
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 CATCHING = ("test_a_token_is_credited_once_across_a_power_cycle",
@@ -63,3 +65,34 @@ def test_the_suite_catches_it_on_micropython_and_qemu_running_a_defective_build(
         mpy_unix.need("%s skipped: %s" % (", ".join(skipped), run.stdout[-1500:]))
     _assert_caught(run, got, specs)
     assert "used" in run.stdout and "accept" in run.stdout  # the failure says what happened
+
+
+def test_a_frozen_build_never_keeps_modules_another_manifest_froze(tmp_path, monkeypatch):
+    """The planted-defect image shares the QEMU build directory with the sound one; MicroPython
+    re-freezes a module only when its source is newer than the .mpy left there, so the sound
+    image was built with the defect's token gate in it. Every frozen build now freezes
+    afresh (and images of the old recipe are not reused: their key changed)."""
+    from hil import mpy_build
+
+    seen = []
+
+    def fake_make(args, log):
+        build_dir = next(a for a in args if a.startswith("BUILD="))[len("BUILD="):]
+        frozen = tmp_path / build_dir / "frozen_mpy"
+        seen.append(sorted(p.name for p in frozen.glob("*")) if frozen.exists() else [])
+        frozen.mkdir(parents=True, exist_ok=True)
+        (frozen / "token_gate.mpy").write_text("from the last manifest")
+        (tmp_path / build_dir / "firmware.elf").write_text("elf")
+
+    src = tmp_path / "micropython.tar.gz"
+    src.write_bytes(b"source")
+    monkeypatch.setattr(mpy_build, "_check_tools", lambda target: None)
+    monkeypatch.setattr(mpy_build, "_unpacked", lambda src, root: root / "src")
+    monkeypatch.setattr(mpy_build, "_make", fake_make)
+    cache = tmp_path / "cache"
+    defect = defective_tree(tmp_path / "defect")
+    mpy_build.build("qemu-m3", heap=65536, src=str(src), cache=str(cache),
+                    manifest=defect / "manifest.py")
+    mpy_build.build("qemu-m3", frozen=True, heap=65536, src=str(src), cache=str(cache))
+    # the second (sound) build's make found no frozen module of the first
+    assert seen[-1] == [], seen
