@@ -136,9 +136,23 @@ def journal_partition(label):
     return BlockNVM(found[0], 4096)
 
 
+def board_uart(pins):
+    """machine.UART `"uart"` (None: no UART) at `"baud"`, on the `"uart_tx"` / `"uart_rx"`
+    pins when given (else the port's own pins for that UART)."""
+    if pins.get("uart") is None:
+        return None
+    kw = {}
+    if pins.get("uart_tx") is not None:
+        kw["tx"] = pins["uart_tx"]
+    if pins.get("uart_rx") is not None:
+        kw["rx"] = pins["uart_rx"]
+    return machine.UART(pins["uart"], pins.get("baud", 9600), **kw)
+
+
 class BoardHal:
     """The board's HAL bundle. `pins` maps: relay, pulse, cover, magnet, power (ints or None);
-    plus relay_active_high, uart (id), baud, nvm_path, nvm_size, wdt_ms (0 = no watchdog)."""
+    plus relay_active_high, uart (id), uart_tx / uart_rx (pins), baud, nvm_path, nvm_size,
+    wdt_ms (0 = no watchdog)."""
 
     def __init__(self, pins, meter_constant=1600):
         self.clock = BoardClock()
@@ -147,8 +161,7 @@ class BoardHal:
         self.inputs = PinInputs(pins.get("cover"), pins.get("magnet"), pins.get("power"))
         self.nvm = FileNVM(pins.get("nvm_path", "/bijli.nvm"), pins.get("nvm_size", 65536))
         self.journal_nvm = journal_partition(pins.get("journal_partition"))
-        uart_id = pins.get("uart")
-        self.uart = machine.UART(uart_id, pins.get("baud", 9600)) if uart_id is not None else None
+        self.uart = board_uart(pins)
         wdt_ms = pins.get("wdt_ms", 8000)
         self.wdt = machine.WDT(timeout=wdt_ms) if wdt_ms else None
 
