@@ -44,14 +44,16 @@ from firmware.meter import CORE_MAX, SOURCE_SERIAL, TAG_CORE, Meter, _split
 from firmware.storage import Store, StoreError
 from firmware.token_gate import CODE_NAMES
 
-# ESP32 DevKit defaults; override in /bijli_board.json
+# ESP32 DevKit (WROOM-32) defaults; override in /bijli_board.json. The DLMS UART is UART 2 on
+# its own pins, TX GPIO17 / RX GPIO16: UART 1's own pins (GPIO9/10) are the module's flash.
+# "uart_tx" / "uart_rx" put a UART on other pins (an RP2040: "uart": 0, "uart_tx": 0, "uart_rx": 1).
 DEFAULT_PINS = {
     "relay": 26,
     "pulse": 27,
     "cover": 32,
     "magnet": 33,
     "power": None,
-    "uart": 1,
+    "uart": 2,
     "baud": 9600,
     "nvm_path": "bijli.nvm",
     "nvm_size": 65536,
