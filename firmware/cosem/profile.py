@@ -67,6 +67,27 @@ def _def_key(tv):
     return (D.as_int(items[0]), bytes(items[1][1]), D.as_int(items[2]), D.as_int(items[3]))
 
 
+_ATTRS = {}  # read level -> the attributes of every profile readable from it (one per process)
+
+
+def _attrs(read_level):
+    """The IC 7 attributes for `read_level`: their getters reach the object through `o`, so
+    every profile (event logs, load and daily profiles) of every meter shares one tuple."""
+    attrs = _ATTRS.get(read_level)
+    if attrs is None:
+        A = base.Attr
+        attrs = _ATTRS[read_level] = (
+            A(2, base.RAW, read_level, get=_get_buffer, selectors=(1 << 1) | (1 << 2)),
+            A(3, base.RAW, read_level, get=_get_capture_objects),
+            A(4, D.DOUBLE_LONG_UNSIGNED, read_level, get=lambda o: o.capture_period),
+            A(5, D.ENUM, read_level, get=lambda o: SORT_FIFO),
+            A(6, base.RAW, read_level, get=lambda o: capture_def(0, b"\x00" * 6, 0, 0)),
+            A(7, D.DOUBLE_LONG_UNSIGNED, read_level, get=lambda o: o.source.count()),
+            A(8, D.DOUBLE_LONG_UNSIGNED, read_level, get=lambda o: o.source.capacity()),
+        )
+    return attrs
+
+
 class ProfileGeneric(base.CosemObject):
     """IC 7 object over a row source; read levels given for buffer and metadata."""
 
@@ -76,17 +97,7 @@ class ProfileGeneric(base.CosemObject):
         self.columns = columns
         self.capture_period = capture_period
         self.tz = tz_offset_s
-        A = base.Attr
-        attrs = (
-            A(2, base.RAW, read_level, get=_get_buffer, selectors=(1 << 1) | (1 << 2)),
-            A(3, base.RAW, read_level, get=_get_capture_objects),
-            A(4, D.DOUBLE_LONG_UNSIGNED, read_level, get=lambda o: o.capture_period),
-            A(5, D.ENUM, read_level, get=lambda o: SORT_FIFO),
-            A(6, base.RAW, read_level, get=lambda o: capture_def(0, b"\x00" * 6, 0, 0)),
-            A(7, D.DOUBLE_LONG_UNSIGNED, read_level, get=lambda o: o.source.count()),
-            A(8, D.DOUBLE_LONG_UNSIGNED, read_level, get=lambda o: o.source.capacity()),
-        )
-        base.CosemObject.__init__(self, 7, obis, 1, attrs, (), ctx, name)
+        base.CosemObject.__init__(self, 7, obis, 1, _attrs(read_level), (), ctx, name)
 
     def column_keys(self):
         """(class_id, obis, attr, data_index) of every column, in order."""

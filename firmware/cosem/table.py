@@ -663,15 +663,13 @@ def event_objects(m):
     Event log columns: time, event code, value, extra (token result code etc.), number.
     """
     objs = []
+    # the columns but the event code are the same in every log: one tuple each
+    time_col = (capture_def(8, CLOCK, 2), COL_DT, 1)
+    rest = ((capture_def(1, ALERT, 2, 2), COL_I32, 3), (capture_def(1, ALERT, 2, 3), COL_I32, 4),
+            (capture_def(1, ALERT, 2, 4), COL_U32, 0))
     for log in sorted(LOG_NAMES):
         code_obis = event_code_obis(log)
-        cols = [
-            (capture_def(8, CLOCK, 2), COL_DT, 1),
-            (capture_def(1, code_obis, 2), COL_U16, 2),
-            (capture_def(1, ALERT, 2, 2), COL_I32, 3),
-            (capture_def(1, ALERT, 2, 3), COL_I32, 4),
-            (capture_def(1, ALERT, 2, 4), COL_U32, 0),
-        ]
+        cols = (time_col, (capture_def(1, code_obis, 2), COL_U16, 2)) + rest
         objs.append(ProfileGeneric(event_log_obis(log), RingSource(lambda: bind.events(m), log, 1),
                                    cols, 0, READER, bind.tz(m), m, LOG_NAMES[log]))
         objs.append(data_object(code_obis, D.LONG_UNSIGNED, READER, _last_code(log), m,
@@ -898,8 +896,8 @@ def _alert_value(o):
     return D.structure(D.u16(e[2]), D.i32(e[3]), D.i32(e[4]), D.u32(e[0]), dt(o, e[1]))
 
 
-# Shared by every model of the process (read-only once made): rights by level signature,
-# encoded object_lists by content.
+# Shared by every model of the process (read-only once made): rights by level signature (and
+# their per-SAP (attrs, methods) pairs by content), encoded object_lists by content.
 _RIGHTS = {}
 _LISTS = {}
 
@@ -943,8 +941,14 @@ class CosemModel:
         Rights depend only on the object's attribute and method levels, so equal ones are one
         shared (read-only) dict: every meter of a fleet, and every object with the same levels,
         holds the same rights by reference (_RIGHTS, one per process)."""
-        sig = (tuple([(a.id, a.read, a.write, a.set is not None) for a in obj.attrs]),
-               tuple([(mth.id, mth.level) for mth in obj.methods]))
+        sig = bytearray()  # bytes, not tuples of tuples: the keys stay in the heap
+        for a in obj.attrs:
+            sig.extend(bytes((a.id, a.read, a.write, a.set is not None)))
+        sig.append(0)  # attribute ids are >= 1: the methods follow
+        for mth in obj.methods:
+            sig.append(mth.id)
+            sig.append(mth.level)
+        sig = bytes(sig)
         out = _RIGHTS.get(sig)
         if out is None:
             out = self._rights(obj)
@@ -964,13 +968,16 @@ class CosemModel:
         for sap in (0x10, 0x20, 0x30):
             if not obj.visible_to(sap):
                 continue
-            attrs = [0] * (top_attr + 1)
+            attrs = bytearray(top_attr + 1)
             for i in range(1, top_attr + 1):
                 attrs[i] = obj.attr_access_mode(i, sap)
-            methods = [0] * (top_m + 1)
+            methods = bytearray(top_m + 1)
             for i in range(1, top_m + 1):
                 methods[i] = 1 if obj.can_call(i, sap) else 0
-            out[sap] = (attrs, methods)
+            # bytes, and one (attrs, methods) pair per content for the whole process: most
+            # objects' rights repeat (lists per SAP and object were ~10 KB of a board's heap)
+            pair = (bytes(attrs), bytes(methods))
+            out[sap] = _RIGHTS.setdefault(pair, pair)
         return out
 
     def register(self, table):

@@ -13,6 +13,7 @@ import sys
 from firmware import token_codec as tc
 from firmware.cipher import backend_name
 from firmware.config import Config
+from firmware.cosem import profile
 from firmware.cosem import table as T
 from firmware.dlms import ObjectTable
 from firmware.dlms import axdr as D
@@ -35,6 +36,9 @@ TOKEN_ENTRY_MAX = 8192
 # second's int twice (the clock's reading and the meter's next second: Unix seconds are big
 # ints on a 32-bit port, 32 B each)
 SECOND_OF_IDLE_TICKS_MAX = 64
+# the COSEM model of a meter and its DLMS object table, live (47 KB before attributes were
+# named tuples, profiles shared their attributes and the rights were shared bytes pairs)
+MODEL_LIVE_MAX = 32 * 1024
 
 
 def _scale():
@@ -148,3 +152,27 @@ def test_idle_ticks_allocate_nothing_with_a_time_of_use_tariff_and_daily_charge(
     until they end, not recomputed from the Unix second each tick)."""
     _check_idle(_idle_ticks(Config(meter_id=cosem_meter.METER_ID, daily_charge=500,
                                    tariff_zones=((0, 500), (64800, 900)))))
+
+
+def _live():
+    gc.collect()
+    return gc.mem_alloc()
+
+
+def test_cosem_model_and_object_table_hold_at_most_32_kb():
+    """What a board keeps for its COSEM objects: the model (objects, attributes, getters) and
+    the DLMS object table with every association's rights, built from empty process caches."""
+    m = cosem_meter.make_meter(T0)
+    T._RIGHTS.clear()  # process-wide caches (shared by a fleet's meters): count them here
+    T._LISTS.clear()
+    profile._ATTRS.clear()
+    if not hasattr(gc, "mem_alloc"):
+        T.build(m).register(ObjectTable())
+        return
+    before = _live()
+    model = T.build(m)
+    table = model.register(ObjectTable())
+    used = _live() - before
+    assert len(table) == len(model.objects) > 40
+    print("COSEM model + object table: %d B" % used)
+    assert used <= MODEL_LIVE_MAX * _scale(), used

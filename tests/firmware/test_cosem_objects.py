@@ -70,11 +70,14 @@ def test_rights_for_dlms_table():
     dc = model.find(70, table.DISCONNECT_CONTROL)
     r = model.rights(dc)
     assert r[0x10][0][2] == 1 and r[0x10][0][4] == 0  # output_state read, control_mode hidden
-    assert r[0x10][1] == [0, 0, 0]
-    assert r[0x30][0][4] == 3 and r[0x30][1] == [0, 1, 1]
+    assert list(r[0x10][1]) == [0, 0, 0]
+    assert r[0x30][0][4] == 3 and list(r[0x30][1]) == [0, 1, 1]
     energy = model.find(3, table.ENERGY_IMPORT)
     assert 0x10 not in model.rights(energy)  # invisible to public
-    assert model.rights(energy)[0x20][0] == [0, 1, 1, 1]
+    assert list(model.rights(energy)[0x20][0]) == [0, 1, 1, 1]
+    # equal per-SAP rights are one object (bytes pairs, not lists per object and SAP)
+    voltage = model.find(3, table.VOLTAGE)
+    assert model.rights(voltage)[0x20] is model.rights(energy)[0x20]
 
 
 def test_methods_refused_below_utility():
