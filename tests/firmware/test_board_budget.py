@@ -28,10 +28,11 @@ EK = bytes(range(16))  # INSECURE test key
 AK = bytes(range(0xD0, 0xE0))  # INSECURE test key
 T0 = 1767600000
 
-# issue 9 goals (32-bit port, bytes allocated per request)
-PLAIN_GET_MAX = 512
-CIPHERED_GET_MAX = 1536
-TOKEN_ENTRY_MAX = 8192
+# bytes allocated per request on a 32-bit port: what was reached (384 B, 768 B, 6.6 KB) and a
+# little room, under issue 9's goals (512 B, 1.5 KB, 8 KB)
+PLAIN_GET_MAX = 448
+CIPHERED_GET_MAX = 1024
+TOKEN_ENTRY_MAX = 7168
 # idle metering tick: nothing within a second; the tick that enters a new second makes that
 # second's int twice (the clock's reading and the meter's next second: Unix seconds are big
 # ints on a 32-bit port, 32 B each)
@@ -74,7 +75,7 @@ def _utility(ses):
     return c
 
 
-def test_plain_get_allocates_at_most_512_bytes():
+def test_plain_get_allocates_at_most_448_bytes():
     m, ses = _served()
     ses.handle(0x10, C.build_aarq(user_info=C.initiate_request()))
     req = C.get_req(3, T.BALANCE, 2)
@@ -85,7 +86,7 @@ def test_plain_get_allocates_at_most_512_bytes():
         assert used <= PLAIN_GET_MAX * _scale(), used
 
 
-def test_ciphered_get_allocates_at_most_1536_bytes():
+def test_ciphered_get_allocates_at_most_1_kb():
     m, ses = _served()
     c = _utility(ses)
     reply, used = allocated(ses.handle, 0x30, c.wrap(C.get_req(3, T.ENERGY_IMPORT, 2)))
@@ -95,7 +96,7 @@ def test_ciphered_get_allocates_at_most_1536_bytes():
         assert used <= CIPHERED_GET_MAX * _scale(), used
 
 
-def test_token_entry_allocates_at_most_8_kb():
+def test_token_entry_allocates_at_most_7_kb():
     """The first token through IC 115 (ciphered ACTION): judge, credit, save, events."""
     m, ses = _served()
     c = _utility(ses)
