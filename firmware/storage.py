@@ -75,7 +75,7 @@ def crc32_pure(data, crc=0):
 def crc32(data, crc=0):
     """CRC-32 (IEEE) of data, native when the port has it."""
     if _crc32_native is not None:
-        return _crc32_native(data, crc) & 0xFFFFFFFF
+        return _crc32_native(data, crc)  # unsigned on Python 3 and MicroPython: no mask
     return crc32_pure(data, crc)
 
 
@@ -245,24 +245,26 @@ class Ring:
         self.slots = capacity + 1
         self.slot_size = RING_HDR + entry_len + RING_TRAILER
         self.size = self.slots * self.slot_size
-        self._salt = bytes((tag, entry_len & 0xFF, entry_len >> 8))
+        # the CRC of every slot starts from that of (tag, entry length): made once
+        self._salt_crc = crc32(bytes((tag, entry_len & 0xFF, entry_len >> 8)))
         self.next_seq = 0  # seq the next append gets
         self.first_seq = 0  # oldest seq that may be visible
 
     def _crc(self, head_and_payload):
-        return crc32(head_and_payload, crc32(self._salt))
+        return crc32(head_and_payload, self._salt_crc)
 
     def _read_seq(self, slot):
         """(seq, payload) of a slot if valid, else None."""
         raw = self.nvm.read(self.offset + slot * self.slot_size, self.slot_size)
-        body = raw[:RING_HDR + self.entry_len]
-        (want,) = struct.unpack(">I", raw[RING_HDR + self.entry_len:])
-        if self._crc(body) != want:
+        end = RING_HDR + self.entry_len
+        # checked in place (a view, fields unpacked at their offsets): a profile read walks
+        # every slot, and slices of each were most of what it allocated
+        if self._crc(memoryview(raw)[:end]) != struct.unpack_from(">I", raw, end)[0]:
             return None
-        (seq,) = struct.unpack(">I", body[:RING_HDR])
+        seq = struct.unpack_from(">I", raw, 0)[0]
         if seq % self.slots != slot:
             return None
-        return seq, body[RING_HDR:]
+        return seq, raw[RING_HDR:end]
 
     def load(self):
         """Scan the slots and set the visible window. Returns the number of visible entries."""

@@ -124,6 +124,7 @@ class ProfileGeneric(base.CosemObject):
         pos = h
         ncols = len(cols)
         dev = -(self.tz // 60)
+        day = [None, None, 0, 0, 0, 0]  # the local day of the last date written: _put_dt
         for r in rows:
             buf[pos] = 2
             buf[pos + 1] = ncols
@@ -132,7 +133,7 @@ class ProfileGeneric(base.CosemObject):
                 kind = c[1]
                 v = r[c[2]]
                 if kind == COL_DT:
-                    _put_dt(buf, pos, v + self.tz, dev)
+                    _put_dt(buf, pos, v + self.tz, dev, day)
                     pos += 14
                 elif kind == COL_U16:
                     if v < 0:
@@ -207,19 +208,31 @@ class ProfileGeneric(base.CosemObject):
         return base.OTHER_REASON
 
 
-def _put_dt(buf, pos, local_t, dev):
-    """Write a date-time octet-string (14 bytes) for local seconds local_t at buf[pos]."""
-    y, mo, d, hh, mm, ss, wd = timeutil.to_fields(local_t)
+def _put_dt(buf, pos, local_t, dev, day):
+    """Write a date-time octet-string (14 bytes) for local seconds local_t at buf[pos].
+    `day` = [start, end, year, month, day, weekday] of the local day written last (rows are
+    in time order, mostly on one day): within it only the second of the day is worked out
+    (a full date from Unix seconds is several big-int operations on a 32-bit port)."""
+    if day[0] is None or not day[0] <= local_t < day[1]:
+        y, mo, d, hh, mm, ss, wd = timeutil.to_fields(local_t)
+        day[0] = local_t - (hh * 3600 + mm * 60 + ss)
+        day[1] = day[0] + 86400
+        day[2] = y
+        day[3] = mo
+        day[4] = d
+        day[5] = wd
+    sod = local_t - day[0]
+    y = day[2]
     buf[pos] = 9
     buf[pos + 1] = 12
     buf[pos + 2] = y >> 8
     buf[pos + 3] = y & 0xFF
-    buf[pos + 4] = mo
-    buf[pos + 5] = d
-    buf[pos + 6] = wd
-    buf[pos + 7] = hh
-    buf[pos + 8] = mm
-    buf[pos + 9] = ss
+    buf[pos + 4] = day[3]
+    buf[pos + 5] = day[4]
+    buf[pos + 6] = day[5]
+    buf[pos + 7] = sod // 3600
+    buf[pos + 8] = sod // 60 % 60
+    buf[pos + 9] = sod % 60
     buf[pos + 10] = 0
     buf[pos + 11] = (dev >> 8) & 0xFF
     buf[pos + 12] = dev & 0xFF

@@ -37,6 +37,9 @@ TOKEN_ENTRY_MAX = 7168
 # second's int twice (the clock's reading and the meter's next second: Unix seconds are big
 # ints on a 32-bit port, 32 B each)
 SECOND_OF_IDLE_TICKS_MAX = 64
+# a reader's GET of the whole load profile six hours into the meter's life (24 rows): 23.6 KB
+# before the ring slots were checked in place and the rows' dates kept their day
+PROFILE_READ_MAX = 16 * 1024
 # the COSEM model of a meter and its DLMS object table, live (47 KB before attributes were
 # named tuples, profiles shared their attributes and the rights were shared bytes pairs)
 MODEL_LIVE_MAX = 32 * 1024
@@ -110,6 +113,17 @@ def test_token_entry_allocates_at_most_7_kb():
     if _measured():
         print("token entry: %d B" % used)
         assert used <= TOKEN_ENTRY_MAX * _scale(), used
+
+
+def test_a_load_profile_read_allocates_at_most_16_kb():
+    m, ses = _served()
+    ses.handle(0x20, C.build_aarq(mechanism=1, auth_value=b"12345678",  # INSECURE test password
+                                  user_info=C.initiate_request()))
+    reply, used = allocated(ses.handle, 0x20, C.get_req(7, T.LOAD_PROFILE, 2))
+    assert reply[:4] == b"\xc4\x01\xc1\x00" and reply[4:6] == b"\x01\x18", reply[:8]  # 24 rows
+    if _measured():
+        print("load profile read: %d B" % used)
+        assert used <= PROFILE_READ_MAX * _scale(), used
 
 
 def _idle_ticks(config=None):

@@ -646,3 +646,19 @@ def test_object_values_decode_with_the_codec_limit():
     assert obj.set(2, nested(D.MAX_DEPTH + 1), UTILITY) == base.TYPE_UNMATCHED
     assert obj.set(2, b"\x09\x05ab", UTILITY) == base.TYPE_UNMATCHED
     assert len(seen) == 1
+
+
+def test_profile_dates_are_exact_across_local_midnights_and_back_in_time():
+    """Profile rows write their date-time from the local day kept from the row before (not a
+    full date per row): every row still reads as dtime.encode() of its own time, across local
+    midnights, month and year ends, and rows out of order."""
+    tz = 19800
+    new_year = timeutil.from_fields(2026, 12, 31, 23, 0) - tz  # local 2026-12-31 23:00
+    times = [new_year + k * 900 for k in range(12)]  # 23:00 .. 01:45 local
+    times += [new_year - 86400 * 40, new_year + 7, new_year - 1, new_year + 86400 * 59]
+    rows = [(t, 1, 2, 3, 4, 0) for t in times]
+    cols = [(profile.capture_def(8, table.CLOCK, 2), profile.COL_DT, 0)]
+    pg = profile.ProfileGeneric(b"\x01\x00\x63\x01\x00\xff", profile.ListSource(rows, 64), cols,
+                                900, base.READER, tz)
+    got = D.decode_all(bytes(pg.encode_rows(rows)))[1]
+    assert [r[1][0][1] for r in got] == [dtime.encode(t, tz) for t in times]
