@@ -161,7 +161,8 @@ def capacity(result):
     return 1000 / max(result["client_cpu_ms"], result["fleet_cpu_ms"], 1e-9)
 
 
-def measure(meters, mode="gateway", seconds=20, concurrency=64, fleet_kind=None, echo=print):
+def measure(meters, mode="gateway", seconds=20, concurrency=64, fleet_kind=None, echo=print,
+            profile=None):
     """Serve `meters` in a child process, drive sessions from this one; [result per role]
     (see `_client`). `fleet_kind`: "core" (fleet.core) or "emulated"; default: core if
     present."""
@@ -177,7 +178,7 @@ def measure(meters, mode="gateway", seconds=20, concurrency=64, fleet_kind=None,
         net = random.randint(100, 250)
         cmd = [sys.executable, os.path.abspath(__file__), "--serve", "--meters", str(meters),
                "--mode", mode, "--fleet", fleet_kind, "--registry", registry,
-               "--net", str(net)]
+               "--net", str(net)] + (["--profile", profile] if profile else [])
         t = time.monotonic()
         p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         try:
@@ -203,11 +204,27 @@ def main():
     ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--registry", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--net", type=int, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--profile", default=None, metavar="PREFIX",
+                    help="write cProfile stats of both sides to PREFIX.client.prof and "
+                         "PREFIX.fleet.prof")
     args = ap.parse_args()
     if args.serve:
-        asyncio.run(_serve(args))
+        _profiled(args.profile and args.profile + ".fleet.prof", asyncio.run, _serve(args))
         return
-    measure(args.meters, args.mode, args.seconds, args.concurrency, args.fleet)
+    _profiled(args.profile and args.profile + ".client.prof", measure, args.meters, args.mode,
+              args.seconds, args.concurrency, args.fleet, profile=args.profile)
+
+
+def _profiled(path, fn, *args, **kwargs):
+    """fn(*args, **kwargs), under cProfile when `path` (stats written there)."""
+    if not path:
+        return fn(*args, **kwargs)
+    import cProfile
+    prof = cProfile.Profile()
+    try:
+        return prof.runcall(fn, *args, **kwargs)
+    finally:
+        prof.dump_stats(path)
 
 
 if __name__ == "__main__":

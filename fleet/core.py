@@ -397,14 +397,20 @@ class Fleet:
         if i not in self.down:
             meter = m.em.meter
             acc = meter.account
-            r = meter.next_rule_instant()
-            key = (r, acc.total_credits, acc.last_credit, acc.zero_time, acc.thresholds)
-            due = self.timers.due(i)
-            # the forecast stays good while nothing but consumption moved (a request per
-            # session costs no new forecast)
-            if key != m.due_key or due is None or due <= meter.now():
+            now = meter.now()
+            # the low-credit forecast stays good while nothing but consumption moved; a rule
+            # instant that moves (a utility association moves the comms-loss deadline at every
+            # request) costs no new forecast
+            key = (acc.total_credits, acc.last_credit, acc.zero_time, acc.thresholds)
+            if key != m.due_key or (m.low_at is not None and m.low_at <= now):
                 m.due_key = key
-                self.timers.schedule(i, self._next_due(m, r))
+                m.low_at = self._low_estimate(m, now)
+            r = meter.next_rule_instant()
+            due = self.timers.due(i)
+            if r != m.rule_at or due is None or due <= now or m.low_at != m.low_used:
+                m.rule_at = r
+                m.low_used = m.low_at
+                self.timers.schedule(i, self._next_due(now, r, m.low_at))
         if len(self.live) > self.max_live:
             self._park_some()
 
@@ -463,27 +469,34 @@ class Fleet:
                               sync=force or self._commanded(m))
         m.dirty = False
 
-    def _next_due(self, m, r):
-        """The meter's next rule instant `r`, its next low-credit level's estimate, or the
-        longest idle advance, whichever comes first."""
-        meter = m.em.meter
-        now = meter.now()
+    @staticmethod
+    def _next_due(now, r, low_at):
+        """The meter's next rule instant `r`, its next low-credit level's estimate `low_at`,
+        or the longest idle advance, whichever comes first."""
         due = now + MAX_IDLE_ADVANCE_S
         if r is not None and r < due:
             due = r
-        acc = meter.account
-        if acc.balance > 0:
-            low = 0
-            for pct in acc.thresholds:
-                level = acc.last_credit * pct // 100
-                if low < level < acc.balance:
-                    low = level
-            est = wake_estimate(m.spec, now, acc.balance, low, acc.rate(now))
-            if est is not None:
-                est = max(est, now + MIN_WAKE_GAP_S)  # the forecast was short: look again soon
-                if est < due:
-                    due = est
+        if low_at is not None and low_at < due:
+            due = low_at
         return due
+
+    @staticmethod
+    def _low_estimate(m, now):
+        """When the meter's credit is expected to reach its next low-credit level (None: no
+        level ahead, or no consumption)."""
+        meter = m.em.meter
+        acc = meter.account
+        if acc.balance <= 0:
+            return None
+        low = 0
+        for pct in acc.thresholds:
+            level = acc.last_credit * pct // 100
+            if low < level < acc.balance:
+                low = level
+        est = wake_estimate(m.spec, now, acc.balance, low, acc.rate(now))
+        if est is None:
+            return None
+        return max(est, now + MIN_WAKE_GAP_S)  # the forecast was short: look again soon
 
     # ---- faults ----------------------------------------------------------------------------
     def _schedule(self, t, action, arg):

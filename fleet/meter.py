@@ -71,7 +71,7 @@ class FleetMeter:
     security state as last saved (`dlms`: reserved counter, client counters, lockouts)."""
 
     __slots__ = ("spec", "em", "clock", "dlms", "nvm_writes", "dirty", "links", "at_ms", "mark",
-                 "due_key")
+                 "due_key", "low_at", "low_used", "rule_at")
 
     def __init__(self, spec, em, clock, dlms):
         self.spec = spec
@@ -83,7 +83,10 @@ class FleetMeter:
         self.links = 0  # sessions open (the meter is not parked while one is)
         self.at_ms = clock.fleet.view_ms  # the fleet view it was last advanced at
         self.mark = None  # what commands last left (fleet.core: a save flushed to the disk)
-        self.due_key = None  # what its next timer was computed from (fleet.core)
+        self.due_key = None  # the credit its low-credit forecast was computed from (fleet.core)
+        self.low_at = None  # that forecast (Unix s)
+        self.low_used = None  # the forecast and rule instant its timer was set from
+        self.rule_at = None
 
     @property
     def meter(self):
