@@ -67,13 +67,15 @@ class EmulatedMeter:
                  block_key=INSECURE_DEMO_BLOCK_CIPHER_KEY,
                  auth_key=INSECURE_DEMO_AUTHENTICATION_KEY, password=INSECURE_DEMO_PASSWORD,
                  vending_key=None, nvm=None, clock=None, dlms_saved=None, dlms_store=None,
-                 meter_options=None):
+                 meter_options=None, suite=None):
         """`nvm` (without state_dir): the meter's NVM to use (a fleet's SparseNVM; a meter
         already in it boots from it); `clock`: a simulator clock to follow instead of a new
         SimClock(start, speed) (a fleet's shared clock); `dlms_saved` (ic, client counters,
         lockouts) and `dlms_store(server, reserved_ic, sync)`: where the DLMS security state
         of a meter without a state directory comes from and goes to; `meter_options`: more
-        keyword arguments of the firmware Meter (capacities, journal geometry, resume)."""
+        keyword arguments of the firmware Meter (capacities, journal geometry, resume);
+        `suite(ek, ak)`: builds the DLMS server's suite-0 ciphering instead of the firmware's
+        Suite0 (a fleet's, on OpenSSL: fleet/crypto.py)."""
         if nvm is not None and state_dir:
             raise ValueError("an NVM is given, or a state directory: not both")
         self.state_dir = state_dir
@@ -135,6 +137,7 @@ class EmulatedMeter:
             self.auth_key = auth_key
             self.password = password
             self.keys_source = None  # where non-demo keys came from (for the banner)
+            self.suite = suite
             self._endpoint = None  # the firmware's DLMS endpoint, created on first use
             # the service loop's never-raise guard (logs through the service's echo)
             self.guard = Guard()
@@ -220,9 +223,13 @@ def _make_endpoint(em):
     CounterReservation, the board's margin), so the meter continues from there after a clean
     stop, a crash, a kill -9 or a power cut alike: it never reuses a GCM IV under its keys."""
     ic, counters, lockouts = em.dlms_saved
-    server = DlmsServer(em.table, em.system_title, os.urandom, ek=em.block_key, ak=em.auth_key,
+    own = em.suite is None  # else the server gets its suite from em.suite, not built twice
+    server = DlmsServer(em.table, em.system_title, os.urandom,
+                        ek=em.block_key if own else None, ak=em.auth_key if own else None,
                         password=em.password, invocation_counter=ic, counters=counters,
                         clock=em.meter.now, lockouts=lockouts)
+    if not own:
+        server.suite = em.suite(em.block_key, em.auth_key)
     state_dir = em.state_dir
     save = em.dlms_store  # save(server, reserved counter, sync) or None: nothing saved
     if state_dir:
