@@ -14,6 +14,7 @@ import zlib
 from firmware.compat import TICKS_MAX
 from firmware.cosem.table import ALERT_CODES
 from firmware.hal.nvm import PAGE, SparseNVM
+from fleet.crypto import FleetSuite0
 from hil.emulator.meter import NVM_SIZE, EmulatedMeter
 
 
@@ -224,7 +225,7 @@ def materialise(spec, fleet_clock, push_destination=None, pages=None, wall_shift
         em = EmulatedMeter(meter_id=spec.meter_id, load=spec.load,
                            opening_paise=spec.opening_paise if pages is None else None,
                            nvm=nvm, clock=clock, dlms_saved=dlms_saved, dlms_store=store,
-                           meter_options=opts)
+                           meter_options=opts, suite=FleetSuite0)
     finally:
         fleet_clock.view_ms = view
     share_tables(em.model)
