@@ -4,8 +4,11 @@ from bijli's lean client (protocol's AsyncDlmsClient, many at once) and the GET 
 
     python bench/fleet_sessions.py --meters 1000 [--mode gateway|addresses] [--seconds 20]
                                    [--concurrency 64] [--fleet core|emulated]
+                                   [--connection worker|session] [--profile PREFIX]
 
-One session: TCP connect (to the meter's own address, or the concentrator), associate
+One session: TCP connect (to the meter's own address, or the concentrator; through the
+concentrator each client worker keeps one connection for all its sessions by default, as a
+head-end does, `--connection session` connects for each), associate
 (public: no security; utility: HLS-GMAC with suite-0 ciphering, each meter's invocation
 counter carried from one session to the next), GET the clock (timed), release, close. Every
 meter is touched once first (materialised), outside the timing. `--fleet emulated` serves
@@ -42,6 +45,9 @@ async def _serve(args):
     from fleet import registry
     from fleet.net import FleetServer
     fleet = _fleet(args.fleet, args.meters)
+    if args.fleet == "core":
+        from fleet.core import tune_gc
+        tune_gc()  # as `bijli fleet serve` does
     server = FleetServer(fleet)
     if args.mode == "addresses":
         await server.serve_addresses("127.%d.0.0/16" % args.net, 4059)
@@ -61,10 +67,15 @@ def _routes(path):
         return [(row["meter_id"], parse_route(row["address"])) for row in csv.DictReader(f)]
 
 
-async def _session(route, role, counters, meter_id, rtts):
-    host, port, via = route
-    client = AsyncDlmsClient(AsyncTcpTransport(host, port, timeout=30, connect_timeout=30,
-                                               retries=0), "wrapper", role, via=via,
+def _transport(route):
+    host, port, _via = route
+    return AsyncTcpTransport(host, port, timeout=30, connect_timeout=30, retries=0)
+
+
+async def _session(route, role, counters, meter_id, rtts, transport=None):
+    """One session; over `transport` (an open connection to the concentrator, kept open for
+    the worker's next meter) or over a connection of its own."""
+    client = AsyncDlmsClient(transport or _transport(route), "wrapper", role, via=route[2],
                              timeout=30, invocation_counter=counters.get(meter_id, 1))
     await client.open()
     try:
@@ -72,11 +83,11 @@ async def _session(route, role, counters, meter_id, rtts):
         await client.clock()
         rtts.append(time.perf_counter() - t)
     finally:
-        await client.close()
+        await client.close(keep_transport=transport is not None)
         counters[meter_id] = client.invocation_counter
 
 
-async def _drive(routes, role, seconds, concurrency, counters):
+async def _drive(routes, role, seconds, concurrency, counters, reuse=False):
     rtts = []
     done = 0
     errors = 0
@@ -86,13 +97,18 @@ async def _drive(routes, role, seconds, concurrency, counters):
         nonlocal done, errors
         mine = routes[w::concurrency]  # disjoint meters: one session per meter at a time
         rnd = random.Random(w)
+        # reuse: one concentrator connection per worker, meter after meter (as a head-end
+        # keeps its connection to a concentrator); it is opened again after a link error
+        transport = _transport(mine[0][1]) if reuse else None
         while time.monotonic() < deadline:
             meter_id, route = rnd.choice(mine)
             try:
-                await _session(route, role, counters, meter_id, rtts)
+                await _session(route, role, counters, meter_id, rtts, transport)
                 done += 1
             except Exception:  # noqa: BLE001 - counted; a bench keeps going
                 errors += 1
+        if transport is not None:
+            await transport.close()
     t0 = time.monotonic()
     await asyncio.gather(*(worker(w) for w in range(concurrency)))
     elapsed = time.monotonic() - t0
@@ -111,7 +127,7 @@ def _cpu_s(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def _client(routes, server_pid, seconds, concurrency, echo=print):
+async def _client(routes, server_pid, seconds, concurrency, echo=print, reuse=False):
     """Warm every meter up, then drive public and HLS-GMAC sessions; one result per role."""
     counters = {}
     t = time.monotonic()
@@ -136,7 +152,7 @@ async def _client(routes, server_pid, seconds, concurrency, echo=print):
     results = []
     for role in (PUBLIC, UTILITY):
         c0, s0 = time.process_time(), _cpu_s(server_pid)
-        rate, rtts, errors = await _drive(routes, role, seconds, concurrency, counters)
+        rate, rtts, errors = await _drive(routes, role, seconds, concurrency, counters, reuse)
         c1, s1 = time.process_time(), _cpu_s(server_pid)
         n = max(1, len(rtts))
         r = {"role": "public" if role == PUBLIC else "hls-gmac", "rate": rate,
@@ -162,10 +178,15 @@ def capacity(result):
 
 
 def measure(meters, mode="gateway", seconds=20, concurrency=64, fleet_kind=None, echo=print,
-            profile=None):
+            profile=None, reuse=None):
     """Serve `meters` in a child process, drive sessions from this one; [result per role]
     (see `_client`). `fleet_kind`: "core" (fleet.core) or "emulated"; default: core if
-    present."""
+    present. `reuse`: each client worker keeps one concentrator connection for all its
+    sessions (default: in gateway mode; a meter's own address needs its own connection)."""
+    if reuse is None:
+        reuse = mode == "gateway"
+    if reuse and mode != "gateway":
+        raise ValueError("connections are reused only through the concentrator")
     import tempfile
     if fleet_kind is None:
         try:
@@ -186,9 +207,12 @@ def measure(meters, mode="gateway", seconds=20, concurrency=64, fleet_kind=None,
             if not line.startswith("ready"):
                 raise RuntimeError("the fleet did not start")
             echo("fleet (%s, %d meters, %s) serving after %.1f s; client: %d sessions at once, "
-                 "%g s per role" % (fleet_kind, meters, mode, time.monotonic() - t,
-                                    concurrency, seconds))
-            return asyncio.run(_client(_routes(registry), p.pid, seconds, concurrency, echo))
+                 "%g s per role, %s" % (fleet_kind, meters, mode, time.monotonic() - t,
+                                        concurrency, seconds,
+                                        "one connection per worker" if reuse
+                                        else "one connection per session"))
+            return asyncio.run(_client(_routes(registry), p.pid, seconds, concurrency, echo,
+                                       reuse))
         finally:
             p.stdin.close()
             p.wait(120)
@@ -201,6 +225,9 @@ def main():
     ap.add_argument("--seconds", type=float, default=20)
     ap.add_argument("--concurrency", type=int, default=64)
     ap.add_argument("--fleet", choices=("core", "emulated"), default=None)
+    ap.add_argument("--connection", choices=("worker", "session"), default=None,
+                    help="one concentrator connection per client worker (default with the "
+                         "gateway) or one TCP connection per session")
     ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--registry", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--net", type=int, default=None, help=argparse.SUPPRESS)
@@ -212,7 +239,8 @@ def main():
         _profiled(args.profile and args.profile + ".fleet.prof", asyncio.run, _serve(args))
         return
     _profiled(args.profile and args.profile + ".client.prof", measure, args.meters, args.mode,
-              args.seconds, args.concurrency, args.fleet, profile=args.profile)
+              args.seconds, args.concurrency, args.fleet, profile=args.profile,
+              reuse=None if args.connection is None else args.connection == "worker")
 
 
 def _profiled(path, fn, *args, **kwargs):

@@ -39,14 +39,17 @@ def _shard(text):
     return i, n
 
 
-def make_fleet(meters, speed, seed, state, shard, scenario):
-    """fleet.core.Fleet with the options that are its own (speed, seed, shard, state)."""
+def make_fleet(meters, speed, seed, state, shard, scenario, max_live=None):
+    """fleet.core.Fleet with the options that are its own (speed, seed, shard, state,
+    max_live)."""
     try:
         from fleet.core import Fleet
     except ImportError:
         raise click.ClickException("the fleet's meters (fleet.core) are not installed in this "
                                    "checkout yet") from None
     options = {"seed": seed, "speed": speed, "shard": shard or (0, 1)}
+    if max_live is not None:
+        options["max_live"] = max_live
     if state:
         if "state_dir" not in inspect.signature(Fleet).parameters:
             raise click.ClickException("--state: this fleet cannot persist yet (fleet.core "
@@ -102,11 +105,14 @@ def make_fleet(meters, speed, seed, state, shard, scenario):
               help="... for this share of the meters (default all).")
 @click.option("--tcp-idle", type=click.FloatRange(0), default=180, show_default=True,
               help="Close a connection that sends nothing for this many seconds (0: never).")
+@click.option("--max-live", type=click.IntRange(1), default=None,
+              help="Meters kept built at once (default 10,000, about 60 KB each); the others "
+              "rest packed (a few KB each) and are built again when touched (a few ms).")
 @click.option("--plain", is_flag=True, help="Plain status lines even on a terminal.")
 @click.option("--status-every", type=click.FloatRange(0.2), default=5.0, show_default=True,
               help="Seconds between plain status lines.")
 def serve(meters, gateway, addresses, port, speed, seed, faults_file, state, registry_out,
-          shard, push_to, tcp_idle, plain, status_every, **fault_options):
+          shard, push_to, max_live, tcp_idle, plain, status_every, **fault_options):
     """Serve an emulated fleet until Ctrl-C / SIGTERM."""
     if bool(gateway) == bool(addresses):
         raise click.UsageError("give exactly one of --gateway tcp:HOST:PORT or --addresses "
@@ -121,7 +127,9 @@ def serve(meters, gateway, addresses, port, speed, seed, faults_file, state, reg
     except FaultConfigError as exc:
         raise click.BadParameter(str(exc), param_hint="--faults / fault options") from None
     the_fleet = make_fleet(meters, speed, faults.seed if seed is None else seed, state, shard,
-                           faults_file)
+                           faults_file, max_live)
+    from fleet.core import tune_gc
+    tune_gc()  # a long-running process: the collector's scans cost every request
     live = sys.stdout.isatty() and not plain
     try:
         asyncio.run(_serve(the_fleet, faults, gateway, addresses, port, registry_out, push_to,

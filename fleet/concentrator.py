@@ -5,7 +5,8 @@ every meter of the fleet by its physical device address, with the DLMS/COSEM gat
 Each wrapper message to the concentrator carries a gateway-request (network id, physical
 device address, the xDLMS APDU). The concentrator routes it by address to that meter's session
 (one `Link` per connection and meter, so each head-end connection has its own associations
-with each meter) and answers with a gateway-response carrying the meter's reply.
+with each meter; the session ends when its last association does, so a connection that goes
+on to meter after meter holds none of them) and answers with a gateway-response carrying the meter's reply.
 
 A request it cannot deliver -- an unknown physical device address or network id, a meter
 powered off or unreachable, a session cut by a link fault -- gets a gateway-response from that
@@ -122,6 +123,11 @@ class ConcentratorConnection(asyncio.Protocol):
             return
         if reply:
             self._answer(meter_id, src, dst, pdu, reply)
+        if not link.session.assocs:
+            # no association left (released, refused, or never made): the session ends, so
+            # a connection that goes on to meter after meter pins none of them (the fleet may
+            # park the meter) and keeps nothing per meter; the next request opens a new one
+            self._drop(meter_id)
 
     def _answer(self, meter_id, src, dst, pdu, apdu):
         data = fw_wrapper.encode(dst, src, pdu.answer(apdu).encode())

@@ -201,9 +201,12 @@ class DlmsClient(_DriverBase):
             raise
         return self
 
-    def close(self):
+    def close(self, keep_transport=False):
         """Release the association (best effort), disconnect the link, close the transport.
-        After a link error it closes at once (no waiting for a meter that is not answering)."""
+        After a link error it closes at once (no waiting for a meter that is not answering).
+        `keep_transport`: leave the transport open for the next session over the same
+        connection (the next meter behind a concentrator: `open()` reuses an open transport);
+        it is closed anyway after a link error."""
         try:
             if self.core.associated and self.transport.is_open and not self.broken:
                 try:
@@ -219,7 +222,8 @@ class DlmsClient(_DriverBase):
                     pass
             self.link_open = False
         finally:
-            self.transport.close()
+            if not keep_transport or self.broken:
+                self.transport.close()
 
     def _write(self, data):
         if data:
@@ -304,9 +308,9 @@ class AsyncDlmsClient(_DriverBase):
             raise
         return self
 
-    async def close(self):
+    async def close(self, keep_transport=False):
         """Release (best effort), disconnect, close the transport (at once after a link
-        error)."""
+        error); `keep_transport` as DlmsClient.close."""
         try:
             if self.core.associated and self.transport.is_open and not self.broken:
                 try:
@@ -322,7 +326,8 @@ class AsyncDlmsClient(_DriverBase):
                     pass
             self.link_open = False
         finally:
-            await self.transport.close()
+            if not keep_transport or self.broken:
+                await self.transport.close()
 
     async def _write(self, data):
         if data:

@@ -15,3 +15,4 @@ def test_measure_drives_public_and_hls_sessions_without_errors():
         assert r["sessions"] > 0 and r["errors"] == 0, r
         assert r["p50_ms"] <= r["p99_ms"] and capacity(r) > 0
     assert lines[0].startswith("fleet (") and lines[1].startswith("warm-up: 4 meters")
+    assert "one connection per worker" in lines[0]

@@ -238,3 +238,14 @@ def test_a_failing_meter_is_counted_and_never_stops_the_fleet(monkeypatch):
     assert fleet.meter(meter_id(1)).meter.now() == fleet.now()
     with pytest.raises(RuntimeError):
         fleet.open_session(bad)  # a session on a meter that cannot be built says so
+
+
+def test_a_meter_opened_while_every_live_meter_has_a_session_is_not_parked_under_it():
+    fleet = Fleet(4, seed=2, speed=0, max_live=1)
+    a, b = list(fleet.meter_ids())[:2]
+    held = fleet.open_session(a)  # keeps its meter live
+    link = fleet.open_session(b)  # beyond max_live, and the only meter without a session
+    aarq = bytes.fromhex("601da109060760857405080101be10040e01000000065f1f0400401e5dffff")
+    assert link.handle(0x10, aarq)[:1] == b"\x61"  # AARE: the meter answers
+    link.release()
+    held.release()

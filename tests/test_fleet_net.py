@@ -140,3 +140,28 @@ def test_addresses_follow_the_population_index():
                                       ("127.9.0.0/33", [0], "127.9.0.0/33")):
         with pytest.raises(FleetNetError, match=message):
             meter_addresses(network, indices)
+
+
+def test_one_concentrator_connection_to_many_meters_pins_none_of_them_after_release():
+    """A head-end keeps one connection to the concentrator and talks to meter after meter:
+    a meter whose associations are released may be parked again (live meters stay within
+    max_live), and the connection keeps no state per meter it talked to."""
+    from fleet.core import Fleet
+    fleet = Fleet(8, seed=3, speed=0, max_live=2)
+    with FleetThread(fleet, gateway="127.0.0.1:0") as ft:
+        host, port = parse_host_port(ft.server.gateway_address)
+        transport = TcpTransport(host, port, timeout=5, connect_timeout=5, retries=0)
+        try:
+            for mid in fleet.meter_ids():
+                route = GatewayRoute(int(fleet.info(mid)["physical_address"]))
+                c = DlmsClient(transport, "wrapper", UTILITY, via=route, timeout=5).open()
+                assert c.serial_number() == mid
+                c.close(keep_transport=True)
+                assert transport.is_open
+            assert ft.call(lambda: len(fleet.live)) <= 2
+            assert ft.call(lambda: sum(m.links for m in fleet.live.values())) == 0
+            conn = ft.call(lambda: next(iter(ft.server.live)).get_protocol())
+            assert ft.call(lambda: (len(conn.links), len(conn.faults), len(conn.shapers))) \
+                == (0, 0, 0)
+        finally:
+            transport.close()
