@@ -123,6 +123,9 @@ class Fleet:
         self.max_live = max_live
         self.state = None  # fleet.state.FleetState when the fleet persists (--state)
         self.down = set()  # indices powered off now
+        # indices whose relay was open when last advanced (kept at each advance: the status's
+        # "relays open" without a scan; a meter parked keeps its relay as it was)
+        self.relays_open = set()
         self.feeders_down = {}  # feeder -> cut instant
         self._events = {}  # negative timer key -> (action, argument)
         self._next_event = -1
@@ -282,6 +285,7 @@ class Fleet:
             "materialised": len(self.live),
             "parked": len(self.parked),
             "down": len(self.down),
+            "relays_open": len(self.relays_open),
             "feeders_down": len(self.feeders_down),
             "timers": len(self.timers),
             "wakes_pending": len(self._wake_t) - self._wake_pos,
@@ -409,6 +413,10 @@ class Fleet:
         if m is None:
             return
         m.at_ms = self.clock.view_ms
+        if m.em.meter.control.output_state:
+            self.relays_open.discard(i)
+        else:
+            self.relays_open.add(i)
         mid = m.spec.meter_id
         for apdu in m.take_pushes():
             self._pushes.append((mid, apdu))

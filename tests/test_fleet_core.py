@@ -7,6 +7,7 @@ from fleet.core import Fleet, MeterDown
 from fleet.meter import METER_OPTIONS
 from fleet.population import Population, meter_id
 from fleet.scheduler import FleetClock, TimerHeap
+from headend.vending import Vendor
 from hil.emulator.meter import EmulatedMeter
 from tests.scenario_fleet import expected_cut
 
@@ -68,7 +69,7 @@ def test_parked_meters_end_where_meters_kept_live_end():
     assert [m for m, _ in kept.drain_pushes()] == [m for m, _ in parked.drain_pushes()]
 
 
-def test_scheduler_cuts_at_the_window_after_grace_and_pushes_it():
+def test_scheduler_cuts_at_the_window_after_grace_and_pushes_it(tmp_path):
     fleet = Fleet(400, seed=3, speed=0, wake_untouched=False)
     mid, spec = _pick(fleet, lambda s: s.opening_paise < 3000 and s.load.mean_w() > 150)
     fleet.open_session(mid).release()
@@ -80,8 +81,16 @@ def test_scheduler_cuts_at_the_window_after_grace_and_pushes_it():
     cut = m.events.find_latest(ec.RELAY_DISCONNECTED)
     assert cut is not None and cut[1] == expected_cut(zero)
     assert not m.control.output_state
+    assert fleet.stats()["relays_open"] == 1  # counted as it happened (the status's figure)
     pushed = [apdu for who, apdu in fleet.drain_pushes() if who == mid]
     assert len(pushed) >= 3  # low credit levels, balance zero, the disconnection
+    vendor = Vendor(str(tmp_path / "vending.sqlite3"))
+    try:
+        digits = vendor.vend(mid, "credit", 500)
+    finally:
+        vendor.close()
+    assert fleet.enter_token(mid, digits).accepted  # paid: the relay closes again
+    assert m.control.output_state and fleet.stats()["relays_open"] == 0
 
 
 def test_never_touched_meters_wake_when_their_credit_runs_low():
