@@ -29,6 +29,7 @@ from headend import db as dbmod
 from headend import keyring as keyring_mod
 from headend import migrations, outbox, payments, registry
 from headend import status as status_mod
+from headend.clock import now as headend_now
 
 
 @click.group("headend")
@@ -142,11 +143,15 @@ def pay_cmd(meter_id, amount, ref, as_json, db_url, key_file):
 @click.option("--notifier", "notifier_spec", envvar="BIJLI_HEADEND_NOTIFIER",
               default="console", show_default=True, help="Where the push listener's notices "
               "go: console, file:PATH, webhook:URL, sms-file:PATH, sms:MODULE:CLASS.")
+@click.option("--reconnect-on-payment/--no-reconnect-on-payment", "reconnect_paid",
+              default=True, show_default=True, help="Reconnect a meter the head-end cut "
+              "remotely once a delivered recharge makes its balance positive (credit alone "
+              "never undoes a remote cut).")
 @db_option
 @key_option
 def serve_cmd(http_address, workers_only, workers, sessions, lease, retry_base, retry_cap,
-              give_up, poll, io_timeout, until_idle, push_address, notifier_spec, db_url,
-              key_file):
+              give_up, poll, io_timeout, until_idle, push_address, notifier_spec,
+              reconnect_paid, db_url, key_file):
     """Deliver paid recharges to the meters and, with --http, serve the HTTP API (Ctrl-C /
     SIGTERM: finish sessions, then stop)."""
     from headend.delivery import WorkerConfig
@@ -173,7 +178,7 @@ def serve_cmd(http_address, workers_only, workers, sessions, lease, retry_base, 
         cfg = WorkerConfig(sessions=sessions, lease_s=lease, poll_s=poll, retry_base_s=retry_base,
                            retry_cap_s=retry_cap, give_up_s=give_up,
                            session_timeout_s=min(lease / 2, io_timeout * 4),
-                           io_timeout_s=io_timeout)
+                           io_timeout_s=io_timeout, reconnect_paid=reconnect_paid)
     except ValueError as e:
         raise click.ClickException(str(e)) from None
     import multiprocessing
@@ -311,10 +316,9 @@ def requeue_cmd(meter_ids, feeder, all_stuck, as_json, db_url):
     """Retry stuck recharges again (a fresh give-up deadline), e.g. after an outage ended."""
     if not (meter_ids or feeder or all_stuck):
         raise click.UsageError("say which: --meter ID, --feeder NAME or --all")
-    import time
     db = open_db(db_url)
     try:
-        n = outbox.requeue_stuck(db, time.time(), meter_ids, feeder)
+        n = outbox.requeue_stuck(db, headend_now(), meter_ids, feeder)
     except dbmod.DatabaseError as e:
         raise click.ClickException(str(e)) from None
     finally:

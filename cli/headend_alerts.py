@@ -3,13 +3,13 @@
     bijli headend alerts [--meter ID] [--kind tamper|load_limit|unknown_meter] [--since T] [--json]
     bijli headend health [--feeder NAME] [--window HOURS] [--json]
 """
-import time
 
 import click
 
 from cli.headend_common import db_option
 from cli.headend_jobs import _echo_json, _json_option, _local, _parse_time, _run, _table, _tz
 from headend import health, push_listener
+from headend.clock import now as headend_now
 
 
 @click.command("alerts")
@@ -48,7 +48,7 @@ def health_cmd(feeder, window_h, as_json, db_url):
     """Meter health per feeder: meters heard, never seen, session success rate, stuck
     recharges; and the meters doing worst."""
     def go(db):
-        return health.report(db, time.time(), window_h * 3600, feeder), _tz(db)
+        return health.report(db, headend_now(), window_h * 3600, feeder), _tz(db)
     rep, tz = _run(db_url, go)
     if as_json:
         _echo_json(rep)

@@ -20,13 +20,13 @@ each module to one concern; both take their shared options from cli/headend_comm
 """
 import datetime
 import json
-import time
 
 import click
 
 from cli.headend_common import db_option, open_db
 from headend import audit, jobs
 from headend import db as dbmod
+from headend.clock import now as headend_now
 from headend.disconnect_calendar import CalendarError, DisconnectCalendar
 
 KIND_NAMES = {k.replace("_", "-"): k for k in jobs.KINDS}
@@ -210,9 +210,9 @@ def create_cmd(kind, meters_file, where, reason, dry_run, at_text, max_attempts,
     def go(db):
         tz = _tz(db)
         if dry_run:
-            at = _parse_time(at_text, tz, "--at") if at_text else time.time()
+            at = _parse_time(at_text, tz, "--at") if at_text else headend_now()
             return "preview", jobs.preview(db, kind, ids, where, at), at, tz
-        job_id, n = jobs.create(db, kind, time.time(), ids, where, reason,
+        job_id, n = jobs.create(db, kind, headend_now(), ids, where, reason,
                                 override_notices=override_notices, params=params,
                                 max_attempts=max_attempts, retry_base_s=retry_base,
                                 retry_cap_s=retry_cap, segment_limit=segment_limit)
@@ -325,7 +325,7 @@ def _transition_cmd(name, fn, help_text):
     @db_option
     def cmd(job_id, reason, as_json, db_url):
         actor = audit.default_actor()
-        job = _run(db_url, lambda db: (fn(db, job_id, actor, time.time(), reason),
+        job = _run(db_url, lambda db: (fn(db, job_id, actor, headend_now(), reason),
                                        jobs.show(db, job_id))[1])
         if as_json:
             _echo_json({"job_id": job_id, "state": job["state"], "steps": job["steps"]})
@@ -351,7 +351,7 @@ def rate_cmd(rate, reason, as_json, db_url):
     """Show or set the global bulk session rate (new sessions per second, all workers)."""
     def go(db):
         if rate is not None:
-            jobs.set_session_rate(db, rate, audit.default_actor(), time.time(), reason)
+            jobs.set_session_rate(db, rate, audit.default_actor(), headend_now(), reason)
         return jobs.session_rate(db)
     now = _run(db_url, go)
     if as_json:
@@ -371,7 +371,7 @@ def kill_switch_cmd(state, reason, as_json, db_url):
     Recharge deliveries are not bulk work and go on."""
     def go(db):
         if state is not None:
-            jobs.set_kill_switch(db, state == "on", audit.default_actor(), time.time(), reason)
+            jobs.set_kill_switch(db, state == "on", audit.default_actor(), headend_now(), reason)
         return jobs.get_control(db, jobs.KILL_SWITCH), _tz(db)
     row, tz = _run(db_url, go)
     on = bool(row and row["value"] == "on")
@@ -416,7 +416,7 @@ def audit_cmd(meter_id, on_day, since, until, action, outcome, job_id, limit, re
             t0 = _parse_time(on_day, tz, "--on")
             t1 = t0 + 86400
         if recharges_over is not None:
-            rows = audit.slow_recharges(db, recharges_over * 3600, t0, t1, now=time.time())
+            rows = audit.slow_recharges(db, recharges_over * 3600, t0, t1, now=headend_now())
             if meter_id:
                 rows = [r for r in rows if r["meter_id"] == meter_id]
             return "slow", rows, tz
@@ -476,7 +476,7 @@ def calendar_cmd(quiet, no_quiet, weekend, holidays, utc_offset, reason, as_json
             if utc_offset is not None:
                 d["tz_offset_s"] = utc_offset * 60
             cal = DisconnectCalendar.from_dict(d)
-            jobs.set_calendar(db, cal, audit.default_actor(), time.time(), reason)
+            jobs.set_calendar(db, cal, audit.default_actor(), headend_now(), reason)
         return cal
     cal = _run(db_url, go)
     if as_json:

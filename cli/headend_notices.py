@@ -10,7 +10,6 @@
 Notifier SPEC (or BIJLI_HEADEND_NOTIFIER): console (default), file:PATH, webhook:URL,
 sms-file:PATH, sms:MODULE:CLASS (headend/notifiers.py).
 """
-import time
 
 import click
 
@@ -26,6 +25,7 @@ from cli.headend_jobs import (
     print_preview,
 )
 from headend import audit, jobs, notices, notifiers
+from headend.clock import now as headend_now
 
 ENV_NOTIFIER = "BIJLI_HEADEND_NOTIFIER"
 KINDS = {"warning": notices.WARNING, "low-credit": notices.LOW_CREDIT}
@@ -73,7 +73,7 @@ def preview_cmd(kind, meters_file, where, at_text, as_json, db_url):
 
     def go(db):
         tz = _tz(db)
-        at = _parse_time(at_text, tz, "--at") if at_text else time.time()
+        at = _parse_time(at_text, tz, "--at") if at_text else headend_now()
         return jobs.preview(db, kind, ids, where, at), at, tz
     rows, at, tz = _run(db_url, go)
     if as_json:
@@ -142,7 +142,7 @@ def warn_cmd(meters_file, where, reason, notifier_spec, as_json, db_url):
     ids, where = _selection(meters_file, where)
     notifier = _make_notifier(notifier_spec)
     results = _run(db_url, lambda db: notices.warn_disconnection(
-        db, notifier, time.time(), jobs.select_meters(db, ids, where), reason,
+        db, notifier, headend_now(), jobs.select_meters(db, ids, where), reason,
         audit.default_actor()))
     _print_sent(results, as_json, "disconnection warnings through %s" % notifier.channel)
 
@@ -154,7 +154,7 @@ def warn_cmd(meters_file, where, reason, notifier_spec, as_json, db_url):
 def low_credit_cmd(notifier_spec, as_json, db_url):
     """Send the low-credit notices due by the balances the head-end has seen."""
     notifier = _make_notifier(notifier_spec)
-    results = _run(db_url, lambda db: notices.scan_low_credit(db, notifier, time.time(),
+    results = _run(db_url, lambda db: notices.scan_low_credit(db, notifier, headend_now(),
                                                               audit.default_actor()))
     _print_sent(results, as_json, "low-credit notices through %s" % notifier.channel)
 
@@ -189,7 +189,7 @@ def policy_cmd(warn_days, pcts, reference, grace, reason, as_json, db_url):
     def go(db):
         if changes:
             try:
-                return notices.set_policy(db, changes, audit.default_actor(), time.time(),
+                return notices.set_policy(db, changes, audit.default_actor(), headend_now(),
                                           reason)
             except notices.NoticeError as e:
                 raise click.ClickException(str(e)) from None

@@ -6,7 +6,10 @@
 One asyncio loop keeps up to `sessions` meter sessions in flight. Each claimed job (a lease,
 `headend.outbox`) gets a utility association with its meter (HLS-GMAC, suite-0 keys from the
 keyring, invocation counters reserved in the database before use), the token entered through
-IC 115, then balance and relay state read back. Outcome: accepted or used (keyed in by hand
+IC 115, then balance and relay state read back. A meter the head-end cut remotely (IC 70 state
+disconnected: credit never undoes a remote cut, firmware/policy.py) whose balance is now positive
+is reconnected in the same session (S5: "reconnected as each payment arrives"; a meter cut by its
+own credit rule closes its relay itself on the credit). Outcome: accepted or used (keyed in by hand
 first) -> delivered; another token result -> refused with its code (lockout, a transient
 refusal, is retried); no answer -> retried with exponential backoff and jitter until
 `give_up_s` after the payment, then stuck. A heartbeat task renews the worker row and the leases
@@ -31,11 +34,13 @@ import uuid
 from headend import audit, job_worker, jobs, meter_state, outbox, registry
 from headend import db as dbmod
 from headend import keyring as keyring_mod
+from headend.clock import now as headend_now
 from protocol.client import UTILITY, AsyncDlmsClient
 from protocol.errors import ProtocolError
 from protocol.transport import AsyncTcpTransport
 
 TOKEN_ACCEPT, TOKEN_USED, TOKEN_LOCKOUT = 0, 3, 5
+REMOTELY_CUT = 0  # IC 70 control state "disconnected" (a remote cut; a credit cut is 2)
 IC_BLOCK = 64  # invocation counters reserved per session (a delivery uses about six)
 
 
@@ -44,7 +49,7 @@ class WorkerConfig:
 
     def __init__(self, sessions=200, lease_s=30.0, poll_s=0.5, retry_base_s=5.0,
                  retry_cap_s=600.0, give_up_s=86400.0, session_timeout_s=10.0, io_timeout_s=5.0,
-                 bulk=True):
+                 bulk=True, reconnect_paid=True):
         if session_timeout_s >= lease_s:
             raise ValueError("the session time-out must be shorter than the lease")
         if sessions < 1:
@@ -58,16 +63,19 @@ class WorkerConfig:
         self.session_timeout_s = session_timeout_s
         self.io_timeout_s = io_timeout_s
         self.bulk = bulk  # also run bulk-job steps (headend.jobs)
+        self.reconnect_paid = reconnect_paid  # reconnect a remotely cut meter once it is paid
 
 
 class Outcome:
     """What one session achieved: kind ('delivered', 'refused', 'retry'), outcome name,
     result code, error text, balance (paise) and relay (True = connected) when read back."""
 
-    __slots__ = ("kind", "outcome", "code", "error", "balance_paise", "relay_connected")
+    __slots__ = ("kind", "outcome", "code", "error", "balance_paise", "relay_connected",
+                 "reconnected")
 
     def __init__(self, kind, outcome=None, code=None, error=None, balance_paise=None,
-                 relay_connected=None):
+                 relay_connected=None, reconnected=False):
+        self.reconnected = reconnected  # remote_reconnect sent in this session (a paid cut)
         self.kind = kind
         self.outcome = outcome
         self.code = code
@@ -77,9 +85,10 @@ class Outcome:
 
 
 async def enter_token(host, port, client_sap, keys, invocation_counter, digits, io_timeout,
-                      via=None):
+                      via=None, reconnect_paid=True):
     """One utility session: enter `digits`, read balance and relay; returns an Outcome.
-    `via`: the meter's GatewayRoute when HOST:PORT is its data concentrator.
+    `via`: the meter's GatewayRoute when HOST:PORT is its data concentrator. With
+    `reconnect_paid`, a remotely cut meter whose balance is now positive is reconnected.
     ProtocolError / OSError / TimeoutError propagate (the caller retries)."""
     transport = AsyncTcpTransport(host, port, timeout=io_timeout, connect_timeout=io_timeout,
                                   retries=0)
@@ -90,18 +99,26 @@ async def enter_token(host, port, client_sap, keys, invocation_counter, digits, 
     try:
         result = await client.enter_token(digits)
         balance = relay = None
+        reconnected = False
         if result.code in (TOKEN_ACCEPT, TOKEN_USED):
             try:  # the read-back is for the record: a failure here does not undo the credit
                 balance = int((await client.balance()).paise)
-                relay = (await client.relay()).output
+                state = await client.relay()
+                relay = state.output
+                if (reconnect_paid and not relay and state.control_state == REMOTELY_CUT
+                        and balance > 0):
+                    reconnected = True
+                    relay = (await client.reconnect()).output
             except ProtocolError:
                 pass
     finally:
         await client.close()
     if result.code == TOKEN_ACCEPT:
-        return Outcome(outbox.DELIVERED, outbox.OUTCOME_ACCEPTED, 0, None, balance, relay)
+        return Outcome(outbox.DELIVERED, outbox.OUTCOME_ACCEPTED, 0, None, balance, relay,
+                       reconnected)
     if result.code == TOKEN_USED:
-        return Outcome(outbox.DELIVERED, outbox.OUTCOME_USED, TOKEN_USED, None, balance, relay)
+        return Outcome(outbox.DELIVERED, outbox.OUTCOME_USED, TOKEN_USED, None, balance, relay,
+                       reconnected)
     if result.code == TOKEN_LOCKOUT:
         return Outcome("retry", None, result.code, "token entry locked out (too many bad tokens)")
     return Outcome(outbox.REFUSED, result.name, result.code, "meter refused the token: %s"
@@ -112,7 +129,7 @@ class DeliveryWorker:
     """See the module docstring. `run()` until `stop()` (or, with until_idle, until no job is
     pending or running)."""
 
-    def __init__(self, db_url, keyring, config=None, clock=time.time, echo=None, rng=None):
+    def __init__(self, db_url, keyring, config=None, clock=headend_now, echo=None, rng=None):
         import random
         self.db_url = db_url
         self.keyring = keyring
@@ -305,7 +322,8 @@ class DeliveryWorker:
         try:
             async with asyncio.timeout(self.config.session_timeout_s):
                 return await enter_token(host, port, job.client_sap, keys, job.ic_first,
-                                         job.digits, self.config.io_timeout_s, via=via)
+                                         job.digits, self.config.io_timeout_s, via=via,
+                                         reconnect_paid=self.config.reconnect_paid)
         except (ProtocolError, OSError, TimeoutError) as e:
             return Outcome("retry", None, None, "%s: %s" % (type(e).__name__, e))
 
@@ -384,6 +402,11 @@ def _record_batch(db, batch, now, config, rng, actor="worker"):
                                   relay_connected=bool(oc.relay_connected))
                 trail.append((actor, "recharge", now, job.meter_id, None, outcome,
                               job.payment_ref, detail))
+                if oc.reconnected:  # audited as a reconnect: "relay closed" after a payment
+                    trail.append((actor, "reconnect", now, job.meter_id, None,
+                                  "done" if oc.relay_connected else "failed",
+                                  "paid %s" % job.payment_ref,
+                                  {"relay_connected": bool(oc.relay_connected)}))
             written.append(kind if ok else None)
         audit.record_many(db, trail)
         meter_state.seen_many(db, [(job.meter_id, now, "recharge %s" % job.payment_ref,

@@ -18,13 +18,13 @@ checked it too, but a session may start a few seconds before 18:00).
 """
 import asyncio
 import datetime
-import time
 
 from firmware.vocabulary import CHARGE_ENERGY as _CHARGE_ENERGY
 from firmware.vocabulary import HOLIDAYS as _HOLIDAYS
 from firmware.vocabulary import POLICY as _POLICY
 from headend import job_params, jobs, readings, registry
 from headend import keyring as keyring_mod
+from headend.clock import now as headend_now
 from protocol import axdr
 from protocol.bijli_meter import DAILY_PROFILE
 from protocol.client import UTILITY, AsyncDlmsClient
@@ -254,7 +254,7 @@ OPERATIONS = {"disconnect": _disconnect, "reconnect": _reconnect, "read": _read,
 assert set(OPERATIONS) == set(jobs.KINDS)
 
 
-async def run_step(step, keys, io_timeout, clock=time.time):
+async def run_step(step, keys, io_timeout, clock=headend_now):
     """One utility session with the step's meter doing its job's operation; a StepOutcome.
     The meter answering with a DLMS error is a failure (no retry); ProtocolError / OSError /
     TimeoutError of the link propagate (the caller retries)."""

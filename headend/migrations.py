@@ -9,6 +9,7 @@ DDL is written once; `{pk}`, `{real}` and `{bigint}` become the dialect's types.
 Unix seconds (floating point); money is whole rupees (payments) or paise (meter balances).
 No key material is ever stored: meters name a key set (`key_ref`), the keys live outside.
 """
+from headend.clock import now as headend_now
 from headend.db import DatabaseError
 
 TYPES = {
@@ -332,8 +333,7 @@ def current_version(db):
 
 def migrate(db, clock=None):
     """Bring the schema up to date; returns the list of versions applied (maybe empty)."""
-    import time
-    clock = clock or time.time
+    clock = clock or headend_now
     applied = []
     with db.transaction():
         if db.dialect == "postgresql":

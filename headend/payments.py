@@ -12,10 +12,10 @@ same ref with another meter or amount is a PaymentConflict. Concurrent calls wit
 (PostgreSQL `FOR UPDATE`; SQLite serialises writers), then the ref is looked up, and a unique
 violation from a racing transaction on another meter is retried and then answered as above.
 """
-import time
 
 from firmware import token_codec as tc
 from headend import audit, registry, vending
+from headend.clock import now as headend_now
 
 MAX_REF_LEN = 128
 
@@ -75,7 +75,7 @@ def _existing(db, ref, meter_id, rupees):
     return Payment(new=False, **p)
 
 
-def record_payment(db, keyring, meter_id, rupees, ref, clock=time.time, actor=None):
+def record_payment(db, keyring, meter_id, rupees, ref, clock=headend_now, actor=None):
     """Record a payment and vend its token (see module docstring); returns the Payment. The
     audit trail gets a "payment" row by `actor` (default: audit.default_actor())."""
     actor = actor or audit.default_actor()

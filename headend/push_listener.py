@@ -32,11 +32,11 @@ push counted as `failed` (the meter's next push brings the state again).
 """
 import asyncio
 import concurrent.futures
-import time
 
 from firmware import event_codes as ec
 from headend import alerts, audit, meter_state, notices
 from headend import db as dbmod
+from headend.clock import now as headend_now
 from protocol.apdu import DataNotification, decode_apdu
 from protocol.errors import FramingError, ProtocolError
 from protocol.wrapper import WrapperDecoder
@@ -176,7 +176,7 @@ class PushListener:
     """See the module docstring. `counts`: connections, pushes, stored, repeat, unknown meter,
     malformed, ciphered, framing, failed."""
 
-    def __init__(self, db_url, notifier, clock=time.time, echo=None):
+    def __init__(self, db_url, notifier, clock=headend_now, echo=None):
         self.db_url = db_url
         self.notifier = notifier
         self.clock = clock

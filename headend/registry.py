@@ -13,9 +13,9 @@ fields; its vending counters and DLMS invocation counter are never touched.
 import csv
 import io
 import json
-import time
 
 from firmware import token_codec as tc
+from headend.clock import now as headend_now
 from protocol import gateway
 
 FIELDS = ("meter_id", "address", "client_sap", "key_ref", "feeder", "segment", "region",
@@ -164,7 +164,7 @@ def parse_json(text, name="JSON"):
     return rows, sorted(ignored)
 
 
-def upsert(db, rows, clock=time.time):
+def upsert(db, rows, clock=headend_now):
     """Insert or update meters in one transaction; returns (added, updated)."""
     seen = set()
     for r in rows:

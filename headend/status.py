@@ -1,7 +1,7 @@
 """What the head-end knows right now: meters, recharges by state, bulk jobs, workers."""
-import time
 
 from headend import health, jobs, outbox
+from headend.clock import now as headend_now
 
 STATES = (outbox.PENDING, outbox.RUNNING, outbox.DELIVERED, outbox.REFUSED, outbox.STUCK)
 
@@ -12,7 +12,7 @@ def snapshot(db, now=None, missed_beats=3):
     state, the steps of unfinished jobs by state, whether the kill switch is on, and meter
     health (headend.health: totals over the last day, the feeders with stuck recharges or
     failed sessions)."""
-    now = time.time() if now is None else now
+    now = headend_now() if now is None else now
     by_state = dict.fromkeys(STATES, 0)
     for state, n in db.all("SELECT state, count(*) FROM deliveries GROUP BY state"):
         by_state[state] = n

@@ -350,3 +350,34 @@ def test_sigterm_stops_serve_and_its_worker_processes(db, db_url, tmp_path):
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(60) == 0, log.read_text()[-3000:]
     assert db.scalar("SELECT count(*) FROM workers WHERE stopped_at IS NOT NULL") == 3
+
+
+def test_a_paid_recharge_reconnects_a_meter_the_head_end_cut_but_not_one_left_alone(db, db_url):
+    """Credit never undoes a remote cut (firmware/policy.py): the delivery session reconnects a
+    remotely cut meter once its balance is positive, audited as a reconnect; with
+    reconnect_paid=False it stays cut (the operator's choice)."""
+    from headend import audit
+    meters = [served("BJ00000031"), served("BJ00000032")]
+    try:
+        register(db, meters)
+        for m in meters:
+            assert m.call(m.meter.remote_disconnect)
+        payments.record_payment(db, ring(), "BJ00000031", 50, "RC-1")
+        worker = delivery.DeliveryWorker(db_url, ring(), delivery.WorkerConfig(
+            poll_s=0.02, session_timeout_s=5, io_timeout_s=3))
+        asyncio.run(worker.run(until_idle=True))
+        assert meters[0].call(lambda: meters[0].meter.control.output_state) is True
+        row = rows(db)["RC-1"]
+        assert row["relay_connected"] in (1, True)
+        acts = [(a["action"], a["outcome"], a["reason"]) for a in
+                audit.query(db, meter_id="BJ00000031")]
+        assert ("reconnect", "done", "paid RC-1") in acts
+        payments.record_payment(db, ring(), "BJ00000032", 50, "RC-2")
+        worker = delivery.DeliveryWorker(db_url, ring(), delivery.WorkerConfig(
+            poll_s=0.02, session_timeout_s=5, io_timeout_s=3, reconnect_paid=False))
+        asyncio.run(worker.run(until_idle=True))
+        assert meters[1].call(lambda: meters[1].meter.control.output_state) is False
+        assert rows(db)["RC-2"]["state"] == "delivered"
+    finally:
+        for m in meters:
+            m.close()

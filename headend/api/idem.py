@@ -1,7 +1,6 @@
 """The Idempotency-Key header of every POST that changes state (headend.idempotency does the
 storing): the first answer is kept with the key, a replay gets it again with the header
 `Idempotent-Replayed: true`, another request under a used key is a 422."""
-import time
 from typing import Annotated
 
 from fastapi import Header, Request
@@ -9,6 +8,7 @@ from fastapi.responses import JSONResponse
 
 from headend import idempotency
 from headend.api.errors import ApiError
+from headend.clock import now as headend_now
 
 IdempotencyKey = Annotated[str | None, Header(
     alias="Idempotency-Key", min_length=1, max_length=255,
@@ -25,7 +25,7 @@ def respond(caller, request: Request, key, doc, action):
     fp = idempotency.fingerprint(request.method, request.url.path, doc)
     try:
         status, body, replayed = idempotency.run(caller.db, "key " + caller.key.key_id, key, fp,
-                                                 action, time.time())
+                                                 action, headend_now())
     except idempotency.IdempotencyMismatch as e:
         raise ApiError(422, "idempotency_key_reused", str(e), "Idempotency-Key") from None
     return JSONResponse(body, status_code=status,

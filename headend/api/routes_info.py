@@ -1,5 +1,4 @@
 """Meters, alerts, notices, the audit trail, status and health."""
-import time
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
@@ -10,6 +9,7 @@ from headend.api.deps import Db, Operator, Reader
 from headend.api.errors import ApiError
 from headend.api.idem import IdempotencyKey, respond
 from headend.api.models import NoteIn
+from headend.clock import now as headend_now
 
 router = APIRouter(tags=["meters, audit, status"])
 Filter = Annotated[str | None, Query(max_length=200)]
@@ -78,7 +78,7 @@ def acknowledge_alert(caller: Operator, alert_id: Annotated[int, Path(ge=1)], re
 
     def action(db):
         try:
-            return 200, alerts.acknowledge(db, alert_id, caller.actor, time.time(),
+            return 200, alerts.acknowledge(db, alert_id, caller.actor, headend_now(),
                                            body.note or None)
         except alerts.AlertError as e:
             if str(e).startswith("no alert"):
@@ -104,7 +104,7 @@ def get_meter_health(caller: Reader,
                      window_s: Annotated[float, Query(gt=0, le=366 * 86400)] = health.WINDOW_S,
                      worst: Annotated[int, Query(ge=0, le=1000)] = 20):
     """headend.health.report: per feeder and in total; `worst` meters by success rate."""
-    return health.report(caller.db, time.time(), window_s, feeder, worst)
+    return health.report(caller.db, headend_now(), window_s, feeder, worst)
 
 
 @router.get("/audit", summary="Who did what to which meter, when and why")
@@ -135,4 +135,4 @@ def get_health(request: Request, db: Db):
     if version != migrations.LATEST:
         raise ApiError(503, "schema", "the database is at schema version %d, this head-end "
                        "needs %d: run `bijli headend init`" % (version, migrations.LATEST))
-    return {"ok": True, "schema": version, "time": time.time()}
+    return {"ok": True, "schema": version, "time": headend_now()}

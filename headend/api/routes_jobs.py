@@ -1,6 +1,5 @@
 """Bulk jobs: create (or preview with dry_run), list, one job with its steps, pause / resume /
 cancel, and the kill switch."""
-import time
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
@@ -11,6 +10,7 @@ from headend.api.deps import Operator, Reader
 from headend.api.errors import ApiError
 from headend.api.idem import IdempotencyKey, respond
 from headend.api.models import JobIn, KillSwitchIn, ReasonIn
+from headend.clock import now as headend_now
 from headend.disconnect_calendar import CalendarError
 
 router = APIRouter(tags=["bulk jobs"])
@@ -50,7 +50,7 @@ def create_job(caller: Operator, body: JobIn, request: Request, idem: Idempotenc
     if body.at is not None and not body.dry_run:
         raise ApiError(422, "invalid", "at only goes with dry_run", "at")
     if body.dry_run:
-        at = body.at if body.at is not None else time.time()
+        at = body.at if body.at is not None else headend_now()
         try:
             out = jobs.preview(caller.db, body.kind, body.meter_ids, body.where, at)
         except (jobs.JobError, CalendarError) as e:
@@ -61,7 +61,7 @@ def create_job(caller: Operator, body: JobIn, request: Request, idem: Idempotenc
 
     def action(db):
         try:
-            job_id, n = jobs.create(db, body.kind, time.time(), body.meter_ids, body.where,
+            job_id, n = jobs.create(db, body.kind, headend_now(), body.meter_ids, body.where,
                                     body.reason, actor=caller.actor,
                                     max_attempts=body.max_attempts,
                                     retry_base_s=body.retry_base_s, retry_cap_s=body.retry_cap_s,
@@ -108,7 +108,7 @@ def _transition(name, fn):
 
         def action(db):
             try:
-                fn(db, job_id, caller.actor, time.time(), body.reason)
+                fn(db, job_id, caller.actor, headend_now(), body.reason)
             except jobs.JobError as e:
                 raise _not_found_or_conflict(e) from None
             job = jobs.show(db, job_id)
@@ -135,7 +135,7 @@ def post_kill_switch(caller: Operator, body: KillSwitchIn, request: Request, ide
     """on=true: no bulk step is claimed and workers cut the bulk sessions in flight (their
     steps go back to queued). Recharge deliveries go on. Audited."""
     def action(db):
-        was = jobs.set_kill_switch(db, body.on, caller.actor, time.time(), body.reason)
+        was = jobs.set_kill_switch(db, body.on, caller.actor, headend_now(), body.reason)
         row = jobs.get_control(db, jobs.KILL_SWITCH)
         return 200, {"on": row["value"] == "on", "was_on": was, **row}
     return respond(caller, request, idem, body.model_dump(), action)

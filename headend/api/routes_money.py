@@ -1,6 +1,5 @@
 """Payments and recharges: record a payment (its token in the answer), list recharges, one
 recharge with its timeline, retry one, record one keyed in by hand."""
-import time
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
@@ -10,6 +9,7 @@ from headend.api.deps import Anyone, Operator, Payer
 from headend.api.errors import ApiError
 from headend.api.idem import IdempotencyKey, respond
 from headend.api.models import ByHandIn, NoteIn, PaymentIn
+from headend.clock import now as headend_now
 
 router = APIRouter(tags=["payments and recharges"])
 
@@ -73,7 +73,7 @@ def list_recharges(
                            % state, "stuck")
         state = outbox.STUCK
     try:
-        rows, nxt = recharges.list_recharges(caller.db, state, meter, older_than_s, time.time(),
+        rows, nxt = recharges.list_recharges(caller.db, state, meter, older_than_s, headend_now(),
                                              after_id, limit)
     except recharges.RechargeError as e:
         raise ApiError(422, "invalid", str(e), e.field) from None
@@ -94,7 +94,7 @@ def _operate(fn, recharge_id, caller, note):
     def action(db):
         _recharge_or_404(db, recharge_id)
         try:
-            was = fn(db, recharge_id, time.time(), caller.actor, note)
+            was = fn(db, recharge_id, headend_now(), caller.actor, note)
         except outbox.RechargeStateError as e:
             raise ApiError(409, "conflict", str(e)) from None
         rec = recharges.get(db, recharge_id=recharge_id)
