@@ -194,3 +194,14 @@ class Stage:
 
     def recharges(self):
         return self.cli_json("status")["recharges"]
+
+
+def running_dry(fleet, within_s=DAY):
+    """Meter ids of `fleet` whose opening balance its household uses up within `within_s`
+    (the population's own draw: no meter is forced into it)."""
+    out = []
+    for i in fleet.indices:
+        spec = fleet.population.spec(i)
+        if 0 < spec.opening_paise < spec.daily_cost() * within_s // DAY:
+            out.append(spec.meter_id)
+    return out

@@ -11,7 +11,7 @@ import pytest
 
 from firmware import event_codes as ec
 from tests.scenario_fleet import expected_cut
-from tests.scenario_headend import DAY, HOUR, Stage, ist
+from tests.scenario_headend import DAY, HOUR, Stage, ist, running_dry
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(900) if hasattr(pytest.mark, "timeout") else []
@@ -80,3 +80,71 @@ def test_s1_paid_during_the_outage_delivered_later_or_keyed_in_credited_exactly_
         assert after == {a: before[a] + 10_000, b: before[b] + 20_000, c: before[c] + 500_000}
         status = st.recharges()
         assert status["delivered"] == 3 and status["pending"] == status["stuck"] == 0
+
+
+# =============================================================================================
+# S2 -- disconnected in seconds, reconnected in seconds: head-end up, and head-end down
+# =============================================================================================
+def test_s2_reconnected_on_payment_with_the_head_end_down_and_up(tmp_path):
+    """Head-end down: a meter cut by its own credit rule (balance used up, a day of grace, cut
+    in the 10:00-13:00 window) gets a counter payment whose token the consumer types in: the
+    meter closes its relay in the same instant, by itself; when the head-end is back its
+    delivery is recorded as "used" and nothing is credited twice. Head-end up: a defaulter cut
+    remotely by an operator's bulk job pays over the HTTP API; the delivery session enters the
+    token and reconnects the meter; the audit shows the relay closed well inside the 2-hour
+    compensation rule, by the meter's own event time."""
+    start = ist(2026, 6, 1, 20, 0)  # Monday evening
+    with Stage(tmp_path, _sqlite(tmp_path), 60, start) as st:
+        # a household whose balance runs out overnight (the population's own draw)
+        dry = running_dry(st.fleet, within_s=DAY * 4 // 10)[0]
+        cut_remotely = next(m for m in st.ids if m != dry)
+        st.own(dry)  # the meter runs from now on
+        # Wednesday 11:00: zero on Tuesday morning, a day of grace, cut in Wednesday's window
+        # (before its 48 h without contact would suspend cuts, S3)
+        st.jump(39 * HOUR)
+        own = st.own(dry)
+        assert not own["relay"] and own["balance"] < 0
+        cut = [e for e in own["events"] if e[1] == ec.RELAY_DISCONNECTED]
+        assert cut and cut[-1][2] == ec.REASON_CREDIT_EXHAUSTED
+
+        # head-end down: the counter still takes the payment and prints the token
+        p = st.cli_json("pay", "--meter", dry, "--amount", "500", "--ref", "S2-DOWN")
+        credits = own["credits"]
+        t_key = st.now()
+        assert st.key_in(dry, p["digits"]).accepted
+        own = st.own(dry)
+        assert own["relay"] and own["credits"] == credits + 50_000
+        closed = [e for e in own["events"] if e[1] == ec.RELAY_CONNECTED]
+        assert closed[-1][0] - t_key <= 1  # the same instant, by the meter itself
+
+        st.serve_up()
+        _delivered(st, 1)
+        op, cashier = st.api("operator"), st.api("cashier")
+        assert cashier.get("/recharges/by-ref/S2-DOWN").json()["outcome"] == "used"
+        assert st.own(dry)["credits"] == credits + 50_000
+
+        # head-end up: cut remotely by an operator's job (the notice rule overridden, audited)
+        job = op.post("/jobs", json={"kind": "disconnect", "meter_ids": [cut_remotely],
+                                     "reason": "arrears", "override_notices": True},
+                      headers={"Idempotency-Key": "s2-cut"})
+        assert job.status_code == 201, job.text
+        wait_until(lambda: op.get("/jobs/%d" % job.json()["id"]).json()["state"] == "finished",
+                   "the cut", within=120)
+        assert not st.own(cut_remotely)["relay"]
+        r = cashier.post("/payments", json={"meter_id": cut_remotely, "amount_rupees": 300,
+                                            "ref": "S2-UP"}, headers={"Idempotency-Key": "s2"})
+        assert r.status_code == 201, r.text
+        paid_at = r.json()["paid_at"]
+        wait_until(lambda: st.own(cut_remotely)["relay"], "the relay closed", within=120)
+        closed = [e for e in st.own(cut_remotely)["events"] if e[1] == ec.RELAY_CONNECTED]
+        assert closed and closed[-1][2] == ec.REASON_REMOTE
+        assert 0 <= closed[-1][0] - paid_at < 2 * HOUR  # the compensation rule, meter's time
+        print("S2: payment -> relay closed %.0f s (meter's event time)"
+              % (closed[-1][0] - paid_at))
+        acts = op.get("/audit", params={"meter": cut_remotely}).json()
+        assert [a["reason"] for a in acts["audit"] if a["action"] == "reconnect"] == [
+            "paid S2-UP"]
+        slow = st.cli_json("audit", "--recharges-over", "2")
+        assert not slow, slow
+        op.close()
+        cashier.close()
