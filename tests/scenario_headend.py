@@ -27,9 +27,9 @@ import time
 
 import httpx
 
+from firmware.timeutil import IST_OFFSET_S, from_fields
 from fleet import registry as fleet_registry
 from fleet.core import Fleet
-from firmware.timeutil import IST_OFFSET_S, from_fields
 from tests.fleet_fallback import FleetThread
 from tests.headend_db import _free_port
 from tests.waiting import wait_until

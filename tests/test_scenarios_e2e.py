@@ -148,3 +148,61 @@ def test_s2_reconnected_on_payment_with_the_head_end_down_and_up(tmp_path):
         assert not slow, slow
         op.close()
         cashier.close()
+
+
+# =============================================================================================
+# S3 -- balance invisible for a week: suspend a region in one command, read meters directly
+# =============================================================================================
+def _client(st, mid, *args, role=None):
+    """`bijli client` with the public association through the fleet's concentrator (what a
+    consumer's app or a lineman's handheld does with no head-end): parsed --json output."""
+    import json
+    import subprocess
+
+    from tests.scenario_headend import BIJLI
+    phys = next(r["physical_address"] for r in st.registry_rows if r["meter_id"] == mid)
+    r = subprocess.run([BIJLI, "client", "--via", "tcp:" + st.ft.server.gateway_address,
+                        "--physical-address", str(phys), "--json"]
+                       + (["--client", role] if role else []) + list(args),
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return json.loads(r.stdout)
+
+
+def test_s3_a_region_suspended_in_one_command_and_balances_read_from_meters_head_end_down(
+        tmp_path):
+    """The operator suspends disconnection for a whole region with one command (`bijli
+    headend jobs create suspend --where region=north --wait`): every meter of the region holds
+    the suspension itself, the other region's do not. A recharge is delivered to a northern
+    meter. Then the head-end goes down: balance and the recharge's credit are still read from
+    the meters themselves over their public association, and equal what the meters hold."""
+    start = ist(2026, 6, 2, 11, 0)
+    with Stage(tmp_path, _sqlite(tmp_path), 100, start,
+               regions={"S00000": "north", "S00001": "south"}) as st:
+        north, south = st.ids[:50], st.ids[50:]
+        st.serve_up()
+        job = st.cli_json("jobs", "create", "suspend", "--where", "region=north", "--reason",
+                          "head-end outage: no cuts until fixed", "--wait")
+        shown = st.cli_json("jobs", "show", str(job["job_id"]))
+        states = {s["meter_id"]: s["state"] for s in shown["step_list"]}
+        assert sorted(states) == sorted(north) and set(states.values()) == {"done"}
+        assert all(st.own(m)["suspended"] for m in north)
+        assert not any(st.own(m)["suspended"] for m in south[:10])
+        cashier = st.api("cashier")
+        r = cashier.post("/payments", json={"meter_id": north[7], "amount_rupees": 250,
+                                            "ref": "S3-1"})
+        assert r.status_code == 201, r.text
+        wait_until(lambda: cashier.get("/recharges/by-ref/S3-1").json()["state"] ==
+                   "delivered", "the recharge delivered", within=120)
+        cashier.close()
+        st.serve_down()  # the week without a head-end
+        for mid in (north[7], north[0], south[3]):
+            before = st.own(mid)["balance"]
+            shown = _client(st, mid, "balance")
+            after = st.own(mid)["balance"]
+            assert after <= shown["paise"] <= before, (mid, before, shown, after)
+        # the token log: the reader association (LLS, the consumer's display / handheld password)
+        events = _client(st, north[7], "events", "--log", "token", "--log", "account",
+                         role="reader")
+        names = [(e["name"], e["value"]) for e in events]
+        assert ("TOKEN_ACCEPTED", 0) in names and ("CREDIT_APPLIED", 25_000) in names, names
