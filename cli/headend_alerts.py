@@ -8,7 +8,7 @@ import click
 
 from cli.headend_common import db_option
 from cli.headend_jobs import _echo_json, _json_option, _local, _parse_time, _run, _table, _tz
-from headend import health, push_listener
+from headend import health, push_listener, readings
 from headend.clock import now as headend_now
 
 
@@ -67,7 +67,33 @@ def health_cmd(feeder, window_h, as_json, db_url):
                  _pct(r["success_rate"])) for r in rep["worst"]])
 
 
+@click.command("readings")
+@click.option("--meter", "meter_id", required=True, help="The meter.")
+@click.option("--profile", type=click.Choice(readings.PROFILES), default=readings.DAILY,
+              show_default=True, help="daily, or interval (15 min).")
+@click.option("--since", help="From this time (ISO; local unless an offset is given).")
+@click.option("--limit", type=click.IntRange(1, 100000), default=400, show_default=True)
+@_json_option
+@db_option
+def readings_cmd(meter_id, profile, since, limit, as_json, db_url):
+    """A meter's own profile as the last `read` job stored it: per period the energy, the
+    charge and the closing balance (anyone can check charge = energy x tariff)."""
+    def go(db):
+        tz = _tz(db)
+        t0 = _parse_time(since, tz, "--since") if since else None
+        return readings.series(db, meter_id, profile, t0, limit), tz
+    rows, tz = _run(db_url, go)
+    if as_json:
+        _echo_json(rows)
+        return
+    _table("%s profile of %s (%d)" % (profile, meter_id, len(rows)),
+           ("from", "import Wh", "export Wh", "charge Rs", "balance Rs"),
+           [(_local(r["start_at"], tz), r["import_wh"], r["export_wh"],
+             "%.2f" % (r["charge_paise"] / 100), "%.2f" % (r["balance_paise"] / 100))
+            for r in rows])
+
+
 def register(group):
     """Add these commands to the `bijli headend` group."""
-    for cmd in (alerts_cmd, health_cmd):
+    for cmd in (alerts_cmd, health_cmd, readings_cmd):
         group.add_command(cmd)

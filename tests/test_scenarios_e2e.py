@@ -299,3 +299,42 @@ def test_s5_796_cut_in_one_job_after_three_days_of_warnings_260_reconnected_as_t
         assert {c["reason"] for c in cuts} == {"arrears after three days of warnings"}
         warned = st.cli_json("notices", "list", "--meter", defaulters[0], "--kind", "warning")
         assert sorted(n["level"] for n in warned) == ["day 1", "day 2", "day 3"], warned
+
+
+# =============================================================================================
+# S4 -- the prepaid rules: a day of grace, the 10:00-13:00 window, a charge audited to the paise
+# =============================================================================================
+def test_s4_grace_and_window_by_the_meters_records_and_charges_audited_to_the_paise(tmp_path):
+    """A household's balance runs out overnight. By the meter's own event log it is cut at the
+    first instant the rules allow (a day of grace, then 10:00-13:00 on a working day: an
+    oracle written apart from firmware/policy.py). The head-end reads the meter with a bulk
+    `read` job; from the daily profile it stored an auditor checks, to the paise, that each
+    day's deduction is that day's energy x the tariff and that the closing balances chain by
+    exactly those deductions."""
+    start = ist(2026, 6, 1, 20, 0)  # Monday evening
+    with Stage(tmp_path, _sqlite(tmp_path), 60, start) as st:
+        dry = running_dry(st.fleet, within_s=DAY * 4 // 10)[0]
+        st.own(dry)
+        st.jump(39 * HOUR)  # Wednesday 11:00
+        own = st.own(dry)
+        zero = [e for e in own["events"] if e[1] == ec.BALANCE_ZERO]
+        cut = [e for e in own["events"] if e[1] == ec.RELAY_DISCONNECTED]
+        assert len(zero) == 1 and len(cut) == 1 and cut[0][2] == ec.REASON_CREDIT_EXHAUSTED
+        assert cut[0][0] == expected_cut(zero[0][0]) == ist(2026, 6, 3, 10, 0)
+
+        st.serve_up()
+        job = st.cli_json("jobs", "create", "read", "--meters", st.meters_file([dry]),
+                          "--wait")
+        step = st.cli_json("jobs", "show", str(job["job_id"]))["step_list"][0]
+        assert step["state"] == "done", step
+        assert step["result"]["balance_paise"] <= own["balance"]  # read after; consuming
+        daily = [[r["start_at"], r["import_wh"], r["export_wh"], r["charge_paise"],
+                  r["balance_paise"]] for r in st.cli_json("readings", "--meter", dry)]
+        assert len(daily) >= 2  # the days closed: Monday (from 20:00) and Tuesday
+        rate = 700  # paise per kWh, the fleet's flat tariff
+        opening = st.fleet.population.spec(st.fleet.index(dry)).opening_paise
+        for prev, day in zip([[None, 0, 0, 0, opening]] + daily, daily):
+            _start, wh, _export, charge, closing = day
+            assert abs(charge * 1000 - wh * rate) <= 1000, day  # energy x tariff, to the paise
+            assert closing == prev[4] - charge, (prev, day)  # the balances chain exactly
+        print("S4: zero %s, cut %s; daily rows %s" % (zero[0][0], cut[0][0], daily))
