@@ -7,12 +7,11 @@
   port; `down()` / `up()` take its DLMS link away and bring it back on the same address (a
   head-end that cannot reach it), and `client(role)` hands out `protocol.client.DlmsClient`s
   whose utility invocation counters keep increasing (a counter the meter has seen is a replay).
-- Head-end helpers over DLMS: `deliver_tokens` (a queue of vended tokens, kept on link
-  failure) and `bulk_disconnect` (per-meter outcome with retries).
+- The head-end itself is no longer played here: tests/test_scenarios_e2e.py drives the real
+  one (`bijli headend ...`) against the emulated fleet.
 - `expected_cut`: an oracle for the disconnection rules, written independently of
   firmware/policy.py from docs/design.md "Prepayment behaviour".
 """
-import time
 
 from firmware import event_codes as ec
 from firmware import token_codec as tc
@@ -24,7 +23,6 @@ from headend.vending import DEMO_VENDING_KEY
 from hil.emulator.meter import EmulatedMeter
 from hil.emulator.thread import ServiceThread
 from protocol.client import DlmsClient
-from protocol.errors import LinkError, ProtocolError, ServiceError
 from protocol.transport import TcpTransport
 
 DAY = 86400
@@ -194,110 +192,3 @@ class ServedMeter:
     def close(self):
         """Stop serving."""
         self.down()
-
-
-# ---- head-end operations over DLMS -----------------------------------------------------------
-def deliver_tokens(target, queue):
-    """Try to deliver queued tokens [(digits, ...)] to one served meter in one association.
-
-    Returns (results {digits: result name}, still queued list). A link failure keeps every
-    token not yet answered in the queue, and so does "lockout" (entry is locked for a while
-    after wrong digits at the keypad: try again later); any other answer removes it: "used"
-    means it already reached the meter by another path.
-    """
-    results = {}
-    left = list(queue)
-    try:
-        c = target.client("utility")
-    except (LinkError, OSError):
-        return results, left
-    try:
-        for item in list(left):
-            try:
-                res = c.enter_token(item[0])
-            except (LinkError, OSError):
-                break
-            results[item[0]] = res.name
-            if res.name != "lockout":
-                left.remove(item)
-    finally:
-        try:
-            target.done(c)
-        except ProtocolError:
-            pass
-    return results, left
-
-
-def bulk_disconnect(targets, retries=2, retry_delay=0.05):
-    """remote_disconnect on each meter of `targets` ({name: ServedMeter-like}); returns
-    {name: (outcome, attempts, relay state or None)}: "disconnected", "refused" (the meter
-    answered with a DLMS error) or "unreachable" after 1 + retries attempts. One meter's
-    failure never stops the loop."""
-    out = {}
-    for name, target in targets.items():
-        attempts = 0
-        outcome = None
-        while attempts <= retries:
-            attempts += 1
-            try:
-                c = target.client("utility")
-            except (LinkError, OSError):
-                time.sleep(retry_delay)
-                continue
-            try:
-                r = c.disconnect()
-                outcome = ("disconnected" if not r.output else "refused", attempts, r)
-            except ServiceError:
-                outcome = ("refused", attempts, None)
-            except (LinkError, OSError):
-                time.sleep(retry_delay)
-                continue
-            finally:
-                try:
-                    target.done(c)
-                except ProtocolError:
-                    pass
-            break
-        out[name] = outcome or ("unreachable", attempts, None)
-    return out
-
-
-class Unreachable:
-    """A meter the head-end has on its list but cannot reach (nothing listens there)."""
-
-    def __init__(self, port):
-        self.address = ("127.0.0.1", port)
-        self.tries = 0
-
-    def client(self, role="utility"):
-        """Always fails like a dead link (after a real connection attempt)."""
-        self.tries += 1
-        tr = TcpTransport(*self.address, timeout=1.0, connect_timeout=1.0, retries=0)
-        c = DlmsClient(tr, framing="wrapper", role=role, timeout=1.0)
-        c.open()  # raises LinkError
-        return c  # pragma: no cover - nothing listens
-
-    def done(self, c):  # pragma: no cover - never opened
-        c.close()
-
-
-class Flaky:
-    """A meter whose link fails for the first `failures` connection attempts (each a real
-    attempt against a dead port), then works: what a retry loop exists for."""
-
-    def __init__(self, target, dead_port, failures=1):
-        self.target = target
-        self.dead = Unreachable(dead_port)
-        self.failures = failures
-        self.tries = 0
-
-    def client(self, role="utility"):
-        """LinkError for the first attempts, then the target's client."""
-        self.tries += 1
-        if self.tries <= self.failures:
-            return self.dead.client(role)
-        return self.target.client(role)
-
-    def done(self, c):
-        """Close a client of the target."""
-        self.target.done(c)

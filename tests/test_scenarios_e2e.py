@@ -35,7 +35,9 @@ def test_s1_paid_during_the_outage_delivered_later_or_keyed_in_credited_exactly_
         tmp_path, db_url):
     """Three recharges (Rs 100, 200, 5,000) are paid at the counter while the head-end's
     workers are down (`bijli headend pay` prints each token at once; paying the same ref again
-    gives the same token). One consumer types hers at the meter. One meter is off its link
+    gives the same token). One consumer types hers at the meter; at another meter token entry
+    is locked by three wrong entries (the delivery is answered "lockout" and retried). One
+    meter is off its link
     when the head-end comes back: its recharge waits and retries, then lands when the link
     returns. Each meter's own records show each token credited exactly once; the keyed-in one
     is recorded by the head-end as "used" (a success, not a failure)."""
@@ -56,6 +58,9 @@ def test_s1_paid_during_the_outage_delivered_later_or_keyed_in_credited_exactly_
         assert st.key_in(b, paid[b]["digits"]).accepted
         assert st.own(b)["credits"] == before[b] + 20_000
 
+        # at meter c someone in the queue types wrong digits three times: token entry locks
+        for k in range(3):
+            assert not st.key_in(c, "1234 5678 9012 3456 789%d" % k).accepted
         # meter a's link is down when the head-end comes back
         st.on_fleet(lambda f: f.power_off([a]))
         st.serve_up()
@@ -73,6 +78,7 @@ def test_s1_paid_during_the_outage_delivered_later_or_keyed_in_credited_exactly_
         assert by_ref("UPI-S1-A")["outcome"] == "accepted"
         assert by_ref("CTR-S1-B")["outcome"] == "used"
         assert by_ref("UPI-S1-C")["outcome"] == "accepted"
+        assert by_ref("UPI-S1-C")["attempts"] >= 2  # answered "lockout" first, kept, retried
         cashier.close()
         st.serve_down()
         # exactly once, by the meters' own records
