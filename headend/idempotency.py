@@ -14,9 +14,20 @@ stored answer. An action that raises stores nothing (it changed nothing either):
 free. A different request under a used key is an IdempotencyMismatch.
 
 Keys are scoped (per API key), so two clients cannot collide or read each other's answers.
+
+Keys are kept RETENTION_S (7 days: far longer than any client retries a request) and then
+purged (`purge`, run by `maybe_purge` at most every PURGE_EVERY_S from the API's requests): a
+request sent again with a purged key is a new request.
 """
 import hashlib
 import json
+import threading
+import time
+
+RETENTION_S = 7 * 86400
+PURGE_EVERY_S = 3600.0
+_purge_lock = threading.Lock()
+_last_purge = [None]  # monotonic time of this process's last purge
 
 
 class IdempotencyMismatch(Exception):
@@ -62,3 +73,25 @@ def run(db, scope, key, fingerprint, action, now, attempts=5):
             if attempt == attempts - 1:
                 raise
     raise AssertionError("unreachable")
+
+
+def purge(db, now, retention_s=RETENTION_S):
+    """Delete the keys (with their answers) older than `retention_s`; returns how many."""
+    with db.transaction():
+        n = db.scalar("SELECT count(*) FROM idempotency_keys WHERE created_at < ?",
+                      (now - retention_s,))
+        if n:
+            db.execute("DELETE FROM idempotency_keys WHERE created_at < ?",
+                       (now - retention_s,))
+    return n
+
+
+def maybe_purge(db, now, every_s=PURGE_EVERY_S, retention_s=RETENTION_S, mono=time.monotonic):
+    """`purge` unless this process purged less than `every_s` ago; how many were purged (None
+    when it was not time)."""
+    with _purge_lock:
+        t = mono()
+        if _last_purge[0] is not None and t - _last_purge[0] < every_s:
+            return None
+        _last_purge[0] = t
+    return purge(db, now, retention_s)

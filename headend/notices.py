@@ -321,11 +321,10 @@ def low_credit_level(balance_paise, reference_paise, pcts):
     return crossed
 
 
-def check_low_credit(db, notifier, meter_id, balance_paise, now, actor=None, level=None):
-    """Send the low-credit notice a balance calls for (or, with `level`, the one the meter
-    said it crossed); None when none is due, else the `send` result."""
-    pol = policy(db)
-    pay = _last_payments(db, [meter_id]).get(meter_id)
+def _low_credit_item(pol, meter_id, balance_paise, pay, deepest, level=None):
+    """The send_many item of the low-credit notice a balance calls for (or, with `level`, the
+    one the meter said it crossed), or None when none is due. `pay`: the meter's last payment
+    (None: none recorded); `deepest`: the deepest level already sent this cycle (101: none)."""
     ref_paise = pay["credit_paise"] if pay else pol["reference_paise"]
     if level is None:
         if balance_paise is None:
@@ -333,13 +332,9 @@ def check_low_credit(db, notifier, meter_id, balance_paise, now, actor=None, lev
         level = low_credit_level(balance_paise, ref_paise, pol["low_credit_pct"])
         if level is None:
             return None
+    if deepest < level:
+        return None  # a deeper notice of this cycle already sent makes a shallower one pointless
     cycle = pay["ref"] if pay else "-"
-    # a deeper notice of this cycle already sent makes a shallower one pointless
-    deeper = db.scalar("SELECT count(*) FROM notices WHERE meter_id=? AND kind=? AND "
-                       "outcome IN (?, ?) AND dedupe LIKE ?",
-                       (meter_id, LOW_CREDIT, SENT, SENDING, "low:%s:%s:%%" % (meter_id, cycle)))
-    if deeper and _deepest_sent(db, meter_id, cycle) < level:
-        return None
     bal = "" if balance_paise is None else " %s" % _rupees(balance_paise)
     if level == 0:
         msg = ("Meter %s: your balance is used up%s. Supply may be disconnected after the grace "
@@ -347,27 +342,56 @@ def check_low_credit(db, notifier, meter_id, balance_paise, now, actor=None, lev
     else:
         msg = ("Meter %s: balance%s is below %d%% of your last recharge (%s). Recharge soon."
                % (meter_id, bal, level, _rupees(ref_paise)))
-    return send(db, notifier, meter_id, LOW_CREDIT, "%d%%" % level, msg,
-                "low:%s:%s:%d" % (meter_id, cycle, level), now, actor)
+    return (meter_id, LOW_CREDIT, "%d%%" % level, msg, "low:%s:%s:%d" % (meter_id, cycle, level))
 
 
-def _deepest_sent(db, meter_id, cycle):
-    levels = [int(lv.rstrip("%")) for (lv,) in db.all(
-        "SELECT level FROM notices WHERE meter_id=? AND kind=? AND outcome IN (?, ?) AND "
-        "dedupe LIKE ?", (meter_id, LOW_CREDIT, SENT, SENDING, "low:%s:%s:%%" % (meter_id,
-                                                                                  cycle)))]
-    return min(levels) if levels else 101
+def check_low_credit(db, notifier, meter_id, balance_paise, now, actor=None, level=None):
+    """Send the low-credit notice a balance calls for (or, with `level`, the one the meter
+    said it crossed); None when none is due, else the `send` result."""
+    pay = _last_payments(db, [meter_id]).get(meter_id)
+    cycle = pay["ref"] if pay else "-"
+    item = _low_credit_item(policy(db), meter_id, balance_paise, pay,
+                            _deepest_sent(db, [meter_id]).get((meter_id, cycle), 101), level)
+    return None if item is None else send_many(db, notifier, [item], now, actor)[0]
+
+
+def _deepest_sent(db, mids):
+    """{(meter id, cycle): the deepest low-credit level sent (or being sent)} of `mids`."""
+    out = {}
+    for i in range(0, len(mids), 500):
+        chunk = mids[i:i + 500]
+        for mid, dedupe, level in db.all(
+                "SELECT meter_id, dedupe, level FROM notices WHERE kind=? AND outcome IN (?, ?) "
+                "AND meter_id IN (%s)" % ", ".join("?" * len(chunk)),
+                [LOW_CREDIT, SENT, SENDING] + chunk):
+            prefix = "low:%s:" % mid
+            if not dedupe or not dedupe.startswith(prefix):
+                continue
+            cycle = dedupe[len(prefix):].rpartition(":")[0]
+            lv = int(level.rstrip("%"))
+            key = (mid, cycle)
+            out[key] = min(out.get(key, 101), lv)
+    return out
 
 
 def scan_low_credit(db, notifier, now, actor=None):
-    """check_low_credit for every meter whose balance the head-end knows; the notices sent."""
-    out = []
-    for mid, bal in db.all("SELECT meter_id, balance_paise FROM meter_state WHERE "
-                           "balance_paise IS NOT NULL ORDER BY meter_id"):
-        res = check_low_credit(db, notifier, mid, bal, now, actor)
-        if res is not None and res["outcome"] != "already":
-            out.append(res)
-    return out
+    """check_low_credit for every meter whose balance the head-end knows, as one batch (a few
+    queries and two commits for the whole scan, not a transaction per meter); the notices
+    sent."""
+    pol = policy(db)
+    rows = db.all("SELECT meter_id, balance_paise FROM meter_state WHERE "
+                  "balance_paise IS NOT NULL ORDER BY meter_id")
+    mids = [mid for mid, _ in rows]
+    pays = _last_payments(db, mids)
+    deepest = _deepest_sent(db, mids)
+    items = []
+    for mid, bal in rows:
+        pay = pays.get(mid)
+        item = _low_credit_item(pol, mid, bal, pay,
+                                deepest.get((mid, pay["ref"] if pay else "-"), 101))
+        if item is not None:
+            items.append(item)
+    return [r for r in send_many(db, notifier, items, now, actor) if r["outcome"] != "already"]
 
 
 def list_notices(db, meter_id=None, kind=None, since=None, until=None, limit=1000):

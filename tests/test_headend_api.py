@@ -417,3 +417,30 @@ def test_meter_health_per_feeder(api, db):
     assert [f["feeder"] for f in one["feeders"]] == ["F1"] and len(one["worst"]) <= 2
     assert error_of(ro.get("/meter-health", params={"window_s": 0}), 422)["field"] == "window_s"
     error_of(api.as_["cashier"].get("/meter-health"), 403)
+
+
+def test_idempotency_keys_are_purged_after_their_retention_hourly_at_most(db, monkeypatch):
+    """Old keys are never kept for ever: past RETENTION_S they are purged (a request sent again
+    with a purged key is a new request); the API's requests purge at most every
+    PURGE_EVERY_S."""
+    from headend import idempotency
+    monkeypatch.setattr(idempotency, "_last_purge", [None])
+    calls = []
+
+    def action(d):
+        calls.append(1)
+        return 201, {"n": len(calls)}
+    fp = idempotency.fingerprint("POST", "/api/v1/payments", {"ref": "x"})
+    week = idempotency.RETENTION_S
+    assert idempotency.run(db, "key a", "old", fp, action, 1000)[2] is False
+    assert idempotency.run(db, "key a", "new", fp, action, 1000 + week)[2] is False
+    assert idempotency.run(db, "key a", "old", fp, action, 2000)[:3] == (201, {"n": 1}, True)
+    clock = [100.0]
+    assert idempotency.maybe_purge(db, 1001 + week, mono=lambda: clock[0]) == 1
+    clock[0] += idempotency.PURGE_EVERY_S - 1
+    assert idempotency.maybe_purge(db, 10 ** 10, mono=lambda: clock[0]) is None  # not yet
+    assert idempotency.run(db, "key a", "new", fp, action, 1001 + week)[2] is True
+    assert idempotency.run(db, "key a", "old", fp, action, 1001 + week)[:3] == (
+        201, {"n": 3}, False)
+    clock[0] += 1
+    assert idempotency.maybe_purge(db, 10 ** 10, mono=lambda: clock[0]) == 2

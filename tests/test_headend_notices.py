@@ -333,3 +333,23 @@ def test_a_run_of_warnings_is_two_transactions_not_two_per_meter(db, monkeypatch
                                                                                 where="feeder=F9"))
     assert [r["outcome"] for r in out] == ["sent"] * 40
     assert len(begun) == 2
+
+
+def test_the_low_credit_scan_is_one_batch_not_a_transaction_per_meter(db):
+    """50 meters at zero: the scan sends 50 notices with a couple of commits (it used to take
+    two per meter), and a second scan sends nothing again."""
+    ids = ["BJ%08d" % (700 + i) for i in range(50)]
+    registry.upsert(db, [registry._row({"meter_id": m, "address": "127.0.0.1:1",
+                                        "contact": "+91 000000%04d" % i}, "t")
+                         for i, m in enumerate(ids)])
+    for m in ids:
+        meter_state.observe(db, m, MON_9, "push", balance_paise=0)
+    commits = []
+    real = db._commit
+    db._commit = lambda: (commits.append(1), real())[1]
+    n = Recorder()
+    sent = notices.scan_low_credit(db, n, MON_9 + 10)
+    assert sorted(r["meter_id"] for r in sent) == ids and {r["level"] for r in sent} == {"0%"}
+    assert len(commits) <= 3, len(commits)
+    assert notices.scan_low_credit(db, n, MON_9 + 20) == []
+    assert len(n.sent) == 50

@@ -23,9 +23,11 @@ def respond(caller, request: Request, key, doc, action):
         status, body = action(caller.db)
         return JSONResponse(body, status_code=status)
     fp = idempotency.fingerprint(request.method, request.url.path, doc)
+    now = headend_now()
+    idempotency.maybe_purge(caller.db, now)  # keys past their retention (hourly at most)
     try:
         status, body, replayed = idempotency.run(caller.db, "key " + caller.key.key_id, key, fp,
-                                                 action, headend_now())
+                                                 action, now)
     except idempotency.IdempotencyMismatch as e:
         raise ApiError(422, "idempotency_key_reused", str(e), "Idempotency-Key") from None
     return JSONResponse(body, status_code=status,
