@@ -258,7 +258,8 @@ def test_one_worker_keeps_many_sessions_in_flight(db, db_url, monkeypatch):
         payments.record_payment(db, k, mid, 10, "C%d" % i)
     in_flight = []
 
-    async def session(host, port, client_sap, keys, ic, digits, io_timeout, via=None):
+    async def session(host, port, client_sap, keys, ic, digits, io_timeout, via=None,
+                      reconnect_paid=True):
         # every session waits until all n are open at once: a worker that ran them one by one
         # (or blocked its loop) would never get there and time out
         in_flight.append(digits)
