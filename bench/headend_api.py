@@ -29,7 +29,7 @@ import httpx  # noqa: E402
 
 from headend import apikeys, migrations, registry  # noqa: E402
 from headend import db as dbmod  # noqa: E402
-from tests.headend_db import PgCluster, _pg_bindir  # noqa: E402
+from tests.headend_db import BackendUnavailable, backends, fresh_database  # noqa: E402
 
 VK = bytes(range(32))
 MASTER = bytes(range(100, 132))
@@ -146,26 +146,17 @@ def main():
     print("| database | payments/s per run | median | p50 ms | p99 ms | server CPU ms/payment "
           "| rows exact |")
     print("|---|---|---|---|---|---|---|")
-    for backend in (["sqlite", "postgresql"] if a.db == "both" else [a.db]):
-        cluster = None
+    for backend in backends(a.db):
         with tempfile.TemporaryDirectory() as tmp:
             try:
-                if backend == "sqlite":
-                    url = os.path.join(tmp, "headend.sqlite")
-                else:
-                    if _pg_bindir() is None:
-                        print("| postgresql | (no PostgreSQL binaries) |")
-                        continue
-                    cluster = PgCluster(_pg_bindir())
-                    url = cluster.new_database()
-                rates, median, p50, p99, cpu, exact = bench(url, a, tmp)
-                print("| %s | %s | %.0f | %.1f | %.1f | %.1f | %s |" % (
-                    backend, " / ".join("%.0f" % r for r in rates), median, p50 * 1000,
-                    p99 * 1000, cpu * 1000, "yes" if exact else "NO"))
-            finally:
-                if cluster is not None:
-                    cluster.stop()
-
+                with fresh_database(backend, tmp) as url:
+                    rates, median, p50, p99, cpu, exact = bench(url, a, tmp)
+            except BackendUnavailable as e:
+                print("| %s | (%s) |" % (backend, e))
+                continue
+            print("| %s | %s | %.0f | %.1f | %.1f | %.1f | %s |" % (
+                backend, " / ".join("%.0f" % r for r in rates), median, p50 * 1000,
+                p99 * 1000, cpu * 1000, "yes" if exact else "NO"))
 
 if __name__ == "__main__":
     main()

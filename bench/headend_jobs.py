@@ -31,7 +31,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from headend import audit, delivery, jobs, keyring, migrations, notices, registry  # noqa: E402
 from headend import db as dbmod  # noqa: E402
 from headend.disconnect_calendar import DisconnectCalendar  # noqa: E402
-from tests.headend_db import PgCluster, _pg_bindir  # noqa: E402
+from tests.headend_db import BackendUnavailable, backends, fresh_database  # noqa: E402
 
 VK = bytes(range(32))
 MASTER = bytes(range(100, 132))
@@ -174,55 +174,46 @@ def main():
     ap.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="both")
     a = ap.parse_args()
     n_dead = int(round(a.meters * a.unreachable))
-    backends = ["sqlite", "postgresql"] if a.db == "both" else [a.db]
     print("bulk disconnect of %d meters (%d unreachable), worker sessions %d, session rate %g/s"
           % (a.meters, n_dead, a.sessions, a.rate))
     print("| database | create s | reachable done s | meters/s | all final s | done | failed "
           "| db thread busy s (top) | worker CPU s | fleet CPU s | meters' own state |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for backend in backends:
-        cluster = None
+    for backend in backends(a.db):
         fleet = None
         with tempfile.TemporaryDirectory() as tmp:
             try:
-                if backend == "sqlite":
-                    url = os.path.join(tmp, "headend.sqlite")
-                else:
-                    if _pg_bindir() is None:
-                        print("| postgresql | (no PostgreSQL binaries) |")
-                        continue
-                    cluster = PgCluster(_pg_bindir())
-                    url = cluster.new_database()
-                ids = ["BB%08d" % i for i in range(a.meters - n_dead)]
-                t = time.perf_counter()
-                fleet = Fleet(ids)
-                t_fleet = time.perf_counter() - t
-                _s, fleet_cpu0 = fleet.state()
-                dead = ["BD%08d" % i for i in range(n_dead)]
-                r = run(url, fleet, dead, a.sessions, a.rate)
-                state, fleet_cpu1 = fleet.state()
-                bad = [mid for mid, closed, cuts in state if closed or cuts != 1]
-                top = ", ".join("%s %.2f (%d calls)" % (k, v, r["calls"][k])
-                                for k, v in r["busy"].most_common(3))
-                reach = r["reachable_s"]
-                print("| %s | %.2f | %s | %s | %.2f | %d | %d | %s | %.1f | %.1f | %s |" % (
-                    backend, r["create"], "-" if reach is None else "%.2f" % reach,
-                    "-" if reach is None else "%.0f" % (len(ids) / reach), r["all_s"],
-                    r["states"]["done"], r["states"]["failed"], top, r["cpu"],
-                    fleet_cpu1 - fleet_cpu0,
-                    ("all %d open, each once" % len(ids)) if not bad else "WRONG: %s" % bad[:5]))
-                if not r["dead_have_schedule"]:
-                    print("  (an unreachable meter lacks its retry schedule in the audit trail)")
-                print("  fleet of %d meters started in %.1f s; per reachable meter: worker "
-                      "%.1f ms CPU, fleet %.1f ms CPU" % (
-                          len(ids), t_fleet, 1000 * r["cpu"] / max(1, len(ids)),
-                          1000 * (fleet_cpu1 - fleet_cpu0) / max(1, len(ids))))
+                with fresh_database(backend, tmp) as url:
+                    ids = ["BB%08d" % i for i in range(a.meters - n_dead)]
+                    t = time.perf_counter()
+                    fleet = Fleet(ids)
+                    t_fleet = time.perf_counter() - t
+                    _s, fleet_cpu0 = fleet.state()
+                    dead = ["BD%08d" % i for i in range(n_dead)]
+                    r = run(url, fleet, dead, a.sessions, a.rate)
+                    state, fleet_cpu1 = fleet.state()
+            except BackendUnavailable as e:
+                print("| %s | (%s) |" % (backend, e))
+                continue
             finally:
                 if fleet is not None:
                     fleet.close()
-                if cluster is not None:
-                    cluster.stop()
-
+            bad = [mid for mid, closed, cuts in state if closed or cuts != 1]
+            top = ", ".join("%s %.2f (%d calls)" % (k, v, r["calls"][k])
+                            for k, v in r["busy"].most_common(3))
+            reach = r["reachable_s"]
+            print("| %s | %.2f | %s | %s | %.2f | %d | %d | %s | %.1f | %.1f | %s |" % (
+                backend, r["create"], "-" if reach is None else "%.2f" % reach,
+                "-" if reach is None else "%.0f" % (len(ids) / reach), r["all_s"],
+                r["states"]["done"], r["states"]["failed"], top, r["cpu"],
+                fleet_cpu1 - fleet_cpu0,
+                ("all %d open, each once" % len(ids)) if not bad else "WRONG: %s" % bad[:5]))
+            if not r["dead_have_schedule"]:
+                print("  (an unreachable meter lacks its retry schedule in the audit trail)")
+            print("  fleet of %d meters started in %.1f s; per reachable meter: worker "
+                  "%.1f ms CPU, fleet %.1f ms CPU" % (
+                      len(ids), t_fleet, 1000 * r["cpu"] / max(1, len(ids)),
+                      1000 * (fleet_cpu1 - fleet_cpu0) / max(1, len(ids))))
 
 if __name__ == "__main__":
     main()

@@ -7,6 +7,7 @@ PostgreSQL refuses root). Without the PostgreSQL binaries (or psycopg) the Postg
 are skipped with the reason, unless BIJLI_REQUIRE_POSTGRES=1 (CI), which makes them fail.
 tests/conftest.py loads this module as a plugin, so any test can ask for `db_url` or `db`.
 """
+import contextlib
 import glob
 import itertools
 import os
@@ -85,6 +86,33 @@ class PgCluster:
             self._run("pg_ctl", "-D", self.data, "-m", "immediate", "-w", "stop")
         finally:
             shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class BackendUnavailable(Exception):
+    """The database backend asked for cannot be started here (the message says why)."""
+
+
+def backends(choice):
+    """The backends of a bench's --db choice ("sqlite", "postgresql" or "both")."""
+    return ["sqlite", "postgresql"] if choice == "both" else [choice]
+
+
+@contextlib.contextmanager
+def fresh_database(backend, tmp_dir):
+    """The URL of a fresh, empty head-end database for the benches: a SQLite file in `tmp_dir`,
+    or a database in a throwaway PostgreSQL cluster started here and stopped on leaving.
+    BackendUnavailable when there are no PostgreSQL binaries."""
+    if backend == "sqlite":
+        yield os.path.join(tmp_dir, "headend.sqlite")
+        return
+    bindir = _pg_bindir()
+    if bindir is None:
+        raise BackendUnavailable("no PostgreSQL binaries")
+    cluster = PgCluster(bindir)
+    try:
+        yield cluster.new_database()
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture(scope="session")
