@@ -94,7 +94,8 @@ class Stage:
         return self.ft.call(fn, self.fleet, *args)
 
     def now(self):
-        return self.on_fleet(lambda f: f.now())
+        """The fleet's time, to the millisecond."""
+        return self.on_fleet(lambda f: f.clock.now_ms() / 1000)
 
     def meter(self, mid):
         """The firmware Meter of `mid`, advanced to now (read it on the fleet thread only)."""

@@ -69,12 +69,12 @@ def test_s1_paid_during_the_outage_delivered_later_or_keyed_in_credited_exactly_
         def by_ref(ref):
             return cashier.get("/recharges/by-ref/" + ref).json()
         wait_until(lambda: by_ref("CTR-S1-B")["state"] == "delivered" and
-                   by_ref("UPI-S1-C")["state"] == "delivered", "b and c delivered", within=120)
-        wait_until(lambda: by_ref("UPI-S1-A")["attempts"] >= 2, "a retried", within=120)
+                   by_ref("UPI-S1-C")["state"] == "delivered", "b and c delivered", within=300)
+        wait_until(lambda: by_ref("UPI-S1-A")["attempts"] >= 2, "a retried", within=300)
         assert by_ref("UPI-S1-A")["state"] in ("pending", "running")
         st.on_fleet(lambda f: f.power_on([a]))
         wait_until(lambda: by_ref("UPI-S1-A")["state"] == "delivered", "a delivered",
-                   within=120)
+                   within=300)
         assert by_ref("UPI-S1-A")["outcome"] == "accepted"
         assert by_ref("CTR-S1-B")["outcome"] == "used"
         assert by_ref("UPI-S1-C")["outcome"] == "accepted"
@@ -135,16 +135,17 @@ def test_s2_reconnected_on_payment_with_the_head_end_down_and_up(tmp_path):
                       headers={"Idempotency-Key": "s2-cut"})
         assert job.status_code == 201, job.text
         wait_until(lambda: op.get("/jobs/%d" % job.json()["id"]).json()["state"] == "finished",
-                   "the cut", within=120)
+                   "the cut", within=300)
         assert not st.own(cut_remotely)["relay"]
         r = cashier.post("/payments", json={"meter_id": cut_remotely, "amount_rupees": 300,
                                             "ref": "S2-UP"}, headers={"Idempotency-Key": "s2"})
         assert r.status_code == 201, r.text
         paid_at = r.json()["paid_at"]
-        wait_until(lambda: st.own(cut_remotely)["relay"], "the relay closed", within=120)
+        wait_until(lambda: st.own(cut_remotely)["relay"], "the relay closed", within=300)
         closed = [e for e in st.own(cut_remotely)["events"] if e[1] == ec.RELAY_CONNECTED]
         assert closed and closed[-1][2] == ec.REASON_REMOTE
-        assert 0 <= closed[-1][0] - paid_at < 2 * HOUR  # the compensation rule, meter's time
+        # the compensation rule, by the meter's time (its events are in whole seconds)
+        assert -1 < closed[-1][0] - paid_at < 2 * HOUR
         print("S2: payment -> relay closed %.0f s (meter's event time)"
               % (closed[-1][0] - paid_at))
         acts = op.get("/audit", params={"meter": cut_remotely}).json()
@@ -199,7 +200,7 @@ def test_s3_a_region_suspended_in_one_command_and_balances_read_from_meters_head
                                             "ref": "S3-1"})
         assert r.status_code == 201, r.text
         wait_until(lambda: cashier.get("/recharges/by-ref/S3-1").json()["state"] ==
-                   "delivered", "the recharge delivered", within=120)
+                   "delivered", "the recharge delivered", within=300)
         cashier.close()
         st.serve_down()  # the week without a head-end
         for mid in (north[7], north[0], south[3]):
