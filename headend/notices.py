@@ -203,14 +203,23 @@ def warn_disconnection(db, notifier, now, rows, reason="", actor=None, cal=None)
     return out
 
 
+def _meters_in(db, column, chunk):
+    """(SQL, params) of `column` being one of the meter ids `chunk`: one array parameter on
+    PostgreSQL (a statement of 500 placeholders cost psycopg more to parse on every call than
+    the database took to answer it), a list of placeholders on SQLite."""
+    if db.dialect == "postgresql":
+        return "%s = ANY(?)" % column, [list(chunk)]
+    return "%s IN (%s)" % (column, ", ".join("?" * len(chunk))), list(chunk)
+
+
 def _last_payments(db, mids):
     out = {}
     for i in range(0, len(mids), 500):
-        chunk = mids[i:i + 500]
+        cond, params = _meters_in(db, "p.meter_id", mids[i:i + 500])
         for mid, ref, paid_at, credit in db.all(
                 "SELECT p.meter_id, p.ref, p.paid_at, p.credit_rupees FROM payments p WHERE "
-                "p.meter_id IN (%s) AND p.paid_at = (SELECT max(q.paid_at) FROM payments q "
-                "WHERE q.meter_id = p.meter_id)" % ", ".join("?" * len(chunk)), chunk):
+                "%s AND p.paid_at = (SELECT max(q.paid_at) FROM payments q WHERE q.meter_id = "
+                "p.meter_id)" % cond, params):
             out[mid] = {"ref": ref, "paid_at": paid_at, "credit_paise": credit * 100}
     return out
 
@@ -222,11 +231,10 @@ def _policy_facts(db, mids, cal):
     facts = {m: {"payment": pays.get(m), "warnings": [], "warning_days": [], "state": None,
                  "warned_before_payment": False} for m in mids}
     for i in range(0, len(mids), 500):
-        chunk = mids[i:i + 500]
-        marks = ", ".join("?" * len(chunk))
+        cond, params = _meters_in(db, "meter_id", mids[i:i + 500])
         for mid, sent_at in db.all("SELECT meter_id, sent_at FROM notices WHERE kind=? AND "
-                                   "outcome=? AND meter_id IN (%s) ORDER BY sent_at" % marks,
-                                   [WARNING, SENT] + chunk):
+                                   "outcome=? AND %s ORDER BY sent_at" % cond,
+                                   [WARNING, SENT] + params):
             p = facts[mid]["payment"]
             if p is not None and sent_at < p["paid_at"]:
                 facts[mid]["warned_before_payment"] = True
@@ -235,8 +243,8 @@ def _policy_facts(db, mids, cal):
             d = _local_date(sent_at, cal)
             if d not in facts[mid]["warning_days"]:
                 facts[mid]["warning_days"].append(d)
-        for row in db.dicts("SELECT meter_id, %s FROM meter_state WHERE meter_id IN (%s)"
-                            % (", ".join(meter_state.FIELDS), marks), chunk):
+        for row in db.dicts("SELECT meter_id, %s FROM meter_state WHERE %s"
+                            % (", ".join(meter_state.FIELDS), cond), params):
             facts[row["meter_id"]]["state"] = row
     return facts
 
