@@ -104,9 +104,12 @@ def overview(db, now, late_s=LATE_S, online_s=ONLINE_S):
     if out["meter_state"]:
         out["online"] = db.scalar("SELECT count(*) FROM meter_state WHERE last_seen_at >= ?",
                                   (now - online_s,))
-        heard = db.scalar("SELECT count(*) FROM meter_state WHERE last_seen_at IS NOT NULL")
-        out["offline"] = heard - out["online"]
-        out["never"] = out["meters"] - heard
+        # meters ever heard only grows (a first contact): an aggregate, not a count of all
+        # 250,000 meter states per refresh (70-110 ms on PostgreSQL)
+        heard, _at = aggregate(db, "heard", lambda: db.scalar(
+            "SELECT count(*) FROM meter_state WHERE last_seen_at IS NOT NULL"))
+        out["offline"] = max(0, heard - out["online"])  # heard is up to a minute old
+        out["never"] = max(0, out["meters"] - heard)
         online, _at = aggregate(db, "online_per_feeder", lambda: dict(db.all(
             "SELECT m.feeder, count(*) FROM meter_state s %s meters m ON m.meter_id = s.meter_id "
             "WHERE s.last_seen_at >= ? GROUP BY m.feeder" % _join(db), (now - online_s,))))
