@@ -183,6 +183,8 @@ def pages(meters):
         ("recharges stuck, page 20", "/recharges?state=stuck&page=20"),
         ("meters", "/meters"), ("meters page 2000", "/meters?page=2000"),
         ("meters of a feeder", "/meters?feeder=F042"), ("meters id prefix", "/meters?q=BJ0012"),
+        ("meters offline", "/meters?heard=offline"),
+        ("meters online of a feeder", "/meters?feeder=F042&heard=online"),
         ("meter page", "/meters/%s" % some), ("meter page, no readings", "/meters/%s" % mid(7)),
         ("jobs", "/jobs"), ("job 50,000 steps", "/jobs/20"),
         ("job steps failed", "/jobs/20?state=failed"),

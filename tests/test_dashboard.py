@@ -15,6 +15,7 @@ from headend import (  # noqa: E402
     audit,
     jobs,
     keyring,
+    meter_state,
     notices,
     outbox,
     payments,
@@ -289,3 +290,23 @@ def test_text_colours_have_aa_contrast_on_their_backgrounds():
     # white text on the header and on buttons
     for bg in ("#12263f", colours["link"], colours["danger"]):
         assert (1.05) / (_luminance(bg) + 0.05) >= 4.5, bg
+
+
+def test_online_and_offline_numbers_link_to_their_meter_lists(site, db):
+    # meters 1-9 heard: 1-4 within the day (online), 5-9 two days ago (offline), 10+ never
+    with db.transaction():
+        meter_state.seen_many(db, [("BJ%08d" % i, NOW - (600 * i if i <= 4 else 2 * 86400 + i),
+                                    "test", None, None, None) for i in range(1, 10)])
+    c = login(site, "look")
+    over = c.get("/").text
+    assert 'href="/meters?heard=online"' in over and 'href="/meters?heard=offline"' in over
+    assert 'href="/meters?feeder=F1&amp;heard=online"' in over
+
+    def listed(path):
+        return re.findall(r'<a href="/meters/(BJ\d+)">', c.get(path).text)
+    assert listed("/meters?heard=online") == ["BJ%08d" % i for i in (1, 2, 3, 4)]  # latest first
+    assert listed("/meters?heard=offline") == ["BJ%08d" % i for i in (9, 8, 7, 6, 5)]
+    assert listed("/meters?feeder=F1&heard=online") == ["BJ00000001", "BJ00000004"]
+    assert listed("/meters?feeder=F2&heard=offline") == ["BJ00000005", "BJ00000008"]
+    assert "Last heard" in c.get("/meters?heard=offline").text
+    assert c.get("/meters?heard=sometimes").status_code == 400

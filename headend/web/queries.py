@@ -233,19 +233,40 @@ def receipt(db, ref):
 
 
 # ---- meters --------------------------------------------------------------------------------
-def meters(db, q="", feeder=None, page=1, size=50):
-    """A page of the registry by meter id: ids starting with `q`, of one feeder."""
+HEARD = ("online", "offline")
+
+
+def meters(db, q="", feeder=None, page=1, size=50, heard=None, now=None, online_s=ONLINE_S):
+    """A page of the registry by meter id: ids starting with `q`, of one feeder; with `heard`
+    ("online": heard from within `online_s` of `now`, "offline": heard before that, when the
+    head-end keeps meter state) only those, with when each was last heard -- of a feeder by
+    meter id, else the longest silent (offline) or the latest heard (online) first."""
     limit, offset, page = page_args(page, size)
     where, params = [], []
     if q:
-        where.append("meter_id >= ? AND meter_id < ?")
+        where.append("m.meter_id >= ? AND m.meter_id < ?")
         params += [q, q + "\uffff"]
     if feeder is not None:
-        where.append("feeder = ?")
+        where.append("m.feeder = ?")
         params.append(feeder)
-    rows = db.dicts("SELECT meter_id, feeder, segment, region, tariff, address FROM meters"
-                    + (" WHERE " + " AND ".join(where) if where else "")
-                    + " ORDER BY meter_id LIMIT ? OFFSET ?", params + [limit, offset])
+    cols = "m.meter_id, m.feeder, m.segment, m.region, m.tariff, m.address"
+    if heard is None:
+        sql = "SELECT %s FROM meters m" % cols
+        order = "m.meter_id"
+    else:
+        where.append("s.last_seen_at %s ?" % (">=" if heard == "online" else "<"))
+        params.append(now - online_s)
+        cols += ", s.last_seen_at, s.last_seen_via"
+        if feeder is not None:  # the feeder's meters by id, each one's state looked up
+            sql = "SELECT %s FROM meters m %s meter_state s ON s.meter_id = m.meter_id" % (
+                cols, _join(db))
+            order = "m.meter_id"
+        else:  # the time index of meter state, each row's meter looked up
+            sql = "SELECT %s FROM meter_state s %s meters m ON m.meter_id = s.meter_id" % (
+                cols, _join(db))
+            order = "s.last_seen_at%s, s.meter_id" % (" DESC" if heard == "online" else "")
+    rows = db.dicts(sql + (" WHERE " + " AND ".join(where) if where else "")
+                    + " ORDER BY " + order + " LIMIT ? OFFSET ?", params + [limit, offset])
     return Page(rows, page, size)
 
 

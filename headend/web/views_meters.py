@@ -31,15 +31,20 @@ def register(app, dash):
     """Add the meter and counter pages to `app`."""
 
     @app.get("/meters", include_in_schema=False)
-    def meter_list(request: Request, q: str = "", feeder: str | None = None, page: int = 1):
+    def meter_list(request: Request, q: str = "", feeder: str | None = None, page: int = 1,
+                   heard: str = ""):
         who = dash.user(request, EVERYONE)
         q = q.strip()
+        if heard and heard not in queries.HEARD:
+            raise PageError(400, "unknown filter heard=%r (online, offline)" % heard)
         with dash.pool.connection() as db:
-            if q and feeder is None and registry.get(db, q) is not None:
+            if q and feeder is None and not heard and registry.get(db, q) is not None:
                 return dash.redirect("/meters/%s" % q)
-            rows = queries.meters(db, q, feeder, page)
+            if heard and not queries.has_table(db, "meter_state"):
+                raise PageError(404, "this head-end does not keep meter state yet")
+            rows = queries.meters(db, q, feeder, page, heard=heard or None, now=dash.clock())
         return dash.render(request, "meters.html", who=who, rows=rows, q=q, feeder=feeder,
-                           nav="meters")
+                           heard=heard, online_h=queries.ONLINE_S // 3600, nav="meters")
 
     @app.get("/meters/{meter_id}", include_in_schema=False)
     def meter_page(request: Request, meter_id: str, page: int = 1, events: int = 1):
