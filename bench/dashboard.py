@@ -223,6 +223,52 @@ def measure(url, meters, runs):
     return out
 
 
+def _seeded(url, args, rng, backend):
+    db = dbmod.connect(url)
+    migrations.migrate(db)
+    took = seed(db, args.meters, args.events, rng)
+    counts = {t: db.scalar("SELECT count(*) FROM %s" % t)
+              for t in ("meters", "deliveries", "audit", "job_steps", "meter_readings")}
+    db.close()
+    print("%s: seeded in %.1f s: %s" % (backend, took, ", ".join(
+        "%s %s" % (k, format(v, ",")) for k, v in counts.items())), flush=True)
+
+
+def run_backend(backend, args, rng):
+    """Seed (or with --reuse reopen) one backend's database and time the pages on it (see
+    _timed); a PostgreSQL cluster of its own is started and always stopped again."""
+    if backend == "postgresql":
+        from tests.headend_db import PgCluster, _pg_bindir
+        cluster = PgCluster(_pg_bindir())
+        try:
+            url = cluster.new_database()
+            _seeded(url, args, rng, backend)
+            return _timed(url, args)
+        finally:
+            cluster.stop()
+    url = os.path.join(args.keep or tempfile.mkdtemp(prefix="bijli-dash-"),
+                       "dashboard-bench.sqlite")
+    if args.reuse and os.path.exists(url):
+        db = dbmod.connect(url)
+        migrations.migrate(db)
+        db.execute("ANALYZE")
+        db.close()
+        print("sqlite: reusing %s" % url, flush=True)
+    else:
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(url + suffix):
+                os.remove(url + suffix)
+        _seeded(url, args, rng, backend)
+    return _timed(url, args)
+
+
+def _timed(url, args):
+    """(page timings, (1-minute load average before, after)) of one database."""
+    load0 = os.getloadavg()[0]
+    out = measure(url, args.meters, args.runs)
+    return out, (load0, os.getloadavg()[0])
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--meters", type=int, default=250000)
@@ -236,42 +282,8 @@ def main():
     rng = random.Random(15)
     backends = ["sqlite", "postgresql"] if args.db == "both" else [args.db]
     results, loads = {}, {}
-    cluster = None
     for backend in backends:
-        if backend == "sqlite":
-            where = args.keep or tempfile.mkdtemp(prefix="bijli-dash-")
-            url = os.path.join(where, "dashboard-bench.sqlite")
-            if args.reuse and os.path.exists(url):
-                db = dbmod.connect(url)
-                migrations.migrate(db)
-                db.execute("ANALYZE")
-                db.close()
-                print("sqlite: reusing %s" % url, flush=True)
-                load0 = os.getloadavg()[0]
-                results[backend] = measure(url, args.meters, args.runs)
-                loads[backend] = (load0, os.getloadavg()[0])
-                continue
-            for suffix in ("", "-wal", "-shm"):
-                if os.path.exists(url + suffix):
-                    os.remove(url + suffix)
-        else:
-            from tests.headend_db import PgCluster, _pg_bindir
-            cluster = PgCluster(_pg_bindir())
-            url = cluster.new_database()
-        db = dbmod.connect(url)
-        migrations.migrate(db)
-        took = seed(db, args.meters, args.events, rng)
-        counts = {t: db.scalar("SELECT count(*) FROM %s" % t)
-                  for t in ("meters", "deliveries", "audit", "job_steps", "meter_readings")}
-        db.close()
-        print("%s: seeded in %.1f s: %s" % (backend, took, ", ".join(
-            "%s %s" % (k, format(v, ",")) for k, v in counts.items())), flush=True)
-        load0 = os.getloadavg()[0]
-        results[backend] = measure(url, args.meters, args.runs)
-        loads[backend] = (load0, os.getloadavg()[0])
-        if cluster is not None:
-            cluster.stop()
-            cluster = None
+        results[backend], loads[backend] = run_backend(backend, args, rng)
     print()
     head = "%-32s" % "page: median / max / first (ms)" + "".join("%24s" % b for b in backends)
     print(head)
