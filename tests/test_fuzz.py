@@ -169,3 +169,15 @@ def test_the_live_display_shows_coverage_of_apdu_types_by_objects():
     console.print(_progress_table(session))
     text = console.export_text()
     assert "coverage: APDU types x objects" in text and "GET selective" in text
+
+
+def test_the_optional_atheris_bench_fuzzes_the_decoders_without_a_crash():
+    """The optional extra (pip install -e '.[fuzz]'): where atheris installs, the coverage-
+    guided bench runs the host and firmware decoders; any crash would exit non-zero."""
+    pytest.importorskip("atheris", reason="the optional fuzz extra (atheris) is not installed")
+    bench = os.path.join(os.path.dirname(os.path.dirname(__file__)), "bench",
+                         "atheris_decoders.py")
+    run = subprocess.run([sys.executable, bench, "-runs=500", "-seed=1"], capture_output=True,
+                         text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "Done 500 runs" in run.stderr
