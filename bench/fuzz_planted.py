@@ -1,10 +1,10 @@
 """Time for `bijli fuzz` to find and shrink the planted defect (tests/fuzz_defects.py) from a
 fixed seed: the issue's "finds and shrinks within 60 s" evidence, as a measurement.
 
-    python bench/fuzz_planted.py [--runs 3] [--seed 1] [--max-cases 400] [--json]
+    python bench/fuzz_planted.py [--runs 3] [--seed 1] [--max-cases 600] [--json]
 
 Each run fuzzes a fresh `emulator-fuzz-defect` meter as tests/test_fuzz.py does (seed 1, the
-rule set without the power step, at most 400 cases, stop at the first finding) and takes:
+rule set without the power step, at most 600 cases, stop at the first finding) and takes:
 time to find (the first case that broke an oracle), time to shrink (from there to the
 reproducer saved) and the total, in wall-clock seconds and in this process's CPU seconds
 (what the search costs whatever the neighbours do). Prints each run and the median of the
@@ -51,7 +51,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--max-cases", type=int, default=400)
+    ap.add_argument("--max-cases", type=int, default=600)
     ap.add_argument("--json", action="store_true", help="print the result as JSON")
     args = ap.parse_args(argv)
     runs = []
