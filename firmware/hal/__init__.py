@@ -43,6 +43,8 @@ hal.wdt (optional)
 
 hal.uart (board, optional)
     any() / read(n) / write(data)   the serial port for local services (firmware/main.py).
+    wait(ms) -> bool (optional)     block until input is waiting or ms ran out (the main
+                                    loop's idle); without it main.py polls any() every 5 ms.
 
 hal.random_bytes(n) (optional)
     n random bytes for DLMS challenges; without it firmware/main.py uses os.urandom.
