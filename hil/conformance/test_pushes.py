@@ -1,5 +1,5 @@
-"""Pushes (push setup 0.4.25.9.0.255, data-notifications over TCP): relay and tamper alerts
-reach the head-end's listener, carrying the meter's id."""
+"""Pushes (push setup 0.4.25.9.0.255, data-notifications over TCP): relay, tamper and
+low-credit alerts reach the head-end's listener, carrying the meter's id."""
 import pytest
 
 from firmware import event_codes as ec
@@ -31,3 +31,25 @@ def test_a_cover_opening_is_pushed(target, pushes, meter):
                     what="the cover-open alert")
     finally:
         target.set_tamper(cover=False)
+
+
+@pytest.mark.bijli_needs("fast_clock", "load_control")
+def test_low_credit_is_pushed_when_the_balance_crosses_30_percent(target, pushes, meter, clock,
+                                                                  vend):
+    """A recharge of Rs 10 after a cleared balance: the load draws it below Rs 3 (30 % of the
+    last recharge), and the LOW_CREDIT alert is pushed."""
+    assert meter.enter_token(vend(None, "clear-credit")).name == "accept"
+    assert meter.enter_token(vend(10)).name == "accept"
+    n = len(pushes.notifications)
+    target.set_load(3000)
+    try:
+        for _ in range(48):  # at most 4 h of 3 kW, in 5-minute steps
+            clock.advance(300)
+            if meter.balance() <= 300:
+                break
+        assert meter.balance() <= 300
+        pushes.wait(lambda p: ec.LOW_CREDIT in {x.event_code for x in p[n:]},
+                    what="the low-credit alert")
+    finally:
+        target.set_load(0)
+        assert meter.enter_token(vend(max(0, -meter.balance() // 100) + 500)).name == "accept"
