@@ -7,7 +7,7 @@ passes the settings and the provisioning to the entry point over the raw REPL
 - UART: the board's serial port, which is also the REPL's (QEMU exposes it as a pty or TCP):
   Ctrl-C is turned off so that HDLC frames may carry 0x03. Its `wait(ms)` (the main loop's
   idle) asks the port every millisecond and sleeps in between with the CPU's WFI, so the
-  loop answers a request at once and QEMU idles instead of spinning a host core.
+  loop answers a request within a millisecond (the SysTick interrupt ends each WFI).
 - NVM: `nvm_size` bytes of the board's SSRAM at 0x21000000, outside the GC heap like a board's
   flash; erased (0xFF) on the first boot, kept over soft resets.
 - Clock: no RTC (firmware.hal.virtual.SoftClock, counted on the ticks). A new meter's clock
