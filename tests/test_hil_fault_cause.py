@@ -94,16 +94,14 @@ def test_a_setter_that_raises_is_told_to_the_association_fault():
     def boom(*args):
         raise RuntimeError("set failed")
 
-    for a in clock.attrs:
-        if a.id == 2:
-            a_set, a.set = a.set, boom
+    from firmware.cosem import base
+    attrs = clock.attrs
+    clock.attrs = tuple(base.Attr(a.id, a.type, a.read, a.write, a.get, boom, a.selectors)
+                        if a.id == 2 else a for a in attrs)
     try:
-        from firmware.cosem import base
         assert clock.set(2, (9, b"\x00" * 12), Assoc) == base.OTHER_REASON
     finally:
-        for a in clock.attrs:
-            if a.id == 2:
-                a.set = a_set
+        clock.attrs = attrs
     assert guard.counts == {"COSEM set": 1}, guard.counts
 
 
