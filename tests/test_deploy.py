@@ -43,8 +43,9 @@ def test_stage_mpy_compiles_every_firmware_file(tmp_path):
 
 
 # issue 9: what a board stores as .mpy (every firmware module, main.py included). The goal is
-# 96 KiB; this ceiling holds what was reached (149.1 KiB, down from 158.9 KiB) against growth
-MPY_TOTAL_CEILING = 155 * 1024
+# 96 KiB; this ceiling holds what was reached (151.5 KiB staged, down from 158.9 KiB) against
+# growth, with 1.5 KiB of room
+MPY_TOTAL_CEILING = 153 * 1024
 
 
 def test_mpy_total_stays_under_its_ceiling(tmp_path):
