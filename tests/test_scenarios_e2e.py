@@ -1,4 +1,4 @@
-"""The field scenarios S1-S5 (/work/shared/SCENARIOS.md, docs/scenarios.md) end to end: an
+"""The field scenarios S1-S5 (docs/scenarios.md) end to end: an
 emulated fleet (`fleet.core.Fleet`, the real firmware in every meter, served over real sockets
 on 127.0.0.1 behind its data concentrator) and the head-end driven only through the `bijli`
 command and its HTTP API (`bijli headend serve` as a subprocess, stopped for an outage).
