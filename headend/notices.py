@@ -30,7 +30,7 @@ sent / failed / no_contact, error, attempts, who, when) and an audit row (action
 import datetime
 import json
 
-from headend import audit, controls, meter_state
+from headend import audit, controls
 from headend.notifiers import NoRecipient, NotifyError
 
 WARNING, LOW_CREDIT = "disconnect_warning", "low_credit"
@@ -224,6 +224,11 @@ def _last_payments(db, mids):
     return out
 
 
+# the meter_state fields the policy reads (not all of meter_state.FIELDS: a preview reads them
+# for every meter of a feeder)
+_POLICY_STATE = ("balance_paise", "balance_at", "zero_at", "suspended", "suspended_at")
+
+
 def _policy_facts(db, mids, cal):
     """Per meter: last payment, warnings sent since it (times and local days), whether one was
     sent before it, meter state: a few queries per 500 meters, never one per meter."""
@@ -244,7 +249,7 @@ def _policy_facts(db, mids, cal):
             if d not in facts[mid]["warning_days"]:
                 facts[mid]["warning_days"].append(d)
         for row in db.dicts("SELECT meter_id, %s FROM meter_state WHERE %s"
-                            % (", ".join(meter_state.FIELDS), cond), params):
+                            % (", ".join(_POLICY_STATE), cond), params):
             facts[row["meter_id"]]["state"] = row
     return facts
 
@@ -260,6 +265,7 @@ def disconnect_policy(db, rows, at, cal=None, pol=None):
     pol = pol or policy(db)
     facts = _policy_facts(db, [r["meter_id"] for r in rows], cal)
     out, allowed = [], {}
+    at_verdict = cal.verdict(at)  # the calendar's word on `at`: the same for every meter
     for r in rows:
         f = facts[r["meter_id"]]
         st = f["state"] or {}
@@ -292,7 +298,7 @@ def disconnect_policy(db, rows, at, cal=None, pol=None):
             reason = "in grace until %s (balance reached zero %s)" % (
                 _when(grace_end, cal), _when(st["zero_at"], cal))
         else:
-            reason = cal.verdict(at)
+            reason = at_verdict
             blocked_by = "calendar" if reason else None
         earliest = None
         if not st.get("suspended") and complete_at is not None:

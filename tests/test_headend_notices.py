@@ -353,3 +353,35 @@ def test_the_low_credit_scan_is_one_batch_not_a_transaction_per_meter(db):
     assert len(commits) <= 3, len(commits)
     assert notices.scan_low_credit(db, n, MON_9 + 20) == []
     assert len(n.sent) == 50
+
+
+def test_the_policy_checks_the_calendar_a_few_times_a_meter_not_a_minute_at_a_time(db):
+    """A Saturday-evening preview of 20 warned meters, ten of them in grace until distinct
+    instants: every cut is found (Monday 08:00, the grace ends falling on the Sunday off) with
+    a few calendar checks a meter. It took one a minute up to Monday morning for each meter in
+    grace (~1,500 each) and one more on `at` for every other meter."""
+    registry.upsert(db, [registry._row({"meter_id": "BJ000053%02d" % i, "address": "",
+                                        "feeder": "F8", "contact": "+91"}, "t")
+                         for i in range(20)])
+    rows = jobs.select_meters(db, where="feeder=F8")
+    for d in range(3):
+        notices.warn_disconnection(db, Recorder(), MON_9 + d * DAY, rows)
+    sat_10, sat_19 = MON_9 + 5 * DAY + 3600, MON_9 + 5 * DAY + 10 * 3600
+    for i, r in enumerate(rows[:10]):
+        meter_state.observe(db, r["meter_id"], sat_10 + 60 * i, "push", balance_paise=-1)
+
+    class Counting(DisconnectCalendar):
+        calls, at_sat_19 = 0, 0
+
+        def verdict(self, t):
+            self.calls += 1
+            self.at_sat_19 += t == sat_19
+            return super().verdict(t)
+
+    cal = Counting()
+    pre = jobs.preview(db, "disconnect", where="feeder=F8", at=sat_19, cal=cal)
+    monday_8 = datetime.datetime(2026, 6, 15, 8, 0, tzinfo=IST).timestamp()
+    assert [p["blocked_by"] for p in pre] == ["grace"] * 10 + ["calendar"] * 10
+    assert {p["cut_at"] for p in pre} == {monday_8}
+    assert cal.calls <= 4 * len(pre), cal.calls
+    assert cal.at_sat_19 <= 2  # the verdict on `at` itself once, and its next allowed instant
