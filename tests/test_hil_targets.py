@@ -328,3 +328,20 @@ def test_the_guard_fault_lines_are_read_from_a_console_with_frames_between_them(
                           "MemoryError: memory allocation failed, allocating 2870 bytes"]
     assert Target(workdir=str(tmp_path)).faults() == []
     assert console_text(str(tmp_path / "none.log")) == ""
+
+
+def test_a_target_keeps_its_temporary_files_in_ram_where_there_is_a_ram_file_system(
+        tmp_path, monkeypatch):
+    """The emulated meter saves its counters before every ciphered answer (a rename): on a
+    disk file system each waits for the data to be written out, a fuzz run's main cost."""
+    from hil.targets import base
+    from hil.targets.emulator import EmulatorTarget
+
+    ram = tmp_path / "ram"
+    ram.mkdir()
+    monkeypatch.setattr(base, "RAM_DIR", str(ram))
+    t = EmulatorTarget()
+    assert os.path.dirname(t.workdir) == str(ram)
+    monkeypatch.setattr(base, "RAM_DIR", str(tmp_path / "none"))  # no RAM file system
+    assert base.scratch_parent() is None
+    assert os.path.isdir(EmulatorTarget().workdir)
