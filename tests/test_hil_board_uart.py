@@ -2,6 +2,7 @@
 which UART and pins, from /bijli_board.json over the ESP32 DevKit defaults (firmware/main.py
 DEFAULT_PINS, firmware/hal/board.py board_uart). UART 1 on an ESP32's own pins would be the
 module's flash pins (GPIO9/10); the default is UART 2 on TX GPIO17 / RX GPIO16."""
+import importlib
 import sys
 
 
@@ -17,10 +18,15 @@ class _Machine:
 
 
 def _board_uart(monkeypatch, pins):
+    from firmware import hal, main
+
     monkeypatch.setitem(sys.modules, "machine", _Machine)
+    # a board HAL another test imported (over its own fake machine) is the package's attribute
+    # too, and `from firmware.hal import board` would take that one: import afresh, undo after
     monkeypatch.delitem(sys.modules, "firmware.hal.board", raising=False)
-    from firmware import main
-    from firmware.hal import board
+    if hasattr(hal, "board"):
+        monkeypatch.delattr(hal, "board")
+    board = importlib.import_module("firmware.hal.board")
 
     _Uart.made.clear()
     uart = board.board_uart(main._read_pins(pins))
