@@ -63,7 +63,7 @@ def test_a_defect_seen_again_is_counted_not_saved_again(monkeypatch, tmp_path):
                                                                         assoc))
     with EmulatorTarget() as t:
         report = FuzzSession(t, seed=1, max_examples=90, out=str(tmp_path), power_steps=False,
-                             shrink_s=10).run()
+                             shrink_s=0).run()
     symptoms = [f["symptom"] for f in report["findings"]]
     assert "selective access ignored: an attribute without selective access answered with " \
         "data" in symptoms, symptoms

@@ -148,9 +148,12 @@ def test_s2_reconnected_on_payment_with_the_head_end_down_and_up(tmp_path):
         assert -1 < closed[-1][0] - paid_at < 2 * HOUR
         print("S2: payment -> relay closed %.0f s (meter's event time)"
               % (closed[-1][0] - paid_at))
-        acts = op.get("/audit", params={"meter": cut_remotely}).json()
-        assert [a["reason"] for a in acts["audit"] if a["action"] == "reconnect"] == [
-            "paid S2-UP"]
+        # the worker records the session's outcome after the meter acted: wait for the audit
+        def reconnects():
+            acts = op.get("/audit", params={"meter": cut_remotely}).json()
+            return [a["reason"] for a in acts["audit"] if a["action"] == "reconnect"]
+        wait_until(reconnects, "the reconnect audited", within=300, every=0.2)
+        assert reconnects() == ["paid S2-UP"]
         slow = st.cli_json("audit", "--recharges-over", "2")
         assert not slow, slow
         op.close()
