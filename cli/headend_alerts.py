@@ -7,7 +7,7 @@
 import click
 
 from cli.headend_common import db_option
-from cli.headend_jobs import _echo_json, _json_option, _local, _parse_time, _run, _table, _tz
+from cli.headend_jobs import _echo_json, _json_option, _local, _rows_since, _run, _table, _tz
 from headend import health, push_listener, readings
 from headend.clock import now as headend_now
 
@@ -21,11 +21,7 @@ from headend.clock import now as headend_now
 @db_option
 def alerts_cmd(meter_id, kind, since, limit, as_json, db_url):
     """Alerts raised by the meters' pushes (tamper, load limit, unknown meters), newest first."""
-    def go(db):
-        tz = _tz(db)
-        t0 = _parse_time(since, tz, "--since") if since else None
-        return push_listener.list_alerts(db, meter_id, kind, t0, limit), tz
-    rows, tz = _run(db_url, go)
+    rows, tz = _rows_since(db_url, since, lambda db, t0: push_listener.list_alerts(db, meter_id, kind, t0, limit))
     if as_json:
         _echo_json(rows)
         return
@@ -78,11 +74,7 @@ def health_cmd(feeder, window_h, as_json, db_url):
 def readings_cmd(meter_id, profile, since, limit, as_json, db_url):
     """A meter's own profile as the last `read` job stored it: per period the energy, the
     charge and the closing balance (anyone can check charge = energy x tariff)."""
-    def go(db):
-        tz = _tz(db)
-        t0 = _parse_time(since, tz, "--since") if since else None
-        return readings.series(db, meter_id, profile, t0, limit), tz
-    rows, tz = _run(db_url, go)
+    rows, tz = _rows_since(db_url, since, lambda db, t0: readings.series(db, meter_id, profile, t0, limit))
     if as_json:
         _echo_json(rows)
         return

@@ -69,6 +69,14 @@ def _parse_time(text, tz, what):
         raise click.BadParameter(str(e), param_hint=what) from None
 
 
+def _rows_since(db_url, since, fetch):
+    """(fetch(db, t0), tz) for a list command: t0 is `--since` read in the head-end's zone."""
+    def go(db):
+        tz = _tz(db)
+        return fetch(db, _parse_time(since, tz, "--since") if since else None), tz
+    return _run(db_url, go)
+
+
 def _table(title, columns, rows):
     from rich.console import Console
     from rich.table import Table

@@ -19,6 +19,7 @@ from cli.headend_jobs import (
     _json_option,
     _local,
     _parse_time,
+    _rows_since,
     _run,
     _table,
     _tz,
@@ -103,11 +104,8 @@ def notices_group(ctx, as_json):
 @db_option
 def list_cmd(meter_id=None, kind=None, since=None, limit=200, as_json=False, db_url=None):
     """The notices sent (or tried), newest first: who, what, when, channel, outcome."""
-    def go(db):
-        tz = _tz(db)
-        t0 = _parse_time(since, tz, "--since") if since else None
-        return notices.list_notices(db, meter_id, KINDS.get(kind), t0, limit=limit), tz
-    rows, tz = _run(db_url, go)
+    rows, tz = _rows_since(db_url, since, lambda db, t0: notices.list_notices(
+        db, meter_id, KINDS.get(kind), t0, limit=limit))
     if as_json:
         _echo_json(rows)
         return
